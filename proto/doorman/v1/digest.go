@@ -1,0 +1,82 @@
+package doormanv1
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"hash/fnv"
+
+	"google.golang.org/protobuf/proto"
+)
+
+// Buckets is how many buckets a view's keys are spread over for resume: an
+// agent reports one digest per bucket, and the control plane re-sends only
+// the buckets whose digest differs from its own.
+const Buckets = 1024
+
+// NodeKey is the key of the Node entry in every view.
+const NodeKey = "node"
+
+// Bucket returns the bucket a key belongs to.
+func Bucket(key string) uint32 {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(key))
+	return h.Sum32() % Buckets
+}
+
+// ValueDigest is the digest of an entry's value: the first 8 bytes of the
+// SHA-256 of its deterministic encoding. The control plane computes it once
+// per distinct value and sends it inside the Entry.
+func ValueDigest(m proto.Message) (uint64, error) {
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+	if err != nil {
+		return 0, err
+	}
+	sum := sha256.Sum256(b)
+	return binary.BigEndian.Uint64(sum[:8]), nil
+}
+
+// entryHash mixes a key with its value digest, so that the same value under
+// two keys, or two values under one key, hash apart.
+func entryHash(key string, digest uint64) uint64 {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(key))
+	x := h.Sum64() ^ digest
+	// splitmix64 finaliser: spreads the bits of the XOR.
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return x
+}
+
+// Digests keeps a view's bucket digests and view digest up to date in O(1)
+// per entry: each is the XOR of the hashes of the entries it covers, so an
+// entry is added and removed by the same operation, in any order.
+// The zero value is an empty view.
+type Digests struct {
+	buckets [Buckets]uint64
+	view    uint64
+}
+
+// Toggle adds the entry (key, digest) when it is absent and removes it when
+// it is present.
+func (d *Digests) Toggle(key string, digest uint64) {
+	h := entryHash(key, digest)
+	d.buckets[Bucket(key)] ^= h
+	d.view ^= h
+}
+
+// View is the digest of the whole view.
+func (d *Digests) View() uint64 { return d.view }
+
+// Bucket is the digest of one bucket.
+func (d *Digests) Bucket(i uint32) uint64 { return d.buckets[i] }
+
+// BucketList returns all bucket digests, in bucket order, as Holding carries
+// them.
+func (d *Digests) BucketList() []uint64 {
+	out := make([]uint64, Buckets)
+	copy(out, d.buckets[:])
+	return out
+}
