@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs what doorman's tests need on a fresh Debian machine: the few
+# Debian packages (when missing) and the Go modules. Idempotent and quiet
+# when everything is there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v make >/dev/null 2>&1 || need+=(make)
+command -v git >/dev/null 2>&1 || need+=(git)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "deps: installing ${need[*]} with apt-get"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+go mod download
+(cd tools && go mod download)
