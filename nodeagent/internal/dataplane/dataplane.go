@@ -1,0 +1,283 @@
+package dataplane
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/google/nftables"
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/doorman-proxy/doorman/nodeagent/internal/render"
+	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
+)
+
+// Options configure a Dataplane.
+type Options struct {
+	// NetNSPath is the network namespace to program: "" for the current
+	// one, else a path such as /run/netns/node1.
+	NetNSPath string
+}
+
+// Change moves one view entry from Old to New.
+type Change struct {
+	Key string
+	Old *doormanv1.Entry // nil when the key is new
+	New *doormanv1.Entry // nil when the key is removed
+}
+
+// Stats describe one call's kernel work.
+type Stats struct {
+	// Ops counts kernel objects added, deleted or replaced (tables, sets,
+	// chains, chain flushes, rules, elements).
+	Ops int
+}
+
+// ErrNotSynced is returned by Apply before a successful Sync: Apply needs to
+// know what the kernel holds.
+var ErrNotSynced = errors.New("dataplane not synced")
+
+// InvalidEntriesError is returned by Sync when it left entries out (every
+// other entry is programmed). Entries maps each key to its reason.
+type InvalidEntriesError struct {
+	Entries map[string]error
+}
+
+func (e *InvalidEntriesError) Error() string {
+	keys := make([]string, 0, len(e.Entries))
+	for k := range e.Entries {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	msgs := make([]string, len(keys))
+	for i, k := range keys {
+		msgs[i] = e.Entries[k].Error()
+	}
+	return fmt.Sprintf("%d entries not programmed: %s", len(keys), strings.Join(msgs, "; "))
+}
+
+// Dataplane programs doorman's nftables table in one network namespace.
+type Dataplane struct {
+	log   hclog.Logger
+	conn  *nftables.Conn
+	netns *os.File
+	table *nftables.Table
+	sets  map[string]*nftables.Set // the layout's sets, for element messages
+
+	mu sync.Mutex
+	// Learnt by Sync, kept by Apply:
+	synced  bool
+	chains  map[string]bool // per-K chains present in the kernel
+	owners  map[string]int  // owner counts of shared elements
+	invalid map[string]bool // entries Sync left out (they own nothing)
+}
+
+// Open connects to nftables in the network namespace of opts.
+func Open(log hclog.Logger, opts Options) (*Dataplane, error) {
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	d := &Dataplane{log: log.Named("dataplane")}
+	connOpts := []nftables.ConnOption{nftables.AsLasting(), nftables.WithSockOptions(enlargeBuffers)}
+	if opts.NetNSPath != "" {
+		f, err := os.Open(opts.NetNSPath)
+		if err != nil {
+			return nil, fmt.Errorf("open network namespace: %w", err)
+		}
+		d.netns = f
+		connOpts = append(connOpts, nftables.WithNetNSFd(int(f.Fd())))
+	}
+	conn, err := nftables.New(connOpts...)
+	if err != nil {
+		if d.netns != nil {
+			_ = d.netns.Close()
+		}
+		return nil, fmt.Errorf("open nftables connection: %w", err)
+	}
+	d.conn = conn
+	d.table = &nftables.Table{Name: render.TableName, Family: nftables.TableFamilyINet}
+	d.sets = make(map[string]*nftables.Set)
+	for _, s := range render.Sets() {
+		d.sets[s.Name] = nftSet(d.table, s)
+	}
+	return d, nil
+}
+
+// Close releases the netlink socket. The kernel keeps the table.
+func (d *Dataplane) Close() error {
+	err := d.conn.CloseLasting()
+	if d.netns != nil {
+		err = errors.Join(err, d.netns.Close())
+	}
+	return err
+}
+
+// batch queues the messages of one transaction and counts their objects.
+type batch struct {
+	d   *Dataplane
+	ops int
+	err error
+}
+
+func (b *batch) addChain(c render.Chain) {
+	nc := b.d.conn.AddChain(nftChain(b.d.table, c))
+	b.ops++
+	b.addRules(nc, c.Rules)
+}
+
+func (b *batch) addRules(nc *nftables.Chain, rules []render.Rule) {
+	for _, r := range rules {
+		b.d.conn.AddRule(&nftables.Rule{Table: b.d.table, Chain: nc, Exprs: r.Exprs, UserData: ruleComment(r.Text)})
+		b.ops++
+	}
+}
+
+// elements queues element adds (or deletes) grouped by set, each message
+// below maxElementBytes.
+func (b *batch) elements(es []render.Element, del bool) {
+	bySet := map[string][]render.Element{}
+	var order []string
+	for _, e := range es {
+		if _, ok := bySet[e.Set]; !ok {
+			order = append(order, e.Set)
+		}
+		bySet[e.Set] = append(bySet[e.Set], e)
+	}
+	for _, name := range order {
+		set, ok := b.d.sets[name]
+		if !ok {
+			b.fail(fmt.Errorf("element of unknown set %q", name))
+			return
+		}
+		list := bySet[name]
+		for len(list) > 0 {
+			n, size := 0, 0
+			for n < len(list) && size+elementSize(list[n]) <= maxElementBytes {
+				size += elementSize(list[n])
+				n++
+			}
+			chunk := toSetElements(list[:n])
+			var err error
+			if del {
+				err = b.d.conn.SetDeleteElements(set, chunk)
+			} else {
+				err = b.d.conn.SetAddElements(set, chunk)
+			}
+			if err != nil {
+				b.fail(fmt.Errorf("set %s: %w", name, err))
+				return
+			}
+			b.ops += n
+			list = list[n:]
+		}
+	}
+}
+
+func (b *batch) fail(err error) {
+	if b.err == nil {
+		b.err = err
+	}
+}
+
+// flush commits the transaction.
+func (b *batch) flush() error {
+	if b.err != nil {
+		return b.err
+	}
+	if b.ops == 0 {
+		return nil
+	}
+	return b.d.conn.Flush()
+}
+
+// Apply moves the kernel from each change's Old to its New in one
+// transaction, touching only the elements those entries own (and adding a
+// per-K chain the first time a Service has K endpoints). On error nothing
+// changed in the kernel; the caller falls back to Sync.
+func (d *Dataplane) Apply(changes []Change) (Stats, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.synced {
+		return Stats{}, ErrNotSynced
+	}
+	var dels, adds []render.Element
+	delta := map[string]int{} // pending owner count changes of shared elements
+	newChains := map[string]bool{}
+	var newChainOrder []string
+	becameValid := []string{}
+	for _, c := range changes {
+		old := c.Old
+		if d.invalid[c.Key] {
+			old = nil // Sync left it out: it owns nothing
+		}
+		oldObjs, err := render.Entry(old)
+		if err != nil {
+			return Stats{}, fmt.Errorf("apply: old value of %w", err)
+		}
+		newObjs, err := render.Entry(c.New)
+		if err != nil {
+			return Stats{}, fmt.Errorf("apply: %w", err)
+		}
+		if d.invalid[c.Key] {
+			becameValid = append(becameValid, c.Key)
+		}
+		del, add := render.Diff(oldObjs, newObjs)
+		for _, e := range del {
+			if !e.Shared {
+				dels = append(dels, e)
+				continue
+			}
+			id := e.ID()
+			if d.owners[id]+delta[id] == 1 {
+				dels = append(dels, e)
+			}
+			delta[id]--
+		}
+		for _, e := range add {
+			if !e.Shared {
+				adds = append(adds, e)
+				continue
+			}
+			id := e.ID()
+			if d.owners[id]+delta[id] == 0 {
+				adds = append(adds, e)
+			}
+			delta[id]++
+		}
+		for _, name := range newObjs.Chains {
+			if !d.chains[name] && !newChains[name] {
+				newChains[name] = true
+				newChainOrder = append(newChainOrder, name)
+			}
+		}
+	}
+
+	b := &batch{d: d}
+	for _, name := range newChainOrder {
+		c, _ := render.EndpointChain(name)
+		b.addChain(c)
+	}
+	b.elements(dels, true)
+	b.elements(adds, false)
+	if err := b.flush(); err != nil {
+		return Stats{}, fmt.Errorf("apply %d changes: %w", len(changes), err)
+	}
+	for id, n := range delta {
+		if v := d.owners[id] + n; v > 0 {
+			d.owners[id] = v
+		} else {
+			delete(d.owners, id)
+		}
+	}
+	for name := range newChains {
+		d.chains[name] = true
+	}
+	for _, k := range becameValid {
+		delete(d.invalid, k)
+	}
+	d.log.Debug("applied", "changes", len(changes), "ops", b.ops)
+	return Stats{Ops: b.ops}, nil
+}

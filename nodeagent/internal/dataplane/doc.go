@@ -1,0 +1,25 @@
+// Package dataplane is the thin kernel shell of the node agent: it takes
+// the objects package render computes and programs them into the kernel
+// through github.com/google/nftables, one netlink transaction per call.
+//
+//   - Sync reads doorman's table once (chains, rules, sets, elements),
+//     compares it with the rendered view and sends only the differences; a
+//     table that is right costs 0 ops. A table whose skeleton has another
+//     shape (a set of another type, a base chain on another hook) is replaced
+//     whole, atomically. Per-K chains no longer used are retired afterwards
+//     in a best-effort transaction that tolerates EBUSY.
+//   - Apply renders only the changed entries, diffs each entry's old and new
+//     elements, and sends those deletes and adds (a changed map element is a
+//     delete plus an add in the same transaction), plus a per-K chain the
+//     first time K is used. Its cost does not depend on the table's size.
+//   - Inspect reads the table back as nft text for the agent's Inspect
+//     service.
+//
+// Rules carry their nft text as the rule comment; Sync recognises its rules
+// by that text. Element messages are split below 64 KiB (16-bit netlink
+// attribute lengths) and the socket buffers are enlarged for large batches.
+//
+// dataplane owns nothing but the table inet doorman; it never lists or
+// changes other tables. It must not import gRPC, bbolt or the agent's
+// state; it imports render, the wire types and hclog.
+package dataplane

@@ -1,0 +1,261 @@
+package dataplane
+
+import (
+	"fmt"
+
+	"github.com/google/nftables"
+
+	"github.com/doorman-proxy/doorman/nodeagent/internal/render"
+	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
+)
+
+// kernelTable is doorman's table as read from the kernel.
+type kernelTable struct {
+	chains   map[string]*nftables.Chain
+	rules    map[string][]*nftables.Rule
+	sets     map[string]*nftables.Set
+	elements map[string]map[string]render.Element // set → element ID → element
+}
+
+// read reads doorman's table once: chains with their rules, sets with their
+// elements. It returns nil when the table does not exist.
+func (d *Dataplane) read(withElements bool) (*kernelTable, error) {
+	tables, err := d.conn.ListTablesOfFamily(nftables.TableFamilyINet)
+	if err != nil {
+		return nil, fmt.Errorf("list tables: %w", err)
+	}
+	found := false
+	for _, t := range tables {
+		if t.Name == render.TableName {
+			found = true
+		}
+	}
+	if !found {
+		return nil, nil
+	}
+	kt := &kernelTable{
+		chains:   map[string]*nftables.Chain{},
+		rules:    map[string][]*nftables.Rule{},
+		sets:     map[string]*nftables.Set{},
+		elements: map[string]map[string]render.Element{},
+	}
+	chains, err := d.conn.ListChainsOfTableFamily(nftables.TableFamilyINet)
+	if err != nil {
+		return nil, fmt.Errorf("list chains: %w", err)
+	}
+	for _, c := range chains {
+		if c.Table == nil || c.Table.Name != render.TableName {
+			continue
+		}
+		kt.chains[c.Name] = c
+		rules, err := d.conn.GetRules(d.table, c)
+		if err != nil {
+			return nil, fmt.Errorf("list rules of chain %s: %w", c.Name, err)
+		}
+		kt.rules[c.Name] = rules
+	}
+	sets, err := d.conn.GetSets(d.table)
+	if err != nil {
+		return nil, fmt.Errorf("list sets: %w", err)
+	}
+	for _, s := range sets {
+		kt.sets[s.Name] = s
+		want, known := render.SetByName(s.Name)
+		if !withElements || !known {
+			continue
+		}
+		raw, err := d.conn.GetSetElements(s)
+		if err != nil {
+			return nil, fmt.Errorf("list elements of %s: %w", s.Name, err)
+		}
+		m := make(map[string]render.Element, len(raw))
+		for _, r := range raw {
+			e, err := elementFromKernel(want, r)
+			if err != nil {
+				return nil, err
+			}
+			m[e.ID()] = e
+		}
+		kt.elements[s.Name] = m
+	}
+	return kt, nil
+}
+
+// needsRebuild reports whether the table's skeleton is of another shape
+// than the layout (a set or base chain of another type, or a set the layout
+// does not have): such a table is replaced whole, in the same transaction.
+func needsRebuild(kt *kernelTable, want *render.Table) (bool, string) {
+	wantSets := map[string]bool{}
+	for _, s := range want.Sets {
+		wantSets[s.Name] = true
+		if k, ok := kt.sets[s.Name]; ok && !setShapeMatches(k, s) {
+			return true, "set " + s.Name + " has another type"
+		}
+	}
+	for name := range kt.sets {
+		if !wantSets[name] {
+			return true, "unknown set " + name
+		}
+	}
+	for _, c := range want.Chains {
+		if k, ok := kt.chains[c.Name]; ok && !chainHookMatches(k, c) {
+			return true, "chain " + c.Name + " has another hook"
+		}
+	}
+	return false, ""
+}
+
+// Sync makes doorman's table hold exactly the view (the Node entry plus
+// every ServicePort entry). It reads the table once, compares, and changes
+// only what differs, in one transaction; a table that is right is not
+// touched (0 ops). Per-K chains no longer used are then deleted in a
+// second, best-effort transaction; one still busy (EBUSY, shortly after its
+// last reference went) is left for the next Sync.
+//
+// Entries that cannot be programmed are left out and reported with an
+// *InvalidEntriesError after every other entry was programmed.
+func (d *Dataplane) Sync(view map[string]*doormanv1.Entry) (Stats, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.synced = false
+	want := render.View(view)
+
+	kt, err := d.read(true)
+	if err != nil {
+		return Stats{}, fmt.Errorf("sync: %w", err)
+	}
+	b := &batch{d: d}
+	if kt != nil {
+		if rebuild, why := needsRebuild(kt, want); rebuild {
+			d.log.Info("rebuilding table", "reason", why)
+			d.conn.DelTable(d.table)
+			b.ops++
+			kt = nil
+		}
+	}
+	if kt == nil {
+		d.conn.AddTable(d.table)
+		b.ops++
+		kt = &kernelTable{chains: map[string]*nftables.Chain{}, sets: map[string]*nftables.Set{}}
+	}
+
+	for _, s := range want.Sets {
+		if _, ok := kt.sets[s.Name]; !ok {
+			if err := d.conn.AddSet(d.sets[s.Name], nil); err != nil {
+				return Stats{}, fmt.Errorf("sync: add set %s: %w", s.Name, err)
+			}
+			b.ops++
+		}
+	}
+
+	// Chains: create the missing ones first (rules and elements refer to
+	// them), then fill or repair their rules.
+	wantChains := map[string]bool{}
+	var fill []render.Chain
+	for _, c := range want.Chains {
+		wantChains[c.Name] = true
+		if _, ok := kt.chains[c.Name]; !ok {
+			d.conn.AddChain(nftChain(d.table, c))
+			b.ops++
+			fill = append(fill, c)
+			continue
+		}
+		if !rulesMatch(kt.rules[c.Name], c.Rules) {
+			d.log.Info("repairing chain", "chain", c.Name)
+			d.conn.FlushChain(nftChain(d.table, c))
+			b.ops++
+			fill = append(fill, c)
+		}
+	}
+	for _, c := range fill {
+		b.addRules(nftChain(d.table, c), c.Rules)
+	}
+
+	// Elements: delete what the view lacks or maps elsewhere, add the rest.
+	var dels, adds []render.Element
+	kernelElements := 0
+	for _, m := range kt.elements {
+		kernelElements += len(m)
+	}
+	var wantIDs map[string]bool
+	if kernelElements > 0 {
+		wantIDs = make(map[string]bool, len(want.Elements))
+	}
+	for _, e := range want.Elements {
+		if kernelElements == 0 {
+			adds = append(adds, e)
+			continue
+		}
+		id := e.ID()
+		wantIDs[id] = true
+		k, ok := kt.elements[e.Set][id]
+		if ok && k.SameValue(e) {
+			continue
+		}
+		if ok {
+			dels = append(dels, k)
+		}
+		adds = append(adds, e)
+	}
+	for _, s := range want.Sets {
+		for id, k := range kt.elements[s.Name] {
+			if !wantIDs[id] {
+				dels = append(dels, k)
+			}
+		}
+	}
+	render.SortElements(dels)
+	b.elements(dels, true)
+	b.elements(adds, false)
+	if err := b.flush(); err != nil {
+		return Stats{}, fmt.Errorf("sync: commit %d ops: %w", b.ops, err)
+	}
+
+	d.chains = map[string]bool{}
+	for _, c := range want.Chains {
+		if _, ok := render.EndpointChain(c.Name); ok {
+			d.chains[c.Name] = true
+		}
+	}
+	stats := Stats{Ops: b.ops}
+	stats.Ops += d.retireChains(kt, wantChains)
+
+	d.owners = want.Owners
+	d.invalid = make(map[string]bool, len(want.Invalid))
+	for k := range want.Invalid {
+		d.invalid[k] = true
+	}
+	d.synced = true
+	d.log.Debug("synced", "entries", len(view), "ops", stats.Ops, "invalid", len(want.Invalid))
+	if len(want.Invalid) > 0 {
+		return stats, &InvalidEntriesError{Entries: want.Invalid}
+	}
+	return stats, nil
+}
+
+// retireChains deletes chains the layout no longer wants, one transaction
+// each so that a busy one does not hold back the others. It returns how many
+// it deleted; a per-K chain it could not delete stays known to Apply.
+func (d *Dataplane) retireChains(kt *kernelTable, want map[string]bool) int {
+	deleted := 0
+	for name := range kt.chains {
+		if want[name] {
+			continue
+		}
+		b := &batch{d: d, ops: 1}
+		d.conn.DelChain(&nftables.Chain{Table: d.table, Name: name})
+		if err := b.flush(); err != nil {
+			if isEBUSY(err) {
+				d.log.Debug("chain still in use, kept for next sync", "chain", name)
+			} else {
+				d.log.Warn("cannot delete chain", "chain", name, "error", err)
+			}
+			if _, ok := render.EndpointChain(name); ok {
+				d.chains[name] = true
+			}
+			continue
+		}
+		deleted++
+	}
+	return deleted
+}

@@ -1,0 +1,307 @@
+package render
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files in testdata/")
+
+const (
+	tcp  = doormanv1.Protocol_PROTOCOL_TCP
+	udp  = doormanv1.Protocol_PROTOCOL_UDP
+	ipv4 = doormanv1.IPFamily_IP_FAMILY_IPV4
+	ipv6 = doormanv1.IPFamily_IP_FAMILY_IPV6
+)
+
+func ep(ip string, port uint32) *doormanv1.Endpoint {
+	return &doormanv1.Endpoint{Ip: ip, Port: port}
+}
+
+func spEntry(sp *doormanv1.ServicePort) *doormanv1.Entry {
+	return &doormanv1.Entry{Key: doormanv1.ServicePortKey(sp), Value: &doormanv1.Entry_ServicePort{ServicePort: sp}}
+}
+
+func nodeEntry(addrs ...string) *doormanv1.Entry {
+	return &doormanv1.Entry{Key: doormanv1.NodeKey, Value: &doormanv1.Entry_Node{Node: &doormanv1.Node{Name: "node1", NodeportAddresses: addrs}}}
+}
+
+func viewOf(entries ...*doormanv1.Entry) map[string]*doormanv1.Entry {
+	m := make(map[string]*doormanv1.Entry, len(entries))
+	for _, e := range entries {
+		m[e.GetKey()] = e
+	}
+	return m
+}
+
+// smallView: two ClusterIP Services (one with two ports), a NodePort
+// Service, a Service without endpoints (with a NodePort) and an IPv6
+// Service.
+func smallView() map[string]*doormanv1.Entry {
+	return viewOf(
+		nodeEntry("192.168.1.10", "fd00:1::10"),
+		spEntry(&doormanv1.ServicePort{Namespace: "default", Name: "web", PortName: "http", Protocol: tcp, Family: ipv4,
+			ClusterIp: "10.96.0.10", Port: 80, Endpoints: []*doormanv1.Endpoint{ep("10.244.1.5", 8080), ep("10.244.2.7", 8080)}}),
+		spEntry(&doormanv1.ServicePort{Namespace: "default", Name: "web", PortName: "https", Protocol: tcp, Family: ipv4,
+			ClusterIp: "10.96.0.10", Port: 443, Endpoints: []*doormanv1.Endpoint{ep("10.244.1.5", 8443), ep("10.244.2.7", 8443)}}),
+		spEntry(&doormanv1.ServicePort{Namespace: "kube-system", Name: "dns", Protocol: udp, Family: ipv4,
+			ClusterIp: "10.96.0.53", Port: 53, Endpoints: []*doormanv1.Endpoint{ep("10.244.1.2", 53)}}),
+		spEntry(&doormanv1.ServicePort{Namespace: "shop", Name: "front", Protocol: tcp, Family: ipv4,
+			ClusterIp: "10.96.5.1", Port: 80, NodePort: 30080,
+			Endpoints: []*doormanv1.Endpoint{ep("10.244.1.9", 80), ep("10.244.2.9", 80), ep("10.244.3.9", 80)}}),
+		spEntry(&doormanv1.ServicePort{Namespace: "shop", Name: "empty", Protocol: tcp, Family: ipv4,
+			ClusterIp: "10.96.7.7", Port: 8080, NodePort: 30999}),
+		spEntry(&doormanv1.ServicePort{Namespace: "default", Name: "web6", Protocol: tcp, Family: ipv6,
+			ClusterIp: "fd00:96::10", Port: 80, Endpoints: []*doormanv1.Endpoint{ep("fd00:244:1::5", 8080), ep("fd00:244:2::7", 8080)}}),
+	)
+}
+
+func TestGolden(t *testing.T) {
+	tests := []struct {
+		name string
+		view map[string]*doormanv1.Entry
+	}{
+		{"empty", viewOf(nodeEntry())},
+		{"small", smallView()},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			table := View(tc.view)
+			if len(table.Invalid) != 0 {
+				t.Fatalf("invalid entries: %v", table.Invalid)
+			}
+			got := table.String()
+			path := filepath.Join("testdata", tc.name+".nft")
+			if *update {
+				if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("read golden file (run with -update to create it): %v", err)
+			}
+			if diff := cmp.Diff(string(want), got); diff != "" {
+				t.Errorf("table text differs from %s (-want +got):\n%s", path, diff)
+			}
+		})
+	}
+}
+
+// TestDispatchIsStatic checks what the golden file shows: no chain or rule
+// mentions a Service; adding Services adds only elements.
+func TestDispatchIsStatic(t *testing.T) {
+	small := View(smallView())
+	empty := View(viewOf(nodeEntry()))
+	for _, c := range small.Chains {
+		if _, ok := EndpointChain(c.Name); ok {
+			continue
+		}
+		for _, r := range c.Rules {
+			for _, s := range []string{"10.96.", "fd00:96", "30080", "web"} {
+				if strings.Contains(r.Text, s) {
+					t.Errorf("chain %s rule %q names a Service (%s)", c.Name, r.Text, s)
+				}
+			}
+		}
+	}
+	if got, want := len(small.Chains)-len(empty.Chains), 4; got != want {
+		// service-1, service-2, service-3 (K chains), nodeport-3
+		t.Errorf("small view has %d chains beyond the static ones, want %d (one per endpoint count in use)", got, want)
+	}
+}
+
+func TestEntryErrors(t *testing.T) {
+	base := func() *doormanv1.ServicePort {
+		return &doormanv1.ServicePort{Namespace: "ns", Name: "svc", Protocol: tcp, Family: ipv4, ClusterIp: "10.96.0.1", Port: 80,
+			Endpoints: []*doormanv1.Endpoint{ep("10.244.0.1", 80)}}
+	}
+	tests := []struct {
+		name   string
+		mutate func(*doormanv1.ServicePort)
+		want   string
+	}{
+		{"no family", func(sp *doormanv1.ServicePort) { sp.Family = 0 }, "IP family"},
+		{"no protocol", func(sp *doormanv1.ServicePort) { sp.Protocol = 0 }, "protocol"},
+		{"port 0", func(sp *doormanv1.ServicePort) { sp.Port = 0 }, "port 0 out of range"},
+		{"nodePort too big", func(sp *doormanv1.ServicePort) { sp.NodePort = 70000 }, "nodePort 70000"},
+		{"bad clusterIP", func(sp *doormanv1.ServicePort) { sp.ClusterIp = "10.96.0" }, "clusterIP"},
+		{"v6 clusterIP in v4 entry", func(sp *doormanv1.ServicePort) { sp.ClusterIp = "fd00::1" }, "not an address of the entry's family"},
+		{"v6 endpoint in v4 entry", func(sp *doormanv1.ServicePort) { sp.Endpoints[0].Ip = "fd00::1" }, `endpoint "fd00::1"`},
+		{"endpoint port 0", func(sp *doormanv1.ServicePort) { sp.Endpoints[0].Port = 0 }, "endpoint port 0"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			sp := base()
+			tc.mutate(sp)
+			_, err := Entry(spEntry(sp))
+			if err == nil {
+				t.Fatal("Entry: no error")
+			}
+			if !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), `"ns/svc:`) {
+				t.Errorf("Entry error = %q, want it to name the entry and contain %q", err, tc.want)
+			}
+		})
+	}
+	t.Run("node address", func(t *testing.T) {
+		if _, err := Entry(nodeEntry("not-an-ip")); err == nil || !strings.Contains(err.Error(), `"node"`) {
+			t.Errorf("Entry(node) error = %v, want one naming the node entry", err)
+		}
+	})
+}
+
+func TestViewLeavesOutBadEntries(t *testing.T) {
+	view := smallView()
+	bad := spEntry(&doormanv1.ServicePort{Namespace: "a", Name: "bad", Protocol: tcp, Family: ipv4, ClusterIp: "x", Port: 80})
+	// Same nodePort as shop/front: the later key loses.
+	clash := spEntry(&doormanv1.ServicePort{Namespace: "zzz", Name: "clash", Protocol: tcp, Family: ipv4, ClusterIp: "10.96.9.9", Port: 80,
+		NodePort: 30080, Endpoints: []*doormanv1.Endpoint{ep("10.244.9.9", 80)}})
+	view[bad.GetKey()] = bad
+	view[clash.GetKey()] = clash
+	got := View(view)
+	var keys []string
+	for k := range got.Invalid {
+		keys = append(keys, k)
+	}
+	if diff := cmp.Diff([]string{bad.GetKey(), clash.GetKey()}, keys, cmpSorted); diff != "" {
+		t.Errorf("Invalid keys (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(View(smallView()).String(), got.String()); diff != "" {
+		t.Errorf("bad entries changed the table (-want +got):\n%s", diff)
+	}
+}
+
+var cmpSorted = cmp.Transformer("sort", func(in []string) []string {
+	out := append([]string(nil), in...)
+	for i := range out {
+		for j := i + 1; j < len(out); j++ {
+			if out[j] < out[i] {
+				out[i], out[j] = out[j], out[i]
+			}
+		}
+	}
+	return out
+})
+
+func TestDiff(t *testing.T) {
+	sp := func(eps ...*doormanv1.Endpoint) *doormanv1.Entry {
+		return spEntry(&doormanv1.ServicePort{Namespace: "ns", Name: "svc", Protocol: tcp, Family: ipv4,
+			ClusterIp: "10.96.0.1", Port: 80, NodePort: 30001, Endpoints: eps})
+	}
+	a, b, c := ep("10.244.0.1", 80), ep("10.244.0.2", 80), ep("10.244.0.3", 80)
+	tests := []struct {
+		name      string
+		old, new  *doormanv1.Entry
+		wantDel   []string
+		wantAdd   []string
+		wantChain []string
+	}{
+		{
+			name: "replace one endpoint",
+			old:  sp(a, b), new: sp(a, c),
+			wantDel: []string{
+				"service-endpoints 10.96.0.1 . tcp . 80 . 0x00000001 : 10.244.0.2 . 80",
+				"nodeport-endpoints tcp . 30001 . 0x00000001 : 10.244.0.2 . 80",
+			},
+			wantAdd: []string{
+				"service-endpoints 10.96.0.1 . tcp . 80 . 0x00000001 : 10.244.0.3 . 80",
+				"nodeport-endpoints tcp . 30001 . 0x00000001 : 10.244.0.3 . 80",
+			},
+			wantChain: []string{"service-2", "nodeport-2"},
+		},
+		{
+			name: "add an endpoint changes K",
+			old:  sp(a, b), new: sp(a, b, c),
+			wantDel: []string{
+				"service-ips 10.96.0.1 . tcp . 80 : goto service-2",
+				"service-nodeports tcp . 30001 : goto nodeport-2",
+			},
+			wantAdd: []string{
+				"service-ips 10.96.0.1 . tcp . 80 : goto service-3",
+				"service-endpoints 10.96.0.1 . tcp . 80 . 0x00000002 : 10.244.0.3 . 80",
+				"service-nodeports tcp . 30001 : goto nodeport-3",
+				"nodeport-endpoints tcp . 30001 . 0x00000002 : 10.244.0.3 . 80",
+			},
+			wantChain: []string{"service-3", "nodeport-3"},
+		},
+		{
+			name: "last endpoint goes",
+			old:  sp(a), new: sp(),
+			wantDel: []string{
+				"service-ips 10.96.0.1 . tcp . 80 : goto service-1",
+				"service-endpoints 10.96.0.1 . tcp . 80 . 0x00000000 : 10.244.0.1 . 80",
+				"service-nodeports tcp . 30001 : goto nodeport-1",
+				"nodeport-endpoints tcp . 30001 . 0x00000000 : 10.244.0.1 . 80",
+			},
+			wantAdd: []string{
+				"no-endpoint-services 10.96.0.1 . tcp . 80 : goto reject-chain",
+				"no-endpoint-nodeports tcp . 30001 : goto reject-chain",
+			},
+		},
+		{
+			name: "removed",
+			old:  sp(a), new: nil,
+			wantDel: []string{
+				"cluster-ips 10.96.0.1",
+				"service-ips 10.96.0.1 . tcp . 80 : goto service-1",
+				"service-endpoints 10.96.0.1 . tcp . 80 . 0x00000000 : 10.244.0.1 . 80",
+				"service-nodeports tcp . 30001 : goto nodeport-1",
+				"nodeport-endpoints tcp . 30001 . 0x00000000 : 10.244.0.1 . 80",
+			},
+		},
+		{name: "unchanged", old: sp(a, b), new: sp(a, b), wantChain: []string{"service-2", "nodeport-2"}},
+	}
+	text := func(es []Element) []string {
+		var out []string
+		for _, e := range es {
+			out = append(out, e.Set+" "+FormatElement(e))
+		}
+		return out
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			oldObjs, err := Entry(tc.old)
+			if err != nil {
+				t.Fatal(err)
+			}
+			newObjs, err := Entry(tc.new)
+			if err != nil {
+				t.Fatal(err)
+			}
+			del, add := Diff(oldObjs, newObjs)
+			if diff := cmp.Diff(tc.wantDel, text(del)); diff != "" {
+				t.Errorf("deletes (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tc.wantAdd, text(add)); diff != "" {
+				t.Errorf("adds (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tc.wantChain, newObjs.Chains); diff != "" {
+				t.Errorf("chains (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestEndpointChain(t *testing.T) {
+	tests := []struct {
+		name string
+		ok   bool
+	}{
+		{"service-1", true}, {"service-12", true}, {"nodeport-3", true},
+		{"service-0", false}, {"service-01", false}, {"service-x", false}, {"services", false}, {"nat-output", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, ok := EndpointChain(tc.name); ok != tc.ok {
+				t.Errorf("EndpointChain(%q) ok = %v, want %v", tc.name, ok, tc.ok)
+			}
+		})
+	}
+}
