@@ -1,0 +1,165 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"google.golang.org/grpc"
+
+	"github.com/doorman-proxy/doorman/nodeagent/internal/agent"
+	"github.com/doorman-proxy/doorman/nodeagent/internal/cache"
+	"github.com/doorman-proxy/doorman/nodeagent/internal/dataplane"
+	"github.com/doorman-proxy/doorman/nodeagent/internal/inspect"
+	"github.com/doorman-proxy/doorman/nodeagent/internal/state"
+	"github.com/doorman-proxy/doorman/nodeagent/internal/stream"
+)
+
+// Config configures Run.
+type Config struct {
+	NodeName        string
+	ControlPlanes   []string // host:port, tried in turn
+	DialOptions     []grpc.DialOption
+	CachePath       string       // bbolt file; "" = no cache
+	InspectListener net.Listener // AgentInspectService + reflection; nil = none
+	HealthListener  net.Listener // /healthz; nil = none
+	NetNSPath       string       // passed to dataplane.Options
+	Logger          hclog.Logger
+}
+
+// Run runs the agent until ctx is done, then stops, leaving the kernel's
+// rules in place. It returns an error when it cannot start.
+func Run(ctx context.Context, cfg Config) error {
+	log := cfg.Logger
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	if cfg.NodeName == "" {
+		return errors.New("no node name")
+	}
+	if len(cfg.ControlPlanes) == 0 {
+		return errors.New("no control plane")
+	}
+	log = log.With("node", cfg.NodeName)
+
+	view := state.New()
+	var store agent.Store
+	if c, v := openCache(log.Named("cache"), cfg.CachePath, cfg.NodeName); c != nil {
+		defer func() {
+			if err := c.Close(); err != nil {
+				log.Warn("close cache", "error", err)
+			}
+		}()
+		store, view = c, v
+	}
+
+	dp, err := dataplane.Open(log, dataplane.Options{NetNSPath: cfg.NetNSPath})
+	if err != nil {
+		return fmt.Errorf("open dataplane: %w", err)
+	}
+	defer func() {
+		// Close releases the netlink socket; the table stays in the kernel.
+		if err := dp.Close(); err != nil {
+			log.Warn("close dataplane", "error", err)
+		}
+	}()
+
+	a := agent.New(cfg.NodeName, view, dp, store)
+	start := time.Now()
+	stats, warning, err := a.Start()
+	switch {
+	case err != nil:
+		log.Error("cached view not programmed; the first update will program the whole view", "error", err)
+	case warning != nil:
+		log.Warn("cached view programmed without some entries", "version", view.Version(), "ops", stats.Ops, "error", warning, "took", time.Since(start))
+	case view.Version() > 0:
+		log.Info("cached view programmed", "version", view.Version(), "entries", view.Len(), "ops", stats.Ops, "took", time.Since(start))
+	}
+
+	stopInspect := serveInspect(log, cfg.InspectListener, inspect.New(a, dp))
+	defer stopInspect()
+	stopHealth := serveHealth(log, cfg.HealthListener, inspect.Health(a))
+	defer stopHealth()
+
+	log.Info("starting", "control_planes", cfg.ControlPlanes)
+	err = stream.Run(ctx, stream.Config{
+		ControlPlanes: cfg.ControlPlanes,
+		DialOptions:   cfg.DialOptions,
+		Agent:         a,
+		Logger:        log.Named("stream"),
+	})
+	log.Info("stopping; kernel rules stay in place")
+	return err
+}
+
+// openCache opens the cache and restores its view. An unreadable file is
+// set aside; a cache that cannot be opened at all leaves the agent without
+// one (it still works, from the stream only) rather than failing start-up
+// on every restart.
+func openCache(log hclog.Logger, path, node string) (*cache.Cache, *state.View) {
+	if path == "" {
+		log.Warn("no cache file: a restart will wait for a control plane")
+		return nil, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		log.Error("no cache: cannot create its directory", "path", path, "error", err)
+		return nil, nil
+	}
+	c, view, reset, err := cache.OpenView(path, node)
+	if reset != nil {
+		log.Error("cache unreadable, set aside; starting empty", "path", path, "aside", reset.Aside, "error", reset.Cause)
+	}
+	if err != nil {
+		log.Error("no cache: cannot open it", "path", path, "error", err)
+		return nil, nil
+	}
+	log.Info("cache loaded", "path", path, "version", view.Version(), "entries", view.Len())
+	return c, view
+}
+
+func serveInspect(log hclog.Logger, lis net.Listener, s *inspect.Server) (stop func()) {
+	if lis == nil {
+		return func() {}
+	}
+	g := grpc.NewServer()
+	s.Register(g)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		log.Info("inspect listening", "address", lis.Addr().String())
+		if err := g.Serve(lis); err != nil {
+			log.Error("inspect server", "error", err)
+		}
+	}()
+	return func() {
+		g.Stop()
+		<-done
+	}
+}
+
+func serveHealth(log hclog.Logger, lis net.Listener, h http.Handler) (stop func()) {
+	if lis == nil {
+		return func() {}
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		log.Info("health listening", "address", lis.Addr().String())
+		if err := srv.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("health server", "error", err)
+		}
+	}()
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+		<-done
+	}
+}

@@ -1,0 +1,305 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/hashicorp/go-hclog"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/testing/protocmp"
+
+	"github.com/doorman-proxy/doorman/internal/testnet"
+	"github.com/doorman-proxy/doorman/nodeagent/internal/dataplane"
+	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
+)
+
+// controlPlane serves one stream at a time on loopback: it reports each
+// Hello and each reply, and sends what the test queues.
+type controlPlane struct {
+	doormanv1.UnimplementedAgentServiceServer
+	hellos  chan *doormanv1.Hello
+	replies chan *doormanv1.SyncRequest
+	updates chan *doormanv1.SyncResponse
+}
+
+func (cp *controlPlane) Sync(stream grpc.BidiStreamingServer[doormanv1.SyncRequest, doormanv1.SyncResponse]) error {
+	first, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	cp.hellos <- first.GetHello()
+	go func() {
+		for {
+			m, err := stream.Recv()
+			if err != nil {
+				return
+			}
+			cp.replies <- m
+		}
+	}()
+	for {
+		select {
+		case u := <-cp.updates:
+			if err := stream.Send(u); err != nil {
+				return err
+			}
+		case <-stream.Context().Done():
+			return nil
+		}
+	}
+}
+
+func serveControlPlane(t *testing.T, lis net.Listener) *controlPlane {
+	cp := &controlPlane{hellos: make(chan *doormanv1.Hello, 4), replies: make(chan *doormanv1.SyncRequest, 4), updates: make(chan *doormanv1.SyncResponse, 4)}
+	g := grpc.NewServer()
+	doormanv1.RegisterAgentServiceServer(g, cp)
+	go func() { _ = g.Serve(lis) }()
+	t.Cleanup(g.Stop)
+	return cp
+}
+
+func receive[T any](t *testing.T, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(20 * time.Second):
+		t.Fatalf("no %s within 20s", what)
+		panic("unreachable")
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func entries(t *testing.T) []*doormanv1.Entry {
+	sp := &doormanv1.ServicePort{
+		Namespace: "default", Name: "web", PortName: "http",
+		Protocol: doormanv1.Protocol_PROTOCOL_TCP, Family: doormanv1.IPFamily_IP_FAMILY_IPV4,
+		ClusterIp: "10.96.0.10", Port: 80, NodePort: 30080,
+		Endpoints: []*doormanv1.Endpoint{{Ip: "10.244.1.2", Port: 8080}, {Ip: "10.244.2.2", Port: 8080}},
+	}
+	node := &doormanv1.Node{Name: "node-1", NodeportAddresses: []string{"192.168.50.1"}}
+	spd, _ := doormanv1.ValueDigest(sp)
+	nd, _ := doormanv1.ValueDigest(node)
+	return []*doormanv1.Entry{
+		{Key: doormanv1.ServicePortKey(sp), Digest: spd, Value: &doormanv1.Entry_ServicePort{ServicePort: sp}},
+		{Key: doormanv1.NodeKey, Digest: nd, Value: &doormanv1.Entry_Node{Node: node}},
+	}
+}
+
+func digestOf(es []*doormanv1.Entry) uint64 {
+	var d doormanv1.Digests
+	for _, e := range es {
+		d.Toggle(e.GetKey(), e.GetDigest())
+	}
+	return d.View()
+}
+
+// agentRun is one run of the agent, stopped with stop.
+type agentRun struct {
+	health string
+	logs   *syncBuffer
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func startAgent(t *testing.T, ns *testnet.NS, cachePath string, controlPlanes ...string) *agentRun {
+	t.Helper()
+	health, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &agentRun{health: "http://" + health.Addr().String() + "/healthz", logs: logs, cancel: cancel, done: make(chan error, 1)}
+	go func() {
+		r.done <- Run(ctx, Config{
+			NodeName:       "node-1",
+			ControlPlanes:  controlPlanes,
+			DialOptions:    []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())},
+			CachePath:      cachePath,
+			HealthListener: health,
+			NetNSPath:      ns.Path(),
+			Logger:         hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Debug}),
+		})
+	}()
+	t.Cleanup(func() { r.stop(t) })
+	return r
+}
+
+func (r *agentRun) stop(t *testing.T) {
+	if r.cancel == nil {
+		return
+	}
+	r.cancel()
+	r.cancel = nil
+	if err := receive(t, r.done, "return from Run"); err != nil {
+		t.Errorf("Run: %v", err)
+	}
+}
+
+// waitHealth polls /healthz until it answers want.
+func (r *agentRun) waitHealth(t *testing.T, want int) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	got := 0
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(r.health)
+		if err == nil {
+			got = resp.StatusCode
+			_ = resp.Body.Close()
+			if got == want {
+				return
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("/healthz answers %d, want %d\nlogs:\n%s", got, want, r.logs.String())
+}
+
+func kernelTable(t *testing.T, ns *testnet.NS) *doormanv1.GetKernelResponse {
+	t.Helper()
+	dp, err := dataplane.Open(nil, dataplane.Options{NetNSPath: ns.Path()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = dp.Close() }()
+	k, err := dp.Inspect(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// TestRestartServesFromCache: the agent programs a full update, stops
+// (leaving the rules), and starts again while no control plane answers: it
+// programs the cached view without touching the right kernel, reports
+// healthy, and resumes with what it holds once a control plane is back.
+func TestRestartServesFromCache(t *testing.T) {
+	ns := testnet.NewNS(t, "agent")
+	cachePath := filepath.Join(t.TempDir(), "doorman", "cache.db")
+	view := entries(t)
+
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp := serveControlPlane(t, lis)
+	first := startAgent(t, ns, cachePath, lis.Addr().String())
+	first.waitHealth(t, http.StatusServiceUnavailable)
+	if h := receive(t, cp.hellos, "hello"); h.GetHolding().GetVersion() != 0 {
+		t.Fatalf("first hello holds %v, want nothing", h.GetHolding())
+	}
+	cp.updates <- &doormanv1.SyncResponse{Version: 1, Full: true, Upserts: view, ViewDigest: digestOf(view)}
+	if r := receive(t, cp.replies, "ack"); r.GetAck().GetVersion() != 1 {
+		t.Fatalf("reply %v, want an ack of version 1\nlogs:\n%s", r, first.logs.String())
+	}
+	first.waitHealth(t, http.StatusOK)
+	programmed := kernelTable(t, ns)
+	if len(programmed.GetMaps()) == 0 {
+		t.Fatalf("kernel holds no maps after the update: %v", programmed)
+	}
+	first.stop(t)
+	if diff := cmp.Diff(programmed, kernelTable(t, ns), protocmp.Transform()); diff != "" {
+		t.Fatalf("stopping the agent changed the kernel (-before +after):\n%s", diff)
+	}
+
+	// Restart with the control plane down: a closed port.
+	down, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	downAddr := down.Addr().String()
+	down.Close()
+	second := startAgent(t, ns, cachePath, downAddr)
+	second.waitHealth(t, http.StatusOK)
+	if line := logLine(second.logs.String(), "cached view programmed"); !strings.Contains(line, " ops=0 ") {
+		t.Errorf("restart did not program the cached view with 0 ops; logs:\n%s", second.logs.String())
+	}
+	if diff := cmp.Diff(programmed, kernelTable(t, ns), protocmp.Transform()); diff != "" {
+		t.Errorf("restart changed the kernel (-before +after):\n%s", diff)
+	}
+	second.stop(t)
+
+	// Start again with a control plane: the hello reports what is held.
+	third := startAgent(t, ns, cachePath, lis.Addr().String())
+	h := receive(t, cp.hellos, "hello on resume")
+	var d doormanv1.Digests
+	for _, e := range view {
+		d.Toggle(e.GetKey(), e.GetDigest())
+	}
+	if diff := cmp.Diff(&doormanv1.Hello{NodeName: "node-1", Holding: &doormanv1.Holding{Version: 1, ViewDigest: d.View(), BucketDigests: d.BucketList()}}, h, protocmp.Transform()); diff != "" {
+		t.Errorf("resumed hello (-want +got):\n%s", diff)
+	}
+	cp.updates <- &doormanv1.SyncResponse{Version: 2, ViewDigest: d.View()}
+	if r := receive(t, cp.replies, "ack"); r.GetAck().GetVersion() != 2 {
+		t.Fatalf("reply %v, want an ack of version 2\nlogs:\n%s", r, third.logs.String())
+	}
+}
+
+// logLine returns the first log line containing msg.
+func logLine(logs, msg string) string {
+	for _, l := range strings.Split(logs, "\n") {
+		if strings.Contains(l, msg) {
+			return l
+		}
+	}
+	return ""
+}
+
+// TestCorruptCacheIsSetAside: a garbage cache file is moved aside with a
+// clear log line and the agent starts empty, asking for a full view.
+func TestCorruptCacheIsSetAside(t *testing.T) {
+	ns := testnet.NewNS(t, "agent")
+	cachePath := filepath.Join(t.TempDir(), "cache.db")
+	if err := os.WriteFile(cachePath, bytes.Repeat([]byte("garbage!"), 4096), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp := serveControlPlane(t, lis)
+	run := startAgent(t, ns, cachePath, lis.Addr().String())
+	if h := receive(t, cp.hellos, "hello"); h.GetHolding().GetVersion() != 0 {
+		t.Fatalf("hello holds %v, want nothing", h.GetHolding())
+	}
+	logs := run.logs.String()
+	if !strings.Contains(logs, "cache unreadable, set aside") || !strings.Contains(logs, fmt.Sprintf("aside=%s.corrupt-1", cachePath)) {
+		t.Errorf("no set-aside log line; logs:\n%s", logs)
+	}
+	if _, err := os.Stat(cachePath + ".corrupt-1"); err != nil {
+		t.Errorf("set-aside file: %v", err)
+	}
+	view := entries(t)
+	cp.updates <- &doormanv1.SyncResponse{Version: 1, Full: true, Upserts: view, ViewDigest: digestOf(view)}
+	if r := receive(t, cp.replies, "ack"); r.GetAck().GetVersion() != 1 {
+		t.Fatalf("reply %v, want an ack\nlogs:\n%s", r, run.logs.String())
+	}
+}

@@ -1,0 +1,287 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/doorman-proxy/doorman/nodeagent/internal/dataplane"
+	"github.com/doorman-proxy/doorman/nodeagent/internal/state"
+	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
+)
+
+// Kernel is the dataplane as the agent drives it (*dataplane.Dataplane).
+// Sync may return a *dataplane.InvalidEntriesError after programming every
+// entry but those it names: the agent counts that as committed.
+type Kernel interface {
+	Sync(view map[string]*doormanv1.Entry) (dataplane.Stats, error)
+	Apply(changes []dataplane.Change) (dataplane.Stats, error)
+}
+
+// Store is where applied views are kept across restarts (*cache.Cache).
+type Store interface {
+	Save(version uint64, changes []state.Change) error
+	Replace(version uint64, view map[string]*doormanv1.Entry) error
+}
+
+// Where the view came from at start-up, as GetState reports it.
+const (
+	LoadedFromNone   = "none"
+	LoadedFromCache  = "cache"
+	LoadedFromStream = "stream"
+)
+
+// Agent is one node's agent state machine. It is safe for concurrent use:
+// Handle runs on the stream loop, Status and Ready on Inspect and health
+// requests.
+type Agent struct {
+	node   string
+	kernel Kernel
+	store  Store // nil: no cache
+
+	mu         sync.Mutex
+	view       *state.View
+	loadedFrom string
+	// kernelHolds: the kernel was programmed with a view (from the cache or
+	// the stream); /healthz reports ready from then on.
+	kernelHolds bool
+	// needSync: the kernel's content is not known to match the view (never
+	// synced, or a failed Sync): the next update programs the whole view
+	// with Sync rather than Apply.
+	needSync bool
+	// storeStale: a Save failed; the next write replaces the whole file.
+	storeStale   bool
+	connected    bool
+	controlPlane string
+	lastError    string
+}
+
+// New returns an agent holding view (empty, or restored from the cache).
+// store may be nil.
+func New(node string, view *state.View, kernel Kernel, store Store) *Agent {
+	a := &Agent{node: node, kernel: kernel, store: store, view: view, loadedFrom: LoadedFromNone, needSync: true}
+	if view.Version() > 0 {
+		a.loadedFrom = LoadedFromCache
+	}
+	return a
+}
+
+// Start programs the kernel with the view restored from the cache, before
+// any control plane is reached: a node that boots while the control plane
+// is down serves from its cache, and a restart leaves a right kernel
+// untouched (Sync changes only what differs). With nothing restored it does
+// nothing: whatever the kernel holds keeps serving until the first update.
+// A non-nil warning means Sync left some entries out; an error means the
+// kernel was not programmed and the first update will Sync.
+func (a *Agent) Start() (stats dataplane.Stats, warning, err error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.view.Version() == 0 {
+		return dataplane.Stats{}, nil, nil
+	}
+	stats, err = a.kernel.Sync(a.view.Entries())
+	if warning, err = splitPartial(err); err != nil {
+		a.lastError = err.Error()
+		return stats, nil, fmt.Errorf("program cached view: %w", err)
+	}
+	a.needSync = false
+	a.kernelHolds = true
+	if warning != nil {
+		a.lastError = warning.Error()
+	}
+	return stats, warning, nil
+}
+
+// Hello is the first message of a stream: who the agent is and what it
+// holds.
+func (a *Agent) Hello() *doormanv1.SyncRequest {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return &doormanv1.SyncRequest{Message: &doormanv1.SyncRequest_Hello{Hello: &doormanv1.Hello{
+		NodeName: a.node,
+		Holding:  a.view.Holding(),
+	}}}
+}
+
+// Outcome is what handling one update did, and the reply to send.
+type Outcome struct {
+	// Reply is the Ack or Nack to send.
+	Reply *doormanv1.SyncRequest
+	// Version of the update.
+	Version uint64
+	// Changes is the number of keys the update changed.
+	Changes int
+	// Ops is the number of kernel objects touched.
+	Ops int
+	// Synced: the kernel was programmed with a full Sync (first update, or
+	// after ApplyErr or an earlier failure) rather than Apply.
+	Synced bool
+	// ApplyErr is the Apply failure that made the agent fall back to Sync.
+	ApplyErr error
+	// Warning: the update was acknowledged, but the kernel left entries out
+	// or the cache could not be written.
+	Warning error
+	// Err is why the update was rejected (the Nack's error); the view and
+	// the kernel kept what they held.
+	Err error
+	// Resume: the agent's view and the control plane's disagree (view
+	// digest mismatch); the stream should be reopened so that the Hello's
+	// bucket digests let the control plane resend what differs.
+	Resume bool
+}
+
+// Handle applies one update: state, kernel, cache, in that order, and
+// returns the Ack or Nack to send.
+func (a *Agent) Handle(u *doormanv1.SyncResponse) Outcome {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := Outcome{Version: u.GetVersion()}
+	applied, err := a.view.Apply(u)
+	if err != nil {
+		out.Resume = errors.Is(err, state.ErrViewDigest)
+		return a.nack(out, err)
+	}
+	out.Changes = len(applied.Changes)
+
+	var warning error
+	switch {
+	case a.needSync:
+		out.Synced = true
+		stats, err := a.kernel.Sync(a.view.Entries())
+		out.Ops = stats.Ops
+		if warning, err = splitPartial(err); err != nil {
+			a.view.Revert(applied)
+			return a.nack(out, fmt.Errorf("program view: %w", err))
+		}
+	case len(applied.Changes) > 0:
+		stats, err := a.kernel.Apply(toDataplane(applied.Changes))
+		out.Ops = stats.Ops
+		if err != nil {
+			out.ApplyErr = err
+			out.Synced = true
+			stats, serr := a.kernel.Sync(a.view.Entries())
+			out.Ops += stats.Ops
+			if warning, serr = splitPartial(serr); serr != nil {
+				a.view.Revert(applied)
+				a.needSync = true
+				return a.nack(out, fmt.Errorf("apply: %w; full sync: %w", err, serr))
+			}
+		}
+	}
+	a.needSync = false
+	a.kernelHolds = true
+	if a.loadedFrom == LoadedFromNone {
+		a.loadedFrom = LoadedFromStream
+	}
+
+	if err := a.save(applied); err != nil {
+		warning = errors.Join(warning, err)
+	}
+	out.Warning = warning
+	if warning != nil {
+		a.lastError = warning.Error()
+	}
+	out.Reply = &doormanv1.SyncRequest{Message: &doormanv1.SyncRequest_Ack{Ack: &doormanv1.Ack{
+		Version:    a.view.Version(),
+		ViewDigest: a.view.Digest(),
+	}}}
+	return out
+}
+
+func (a *Agent) nack(out Outcome, err error) Outcome {
+	out.Err = err
+	a.lastError = err.Error()
+	out.Reply = &doormanv1.SyncRequest{Message: &doormanv1.SyncRequest_Nack{Nack: &doormanv1.Nack{
+		Version: out.Version,
+		Error:   err.Error(),
+	}}}
+	return out
+}
+
+// save records the applied update in the store; after a failed write the
+// whole view is written, since the file may lag behind by more than one
+// update.
+func (a *Agent) save(applied *state.Applied) error {
+	if a.store == nil {
+		return nil
+	}
+	var err error
+	if a.storeStale {
+		err = a.store.Replace(a.view.Version(), a.view.Entries())
+	} else {
+		err = a.store.Save(a.view.Version(), applied.Changes)
+	}
+	a.storeStale = err != nil
+	if err != nil {
+		return fmt.Errorf("cache: %w", err)
+	}
+	return nil
+}
+
+// splitPartial separates a Sync that programmed every entry but some
+// (a warning) from one that failed (an error).
+func splitPartial(err error) (warning, failure error) {
+	var partial *dataplane.InvalidEntriesError
+	if errors.As(err, &partial) {
+		return err, nil
+	}
+	return nil, err
+}
+
+func toDataplane(changes []state.Change) []dataplane.Change {
+	out := make([]dataplane.Change, len(changes))
+	for i, c := range changes {
+		out[i] = dataplane.Change{Key: c.Key, Old: c.Old, New: c.New}
+	}
+	return out
+}
+
+// SetConnection records which control plane the stream is connected to.
+func (a *Agent) SetConnection(controlPlane string, connected bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.controlPlane, a.connected = controlPlane, connected
+}
+
+// SetError records the last error seen outside Handle (e.g. a stream
+// failure), for Inspect.
+func (a *Agent) SetError(err error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err != nil {
+		a.lastError = err.Error()
+	}
+}
+
+// Ready reports whether the kernel holds a view, from the cache or the
+// stream.
+func (a *Agent) Ready() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.kernelHolds
+}
+
+// Status is the agent's state for Inspect's GetState; with entries, every
+// entry of the view, ordered by key.
+func (a *Agent) Status(entries bool) *doormanv1.GetStateResponse {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	ports := a.view.Len()
+	if a.view.Get(doormanv1.NodeKey) != nil {
+		ports--
+	}
+	s := &doormanv1.GetStateResponse{
+		NodeName:     a.node,
+		Version:      a.view.Version(),
+		ViewDigest:   a.view.Digest(),
+		Connected:    a.connected,
+		ControlPlane: a.controlPlane,
+		LastError:    a.lastError,
+		LoadedFrom:   a.loadedFrom,
+		ServicePorts: uint32(ports),
+	}
+	if entries {
+		s.Entries = a.view.Sorted()
+	}
+	return s
+}

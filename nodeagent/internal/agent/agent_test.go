@@ -1,0 +1,403 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/testing/protocmp"
+
+	"github.com/doorman-proxy/doorman/nodeagent/internal/dataplane"
+	"github.com/doorman-proxy/doorman/nodeagent/internal/state"
+	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
+)
+
+// fakeKernel holds a view in memory. Apply checks each change's Old against
+// what it holds, as a kernel whose objects do not match would fail.
+type fakeKernel struct {
+	held      map[string]*doormanv1.Entry
+	applyErr  error // next Apply fails with it
+	syncErr   error // next Sync fails with it (an *InvalidEntriesError still programs)
+	calls     []string
+	lastApply []dataplane.Change
+}
+
+func (k *fakeKernel) Sync(view map[string]*doormanv1.Entry) (dataplane.Stats, error) {
+	k.calls = append(k.calls, "sync")
+	err := k.syncErr
+	k.syncErr = nil
+	var partial *dataplane.InvalidEntriesError
+	if err != nil && !errors.As(err, &partial) {
+		return dataplane.Stats{}, err
+	}
+	k.held = maps.Clone(view)
+	return dataplane.Stats{Ops: len(view)}, err
+}
+
+func (k *fakeKernel) Apply(changes []dataplane.Change) (dataplane.Stats, error) {
+	k.calls = append(k.calls, "apply")
+	k.lastApply = changes
+	if err := k.applyErr; err != nil {
+		k.applyErr = nil
+		return dataplane.Stats{}, err
+	}
+	for _, c := range changes {
+		if k.held[c.Key] != c.Old {
+			return dataplane.Stats{}, fmt.Errorf("change %q: kernel holds another value", c.Key)
+		}
+	}
+	for _, c := range changes {
+		if c.New == nil {
+			delete(k.held, c.Key)
+		} else {
+			k.held[c.Key] = c.New
+		}
+	}
+	return dataplane.Stats{Ops: len(changes)}, nil
+}
+
+type fakeStore struct {
+	version uint64
+	held    map[string]*doormanv1.Entry
+	err     error // next write fails
+	calls   []string
+}
+
+func (s *fakeStore) Save(version uint64, changes []state.Change) error {
+	s.calls = append(s.calls, "save")
+	if err := s.err; err != nil {
+		s.err = nil
+		return err
+	}
+	if s.held == nil {
+		s.held = map[string]*doormanv1.Entry{}
+	}
+	for _, c := range changes {
+		if c.New == nil {
+			delete(s.held, c.Key)
+		} else {
+			s.held[c.Key] = c.New
+		}
+	}
+	s.version = version
+	return nil
+}
+
+func (s *fakeStore) Replace(version uint64, view map[string]*doormanv1.Entry) error {
+	s.calls = append(s.calls, "replace")
+	if err := s.err; err != nil {
+		s.err = nil
+		return err
+	}
+	s.held, s.version = maps.Clone(view), version
+	return nil
+}
+
+func servicePort(t testing.TB, name string, endpoints ...string) *doormanv1.Entry {
+	t.Helper()
+	sp := &doormanv1.ServicePort{
+		Namespace: "default", Name: name, PortName: "http",
+		Protocol: doormanv1.Protocol_PROTOCOL_TCP, Family: doormanv1.IPFamily_IP_FAMILY_IPV4,
+		ClusterIp: "10.96.0.10", Port: 80,
+	}
+	for _, ip := range endpoints {
+		sp.Endpoints = append(sp.Endpoints, &doormanv1.Endpoint{Ip: ip, Port: 8080})
+	}
+	d, err := doormanv1.ValueDigest(sp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &doormanv1.Entry{Key: doormanv1.ServicePortKey(sp), Digest: d, Value: &doormanv1.Entry_ServicePort{ServicePort: sp}}
+}
+
+func digestOf(entries ...*doormanv1.Entry) uint64 {
+	var d doormanv1.Digests
+	for _, e := range entries {
+		d.Toggle(e.GetKey(), e.GetDigest())
+	}
+	return d.View()
+}
+
+func ack(version uint64, entries ...*doormanv1.Entry) *doormanv1.SyncRequest {
+	return &doormanv1.SyncRequest{Message: &doormanv1.SyncRequest_Ack{Ack: &doormanv1.Ack{Version: version, ViewDigest: digestOf(entries...)}}}
+}
+
+func byKey(entries ...*doormanv1.Entry) map[string]*doormanv1.Entry {
+	m := map[string]*doormanv1.Entry{}
+	for _, e := range entries {
+		m[e.GetKey()] = e
+	}
+	return m
+}
+
+func TestHandle(t *testing.T) {
+	web := servicePort(t, "web", "10.244.1.1")
+	web2 := servicePort(t, "web", "10.244.1.2")
+	db := servicePort(t, "db", "10.244.2.1")
+	full := &doormanv1.SyncResponse{Version: 10, Full: true, Upserts: []*doormanv1.Entry{web, db}, ViewDigest: digestOf(web, db)}
+	change := &doormanv1.SyncResponse{Version: 11, Upserts: []*doormanv1.Entry{web2}, ViewDigest: digestOf(web2, db)}
+	next := &doormanv1.SyncResponse{Version: 12, Removals: []string{db.Key}, ViewDigest: digestOf(web2)}
+	bad := &doormanv1.SyncResponse{Version: 11, Upserts: []*doormanv1.Entry{{Key: "default/x:80/tcp/ipv4"}}}
+	wrongDigest := &doormanv1.SyncResponse{Version: 11, Upserts: []*doormanv1.Entry{web2}, ViewDigest: 1}
+	empty := &doormanv1.SyncResponse{Version: 11, ViewDigest: digestOf(web, db)}
+	kernelErr := errors.New("netlink: no buffer space")
+	partial := &dataplane.InvalidEntriesError{Entries: map[string]error{db.Key: errors.New("cannot render")}}
+
+	type step struct {
+		update    *doormanv1.SyncResponse
+		applyErr  error
+		syncErr   error
+		storeErr  error
+		wantReply *doormanv1.SyncRequest
+		wantCalls []string // kernel calls during this step
+		wantErr   string   // substring of Outcome.Err
+		warning   string   // substring of Outcome.Warning
+		resume    bool
+	}
+	nack := func(version uint64, msg string) *doormanv1.SyncRequest {
+		return &doormanv1.SyncRequest{Message: &doormanv1.SyncRequest_Nack{Nack: &doormanv1.Nack{Version: version, Error: msg}}}
+	}
+	for _, tc := range []struct {
+		name        string
+		steps       []step
+		wantKernel  map[string]*doormanv1.Entry
+		wantStore   []string
+		wantVersion uint64
+		wantFrom    string
+	}{
+		{
+			name: "first update syncs the whole view, then changes apply",
+			steps: []step{
+				{update: full, wantReply: ack(10, web, db), wantCalls: []string{"sync"}},
+				{update: change, wantReply: ack(11, web2, db), wantCalls: []string{"apply"}},
+			},
+			wantKernel: byKey(web2, db), wantStore: []string{"save", "save"}, wantVersion: 11, wantFrom: LoadedFromStream,
+		},
+		{
+			name: "an update that changes nothing touches no kernel",
+			steps: []step{
+				{update: full, wantReply: ack(10, web, db), wantCalls: []string{"sync"}},
+				{update: empty, wantReply: ack(11, web, db)},
+			},
+			wantKernel: byKey(web, db), wantStore: []string{"save", "save"}, wantVersion: 11, wantFrom: LoadedFromStream,
+		},
+		{
+			name: "a malformed update is nacked and changes nothing",
+			steps: []step{
+				{update: full, wantReply: ack(10, web, db), wantCalls: []string{"sync"}},
+				{update: bad, wantReply: nack(11, `update 11: upsert 0: entry "default/x:80/tcp/ipv4": no value`), wantErr: "no value"},
+				{update: change, wantReply: ack(11, web2, db), wantCalls: []string{"apply"}},
+			},
+			wantKernel: byKey(web2, db), wantStore: []string{"save", "save"}, wantVersion: 11, wantFrom: LoadedFromStream,
+		},
+		{
+			name: "a view digest mismatch is nacked and asks to resume",
+			steps: []step{
+				{update: full, wantReply: ack(10, web, db), wantCalls: []string{"sync"}},
+				{update: wrongDigest, wantErr: "view digest mismatch", resume: true},
+			},
+			wantKernel: byKey(web, db), wantStore: []string{"save"}, wantVersion: 10, wantFrom: LoadedFromStream,
+		},
+		{
+			name: "a failed apply falls back to a full sync and acks",
+			steps: []step{
+				{update: full, wantReply: ack(10, web, db), wantCalls: []string{"sync"}},
+				{update: change, applyErr: kernelErr, wantReply: ack(11, web2, db), wantCalls: []string{"apply", "sync"}},
+			},
+			wantKernel: byKey(web2, db), wantStore: []string{"save", "save"}, wantVersion: 11, wantFrom: LoadedFromStream,
+		},
+		{
+			name: "apply and sync both fail: revert, nack, and sync on the next update",
+			steps: []step{
+				{update: full, wantReply: ack(10, web, db), wantCalls: []string{"sync"}},
+				{update: change, applyErr: kernelErr, syncErr: kernelErr,
+					wantReply: nack(11, "apply: netlink: no buffer space; full sync: netlink: no buffer space"),
+					wantCalls: []string{"apply", "sync"}, wantErr: "full sync"},
+				{update: &doormanv1.SyncResponse{Version: 12, Removals: []string{db.Key}, ViewDigest: digestOf(web)}, wantReply: ack(12, web), wantCalls: []string{"sync"}},
+			},
+			// The next update removes db from the reverted view: web is back
+			// to its first value, because the control plane's change came
+			// relative to what was acknowledged.
+			wantKernel: byKey(web), wantStore: []string{"save", "save"}, wantVersion: 12, wantFrom: LoadedFromStream,
+		},
+		{
+			name: "the first sync fails: nack, nothing held, retried on the next update",
+			steps: []step{
+				{update: full, syncErr: kernelErr, wantReply: nack(10, "program view: netlink: no buffer space"), wantCalls: []string{"sync"}, wantErr: "program view"},
+				{update: &doormanv1.SyncResponse{Version: 11, Full: true, Upserts: []*doormanv1.Entry{web}, ViewDigest: digestOf(web)}, wantReply: ack(11, web), wantCalls: []string{"sync"}},
+			},
+			wantKernel: byKey(web), wantStore: []string{"save"}, wantVersion: 11, wantFrom: LoadedFromStream,
+		},
+		{
+			name: "entries the kernel leaves out do not hold back the others",
+			steps: []step{
+				{update: full, syncErr: partial, wantReply: ack(10, web, db), wantCalls: []string{"sync"}, warning: "1 entries not programmed"},
+			},
+			wantKernel: byKey(web, db), wantStore: []string{"save"}, wantVersion: 10, wantFrom: LoadedFromStream,
+		},
+		{
+			name: "a failed cache write still acks, and the next write replaces the file",
+			steps: []step{
+				{update: full, storeErr: errors.New("disk full"), wantReply: ack(10, web, db), wantCalls: []string{"sync"}, warning: "cache: disk full"},
+				{update: change, wantReply: ack(11, web2, db), wantCalls: []string{"apply"}},
+				{update: next, wantReply: ack(12, web2), wantCalls: []string{"apply"}},
+			},
+			wantKernel: byKey(web2), wantStore: []string{"save", "replace", "save"}, wantVersion: 12, wantFrom: LoadedFromStream,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			k := &fakeKernel{}
+			s := &fakeStore{}
+			a := New("node-1", state.New(), k, s)
+			for i, st := range tc.steps {
+				k.calls, k.applyErr, k.syncErr, s.err = nil, st.applyErr, st.syncErr, st.storeErr
+				before := a.Status(true)
+				out := a.Handle(st.update)
+				if st.wantReply != nil {
+					if diff := cmp.Diff(st.wantReply, out.Reply, protocmp.Transform()); diff != "" {
+						t.Errorf("step %d reply (-want +got):\n%s", i, diff)
+					}
+				}
+				if diff := cmp.Diff(st.wantCalls, k.calls); diff != "" {
+					t.Errorf("step %d kernel calls (-want +got):\n%s", i, diff)
+				}
+				if !errContains(out.Err, st.wantErr) || !errContains(out.Warning, st.warning) {
+					t.Errorf("step %d: err %v, warning %v; want %q, %q", i, out.Err, out.Warning, st.wantErr, st.warning)
+				}
+				if out.Resume != st.resume {
+					t.Errorf("step %d: resume %v, want %v", i, out.Resume, st.resume)
+				}
+				if out.Err != nil {
+					if _, ok := out.Reply.GetMessage().(*doormanv1.SyncRequest_Nack); !ok {
+						t.Errorf("step %d: rejected update answered with %v", i, out.Reply)
+					}
+					after := a.Status(true)
+					after.LastError, before.LastError = "", ""
+					if diff := cmp.Diff(before, after, protocmp.Transform()); diff != "" {
+						t.Errorf("step %d: a nacked update changed the state (-want +got):\n%s", i, diff)
+					}
+				}
+			}
+			if diff := cmp.Diff(tc.wantKernel, k.held, protocmp.Transform()); diff != "" {
+				t.Errorf("kernel (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tc.wantStore, s.calls); diff != "" {
+				t.Errorf("store calls (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(k.held, s.held, protocmp.Transform()); diff != "" {
+				t.Errorf("store differs from kernel (-kernel +store):\n%s", diff)
+			}
+			st := a.Status(false)
+			if st.Version != tc.wantVersion || st.LoadedFrom != tc.wantFrom || !a.Ready() {
+				t.Errorf("status version %d from %q ready %v; want %d from %q ready", st.Version, st.LoadedFrom, a.Ready(), tc.wantVersion, tc.wantFrom)
+			}
+		})
+	}
+}
+
+func errContains(err error, want string) bool {
+	if want == "" {
+		return err == nil
+	}
+	return err != nil && strings.Contains(err.Error(), want)
+}
+
+func TestStart(t *testing.T) {
+	web := servicePort(t, "web", "10.244.1.1")
+	db := servicePort(t, "db", "10.244.2.1")
+	cached, err := state.Restore(7, []*doormanv1.Entry{web, db})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name       string
+		view       *state.View
+		syncErr    error
+		wantCalls  []string
+		wantReady  bool
+		wantErr    bool
+		wantFrom   string
+		thenUpdate []string // kernel calls for a following change
+	}{
+		{name: "nothing cached: kernel untouched until the stream", view: state.New(), wantFrom: LoadedFromNone, thenUpdate: []string{"sync"}},
+		{name: "cached view programmed before connecting", view: cached, wantCalls: []string{"sync"}, wantReady: true, wantFrom: LoadedFromCache, thenUpdate: []string{"apply"}},
+		{name: "programming the cache fails", view: cached, syncErr: errors.New("EPERM"), wantCalls: []string{"sync"}, wantErr: true, wantFrom: LoadedFromCache, thenUpdate: []string{"sync"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			view, _ := state.Restore(tc.view.Version(), tc.view.Sorted())
+			k := &fakeKernel{syncErr: tc.syncErr}
+			a := New("node-1", view, k, nil)
+			_, _, err := a.Start()
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("Start error = %v, want error %v", err, tc.wantErr)
+			}
+			if diff := cmp.Diff(tc.wantCalls, k.calls); diff != "" {
+				t.Errorf("kernel calls (-want +got):\n%s", diff)
+			}
+			if a.Ready() != tc.wantReady {
+				t.Errorf("ready = %v, want %v", a.Ready(), tc.wantReady)
+			}
+			hello := a.Hello().GetHello()
+			if diff := cmp.Diff(&doormanv1.Hello{NodeName: "node-1", Holding: view.Holding()}, hello, protocmp.Transform()); diff != "" {
+				t.Errorf("hello (-want +got):\n%s", diff)
+			}
+			if got := a.Status(false).LoadedFrom; got != tc.wantFrom {
+				t.Errorf("loaded from %q, want %q", got, tc.wantFrom)
+			}
+			k.calls = nil
+			web2 := servicePort(t, "web", "10.244.1.9")
+			u := &doormanv1.SyncResponse{Version: 8, ReplacedBuckets: []uint32{doormanv1.Bucket(web.Key)}, Upserts: []*doormanv1.Entry{web2}}
+			want := map[string]*doormanv1.Entry{web2.Key: web2}
+			if view.Version() > 0 {
+				u.Upserts = append(u.Upserts, proto.Clone(db).(*doormanv1.Entry))
+				want[db.Key] = db
+				if doormanv1.Bucket(db.Key) != doormanv1.Bucket(web.Key) {
+					u.Upserts = u.Upserts[:1]
+				}
+			}
+			u.ViewDigest = digestOf(slicesOf(want)...)
+			out := a.Handle(u)
+			if out.Err != nil {
+				t.Fatalf("update after start: %v", out.Err)
+			}
+			if diff := cmp.Diff(tc.thenUpdate, k.calls); diff != "" {
+				t.Errorf("kernel calls for the first update (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(want, k.held, protocmp.Transform()); diff != "" {
+				t.Errorf("kernel after the first update (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func slicesOf(m map[string]*doormanv1.Entry) []*doormanv1.Entry {
+	var out []*doormanv1.Entry
+	for _, e := range m {
+		out = append(out, e)
+	}
+	return out
+}
+
+func TestStatus(t *testing.T) {
+	web := servicePort(t, "web", "10.244.1.1")
+	node := &doormanv1.Entry{Key: doormanv1.NodeKey, Value: &doormanv1.Entry_Node{Node: &doormanv1.Node{Name: "node-1"}}}
+	node.Digest, _ = doormanv1.ValueDigest(node.GetNode())
+	view, err := state.Restore(3, []*doormanv1.Entry{web, node})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := New("node-1", view, &fakeKernel{}, nil)
+	a.SetConnection("cp-0:9400", true)
+	a.SetError(errors.New("stream: EOF"))
+	want := &doormanv1.GetStateResponse{
+		NodeName: "node-1", Version: 3, ViewDigest: digestOf(web, node), Connected: true, ControlPlane: "cp-0:9400",
+		LastError: "stream: EOF", LoadedFrom: LoadedFromCache, ServicePorts: 1, Entries: []*doormanv1.Entry{web, node},
+	}
+	if diff := cmp.Diff(want, a.Status(true), protocmp.Transform()); diff != "" {
+		t.Errorf("status (-want +got):\n%s", diff)
+	}
+}

@@ -1,0 +1,13 @@
+// Package agent decides what the node agent does with each update from the
+// control plane: validate and apply it to the state, move the kernel (Apply
+// with the changes; on failure one full Sync; on failure again revert and
+// NACK), record it in the cache, and answer with an ACK or NACK. It also
+// programs the kernel from the cached view at start-up, and reports the
+// agent's status for Inspect and /healthz.
+//
+// agent holds no clock, no network and no logger: the kernel and the cache
+// sit behind the small Kernel and Store interfaces, and every decision is
+// returned in an Outcome for the caller (the stream loop) to log and send.
+// It may import state, the dataplane's types and the wire API; it must not
+// import gRPC, bbolt or netlink directly.
+package agent

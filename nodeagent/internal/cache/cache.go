@@ -1,0 +1,296 @@
+package cache
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"runtime/debug"
+	"strconv"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/doorman-proxy/doorman/nodeagent/internal/state"
+	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
+)
+
+// FormatVersion is the layout of the file this package writes. A file of
+// another format is not read.
+const FormatVersion = 1
+
+var (
+	bucketEntries = []byte("entries")
+	bucketMeta    = []byte("meta")
+	keyFormat     = []byte("format")
+	keyVersion    = []byte("version")
+	keyNode       = []byte("node")
+)
+
+// lockTimeout bounds the wait for the file lock held by another process
+// (e.g. an agent that has not exited yet).
+const lockTimeout = 5 * time.Second
+
+// Cache is an open cache file. It is not safe for concurrent use.
+type Cache struct {
+	db   *bolt.DB
+	node string
+}
+
+// Snapshot is what a cache file holds.
+type Snapshot struct {
+	Node    string
+	Version uint64
+	Entries []*doormanv1.Entry
+}
+
+// Open opens the cache file at path, creating it when missing, for the node
+// named node.
+func Open(path, node string) (c *Cache, err error) {
+	// bbolt maps the file: reading a page past the end of a truncated file
+	// faults (SIGBUS). Make that a panic, recovered below, not a crash.
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("open cache %s: corrupt file: %v", path, r)
+		}
+	}()
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: lockTimeout})
+	if err != nil {
+		return nil, fmt.Errorf("open cache %s: %w", path, err)
+	}
+	return &Cache{db: db, node: node}, nil
+}
+
+// Path is the file's path.
+func (c *Cache) Path() string { return c.db.Path() }
+
+// Close closes the file.
+func (c *Cache) Close() error { return c.db.Close() }
+
+// Load reads the whole file back. A file that was never written gives an
+// empty Snapshot at version 0. A file written for another node, of another
+// format, or holding a record that does not decode gives an error.
+func (c *Cache) Load() (s *Snapshot, err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			s, err = nil, fmt.Errorf("load cache %s: corrupt file: %v", c.db.Path(), r)
+		}
+	}()
+	s = &Snapshot{}
+	err = c.db.View(func(tx *bolt.Tx) error {
+		meta, entries := tx.Bucket(bucketMeta), tx.Bucket(bucketEntries)
+		if meta == nil {
+			if entries != nil {
+				return errors.New("entries without a meta record")
+			}
+			return nil
+		}
+		node, version, err := DecodeMeta(meta.Get(keyFormat), meta.Get(keyVersion), meta.Get(keyNode))
+		if err != nil {
+			return err
+		}
+		if node != c.node {
+			return fmt.Errorf("written for node %q, not %q", node, c.node)
+		}
+		s.Node, s.Version = node, version
+		if entries == nil {
+			return nil
+		}
+		s.Entries = make([]*doormanv1.Entry, 0, entries.Stats().KeyN)
+		return entries.ForEach(func(k, v []byte) error {
+			e, err := DecodeEntry(k, v)
+			if err != nil {
+				return err
+			}
+			s.Entries = append(s.Entries, e)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load cache %s: %w", c.db.Path(), err)
+	}
+	return s, nil
+}
+
+// Save records an applied update: the new version and only the keys it
+// changed, in one transaction.
+func (c *Cache) Save(version uint64, changes []state.Change) error {
+	err := c.db.Update(func(tx *bolt.Tx) error {
+		entries, err := c.prepare(tx, version)
+		if err != nil {
+			return err
+		}
+		for _, ch := range changes {
+			if ch.New == nil {
+				if err := entries.Delete([]byte(ch.Key)); err != nil {
+					return fmt.Errorf("delete %q: %w", ch.Key, err)
+				}
+				continue
+			}
+			if err := putEntry(entries, ch.New); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("save cache version %d: %w", version, err)
+	}
+	return nil
+}
+
+// Replace makes the file hold exactly the view, in one transaction. Used
+// when a Save failed and the file may lag behind.
+func (c *Cache) Replace(version uint64, view map[string]*doormanv1.Entry) error {
+	err := c.db.Update(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketEntries) != nil {
+			if err := tx.DeleteBucket(bucketEntries); err != nil {
+				return fmt.Errorf("drop entries: %w", err)
+			}
+		}
+		entries, err := c.prepare(tx, version)
+		if err != nil {
+			return err
+		}
+		for _, e := range view {
+			if err := putEntry(entries, e); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("replace cache version %d: %w", version, err)
+	}
+	return nil
+}
+
+// prepare writes the meta record and returns the entries bucket.
+func (c *Cache) prepare(tx *bolt.Tx, version uint64) (*bolt.Bucket, error) {
+	meta, err := tx.CreateBucketIfNotExists(bucketMeta)
+	if err != nil {
+		return nil, fmt.Errorf("meta bucket: %w", err)
+	}
+	format, v := make([]byte, 4), make([]byte, 8)
+	binary.BigEndian.PutUint32(format, FormatVersion)
+	binary.BigEndian.PutUint64(v, version)
+	for k, val := range map[string][]byte{string(keyFormat): format, string(keyVersion): v, string(keyNode): []byte(c.node)} {
+		if err := meta.Put([]byte(k), val); err != nil {
+			return nil, fmt.Errorf("meta %s: %w", k, err)
+		}
+	}
+	entries, err := tx.CreateBucketIfNotExists(bucketEntries)
+	if err != nil {
+		return nil, fmt.Errorf("entries bucket: %w", err)
+	}
+	return entries, nil
+}
+
+func putEntry(b *bolt.Bucket, e *doormanv1.Entry) error {
+	raw, err := proto.Marshal(e)
+	if err != nil {
+		return fmt.Errorf("marshal %q: %w", e.GetKey(), err)
+	}
+	if err := b.Put([]byte(e.GetKey()), raw); err != nil {
+		return fmt.Errorf("put %q: %w", e.GetKey(), err)
+	}
+	return nil
+}
+
+// DecodeEntry decodes one entry record: the value must unmarshal to an Entry
+// whose key is the record's key.
+func DecodeEntry(key, value []byte) (*doormanv1.Entry, error) {
+	e := &doormanv1.Entry{}
+	if err := proto.Unmarshal(value, e); err != nil {
+		return nil, fmt.Errorf("record %q: %w", key, err)
+	}
+	if e.GetKey() != string(key) {
+		return nil, fmt.Errorf("record %q holds the entry %q", key, e.GetKey())
+	}
+	return e, nil
+}
+
+// DecodeMeta decodes the meta record's fields.
+func DecodeMeta(format, version, node []byte) (nodeName string, v uint64, err error) {
+	if len(format) != 4 {
+		return "", 0, fmt.Errorf("meta: format field of %d bytes", len(format))
+	}
+	if f := binary.BigEndian.Uint32(format); f != FormatVersion {
+		return "", 0, fmt.Errorf("meta: format %d, this agent reads %d", f, FormatVersion)
+	}
+	if len(version) != 8 {
+		return "", 0, fmt.Errorf("meta: version field of %d bytes", len(version))
+	}
+	if len(node) == 0 {
+		return "", 0, errors.New("meta: no node name")
+	}
+	return string(node), binary.BigEndian.Uint64(version), nil
+}
+
+// SetAside renames the file at path to path.corrupt-<n>, n the first number
+// not in use, and returns the new name. A missing file is not an error.
+func SetAside(path string) (string, error) {
+	if _, err := os.Lstat(path); errors.Is(err, os.ErrNotExist) {
+		return "", nil
+	}
+	for n := 1; ; n++ {
+		aside := path + ".corrupt-" + strconv.Itoa(n)
+		if _, err := os.Lstat(aside); err == nil {
+			continue
+		} else if !errors.Is(err, os.ErrNotExist) {
+			return "", fmt.Errorf("set aside %s: %w", path, err)
+		}
+		if err := os.Rename(path, aside); err != nil {
+			return "", fmt.Errorf("set aside %s: %w", path, err)
+		}
+		return aside, nil
+	}
+}
+
+// Reset says why a cache file was set aside.
+type Reset struct {
+	Aside string // where the unreadable file now is; "" if it could not be moved
+	Cause error
+}
+
+// OpenView opens the cache at path and restores the view it holds. A file
+// that cannot be opened, read or validated is set aside and a fresh one
+// started with an empty view; the Reset says so. The error is non-nil only
+// when no cache file can be opened at all.
+func OpenView(path, node string) (*Cache, *state.View, *Reset, error) {
+	c, view, cause := openView(path, node)
+	if cause == nil {
+		return c, view, nil, nil
+	}
+	reset := &Reset{Cause: cause}
+	aside, err := SetAside(path)
+	if err != nil {
+		return nil, nil, reset, fmt.Errorf("%w (after: %w)", err, cause)
+	}
+	reset.Aside = aside
+	c, err = Open(path, node)
+	if err != nil {
+		return nil, nil, reset, err
+	}
+	return c, state.New(), reset, nil
+}
+
+func openView(path, node string) (*Cache, *state.View, error) {
+	c, err := Open(path, node)
+	if err != nil {
+		return nil, nil, err
+	}
+	s, err := c.Load()
+	if err == nil {
+		var view *state.View
+		if view, err = state.Restore(s.Version, s.Entries); err == nil {
+			return c, view, nil
+		}
+		err = fmt.Errorf("load cache %s: %w", path, err)
+	}
+	_ = c.Close()
+	return nil, nil, err
+}

@@ -1,0 +1,15 @@
+// Package cache keeps the node agent's last applied view and its version in
+// a bbolt file, so that an agent that restarts, or a node that boots while
+// no control plane answers, programs its kernel from what it last applied
+// and reports what it holds when it resumes.
+//
+// The file holds one bucket of entries (key → marshalled doorman.v1.Entry)
+// and a meta bucket (format version, node name, view version). Save writes
+// only the keys an update changed, in one transaction. Load reads it all
+// back; a file that is not a bbolt database, is truncated, or holds a record
+// that does not decode gives an error, and the caller sets the file aside
+// with SetAside and starts empty.
+//
+// cache touches bbolt and the file system only: no gRPC, netlink or
+// dataplane. Records are decoded here, and validated by state.Restore.
+package cache

@@ -1,0 +1,246 @@
+package state
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
+)
+
+// ErrViewDigest is wrapped by Apply's error when an update, once applied,
+// does not give the view digest it announces: the agent's view and the
+// control plane's disagree, and only a resume can reconcile them.
+var ErrViewDigest = errors.New("view digest mismatch")
+
+// Change is one key moving from Old to New. Old is nil when the key is new,
+// New is nil when the key is removed.
+type Change struct {
+	Key string
+	Old *doormanv1.Entry
+	New *doormanv1.Entry
+}
+
+// Applied is what one update did to a view; Revert undoes it.
+type Applied struct {
+	// Version is the update's version, now the view's.
+	Version uint64
+	// PrevVersion is the view's version before the update.
+	PrevVersion uint64
+	// Changes are sorted by key. An upsert that carries the digest the view
+	// already holds is not a change.
+	Changes []Change
+}
+
+// View is the set of entries the agent holds, with its version and digests.
+// The zero value is not usable; use New or Restore.
+type View struct {
+	version uint64
+	entries map[string]*doormanv1.Entry
+	index   [doormanv1.Buckets]map[string]struct{}
+	digests doormanv1.Digests
+}
+
+// New returns an empty view at version 0: one that holds nothing.
+func New() *View {
+	return &View{entries: make(map[string]*doormanv1.Entry)}
+}
+
+// Restore builds a view from entries read back from a cache, validating
+// each of them as an update's upserts are.
+func Restore(version uint64, entries []*doormanv1.Entry) (*View, error) {
+	if version == 0 && len(entries) > 0 {
+		return nil, errors.New("restore: entries without a version")
+	}
+	v := New()
+	if version == 0 {
+		return v, nil
+	}
+	u := &doormanv1.SyncResponse{Version: version, Full: true, Upserts: entries}
+	if err := v.validate(u); err != nil {
+		return nil, fmt.Errorf("restore: %w", err)
+	}
+	v.mutate(u)
+	return v, nil
+}
+
+// Version is the version of the last update applied; 0 when holding nothing.
+func (v *View) Version() uint64 { return v.version }
+
+// Digest is the digest of the whole view.
+func (v *View) Digest() uint64 { return v.digests.View() }
+
+// Len is the number of entries, the node entry included.
+func (v *View) Len() int { return len(v.entries) }
+
+// Get returns the entry under key, or nil.
+func (v *View) Get(key string) *doormanv1.Entry { return v.entries[key] }
+
+// Entries returns the view's own map, for reading only: callers must not
+// modify it, nor keep it across a later Apply or Revert.
+func (v *View) Entries() map[string]*doormanv1.Entry { return v.entries }
+
+// Sorted returns the entries ordered by key.
+func (v *View) Sorted() []*doormanv1.Entry {
+	out := make([]*doormanv1.Entry, 0, len(v.entries))
+	for _, e := range v.entries {
+		out = append(out, e)
+	}
+	slices.SortFunc(out, func(a, b *doormanv1.Entry) int { return strings.Compare(a.GetKey(), b.GetKey()) })
+	return out
+}
+
+// Holding is what the agent reports in its Hello: empty when it holds
+// nothing, so that the control plane sends a full view.
+func (v *View) Holding() *doormanv1.Holding {
+	if v.version == 0 {
+		return &doormanv1.Holding{}
+	}
+	return &doormanv1.Holding{
+		Version:       v.version,
+		ViewDigest:    v.digests.View(),
+		BucketDigests: v.digests.BucketList(),
+	}
+}
+
+// Apply validates the update as a whole and, if it is well formed, applies
+// it in place and returns what changed. On error the view is unchanged; the
+// error names the offending key. When the result does not match the
+// update's view digest, the update is undone and the error wraps
+// ErrViewDigest.
+func (v *View) Apply(u *doormanv1.SyncResponse) (*Applied, error) {
+	if err := v.validate(u); err != nil {
+		return nil, fmt.Errorf("update %d: %w", u.GetVersion(), err)
+	}
+	a := v.mutate(u)
+	if got, want := v.digests.View(), u.GetViewDigest(); got != want {
+		v.Revert(a)
+		return nil, fmt.Errorf("update %d: %w: announced %016x, applying it gives %016x", u.GetVersion(), ErrViewDigest, want, got)
+	}
+	return a, nil
+}
+
+// Revert undoes an Applied returned by the last Apply (or, in reverse
+// order, by the last few).
+func (v *View) Revert(a *Applied) {
+	for i := len(a.Changes) - 1; i >= 0; i-- {
+		c := a.Changes[i]
+		v.set(c.Key, c.New, c.Old)
+	}
+	v.version = a.PrevVersion
+}
+
+// validate checks the whole update without changing anything.
+func (v *View) validate(u *doormanv1.SyncResponse) error {
+	if u == nil {
+		return errors.New("empty update")
+	}
+	if u.GetVersion() == 0 {
+		return errors.New("version 0")
+	}
+	for _, b := range u.GetReplacedBuckets() {
+		if b >= doormanv1.Buckets {
+			return fmt.Errorf("replaced bucket %d out of range 0-%d", b, doormanv1.Buckets-1)
+		}
+	}
+	seen := make(map[string]struct{}, len(u.GetUpserts()))
+	for i, e := range u.GetUpserts() {
+		if err := ValidateEntry(e); err != nil {
+			return fmt.Errorf("upsert %d: %w", i, err)
+		}
+		if _, dup := seen[e.GetKey()]; dup {
+			return fmt.Errorf("entry %q upserted twice", e.GetKey())
+		}
+		seen[e.GetKey()] = struct{}{}
+	}
+	removed := make(map[string]struct{}, len(u.GetRemovals()))
+	for _, k := range u.GetRemovals() {
+		if k == "" {
+			return errors.New("removal of an empty key")
+		}
+		if _, dup := seen[k]; dup {
+			return fmt.Errorf("entry %q both upserted and removed", k)
+		}
+		if _, dup := removed[k]; dup {
+			return fmt.Errorf("entry %q removed twice", k)
+		}
+		removed[k] = struct{}{}
+	}
+	return nil
+}
+
+// mutate applies a validated update.
+func (v *View) mutate(u *doormanv1.SyncResponse) *Applied {
+	a := &Applied{Version: u.GetVersion(), PrevVersion: v.version}
+	upserts := make(map[string]struct{}, len(u.GetUpserts()))
+	for _, e := range u.GetUpserts() {
+		upserts[e.GetKey()] = struct{}{}
+	}
+	remove := func(key string) {
+		if _, kept := upserts[key]; kept {
+			return
+		}
+		if old, ok := v.entries[key]; ok {
+			a.Changes = append(a.Changes, Change{Key: key, Old: old})
+		}
+	}
+	switch {
+	case u.GetFull():
+		for key := range v.entries {
+			remove(key)
+		}
+	default:
+		replaced := make(map[uint32]struct{}, len(u.GetReplacedBuckets()))
+		for _, b := range u.GetReplacedBuckets() {
+			if _, dup := replaced[b]; dup {
+				continue
+			}
+			replaced[b] = struct{}{}
+			for key := range v.index[b] {
+				remove(key)
+			}
+		}
+		for _, key := range u.GetRemovals() {
+			if _, inReplaced := replaced[doormanv1.Bucket(key)]; inReplaced {
+				continue // already removed with its bucket, unless upserted
+			}
+			remove(key)
+		}
+	}
+	for _, e := range u.GetUpserts() {
+		old := v.entries[e.GetKey()]
+		if old != nil && old.GetDigest() == e.GetDigest() {
+			continue
+		}
+		a.Changes = append(a.Changes, Change{Key: e.GetKey(), Old: old, New: e})
+	}
+	slices.SortFunc(a.Changes, func(x, y Change) int { return strings.Compare(x.Key, y.Key) })
+	for _, c := range a.Changes {
+		v.set(c.Key, c.Old, c.New)
+	}
+	v.version = u.GetVersion()
+	return a
+}
+
+// set moves key from old (as held now) to next, keeping digests and index.
+func (v *View) set(key string, old, next *doormanv1.Entry) {
+	b := doormanv1.Bucket(key)
+	if old != nil {
+		v.digests.Toggle(key, old.GetDigest())
+	}
+	if next == nil {
+		delete(v.entries, key)
+		delete(v.index[b], key)
+		if len(v.index[b]) == 0 {
+			v.index[b] = nil
+		}
+		return
+	}
+	v.digests.Toggle(key, next.GetDigest())
+	v.entries[key] = next
+	if v.index[b] == nil {
+		v.index[b] = make(map[string]struct{})
+	}
+	v.index[b][key] = struct{}{}
+}

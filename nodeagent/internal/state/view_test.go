@@ -1,0 +1,361 @@
+package state
+
+import (
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/testing/protocmp"
+
+	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
+)
+
+// servicePort builds a valid IPv4 TCP entry for Service ns/name, port 80,
+// with the given endpoints (ip:8080 each); mutate may edit the value before
+// its key and digest are computed.
+func servicePort(t testing.TB, ns, name string, mutate func(*doormanv1.ServicePort), endpoints ...string) *doormanv1.Entry {
+	t.Helper()
+	sp := &doormanv1.ServicePort{
+		Namespace: ns, Name: name, PortName: "http",
+		Protocol: doormanv1.Protocol_PROTOCOL_TCP, Family: doormanv1.IPFamily_IP_FAMILY_IPV4,
+		ClusterIp: "10.96.0.10", Port: 80,
+	}
+	for _, ip := range endpoints {
+		sp.Endpoints = append(sp.Endpoints, &doormanv1.Endpoint{Ip: ip, Port: 8080})
+	}
+	if mutate != nil {
+		mutate(sp)
+	}
+	return seal(t, &doormanv1.Entry{Key: doormanv1.ServicePortKey(sp), Value: &doormanv1.Entry_ServicePort{ServicePort: sp}})
+}
+
+func nodeEntry(t testing.TB, name string, addrs ...string) *doormanv1.Entry {
+	t.Helper()
+	return seal(t, &doormanv1.Entry{Key: doormanv1.NodeKey, Value: &doormanv1.Entry_Node{Node: &doormanv1.Node{Name: name, NodeportAddresses: addrs}}})
+}
+
+// seal sets the entry's digest from its value.
+func seal(t testing.TB, e *doormanv1.Entry) *doormanv1.Entry {
+	t.Helper()
+	var m proto.Message
+	switch v := e.GetValue().(type) {
+	case *doormanv1.Entry_ServicePort:
+		m = v.ServicePort
+	case *doormanv1.Entry_Node:
+		m = v.Node
+	}
+	d, err := doormanv1.ValueDigest(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Digest = d
+	return e
+}
+
+// digestOf is the view digest of a set of entries.
+func digestOf(entries ...*doormanv1.Entry) uint64 {
+	var d doormanv1.Digests
+	for _, e := range entries {
+		d.Toggle(e.GetKey(), e.GetDigest())
+	}
+	return d.View()
+}
+
+// sameBucket returns n distinct Service names whose keys share one bucket.
+func sameBucket(t testing.TB, n int) []*doormanv1.Entry {
+	t.Helper()
+	byBucket := map[uint32][]*doormanv1.Entry{}
+	for i := 0; ; i++ {
+		e := servicePort(t, "default", "svc"+strings.Repeat("x", i%7)+string(rune('a'+i%26))+strings.Repeat("y", i/26), nil, "10.244.0.1")
+		b := doormanv1.Bucket(e.GetKey())
+		byBucket[b] = append(byBucket[b], e)
+		if len(byBucket[b]) == n {
+			return byBucket[b]
+		}
+	}
+}
+
+type snapshot struct {
+	Version uint64
+	Digest  uint64
+	Holding *doormanv1.Holding
+	Entries []*doormanv1.Entry
+	Index   map[uint32][]string
+}
+
+func snap(v *View) snapshot {
+	s := snapshot{Version: v.Version(), Digest: v.Digest(), Holding: v.Holding(), Entries: v.Sorted(), Index: map[uint32][]string{}}
+	for b, keys := range v.index {
+		for k := range keys {
+			s.Index[uint32(b)] = append(s.Index[uint32(b)], k)
+		}
+	}
+	return s
+}
+
+var cmpOpts = []cmp.Option{protocmp.Transform(), cmpopts.SortSlices(func(a, b string) bool { return a < b })}
+
+func TestApply(t *testing.T) {
+	web := servicePort(t, "default", "web", nil, "10.244.1.1")
+	web2 := servicePort(t, "default", "web", nil, "10.244.1.1", "10.244.1.2")
+	db := servicePort(t, "default", "db", nil, "10.244.2.1")
+	dns := servicePort(t, "kube-system", "dns", func(sp *doormanv1.ServicePort) {
+		sp.Protocol = doormanv1.Protocol_PROTOCOL_UDP
+		sp.PortName = ""
+		sp.Port = 53
+	}, "10.244.3.1")
+	node := nodeEntry(t, "node-1", "192.168.0.1")
+	bucket := sameBucket(t, 3)
+	b0 := doormanv1.Bucket(bucket[0].GetKey())
+
+	for _, tc := range []struct {
+		name    string
+		initial []*doormanv1.Entry // applied as a full update at version 1
+		update  *doormanv1.SyncResponse
+		want    []Change
+		final   []*doormanv1.Entry
+	}{
+		{
+			name:   "full into empty",
+			update: &doormanv1.SyncResponse{Version: 2, Full: true, Upserts: []*doormanv1.Entry{web, node}, ViewDigest: digestOf(web, node)},
+			want:   []Change{{Key: "default/web:http/tcp/ipv4", New: web}, {Key: "node", New: node}},
+			final:  []*doormanv1.Entry{web, node},
+		},
+		{
+			name:    "full removes what it does not name and keeps unchanged",
+			initial: []*doormanv1.Entry{web, db, node},
+			update:  &doormanv1.SyncResponse{Version: 2, Full: true, Upserts: []*doormanv1.Entry{web2, node}, ViewDigest: digestOf(web2, node)},
+			want: []Change{
+				{Key: "default/db:http/tcp/ipv4", Old: db},
+				{Key: "default/web:http/tcp/ipv4", Old: web, New: web2},
+			},
+			final: []*doormanv1.Entry{web2, node},
+		},
+		{
+			name:    "incremental upsert and removal",
+			initial: []*doormanv1.Entry{web, db},
+			update:  &doormanv1.SyncResponse{Version: 2, Upserts: []*doormanv1.Entry{dns}, Removals: []string{db.GetKey()}, ViewDigest: digestOf(web, dns)},
+			want: []Change{
+				{Key: "default/db:http/tcp/ipv4", Old: db},
+				{Key: "kube-system/dns:53/udp/ipv4", New: dns},
+			},
+			final: []*doormanv1.Entry{web, dns},
+		},
+		{
+			name:    "removal of a key not held is no change",
+			initial: []*doormanv1.Entry{web},
+			update:  &doormanv1.SyncResponse{Version: 2, Removals: []string{"default/gone:80/tcp/ipv4"}, ViewDigest: digestOf(web)},
+			final:   []*doormanv1.Entry{web},
+		},
+		{
+			name:    "nothing differs: version only",
+			initial: []*doormanv1.Entry{web, node},
+			update:  &doormanv1.SyncResponse{Version: 7, ViewDigest: digestOf(web, node)},
+			final:   []*doormanv1.Entry{web, node},
+		},
+		{
+			name:    "upsert with the held digest is no change",
+			initial: []*doormanv1.Entry{web},
+			update:  &doormanv1.SyncResponse{Version: 2, Upserts: []*doormanv1.Entry{proto.Clone(web).(*doormanv1.Entry)}, ViewDigest: digestOf(web)},
+			final:   []*doormanv1.Entry{web},
+		},
+		{
+			name:    "replaced bucket removes what is not upserted, leaves other buckets",
+			initial: []*doormanv1.Entry{bucket[0], bucket[1], web},
+			update: &doormanv1.SyncResponse{Version: 2, ReplacedBuckets: []uint32{b0}, Upserts: []*doormanv1.Entry{bucket[2]},
+				ViewDigest: digestOf(bucket[2], web)},
+			want: func() []Change {
+				cs := []Change{{Key: bucket[0].GetKey(), Old: bucket[0]}, {Key: bucket[1].GetKey(), Old: bucket[1]}, {Key: bucket[2].GetKey(), New: bucket[2]}}
+				sortChanges(cs)
+				return cs
+			}(),
+			final: []*doormanv1.Entry{bucket[2], web},
+		},
+		{
+			name:    "replaced bucket with a removal inside it",
+			initial: []*doormanv1.Entry{bucket[0], bucket[1]},
+			update: &doormanv1.SyncResponse{Version: 2, ReplacedBuckets: []uint32{b0, b0}, Upserts: []*doormanv1.Entry{bucket[1]}, Removals: []string{bucket[0].GetKey()},
+				ViewDigest: digestOf(bucket[1])},
+			want:  []Change{{Key: bucket[0].GetKey(), Old: bucket[0]}},
+			final: []*doormanv1.Entry{bucket[1]},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			v := New()
+			if tc.initial != nil {
+				if _, err := v.Apply(&doormanv1.SyncResponse{Version: 1, Full: true, Upserts: tc.initial, ViewDigest: digestOf(tc.initial...)}); err != nil {
+					t.Fatalf("initial: %v", err)
+				}
+			}
+			before := snap(v)
+			a, err := v.Apply(tc.update)
+			if err != nil {
+				t.Fatalf("Apply: %v", err)
+			}
+			if diff := cmp.Diff(tc.want, a.Changes, cmpOpts...); diff != "" {
+				t.Errorf("changes (-want +got):\n%s", diff)
+			}
+			if a.Version != tc.update.GetVersion() || a.PrevVersion != before.Version {
+				t.Errorf("versions = %d from %d, want %d from %d", a.Version, a.PrevVersion, tc.update.GetVersion(), before.Version)
+			}
+			want := New()
+			for _, e := range tc.final {
+				want.set(e.GetKey(), nil, e)
+			}
+			want.version = tc.update.GetVersion()
+			if diff := cmp.Diff(snap(want), snap(v), cmpOpts...); diff != "" {
+				t.Errorf("view after apply (-want +got):\n%s", diff)
+			}
+			v.Revert(a)
+			if diff := cmp.Diff(before, snap(v), cmpOpts...); diff != "" {
+				t.Errorf("view after revert (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func sortChanges(cs []Change) {
+	slices.SortFunc(cs, func(x, y Change) int { return strings.Compare(x.Key, y.Key) })
+}
+
+func TestApplyRejects(t *testing.T) {
+	web := servicePort(t, "default", "web", nil, "10.244.1.1")
+	db := servicePort(t, "default", "db", nil, "10.244.2.1")
+	edit := func(mutate func(*doormanv1.ServicePort)) *doormanv1.Entry {
+		return servicePort(t, "default", "bad", mutate, "10.244.9.9")
+	}
+	update := func(upserts ...*doormanv1.Entry) *doormanv1.SyncResponse {
+		return &doormanv1.SyncResponse{Version: 5, Upserts: append([]*doormanv1.Entry{db}, upserts...), ViewDigest: digestOf(append([]*doormanv1.Entry{web, db}, upserts...)...)}
+	}
+	wrongKey := proto.Clone(web).(*doormanv1.Entry)
+	wrongKey.Key = "default/web:other/tcp/ipv4"
+	wrongDigest := proto.Clone(web).(*doormanv1.Entry)
+	wrongDigest.Digest++
+	noValue := &doormanv1.Entry{Key: "default/empty:80/tcp/ipv4"}
+	nodeElsewhere := nodeEntry(t, "node-1")
+	nodeElsewhere.Key = "default/node:80/tcp/ipv4"
+	portUnderNodeKey := proto.Clone(web).(*doormanv1.Entry)
+	portUnderNodeKey.Key = doormanv1.NodeKey
+
+	for _, tc := range []struct {
+		name   string
+		update *doormanv1.SyncResponse
+		want   string // substring of the error
+	}{
+		{"nil update", nil, "empty update"},
+		{"version 0", &doormanv1.SyncResponse{Version: 0}, "version 0"},
+		{"key does not match value", update(wrongKey), `entry "default/web:other/tcp/ipv4": key does not match`},
+		{"digest does not match value", update(wrongDigest), `entry "default/web:http/tcp/ipv4": digest`},
+		{"no value", update(noValue), `entry "default/empty:80/tcp/ipv4": no value`},
+		{"nil entry", update(nil), "nil entry"},
+		{"node outside the node key", update(nodeElsewhere), `entry "default/node:80/tcp/ipv4": a node value`},
+		{"service port under the node key", update(portUnderNodeKey), `entry "node": the key is reserved`},
+		{"cluster IP does not parse", update(edit(func(sp *doormanv1.ServicePort) { sp.ClusterIp = "10.96.0.300" })), `entry "default/bad:http/tcp/ipv4": cluster IP: invalid IP address`},
+		{"cluster IP of the other family", update(edit(func(sp *doormanv1.ServicePort) { sp.ClusterIp = "fd00::10" })), `cluster IP "fd00::10" is not ipv4`},
+		{"IPv4-mapped address", update(edit(func(sp *doormanv1.ServicePort) {
+			sp.Family = doormanv1.IPFamily_IP_FAMILY_IPV6
+			sp.ClusterIp = "::ffff:10.96.0.1"
+			sp.Endpoints = nil
+		})), "IPv4-mapped"},
+		{"endpoint of the other family", update(edit(func(sp *doormanv1.ServicePort) { sp.Endpoints[0].Ip = "fd00::1" })), `endpoint "fd00::1" is not ipv4`},
+		{"endpoint port 0", update(edit(func(sp *doormanv1.ServicePort) { sp.Endpoints[0].Port = 0 })), "endpoint 10.244.9.9 port 0 out of range"},
+		{"port 0", update(edit(func(sp *doormanv1.ServicePort) { sp.Port = 0; sp.PortName = "http" })), "port 0 out of range"},
+		{"port 65536", update(edit(func(sp *doormanv1.ServicePort) { sp.Port = 65536 })), "port 65536 out of range"},
+		{"node port 65536", update(edit(func(sp *doormanv1.ServicePort) { sp.NodePort = 65536 })), "node port 65536 out of range"},
+		{"protocol unset", update(edit(func(sp *doormanv1.ServicePort) { sp.Protocol = 0 })), "protocol 0 not supported"},
+		{"family unset", update(edit(func(sp *doormanv1.ServicePort) { sp.Family = 0 })), "IP family 0 not supported"},
+		{"external IP bad", update(edit(func(sp *doormanv1.ServicePort) { sp.ExternalIps = []string{"example.com"} })), "external IP: invalid IP address"},
+		{"load balancer IP bad", update(edit(func(sp *doormanv1.ServicePort) { sp.LoadBalancerIps = []string{"fd00::1"} })), "load balancer IP"},
+		{"source range bad", update(edit(func(sp *doormanv1.ServicePort) { sp.LoadBalancerSourceRanges = []string{"10.0.0.0/33"} })), "invalid CIDR"},
+		{"source range other family", update(edit(func(sp *doormanv1.ServicePort) { sp.LoadBalancerSourceRanges = []string{"fd00::/64"} })), "is not ipv4"},
+		{"no namespace", update(edit(func(sp *doormanv1.ServicePort) { sp.Namespace = "" })), "without a namespace or name"},
+		{"node without name", update(nodeEntry(t, "")), `entry "node": node without a name`},
+		{"node address bad", update(nodeEntry(t, "n", "300.1.1.1")), "nodeport address"},
+		{"upserted twice", update(web, web), `entry "default/web:http/tcp/ipv4" upserted twice`},
+		{"upserted and removed", &doormanv1.SyncResponse{Version: 5, Upserts: []*doormanv1.Entry{db}, Removals: []string{db.GetKey()}}, "both upserted and removed"},
+		{"removed twice", &doormanv1.SyncResponse{Version: 5, Removals: []string{"a", "a"}}, `entry "a" removed twice`},
+		{"empty removal", &doormanv1.SyncResponse{Version: 5, Removals: []string{""}}, "removal of an empty key"},
+		{"bucket out of range", &doormanv1.SyncResponse{Version: 5, ReplacedBuckets: []uint32{doormanv1.Buckets}}, "replaced bucket 1024 out of range"},
+		{"view digest mismatch", &doormanv1.SyncResponse{Version: 5, Upserts: []*doormanv1.Entry{db}, ViewDigest: digestOf(db)}, "view digest mismatch"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			v := New()
+			if _, err := v.Apply(&doormanv1.SyncResponse{Version: 1, Full: true, Upserts: []*doormanv1.Entry{web}, ViewDigest: digestOf(web)}); err != nil {
+				t.Fatal(err)
+			}
+			before := snap(v)
+			_, err := v.Apply(tc.update)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Apply error = %v, want one containing %q", err, tc.want)
+			}
+			if diff := cmp.Diff(before, snap(v), cmpOpts...); diff != "" {
+				t.Errorf("view changed by a rejected update (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestApplyViewDigestIsTyped(t *testing.T) {
+	v := New()
+	web := servicePort(t, "default", "web", nil)
+	_, err := v.Apply(&doormanv1.SyncResponse{Version: 1, Full: true, Upserts: []*doormanv1.Entry{web}, ViewDigest: 42})
+	if !errors.Is(err, ErrViewDigest) {
+		t.Fatalf("error %v does not wrap ErrViewDigest", err)
+	}
+	if v.Len() != 0 || v.Version() != 0 {
+		t.Fatalf("view holds %d entries at version %d after a rejected update", v.Len(), v.Version())
+	}
+}
+
+func TestHolding(t *testing.T) {
+	web := servicePort(t, "default", "web", nil, "10.244.1.1")
+	v := New()
+	if diff := cmp.Diff(&doormanv1.Holding{}, v.Holding(), protocmp.Transform()); diff != "" {
+		t.Errorf("empty view holding (-want +got):\n%s", diff)
+	}
+	if _, err := v.Apply(&doormanv1.SyncResponse{Version: 9, Full: true, Upserts: []*doormanv1.Entry{web}, ViewDigest: digestOf(web)}); err != nil {
+		t.Fatal(err)
+	}
+	var d doormanv1.Digests
+	d.Toggle(web.GetKey(), web.GetDigest())
+	want := &doormanv1.Holding{Version: 9, ViewDigest: d.View(), BucketDigests: d.BucketList()}
+	if diff := cmp.Diff(want, v.Holding(), protocmp.Transform()); diff != "" {
+		t.Errorf("holding (-want +got):\n%s", diff)
+	}
+}
+
+func TestRestore(t *testing.T) {
+	web := servicePort(t, "default", "web", nil, "10.244.1.1")
+	node := nodeEntry(t, "node-1")
+	for _, tc := range []struct {
+		name    string
+		version uint64
+		entries []*doormanv1.Entry
+		wantErr string
+	}{
+		{name: "empty", version: 0},
+		{name: "entries", version: 3, entries: []*doormanv1.Entry{web, node}},
+		{name: "entries without version", version: 0, entries: []*doormanv1.Entry{web}, wantErr: "entries without a version"},
+		{name: "bad entry", version: 3, entries: []*doormanv1.Entry{{Key: "x"}}, wantErr: `entry "x": no value`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			v, err := Restore(tc.version, tc.entries)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("Restore error = %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if v.Version() != tc.version || v.Digest() != digestOf(tc.entries...) || v.Len() != len(tc.entries) {
+				t.Errorf("restored version %d digest %x len %d, want %d %x %d", v.Version(), v.Digest(), v.Len(), tc.version, digestOf(tc.entries...), len(tc.entries))
+			}
+		})
+	}
+}

@@ -1,0 +1,9 @@
+// Package stream is the node agent's gRPC client: it dials the control
+// planes in turn, opens AgentService.Sync, says Hello with what the agent
+// holds, hands each update to the agent and sends back its Ack or Nack. When
+// a stream ends it reconnects with capped exponential backoff and jitter,
+// moving on to the next control plane.
+//
+// stream owns the clock and the network; every decision about an update is
+// the agent package's. It must not import the dataplane, bbolt or netlink.
+package stream

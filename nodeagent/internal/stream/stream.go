@@ -1,0 +1,162 @@
+package stream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"google.golang.org/grpc"
+
+	"github.com/doorman-proxy/doorman/nodeagent/internal/agent"
+	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
+)
+
+// Default reconnect delays.
+const (
+	DefaultMinBackoff = 100 * time.Millisecond
+	DefaultMaxBackoff = 5 * time.Second
+)
+
+// Config configures Run.
+type Config struct {
+	// ControlPlanes are host:port targets, tried in turn.
+	ControlPlanes []string
+	DialOptions   []grpc.DialOption
+	Agent         *agent.Agent
+	Logger        hclog.Logger
+	// MinBackoff and MaxBackoff bound the delay between attempts; zero
+	// means the defaults.
+	MinBackoff, MaxBackoff time.Duration
+}
+
+// Run keeps a stream open to one of the control planes until ctx is done,
+// then returns nil. It returns an error only for a configuration it cannot
+// use.
+func Run(ctx context.Context, cfg Config) error {
+	if len(cfg.ControlPlanes) == 0 {
+		return errors.New("stream: no control plane")
+	}
+	if cfg.Agent == nil {
+		return errors.New("stream: no agent")
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	minB, maxB := cfg.MinBackoff, cfg.MaxBackoff
+	if minB <= 0 {
+		minB = DefaultMinBackoff
+	}
+	if maxB < minB {
+		maxB = max(DefaultMaxBackoff, minB)
+	}
+	failures := 0
+	for i := 0; ; i = (i + 1) % len(cfg.ControlPlanes) {
+		target := cfg.ControlPlanes[i]
+		s := &session{target: target, opts: cfg.DialOptions, agent: cfg.Agent, log: log.With("control_plane", target)}
+		err := s.run(ctx)
+		cfg.Agent.SetConnection(target, false)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if s.acked > 0 {
+			failures = 0
+		}
+		delay := Backoff(failures, minB, maxB, rand.Float64())
+		failures++
+		cfg.Agent.SetError(err)
+		log.Warn("stream ended", "control_plane", target, "error", err, "acked", s.acked, "retry_in", delay)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(delay):
+		}
+	}
+}
+
+// Backoff is the delay before the next attempt after failures attempts in
+// a row: lo doubled per failure, capped at hi, then spread by jitter
+// (in [0, 1)) over its upper half, so that agents that lost the same
+// control plane do not all come back at once.
+func Backoff(failures int, lo, hi time.Duration, jitter float64) time.Duration {
+	d := lo
+	for i := 0; i < failures && d < hi; i++ {
+		d *= 2
+	}
+	d = min(d, hi)
+	return d/2 + time.Duration(jitter*float64(d/2))
+}
+
+type session struct {
+	target string
+	opts   []grpc.DialOption
+	agent  *agent.Agent
+	log    hclog.Logger
+	acked  int
+}
+
+// errResume ends a session whose view disagrees with the control plane's,
+// so that the next Hello's bucket digests bring it back in line.
+var errResume = errors.New("view digest mismatch: resuming")
+
+func (s *session) run(ctx context.Context) error {
+	conn, err := grpc.NewClient(s.target, s.opts...)
+	if err != nil {
+		return fmt.Errorf("dial %s: %w", s.target, err)
+	}
+	defer func() { _ = conn.Close() }()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := doormanv1.NewAgentServiceClient(conn).Sync(ctx)
+	if err != nil {
+		return fmt.Errorf("open stream to %s: %w", s.target, err)
+	}
+	hello := s.agent.Hello()
+	if err := stream.Send(hello); err != nil {
+		return fmt.Errorf("send hello to %s: %w", s.target, recvErr(stream, err))
+	}
+	s.agent.SetConnection(s.target, true)
+	s.log.Info("connected", "version", hello.GetHello().GetHolding().GetVersion())
+	for {
+		u, err := stream.Recv()
+		if err != nil {
+			return fmt.Errorf("receive from %s: %w", s.target, err)
+		}
+		out := s.agent.Handle(u)
+		s.logOutcome(out)
+		if err := stream.Send(out.Reply); err != nil {
+			return fmt.Errorf("send reply to %s: %w", s.target, recvErr(stream, err))
+		}
+		if out.Err == nil {
+			s.acked++
+		}
+		if out.Resume {
+			return errResume
+		}
+	}
+}
+
+// recvErr returns the stream's real status after Send failed with io.EOF.
+func recvErr(stream grpc.BidiStreamingClient[doormanv1.SyncRequest, doormanv1.SyncResponse], sendErr error) error {
+	if _, err := stream.Recv(); err != nil {
+		return err
+	}
+	return sendErr
+}
+
+func (s *session) logOutcome(out agent.Outcome) {
+	if out.ApplyErr != nil {
+		s.log.Warn("apply failed, full sync", "version", out.Version, "error", out.ApplyErr)
+	}
+	if out.Err != nil {
+		s.log.Warn("update rejected", "version", out.Version, "error", out.Err)
+		return
+	}
+	if out.Warning != nil {
+		s.log.Warn("update applied with errors", "version", out.Version, "error", out.Warning)
+	}
+	s.log.Debug("update applied", "version", out.Version, "changes", out.Changes, "ops", out.Ops, "full_sync", out.Synced)
+}

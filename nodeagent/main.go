@@ -1,0 +1,101 @@
+// Command nodeagent is doorman's node agent: it receives its node's view
+// from the control plane and programs it into the kernel's nftables.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/hashicorp/go-hclog"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/doorman-proxy/doorman/nodeagent/app"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "nodeagent:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	defaultNode := os.Getenv("NODE_NAME")
+	if defaultNode == "" {
+		defaultNode, _ = os.Hostname()
+	}
+	var (
+		nodeName      = flag.String("node-name", defaultNode, "this node's name (default: $NODE_NAME, then the hostname)")
+		controlPlanes = flag.String("control-plane", "", "control plane gRPC addresses, host:port, comma-separated; tried in turn")
+		cachePath     = flag.String("cache", "/var/lib/doorman/cache.db", "cache file of the last applied view (\"\" = none)")
+		inspectListen = flag.String("inspect-listen", "127.0.0.1:9410", "address of the local Inspect gRPC service (\"\" = off)")
+		healthListen  = flag.String("health-listen", ":10256", "address of /healthz (\"\" = off)")
+		netns         = flag.String("netns", "", "network namespace to program, e.g. /run/netns/node1 (\"\" = the agent's own)")
+		plaintext     = flag.Bool("insecure", false, "talk to the control plane over plaintext gRPC (local development only)")
+		logLevel      = flag.String("log-level", "info", "log level: trace, debug, info, warn, error")
+	)
+	flag.Parse()
+
+	level := hclog.LevelFromString(*logLevel)
+	if level == hclog.NoLevel {
+		return fmt.Errorf("unknown --log-level %q", *logLevel)
+	}
+	log := hclog.New(&hclog.LoggerOptions{Name: "nodeagent", Level: level})
+
+	var targets []string
+	for _, t := range strings.Split(*controlPlanes, ",") {
+		if t = strings.TrimSpace(t); t != "" {
+			targets = append(targets, t)
+		}
+	}
+	if len(targets) == 0 {
+		return fmt.Errorf("--control-plane is required")
+	}
+	if *nodeName == "" {
+		return fmt.Errorf("--node-name is required (no $NODE_NAME and no hostname)")
+	}
+	if !*plaintext {
+		return fmt.Errorf("TLS to the control plane is not supported yet: pass --insecure for plaintext")
+	}
+	log.Warn("plaintext gRPC to the control plane: for local development only")
+	dialOpts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+
+	cfg := app.Config{
+		NodeName:      *nodeName,
+		ControlPlanes: targets,
+		DialOptions:   dialOpts,
+		CachePath:     *cachePath,
+		NetNSPath:     *netns,
+		Logger:        log,
+	}
+	var err error
+	if cfg.InspectListener, err = listen(*inspectListen); err != nil {
+		return err
+	}
+	if cfg.HealthListener, err = listen(*healthListen); err != nil {
+		return err
+	}
+
+	// SIGINT and SIGTERM stop the agent; the kernel keeps doorman's rules.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	return app.Run(ctx, cfg)
+}
+
+func listen(addr string) (net.Listener, error) {
+	if addr == "" {
+		return nil, nil
+	}
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	return lis, nil
+}
