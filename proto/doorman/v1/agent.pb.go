@@ -238,7 +238,10 @@ type Ack struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Version uint64                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
 	// The digest of the view the agent now holds.
-	ViewDigest    uint64 `protobuf:"fixed64,2,opt,name=view_digest,json=viewDigest,proto3" json:"view_digest,omitempty"`
+	ViewDigest uint64 `protobuf:"fixed64,2,opt,name=view_digest,json=viewDigest,proto3" json:"view_digest,omitempty"`
+	// Keys the agent holds but could not program (each named with its error
+	// in the agent's log and Inspect); every other key is in the kernel.
+	NotProgrammed []string `protobuf:"bytes,3,rep,name=not_programmed,json=notProgrammed,proto3" json:"not_programmed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -285,6 +288,13 @@ func (x *Ack) GetViewDigest() uint64 {
 		return x.ViewDigest
 	}
 	return 0
+}
+
+func (x *Ack) GetNotProgrammed() []string {
+	if x != nil {
+		return x.NotProgrammed
+	}
+	return nil
 }
 
 type Nack struct {
@@ -446,11 +456,12 @@ const file_doorman_v1_agent_proto_rawDesc = "" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x1f\n" +
 	"\vview_digest\x18\x02 \x01(\x06R\n" +
 	"viewDigest\x12%\n" +
-	"\x0ebucket_digests\x18\x03 \x03(\x06R\rbucketDigests\"@\n" +
+	"\x0ebucket_digests\x18\x03 \x03(\x06R\rbucketDigests\"g\n" +
 	"\x03Ack\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x1f\n" +
 	"\vview_digest\x18\x02 \x01(\x06R\n" +
-	"viewDigest\"6\n" +
+	"viewDigest\x12%\n" +
+	"\x0enot_programmed\x18\x03 \x03(\tR\rnotProgrammed\"6\n" +
 	"\x04Nack\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x14\n" +
 	"\x05error\x18\x02 \x01(\tR\x05error\"\xd1\x01\n" +

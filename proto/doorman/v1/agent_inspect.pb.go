@@ -75,9 +75,20 @@ type GetStateResponse struct {
 	ControlPlane string                 `protobuf:"bytes,5,opt,name=control_plane,json=controlPlane,proto3" json:"control_plane,omitempty"`
 	LastError    string                 `protobuf:"bytes,6,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
 	// Where the view came from at start-up: "cache", "stream" or "none".
-	LoadedFrom    string   `protobuf:"bytes,7,opt,name=loaded_from,json=loadedFrom,proto3" json:"loaded_from,omitempty"`
-	ServicePorts  uint32   `protobuf:"varint,8,opt,name=service_ports,json=servicePorts,proto3" json:"service_ports,omitempty"`
-	Entries       []*Entry `protobuf:"bytes,9,rep,name=entries,proto3" json:"entries,omitempty"`
+	LoadedFrom   string   `protobuf:"bytes,7,opt,name=loaded_from,json=loadedFrom,proto3" json:"loaded_from,omitempty"`
+	ServicePorts uint32   `protobuf:"varint,8,opt,name=service_ports,json=servicePorts,proto3" json:"service_ports,omitempty"`
+	Entries      []*Entry `protobuf:"bytes,9,rep,name=entries,proto3" json:"entries,omitempty"`
+	// The kernel holds a view (from the cache or the stream): what /healthz reports.
+	KernelReady     bool   `protobuf:"varint,10,opt,name=kernel_ready,json=kernelReady,proto3" json:"kernel_ready,omitempty"`
+	Acks            uint64 `protobuf:"varint,11,opt,name=acks,proto3" json:"acks,omitempty"`
+	Nacks           uint64 `protobuf:"varint,12,opt,name=nacks,proto3" json:"nacks,omitempty"`
+	LastNackVersion uint64 `protobuf:"varint,13,opt,name=last_nack_version,json=lastNackVersion,proto3" json:"last_nack_version,omitempty"`
+	// Full reconciles of the kernel (start-up, after a failed Apply, drift).
+	FullSyncs uint64 `protobuf:"varint,14,opt,name=full_syncs,json=fullSyncs,proto3" json:"full_syncs,omitempty"`
+	// Times the kernel was found changed by someone else and repaired.
+	DriftRepairs uint64 `protobuf:"varint,15,opt,name=drift_repairs,json=driftRepairs,proto3" json:"drift_repairs,omitempty"`
+	// Keys held but not programmed, with why.
+	NotProgrammed []string `protobuf:"bytes,16,rep,name=not_programmed,json=notProgrammed,proto3" json:"not_programmed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -171,6 +182,55 @@ func (x *GetStateResponse) GetServicePorts() uint32 {
 func (x *GetStateResponse) GetEntries() []*Entry {
 	if x != nil {
 		return x.Entries
+	}
+	return nil
+}
+
+func (x *GetStateResponse) GetKernelReady() bool {
+	if x != nil {
+		return x.KernelReady
+	}
+	return false
+}
+
+func (x *GetStateResponse) GetAcks() uint64 {
+	if x != nil {
+		return x.Acks
+	}
+	return 0
+}
+
+func (x *GetStateResponse) GetNacks() uint64 {
+	if x != nil {
+		return x.Nacks
+	}
+	return 0
+}
+
+func (x *GetStateResponse) GetLastNackVersion() uint64 {
+	if x != nil {
+		return x.LastNackVersion
+	}
+	return 0
+}
+
+func (x *GetStateResponse) GetFullSyncs() uint64 {
+	if x != nil {
+		return x.FullSyncs
+	}
+	return 0
+}
+
+func (x *GetStateResponse) GetDriftRepairs() uint64 {
+	if x != nil {
+		return x.DriftRepairs
+	}
+	return 0
+}
+
+func (x *GetStateResponse) GetNotProgrammed() []string {
+	if x != nil {
+		return x.NotProgrammed
 	}
 	return nil
 }
@@ -418,7 +478,7 @@ const file_doorman_v1_agent_inspect_proto_rawDesc = "" +
 	"\x1edoorman/v1/agent_inspect.proto\x12\n" +
 	"doorman.v1\x1a\x15doorman/v1/view.proto\"+\n" +
 	"\x0fGetStateRequest\x12\x18\n" +
-	"\aentries\x18\x01 \x01(\bR\aentries\"\xbf\x02\n" +
+	"\aentries\x18\x01 \x01(\bR\aentries\"\xa3\x04\n" +
 	"\x10GetStateResponse\x12\x1b\n" +
 	"\tnode_name\x18\x01 \x01(\tR\bnodeName\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x04R\aversion\x12\x1f\n" +
@@ -431,7 +491,16 @@ const file_doorman_v1_agent_inspect_proto_rawDesc = "" +
 	"\vloaded_from\x18\a \x01(\tR\n" +
 	"loadedFrom\x12#\n" +
 	"\rservice_ports\x18\b \x01(\rR\fservicePorts\x12+\n" +
-	"\aentries\x18\t \x03(\v2\x11.doorman.v1.EntryR\aentries\".\n" +
+	"\aentries\x18\t \x03(\v2\x11.doorman.v1.EntryR\aentries\x12!\n" +
+	"\fkernel_ready\x18\n" +
+	" \x01(\bR\vkernelReady\x12\x12\n" +
+	"\x04acks\x18\v \x01(\x04R\x04acks\x12\x14\n" +
+	"\x05nacks\x18\f \x01(\x04R\x05nacks\x12*\n" +
+	"\x11last_nack_version\x18\r \x01(\x04R\x0flastNackVersion\x12\x1d\n" +
+	"\n" +
+	"full_syncs\x18\x0e \x01(\x04R\tfullSyncs\x12#\n" +
+	"\rdrift_repairs\x18\x0f \x01(\x04R\fdriftRepairs\x12%\n" +
+	"\x0enot_programmed\x18\x10 \x03(\tR\rnotProgrammed\".\n" +
 	"\x10GetKernelRequest\x12\x1a\n" +
 	"\belements\x18\x01 \x01(\bR\belements\"\x85\x01\n" +
 	"\x11GetKernelResponse\x12\x14\n" +

@@ -339,8 +339,13 @@ type ServicePort struct {
 	// With external_policy_local: the endpoints on this node, for external
 	// traffic (NodePort, externalIPs, LoadBalancer IPs).
 	LocalEndpoints []*Endpoint `protobuf:"bytes,17,rep,name=local_endpoints,json=localEndpoints,proto3" json:"local_endpoints,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The newest endpoints.kubernetes.io/last-change-trigger-time of the
+	// Service's EndpointSlices (or the Service's own change), in Unix
+	// nanoseconds: the agent measures network programming latency from it.
+	// 0 when unknown.
+	TriggerTimeUnixNano int64 `protobuf:"varint,18,opt,name=trigger_time_unix_nano,json=triggerTimeUnixNano,proto3" json:"trigger_time_unix_nano,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *ServicePort) Reset() {
@@ -492,6 +497,13 @@ func (x *ServicePort) GetLocalEndpoints() []*Endpoint {
 	return nil
 }
 
+func (x *ServicePort) GetTriggerTimeUnixNano() int64 {
+	if x != nil {
+		return x.TriggerTimeUnixNano
+	}
+	return 0
+}
+
 type Endpoint struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Ip    string                 `protobuf:"bytes,1,opt,name=ip,proto3" json:"ip,omitempty"`
@@ -569,7 +581,7 @@ const file_doorman_v1_view_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12-\n" +
 	"\x12nodeport_addresses\x18\x02 \x03(\tR\x11nodeportAddresses\x12\x12\n" +
 	"\x04zone\x18\x03 \x01(\tR\x04zone\x12\x1b\n" +
-	"\tpod_cidrs\x18\x04 \x03(\tR\bpodCidrs\"\xe4\x05\n" +
+	"\tpod_cidrs\x18\x04 \x03(\tR\bpodCidrs\"\x99\x06\n" +
 	"\vServicePort\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1b\n" +
@@ -589,7 +601,8 @@ const file_doorman_v1_view_proto_rawDesc = "" +
 	"\x15internal_policy_local\x18\x0e \x01(\bR\x13internalPolicyLocal\x123\n" +
 	"\x16health_check_node_port\x18\x0f \x01(\rR\x13healthCheckNodePort\x122\n" +
 	"\tendpoints\x18\x10 \x03(\v2\x14.doorman.v1.EndpointR\tendpoints\x12=\n" +
-	"\x0flocal_endpoints\x18\x11 \x03(\v2\x14.doorman.v1.EndpointR\x0elocalEndpoints\"P\n" +
+	"\x0flocal_endpoints\x18\x11 \x03(\v2\x14.doorman.v1.EndpointR\x0elocalEndpoints\x123\n" +
+	"\x16trigger_time_unix_nano\x18\x12 \x01(\x03R\x13triggerTimeUnixNano\"P\n" +
 	"\bEndpoint\x12\x0e\n" +
 	"\x02ip\x18\x01 \x01(\tR\x02ip\x12\x12\n" +
 	"\x04port\x18\x02 \x01(\rR\x04port\x12 \n" +
