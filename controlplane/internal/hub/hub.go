@@ -1,0 +1,328 @@
+package hub
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+
+	"github.com/hashicorp/go-hclog"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+
+	"github.com/doorman-proxy/doorman/controlplane/internal/differ"
+	"github.com/doorman-proxy/doorman/controlplane/internal/model"
+	"github.com/doorman-proxy/doorman/controlplane/internal/view"
+	"github.com/doorman-proxy/doorman/controlplane/internal/wire"
+	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
+)
+
+// ErrClosed is returned once the hub is shutting down.
+var ErrClosed = errors.New("control plane shutting down")
+
+// Config configures a Hub.
+type Config struct {
+	NodePortCIDRs []netip.Prefix
+	VersionSeed   uint64
+	LogLimit      int // change records kept; 0: view.DefaultLogLimit
+	Logger        hclog.Logger
+}
+
+// Hub owns the model, the view and the differ.
+type Hub struct {
+	log   hclog.Logger
+	cidrs []netip.Prefix
+
+	mu     sync.Mutex
+	model  *model.Model
+	view   *view.View
+	differ *differ.Differ
+	wake   map[differ.Token]chan struct{}
+
+	ready     chan struct{}
+	readyOnce sync.Once
+	closed    chan struct{}
+	closeOnce sync.Once
+}
+
+// New returns a Hub.
+func New(cfg Config) *Hub {
+	log := cfg.Logger
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	v := view.New(cfg.VersionSeed, cfg.LogLimit)
+	return &Hub{
+		log:    log,
+		cidrs:  cfg.NodePortCIDRs,
+		model:  model.New(),
+		view:   v,
+		differ: differ.New(v),
+		wake:   map[differ.Token]chan struct{}{},
+		ready:  make(chan struct{}),
+		closed: make(chan struct{}),
+	}
+}
+
+// MarkReady is called once the informers have synced: only then are
+// sessions served.
+func (h *Hub) MarkReady() {
+	h.readyOnce.Do(func() {
+		h.mu.Lock()
+		h.log.Info("informers synced", "version", h.view.Version(), "keys", h.view.Stats().Keys)
+		h.mu.Unlock()
+		close(h.ready)
+	})
+}
+
+// Ready reports whether the informers have synced.
+func (h *Hub) Ready() bool {
+	select {
+	case <-h.ready:
+		return true
+	default:
+		return false
+	}
+}
+
+// Close makes every session end.
+func (h *Hub) Close() { h.closeOnce.Do(func() { close(h.closed) }) }
+
+// Closed is closed when the hub shuts down.
+func (h *Hub) Closed() <-chan struct{} { return h.closed }
+
+// SetService feeds a Service add or update.
+func (h *Hub) SetService(svc *corev1.Service) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.apply(h.model.SetService(svc))
+}
+
+// DeleteService feeds a Service deletion.
+func (h *Hub) DeleteService(namespace, name string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.apply(h.model.DeleteService(namespace, name))
+}
+
+// SetSlice feeds an EndpointSlice add or update.
+func (h *Hub) SetSlice(s *discoveryv1.EndpointSlice) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, r := range h.model.SetSlice(s) {
+		h.apply(r)
+	}
+}
+
+// DeleteSlice feeds an EndpointSlice deletion.
+func (h *Hub) DeleteSlice(namespace, name string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, r := range h.model.DeleteSlice(namespace, name) {
+		h.apply(r)
+	}
+}
+
+// SetNode feeds a Node add or update. An invalid Node is logged and loses
+// its node entry.
+func (h *Hub) SetNode(n *corev1.Node) {
+	value, err := model.Node(n, h.cidrs)
+	if err != nil {
+		h.log.Error("skipping invalid node", "node", n.Name, "error", err)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.setNode(n.Name, value)
+}
+
+// DeleteNode feeds a Node deletion.
+func (h *Hub) DeleteNode(name string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.setNode(name, nil)
+	h.differ.Forget(name)
+}
+
+func (h *Hub) setNode(name string, value *doormanv1.Node) {
+	changed, err := h.view.SetNode(name, value)
+	if err != nil {
+		h.log.Error("cannot encode node", "node", name, "error", err)
+		return
+	}
+	if changed {
+		h.log.Debug("node changed", "node", name, "version", h.view.Version())
+		h.notifyAll()
+	}
+}
+
+func (h *Hub) apply(r model.Result) {
+	if r.Err != nil {
+		h.log.Error("skipping invalid objects", "service", r.Service, "error", r.Err)
+	}
+	changed, err := h.view.SetService(r.Service, r.Values)
+	if err != nil {
+		h.log.Error("cannot encode service", "service", r.Service, "error", err)
+		return
+	}
+	if changed {
+		h.log.Debug("service changed", "service", r.Service, "keys", len(r.Values), "version", h.view.Version())
+		h.notifyAll()
+	}
+}
+
+func (h *Hub) notifyAll() {
+	for _, ch := range h.wake {
+		notify(ch)
+	}
+}
+
+func notify(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// Session is one node's stream as the hub sees it.
+type Session struct {
+	h     *Hub
+	token differ.Token
+	wake  chan struct{}
+}
+
+// Open waits until the informers have synced, then starts a session for
+// the node that sent the Hello.
+func (h *Hub) Open(ctx context.Context, hello *doormanv1.Hello) (*Session, error) {
+	select {
+	case <-h.ready:
+	case <-h.closed:
+		return nil, ErrClosed
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	t, err := h.differ.Hello(hello)
+	if err != nil {
+		return nil, err
+	}
+	s := &Session{h: h, token: t, wake: make(chan struct{}, 1)}
+	h.wake[t] = s.wake
+	notify(s.wake)
+	h.log.Info("node connected", "node", t.Node, "session", t.ID, "holding_version", hello.GetHolding().GetVersion())
+	return s, nil
+}
+
+// Node is the session's node name.
+func (s *Session) Node() string { return s.token.Node }
+
+// Wake receives when the session may have something to send.
+func (s *Session) Wake() <-chan struct{} { return s.wake }
+
+// Next returns the frame to send now, or nil.
+func (s *Session) Next() (*wire.Frame, error) {
+	s.h.mu.Lock()
+	u, err := s.h.differ.Next(s.token)
+	s.h.mu.Unlock()
+	if err != nil || u == nil {
+		return nil, err
+	}
+	s.h.log.Debug("sending update", "node", s.token.Node, "version", u.Version, "full", u.Full,
+		"replaced_buckets", len(u.ReplacedBuckets), "upserts", len(u.Upserts), "removals", len(u.Removals))
+	// Encoding happens outside the lock: entries are immutable.
+	return u.Frame(), nil
+}
+
+// Ack records an Ack.
+func (s *Session) Ack(a *doormanv1.Ack) error {
+	s.h.mu.Lock()
+	defer s.h.mu.Unlock()
+	if err := s.h.differ.Ack(s.token, a); err != nil {
+		return err
+	}
+	s.h.log.Debug("update acknowledged", "node", s.token.Node, "version", a.GetVersion())
+	if np := a.GetNotProgrammed(); len(np) > 0 {
+		s.h.log.Warn("node could not program keys", "node", s.token.Node, "version", a.GetVersion(), "keys", np)
+	}
+	notify(s.wake)
+	return nil
+}
+
+// Nack records a Nack; nothing is resent until the next change.
+func (s *Session) Nack(n *doormanv1.Nack) error {
+	s.h.mu.Lock()
+	defer s.h.mu.Unlock()
+	if err := s.h.differ.Nack(s.token, n); err != nil {
+		return err
+	}
+	s.h.log.Warn("update rejected", "node", s.token.Node, "version", n.GetVersion(), "error", n.GetError())
+	notify(s.wake)
+	return nil
+}
+
+// Close ends the session.
+func (s *Session) Close() {
+	s.h.mu.Lock()
+	defer s.h.mu.Unlock()
+	delete(s.h.wake, s.token)
+	s.h.differ.Close(s.token)
+	s.h.log.Info("node disconnected", "node", s.token.Node, "session", s.token.ID)
+}
+
+// NodeEntries is one node's entries, for Inspect.
+type NodeEntries struct {
+	Node       string
+	Version    uint64
+	ViewDigest uint64
+	Entries    []*wire.Entry
+}
+
+// Nodes returns the newest version and every node's status.
+func (h *Hub) Nodes() (uint64, []differ.Status) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.view.Version(), h.differ.Status()
+}
+
+// NodeView returns a node's current view.
+func (h *Hub) NodeView(name string) (NodeEntries, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	entries, err := h.view.Entries(name)
+	if err != nil {
+		return NodeEntries{}, err
+	}
+	return NodeEntries{Node: name, Version: h.view.Version(), ViewDigest: h.view.Digest(name), Entries: entries}, nil
+}
+
+// Service returns one Service's entries on every tracked node.
+func (h *Hub) Service(namespace, name string) ([]NodeEntries, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	keys := h.view.ServiceKeys(namespace + "/" + name)
+	if len(keys) == 0 {
+		return nil, fmt.Errorf("service %s/%s: %w", namespace, name, ErrNoService)
+	}
+	var out []NodeEntries
+	for _, node := range h.view.Nodes() {
+		ne := NodeEntries{Node: node}
+		for _, k := range keys {
+			if e := h.view.Lookup(node, k); e != nil {
+				ne.Entries = append(ne.Entries, e)
+			}
+		}
+		out = append(out, ne)
+	}
+	return out, nil
+}
+
+// ErrNoService is returned by Service for a Service with no entries.
+var ErrNoService = errors.New("no entries for service")
+
+// Stats returns the view's counters.
+func (h *Hub) Stats() view.Stats {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.view.Stats()
+}

@@ -1,0 +1,594 @@
+package model
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+
+	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
+)
+
+const (
+	// LabelServiceProxyName marks a Service another proxy owns.
+	LabelServiceProxyName = "service.kubernetes.io/service-proxy-name"
+	// LabelHeadless marks a headless Service and its EndpointSlices.
+	LabelHeadless = corev1.IsHeadlessService
+	// LabelServiceName names the Service an EndpointSlice belongs to.
+	LabelServiceName = discoveryv1.LabelServiceName
+
+	defaultAffinityTimeout = 10800
+)
+
+// Value is what one key of the view holds on each node: Default, unless the
+// node has an override under its name (ByNode) or its zone (ByZone), in that
+// order. A value without overrides is the same on every node.
+type Value struct {
+	Default *doormanv1.ServicePort
+	ByZone  map[string]*doormanv1.ServicePort
+	ByNode  map[string]*doormanv1.ServicePort
+}
+
+// For returns the value a node with this name and zone programs.
+func (v Value) For(node, zone string) *doormanv1.ServicePort {
+	if sp, ok := v.ByNode[node]; ok {
+		return sp
+	}
+	if zone != "" {
+		if sp, ok := v.ByZone[zone]; ok {
+			return sp
+		}
+	}
+	return v.Default
+}
+
+// Skipped reports why a Service is not programmed at all, or "" when it is.
+func Skipped(svc *corev1.Service) string {
+	switch {
+	case svc.Spec.Type == corev1.ServiceTypeExternalName:
+		return "type ExternalName"
+	case svc.Labels[LabelServiceProxyName] != "":
+		return "label " + LabelServiceProxyName
+	case hasLabel(svc.Labels, LabelHeadless):
+		return "label " + LabelHeadless
+	case svc.Spec.ClusterIP == corev1.ClusterIPNone:
+		return "headless"
+	case svc.Spec.ClusterIP == "" && len(svc.Spec.ClusterIPs) == 0:
+		return "no cluster IP"
+	}
+	return ""
+}
+
+func hasLabel(labels map[string]string, name string) bool {
+	_, ok := labels[name]
+	return ok
+}
+
+// Ports computes the entries of one Service from its EndpointSlices: one key
+// per Service port per IP family. A Service that is skipped (see Skipped)
+// has none. An invalid Service yields no entries and an error naming it; an
+// invalid EndpointSlice is left out (the others still count) and named in the
+// returned error, next to entries that are valid.
+func Ports(svc *corev1.Service, endpointSlices []*discoveryv1.EndpointSlice) (map[string]Value, error) {
+	if Skipped(svc) != "" {
+		return nil, nil
+	}
+	id := svc.Namespace + "/" + svc.Name
+	base, err := parseService(svc)
+	if err != nil {
+		return nil, fmt.Errorf("service %s: %w", id, err)
+	}
+	var errs []error
+	var good []*parsedSlice
+	for _, s := range endpointSlices {
+		ps, err := parseSlice(s)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("endpointslice %s/%s of service %s: %w", s.Namespace, s.Name, id, err))
+			continue
+		}
+		if ps != nil {
+			good = append(good, ps)
+		}
+	}
+	base.triggerTime = triggerTime(endpointSlices)
+	out := make(map[string]Value, len(base.families)*len(svc.Spec.Ports))
+	for _, fam := range base.families {
+		for _, port := range base.ports {
+			v := base.value(fam, port, good)
+			key := doormanv1.ServicePortKey(v.Default)
+			if _, dup := out[key]; dup {
+				return nil, fmt.Errorf("service %s: two ports map to key %s", id, key)
+			}
+			out[key] = v
+		}
+	}
+	return out, errors.Join(errs...)
+}
+
+type family struct {
+	family    doormanv1.IPFamily
+	clusterIP netip.Addr
+}
+
+type port struct {
+	name     string
+	protocol corev1.Protocol
+	proto    doormanv1.Protocol
+	port     uint32
+	nodePort uint32
+}
+
+// service is the part of a Service that does not depend on endpoints.
+type service struct {
+	namespace, name string
+	families        []family
+	ports           []port
+	externalIPs     []netip.Addr
+	lbIPs           []netip.Addr
+	sourceRanges    []netip.Prefix
+	affinity        uint32
+	externalLocal   bool
+	internalLocal   bool
+	healthCheckPort uint32
+	triggerTime     int64
+}
+
+// triggerTime is the newest last-change-trigger-time of the slices, in Unix
+// nanoseconds (0 when none has one). An unparsable annotation is ignored: it
+// only feeds a latency metric.
+func triggerTime(in []*discoveryv1.EndpointSlice) int64 {
+	var newest int64
+	for _, s := range in {
+		raw, ok := s.Annotations[corev1.EndpointsLastChangeTriggerTime]
+		if !ok {
+			continue
+		}
+		t, err := time.Parse(time.RFC3339Nano, raw)
+		if err != nil {
+			continue
+		}
+		newest = max(newest, t.UnixNano())
+	}
+	return newest
+}
+
+func parseService(svc *corev1.Service) (*service, error) {
+	s := &service{namespace: svc.Namespace, name: svc.Name}
+	ips := svc.Spec.ClusterIPs
+	if len(ips) == 0 {
+		ips = []string{svc.Spec.ClusterIP}
+	}
+	for _, raw := range ips {
+		a, fam, err := parseIP(raw)
+		if err != nil {
+			return nil, fmt.Errorf("clusterIP: %w", err)
+		}
+		for _, f := range s.families {
+			if f.family == fam {
+				return nil, fmt.Errorf("clusterIPs: two addresses of family %s", doormanv1.FamilyName(fam))
+			}
+		}
+		s.families = append(s.families, family{family: fam, clusterIP: a})
+	}
+	withNodePorts := svc.Spec.Type == corev1.ServiceTypeNodePort || svc.Spec.Type == corev1.ServiceTypeLoadBalancer
+	for _, p := range svc.Spec.Ports {
+		pp := port{name: p.Name, protocol: p.Protocol}
+		if pp.protocol == "" {
+			pp.protocol = corev1.ProtocolTCP
+		}
+		var err error
+		if pp.proto, err = parseProtocol(pp.protocol); err != nil {
+			return nil, fmt.Errorf("port %q: %w", p.Name, err)
+		}
+		if p.Port < 1 || p.Port > 65535 {
+			return nil, fmt.Errorf("port %q: port %d out of range", p.Name, p.Port)
+		}
+		pp.port = uint32(p.Port)
+		if withNodePorts {
+			if p.NodePort < 0 || p.NodePort > 65535 {
+				return nil, fmt.Errorf("port %q: nodePort %d out of range", p.Name, p.NodePort)
+			}
+			pp.nodePort = uint32(p.NodePort)
+		}
+		s.ports = append(s.ports, pp)
+	}
+	if len(s.ports) == 0 {
+		return nil, errors.New("no ports")
+	}
+	for _, raw := range svc.Spec.ExternalIPs {
+		a, _, err := parseIP(raw)
+		if err != nil {
+			return nil, fmt.Errorf("externalIPs: %w", err)
+		}
+		s.externalIPs = append(s.externalIPs, a)
+	}
+	if svc.Spec.Type == corev1.ServiceTypeLoadBalancer {
+		for _, ing := range svc.Status.LoadBalancer.Ingress {
+			if ing.IP == "" || (ing.IPMode != nil && *ing.IPMode == corev1.LoadBalancerIPModeProxy) {
+				continue
+			}
+			a, _, err := parseIP(ing.IP)
+			if err != nil {
+				return nil, fmt.Errorf("status.loadBalancer.ingress: %w", err)
+			}
+			s.lbIPs = append(s.lbIPs, a)
+		}
+		for _, raw := range svc.Spec.LoadBalancerSourceRanges {
+			p, err := netip.ParsePrefix(strings.TrimSpace(raw))
+			if err != nil {
+				return nil, fmt.Errorf("loadBalancerSourceRanges: %w", err)
+			}
+			s.sourceRanges = append(s.sourceRanges, p.Masked())
+		}
+	}
+	if svc.Spec.SessionAffinity == corev1.ServiceAffinityClientIP {
+		s.affinity = defaultAffinityTimeout
+		if c := svc.Spec.SessionAffinityConfig; c != nil && c.ClientIP != nil && c.ClientIP.TimeoutSeconds != nil {
+			t := *c.ClientIP.TimeoutSeconds
+			if t < 1 || t > 86400 {
+				return nil, fmt.Errorf("sessionAffinityConfig: timeoutSeconds %d out of range", t)
+			}
+			s.affinity = uint32(t)
+		}
+	}
+	externallyReachable := withNodePorts || len(s.externalIPs) > 0
+	s.externalLocal = externallyReachable && svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal
+	s.internalLocal = svc.Spec.InternalTrafficPolicy != nil && *svc.Spec.InternalTrafficPolicy == corev1.ServiceInternalTrafficPolicyLocal
+	if s.externalLocal && svc.Spec.HealthCheckNodePort != 0 {
+		if svc.Spec.HealthCheckNodePort < 0 || svc.Spec.HealthCheckNodePort > 65535 {
+			return nil, fmt.Errorf("healthCheckNodePort %d out of range", svc.Spec.HealthCheckNodePort)
+		}
+		s.healthCheckPort = uint32(svc.Spec.HealthCheckNodePort)
+	}
+	return s, nil
+}
+
+func parseIP(raw string) (netip.Addr, doormanv1.IPFamily, error) {
+	a, err := netip.ParseAddr(strings.TrimSpace(raw))
+	if err != nil {
+		return netip.Addr{}, 0, err
+	}
+	switch {
+	case a.Zone() != "":
+		return netip.Addr{}, 0, fmt.Errorf("address %q has a zone", raw)
+	case a.Is4In6():
+		return netip.Addr{}, 0, fmt.Errorf("address %q is IPv4-mapped IPv6", raw)
+	case a.IsUnspecified():
+		return netip.Addr{}, 0, fmt.Errorf("address %q is unspecified", raw)
+	case a.Is4():
+		return a, doormanv1.IPFamily_IP_FAMILY_IPV4, nil
+	}
+	return a, doormanv1.IPFamily_IP_FAMILY_IPV6, nil
+}
+
+func familyOf(a netip.Addr) doormanv1.IPFamily {
+	if a.Is4() {
+		return doormanv1.IPFamily_IP_FAMILY_IPV4
+	}
+	return doormanv1.IPFamily_IP_FAMILY_IPV6
+}
+
+func parseProtocol(p corev1.Protocol) (doormanv1.Protocol, error) {
+	switch p {
+	case corev1.ProtocolTCP:
+		return doormanv1.Protocol_PROTOCOL_TCP, nil
+	case corev1.ProtocolUDP:
+		return doormanv1.Protocol_PROTOCOL_UDP, nil
+	case corev1.ProtocolSCTP:
+		return doormanv1.Protocol_PROTOCOL_SCTP, nil
+	}
+	return 0, fmt.Errorf("unknown protocol %q", p)
+}
+
+// endpoint is one address of an EndpointSlice with what choosing it needs.
+type endpoint struct {
+	addr        netip.Addr
+	node        string
+	ready       bool
+	serving     bool
+	terminating bool
+	forZones    []string
+	forNodes    []string
+}
+
+type slicePort struct {
+	name     string
+	protocol corev1.Protocol
+	port     uint32
+}
+
+type parsedSlice struct {
+	family    doormanv1.IPFamily
+	ports     []slicePort
+	endpoints []endpoint
+}
+
+// parseSlice validates an EndpointSlice; it returns nil for slices doorman
+// does not use (FQDN addresses).
+func parseSlice(s *discoveryv1.EndpointSlice) (*parsedSlice, error) {
+	ps := &parsedSlice{}
+	switch s.AddressType {
+	case discoveryv1.AddressTypeIPv4:
+		ps.family = doormanv1.IPFamily_IP_FAMILY_IPV4
+	case discoveryv1.AddressTypeIPv6:
+		ps.family = doormanv1.IPFamily_IP_FAMILY_IPV6
+	default:
+		return nil, nil
+	}
+	for _, p := range s.Ports {
+		if p.Port == nil {
+			continue
+		}
+		sp := slicePort{protocol: corev1.ProtocolTCP}
+		if p.Name != nil {
+			sp.name = *p.Name
+		}
+		if p.Protocol != nil {
+			sp.protocol = *p.Protocol
+		}
+		if _, err := parseProtocol(sp.protocol); err != nil {
+			return nil, fmt.Errorf("port %q: %w", sp.name, err)
+		}
+		if *p.Port < 1 || *p.Port > 65535 {
+			return nil, fmt.Errorf("port %q: port %d out of range", sp.name, *p.Port)
+		}
+		sp.port = uint32(*p.Port)
+		ps.ports = append(ps.ports, sp)
+	}
+	for i, e := range s.Endpoints {
+		if len(e.Addresses) == 0 {
+			return nil, fmt.Errorf("endpoint %d: no address", i)
+		}
+		a, fam, err := parseIP(e.Addresses[0])
+		if err != nil {
+			return nil, fmt.Errorf("endpoint %d: %w", i, err)
+		}
+		if fam != ps.family {
+			return nil, fmt.Errorf("endpoint %d: address %s is not of the slice's type %s", i, a, s.AddressType)
+		}
+		ep := endpoint{addr: a}
+		ep.ready = e.Conditions.Ready == nil || *e.Conditions.Ready
+		ep.serving = ep.ready
+		if e.Conditions.Serving != nil {
+			ep.serving = *e.Conditions.Serving
+		}
+		ep.terminating = e.Conditions.Terminating != nil && *e.Conditions.Terminating
+		if e.NodeName != nil {
+			ep.node = *e.NodeName
+		}
+		if h := e.Hints; h != nil {
+			for _, z := range h.ForZones {
+				ep.forZones = append(ep.forZones, z.Name)
+			}
+			for _, n := range h.ForNodes {
+				ep.forNodes = append(ep.forNodes, n.Name)
+			}
+		}
+		ps.endpoints = append(ps.endpoints, ep)
+	}
+	return ps, nil
+}
+
+// candidate is an endpoint resolved for one Service port.
+type candidate struct {
+	endpoint
+	port uint32
+}
+
+func (c candidate) proto(terminating bool) *doormanv1.Endpoint {
+	return &doormanv1.Endpoint{Ip: c.addr.String(), Port: c.port, Terminating: terminating}
+}
+
+// value computes one key's Value: the Service port in one family.
+func (s *service) value(fam family, p port, from []*parsedSlice) Value {
+	var cands []candidate
+	for _, ps := range from {
+		if ps.family != fam.family {
+			continue
+		}
+		// The number comes from each slice's own port of that name, so
+		// Pods behind a named targetPort may differ.
+		num, ok := uint32(0), false
+		for _, sp := range ps.ports {
+			if sp.name == p.name && sp.protocol == p.protocol {
+				num, ok = sp.port, true
+				break
+			}
+		}
+		if !ok {
+			continue
+		}
+		for _, e := range ps.endpoints {
+			cands = append(cands, candidate{endpoint: e, port: num})
+		}
+	}
+	slices.SortFunc(cands, func(a, b candidate) int {
+		if c := a.addr.Compare(b.addr); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(a.port, b.port); c != 0 {
+			return c
+		}
+		// Among duplicates (an endpoint listed by two slices) the ready
+		// one sorts first and is kept.
+		return boolOrder(b.ready, a.ready)
+	})
+	cands = slices.CompactFunc(cands, func(a, b candidate) bool { return a.addr == b.addr && a.port == b.port })
+
+	all := choose(cands, func(candidate) bool { return true })
+	mk := func(eps, local []*doormanv1.Endpoint) *doormanv1.ServicePort {
+		return s.servicePort(fam, p, eps, local)
+	}
+	v := Value{}
+	switch {
+	case s.internalLocal || s.externalLocal:
+		nodes := map[string]bool{}
+		for _, c := range cands {
+			if c.node != "" {
+				nodes[c.node] = true
+			}
+		}
+		pick := func(local []*doormanv1.Endpoint) *doormanv1.ServicePort {
+			eps, ext := all, []*doormanv1.Endpoint(nil)
+			if s.internalLocal {
+				eps = local
+			}
+			if s.externalLocal {
+				ext = local
+			}
+			return mk(eps, ext)
+		}
+		v.Default = pick(nil)
+		for n := range nodes {
+			local := choose(cands, func(c candidate) bool { return c.node == n })
+			if len(local) == 0 {
+				continue
+			}
+			if v.ByNode == nil {
+				v.ByNode = map[string]*doormanv1.ServicePort{}
+			}
+			v.ByNode[n] = pick(local)
+		}
+	default:
+		v.Default = mk(all, nil)
+		v.ByNode, v.ByZone = topology(cands, mk)
+	}
+	return v
+}
+
+// choose returns the ready endpoints among those in, or when there is none
+// the serving and terminating ones (marked terminating).
+func choose(cands []candidate, in func(candidate) bool) []*doormanv1.Endpoint {
+	var out []*doormanv1.Endpoint
+	for _, c := range cands {
+		if c.ready && in(c) {
+			out = append(out, c.proto(false))
+		}
+	}
+	if len(out) > 0 {
+		return out
+	}
+	for _, c := range cands {
+		if c.serving && c.terminating && in(c) {
+			out = append(out, c.proto(true))
+		}
+	}
+	return out
+}
+
+// topology returns the overrides topology hints ask for: by node when every
+// ready endpoint has node hints, by zone when every ready endpoint has zone
+// hints. A node or zone no endpoint is hinted for keeps the Default (all).
+func topology(cands []candidate, mk func(eps, local []*doormanv1.Endpoint) *doormanv1.ServicePort) (byNode, byZone map[string]*doormanv1.ServicePort) {
+	var ready []candidate
+	allNodes, allZones := true, true
+	for _, c := range cands {
+		if !c.ready {
+			continue
+		}
+		ready = append(ready, c)
+		allNodes = allNodes && len(c.forNodes) > 0
+		allZones = allZones && len(c.forZones) > 0
+	}
+	if len(ready) == 0 {
+		return nil, nil
+	}
+	group := func(hints func(candidate) []string) map[string]*doormanv1.ServicePort {
+		eps := map[string][]*doormanv1.Endpoint{}
+		for _, c := range ready {
+			for _, h := range hints(c) {
+				eps[h] = append(eps[h], c.proto(false))
+			}
+		}
+		out := make(map[string]*doormanv1.ServicePort, len(eps))
+		for h, l := range eps {
+			out[h] = mk(l, nil)
+		}
+		return out
+	}
+	if allNodes {
+		byNode = group(func(c candidate) []string { return c.forNodes })
+	}
+	if allZones {
+		byZone = group(func(c candidate) []string { return c.forZones })
+	}
+	return byNode, byZone
+}
+
+func boolOrder(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return 1
+	}
+	return -1
+}
+
+func (s *service) servicePort(fam family, p port, eps, local []*doormanv1.Endpoint) *doormanv1.ServicePort {
+	return &doormanv1.ServicePort{
+		Namespace:                s.namespace,
+		Name:                     s.name,
+		PortName:                 p.name,
+		Protocol:                 p.proto,
+		Family:                   fam.family,
+		ClusterIp:                fam.clusterIP.String(),
+		Port:                     p.port,
+		NodePort:                 p.nodePort,
+		ExternalIps:              addrsOf(s.externalIPs, fam.family),
+		LoadBalancerIps:          addrsOf(s.lbIPs, fam.family),
+		LoadBalancerSourceRanges: prefixesOf(s.sourceRanges, fam.family),
+		AffinityTimeoutSeconds:   s.affinity,
+		ExternalPolicyLocal:      s.externalLocal,
+		InternalPolicyLocal:      s.internalLocal,
+		HealthCheckNodePort:      s.healthCheckPort,
+		Endpoints:                eps,
+		LocalEndpoints:           local,
+		TriggerTimeUnixNano:      s.triggerTime,
+	}
+}
+
+// addrsOf returns the addresses of one family, sorted and without
+// duplicates, so that equal sets encode equally.
+func addrsOf(in []netip.Addr, fam doormanv1.IPFamily) []string {
+	var sel []netip.Addr
+	for _, a := range in {
+		if familyOf(a) == fam {
+			sel = append(sel, a)
+		}
+	}
+	slices.SortFunc(sel, netip.Addr.Compare)
+	sel = slices.Compact(sel)
+	var out []string
+	for _, a := range sel {
+		out = append(out, a.String())
+	}
+	return out
+}
+
+func prefixesOf(in []netip.Prefix, fam doormanv1.IPFamily) []string {
+	var sel []netip.Prefix
+	for _, p := range in {
+		if familyOf(p.Addr()) == fam {
+			sel = append(sel, p)
+		}
+	}
+	slices.SortFunc(sel, func(a, b netip.Prefix) int {
+		if c := a.Addr().Compare(b.Addr()); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Bits(), b.Bits())
+	})
+	sel = slices.Compact(sel)
+	var out []string
+	for _, p := range sel {
+		out = append(out, p.String())
+	}
+	return out
+}

@@ -1,0 +1,5 @@
+// Package watch runs client-go shared informers on Services, EndpointSlices
+// (discovery/v1) and Nodes and hands every add, update and delete to a Sink.
+//
+// It owns the API-server side only: no model, no gRPC.
+package watch

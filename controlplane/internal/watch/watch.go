@@ -1,0 +1,91 @@
+package watch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/hashicorp/go-hclog"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+)
+
+// Sink receives the objects the informers see.
+type Sink interface {
+	SetService(*corev1.Service)
+	DeleteService(namespace, name string)
+	SetSlice(*discoveryv1.EndpointSlice)
+	DeleteSlice(namespace, name string)
+	SetNode(*corev1.Node)
+	DeleteNode(name string)
+}
+
+// Start starts the informers, which run until ctx is done, and returns once
+// every object of the initial lists has reached the sink.
+func Start(ctx context.Context, client kubernetes.Interface, sink Sink, log hclog.Logger) error {
+	factory := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(stripManagedFields))
+	var regs []cache.InformerSynced
+	add := func(inf cache.SharedIndexInformer, h cache.ResourceEventHandler) error {
+		reg, err := inf.AddEventHandler(h)
+		if err != nil {
+			return err
+		}
+		regs = append(regs, reg.HasSynced)
+		return nil
+	}
+	errs := []error{
+		add(factory.Core().V1().Services().Informer(), handler(log, "service",
+			sink.SetService, func(s *corev1.Service) { sink.DeleteService(s.Namespace, s.Name) })),
+		add(factory.Discovery().V1().EndpointSlices().Informer(), handler(log, "endpointslice",
+			sink.SetSlice, func(s *discoveryv1.EndpointSlice) { sink.DeleteSlice(s.Namespace, s.Name) })),
+		add(factory.Core().V1().Nodes().Informer(), handler(log, "node",
+			sink.SetNode, func(n *corev1.Node) { sink.DeleteNode(n.Name) })),
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("add event handlers: %w", err)
+	}
+	factory.Start(ctx.Done())
+	go func() {
+		<-ctx.Done()
+		factory.Shutdown()
+	}()
+	if !cache.WaitForCacheSync(ctx.Done(), regs...) {
+		return fmt.Errorf("wait for informers to sync: %w", context.Cause(ctx))
+	}
+	return nil
+}
+
+// handler adapts typed set/delete functions, unwrapping tombstones.
+func handler[T any](log hclog.Logger, kind string, set func(T), del func(T)) cache.ResourceEventHandler {
+	return cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { typed(log, kind, obj, set) },
+		UpdateFunc: func(_, obj any) { typed(log, kind, obj, set) },
+		DeleteFunc: func(obj any) {
+			if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+				obj = t.Obj
+			}
+			typed(log, kind, obj, del)
+		},
+	}
+}
+
+func typed[T any](log hclog.Logger, kind string, obj any, f func(T)) {
+	t, ok := obj.(T)
+	if !ok {
+		log.Error("unexpected object type", "kind", kind, "type", fmt.Sprintf("%T", obj))
+		return
+	}
+	f(t)
+}
+
+// stripManagedFields drops what doorman never reads to keep the caches small.
+func stripManagedFields(obj any) (any, error) {
+	if m, err := meta.Accessor(obj); err == nil {
+		m.SetManagedFields(nil)
+	}
+	return obj, nil
+}

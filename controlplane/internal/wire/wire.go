@@ -1,0 +1,156 @@
+package wire
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"hash/fnv"
+
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+
+	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
+)
+
+// Field numbers of doorman.v1.Entry and doorman.v1.SyncResponse.
+const (
+	entryKey         protowire.Number = 1
+	entryDigest      protowire.Number = 2
+	entryServicePort protowire.Number = 3
+	entryNode        protowire.Number = 4
+
+	respVersion         protowire.Number = 1
+	respFull            protowire.Number = 2
+	respReplacedBuckets protowire.Number = 3
+	respUpserts         protowire.Number = 4
+	respRemovals        protowire.Number = 5
+	respViewDigest      protowire.Number = 6
+)
+
+// Entry is one view entry, encoded once. It is immutable.
+type Entry struct {
+	Key    string
+	Digest uint64
+	// Bytes is the encoding of the doorman.v1.Entry message.
+	Bytes []byte
+	// Hash is the entry's contribution to bucket and view digests (see
+	// doormanv1.Digests).
+	Hash uint64
+}
+
+// ServicePort encodes a ServicePort entry under its key.
+func ServicePort(sp *doormanv1.ServicePort) (*Entry, error) {
+	return encode(doormanv1.ServicePortKey(sp), entryServicePort, sp)
+}
+
+// Node encodes the node entry.
+func Node(n *doormanv1.Node) (*Entry, error) {
+	return encode(doormanv1.NodeKey, entryNode, n)
+}
+
+// encode marshals the value once, deterministically: the same bytes give
+// the digest (as doormanv1.ValueDigest computes it) and the entry's wire
+// form.
+func encode(key string, field protowire.Number, value proto.Message) (*Entry, error) {
+	v, err := proto.MarshalOptions{Deterministic: true}.Marshal(value)
+	if err != nil {
+		return nil, fmt.Errorf("encode entry %s: %w", key, err)
+	}
+	sum := sha256.Sum256(v)
+	digest := binary.BigEndian.Uint64(sum[:8])
+	b := make([]byte, 0, len(key)+len(v)+24)
+	b = protowire.AppendTag(b, entryKey, protowire.BytesType)
+	b = protowire.AppendString(b, key)
+	if digest != 0 {
+		b = protowire.AppendTag(b, entryDigest, protowire.Fixed64Type)
+		b = protowire.AppendFixed64(b, digest)
+	}
+	b = protowire.AppendTag(b, field, protowire.BytesType)
+	b = protowire.AppendBytes(b, v)
+	return &Entry{Key: key, Digest: digest, Bytes: b, Hash: Hash(key, digest)}, nil
+}
+
+// Message decodes the entry (for Inspect; never on the send path).
+func (e *Entry) Message() (*doormanv1.Entry, error) {
+	m := &doormanv1.Entry{}
+	if err := proto.Unmarshal(e.Bytes, m); err != nil {
+		return nil, fmt.Errorf("decode entry %s: %w", e.Key, err)
+	}
+	return m, nil
+}
+
+// Hash is an entry's contribution to bucket and view digests; it equals
+// what doormanv1.Digests.Toggle XORs in, so digests kept as XORs of Hash
+// values compare equal to an agent's doormanv1.Digests.
+func Hash(key string, digest uint64) uint64 {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(key))
+	x := h.Sum64() ^ digest
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return x
+}
+
+// Update is one SyncResponse before encoding.
+type Update struct {
+	Version         uint64
+	Full            bool
+	ReplacedBuckets []uint32
+	Upserts         []*Entry
+	Removals        []string
+	ViewDigest      uint64
+}
+
+// Frame is an encoded doorman.v1.SyncResponse, ready to be written to a
+// stream as is.
+type Frame struct {
+	Bytes []byte
+}
+
+// Frame encodes the update by concatenating the entries' encodings; no
+// entry is marshalled again.
+func (u *Update) Frame() *Frame {
+	n := 32 + 4*len(u.ReplacedBuckets)
+	for _, e := range u.Upserts {
+		n += len(e.Bytes) + 6
+	}
+	for _, r := range u.Removals {
+		n += len(r) + 4
+	}
+	b := make([]byte, 0, n)
+	if u.Version != 0 {
+		b = protowire.AppendTag(b, respVersion, protowire.VarintType)
+		b = protowire.AppendVarint(b, u.Version)
+	}
+	if u.Full {
+		b = protowire.AppendTag(b, respFull, protowire.VarintType)
+		b = protowire.AppendVarint(b, 1)
+	}
+	if len(u.ReplacedBuckets) > 0 {
+		size := 0
+		for _, r := range u.ReplacedBuckets {
+			size += protowire.SizeVarint(uint64(r))
+		}
+		b = protowire.AppendTag(b, respReplacedBuckets, protowire.BytesType)
+		b = protowire.AppendVarint(b, uint64(size))
+		for _, r := range u.ReplacedBuckets {
+			b = protowire.AppendVarint(b, uint64(r))
+		}
+	}
+	for _, e := range u.Upserts {
+		b = protowire.AppendTag(b, respUpserts, protowire.BytesType)
+		b = protowire.AppendBytes(b, e.Bytes)
+	}
+	for _, r := range u.Removals {
+		b = protowire.AppendTag(b, respRemovals, protowire.BytesType)
+		b = protowire.AppendString(b, r)
+	}
+	if u.ViewDigest != 0 {
+		b = protowire.AppendTag(b, respViewDigest, protowire.Fixed64Type)
+		b = protowire.AppendFixed64(b, u.ViewDigest)
+	}
+	return &Frame{Bytes: b}
+}

@@ -1,0 +1,119 @@
+package wire
+
+import (
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/testing/protocmp"
+
+	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
+)
+
+func servicePort(port uint32) *doormanv1.ServicePort {
+	return &doormanv1.ServicePort{
+		Namespace: "ns", Name: "web", PortName: "http", Protocol: doormanv1.Protocol_PROTOCOL_TCP,
+		Family: doormanv1.IPFamily_IP_FAMILY_IPV4, ClusterIp: "10.0.0.1", Port: port,
+		Endpoints: []*doormanv1.Endpoint{{Ip: "10.1.0.1", Port: 8080}},
+	}
+}
+
+func TestEntryMatchesProto(t *testing.T) {
+	sp := servicePort(80)
+	node := &doormanv1.Node{Name: "n1", NodeportAddresses: []string{"172.18.0.2"}, Zone: "z"}
+	for _, tt := range []struct {
+		name  string
+		enc   func() (*Entry, error)
+		value proto.Message
+		want  func(digest uint64) *doormanv1.Entry
+	}{
+		{"service port", func() (*Entry, error) { return ServicePort(sp) }, sp, func(d uint64) *doormanv1.Entry {
+			return &doormanv1.Entry{Key: "ns/web:http/tcp/ipv4", Digest: d, Value: &doormanv1.Entry_ServicePort{ServicePort: sp}}
+		}},
+		{"node", func() (*Entry, error) { return Node(node) }, node, func(d uint64) *doormanv1.Entry {
+			return &doormanv1.Entry{Key: doormanv1.NodeKey, Digest: d, Value: &doormanv1.Entry_Node{Node: node}}
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e, err := tt.enc()
+			if err != nil {
+				t.Fatal(err)
+			}
+			digest, err := doormanv1.ValueDigest(tt.value)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if e.Digest != digest {
+				t.Errorf("digest %x, doormanv1.ValueDigest %x", e.Digest, digest)
+			}
+			want := tt.want(digest)
+			got, err := e.Message()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(want, got, protocmp.Transform()); diff != "" {
+				t.Errorf("decoded entry (-want +got):\n%s", diff)
+			}
+			wantBytes, err := proto.MarshalOptions{Deterministic: true}.Marshal(want)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(wantBytes) != string(e.Bytes) {
+				t.Errorf("entry bytes differ from proto.Marshal")
+			}
+		})
+	}
+}
+
+func TestHashMatchesDigests(t *testing.T) {
+	for _, key := range []string{"node", "ns/web:http/tcp/ipv4", ""} {
+		for _, digest := range []uint64{0, 1, 0xdeadbeefcafe} {
+			var d doormanv1.Digests
+			d.Toggle(key, digest)
+			if got, want := Hash(key, digest), d.View(); got != want {
+				t.Errorf("Hash(%q, %x) = %x, doormanv1.Digests has %x", key, digest, got, want)
+			}
+		}
+	}
+}
+
+func TestFrame(t *testing.T) {
+	a, err := ServicePort(servicePort(80))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := ServicePort(servicePort(81))
+	if err != nil {
+		t.Fatal(err)
+	}
+	am, _ := a.Message()
+	bm, _ := b.Message()
+	for _, tt := range []struct {
+		name   string
+		update Update
+		want   *doormanv1.SyncResponse
+	}{
+		{"empty", Update{}, &doormanv1.SyncResponse{}},
+		{"version only", Update{Version: 7, ViewDigest: 9}, &doormanv1.SyncResponse{Version: 7, ViewDigest: 9}},
+		{
+			"everything",
+			Update{Version: 1 << 60, Full: true, ReplacedBuckets: []uint32{0, 3, 1023}, Upserts: []*Entry{a, b}, Removals: []string{"x", "y"}, ViewDigest: ^uint64(0)},
+			&doormanv1.SyncResponse{Version: 1 << 60, Full: true, ReplacedBuckets: []uint32{0, 3, 1023}, Upserts: []*doormanv1.Entry{am, bm}, Removals: []string{"x", "y"}, ViewDigest: ^uint64(0)},
+		},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := tt.update.Frame()
+			got := &doormanv1.SyncResponse{}
+			if err := proto.Unmarshal(f.Bytes, got); err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, got, protocmp.Transform()); diff != "" {
+				t.Errorf("decoded frame (-want +got):\n%s", diff)
+			}
+			wantBytes, _ := proto.MarshalOptions{Deterministic: true}.Marshal(tt.want)
+			if string(wantBytes) != string(f.Bytes) {
+				t.Errorf("frame bytes differ from proto.Marshal")
+			}
+		})
+	}
+}
