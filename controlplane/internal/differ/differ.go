@@ -53,6 +53,8 @@ type Status struct {
 	InFlight        uint64
 	LastNack        string
 	LastNackVersion uint64
+	// Keys the node said, in its last Ack, it could not program.
+	NotProgrammed []string
 	// Entries in the node's current view.
 	Entries int
 }
@@ -70,6 +72,7 @@ type history struct {
 	acked           uint64
 	lastNack        string
 	lastNackVersion uint64
+	notProgrammed   []string
 }
 
 // Differ tracks the sessions of connected nodes. It is not safe for
@@ -218,6 +221,7 @@ func (d *Differ) Ack(t Token, a *doormanv1.Ack) error {
 	}
 	h := d.history[t.Node]
 	h.acked = s.inFlight
+	h.notProgrammed = slices.Clone(a.GetNotProgrammed())
 	if a.GetViewDigest() != s.inFlightDigest {
 		// The node holds something else than it was sent: what it holds
 		// is unknown, so the next update replaces its view whole.
@@ -270,6 +274,7 @@ func (d *Differ) NodeStatus(name string) Status {
 	st := Status{Node: name, Desired: d.view.Desired(name), Entries: d.view.Count(name)}
 	if h := d.history[name]; h != nil {
 		st.Acked, st.LastNack, st.LastNackVersion = h.acked, h.lastNack, h.lastNackVersion
+		st.NotProgrammed = h.notProgrammed
 	}
 	if s := d.sessions[name]; s != nil {
 		st.Connected = true

@@ -497,3 +497,25 @@ func TestMemoryPerNode(t *testing.T) {
 	runtime.KeepAlive(warm)
 	runtime.KeepAlive(f)
 }
+
+func TestAckReportsUnprogrammedKeys(t *testing.T) {
+	f := newFixture(t, 0, 2)
+	f.node("n1")
+	a := newAgent()
+	tok := f.hello(a, "n1")
+	ack := a.apply(t, f.next(tok))
+	ack.NotProgrammed = []string{key("s1")}
+	if err := f.d.Ack(tok, ack); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{key("s1")}, f.d.NodeStatus("n1").NotProgrammed); diff != "" {
+		t.Errorf("NotProgrammed after an ack naming s1 (-want +got):\n%s", diff)
+	}
+	f.set("s0", "10.9.9.9")
+	if err := f.d.Ack(tok, a.apply(t, f.next(tok))); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.d.NodeStatus("n1").NotProgrammed; len(got) != 0 {
+		t.Errorf("NotProgrammed after a clean ack = %v, want none", got)
+	}
+}

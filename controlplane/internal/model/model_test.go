@@ -258,6 +258,34 @@ func TestPorts(t *testing.T) {
 			}},
 		},
 		{
+			name: "internal traffic policy local with a NodePort: cluster endpoints kept for external traffic",
+			svc: svc(func(s *corev1.Service) {
+				s.Spec.Type = corev1.ServiceTypeNodePort
+				s.Spec.Ports[0].NodePort = 30080
+				s.Spec.InternalTrafficPolicy = ptr(corev1.ServiceInternalTrafficPolicyLocal)
+				s.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyCluster
+			}),
+			slices: []*discoveryv1.EndpointSlice{
+				slice("a", discoveryv1.AddressTypeIPv4, http8080, ep{ip: "10.1.0.1", node: "n1"}, ep{ip: "10.1.0.2", node: "n2"}),
+			},
+			want: map[string]Value{"ns/web:http/tcp/ipv4": {
+				Default: sp(func(p *doormanv1.ServicePort) {
+					p.NodePort, p.InternalPolicyLocal = 30080, true
+					p.ClusterEndpoints = eps("10.1.0.1", 8080, "10.1.0.2", 8080)
+				}),
+				ByNode: map[string]*doormanv1.ServicePort{
+					"n1": sp(func(p *doormanv1.ServicePort) {
+						p.NodePort, p.InternalPolicyLocal = 30080, true
+						p.Endpoints, p.ClusterEndpoints = eps("10.1.0.1", 8080), eps("10.1.0.1", 8080, "10.1.0.2", 8080)
+					}),
+					"n2": sp(func(p *doormanv1.ServicePort) {
+						p.NodePort, p.InternalPolicyLocal = 30080, true
+						p.Endpoints, p.ClusterEndpoints = eps("10.1.0.2", 8080), eps("10.1.0.1", 8080, "10.1.0.2", 8080)
+					}),
+				},
+			}},
+		},
+		{
 			name: "external traffic policy local: local endpoints per node, health check port",
 			svc: svc(func(s *corev1.Service) {
 				s.Spec.Type = corev1.ServiceTypeLoadBalancer

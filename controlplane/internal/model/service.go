@@ -135,8 +135,11 @@ type service struct {
 	affinity        uint32
 	externalLocal   bool
 	internalLocal   bool
-	healthCheckPort uint32
-	triggerTime     int64
+	// externallyReachable: the Service has NodePorts, externalIPs or
+	// LoadBalancer IPs.
+	externallyReachable bool
+	healthCheckPort     uint32
+	triggerTime         int64
 }
 
 // triggerTime is the newest last-change-trigger-time of the slices, in Unix
@@ -237,7 +240,8 @@ func parseService(svc *corev1.Service) (*service, error) {
 			s.affinity = uint32(t)
 		}
 	}
-	externallyReachable := withNodePorts || len(s.externalIPs) > 0
+	externallyReachable := withNodePorts || len(s.externalIPs) > 0 || len(s.lbIPs) > 0
+	s.externallyReachable = externallyReachable
 	s.externalLocal = externallyReachable && svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal
 	s.internalLocal = svc.Spec.InternalTrafficPolicy != nil && *svc.Spec.InternalTrafficPolicy == corev1.ServiceInternalTrafficPolicyLocal
 	if s.externalLocal && svc.Spec.HealthCheckNodePort != 0 {
@@ -423,7 +427,7 @@ func (s *service) value(fam family, p port, from []*parsedSlice) Value {
 
 	all := choose(cands, func(candidate) bool { return true })
 	mk := func(eps, local []*doormanv1.Endpoint) *doormanv1.ServicePort {
-		return s.servicePort(fam, p, eps, local)
+		return s.servicePort(fam, p, eps, local, nil)
 	}
 	v := Value{}
 	switch {
@@ -435,14 +439,19 @@ func (s *service) value(fam family, p port, from []*parsedSlice) Value {
 			}
 		}
 		pick := func(local []*doormanv1.Endpoint) *doormanv1.ServicePort {
-			eps, ext := all, []*doormanv1.Endpoint(nil)
+			eps, ext, cluster := all, []*doormanv1.Endpoint(nil), []*doormanv1.Endpoint(nil)
 			if s.internalLocal {
 				eps = local
+				// External traffic (and Pod- or node-sourced traffic to
+				// external addresses) still needs the cluster-wide set.
+				if s.externallyReachable {
+					cluster = all
+				}
 			}
 			if s.externalLocal {
 				ext = local
 			}
-			return mk(eps, ext)
+			return s.servicePort(fam, p, eps, ext, cluster)
 		}
 		v.Default = pick(nil)
 		for n := range nodes {
@@ -531,7 +540,7 @@ func boolOrder(a, b bool) int {
 	return -1
 }
 
-func (s *service) servicePort(fam family, p port, eps, local []*doormanv1.Endpoint) *doormanv1.ServicePort {
+func (s *service) servicePort(fam family, p port, eps, local, cluster []*doormanv1.Endpoint) *doormanv1.ServicePort {
 	return &doormanv1.ServicePort{
 		Namespace:                s.namespace,
 		Name:                     s.name,
@@ -550,6 +559,7 @@ func (s *service) servicePort(fam family, p port, eps, local []*doormanv1.Endpoi
 		HealthCheckNodePort:      s.healthCheckPort,
 		Endpoints:                eps,
 		LocalEndpoints:           local,
+		ClusterEndpoints:         cluster,
 		TriggerTimeUnixNano:      s.triggerTime,
 	}
 }

@@ -141,6 +141,7 @@ func (i *inspect) ListNodes(context.Context, *doormanv1.ListNodesRequest) (*door
 			InFlightVersion: n.InFlight,
 			LastNack:        n.LastNack,
 			LastNackVersion: n.LastNackVersion,
+			NotProgrammed:   n.NotProgrammed,
 			Entries:         uint32(n.Entries),
 		})
 	}

@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
-	"hash/fnv"
 
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
@@ -83,15 +82,7 @@ func (e *Entry) Message() (*doormanv1.Entry, error) {
 // what doormanv1.Digests.Toggle XORs in, so digests kept as XORs of Hash
 // values compare equal to an agent's doormanv1.Digests.
 func Hash(key string, digest uint64) uint64 {
-	h := fnv.New64a()
-	_, _ = h.Write([]byte(key))
-	x := h.Sum64() ^ digest
-	x ^= x >> 30
-	x *= 0xbf58476d1ce4e5b9
-	x ^= x >> 27
-	x *= 0x94d049bb133111eb
-	x ^= x >> 31
-	return x
+	return doormanv1.EntryHash(key, digest)
 }
 
 // Update is one SyncResponse before encoding.

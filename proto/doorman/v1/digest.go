@@ -35,9 +35,10 @@ func ValueDigest(m proto.Message) (uint64, error) {
 	return binary.BigEndian.Uint64(sum[:8]), nil
 }
 
-// entryHash mixes a key with its value digest, so that the same value under
-// two keys, or two values under one key, hash apart.
-func entryHash(key string, digest uint64) uint64 {
+// EntryHash mixes a key with its value digest, so that the same value under
+// two keys, or two values under one key, hash apart. Bucket and view
+// digests are XORs of these.
+func EntryHash(key string, digest uint64) uint64 {
 	h := fnv.New64a()
 	_, _ = h.Write([]byte(key))
 	x := h.Sum64() ^ digest
@@ -62,7 +63,7 @@ type Digests struct {
 // Toggle adds the entry (key, digest) when it is absent and removes it when
 // it is present.
 func (d *Digests) Toggle(key string, digest uint64) {
-	h := entryHash(key, digest)
+	h := EntryHash(key, digest)
 	d.buckets[Bucket(key)] ^= h
 	d.view ^= h
 }

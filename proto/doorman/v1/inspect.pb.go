@@ -125,8 +125,10 @@ type NodeStatus struct {
 	LastNack        string `protobuf:"bytes,7,opt,name=last_nack,json=lastNack,proto3" json:"last_nack,omitempty"`
 	LastNackVersion uint64 `protobuf:"varint,8,opt,name=last_nack_version,json=lastNackVersion,proto3" json:"last_nack_version,omitempty"`
 	Entries         uint32 `protobuf:"varint,9,opt,name=entries,proto3" json:"entries,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Keys the node reported it could not program in its last Ack.
+	NotProgrammed []string `protobuf:"bytes,10,rep,name=not_programmed,json=notProgrammed,proto3" json:"not_programmed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *NodeStatus) Reset() {
@@ -220,6 +222,13 @@ func (x *NodeStatus) GetEntries() uint32 {
 		return x.Entries
 	}
 	return 0
+}
+
+func (x *NodeStatus) GetNotProgrammed() []string {
+	if x != nil {
+		return x.NotProgrammed
+	}
+	return nil
 }
 
 type GetNodeViewRequest struct {
@@ -491,7 +500,7 @@ const file_doorman_v1_inspect_proto_rawDesc = "" +
 	"\x10ListNodesRequest\"[\n" +
 	"\x11ListNodesResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12,\n" +
-	"\x05nodes\x18\x02 \x03(\v2\x16.doorman.v1.NodeStatusR\x05nodes\"\xad\x02\n" +
+	"\x05nodes\x18\x02 \x03(\v2\x16.doorman.v1.NodeStatusR\x05nodes\"\xd4\x02\n" +
 	"\n" +
 	"NodeStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1c\n" +
@@ -502,7 +511,9 @@ const file_doorman_v1_inspect_proto_rawDesc = "" +
 	"\x11in_flight_version\x18\x06 \x01(\x04R\x0finFlightVersion\x12\x1b\n" +
 	"\tlast_nack\x18\a \x01(\tR\blastNack\x12*\n" +
 	"\x11last_nack_version\x18\b \x01(\x04R\x0flastNackVersion\x12\x18\n" +
-	"\aentries\x18\t \x01(\rR\aentries\"1\n" +
+	"\aentries\x18\t \x01(\rR\aentries\x12%\n" +
+	"\x0enot_programmed\x18\n" +
+	" \x03(\tR\rnotProgrammed\"1\n" +
 	"\x12GetNodeViewRequest\x12\x1b\n" +
 	"\tnode_name\x18\x01 \x01(\tR\bnodeName\"\x9a\x01\n" +
 	"\x13GetNodeViewResponse\x12\x1b\n" +

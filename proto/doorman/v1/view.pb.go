@@ -333,8 +333,10 @@ type ServicePort struct {
 	InternalPolicyLocal bool `protobuf:"varint,14,opt,name=internal_policy_local,json=internalPolicyLocal,proto3" json:"internal_policy_local,omitempty"`
 	// 0 when the Service has none.
 	HealthCheckNodePort uint32 `protobuf:"varint,15,opt,name=health_check_node_port,json=healthCheckNodePort,proto3" json:"health_check_node_port,omitempty"`
-	// Endpoints for traffic from inside the cluster (Pods, the node itself),
-	// and for external traffic unless external_policy_local.
+	// Endpoints for traffic from inside the cluster (Pods, the node itself)
+	// to the ClusterIP. Unless internal_policy_local, also the cluster-wide
+	// set used by external traffic under externalTrafficPolicy: Cluster and
+	// by Pod- or node-sourced traffic to external addresses.
 	Endpoints []*Endpoint `protobuf:"bytes,16,rep,name=endpoints,proto3" json:"endpoints,omitempty"`
 	// With external_policy_local: the endpoints on this node, for external
 	// traffic (NodePort, externalIPs, LoadBalancer IPs).
@@ -344,8 +346,18 @@ type ServicePort struct {
 	// nanoseconds: the agent measures network programming latency from it.
 	// 0 when unknown.
 	TriggerTimeUnixNano int64 `protobuf:"varint,18,opt,name=trigger_time_unix_nano,json=triggerTimeUnixNano,proto3" json:"trigger_time_unix_nano,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// With internal_policy_local (so `endpoints` holds only this node's
+	// endpoints) and external addresses (NodePort, externalIPs, LoadBalancer
+	// IPs): every usable endpoint, the cluster-wide set for external traffic
+	// under externalTrafficPolicy: Cluster and for Pod- or node-sourced
+	// traffic to external addresses. Empty otherwise.
+	//
+	// The agent's sets: cluster = internal_policy_local ? cluster_endpoints
+	// : endpoints; external traffic uses external_policy_local ?
+	// local_endpoints : cluster.
+	ClusterEndpoints []*Endpoint `protobuf:"bytes,19,rep,name=cluster_endpoints,json=clusterEndpoints,proto3" json:"cluster_endpoints,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *ServicePort) Reset() {
@@ -504,6 +516,13 @@ func (x *ServicePort) GetTriggerTimeUnixNano() int64 {
 	return 0
 }
 
+func (x *ServicePort) GetClusterEndpoints() []*Endpoint {
+	if x != nil {
+		return x.ClusterEndpoints
+	}
+	return nil
+}
+
 type Endpoint struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Ip    string                 `protobuf:"bytes,1,opt,name=ip,proto3" json:"ip,omitempty"`
@@ -581,7 +600,7 @@ const file_doorman_v1_view_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12-\n" +
 	"\x12nodeport_addresses\x18\x02 \x03(\tR\x11nodeportAddresses\x12\x12\n" +
 	"\x04zone\x18\x03 \x01(\tR\x04zone\x12\x1b\n" +
-	"\tpod_cidrs\x18\x04 \x03(\tR\bpodCidrs\"\x99\x06\n" +
+	"\tpod_cidrs\x18\x04 \x03(\tR\bpodCidrs\"\xdc\x06\n" +
 	"\vServicePort\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1b\n" +
@@ -602,7 +621,8 @@ const file_doorman_v1_view_proto_rawDesc = "" +
 	"\x16health_check_node_port\x18\x0f \x01(\rR\x13healthCheckNodePort\x122\n" +
 	"\tendpoints\x18\x10 \x03(\v2\x14.doorman.v1.EndpointR\tendpoints\x12=\n" +
 	"\x0flocal_endpoints\x18\x11 \x03(\v2\x14.doorman.v1.EndpointR\x0elocalEndpoints\x123\n" +
-	"\x16trigger_time_unix_nano\x18\x12 \x01(\x03R\x13triggerTimeUnixNano\"P\n" +
+	"\x16trigger_time_unix_nano\x18\x12 \x01(\x03R\x13triggerTimeUnixNano\x12A\n" +
+	"\x11cluster_endpoints\x18\x13 \x03(\v2\x14.doorman.v1.EndpointR\x10clusterEndpoints\"P\n" +
 	"\bEndpoint\x12\x0e\n" +
 	"\x02ip\x18\x01 \x01(\tR\x02ip\x12\x12\n" +
 	"\x04port\x18\x02 \x01(\rR\x04port\x12 \n" +
@@ -646,11 +666,12 @@ var file_doorman_v1_view_proto_depIdxs = []int32{
 	1, // 3: doorman.v1.ServicePort.family:type_name -> doorman.v1.IPFamily
 	5, // 4: doorman.v1.ServicePort.endpoints:type_name -> doorman.v1.Endpoint
 	5, // 5: doorman.v1.ServicePort.local_endpoints:type_name -> doorman.v1.Endpoint
-	6, // [6:6] is the sub-list for method output_type
-	6, // [6:6] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	5, // 6: doorman.v1.ServicePort.cluster_endpoints:type_name -> doorman.v1.Endpoint
+	7, // [7:7] is the sub-list for method output_type
+	7, // [7:7] is the sub-list for method input_type
+	7, // [7:7] is the sub-list for extension type_name
+	7, // [7:7] is the sub-list for extension extendee
+	0, // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_doorman_v1_view_proto_init() }
