@@ -70,9 +70,9 @@ type Dataplane struct {
 	mu sync.Mutex
 	// Learnt by Sync, kept by Apply:
 	synced  bool
-	chains  map[string]bool // per-K chains present in the kernel
-	owners  map[string]int  // owner counts of shared elements
-	invalid map[string]bool // entries Sync left out (they own nothing)
+	chains  map[string]bool         // per-K chains present in the kernel
+	owners  map[render.SharedID]int // owner counts of shared elements
+	invalid map[string]bool         // entries Sync left out (they own nothing)
 }
 
 // Open connects to nftables in the network namespace of opts.
@@ -136,16 +136,20 @@ func (b *batch) addRules(nc *nftables.Chain, rules []render.Rule) {
 }
 
 // elements queues element adds (or deletes) grouped by set, each message
-// below maxElementBytes.
+// below maxElementBytes. Grouping keeps indices, not copies: a full Sync
+// passes hundreds of thousands of elements.
 func (b *batch) elements(es []render.Element, del bool) {
-	bySet := map[string][]render.Element{}
+	bySet := map[string][]int32{}
 	var order []string
-	for _, e := range es {
-		if _, ok := bySet[e.Set]; !ok {
-			order = append(order, e.Set)
+	for i := range es {
+		name := es[i].Set
+		list, ok := bySet[name]
+		if !ok {
+			order = append(order, name)
 		}
-		bySet[e.Set] = append(bySet[e.Set], e)
+		bySet[name] = append(list, int32(i))
 	}
+	var chunk []nftables.SetElement
 	for _, name := range order {
 		set, ok := b.d.sets[name]
 		if !ok {
@@ -155,11 +159,15 @@ func (b *batch) elements(es []render.Element, del bool) {
 		list := bySet[name]
 		for len(list) > 0 {
 			n, size := 0, 0
-			for n < len(list) && size+elementSize(list[n]) <= maxElementBytes {
-				size += elementSize(list[n])
+			for n < len(list) && size+elementSize(es[list[n]]) <= maxElementBytes {
+				size += elementSize(es[list[n]])
 				n++
 			}
-			chunk := toSetElements(list[:n])
+			// The library keeps no reference to the slice after queueing.
+			chunk = chunk[:0]
+			for _, i := range list[:n] {
+				chunk = append(chunk, toSetElement(es[i]))
+			}
 			var err error
 			if del {
 				err = b.d.conn.SetDeleteElements(set, chunk)
@@ -204,7 +212,7 @@ func (d *Dataplane) Apply(changes []Change) (Stats, error) {
 		return Stats{}, ErrNotSynced
 	}
 	var dels, adds []render.Element
-	delta := map[string]int{} // pending owner count changes of shared elements
+	delta := map[render.SharedID]int{} // pending owner count changes of shared elements
 	newChains := map[string]bool{}
 	var newChainOrder []string
 	becameValid := []string{}
@@ -230,7 +238,7 @@ func (d *Dataplane) Apply(changes []Change) (Stats, error) {
 				dels = append(dels, e)
 				continue
 			}
-			id := e.ID()
+			id := e.SharedID()
 			if d.owners[id]+delta[id] == 1 {
 				dels = append(dels, e)
 			}
@@ -241,7 +249,7 @@ func (d *Dataplane) Apply(changes []Change) (Stats, error) {
 				adds = append(adds, e)
 				continue
 			}
-			id := e.ID()
+			id := e.SharedID()
 			if d.owners[id]+delta[id] == 0 {
 				adds = append(adds, e)
 			}

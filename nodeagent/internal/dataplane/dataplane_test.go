@@ -195,9 +195,10 @@ func TestTraffic(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Apply: %v", err)
 		}
-		// service-endpoints and nodeport-endpoints index 1: delete + add each.
-		if stats.Ops != 4 {
-			t.Errorf("Apply touched %d objects, want 4", stats.Ops)
+		// service-endpoints and nodeport-endpoints index 1 and the endpoint's
+		// hairpin-pairs element: delete + add each.
+		if stats.Ops != 6 {
+			t.Errorf("Apply touched %d objects, want 6", stats.Ops)
 		}
 		for _, addr := range []string{"10.96.0.10:80", nodeIP + ":30080"} {
 			names, _ := answers(t, top.client, addr, 20)

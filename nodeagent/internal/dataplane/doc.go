@@ -15,6 +15,10 @@
 //   - Inspect reads the table back as nft text for the agent's Inspect
 //     service.
 //
+// The kernel's session affinity memory (the dynamic affinity maps) is the
+// kernel's own: Sync neither compares nor rewrites its elements; Inspect
+// shows them.
+//
 // Rules carry their nft text as the rule comment; Sync recognises its rules
 // by that text. Element messages are split below 64 KiB (16-bit netlink
 // attribute lengths) and the socket buffers are enlarged for large batches.

@@ -16,7 +16,7 @@ import (
 func (d *Dataplane) Inspect(elements bool) (*doormanv1.GetKernelResponse, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	kt, err := d.read(true)
+	kt, err := d.read(true, true)
 	if err != nil {
 		return nil, fmt.Errorf("inspect: %w", err)
 	}

@@ -94,6 +94,11 @@ func paddedLen(ts []render.Type) uint32 {
 	return n
 }
 
+// affinitySize bounds the kernel's session affinity memory (clients ×
+// frontends); the kernel refuses new entries beyond it and the choice is
+// then made afresh per connection.
+const affinitySize = 1 << 20
+
 func nftSet(table *nftables.Table, s render.Set) *nftables.Set {
 	ns := &nftables.Set{
 		Table:         table,
@@ -101,6 +106,12 @@ func nftSet(table *nftables.Table, s render.Set) *nftables.Set {
 		KeyType:       nftTypes(s.Key),
 		Concatenation: len(s.Key) > 1,
 		IsMap:         s.IsMap(),
+		Interval:      s.Interval,
+	}
+	if s.Dynamic {
+		ns.Dynamic = true
+		ns.HasTimeout = true
+		ns.Size = affinitySize
 	}
 	if s.IsMap() {
 		ns.DataType = nftTypes(s.Data)
@@ -112,7 +123,7 @@ func nftSet(table *nftables.Table, s render.Set) *nftables.Set {
 // the layout wants. google/nftables reports a verdict map's data type in
 // KeyType (and loses the key type), so for those only the flags count.
 func setShapeMatches(k *nftables.Set, want render.Set) bool {
-	if k.IsMap != want.IsMap() || k.Interval || k.HasTimeout || k.Constant || k.Anonymous {
+	if k.IsMap != want.IsMap() || k.Interval != want.Interval || k.HasTimeout != want.Dynamic || k.Constant || k.Anonymous {
 		return false
 	}
 	kernelVerdict := k.IsMap && (k.KeyType.Name == "verdict" || k.DataType.Name == "verdict")
@@ -189,7 +200,7 @@ func rulesMatch(kernel []*nftables.Rule, want []render.Rule) bool {
 // elementFromKernel converts an element read from the kernel to render's
 // form. A verdict map's value arrives as the nested verdict attributes.
 func elementFromKernel(set render.Set, e nftables.SetElement) (render.Element, error) {
-	out := render.Element{Set: set.Name, Key: e.Key}
+	out := render.Element{Set: set.Name, Key: e.Key, KeyEnd: e.KeyEnd, IntervalEnd: e.IntervalEnd}
 	switch {
 	case set.IsVerdictMap():
 		v, err := decodeVerdict(e.Val)
@@ -229,18 +240,17 @@ func decodeVerdict(b []byte) (*expr.Verdict, error) {
 	return v, nil
 }
 
-func toSetElements(es []render.Element) []nftables.SetElement {
-	out := make([]nftables.SetElement, len(es))
-	for i, e := range es {
-		out[i] = nftables.SetElement{Key: e.Key, Val: e.Value, VerdictData: e.Verdict}
-	}
-	return out
+func toSetElement(e render.Element) nftables.SetElement {
+	return nftables.SetElement{Key: e.Key, KeyEnd: e.KeyEnd, IntervalEnd: e.IntervalEnd, Val: e.Value, VerdictData: e.Verdict}
 }
 
 // elementSize estimates an element's encoded size, attribute headers
 // included.
 func elementSize(e render.Element) int {
 	n := 48 + len(e.Key) + len(e.Value)
+	if e.KeyEnd != nil {
+		n += 16 + len(e.KeyEnd)
+	}
 	if e.Verdict != nil {
 		n += 16 + len(e.Verdict.Chain)
 	}

@@ -19,7 +19,9 @@ type kernelTable struct {
 
 // read reads doorman's table once: chains with their rules, sets with their
 // elements. It returns nil when the table does not exist.
-func (d *Dataplane) read(withElements bool) (*kernelTable, error) {
+// Elements of dynamic sets (the kernel's session affinity memory) are read
+// only with withDynamic: they are not doorman's to compare.
+func (d *Dataplane) read(withElements, withDynamic bool) (*kernelTable, error) {
 	tables, err := d.conn.ListTablesOfFamily(nftables.TableFamilyINet)
 	if err != nil {
 		return nil, fmt.Errorf("list tables: %w", err)
@@ -61,7 +63,7 @@ func (d *Dataplane) read(withElements bool) (*kernelTable, error) {
 	for _, s := range sets {
 		kt.sets[s.Name] = s
 		want, known := render.SetByName(s.Name)
-		if !withElements || !known {
+		if !withElements || !known || (want.Dynamic && !withDynamic) {
 			continue
 		}
 		raw, err := d.conn.GetSetElements(s)
@@ -120,7 +122,7 @@ func (d *Dataplane) Sync(view map[string]*doormanv1.Entry) (Stats, error) {
 	d.synced = false
 	want := render.View(view)
 
-	kt, err := d.read(true)
+	kt, err := d.read(true, false)
 	if err != nil {
 		return Stats{}, fmt.Errorf("sync: %w", err)
 	}

@@ -17,6 +17,8 @@
 //	                     ip daddr @nodeport-ips meta l4proto . th dport vmap @service-nodeports
 //	                     (and ip6 … @nodeport-ips6 … @service-nodeports6)
 //	service-K:           dnat ip to ip daddr . meta l4proto . th dport . numgen random mod K map @service-endpoints
+//	                     (external-K, local-K, nodeport-local-K, nodeport-internal-K and the
+//	                     "-affinity-T" variants alike: see ChainKind)
 //	nodeport-K:          meta mark set meta mark | 0x4000
 //	                     dnat ip to meta l4proto . th dport . numgen random mod K map @nodeport-endpoints
 //	nat-postrouting:     masquerade what carries mark 0x4000 (clearing it)
@@ -49,45 +51,43 @@
 // whole view (for a full reconcile and golden tests) and reports entries it
 // must leave out.
 //
-// # Later semantics in the same layout
+// # Every Service semantic in the same layout
 //
-// Each fits as sets, maps and static chains, never a rule per Service:
+// Each is sets, maps and static chains, never a rule per Service; the
+// testdata/kinds.nft golden file shows a Service of every kind:
 //
-//   - externalIPs and LoadBalancer IPs: more elements in service-ips(6)
-//     keyed by that address . proto . port, jumping to an "external-K"
-//     chain (like nodeport-K: mark for masquerade, then DNAT through an
-//     external-endpoints map keyed by address . proto . port . index), and
-//     in no-endpoint-services(6) when there are no endpoints.
-//   - loadBalancerSourceRanges: a filter-prerouting chain (dstnat - 10)
-//     with "ip daddr . meta l4proto . th dport vmap @firewall-ips" whose
-//     elements goto a firewall-allow check: "ip daddr . meta l4proto .
-//     th dport . ip saddr @firewall-allow return" (an interval set with
-//     concatenated prefixes) then drop.
-//   - externalTrafficPolicy Local: the external vmap element of the
-//     Service points at an "external-local-K" chain (K = number of
-//     local_endpoints) that DNATs through external-local-endpoints without
-//     setting the masquerade mark; with no local endpoint the element is
-//     "drop" in no-endpoint-services / no-endpoint-nodeports. Traffic from
-//     Pods and the node keeps the cluster-wide maps: a "ip saddr @pod-cidrs"
-//     / "fib saddr type local" rule ahead of the external dispatch sends it
-//     to the cluster chains.
-//   - internalTrafficPolicy Local: ClusterIP elements point at the same
-//     service-K chains with K = local endpoint count and endpoint elements
-//     drawn from the local endpoints only (the control plane already sends
-//     them that way); no local endpoints gives a "drop" element in
-//     no-endpoint-services.
-//   - sessionAffinity ClientIP: the Service's service-ips element points
-//     at "affinity-K" instead of service-K; affinity-K first looks up
-//     "ip saddr . ip daddr . meta l4proto . th dport" in a dynamic map
-//     with timeouts (affinity) and DNATs to the remembered endpoint,
-//     otherwise picks with numgen as service-K and records the choice with
-//     "update @affinity { … timeout T }". Per-Service timeouts are carried
-//     by the element's timeout, so the chain stays shared.
-//   - hairpin (a Pod reaching itself through its Service): nft cannot
-//     compare two header fields, so a set hairpin-pairs holds
-//     "endpoint . endpoint" for every endpoint address (shared elements), and
-//     one static rule in nat-postrouting, "ct status dnat ip saddr . ip daddr
-//     @hairpin-pairs masquerade", covers every Service.
+//   - externalIPs and LoadBalancer IPs: elements in service-ips(6) keyed
+//     by that address . proto . port. Under Cluster policy they go to
+//     "external-K" (masquerade mark, then DNAT through service-endpoints
+//     keyed by that frontend).
+//   - externalTrafficPolicy Local (external addresses and NodePorts): the
+//     dispatch element goes to the static chain local-ips / local-nodeports,
+//     which sends sources in @pod-cidrs, and the node itself (marked for
+//     masquerade), through local-internal-* (every endpoint: service-K,
+//     nodeport-internal-K) and everything else through local-external-*
+//     ("local-K" / "nodeport-local-K": the local endpoints, stored in the
+//     same endpoint maps from index 65536, picked with numgen offset, no
+//     masquerade; "drop" when the node has none).
+//   - No endpoints: the frontend's element in no-endpoint-services /
+//     no-endpoint-nodeports goes to reject-chain; with internalTrafficPolicy
+//     Local it is "drop" (the Service may have endpoints on other nodes, as
+//     upstream).
+//   - loadBalancerSourceRanges: filter-prerouting and filter-output
+//     (dstnat - 10) jump to firewall-check: "ip daddr . meta l4proto . th
+//     dport @firewall-ips ip daddr . meta l4proto . th dport . ip saddr !=
+//     @firewall-allow drop" (a concatenated interval set).
+//   - sessionAffinity ClientIP: the dispatch element goes to the same chain
+//     kind with "-affinity-T" (T the timeout): it DNATs to the endpoint
+//     remembered in the dynamic map affinity (client . frontend → endpoint,
+//     per-element timeout T refreshed on use) while that endpoint is still
+//     in affinity-members, else forgets it, picks with numgen and
+//     remembers. Services without affinity never reach these chains.
+//   - hairpin: hairpin-pairs holds "endpoint . endpoint" for every endpoint
+//     address (shared elements); one static rule in nat-postrouting, "ct
+//     status dnat ip saddr . ip daddr @hairpin-pairs masquerade", covers
+//     every Service.
+//   - internalTrafficPolicy Local and topology need nothing of their own:
+//     the control plane sends the endpoints already chosen.
 //
 // Conflicts: an exclusive element claimed by two entries (two Services with
 // one externalIP and port) is given to the first entry in key order by View;

@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
+	"slices"
+	"sync"
 
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
@@ -18,18 +20,60 @@ import (
 type Element struct {
 	Set string
 	Key []byte
+	// KeyEnd is the inclusive end of a range in a concatenated interval set
+	// (firewall-allow); nil elsewhere.
+	KeyEnd []byte
+	// IntervalEnd marks the end element of a range in a single-field
+	// interval set (pod-cidrs): Key is the first address after the range.
+	IntervalEnd bool
 	// Value of a map element ("address . port"); nil for sets and vmaps.
 	Value []byte
-	// Verdict of a verdict-map element.
+	// Verdict of a verdict-map element. Verdicts are shared between
+	// elements: never modify one.
 	Verdict *expr.Verdict
 	// Shared elements may be owned by several entries (a ClusterIP with
-	// several ports); the dataplane counts owners and removes the element
-	// with the last one. Other elements have exactly one owner.
+	// several ports, an endpoint address in hairpin-pairs); the dataplane
+	// counts owners and removes the element with the last one. Other
+	// elements have exactly one owner.
 	Shared bool
 }
 
-// ID identifies the element within the table: set name and key.
-func (e Element) ID() string { return e.Set + "\x00" + string(e.Key) }
+// ID identifies the element within the table: set name and key (and the
+// range end of interval elements).
+func (e Element) ID() string {
+	n := len(e.Set) + 1 + len(e.Key)
+	if e.KeyEnd != nil {
+		n += 1 + len(e.KeyEnd)
+	}
+	if e.IntervalEnd {
+		n++
+	}
+	b := make([]byte, 0, n)
+	b = append(append(append(b, e.Set...), 0), e.Key...)
+	if e.KeyEnd != nil {
+		b = append(append(b, 1), e.KeyEnd...)
+	}
+	if e.IntervalEnd {
+		b = append(b, 2)
+	}
+	return string(b)
+}
+
+// SharedID identifies a shared element without allocating: the set's
+// index in Sets and the key (shared keys are at most two IPv6 addresses).
+type SharedID struct {
+	set uint8
+	n   uint8
+	key [32]byte
+}
+
+// SharedID returns the element's compact identity; only meaningful for
+// Shared elements.
+func (e Element) SharedID() SharedID {
+	id := SharedID{set: uint8(setIndex[e.Set]), n: uint8(len(e.Key))}
+	copy(id.key[:], e.Key)
+	return id
+}
 
 // SameValue reports whether two elements with the same ID map to the same
 // value.
@@ -52,55 +96,140 @@ type Objects struct {
 }
 
 // Entry renders one view entry: the Node entry gives the NodePort
-// addresses, a ServicePort entry its dispatch, endpoint and reject elements.
-// A nil entry owns nothing. Bad input gets an error naming the entry.
+// addresses and Pod CIDRs, a ServicePort entry its dispatch, endpoint,
+// policy, firewall, affinity and hairpin elements. A nil entry owns
+// nothing. Bad input gets an error naming the entry.
 func Entry(e *doormanv1.Entry) (Objects, error) {
 	if e == nil {
 		return Objects{}, nil
 	}
-	switch v := e.GetValue().(type) {
-	case *doormanv1.Entry_Node:
-		objs, err := nodeObjects(v.Node)
-		if err != nil {
-			return Objects{}, fmt.Errorf("entry %q: %w", e.GetKey(), err)
-		}
-		return objs, nil
-	case *doormanv1.Entry_ServicePort:
-		objs, err := servicePortObjects(v.ServicePort)
-		if err != nil {
-			return Objects{}, fmt.Errorf("entry %q: %w", e.GetKey(), err)
-		}
-		return objs, nil
+	b := &builder{chunk: 1024}
+	if err := b.entry(e); err != nil {
+		return Objects{}, err
 	}
-	return Objects{}, fmt.Errorf("entry %q: no value", e.GetKey())
+	return Objects{Elements: b.elems, Chains: b.chains}, nil
 }
 
-func nodeObjects(n *doormanv1.Node) (Objects, error) {
-	var objs Objects
+// builder collects the elements of one or more entries. Keys and values
+// are carved from large byte chunks, so an element costs no allocation of
+// its own.
+type builder struct {
+	elems  []Element
+	chains []string
+	arena  []byte
+	chunk  int
+}
+
+// take returns an empty slice with room for n bytes.
+func (b *builder) take(n int) []byte {
+	if cap(b.arena)-len(b.arena) < n {
+		b.arena = make([]byte, 0, max(b.chunk, n))
+	}
+	l := len(b.arena)
+	b.arena = b.arena[:l+n]
+	return b.arena[l : l : l+n]
+}
+
+func (b *builder) add(e Element) { b.elems = append(b.elems, e) }
+
+func (b *builder) gotoSpec(set string, key []byte, s ChainSpec) {
+	name := chainName(s)
+	b.add(Element{Set: set, Key: key, Verdict: gotoChain(name)})
+	for _, c := range b.chains {
+		if c == name {
+			return
+		}
+	}
+	b.chains = append(b.chains, name)
+}
+
+func (b *builder) entry(e *doormanv1.Entry) error {
+	switch v := e.GetValue().(type) {
+	case *doormanv1.Entry_Node:
+		if err := b.node(v.Node); err != nil {
+			return fmt.Errorf("entry %q: %w", e.GetKey(), err)
+		}
+		return nil
+	case *doormanv1.Entry_ServicePort:
+		if err := b.servicePort(v.ServicePort); err != nil {
+			return fmt.Errorf("entry %q: %w", e.GetKey(), err)
+		}
+		return nil
+	}
+	return fmt.Errorf("entry %q: no value", e.GetKey())
+}
+
+func (b *builder) node(n *doormanv1.Node) error {
 	for _, s := range n.GetNodeportAddresses() {
 		a, err := netip.ParseAddr(s)
 		if err != nil {
-			return Objects{}, fmt.Errorf("nodeport address %q: %w", s, err)
+			return fmt.Errorf("nodeport address %q: %w", s, err)
 		}
 		a = a.Unmap()
 		set := SetNodePortIPs
 		if a.Is6() {
 			set = SetNodePortIPs6
 		}
-		objs.Elements = append(objs.Elements, Element{Set: set, Key: a.AsSlice(), Shared: true})
+		b.add(Element{Set: set, Key: a.AsSlice(), Shared: true})
 	}
-	return objs, nil
+	for _, s := range n.GetPodCidrs() {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return fmt.Errorf("pod CIDR %q: %w", s, err)
+		}
+		p = p.Masked()
+		set := SetPodCIDRs
+		if p.Addr().Is6() {
+			set = SetPodCIDRs6
+		}
+		b.add(Element{Set: set, Key: p.Addr().AsSlice()})
+		// The end element holds the first address after the range; a range
+		// reaching the top of the address space has none.
+		if next := lastAddr(p).Next(); next.IsValid() {
+			b.add(Element{Set: set, Key: next.AsSlice(), IntervalEnd: true})
+		}
+	}
+	return nil
+}
+
+// lastAddr is the highest address of a prefix.
+func lastAddr(p netip.Prefix) netip.Addr {
+	a := p.Addr().AsSlice()
+	for i := range a {
+		bits := p.Bits() - i*8
+		switch {
+		case bits >= 8:
+		case bits <= 0:
+			a[i] = 0xff
+		default:
+			a[i] |= 0xff >> bits
+		}
+	}
+	last, _ := netip.AddrFromSlice(a)
+	return last
 }
 
 // per-family names.
 type familyNames struct {
 	clusterIPs, serviceIPs, serviceNodePorts, serviceEndpoints, nodePortEndpoints string
 	noEndpointServices, noEndpointNodePorts                                       string
+	localInternalIPs, localExternalIPs, localInternalNodePorts                    string
+	localExternalNodePorts, firewallIPs, firewallAllow                            string
+	affinityMembers, nodePortAffinityMembers, hairpinPairs                        string
+	addrLen                                                                       int
 }
 
 var (
-	names4 = familyNames{SetClusterIPs, MapServiceIPs, MapServiceNodePorts, MapServiceEndpoints, MapNodePortEndpoints, MapNoEndpointServices, MapNoEndpointNodePorts}
-	names6 = familyNames{SetClusterIPs6, MapServiceIPs6, MapServiceNodePorts6, MapServiceEndpoints6, MapNodePortEndpoints6, MapNoEndpointServices6, MapNoEndpointNodePorts6}
+	names4 = familyNames{SetClusterIPs, MapServiceIPs, MapServiceNodePorts, MapServiceEndpoints, MapNodePortEndpoints,
+		MapNoEndpointServices, MapNoEndpointNodePorts,
+		MapLocalInternalIPs, MapLocalExternalIPs, MapLocalInternalNodePorts,
+		MapLocalExternalNodePorts, SetFirewallIPs, SetFirewallAllow,
+		SetAffinityMembers, SetNodePortAffinityMembers, SetHairpinPairs, 4}
+	names6 = familyNames{SetClusterIPs6, MapServiceIPs6, MapServiceNodePorts6, MapServiceEndpoints6, MapNodePortEndpoints6,
+		MapNoEndpointServices6, MapNoEndpointNodePorts6,
+		MapLocalInternalIPs6, MapLocalExternalIPs6, MapLocalInternalNodePorts6,
+		MapLocalExternalNodePorts6, SetFirewallIPs6, SetFirewallAllow6,
+		SetAffinityMembers6, SetNodePortAffinityMembers6, SetHairpinPairs6, 16}
 )
 
 func protoNumber(p doormanv1.Protocol) (byte, error) {
@@ -137,14 +266,75 @@ func checkPort(what string, p uint32) error {
 }
 
 // Field encoders: each field of a concatenation takes a multiple of 4 bytes.
-func putAddr(b []byte, a netip.Addr) []byte { return append(b, a.AsSlice()...) }
-func putProto(b []byte, p byte) []byte      { return append(b, p, 0, 0, 0) }
-func putPort(b []byte, p uint32) []byte     { return append(b, byte(p>>8), byte(p), 0, 0) }
-func putIndex(b []byte, i int) []byte       { return binary.NativeEndian.AppendUint32(b, uint32(i)) }
+func putAddr(b []byte, a netip.Addr) []byte {
+	if a.Is4() {
+		v := a.As4()
+		return append(b, v[:]...)
+	}
+	v := a.As16()
+	return append(b, v[:]...)
+}
+func putProto(b []byte, p byte) []byte  { return append(b, p, 0, 0, 0) }
+func putPort(b []byte, p uint32) []byte { return append(b, byte(p>>8), byte(p), 0, 0) }
+func putIndex(b []byte, i int) []byte   { return binary.NativeEndian.AppendUint32(b, uint32(i)) }
 
-func gotoChain(name string) *expr.Verdict { return &expr.Verdict{Kind: expr.VerdictGoto, Chain: name} }
+// Verdicts and chain names are interned: a view of 100,000 Services holds a
+// handful of distinct ones.
+var (
+	verdicts    sync.Map // chain name → *expr.Verdict
+	chainNames  sync.Map // ChainSpec → string
+	dropVerdict = &expr.Verdict{Kind: expr.VerdictDrop}
+)
 
-func servicePortObjects(sp *doormanv1.ServicePort) (Objects, error) {
+func gotoChain(name string) *expr.Verdict {
+	if v, ok := verdicts.Load(name); ok {
+		return v.(*expr.Verdict)
+	}
+	v, _ := verdicts.LoadOrStore(name, &expr.Verdict{Kind: expr.VerdictGoto, Chain: name})
+	return v.(*expr.Verdict)
+}
+
+func chainName(s ChainSpec) string {
+	if n, ok := chainNames.Load(s); ok {
+		return n.(string)
+	}
+	n, _ := chainNames.LoadOrStore(s, s.Name())
+	return n.(string)
+}
+
+type endpoint struct {
+	addr netip.Addr
+	port uint32
+}
+
+func parseEndpoints(list []*doormanv1.Endpoint, v6 bool, what string) ([]endpoint, error) {
+	if len(list) == 0 {
+		return nil, nil
+	}
+	eps := make([]endpoint, 0, len(list))
+	for _, ep := range list {
+		a, err := parseAddr(ep.GetIp(), v6)
+		if err != nil {
+			return nil, fmt.Errorf("%s %q: %w", what, ep.GetIp(), err)
+		}
+		if err := checkPort(what+" port", ep.GetPort()); err != nil {
+			return nil, fmt.Errorf("%s %q: %w", what, ep.GetIp(), err)
+		}
+		eps = append(eps, endpoint{a, ep.GetPort()})
+	}
+	return eps, nil
+}
+
+// externalFrontend is an externalIP or LoadBalancer IP.
+type externalFrontend struct {
+	addr netip.Addr
+	lb   bool
+}
+
+// sourceRange is one loadBalancerSourceRange as first and last address.
+type sourceRange struct{ first, last netip.Addr }
+
+func (b *builder) servicePort(sp *doormanv1.ServicePort) error {
 	var names familyNames
 	var v6 bool
 	switch sp.GetFamily() {
@@ -153,90 +343,225 @@ func servicePortObjects(sp *doormanv1.ServicePort) (Objects, error) {
 	case doormanv1.IPFamily_IP_FAMILY_IPV6:
 		names, v6 = names6, true
 	default:
-		return Objects{}, fmt.Errorf("IP family %v not supported", sp.GetFamily())
+		return fmt.Errorf("IP family %v not supported", sp.GetFamily())
 	}
 	proto, err := protoNumber(sp.GetProtocol())
 	if err != nil {
-		return Objects{}, err
+		return err
 	}
 	if err := checkPort("port", sp.GetPort()); err != nil {
-		return Objects{}, err
+		return err
 	}
 	if np := sp.GetNodePort(); np != 0 {
 		if err := checkPort("nodePort", np); err != nil {
-			return Objects{}, err
+			return err
 		}
 	}
-	type endpoint struct {
-		addr netip.Addr
-		port uint32
-	}
-	eps := make([]endpoint, 0, len(sp.GetEndpoints()))
-	for _, ep := range sp.GetEndpoints() {
-		a, err := parseAddr(ep.GetIp(), v6)
-		if err != nil {
-			return Objects{}, fmt.Errorf("endpoint %q: %w", ep.GetIp(), err)
+	if hc := sp.GetHealthCheckNodePort(); hc != 0 {
+		if err := checkPort("healthCheckNodePort", hc); err != nil {
+			return err
 		}
-		if err := checkPort("endpoint port", ep.GetPort()); err != nil {
-			return Objects{}, fmt.Errorf("endpoint %q: %w", ep.GetIp(), err)
-		}
-		eps = append(eps, endpoint{a, ep.GetPort()})
 	}
-	k := len(eps)
-
-	var objs Objects
-	// One backing array for every key and value of the entry.
-	buf := make([]byte, 0, 64+k*(2*28+20))
-	carve := func(start int) []byte { return buf[start:len(buf):len(buf)] }
-
+	aff := sp.GetAffinityTimeoutSeconds()
+	if aff > AffinityTimeoutMax {
+		return fmt.Errorf("affinity timeout %ds above %ds", aff, AffinityTimeoutMax)
+	}
+	eps, err := parseEndpoints(sp.GetEndpoints(), v6, "endpoint")
+	if err != nil {
+		return err
+	}
+	local := sp.GetExternalPolicyLocal()
+	var localEps []endpoint
+	if local {
+		if localEps, err = parseEndpoints(sp.GetLocalEndpoints(), v6, "local endpoint"); err != nil {
+			return err
+		}
+	}
+	var cip netip.Addr
 	if s := sp.GetClusterIp(); s != "" && s != "None" {
-		cip, err := parseAddr(s, v6)
-		if err != nil {
-			return Objects{}, fmt.Errorf("clusterIP: %w", err)
+		if cip, err = parseAddr(s, v6); err != nil {
+			return fmt.Errorf("clusterIP: %w", err)
 		}
-		start := len(buf)
-		buf = putAddr(buf, cip)
-		objs.Elements = append(objs.Elements, Element{Set: names.clusterIPs, Key: carve(start), Shared: true})
-
-		start = len(buf)
-		buf = putPort(putProto(putAddr(buf, cip), proto), sp.GetPort())
-		frontend := carve(start)
-		if k == 0 {
-			objs.Elements = append(objs.Elements, Element{Set: names.noEndpointServices, Key: frontend, Verdict: gotoChain(ChainReject)})
-		} else {
-			objs.Elements = append(objs.Elements, Element{Set: names.serviceIPs, Key: frontend, Verdict: gotoChain(ServiceChainName(k))})
-			objs.Chains = append(objs.Chains, ServiceChainName(k))
-			for i, ep := range eps {
-				start = len(buf)
-				buf = putIndex(append(buf, frontend...), i)
-				key := carve(start)
-				start = len(buf)
-				buf = putPort(putAddr(buf, ep.addr), ep.port)
-				objs.Elements = append(objs.Elements, Element{Set: names.serviceEndpoints, Key: key, Value: carve(start)})
+	}
+	var externals []externalFrontend
+	addExternal := func(what string, list []string, lb bool) error {
+		for _, s := range list {
+			a, err := parseAddr(s, v6)
+			if err != nil {
+				return fmt.Errorf("%s: %w", what, err)
+			}
+			dup := a == cip
+			for i := range externals {
+				if externals[i].addr == a {
+					externals[i].lb = externals[i].lb || lb
+					dup = true
+				}
+			}
+			if !dup {
+				externals = append(externals, externalFrontend{a, lb})
 			}
 		}
+		return nil
+	}
+	if err := addExternal("externalIP", sp.GetExternalIps(), false); err != nil {
+		return err
+	}
+	if err := addExternal("load balancer IP", sp.GetLoadBalancerIps(), true); err != nil {
+		return err
+	}
+	var ranges []sourceRange
+	for _, s := range sp.GetLoadBalancerSourceRanges() {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return fmt.Errorf("load balancer source range %q: %w", s, err)
+		}
+		if p.Addr().Is6() != v6 {
+			return fmt.Errorf("load balancer source range %q is not of the entry's family", s)
+		}
+		p = p.Masked()
+		ranges = append(ranges, sourceRange{p.Addr(), lastAddr(p)})
+	}
+
+	kc, kl := len(eps), len(localEps)
+	// Without endpoints every frontend refuses new connections; with
+	// internalTrafficPolicy Local the Service may have endpoints on other
+	// nodes, and upstream drops instead.
+	none := gotoChain(ChainReject)
+	if sp.GetInternalPolicyLocal() {
+		none = dropVerdict
+	}
+	addrLen := names.addrLen
+	frontendLen := addrLen + 8
+
+	endpointsOf := func(set string, frontend []byte, list []endpoint, offset int) {
+		for i, ep := range list {
+			key := putIndex(append(b.take(len(frontend)+4), frontend...), offset+i)
+			value := putPort(putAddr(b.take(addrLen+4), ep.addr), ep.port)
+			b.add(Element{Set: set, Key: key, Value: value})
+		}
+	}
+	var memberList []endpoint
+	if aff > 0 {
+		memberList = distinctEndpoints(eps, localEps)
+	}
+	members := func(set string, frontend []byte) {
+		for _, ep := range memberList {
+			b.add(Element{Set: set, Key: putPort(putAddr(append(b.take(len(frontend)+addrLen+4), frontend...), ep.addr), ep.port)})
+		}
+	}
+
+	if cip.IsValid() {
+		b.add(Element{Set: names.clusterIPs, Key: putAddr(b.take(addrLen), cip), Shared: true})
+		f := putPort(putProto(putAddr(b.take(frontendLen), cip), proto), sp.GetPort())
+		if kc == 0 {
+			b.add(Element{Set: names.noEndpointServices, Key: f, Verdict: none})
+		} else {
+			b.gotoSpec(names.serviceIPs, f, ChainSpec{Kind: KindService, K: kc, Affinity: aff})
+			endpointsOf(names.serviceEndpoints, f, eps, 0)
+			members(names.affinityMembers, f)
+		}
+	}
+
+	for _, x := range externals {
+		f := putPort(putProto(putAddr(b.take(frontendLen), x.addr), proto), sp.GetPort())
+		if x.lb && len(ranges) > 0 {
+			b.add(Element{Set: names.firewallIPs, Key: f})
+			for _, r := range ranges {
+				start := putAddr(append(b.take(frontendLen+addrLen), f...), r.first)
+				end := putAddr(append(b.take(frontendLen+addrLen), f...), r.last)
+				b.add(Element{Set: names.firewallAllow, Key: start, KeyEnd: end})
+			}
+		}
+		switch {
+		case kc == 0:
+			b.add(Element{Set: names.noEndpointServices, Key: f, Verdict: none})
+			continue
+		case !local:
+			b.gotoSpec(names.serviceIPs, f, ChainSpec{Kind: KindExternal, K: kc, Affinity: aff})
+		default:
+			b.add(Element{Set: names.serviceIPs, Key: f, Verdict: gotoChain(ChainLocalIPs)})
+			b.gotoSpec(names.localInternalIPs, f, ChainSpec{Kind: KindService, K: kc, Affinity: aff})
+			if kl == 0 {
+				b.add(Element{Set: names.localExternalIPs, Key: f, Verdict: dropVerdict})
+			} else {
+				b.gotoSpec(names.localExternalIPs, f, ChainSpec{Kind: KindLocal, K: kl, Affinity: aff})
+				endpointsOf(names.serviceEndpoints, f, localEps, localOffset)
+			}
+		}
+		endpointsOf(names.serviceEndpoints, f, eps, 0)
+		members(names.affinityMembers, f)
 	}
 
 	if np := sp.GetNodePort(); np != 0 {
-		start := len(buf)
-		buf = putPort(putProto(buf, proto), np)
-		frontend := carve(start)
-		if k == 0 {
-			objs.Elements = append(objs.Elements, Element{Set: names.noEndpointNodePorts, Key: frontend, Verdict: gotoChain(ChainReject)})
-		} else {
-			objs.Elements = append(objs.Elements, Element{Set: names.serviceNodePorts, Key: frontend, Verdict: gotoChain(NodePortChainName(k))})
-			objs.Chains = append(objs.Chains, NodePortChainName(k))
-			for i, ep := range eps {
-				start = len(buf)
-				buf = putIndex(append(buf, frontend...), i)
-				key := carve(start)
-				start = len(buf)
-				buf = putPort(putAddr(buf, ep.addr), ep.port)
-				objs.Elements = append(objs.Elements, Element{Set: names.nodePortEndpoints, Key: key, Value: carve(start)})
+		f := putPort(putProto(b.take(8), proto), np)
+		switch {
+		case kc == 0:
+			b.add(Element{Set: names.noEndpointNodePorts, Key: f, Verdict: none})
+		case !local:
+			b.gotoSpec(names.serviceNodePorts, f, ChainSpec{Kind: KindNodePort, K: kc, Affinity: aff})
+			endpointsOf(names.nodePortEndpoints, f, eps, 0)
+			members(names.nodePortAffinityMembers, f)
+		default:
+			b.add(Element{Set: names.serviceNodePorts, Key: f, Verdict: gotoChain(ChainLocalNodePorts)})
+			b.gotoSpec(names.localInternalNodePorts, f, ChainSpec{Kind: KindNodePortInternal, K: kc, Affinity: aff})
+			if kl == 0 {
+				b.add(Element{Set: names.localExternalNodePorts, Key: f, Verdict: dropVerdict})
+			} else {
+				b.gotoSpec(names.localExternalNodePorts, f, ChainSpec{Kind: KindNodePortLocal, K: kl, Affinity: aff})
+				endpointsOf(names.nodePortEndpoints, f, localEps, localOffset)
+			}
+			endpointsOf(names.nodePortEndpoints, f, eps, 0)
+			members(names.nodePortAffinityMembers, f)
+		}
+	}
+
+	// Hairpin: one "address . address" element per endpoint address.
+	if kc > 0 {
+		for _, a := range distinctAddrs(eps, localEps) {
+			b.add(Element{Set: names.hairpinPairs, Key: putAddr(putAddr(b.take(2*addrLen), a), a), Shared: true})
+		}
+	}
+	return nil
+}
+
+// distinctEndpoints lists the endpoints of both lists once each.
+func distinctEndpoints(a, b []endpoint) []endpoint {
+	out := make([]endpoint, 0, len(a)+len(b))
+	seen := make(map[endpoint]bool, len(a)+len(b))
+	for _, list := range [][]endpoint{a, b} {
+		for _, ep := range list {
+			if !seen[ep] {
+				seen[ep] = true
+				out = append(out, ep)
 			}
 		}
 	}
-	return objs, nil
+	return out
+}
+
+// distinctAddrs lists the endpoint addresses of both lists once each.
+func distinctAddrs(a, b []endpoint) []netip.Addr {
+	out := make([]netip.Addr, 0, len(a)+len(b))
+	if len(a)+len(b) <= 16 {
+		for _, list := range [][]endpoint{a, b} {
+			for _, ep := range list {
+				if !slices.Contains(out, ep.addr) {
+					out = append(out, ep.addr)
+				}
+			}
+		}
+		return out
+	}
+	seen := make(map[netip.Addr]bool, len(a)+len(b))
+	for _, list := range [][]endpoint{a, b} {
+		for _, ep := range list {
+			if !seen[ep.addr] {
+				seen[ep.addr] = true
+				out = append(out, ep.addr)
+			}
+		}
+	}
+	return out
 }
 
 // Diff returns what moves the table from old's objects to new's: elements

@@ -30,6 +30,40 @@ const (
 	MapNoEndpointServices6  = "no-endpoint-services6"
 	MapNoEndpointNodePorts  = "no-endpoint-nodeports"
 	MapNoEndpointNodePorts6 = "no-endpoint-nodeports6"
+
+	// The node's Pod CIDRs (interval sets): sources counted as inside the
+	// cluster by externalTrafficPolicy Local.
+	SetPodCIDRs  = "pod-cidrs"
+	SetPodCIDRs6 = "pod-cidrs6"
+	// externalTrafficPolicy Local: a frontend's verdict for traffic from
+	// inside the cluster (Pods, the node) and from outside.
+	MapLocalInternalIPs        = "local-internal-ips"
+	MapLocalInternalIPs6       = "local-internal-ips6"
+	MapLocalExternalIPs        = "local-external-ips"
+	MapLocalExternalIPs6       = "local-external-ips6"
+	MapLocalInternalNodePorts  = "local-internal-nodeports"
+	MapLocalInternalNodePorts6 = "local-internal-nodeports6"
+	MapLocalExternalNodePorts  = "local-external-nodeports"
+	MapLocalExternalNodePorts6 = "local-external-nodeports6"
+	// loadBalancerSourceRanges: LoadBalancer frontends that have ranges,
+	// and frontend . allowed source range (a concatenated interval set).
+	SetFirewallIPs    = "firewall-ips"
+	SetFirewallIPs6   = "firewall-ips6"
+	SetFirewallAllow  = "firewall-allow"
+	SetFirewallAllow6 = "firewall-allow6"
+	// sessionAffinity ClientIP: the kernel's memory of client . frontend →
+	// endpoint (dynamic, per-element timeouts; never written by doorman),
+	// and the endpoints a remembered choice may still use.
+	MapAffinity                 = "affinity"
+	MapAffinity6                = "affinity6"
+	SetAffinityMembers          = "affinity-members"
+	SetAffinityMembers6         = "affinity-members6"
+	SetNodePortAffinityMembers  = "nodeport-affinity-members"
+	SetNodePortAffinityMembers6 = "nodeport-affinity-members6"
+	// Hairpin: "endpoint . endpoint" for every endpoint address, so one
+	// static rule masquerades a Pod that reached itself.
+	SetHairpinPairs  = "hairpin-pairs"
+	SetHairpinPairs6 = "hairpin-pairs6"
 )
 
 // Chain names.
@@ -37,19 +71,24 @@ const (
 	ChainNATPrerouting        = "nat-prerouting"
 	ChainNATOutput            = "nat-output"
 	ChainNATPostrouting       = "nat-postrouting"
+	ChainFilterPrerouting     = "filter-prerouting"
 	ChainFilterInput          = "filter-input"
 	ChainFilterForward        = "filter-forward"
 	ChainFilterOutput         = "filter-output"
 	ChainFilterOutputPostDNAT = "filter-output-post-dnat"
 	ChainServices             = "services"
+	ChainLocalIPs             = "local-ips"
+	ChainLocalNodePorts       = "local-nodeports"
+	ChainFirewallCheck        = "firewall-check"
 	ChainEndpointsCheck       = "endpoints-check"
 	ChainClusterIPsCheck      = "cluster-ips-check"
 	ChainReject               = "reject-chain"
-
-	// Prefixes of the chains made per endpoint count K: "service-2".
-	serviceChainPrefix  = "service-"
-	nodePortChainPrefix = "nodeport-"
 )
+
+// localOffset is where a frontend's local endpoints start in the endpoint
+// maps' index space (its cluster-wide endpoints start at 0), so one map
+// serves both and numgen picks among the local ones with "offset".
+const localOffset = 1 << 16
 
 // Type is the type of one field of a set key or map value.
 type Type int
@@ -106,6 +145,14 @@ type Set struct {
 	Name string
 	Key  []Type
 	Data []Type
+	// Interval: elements are ranges (flags interval). A single-field
+	// interval set holds start and end elements; a concatenated one holds
+	// elements with KeyEnd.
+	Interval bool
+	// Dynamic: filled by the packet path ("update @set"), with per-element
+	// timeouts (flags dynamic,timeout). Doorman never reads or writes its
+	// elements; Sync leaves them alone.
+	Dynamic bool
 }
 
 // IsMap reports whether the set maps keys to values.
@@ -126,6 +173,17 @@ func (s Set) TypeText() string {
 	return b.String()
 }
 
+// FlagsText is the set's flags as nft prints them, "" when none.
+func (s Set) FlagsText() string {
+	switch {
+	case s.Interval:
+		return "interval"
+	case s.Dynamic:
+		return "dynamic,timeout"
+	}
+	return ""
+}
+
 func writeTypes(b *strings.Builder, ts []Type) {
 	for i, t := range ts {
 		if i > 0 {
@@ -136,52 +194,92 @@ func writeTypes(b *strings.Builder, ts []Type) {
 }
 
 var (
-	addrProtoPort4  = []Type{TypeIPv4, TypeProto, TypePort}
-	addrProtoPort6  = []Type{TypeIPv6, TypeProto, TypePort}
-	protoPort       = []Type{TypeProto, TypePort}
-	verdictData     = []Type{TypeVerdict}
-	endpointValue4  = []Type{TypeIPv4, TypePort}
-	endpointValue6  = []Type{TypeIPv6, TypePort}
-	addrProtoPortI4 = []Type{TypeIPv4, TypeProto, TypePort, TypeIndex}
-	addrProtoPortI6 = []Type{TypeIPv6, TypeProto, TypePort, TypeIndex}
-	protoPortIndex  = []Type{TypeProto, TypePort, TypeIndex}
+	addrProtoPort4     = []Type{TypeIPv4, TypeProto, TypePort}
+	addrProtoPort6     = []Type{TypeIPv6, TypeProto, TypePort}
+	protoPort          = []Type{TypeProto, TypePort}
+	verdictData        = []Type{TypeVerdict}
+	endpointValue4     = []Type{TypeIPv4, TypePort}
+	endpointValue6     = []Type{TypeIPv6, TypePort}
+	addrProtoPortI4    = []Type{TypeIPv4, TypeProto, TypePort, TypeIndex}
+	addrProtoPortI6    = []Type{TypeIPv6, TypeProto, TypePort, TypeIndex}
+	protoPortIndex     = []Type{TypeProto, TypePort, TypeIndex}
+	addrProtoPortAddr4 = []Type{TypeIPv4, TypeProto, TypePort, TypeIPv4}
+	addrProtoPortAddr6 = []Type{TypeIPv6, TypeProto, TypePort, TypeIPv6}
+	clientFrontend4    = []Type{TypeIPv4, TypeIPv4, TypeProto, TypePort}
+	clientFrontend6    = []Type{TypeIPv6, TypeIPv6, TypeProto, TypePort}
+	frontendMember4    = []Type{TypeIPv4, TypeProto, TypePort, TypeIPv4, TypePort}
+	frontendMember6    = []Type{TypeIPv6, TypeProto, TypePort, TypeIPv6, TypePort}
+	nodePortMember4    = []Type{TypeProto, TypePort, TypeIPv4, TypePort}
+	nodePortMember6    = []Type{TypeProto, TypePort, TypeIPv6, TypePort}
+	addrPair4          = []Type{TypeIPv4, TypeIPv4}
+	addrPair6          = []Type{TypeIPv6, TypeIPv6}
 )
 
-// Sets returns every set and map of the table, in a fixed order.
-func Sets() []Set {
-	return []Set{
-		{Name: SetClusterIPs, Key: []Type{TypeIPv4}},
-		{Name: SetClusterIPs6, Key: []Type{TypeIPv6}},
-		{Name: SetNodePortIPs, Key: []Type{TypeIPv4}},
-		{Name: SetNodePortIPs6, Key: []Type{TypeIPv6}},
-		{Name: MapServiceIPs, Key: addrProtoPort4, Data: verdictData},
-		{Name: MapServiceIPs6, Key: addrProtoPort6, Data: verdictData},
-		{Name: MapServiceNodePorts, Key: protoPort, Data: verdictData},
-		{Name: MapServiceNodePorts6, Key: protoPort, Data: verdictData},
-		{Name: MapServiceEndpoints, Key: addrProtoPortI4, Data: endpointValue4},
-		{Name: MapServiceEndpoints6, Key: addrProtoPortI6, Data: endpointValue6},
-		{Name: MapNodePortEndpoints, Key: protoPortIndex, Data: endpointValue4},
-		{Name: MapNodePortEndpoints6, Key: protoPortIndex, Data: endpointValue6},
-		{Name: MapNoEndpointServices, Key: addrProtoPort4, Data: verdictData},
-		{Name: MapNoEndpointServices6, Key: addrProtoPort6, Data: verdictData},
-		{Name: MapNoEndpointNodePorts, Key: protoPort, Data: verdictData},
-		{Name: MapNoEndpointNodePorts6, Key: protoPort, Data: verdictData},
-	}
+var allSets = []Set{
+	{Name: SetClusterIPs, Key: []Type{TypeIPv4}},
+	{Name: SetClusterIPs6, Key: []Type{TypeIPv6}},
+	{Name: SetNodePortIPs, Key: []Type{TypeIPv4}},
+	{Name: SetNodePortIPs6, Key: []Type{TypeIPv6}},
+	{Name: SetPodCIDRs, Key: []Type{TypeIPv4}, Interval: true},
+	{Name: SetPodCIDRs6, Key: []Type{TypeIPv6}, Interval: true},
+	{Name: MapServiceIPs, Key: addrProtoPort4, Data: verdictData},
+	{Name: MapServiceIPs6, Key: addrProtoPort6, Data: verdictData},
+	{Name: MapServiceNodePorts, Key: protoPort, Data: verdictData},
+	{Name: MapServiceNodePorts6, Key: protoPort, Data: verdictData},
+	{Name: MapServiceEndpoints, Key: addrProtoPortI4, Data: endpointValue4},
+	{Name: MapServiceEndpoints6, Key: addrProtoPortI6, Data: endpointValue6},
+	{Name: MapNodePortEndpoints, Key: protoPortIndex, Data: endpointValue4},
+	{Name: MapNodePortEndpoints6, Key: protoPortIndex, Data: endpointValue6},
+	{Name: MapLocalInternalIPs, Key: addrProtoPort4, Data: verdictData},
+	{Name: MapLocalInternalIPs6, Key: addrProtoPort6, Data: verdictData},
+	{Name: MapLocalExternalIPs, Key: addrProtoPort4, Data: verdictData},
+	{Name: MapLocalExternalIPs6, Key: addrProtoPort6, Data: verdictData},
+	{Name: MapLocalInternalNodePorts, Key: protoPort, Data: verdictData},
+	{Name: MapLocalInternalNodePorts6, Key: protoPort, Data: verdictData},
+	{Name: MapLocalExternalNodePorts, Key: protoPort, Data: verdictData},
+	{Name: MapLocalExternalNodePorts6, Key: protoPort, Data: verdictData},
+	{Name: MapNoEndpointServices, Key: addrProtoPort4, Data: verdictData},
+	{Name: MapNoEndpointServices6, Key: addrProtoPort6, Data: verdictData},
+	{Name: MapNoEndpointNodePorts, Key: protoPort, Data: verdictData},
+	{Name: MapNoEndpointNodePorts6, Key: protoPort, Data: verdictData},
+	{Name: SetFirewallIPs, Key: addrProtoPort4},
+	{Name: SetFirewallIPs6, Key: addrProtoPort6},
+	{Name: SetFirewallAllow, Key: addrProtoPortAddr4, Interval: true},
+	{Name: SetFirewallAllow6, Key: addrProtoPortAddr6, Interval: true},
+	{Name: MapAffinity, Key: clientFrontend4, Data: endpointValue4, Dynamic: true},
+	{Name: MapAffinity6, Key: clientFrontend6, Data: endpointValue6, Dynamic: true},
+	{Name: SetAffinityMembers, Key: frontendMember4},
+	{Name: SetAffinityMembers6, Key: frontendMember6},
+	{Name: SetNodePortAffinityMembers, Key: nodePortMember4},
+	{Name: SetNodePortAffinityMembers6, Key: nodePortMember6},
+	{Name: SetHairpinPairs, Key: addrPair4},
+	{Name: SetHairpinPairs6, Key: addrPair6},
 }
 
-var setsByName = func() map[string]Set {
-	m := make(map[string]Set)
-	for _, s := range Sets() {
-		m[s.Name] = s
+// Sets returns every set and map of the table, in a fixed order.
+func Sets() []Set { return append([]Set(nil), allSets...) }
+
+// setIndex numbers the sets in Sets order; element identities use it.
+var setIndex = func() map[string]int {
+	m := make(map[string]int, len(allSets))
+	for i, s := range allSets {
+		m[s.Name] = i
 	}
 	return m
 }()
 
 // SetByName returns the set of that name.
 func SetByName(name string) (Set, bool) {
-	s, ok := setsByName[name]
-	return s, ok
+	i, ok := setIndex[name]
+	if !ok {
+		return Set{}, false
+	}
+	return allSets[i], true
 }
+
+// AffinityTimeoutMax bounds sessionAffinity timeouts (Kubernetes allows at
+// most a day).
+const AffinityTimeoutMax = 86400
 
 // Hook attaches a base chain to a netfilter hook.
 type Hook struct {
@@ -199,8 +297,9 @@ type Chain struct {
 
 // Priorities, as in nft: dstnat = -100, srcnat = 100. The filter chains
 // run just before DNAT (to reject Services without endpoints while the
-// destination is still the Service address) and just after it (to reject
-// what DNAT left addressed to a ClusterIP: ports the Service lacks).
+// destination is still the Service address, and to apply source ranges)
+// and just after it (to reject what DNAT left addressed to a ClusterIP:
+// ports the Service lacks).
 const (
 	priorityDstNAT       = -100
 	prioritySrcNAT       = 100
@@ -214,9 +313,14 @@ func StaticChains() []Chain {
 		{Name: ChainNATPrerouting, Hook: &Hook{"nat", "prerouting", priorityDstNAT}, Rules: []Rule{jumpRule(ChainServices)}},
 		{Name: ChainNATOutput, Hook: &Hook{"nat", "output", priorityDstNAT}, Rules: []Rule{jumpRule(ChainServices)}},
 		{Name: ChainNATPostrouting, Hook: &Hook{"nat", "postrouting", prioritySrcNAT}, Rules: []Rule{
+			hairpinRule(fam4, SetHairpinPairs),
+			hairpinRule(fam6, SetHairpinPairs6),
 			returnUnlessMarkedRule(),
 			clearMasqMarkRule(),
 			masqueradeRule(),
+		}},
+		{Name: ChainFilterPrerouting, Hook: &Hook{"filter", "prerouting", priorityBeforeDstNAT}, Rules: []Rule{
+			ctNewJumpRule(ChainFirewallCheck),
 		}},
 		{Name: ChainFilterInput, Hook: &Hook{"filter", "input", priorityBeforeDstNAT}, Rules: []Rule{
 			ctNewJumpRule(ChainEndpointsCheck),
@@ -226,6 +330,7 @@ func StaticChains() []Chain {
 			ctNewJumpRule(ChainClusterIPsCheck),
 		}},
 		{Name: ChainFilterOutput, Hook: &Hook{"filter", "output", priorityBeforeDstNAT}, Rules: []Rule{
+			ctNewJumpRule(ChainFirewallCheck),
 			ctNewJumpRule(ChainEndpointsCheck),
 		}},
 		{Name: ChainFilterOutputPostDNAT, Hook: &Hook{"filter", "output", priorityAfterDstNAT}, Rules: []Rule{
@@ -236,6 +341,28 @@ func StaticChains() []Chain {
 			addrPortVmapRule(fam6, MapServiceIPs6),
 			nodePortVmapRule(fam4, SetNodePortIPs, MapServiceNodePorts),
 			nodePortVmapRule(fam6, SetNodePortIPs6, MapServiceNodePorts6),
+		}},
+		{Name: ChainLocalIPs, Rules: []Rule{
+			fromPodsAddrPortVmapRule(fam4, SetPodCIDRs, MapLocalInternalIPs),
+			fromPodsAddrPortVmapRule(fam6, SetPodCIDRs6, MapLocalInternalIPs6),
+			fromNodeMarkRule(),
+			fromNodeAddrPortVmapRule(fam4, MapLocalInternalIPs),
+			fromNodeAddrPortVmapRule(fam6, MapLocalInternalIPs6),
+			addrPortVmapRule(fam4, MapLocalExternalIPs),
+			addrPortVmapRule(fam6, MapLocalExternalIPs6),
+		}},
+		{Name: ChainLocalNodePorts, Rules: []Rule{
+			fromPodsPortVmapRule(fam4, SetPodCIDRs, MapLocalInternalNodePorts),
+			fromPodsPortVmapRule(fam6, SetPodCIDRs6, MapLocalInternalNodePorts6),
+			fromNodeMarkRule(),
+			fromNodePortVmapRule(fam4, MapLocalInternalNodePorts),
+			fromNodePortVmapRule(fam6, MapLocalInternalNodePorts6),
+			portVmapRule(fam4, MapLocalExternalNodePorts),
+			portVmapRule(fam6, MapLocalExternalNodePorts6),
+		}},
+		{Name: ChainFirewallCheck, Rules: []Rule{
+			firewallRule(fam4, SetFirewallIPs, SetFirewallAllow),
+			firewallRule(fam6, SetFirewallIPs6, SetFirewallAllow6),
 		}},
 		{Name: ChainEndpointsCheck, Rules: []Rule{
 			addrPortVmapRule(fam4, MapNoEndpointServices),
@@ -251,61 +378,145 @@ func StaticChains() []Chain {
 	}
 }
 
+// ChainKind is a kind of per-endpoint-count chain: how it finds the
+// frontend's endpoints, whether it asks for masquerade, and which part of
+// the index space (cluster-wide or local endpoints) it picks from.
+type ChainKind int
+
+const (
+	// KindService: ClusterIP traffic, and traffic from inside the cluster
+	// to an externalTrafficPolicy Local address. "service-K".
+	KindService ChainKind = iota
+	// KindExternal: externalIPs and LoadBalancer IPs, Cluster policy;
+	// masqueraded. "external-K".
+	KindExternal
+	// KindLocal: externalIPs and LoadBalancer IPs, Local policy, from
+	// outside: local endpoints, source kept. "local-K".
+	KindLocal
+	// KindNodePort: NodePorts, Cluster policy; masqueraded. "nodeport-K".
+	KindNodePort
+	// KindNodePortLocal: NodePorts, Local policy, from outside: local
+	// endpoints, source kept. "nodeport-local-K".
+	KindNodePortLocal
+	// KindNodePortInternal: NodePorts, Local policy, from inside the
+	// cluster: every endpoint, not masqueraded (node-sourced traffic was
+	// marked by local-nodeports). "nodeport-internal-K".
+	KindNodePortInternal
+	numKinds
+)
+
+var kindPrefix = [numKinds]string{"service-", "external-", "local-", "nodeport-", "nodeport-local-", "nodeport-internal-"}
+
+// byFrontendAddr: the kind's endpoints are keyed by destination address .
+// protocol . port (else by protocol . port, for NodePorts).
+func (k ChainKind) byFrontendAddr() bool { return k <= KindLocal }
+func (k ChainKind) masquerade() bool     { return k == KindExternal || k == KindNodePort }
+func (k ChainKind) offset() int {
+	if k == KindLocal || k == KindNodePortLocal {
+		return localOffset
+	}
+	return 0
+}
+
+// ChainSpec identifies a per-endpoint-count chain: kind, endpoint count K
+// (≥ 1) and sessionAffinity timeout in seconds (0 = none).
+type ChainSpec struct {
+	Kind     ChainKind
+	K        int
+	Affinity uint32
+}
+
+// Name is the chain's name: "service-2", "nodeport-local-1",
+// "service-3-affinity-10800".
+func (s ChainSpec) Name() string {
+	n := kindPrefix[s.Kind] + strconv.Itoa(s.K)
+	if s.Affinity > 0 {
+		n += "-affinity-" + strconv.FormatUint(uint64(s.Affinity), 10)
+	}
+	return n
+}
+
 // ServiceChainName is the chain that DNATs ClusterIP traffic of Services
 // with k endpoints: "service-<k>".
-func ServiceChainName(k int) string { return serviceChainPrefix + strconv.Itoa(k) }
+func ServiceChainName(k int) string { return ChainSpec{Kind: KindService, K: k}.Name() }
 
 // NodePortChainName is the chain that marks for masquerade and DNATs
 // NodePort traffic of Services with k endpoints: "nodeport-<k>".
-func NodePortChainName(k int) string { return nodePortChainPrefix + strconv.Itoa(k) }
+func NodePortChainName(k int) string { return ChainSpec{Kind: KindNodePort, K: k}.Name() }
+
+// ParseChainName reads a per-endpoint-count chain's name back.
+func ParseChainName(name string) (ChainSpec, bool) {
+	// Longest prefixes first: "nodeport-local-" before "nodeport-".
+	for _, kind := range []ChainKind{KindNodePortInternal, KindNodePortLocal, KindNodePort, KindService, KindExternal, KindLocal} {
+		rest, ok := strings.CutPrefix(name, kindPrefix[kind])
+		if !ok {
+			continue
+		}
+		kText, affText, hasAff := strings.Cut(rest, "-affinity-")
+		k, ok := positive(kText)
+		if !ok {
+			return ChainSpec{}, false
+		}
+		spec := ChainSpec{Kind: kind, K: k}
+		if hasAff {
+			t, ok := positive(affText)
+			if !ok || t > AffinityTimeoutMax {
+				return ChainSpec{}, false
+			}
+			spec.Affinity = uint32(t)
+		}
+		return spec, true
+	}
+	return ChainSpec{}, false
+}
+
+func positive(s string) (int, bool) {
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || strconv.Itoa(n) != s {
+		return 0, false
+	}
+	return n, true
+}
 
 // EndpointChain returns the chain of that name when it is one of the
-// per-endpoint-count chains ("service-K", "nodeport-K", K ≥ 1).
+// per-endpoint-count chains.
 func EndpointChain(name string) (Chain, bool) {
-	if k, ok := chainK(name, serviceChainPrefix); ok {
-		return Chain{Name: name, Rules: []Rule{
-			serviceDNATRule(fam4, k, MapServiceEndpoints),
-			serviceDNATRule(fam6, k, MapServiceEndpoints6),
-		}}, true
-	}
-	if k, ok := chainK(name, nodePortChainPrefix); ok {
-		return Chain{Name: name, Rules: []Rule{
-			setMasqMarkRule(),
-			nodePortDNATRule(fam4, k, MapNodePortEndpoints),
-			nodePortDNATRule(fam6, k, MapNodePortEndpoints6),
-		}}, true
-	}
-	return Chain{}, false
-}
-
-func chainK(name, prefix string) (int, bool) {
-	rest, ok := strings.CutPrefix(name, prefix)
+	spec, ok := ParseChainName(name)
 	if !ok {
-		return 0, false
+		return Chain{}, false
 	}
-	k, err := strconv.Atoi(rest)
-	if err != nil || k < 1 || strconv.Itoa(k) != rest {
-		return 0, false
-	}
-	return k, true
+	return spec.Chain(), true
 }
 
-// sortChainNames orders per-K chain names by kind, then by K.
+// Chain builds the chain: one DNAT rule per family (two with affinity: a
+// remembered choice, else a new one), after a masquerade mark when the kind
+// asks for it.
+func (s ChainSpec) Chain() Chain {
+	c := Chain{Name: s.Name()}
+	if s.Kind.masquerade() {
+		c.Rules = append(c.Rules, setMasqMarkRule())
+	}
+	for _, f := range []fam{fam4, fam6} {
+		if s.Affinity == 0 {
+			c.Rules = append(c.Rules, pickDNATRule(f, s))
+			continue
+		}
+		c.Rules = append(c.Rules, affinityHitRule(f, s), affinityForgetRule(f), affinityPickRule(f, s))
+	}
+	return c
+}
+
+// sortChainNames orders per-K chain names by kind, then K, then affinity.
 func sortChainNames(names []string) {
 	sort.Slice(names, func(i, j int) bool {
-		pi, ki := splitK(names[i])
-		pj, kj := splitK(names[j])
-		if pi != pj {
-			return pi > pj // "service-" before "nodeport-"
+		a, _ := ParseChainName(names[i])
+		b, _ := ParseChainName(names[j])
+		if a.Kind != b.Kind {
+			return a.Kind < b.Kind
 		}
-		return ki < kj
+		if a.K != b.K {
+			return a.K < b.K
+		}
+		return a.Affinity < b.Affinity
 	})
-}
-
-func splitK(name string) (string, int) {
-	if k, ok := chainK(name, serviceChainPrefix); ok {
-		return serviceChainPrefix, k
-	}
-	k, _ := chainK(name, nodePortChainPrefix)
-	return nodePortChainPrefix, k
 }

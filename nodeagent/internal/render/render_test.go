@@ -63,6 +63,43 @@ func smallView() map[string]*doormanv1.Entry {
 	)
 }
 
+// kindsView: one Service of every kind — externalIPs and LoadBalancer IPs
+// with source ranges (Cluster policy), externalTrafficPolicy Local with and
+// without local endpoints (NodePort, externalIP, LB IP, IPv4 and IPv6),
+// session affinity (ClusterIP and NodePort), internalTrafficPolicy Local
+// without endpoints.
+func kindsView() map[string]*doormanv1.Entry {
+	node := nodeEntry("192.168.1.10", "fd00:1::10")
+	node.GetNode().PodCidrs = []string{"10.244.1.0/24", "fd00:244:1::/64"}
+	return viewOf(
+		node,
+		spEntry(&doormanv1.ServicePort{Namespace: "default", Name: "lb", Protocol: tcp, Family: ipv4,
+			ClusterIp: "10.96.1.1", Port: 80, NodePort: 30001,
+			ExternalIps: []string{"192.0.2.10"}, LoadBalancerIps: []string{"198.51.100.10"},
+			LoadBalancerSourceRanges: []string{"203.0.113.0/24", "10.1.2.3/32"},
+			Endpoints:                []*doormanv1.Endpoint{ep("10.244.1.5", 8080), ep("10.244.2.7", 8080)}}),
+		spEntry(&doormanv1.ServicePort{Namespace: "default", Name: "local", Protocol: tcp, Family: ipv4,
+			ClusterIp: "10.96.2.2", Port: 80, NodePort: 30002, ExternalIps: []string{"192.0.2.20"},
+			ExternalPolicyLocal: true, HealthCheckNodePort: 32000,
+			Endpoints:      []*doormanv1.Endpoint{ep("10.244.1.6", 8080), ep("10.244.2.8", 8080)},
+			LocalEndpoints: []*doormanv1.Endpoint{ep("10.244.1.6", 8080)}}),
+		spEntry(&doormanv1.ServicePort{Namespace: "default", Name: "local-none", Protocol: udp, Family: ipv4,
+			ClusterIp: "10.96.3.3", Port: 53, NodePort: 30003, LoadBalancerIps: []string{"198.51.100.30"},
+			ExternalPolicyLocal: true, HealthCheckNodePort: 32001,
+			Endpoints: []*doormanv1.Endpoint{ep("10.244.2.9", 53)}}),
+		spEntry(&doormanv1.ServicePort{Namespace: "default", Name: "sticky", Protocol: tcp, Family: ipv4,
+			ClusterIp: "10.96.4.4", Port: 80, NodePort: 30004, AffinityTimeoutSeconds: 10800,
+			Endpoints: []*doormanv1.Endpoint{ep("10.244.1.10", 80), ep("10.244.2.10", 80), ep("10.244.3.10", 80)}}),
+		spEntry(&doormanv1.ServicePort{Namespace: "default", Name: "node-local", Protocol: tcp, Family: ipv4,
+			ClusterIp: "10.96.5.5", Port: 80, InternalPolicyLocal: true}),
+		spEntry(&doormanv1.ServicePort{Namespace: "default", Name: "lb6", Protocol: tcp, Family: ipv6,
+			ClusterIp: "fd00:96::6", Port: 443, NodePort: 30006, LoadBalancerIps: []string{"2001:db8::6"},
+			LoadBalancerSourceRanges: []string{"2001:db8:1::/48"}, ExternalPolicyLocal: true, AffinityTimeoutSeconds: 60,
+			Endpoints:      []*doormanv1.Endpoint{ep("fd00:244:1::6", 8443), ep("fd00:244:2::6", 8443)},
+			LocalEndpoints: []*doormanv1.Endpoint{ep("fd00:244:1::6", 8443)}}),
+	)
+}
+
 func TestGolden(t *testing.T) {
 	tests := []struct {
 		name string
@@ -70,6 +107,7 @@ func TestGolden(t *testing.T) {
 	}{
 		{"empty", viewOf(nodeEntry())},
 		{"small", smallView()},
+		{"kinds", kindsView()},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -209,10 +247,12 @@ func TestDiff(t *testing.T) {
 			wantDel: []string{
 				"service-endpoints 10.96.0.1 . tcp . 80 . 0x00000001 : 10.244.0.2 . 80",
 				"nodeport-endpoints tcp . 30001 . 0x00000001 : 10.244.0.2 . 80",
+				"hairpin-pairs 10.244.0.2 . 10.244.0.2",
 			},
 			wantAdd: []string{
 				"service-endpoints 10.96.0.1 . tcp . 80 . 0x00000001 : 10.244.0.3 . 80",
 				"nodeport-endpoints tcp . 30001 . 0x00000001 : 10.244.0.3 . 80",
+				"hairpin-pairs 10.244.0.3 . 10.244.0.3",
 			},
 			wantChain: []string{"service-2", "nodeport-2"},
 		},
@@ -228,6 +268,7 @@ func TestDiff(t *testing.T) {
 				"service-endpoints 10.96.0.1 . tcp . 80 . 0x00000002 : 10.244.0.3 . 80",
 				"service-nodeports tcp . 30001 : goto nodeport-3",
 				"nodeport-endpoints tcp . 30001 . 0x00000002 : 10.244.0.3 . 80",
+				"hairpin-pairs 10.244.0.3 . 10.244.0.3",
 			},
 			wantChain: []string{"service-3", "nodeport-3"},
 		},
@@ -239,6 +280,7 @@ func TestDiff(t *testing.T) {
 				"service-endpoints 10.96.0.1 . tcp . 80 . 0x00000000 : 10.244.0.1 . 80",
 				"service-nodeports tcp . 30001 : goto nodeport-1",
 				"nodeport-endpoints tcp . 30001 . 0x00000000 : 10.244.0.1 . 80",
+				"hairpin-pairs 10.244.0.1 . 10.244.0.1",
 			},
 			wantAdd: []string{
 				"no-endpoint-services 10.96.0.1 . tcp . 80 : goto reject-chain",
@@ -254,6 +296,7 @@ func TestDiff(t *testing.T) {
 				"service-endpoints 10.96.0.1 . tcp . 80 . 0x00000000 : 10.244.0.1 . 80",
 				"service-nodeports tcp . 30001 : goto nodeport-1",
 				"nodeport-endpoints tcp . 30001 . 0x00000000 : 10.244.0.1 . 80",
+				"hairpin-pairs 10.244.0.1 . 10.244.0.1",
 			},
 		},
 		{name: "unchanged", old: sp(a, b), new: sp(a, b), wantChain: []string{"service-2", "nodeport-2"}},

@@ -3,6 +3,7 @@ package render
 import (
 	"encoding/binary"
 	"fmt"
+	"time"
 
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
@@ -43,6 +44,7 @@ func native32(v uint32) []byte {
 type fam struct {
 	name     string // "ip" or "ip6"
 	nfproto  byte
+	saddrOff uint32
 	daddrOff uint32
 	addrLen  uint32
 	// registers of the fields after a leading address in a concatenation
@@ -52,13 +54,23 @@ type fam struct {
 }
 
 var (
-	fam4 = fam{name: "ip", nfproto: unix.NFPROTO_IPV4, daddrOff: 16, addrLen: 4,
+	fam4 = fam{name: "ip", nfproto: unix.NFPROTO_IPV4, saddrOff: 12, daddrOff: 16, addrLen: 4,
 		protoReg: reg32_01, portReg: reg32_02, indexReg: reg32_03, valuePortReg: reg32_01}
-	fam6 = fam{name: "ip6", nfproto: unix.NFPROTO_IPV6, daddrOff: 24, addrLen: 16,
+	fam6 = fam{name: "ip6", nfproto: unix.NFPROTO_IPV6, saddrOff: 8, daddrOff: 24, addrLen: 16,
 		protoReg: reg32_04, portReg: reg32_05, indexReg: reg32_06, valuePortReg: reg32_04}
 )
 
 func (f fam) natFamily() uint32 { return uint32(f.nfproto) }
+
+// regs is how many 32-bit registers an address takes.
+func (f fam) regs() int { return int(f.addrLen / 4) }
+
+func (f fam) nfprotoName() string {
+	if f.nfproto == unix.NFPROTO_IPV4 {
+		return "ipv4"
+	}
+	return "ipv6"
+}
 
 // nfprotoIs: "meta nfproto ipv4" (implicit in nft before "ip daddr" in an
 // inet table).
@@ -80,9 +92,12 @@ func thDport(reg uint32) expr.Any {
 	return &expr.Payload{DestRegister: reg, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2}
 }
 
-func numgen(reg uint32, k int) expr.Any {
-	return &expr.Numgen{Register: reg, Modulus: uint32(k), Type: unix.NFT_NG_RANDOM}
+func numgen(reg uint32, k, offset int) expr.Any {
+	return &expr.Numgen{Register: reg, Modulus: uint32(k), Type: unix.NFT_NG_RANDOM, Offset: uint32(offset)}
 }
+
+// r32 is the n-th 32-bit register.
+func r32(n int) uint32 { return unix.NFT_REG32_00 + uint32(n) }
 
 func vmap(set string) expr.Any {
 	return &expr.Lookup{SourceRegister: reg1, SetName: set, IsDestRegSet: true, DestRegister: regVerdict}
@@ -138,25 +153,272 @@ func addrInSetGotoRule(f fam, set, chain string) Rule {
 	return Rule{Text: f.name + " daddr @" + set + " goto " + chain, Exprs: exprs}
 }
 
-// serviceDNATRule: "ip daddr . meta l4proto . th dport . numgen random mod K
-// map @service-endpoints" as the address and port to DNAT to; the map's
-// value is "ipv4_addr . inet_service".
-func serviceDNATRule(f fam, k int, set string) Rule {
-	exprs := append(f.nfprotoIs(), f.daddr(), l4proto(f.protoReg), thDport(f.portReg), numgen(f.indexReg, k), mapInto(set), dnat(f))
+// pickDNATRule picks one of the frontend's K endpoints at random and DNATs
+// to it. By frontend address (service-K and kinds alike):
+//
+//	dnat ip to ip daddr . meta l4proto . th dport . numgen random mod K map @service-endpoints
+//
+// by NodePort (nodeport-K and kinds alike):
+//
+//	meta nfproto ipv4 dnat ip to meta l4proto . th dport . numgen random mod K map @nodeport-endpoints
+//
+// Kinds that pick among local endpoints add "offset 65536" to numgen.
+func pickDNATRule(f fam, s ChainSpec) Rule {
+	off := s.Kind.offset()
+	set := f.endpointMap(s.Kind)
+	if s.Kind.byFrontendAddr() {
+		exprs := append(f.nfprotoIs(), f.daddr(), l4proto(f.protoReg), thDport(f.portReg), numgen(f.indexReg, s.K, off), mapInto(set), dnat(f))
+		return Rule{
+			Text:  fmt.Sprintf("dnat %s to %s daddr . meta l4proto . th dport . %s map @%s", f.name, f.name, numgenText(s.K, off), set),
+			Exprs: exprs,
+		}
+	}
+	exprs := append(f.nfprotoIs(), l4proto(reg1), thDport(reg32_01), numgen(reg32_02, s.K, off), mapInto(set), dnat(f))
 	return Rule{
-		Text:  fmt.Sprintf("dnat %s to %s daddr . meta l4proto . th dport . numgen random mod %d map @%s", f.name, f.name, k, set),
+		Text:  fmt.Sprintf("meta nfproto %s dnat %s to meta l4proto . th dport . %s map @%s", f.nfprotoName(), f.name, numgenText(s.K, off), set),
 		Exprs: exprs,
 	}
 }
 
-// nodePortDNATRule: "meta nfproto ipv4 dnat ip to meta l4proto . th dport .
-// numgen random mod K map @nodeport-endpoints".
-func nodePortDNATRule(f fam, k int, set string) Rule {
-	exprs := append(f.nfprotoIs(), l4proto(reg1), thDport(reg32_01), numgen(reg32_02, k), mapInto(set), dnat(f))
+func numgenText(k, off int) string {
+	if off == 0 {
+		return fmt.Sprintf("numgen random mod %d", k)
+	}
+	return fmt.Sprintf("numgen random mod %d offset %d", k, off)
+}
+
+// Session affinity. The three rules of an affinity chain run a register
+// program that nft's syntax cannot spell in one line; with $client = "ip
+// saddr . ip daddr . meta l4proto . th dport" (the client and the
+// frontend; NodePorts use the node address as daddr) and T the timeout:
+//
+//	hit:    $ep = $client map @affinity; ip daddr . meta l4proto . th dport . $ep @affinity-members
+//	        update @affinity { $client timeout Ts : $ep }; dnat ip to $ep
+//	forget: delete @affinity { $client }   (absent, or its endpoint left the Service)
+//	pick:   $ep = <pickDNATRule's choice>; update @affinity { $client timeout Ts : $ep }; dnat ip to $ep
+//
+// The member check keeps a removed endpoint from being reused: its member
+// element goes with it. Registers: the address takes a (1 or 4) 32-bit
+// registers; saddr at 0, daddr at a, protocol at 2a, port at 2a+1, the
+// remembered endpoint (address, port) from 2a+2, a fresh choice from 2a+3.
+
+// affinityClient loads "ip saddr . ip daddr . meta l4proto . th dport"
+// into registers 0 … 2a+1.
+func (f fam) affinityClient() []expr.Any {
+	a := f.regs()
+	return []expr.Any{
+		&expr.Payload{DestRegister: r32(0), Base: expr.PayloadBaseNetworkHeader, Offset: f.saddrOff, Len: f.addrLen},
+		&expr.Payload{DestRegister: r32(a), Base: expr.PayloadBaseNetworkHeader, Offset: f.daddrOff, Len: f.addrLen},
+		l4proto(r32(2 * a)),
+		thDport(r32(2*a + 1)),
+	}
+}
+
+func (f fam) memberSet(k ChainKind) string {
+	switch {
+	case k.byFrontendAddr() && f.nfproto == unix.NFPROTO_IPV4:
+		return SetAffinityMembers
+	case k.byFrontendAddr():
+		return SetAffinityMembers6
+	case f.nfproto == unix.NFPROTO_IPV4:
+		return SetNodePortAffinityMembers
+	}
+	return SetNodePortAffinityMembers6
+}
+
+func (f fam) affinityMap() string {
+	if f.nfproto == unix.NFPROTO_IPV4 {
+		return MapAffinity
+	}
+	return MapAffinity6
+}
+
+func (f fam) endpointMap(k ChainKind) string {
+	v4 := f.nfproto == unix.NFPROTO_IPV4
+	switch {
+	case k.byFrontendAddr() && v4:
+		return MapServiceEndpoints
+	case k.byFrontendAddr():
+		return MapServiceEndpoints6
+	case v4:
+		return MapNodePortEndpoints
+	}
+	return MapNodePortEndpoints6
+}
+
+func (s ChainSpec) affinityText(f fam) string {
+	return fmt.Sprintf("%s saddr . %s daddr . meta l4proto . th dport timeout %ds", f.name, f.name, s.Affinity)
+}
+
+// affinityHitRule: DNAT to the remembered endpoint while it is a member.
+func affinityHitRule(f fam, s ChainSpec) Rule {
+	a := f.regs()
+	ep := r32(2*a + 2)
+	memberSrc := r32(a)
+	if !s.Kind.byFrontendAddr() {
+		memberSrc = r32(2 * a)
+	}
+	exprs := append(f.nfprotoIs(), f.affinityClient()...)
+	exprs = append(exprs,
+		&expr.Lookup{SourceRegister: r32(0), SetName: f.affinityMap(), IsDestRegSet: true, DestRegister: ep},
+		&expr.Lookup{SourceRegister: memberSrc, SetName: f.memberSet(s.Kind)},
+		&expr.Dynset{SrcRegKey: r32(0), SrcRegData: ep, SetName: f.affinityMap(), Operation: unix.NFT_DYNSET_OP_UPDATE, Timeout: time.Duration(s.Affinity) * time.Second},
+		&expr.NAT{Type: expr.NATTypeDestNAT, Family: f.natFamily(), RegAddrMin: ep, RegProtoMin: r32(3*a + 2)},
+	)
 	return Rule{
-		Text:  fmt.Sprintf("meta nfproto ipv%s dnat %s to meta l4proto . th dport . numgen random mod %d map @%s", map[string]string{"ip": "4", "ip6": "6"}[f.name], f.name, k, set),
+		Text: fmt.Sprintf("%s saddr . %s daddr . meta l4proto . th dport map @%s @%s update @%s { %s } dnat %s to remembered endpoint",
+			f.name, f.name, f.affinityMap(), f.memberSet(s.Kind), f.affinityMap(), s.affinityText(f), f.name),
 		Exprs: exprs,
 	}
+}
+
+// nftDynsetOpDelete is NFT_DYNSET_OP_DELETE (kernel 5.18+).
+const nftDynsetOpDelete = 2
+
+// affinityForgetRule: "delete @affinity { ip saddr . ip daddr . meta
+// l4proto . th dport }", reached when the hit rule did not match: the
+// remembered endpoint, if any, is gone, and "update" would keep it.
+func affinityForgetRule(f fam) Rule {
+	a := f.regs()
+	exprs := append(f.nfprotoIs(), f.affinityClient()...)
+	// The kernel wants an initialised data register for any dynset on a
+	// map; delete does not read it. As nft does, load "ip daddr . th dport".
+	exprs = append(exprs,
+		&expr.Payload{DestRegister: r32(2*a + 2), Base: expr.PayloadBaseNetworkHeader, Offset: f.daddrOff, Len: f.addrLen},
+		thDport(r32(3*a+2)),
+		&expr.Dynset{SrcRegKey: r32(0), SrcRegData: r32(2*a + 2), SetName: f.affinityMap(), Operation: nftDynsetOpDelete})
+	return Rule{
+		Text:  fmt.Sprintf("delete @%s { %s saddr . %s daddr . meta l4proto . th dport }", f.affinityMap(), f.name, f.name),
+		Exprs: exprs,
+	}
+}
+
+// affinityPickRule: a fresh random choice, remembered.
+func affinityPickRule(f fam, s ChainSpec) Rule {
+	a := f.regs()
+	idx := r32(2*a + 2)
+	ep := r32(2*a + 3)
+	src := r32(a)
+	if !s.Kind.byFrontendAddr() {
+		src = r32(2 * a)
+	}
+	set := f.endpointMap(s.Kind)
+	exprs := append(f.nfprotoIs(), f.affinityClient()...)
+	exprs = append(exprs,
+		numgen(idx, s.K, s.Kind.offset()),
+		&expr.Lookup{SourceRegister: src, SetName: set, IsDestRegSet: true, DestRegister: ep},
+		&expr.Dynset{SrcRegKey: r32(0), SrcRegData: ep, SetName: f.affinityMap(), Operation: unix.NFT_DYNSET_OP_UPDATE, Timeout: time.Duration(s.Affinity) * time.Second},
+		&expr.NAT{Type: expr.NATTypeDestNAT, Family: f.natFamily(), RegAddrMin: ep, RegProtoMin: r32(3*a + 3)},
+	)
+	keyText := f.name + " daddr . meta l4proto . th dport"
+	if !s.Kind.byFrontendAddr() {
+		keyText = "meta l4proto . th dport"
+	}
+	choice := fmt.Sprintf("%s . %s map @%s", keyText, numgenText(s.K, s.Kind.offset()), set)
+	return Rule{
+		Text:  fmt.Sprintf("update @%s { %s : %s } dnat %s to the same", f.affinityMap(), s.affinityText(f), choice, f.name),
+		Exprs: exprs,
+	}
+}
+
+// hairpinRule: "ct status dnat ip saddr . ip daddr @hairpin-pairs
+// masquerade fully-random": a Pod whose connection came back to itself.
+func hairpinRule(f fam, set string) Rule {
+	a := f.regs()
+	exprs := append(f.nfprotoIs(),
+		&expr.Ct{Register: reg1, Key: expr.CtKeySTATUS},
+		&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4, Mask: native32(ipsDstNAT), Xor: native32(0)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: reg1, Data: native32(0)},
+		&expr.Payload{DestRegister: r32(0), Base: expr.PayloadBaseNetworkHeader, Offset: f.saddrOff, Len: f.addrLen},
+		&expr.Payload{DestRegister: r32(a), Base: expr.PayloadBaseNetworkHeader, Offset: f.daddrOff, Len: f.addrLen},
+		lookup(set),
+		&expr.Masq{FullyRandom: true},
+	)
+	return Rule{Text: fmt.Sprintf("ct status dnat %s saddr . %s daddr @%s masquerade fully-random", f.name, f.name, set), Exprs: exprs}
+}
+
+// ipsDstNAT is the conntrack status bit IPS_DST_NAT.
+const ipsDstNAT = 0x20
+
+// firewallRule: "ip daddr . meta l4proto . th dport @firewall-ips ip
+// daddr . meta l4proto . th dport . ip saddr != @firewall-allow drop".
+func firewallRule(f fam, ips, allow string) Rule {
+	a := f.regs()
+	exprs := append(f.nfprotoIs(), f.daddr(), l4proto(f.protoReg), thDport(f.portReg), lookup(ips),
+		&expr.Payload{DestRegister: r32(a + 2), Base: expr.PayloadBaseNetworkHeader, Offset: f.saddrOff, Len: f.addrLen},
+		&expr.Lookup{SourceRegister: reg1, SetName: allow, Invert: true},
+		verdict(expr.VerdictDrop, ""),
+	)
+	return Rule{
+		Text:  fmt.Sprintf("%s daddr . meta l4proto . th dport @%s %s daddr . meta l4proto . th dport . %s saddr != @%s drop", f.name, ips, f.name, f.name, allow),
+		Exprs: exprs,
+	}
+}
+
+func (f fam) saddrIn(set string) []expr.Any {
+	return []expr.Any{
+		&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseNetworkHeader, Offset: f.saddrOff, Len: f.addrLen},
+		lookup(set),
+	}
+}
+
+// fibSaddrLocal: "fib saddr type local".
+func fibSaddrLocal() []expr.Any {
+	return []expr.Any{
+		&expr.Fib{Register: reg1, FlagSADDR: true, ResultADDRTYPE: true},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: native32(unix.RTN_LOCAL)},
+	}
+}
+
+func (f fam) addrPortVmap(set string) []expr.Any {
+	return []expr.Any{f.daddr(), l4proto(f.protoReg), thDport(f.portReg), vmap(set)}
+}
+
+func portVmap(set string) []expr.Any {
+	return []expr.Any{l4proto(reg1), thDport(reg32_01), vmap(set)}
+}
+
+// fromPodsAddrPortVmapRule: "ip saddr @pod-cidrs ip daddr . meta l4proto .
+// th dport vmap @<set>".
+func fromPodsAddrPortVmapRule(f fam, pods, set string) Rule {
+	exprs := append(append(f.nfprotoIs(), f.saddrIn(pods)...), f.addrPortVmap(set)...)
+	return Rule{Text: fmt.Sprintf("%s saddr @%s %s daddr . meta l4proto . th dport vmap @%s", f.name, pods, f.name, set), Exprs: exprs}
+}
+
+// fromPodsPortVmapRule: "ip saddr @pod-cidrs meta l4proto . th dport vmap
+// @<set>".
+func fromPodsPortVmapRule(f fam, pods, set string) Rule {
+	exprs := append(append(f.nfprotoIs(), f.saddrIn(pods)...), portVmap(set)...)
+	return Rule{Text: fmt.Sprintf("%s saddr @%s meta l4proto . th dport vmap @%s", f.name, pods, set), Exprs: exprs}
+}
+
+// fromNodeMarkRule: "fib saddr type local meta mark set meta mark |
+// 0x4000": the node's own traffic to an external address is masqueraded.
+func fromNodeMarkRule() Rule {
+	return Rule{
+		Text:  fmt.Sprintf("fib saddr type local meta mark set meta mark | %#x", masqMark),
+		Exprs: append(fibSaddrLocal(), setMasqMarkRule().Exprs...),
+	}
+}
+
+// fromNodeAddrPortVmapRule: "fib saddr type local ip daddr . meta l4proto
+// . th dport vmap @<set>".
+func fromNodeAddrPortVmapRule(f fam, set string) Rule {
+	exprs := append(append(f.nfprotoIs(), fibSaddrLocal()...), f.addrPortVmap(set)...)
+	return Rule{Text: fmt.Sprintf("fib saddr type local %s daddr . meta l4proto . th dport vmap @%s", f.name, set), Exprs: exprs}
+}
+
+// fromNodePortVmapRule: "fib saddr type local meta nfproto ipv4 meta
+// l4proto . th dport vmap @<set>".
+func fromNodePortVmapRule(f fam, set string) Rule {
+	exprs := append(append(f.nfprotoIs(), fibSaddrLocal()...), portVmap(set)...)
+	return Rule{Text: fmt.Sprintf("fib saddr type local meta nfproto %s meta l4proto . th dport vmap @%s", f.nfprotoName(), set), Exprs: exprs}
+}
+
+// portVmapRule: "meta nfproto ipv4 meta l4proto . th dport vmap @<set>".
+func portVmapRule(f fam, set string) Rule {
+	exprs := append(f.nfprotoIs(), portVmap(set)...)
+	return Rule{Text: fmt.Sprintf("meta nfproto %s meta l4proto . th dport vmap @%s", f.nfprotoName(), set), Exprs: exprs}
 }
 
 // setMasqMarkRule: "meta mark set meta mark | 0x4000".

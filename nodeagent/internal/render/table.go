@@ -21,8 +21,8 @@ type Table struct {
 	Chains []Chain
 	// Elements in no particular order; a shared element appears once.
 	Elements []Element
-	// Owners counts, for each shared element ID, the entries owning it.
-	Owners map[string]int
+	// Owners counts, for each shared element, the entries owning it.
+	Owners map[SharedID]int
 	// Invalid lists the entries left out, with the reason: malformed, or
 	// claiming an element another entry (first in key order) already owns.
 	Invalid map[string]error
@@ -31,6 +31,10 @@ type Table struct {
 // View renders a whole view (the Node entry plus every ServicePort entry).
 // An entry that cannot be rendered is left out and reported in Invalid; the
 // others are rendered regardless.
+//
+// Every entry renders straight into one element slice whose keys and values
+// share large byte chunks; conflicts and shared owners are tracked with
+// fixed-size keys, so an element costs no allocation of its own.
 func View(view map[string]*doormanv1.Entry) *Table {
 	keys := make([]string, 0, len(view))
 	for k := range view {
@@ -38,37 +42,49 @@ func View(view map[string]*doormanv1.Entry) *Table {
 	}
 	sort.Strings(keys)
 
-	t := &Table{Sets: Sets(), Owners: map[string]int{}, Invalid: map[string]error{}}
-	owner := make(map[string]string) // frontend → entry key
+	t := &Table{Sets: Sets(), Owners: make(map[SharedID]int, len(view)), Invalid: map[string]error{}}
+	est := 16
+	for _, e := range view {
+		est += estimateElements(e.GetServicePort())
+	}
+	b := &builder{elems: make([]Element, 0, est), chunk: 1 << 20}
+	owner := make(map[frontendID]string, len(view))
 	chains := map[string]bool{}
 	for _, key := range keys {
-		objs, err := Entry(view[key])
-		if err != nil {
+		start := len(b.elems)
+		b.chains = b.chains[:0]
+		if err := b.entry(view[key]); err != nil {
 			t.Invalid[key] = err
+			b.elems = b.elems[:start]
 			continue
 		}
-		if conflict := firstConflict(objs, owner); conflict != "" {
+		if conflict := firstConflict(b.elems[start:], owner); conflict != "" {
 			t.Invalid[key] = fmt.Errorf("entry %q: %s", key, conflict)
+			b.elems = b.elems[:start]
 			continue
 		}
-		for _, e := range objs.Elements {
-			id := e.ID()
+		w := start
+		for i := start; i < len(b.elems); i++ {
+			e := b.elems[i]
 			if e.Shared {
-				if t.Owners[id] == 0 {
-					t.Elements = append(t.Elements, e)
+				id := e.SharedID()
+				n := t.Owners[id]
+				t.Owners[id] = n + 1
+				if n > 0 {
+					continue
 				}
-				t.Owners[id]++
-				continue
-			}
-			if f, ok := frontend(e); ok {
+			} else if f, ok := frontend(e); ok {
 				owner[f] = key
 			}
-			t.Elements = append(t.Elements, e)
+			b.elems[w] = e
+			w++
 		}
-		for _, c := range objs.Chains {
+		b.elems = b.elems[:w]
+		for _, c := range b.chains {
 			chains[c] = true
 		}
 	}
+	t.Elements = b.elems
 	t.Chains = StaticChains()
 	names := make([]string, 0, len(chains))
 	for c := range chains {
@@ -82,29 +98,54 @@ func View(view map[string]*doormanv1.Entry) *Table {
 	return t
 }
 
+// estimateElements bounds from above how many elements a ServicePort
+// renders to, so View allocates its element slice once.
+func estimateElements(sp *doormanv1.ServicePort) int {
+	if sp == nil {
+		return 4
+	}
+	kc, kl := len(sp.GetEndpoints()), len(sp.GetLocalEndpoints())
+	frontends := 2 + len(sp.GetExternalIps()) + len(sp.GetLoadBalancerIps()) // ClusterIP, NodePort, external
+	per := 3 + kc + kl
+	if sp.GetAffinityTimeoutSeconds() > 0 {
+		per += kc + kl
+	}
+	return 1 + frontends*(per+1+len(sp.GetLoadBalancerSourceRanges())) + kc + kl
+}
+
 // frontendGroup names, for each dispatch map, the address space its keys
 // live in: an entry with endpoints and one without must not claim the same
 // address . protocol . port either.
-var frontendGroup = map[string]string{
-	MapServiceIPs: "ip", MapNoEndpointServices: "ip",
-	MapServiceIPs6: "ip6", MapNoEndpointServices6: "ip6",
-	MapServiceNodePorts: "nodeport", MapNoEndpointNodePorts: "nodeport",
-	MapServiceNodePorts6: "nodeport6", MapNoEndpointNodePorts6: "nodeport6",
+var frontendGroup = map[string]uint8{
+	MapServiceIPs: 1, MapNoEndpointServices: 1,
+	MapServiceIPs6: 2, MapNoEndpointServices6: 2,
+	MapServiceNodePorts: 3, MapNoEndpointNodePorts: 3,
+	MapServiceNodePorts6: 4, MapNoEndpointNodePorts6: 4,
+}
+
+// frontendID is what a dispatch element answers for: group and key (at
+// most an IPv6 address . protocol . port).
+type frontendID struct {
+	group uint8
+	n     uint8
+	key   [24]byte
 }
 
 // frontend identifies what a dispatch element answers for. Only dispatch
 // elements need checking for conflicts: every other exclusive element's key
 // starts with its entry's frontend.
-func frontend(e Element) (string, bool) {
+func frontend(e Element) (frontendID, bool) {
 	g, ok := frontendGroup[e.Set]
 	if !ok {
-		return "", false
+		return frontendID{}, false
 	}
-	return g + "\x00" + string(e.Key), true
+	f := frontendID{group: g, n: uint8(len(e.Key))}
+	copy(f.key[:], e.Key)
+	return f, true
 }
 
-func firstConflict(objs Objects, owner map[string]string) string {
-	for _, e := range objs.Elements {
+func firstConflict(es []Element, owner map[frontendID]string) string {
+	for _, e := range es {
 		f, ok := frontend(e)
 		if !ok {
 			continue
@@ -116,21 +157,18 @@ func firstConflict(objs Objects, owner map[string]string) string {
 	return ""
 }
 
-var setOrder = func() map[string]int {
-	m := map[string]int{}
-	for i, s := range Sets() {
-		m[s.Name] = i
-	}
-	return m
-}()
-
 // SortElements orders elements by set (in Sets order), then key bytes.
 func SortElements(es []Element) {
 	sort.Slice(es, func(i, j int) bool {
 		if es[i].Set != es[j].Set {
-			return setOrder[es[i].Set] < setOrder[es[j].Set]
+			return setIndex[es[i].Set] < setIndex[es[j].Set]
 		}
-		return bytes.Compare(es[i].Key, es[j].Key) < 0
+		if c := bytes.Compare(es[i].Key, es[j].Key); c != 0 {
+			return c < 0
+		}
+		// The end of one range before the start of the next at the same
+		// address.
+		return es[i].IntervalEnd && !es[j].IntervalEnd
 	})
 }
 
@@ -151,7 +189,13 @@ func (t *Table) String() string {
 			kind = "map"
 		}
 		fmt.Fprintf(&b, "\t%s %s {\n\t\ttype %s\n", kind, s.Name, s.TypeText())
+		if f := s.FlagsText(); f != "" {
+			fmt.Fprintf(&b, "\t\tflags %s\n", f)
+		}
 		if es := bySet[s.Name]; len(es) > 0 {
+			if s.Interval && len(s.Key) == 1 {
+				es = mergeIntervals(es)
+			}
 			b.WriteString("\t\telements = {\n")
 			for i, e := range es {
 				sep := ","
@@ -213,13 +257,84 @@ func FormatElement(e Element) string {
 	return s
 }
 
-// FormatKey prints an element's key.
+// FormatKey prints an element's key; a range of a concatenated interval
+// set prints its last field as a prefix or "first-last", a single-field
+// interval element its address (with "end " for an end element).
 func FormatKey(e Element) string {
 	set, ok := SetByName(e.Set)
 	if !ok {
 		return fmt.Sprintf("%x", e.Key)
 	}
+	if e.KeyEnd != nil {
+		return formatRangeFields(set.Key, e.Key, e.KeyEnd)
+	}
+	if e.IntervalEnd {
+		return "end " + formatFields(set.Key, e.Key)
+	}
 	return formatFields(set.Key, e.Key)
+}
+
+// formatRangeFields prints a concatenated range: equal fields once, a
+// differing field as a prefix when it is one, else "first-last".
+func formatRangeFields(ts []Type, start, end []byte) string {
+	parts := make([]string, 0, len(ts))
+	for _, t := range ts {
+		n := (t.Len() + 3) &^ 3
+		if len(start) < n || len(end) < n {
+			return fmt.Sprintf("%x-%x", start, end)
+		}
+		a, z := start[:t.Len()], end[:t.Len()]
+		switch {
+		case bytes.Equal(a, z):
+			parts = append(parts, formatField(t, a))
+		default:
+			parts = append(parts, formatAddrRange(t, a, z))
+		}
+		start, end = start[n:], end[n:]
+	}
+	return strings.Join(parts, " . ")
+}
+
+func formatAddrRange(t Type, a, z []byte) string {
+	first, ok1 := netip.AddrFromSlice(a)
+	last, ok2 := netip.AddrFromSlice(z)
+	if (t == TypeIPv4 || t == TypeIPv6) && ok1 && ok2 {
+		for bits := 0; bits <= first.BitLen(); bits++ {
+			p := netip.PrefixFrom(first, bits)
+			if p.Masked().Addr() == first && lastAddr(p) == last {
+				return p.String()
+			}
+		}
+	}
+	return formatField(t, a) + "-" + formatField(t, z)
+}
+
+// mergeIntervals turns sorted start and end elements of a single-field
+// interval set into one printable element each, as nft shows them
+// ("10.244.1.0/24").
+func mergeIntervals(es []Element) []Element {
+	out := make([]Element, 0, len(es))
+	for i := 0; i < len(es); i++ {
+		e := es[i]
+		if e.IntervalEnd {
+			out = append(out, e) // an end without a start: print as is
+			continue
+		}
+		set, _ := SetByName(e.Set)
+		last := make([]byte, len(e.Key))
+		for j := range last {
+			last[j] = 0xff
+		}
+		if i+1 < len(es) && es[i+1].IntervalEnd {
+			if next, ok := netip.AddrFromSlice(es[i+1].Key); ok {
+				last = next.Prev().AsSlice()
+			}
+			i++
+		}
+		out = append(out, Element{Set: e.Set, Key: e.Key, KeyEnd: last})
+		_ = set
+	}
+	return out
 }
 
 // FormatVerdict prints a verdict: "goto service-2", "drop".

@@ -1,0 +1,15 @@
+// Package conntrack deletes stale UDP conntrack entries after the dataplane
+// changed, as kube-proxy does: UDP has no connection to end, so without
+// this a client keeps talking to an endpoint that left its Service (or to
+// the reject path of a Service that had none) until the entry times out.
+//
+// Plan is pure: from the changes of a committed Apply it decides which
+// entries must go (a removed endpoint, per frontend: ClusterIP, externalIP
+// or LoadBalancer IP and port, or NodePort; every entry toward a frontend
+// that gains its first endpoint). Cleaner is the thin netlink shell that
+// deletes them, in the node's network namespace, through
+// github.com/vishvananda/netlink.
+//
+// conntrack imports the dataplane only for its Change type and the wire
+// types; it must not import nftables, gRPC or the agent's state.
+package conntrack

@@ -1,0 +1,136 @@
+package conntrack
+
+import (
+	"net/netip"
+	"sort"
+
+	"github.com/doorman-proxy/doorman/nodeagent/internal/dataplane"
+	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
+)
+
+// Target selects UDP conntrack entries to delete.
+//
+//   - Frontend address and Port set, Endpoint set: entries whose original
+//     destination is Frontend:Port and whose reply comes from Endpoint (a
+//     ClusterIP, externalIP or LoadBalancer IP lost that endpoint).
+//   - NodePort set, Endpoint set: entries to that NodePort answered by
+//     Endpoint.
+//   - Endpoint unset: every entry toward the frontend (it had no endpoint
+//     and now has one: what conntrack remembers of the reject path must
+//     go).
+type Target struct {
+	Frontend netip.Addr // unset for a NodePort target
+	Port     uint16     // the Service port, or the NodePort
+	NodePort bool
+	IPv6     bool       // the family of the entries
+	Endpoint netip.Addr // unset: any
+}
+
+// Plan returns the UDP conntrack entries the changes make stale, in a
+// stable order, each once. Entries it cannot read are skipped: the
+// dataplane has already rejected them.
+func Plan(changes []dataplane.Change) []Target {
+	seen := map[Target]bool{}
+	var out []Target
+	add := func(t Target) {
+		if !seen[t] {
+			seen[t] = true
+			out = append(out, t)
+		}
+	}
+	for _, c := range changes {
+		old, new := udpPort(c.Old), udpPort(c.New)
+		if old == nil {
+			// A new UDP Service may reuse a frontend whose traffic was
+			// refused or went elsewhere.
+			if new != nil && len(new.GetEndpoints()) > 0 {
+				for _, f := range frontends(new) {
+					add(f)
+				}
+			}
+			continue
+		}
+		removed := removedEndpoints(old, new)
+		oldFronts := frontends(old)
+		for _, ep := range removed {
+			for _, f := range oldFronts {
+				f.Endpoint = ep
+				add(f)
+			}
+		}
+		if new != nil && len(old.GetEndpoints()) == 0 && len(new.GetEndpoints()) > 0 {
+			for _, f := range frontends(new) {
+				add(f)
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return less(out[i], out[j]) })
+	return out
+}
+
+func less(a, b Target) bool {
+	if a.NodePort != b.NodePort {
+		return !a.NodePort
+	}
+	if a.IPv6 != b.IPv6 {
+		return !a.IPv6
+	}
+	if c := a.Frontend.Compare(b.Frontend); c != 0 {
+		return c < 0
+	}
+	if a.Port != b.Port {
+		return a.Port < b.Port
+	}
+	return a.Endpoint.Compare(b.Endpoint) < 0
+}
+
+func udpPort(e *doormanv1.Entry) *doormanv1.ServicePort {
+	sp := e.GetServicePort()
+	if sp == nil || sp.GetProtocol() != doormanv1.Protocol_PROTOCOL_UDP {
+		return nil
+	}
+	return sp
+}
+
+// frontends lists what a UDP Service port answers on: ClusterIP,
+// externalIPs and LoadBalancer IPs with its port, and its NodePort.
+func frontends(sp *doormanv1.ServicePort) []Target {
+	var out []Target
+	v6 := sp.GetFamily() == doormanv1.IPFamily_IP_FAMILY_IPV6
+	port := uint16(sp.GetPort())
+	addrs := append([]string{sp.GetClusterIp()}, sp.GetExternalIps()...)
+	addrs = append(addrs, sp.GetLoadBalancerIps()...)
+	for _, s := range addrs {
+		if a, err := netip.ParseAddr(s); err == nil && port != 0 {
+			out = append(out, Target{Frontend: a.Unmap(), Port: port, IPv6: v6})
+		}
+	}
+	if np := sp.GetNodePort(); np != 0 && np <= 65535 {
+		out = append(out, Target{Port: uint16(np), NodePort: true, IPv6: v6})
+	}
+	return out
+}
+
+// removedEndpoints lists endpoint addresses old had (cluster-wide or
+// local) that new lacks altogether.
+func removedEndpoints(old, new *doormanv1.ServicePort) []netip.Addr {
+	keep := map[netip.Addr]bool{}
+	for _, ep := range append(append([]*doormanv1.Endpoint(nil), new.GetEndpoints()...), new.GetLocalEndpoints()...) {
+		if a, err := netip.ParseAddr(ep.GetIp()); err == nil {
+			keep[a.Unmap()] = true
+		}
+	}
+	var out []netip.Addr
+	for _, ep := range append(append([]*doormanv1.Endpoint(nil), old.GetEndpoints()...), old.GetLocalEndpoints()...) {
+		a, err := netip.ParseAddr(ep.GetIp())
+		if err != nil {
+			continue
+		}
+		a = a.Unmap()
+		if !keep[a] {
+			keep[a] = true // once
+			out = append(out, a)
+		}
+	}
+	return out
+}

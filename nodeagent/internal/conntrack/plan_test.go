@@ -1,0 +1,71 @@
+package conntrack
+
+import (
+	"net/netip"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/doorman-proxy/doorman/nodeagent/internal/dataplane"
+	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
+)
+
+func sp(proto doormanv1.Protocol, eps ...string) *doormanv1.Entry {
+	s := &doormanv1.ServicePort{Namespace: "ns", Name: "dns", Protocol: proto, Family: doormanv1.IPFamily_IP_FAMILY_IPV4,
+		ClusterIp: "10.96.0.10", Port: 53, NodePort: 30053, ExternalIps: []string{"192.0.2.1"}}
+	for _, ip := range eps {
+		s.Endpoints = append(s.Endpoints, &doormanv1.Endpoint{Ip: ip, Port: 5353})
+	}
+	return &doormanv1.Entry{Key: doormanv1.ServicePortKey(s), Value: &doormanv1.Entry_ServicePort{ServicePort: s}}
+}
+
+const udp, tcp = doormanv1.Protocol_PROTOCOL_UDP, doormanv1.Protocol_PROTOCOL_TCP
+
+func TestPlan(t *testing.T) {
+	a := netip.MustParseAddr
+	cip, ext := a("10.96.0.10"), a("192.0.2.1")
+	tests := []struct {
+		name     string
+		old, new *doormanv1.Entry
+		want     []Target
+	}{
+		{
+			name: "endpoint removed",
+			old:  sp(udp, "10.244.0.1", "10.244.0.2"), new: sp(udp, "10.244.0.2"),
+			want: []Target{
+				{Frontend: cip, Port: 53, Endpoint: a("10.244.0.1")},
+				{Frontend: ext, Port: 53, Endpoint: a("10.244.0.1")},
+				{Port: 30053, NodePort: true, Endpoint: a("10.244.0.1")},
+			},
+		},
+		{
+			name: "service removed",
+			old:  sp(udp, "10.244.0.1"), new: nil,
+			want: []Target{
+				{Frontend: cip, Port: 53, Endpoint: a("10.244.0.1")},
+				{Frontend: ext, Port: 53, Endpoint: a("10.244.0.1")},
+				{Port: 30053, NodePort: true, Endpoint: a("10.244.0.1")},
+			},
+		},
+		{
+			name: "first endpoint arrives",
+			old:  sp(udp), new: sp(udp, "10.244.0.1"),
+			want: []Target{
+				{Frontend: cip, Port: 53},
+				{Frontend: ext, Port: 53},
+				{Port: 30053, NodePort: true},
+			},
+		},
+		{name: "endpoint added", old: sp(udp, "10.244.0.1"), new: sp(udp, "10.244.0.1", "10.244.0.2")},
+		{name: "tcp endpoint removed", old: sp(tcp, "10.244.0.1", "10.244.0.2"), new: sp(tcp, "10.244.0.2")},
+		{name: "new service without endpoints", new: sp(udp)},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := Plan([]dataplane.Change{{Key: "k", Old: tc.old, New: tc.new}})
+			if diff := cmp.Diff(tc.want, got, cmp.Comparer(func(x, y netip.Addr) bool { return x == y })); diff != "" {
+				t.Errorf("Plan (-want +got):\n%s", diff)
+			}
+		})
+	}
+}

@@ -1,0 +1,13 @@
+// Package healthcheck serves healthCheckNodePort: for every Service with
+// externalTrafficPolicy Local and a health check node port, the node
+// answers HTTP on that port with the number of its local ready endpoints —
+// 200 when there is at least one, 503 when there is none (terminating
+// endpoints do not count) — in kube-proxy's JSON form, so cloud load
+// balancers send traffic only to nodes that can serve it.
+//
+// Plan is pure: a view in, the wanted servers out. Servers is the thin
+// shell that opens and closes the listeners as the view changes, in the
+// node's network namespace when one is given. It imports the wire types,
+// hclog and netns; it must not import the dataplane, gRPC or the agent's
+// state.
+package healthcheck
