@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"google.golang.org/grpc"
@@ -37,6 +38,8 @@ func run() error {
 		cachePath     = flag.String("cache", "/var/lib/doorman/cache.db", "cache file of the last applied view (\"\" = none)")
 		inspectListen = flag.String("inspect-listen", "127.0.0.1:9410", "address of the local Inspect gRPC service (\"\" = off)")
 		healthListen  = flag.String("health-listen", ":10256", "address of /healthz (\"\" = off)")
+		metricsListen = flag.String("metrics-bind-address", "0.0.0.0:10249", "address of /metrics, Prometheus (\"\" = off)")
+		resyncPeriod  = flag.Duration("resync-period", 5*time.Minute, "period of the backstop full reconcile of the kernel table, on top of the event monitor (0 = off)")
 		netns         = flag.String("netns", "", "network namespace to program, e.g. /run/netns/node1 (\"\" = the agent's own)")
 		plaintext     = flag.Bool("insecure", false, "talk to the control plane over plaintext gRPC (local development only)")
 		logLevel      = flag.String("log-level", "info", "log level: trace, debug, info, warn, error")
@@ -73,13 +76,20 @@ func run() error {
 		DialOptions:   dialOpts,
 		CachePath:     *cachePath,
 		NetNSPath:     *netns,
+		ResyncPeriod:  *resyncPeriod,
 		Logger:        log,
+	}
+	if *resyncPeriod < 0 {
+		return fmt.Errorf("--resync-period must not be negative")
 	}
 	var err error
 	if cfg.InspectListener, err = listen(*inspectListen); err != nil {
 		return err
 	}
 	if cfg.HealthListener, err = listen(*healthListen); err != nil {
+		return err
+	}
+	if cfg.MetricsListener, err = listen(*metricsListen); err != nil {
 		return err
 	}
 

@@ -11,12 +11,16 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"google.golang.org/grpc"
 
 	"github.com/doorman-proxy/doorman/nodeagent/internal/agent"
 	"github.com/doorman-proxy/doorman/nodeagent/internal/cache"
 	"github.com/doorman-proxy/doorman/nodeagent/internal/dataplane"
+	"github.com/doorman-proxy/doorman/nodeagent/internal/drift"
 	"github.com/doorman-proxy/doorman/nodeagent/internal/inspect"
+	"github.com/doorman-proxy/doorman/nodeagent/internal/metrics"
 	"github.com/doorman-proxy/doorman/nodeagent/internal/state"
 	"github.com/doorman-proxy/doorman/nodeagent/internal/stream"
 )
@@ -29,8 +33,12 @@ type Config struct {
 	CachePath       string       // bbolt file; "" = no cache
 	InspectListener net.Listener // AgentInspectService + reflection; nil = none
 	HealthListener  net.Listener // /healthz; nil = none
-	NetNSPath       string       // passed to dataplane.Options
-	Logger          hclog.Logger
+	MetricsListener net.Listener // /metrics (Prometheus); nil = none
+	NetNSPath       string       // passed to dataplane.Options and the drift monitor
+	// ResyncPeriod is the backstop full reconcile of the kernel, on top of
+	// the event monitor; 0 disables it.
+	ResyncPeriod time.Duration
+	Logger       hclog.Logger
 }
 
 // Run runs the agent until ctx is done, then stops, leaving the kernel's
@@ -48,8 +56,21 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	log = log.With("node", cfg.NodeName)
 
+	reg := prometheus.NewRegistry()
+	if err := reg.Register(collectors.NewGoCollector()); err != nil {
+		return fmt.Errorf("register go metrics: %w", err)
+	}
+	if err := reg.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
+		return fmt.Errorf("register process metrics: %w", err)
+	}
+	m, err := metrics.New(reg)
+	if err != nil {
+		return err
+	}
+
 	view := state.New()
 	var store agent.Store
+	loadStart := time.Now()
 	if c, v := openCache(log.Named("cache"), cfg.CachePath, cfg.NodeName); c != nil {
 		defer func() {
 			if err := c.Close(); err != nil {
@@ -57,6 +78,7 @@ func Run(ctx context.Context, cfg Config) error {
 			}
 		}()
 		store, view = c, v
+		m.CacheLoaded(time.Since(loadStart))
 	}
 
 	dp, err := dataplane.Open(log, dataplane.Options{NetNSPath: cfg.NetNSPath})
@@ -70,7 +92,26 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}()
 
-	a := agent.New(cfg.NodeName, view, dp, store)
+	// The monitor subscribes before the cached view is programmed, so no
+	// foreign change after start-up goes unseen.
+	kernel := m.Kernel(dp)
+	monitor, err := drift.Open(log.Named("drift"), cfg.NetNSPath)
+	if err != nil {
+		log.Error("no nftables event monitor: drift is found by the periodic resync only", "error", err, "period", cfg.ResyncPeriod)
+		monitor = nil
+	} else {
+		defer func() {
+			if err := monitor.Close(); err != nil {
+				log.Warn("close drift monitor", "error", err)
+			}
+		}()
+		kernel = monitor.Kernel(kernel)
+	}
+
+	a := agent.New(cfg.NodeName, view, kernel, store)
+	if err := m.Watch(reg, a); err != nil {
+		return err
+	}
 	start := time.Now()
 	stats, warning, err := a.Start()
 	switch {
@@ -84,14 +125,28 @@ func Run(ctx context.Context, cfg Config) error {
 
 	stopInspect := serveInspect(log, cfg.InspectListener, inspect.New(a, dp))
 	defer stopInspect()
-	stopHealth := serveHealth(log, cfg.HealthListener, inspect.Health(a))
+	stopHealth := serveHTTP(log, "health", cfg.HealthListener, inspect.Health(a))
 	defer stopHealth()
+	stopMetrics := serveHTTP(log, "metrics", cfg.MetricsListener, metrics.Handler(reg))
+	defer stopMetrics()
+
+	driftCtx, stopDrift := context.WithCancel(ctx)
+	driftDone := make(chan struct{})
+	go func() {
+		defer close(driftDone)
+		drift.Run(driftCtx, drift.Config{Agent: a, Monitor: monitor, Period: cfg.ResyncPeriod, Logger: log.Named("drift")})
+	}()
+	defer func() {
+		stopDrift()
+		<-driftDone
+	}()
 
 	log.Info("starting", "control_planes", cfg.ControlPlanes)
 	err = stream.Run(ctx, stream.Config{
 		ControlPlanes: cfg.ControlPlanes,
-		DialOptions:   cfg.DialOptions,
+		DialOptions:   append([]grpc.DialOption{grpc.WithStatsHandler(m.StatsHandler())}, cfg.DialOptions...),
 		Agent:         a,
+		Observer:      m,
 		Logger:        log.Named("stream"),
 	})
 	log.Info("stopping; kernel rules stay in place")
@@ -143,7 +198,7 @@ func serveInspect(log hclog.Logger, lis net.Listener, s *inspect.Server) (stop f
 	}
 }
 
-func serveHealth(log hclog.Logger, lis net.Listener, h http.Handler) (stop func()) {
+func serveHTTP(log hclog.Logger, name string, lis net.Listener, h http.Handler) (stop func()) {
 	if lis == nil {
 		return func() {}
 	}
@@ -151,9 +206,9 @@ func serveHealth(log hclog.Logger, lis net.Listener, h http.Handler) (stop func(
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		log.Info("health listening", "address", lis.Addr().String())
+		log.Info("http listening", "serves", name, "address", lis.Addr().String())
 		if err := srv.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("health server", "error", err)
+			log.Error("http server", "serves", name, "error", err)
 		}
 	}()
 	return func() {

@@ -123,10 +123,12 @@ func digestOf(es []*doormanv1.Entry) uint64 {
 
 // agentRun is one run of the agent, stopped with stop.
 type agentRun struct {
-	health string
-	logs   *syncBuffer
-	cancel context.CancelFunc
-	done   chan error
+	health  string
+	metrics string // URL of /metrics
+	inspect string // address of the Inspect service
+	logs    *syncBuffer
+	cancel  context.CancelFunc
+	done    chan error
 }
 
 func startAgent(t *testing.T, ns *testnet.NS, cachePath string, controlPlanes ...string) *agentRun {
@@ -135,18 +137,33 @@ func startAgent(t *testing.T, ns *testnet.NS, cachePath string, controlPlanes ..
 	if err != nil {
 		t.Fatal(err)
 	}
+	metricsLis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inspectLis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
 	logs := &syncBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &agentRun{health: "http://" + health.Addr().String() + "/healthz", logs: logs, cancel: cancel, done: make(chan error, 1)}
+	r := &agentRun{
+		health:  "http://" + health.Addr().String() + "/healthz",
+		metrics: "http://" + metricsLis.Addr().String() + "/metrics",
+		inspect: inspectLis.Addr().String(),
+		logs:    logs, cancel: cancel, done: make(chan error, 1),
+	}
 	go func() {
 		r.done <- Run(ctx, Config{
-			NodeName:       "node-1",
-			ControlPlanes:  controlPlanes,
-			DialOptions:    []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())},
-			CachePath:      cachePath,
-			HealthListener: health,
-			NetNSPath:      ns.Path(),
-			Logger:         hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Debug}),
+			NodeName:        "node-1",
+			ControlPlanes:   controlPlanes,
+			DialOptions:     []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())},
+			CachePath:       cachePath,
+			HealthListener:  health,
+			MetricsListener: metricsLis,
+			InspectListener: inspectLis,
+			NetNSPath:       ns.Path(),
+			Logger:          hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Debug}),
 		})
 	}()
 	t.Cleanup(func() { r.stop(t) })

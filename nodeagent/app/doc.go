@@ -1,9 +1,11 @@
 // Package app wires the node agent: the cache, the dataplane, the agent
-// state machine, the stream to the control planes, the local Inspect
-// service and /healthz. main.go only parses flags, builds the logger and
+// state machine, the stream to the control planes, the drift monitor and
+// its periodic resync, the local Inspect service, /healthz and /metrics. main.go only parses flags, builds the logger and
 // the listeners, and calls Run; the whole-path test calls Run too.
 //
 // app owns no logic of its own beyond the order of start-up and shutdown:
-// the cached view is programmed before any control plane is dialled, and on
-// the way out the kernel's rules are left in place (never flushed).
+// the drift monitor subscribes before the cached view is programmed, the
+// cached view is programmed before any control plane is dialled, and on the
+// way out the kernel's rules are left in place (never flushed). Its
+// Prometheus registry is private to each Run.
 package app

@@ -3,6 +3,8 @@ package agent
 import (
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
 
 	"github.com/doorman-proxy/doorman/nodeagent/internal/dataplane"
@@ -54,12 +56,37 @@ type Agent struct {
 	connected    bool
 	controlPlane string
 	lastError    string
+	// watched: a monitor of nftables events reports foreign changes, so a
+	// periodic resync that changes the kernel is not counted as drift.
+	watched bool
+
+	counters Counters
+	// notProgrammed: keys held but left out of the kernel, with why.
+	notProgrammed map[string]string
+}
+
+// Counters are the agent's running totals, for GetState and metrics.
+type Counters struct {
+	// Version is the applied version.
+	Version         uint64
+	Acks            uint64
+	Nacks           uint64
+	LastNackVersion uint64
+	// FullSyncs counts every full reconcile of the kernel: start-up, first
+	// update, fallback after a failed Apply, resyncs.
+	FullSyncs uint64
+	// DriftRepairs counts resyncs that found the kernel changed by someone
+	// else and put it back.
+	DriftRepairs uint64
+	Connected    bool
+	// KernelReady: the kernel holds a view.
+	KernelReady bool
 }
 
 // New returns an agent holding view (empty, or restored from the cache).
 // store may be nil.
 func New(node string, view *state.View, kernel Kernel, store Store) *Agent {
-	a := &Agent{node: node, kernel: kernel, store: store, view: view, loadedFrom: LoadedFromNone, needSync: true}
+	a := &Agent{node: node, kernel: kernel, store: store, view: view, loadedFrom: LoadedFromNone, needSync: true, notProgrammed: map[string]string{}}
 	if view.Version() > 0 {
 		a.loadedFrom = LoadedFromCache
 	}
@@ -79,8 +106,8 @@ func (a *Agent) Start() (stats dataplane.Stats, warning, err error) {
 	if a.view.Version() == 0 {
 		return dataplane.Stats{}, nil, nil
 	}
-	stats, err = a.kernel.Sync(a.view.Entries())
-	if warning, err = splitPartial(err); err != nil {
+	stats, warning, err = a.sync()
+	if err != nil {
 		a.lastError = err.Error()
 		return stats, nil, fmt.Errorf("program cached view: %w", err)
 	}
@@ -88,6 +115,25 @@ func (a *Agent) Start() (stats dataplane.Stats, warning, err error) {
 	a.kernelHolds = true
 	if warning != nil {
 		a.lastError = warning.Error()
+	}
+	return stats, warning, nil
+}
+
+// sync programs the whole view and records what it left out. A nil error
+// with a warning: every entry but those named is in the kernel.
+func (a *Agent) sync() (dataplane.Stats, error, error) {
+	a.counters.FullSyncs++
+	stats, err := a.kernel.Sync(a.view.Entries())
+	warning, err := splitPartial(err)
+	if err != nil {
+		return stats, nil, err
+	}
+	clear(a.notProgrammed)
+	var partial *dataplane.InvalidEntriesError
+	if errors.As(warning, &partial) {
+		for k, why := range partial.Entries {
+			a.notProgrammed[k] = why.Error()
+		}
 	}
 	return stats, warning, nil
 }
@@ -128,6 +174,10 @@ type Outcome struct {
 	// digest mismatch); the stream should be reopened so that the Hello's
 	// bucket digests let the control plane resend what differs.
 	Resume bool
+	// TriggerTimes are the trigger times (Unix nanoseconds) of the
+	// ServicePorts this update changed whose trigger time is new: the
+	// caller measures network programming latency from them to the commit.
+	TriggerTimes []int64
 }
 
 // Handle applies one update: state, kernel, cache, in that order, and
@@ -147,27 +197,33 @@ func (a *Agent) Handle(u *doormanv1.SyncResponse) Outcome {
 	switch {
 	case a.needSync:
 		out.Synced = true
-		stats, err := a.kernel.Sync(a.view.Entries())
-		out.Ops = stats.Ops
-		if warning, err = splitPartial(err); err != nil {
+		stats, w, err := a.sync()
+		out.Ops, warning = stats.Ops, w
+		if err != nil {
 			a.view.Revert(applied)
 			return a.nack(out, fmt.Errorf("program view: %w", err))
 		}
 	case len(applied.Changes) > 0:
 		stats, err := a.kernel.Apply(toDataplane(applied.Changes))
 		out.Ops = stats.Ops
-		if err != nil {
-			out.ApplyErr = err
-			out.Synced = true
-			stats, serr := a.kernel.Sync(a.view.Entries())
-			out.Ops += stats.Ops
-			if warning, serr = splitPartial(serr); serr != nil {
-				a.view.Revert(applied)
-				a.needSync = true
-				return a.nack(out, fmt.Errorf("apply: %w; full sync: %w", err, serr))
+		if err == nil {
+			for _, c := range applied.Changes {
+				delete(a.notProgrammed, c.Key)
 			}
+			break
+		}
+		out.ApplyErr = err
+		out.Synced = true
+		stats, w, serr := a.sync()
+		out.Ops += stats.Ops
+		warning = w
+		if serr != nil {
+			a.view.Revert(applied)
+			a.needSync = true
+			return a.nack(out, fmt.Errorf("apply: %w; full sync: %w", err, serr))
 		}
 	}
+	out.TriggerTimes = triggerTimes(applied.Changes)
 	a.needSync = false
 	a.kernelHolds = true
 	if a.loadedFrom == LoadedFromNone {
@@ -181,15 +237,33 @@ func (a *Agent) Handle(u *doormanv1.SyncResponse) Outcome {
 	if warning != nil {
 		a.lastError = warning.Error()
 	}
+	a.counters.Acks++
 	out.Reply = &doormanv1.SyncRequest{Message: &doormanv1.SyncRequest_Ack{Ack: &doormanv1.Ack{
-		Version:    a.view.Version(),
-		ViewDigest: a.view.Digest(),
+		Version:       a.view.Version(),
+		ViewDigest:    a.view.Digest(),
+		NotProgrammed: slices.Sorted(maps.Keys(a.notProgrammed)),
 	}}}
+	return out
+}
+
+// triggerTimes returns the trigger times the changes bring: those of new or
+// changed ServicePorts whose trigger time differs from the old value's (an
+// unchanged trigger time was measured when it arrived).
+func triggerTimes(changes []state.Change) []int64 {
+	var out []int64
+	for _, c := range changes {
+		t := c.New.GetServicePort().GetTriggerTimeUnixNano()
+		if t > 0 && t != c.Old.GetServicePort().GetTriggerTimeUnixNano() {
+			out = append(out, t)
+		}
+	}
 	return out
 }
 
 func (a *Agent) nack(out Outcome, err error) Outcome {
 	out.Err = err
+	a.counters.Nacks++
+	a.counters.LastNackVersion = out.Version
 	a.lastError = err.Error()
 	out.Reply = &doormanv1.SyncRequest{Message: &doormanv1.SyncRequest_Nack{Nack: &doormanv1.Nack{
 		Version: out.Version,
@@ -271,17 +345,37 @@ func (a *Agent) Status(entries bool) *doormanv1.GetStateResponse {
 		ports--
 	}
 	s := &doormanv1.GetStateResponse{
-		NodeName:     a.node,
-		Version:      a.view.Version(),
-		ViewDigest:   a.view.Digest(),
-		Connected:    a.connected,
-		ControlPlane: a.controlPlane,
-		LastError:    a.lastError,
-		LoadedFrom:   a.loadedFrom,
-		ServicePorts: uint32(ports),
+		NodeName:        a.node,
+		Version:         a.view.Version(),
+		ViewDigest:      a.view.Digest(),
+		Connected:       a.connected,
+		ControlPlane:    a.controlPlane,
+		LastError:       a.lastError,
+		LoadedFrom:      a.loadedFrom,
+		ServicePorts:    uint32(ports),
+		KernelReady:     a.kernelHolds,
+		Acks:            a.counters.Acks,
+		Nacks:           a.counters.Nacks,
+		LastNackVersion: a.counters.LastNackVersion,
+		FullSyncs:       a.counters.FullSyncs,
+		DriftRepairs:    a.counters.DriftRepairs,
+	}
+	for _, k := range slices.Sorted(maps.Keys(a.notProgrammed)) {
+		s.NotProgrammed = append(s.NotProgrammed, k+": "+a.notProgrammed[k])
 	}
 	if entries {
 		s.Entries = a.view.Sorted()
 	}
 	return s
+}
+
+// Counters returns the agent's running totals.
+func (a *Agent) Counters() Counters {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	c := a.counters
+	c.Version = a.view.Version()
+	c.Connected = a.connected
+	c.KernelReady = a.kernelHolds
+	return c
 }

@@ -126,6 +126,11 @@ func ack(version uint64, entries ...*doormanv1.Entry) *doormanv1.SyncRequest {
 	return &doormanv1.SyncRequest{Message: &doormanv1.SyncRequest_Ack{Ack: &doormanv1.Ack{Version: version, ViewDigest: digestOf(entries...)}}}
 }
 
+func ackNotProgrammed(r *doormanv1.SyncRequest, keys ...string) *doormanv1.SyncRequest {
+	r.GetAck().NotProgrammed = keys
+	return r
+}
+
 func byKey(entries ...*doormanv1.Entry) map[string]*doormanv1.Entry {
 	m := map[string]*doormanv1.Entry{}
 	for _, e := range entries {
@@ -138,6 +143,7 @@ func TestHandle(t *testing.T) {
 	web := servicePort(t, "web", "10.244.1.1")
 	web2 := servicePort(t, "web", "10.244.1.2")
 	db := servicePort(t, "db", "10.244.2.1")
+	db2 := servicePort(t, "db", "10.244.2.2")
 	full := &doormanv1.SyncResponse{Version: 10, Full: true, Upserts: []*doormanv1.Entry{web, db}, ViewDigest: digestOf(web, db)}
 	change := &doormanv1.SyncResponse{Version: 11, Upserts: []*doormanv1.Entry{web2}, ViewDigest: digestOf(web2, db)}
 	next := &doormanv1.SyncResponse{Version: 12, Removals: []string{db.Key}, ViewDigest: digestOf(web2)}
@@ -168,6 +174,8 @@ func TestHandle(t *testing.T) {
 		wantStore   []string
 		wantVersion uint64
 		wantFrom    string
+		// acks, nacks, last nack version, full syncs
+		wantCounters Counters
 	}{
 		{
 			name: "first update syncs the whole view, then changes apply",
@@ -175,7 +183,7 @@ func TestHandle(t *testing.T) {
 				{update: full, wantReply: ack(10, web, db), wantCalls: []string{"sync"}},
 				{update: change, wantReply: ack(11, web2, db), wantCalls: []string{"apply"}},
 			},
-			wantKernel: byKey(web2, db), wantStore: []string{"save", "save"}, wantVersion: 11, wantFrom: LoadedFromStream,
+			wantKernel: byKey(web2, db), wantStore: []string{"save", "save"}, wantVersion: 11, wantFrom: LoadedFromStream, wantCounters: Counters{Acks: 2, FullSyncs: 1},
 		},
 		{
 			name: "an update that changes nothing touches no kernel",
@@ -183,7 +191,7 @@ func TestHandle(t *testing.T) {
 				{update: full, wantReply: ack(10, web, db), wantCalls: []string{"sync"}},
 				{update: empty, wantReply: ack(11, web, db)},
 			},
-			wantKernel: byKey(web, db), wantStore: []string{"save", "save"}, wantVersion: 11, wantFrom: LoadedFromStream,
+			wantKernel: byKey(web, db), wantStore: []string{"save", "save"}, wantVersion: 11, wantFrom: LoadedFromStream, wantCounters: Counters{Acks: 2, FullSyncs: 1},
 		},
 		{
 			name: "a malformed update is nacked and changes nothing",
@@ -192,7 +200,7 @@ func TestHandle(t *testing.T) {
 				{update: bad, wantReply: nack(11, `update 11: upsert 0: entry "default/x:80/tcp/ipv4": no value`), wantErr: "no value"},
 				{update: change, wantReply: ack(11, web2, db), wantCalls: []string{"apply"}},
 			},
-			wantKernel: byKey(web2, db), wantStore: []string{"save", "save"}, wantVersion: 11, wantFrom: LoadedFromStream,
+			wantKernel: byKey(web2, db), wantStore: []string{"save", "save"}, wantVersion: 11, wantFrom: LoadedFromStream, wantCounters: Counters{Acks: 2, Nacks: 1, LastNackVersion: 11, FullSyncs: 1},
 		},
 		{
 			name: "a view digest mismatch is nacked and asks to resume",
@@ -200,7 +208,7 @@ func TestHandle(t *testing.T) {
 				{update: full, wantReply: ack(10, web, db), wantCalls: []string{"sync"}},
 				{update: wrongDigest, wantErr: "view digest mismatch", resume: true},
 			},
-			wantKernel: byKey(web, db), wantStore: []string{"save"}, wantVersion: 10, wantFrom: LoadedFromStream,
+			wantKernel: byKey(web, db), wantStore: []string{"save"}, wantVersion: 10, wantFrom: LoadedFromStream, wantCounters: Counters{Acks: 1, Nacks: 1, LastNackVersion: 11, FullSyncs: 1},
 		},
 		{
 			name: "a failed apply falls back to a full sync and acks",
@@ -208,7 +216,7 @@ func TestHandle(t *testing.T) {
 				{update: full, wantReply: ack(10, web, db), wantCalls: []string{"sync"}},
 				{update: change, applyErr: kernelErr, wantReply: ack(11, web2, db), wantCalls: []string{"apply", "sync"}},
 			},
-			wantKernel: byKey(web2, db), wantStore: []string{"save", "save"}, wantVersion: 11, wantFrom: LoadedFromStream,
+			wantKernel: byKey(web2, db), wantStore: []string{"save", "save"}, wantVersion: 11, wantFrom: LoadedFromStream, wantCounters: Counters{Acks: 2, FullSyncs: 2},
 		},
 		{
 			name: "apply and sync both fail: revert, nack, and sync on the next update",
@@ -222,7 +230,7 @@ func TestHandle(t *testing.T) {
 			// The next update removes db from the reverted view: web is back
 			// to its first value, because the control plane's change came
 			// relative to what was acknowledged.
-			wantKernel: byKey(web), wantStore: []string{"save", "save"}, wantVersion: 12, wantFrom: LoadedFromStream,
+			wantKernel: byKey(web), wantStore: []string{"save", "save"}, wantVersion: 12, wantFrom: LoadedFromStream, wantCounters: Counters{Acks: 2, Nacks: 1, LastNackVersion: 11, FullSyncs: 3},
 		},
 		{
 			name: "the first sync fails: nack, nothing held, retried on the next update",
@@ -230,14 +238,16 @@ func TestHandle(t *testing.T) {
 				{update: full, syncErr: kernelErr, wantReply: nack(10, "program view: netlink: no buffer space"), wantCalls: []string{"sync"}, wantErr: "program view"},
 				{update: &doormanv1.SyncResponse{Version: 11, Full: true, Upserts: []*doormanv1.Entry{web}, ViewDigest: digestOf(web)}, wantReply: ack(11, web), wantCalls: []string{"sync"}},
 			},
-			wantKernel: byKey(web), wantStore: []string{"save"}, wantVersion: 11, wantFrom: LoadedFromStream,
+			wantKernel: byKey(web), wantStore: []string{"save"}, wantVersion: 11, wantFrom: LoadedFromStream, wantCounters: Counters{Acks: 1, Nacks: 1, LastNackVersion: 10, FullSyncs: 2},
 		},
 		{
 			name: "entries the kernel leaves out do not hold back the others",
 			steps: []step{
-				{update: full, syncErr: partial, wantReply: ack(10, web, db), wantCalls: []string{"sync"}, warning: "1 entries not programmed"},
+				{update: full, syncErr: partial, wantReply: ackNotProgrammed(ack(10, web, db), db.Key), wantCalls: []string{"sync"}, warning: "1 entries not programmed"},
+				// A change of the left-out entry that Apply programs clears it.
+				{update: &doormanv1.SyncResponse{Version: 11, Upserts: []*doormanv1.Entry{db2}, ViewDigest: digestOf(web, db2)}, wantReply: ack(11, web, db2), wantCalls: []string{"apply"}},
 			},
-			wantKernel: byKey(web, db), wantStore: []string{"save"}, wantVersion: 10, wantFrom: LoadedFromStream,
+			wantKernel: byKey(web, db2), wantStore: []string{"save", "save"}, wantVersion: 11, wantFrom: LoadedFromStream, wantCounters: Counters{Acks: 2, FullSyncs: 1},
 		},
 		{
 			name: "a failed cache write still acks, and the next write replaces the file",
@@ -246,7 +256,7 @@ func TestHandle(t *testing.T) {
 				{update: change, wantReply: ack(11, web2, db), wantCalls: []string{"apply"}},
 				{update: next, wantReply: ack(12, web2), wantCalls: []string{"apply"}},
 			},
-			wantKernel: byKey(web2), wantStore: []string{"save", "replace", "save"}, wantVersion: 12, wantFrom: LoadedFromStream,
+			wantKernel: byKey(web2), wantStore: []string{"save", "replace", "save"}, wantVersion: 12, wantFrom: LoadedFromStream, wantCounters: Counters{Acks: 3, FullSyncs: 1},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -276,8 +286,9 @@ func TestHandle(t *testing.T) {
 						t.Errorf("step %d: rejected update answered with %v", i, out.Reply)
 					}
 					after := a.Status(true)
-					after.LastError, before.LastError = "", ""
-					if diff := cmp.Diff(before, after, protocmp.Transform()); diff != "" {
+					// A NACK moves only its counters and the last error.
+					ignore := protocmp.IgnoreFields(&doormanv1.GetStateResponse{}, "last_error", "nacks", "last_nack_version", "full_syncs")
+					if diff := cmp.Diff(before, after, protocmp.Transform(), ignore); diff != "" {
 						t.Errorf("step %d: a nacked update changed the state (-want +got):\n%s", i, diff)
 					}
 				}
@@ -290,6 +301,11 @@ func TestHandle(t *testing.T) {
 			}
 			if diff := cmp.Diff(k.held, s.held, protocmp.Transform()); diff != "" {
 				t.Errorf("store differs from kernel (-kernel +store):\n%s", diff)
+			}
+			c := a.Counters()
+			got := Counters{Acks: c.Acks, Nacks: c.Nacks, LastNackVersion: c.LastNackVersion, FullSyncs: c.FullSyncs}
+			if diff := cmp.Diff(tc.wantCounters, got); diff != "" {
+				t.Errorf("counters (-want +got):\n%s", diff)
 			}
 			st := a.Status(false)
 			if st.Version != tc.wantVersion || st.LoadedFrom != tc.wantFrom || !a.Ready() {

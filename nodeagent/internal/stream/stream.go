@@ -9,6 +9,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
 
 	"github.com/doorman-proxy/doorman/nodeagent/internal/agent"
 	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
@@ -20,13 +21,31 @@ const (
 	DefaultMaxBackoff = 5 * time.Second
 )
 
+// Keepalive is the default client keepalive: a ping after 30 s without
+// activity, even with no stream open, and the connection is given up when
+// no answer comes within 10 s. A control plane that died without closing
+// its connections (power loss, a partition) is noticed within about 40 s
+// and the agent moves to the next one. The control plane must allow it:
+// keepalive.EnforcementPolicy{MinTime: 20 * time.Second,
+// PermitWithoutStream: true} or looser; otherwise it answers the pings with
+// GOAWAY (too_many_pings).
+var Keepalive = keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true}
+
+// Observer is told the outcome of each update (metrics).
+type Observer interface {
+	Updated(agent.Outcome)
+}
+
 // Config configures Run.
 type Config struct {
 	// ControlPlanes are host:port targets, tried in turn.
 	ControlPlanes []string
-	DialOptions   []grpc.DialOption
-	Agent         *agent.Agent
-	Logger        hclog.Logger
+	// DialOptions come after the Keepalive default and may override it.
+	DialOptions []grpc.DialOption
+	Agent       *agent.Agent
+	// Observer may be nil.
+	Observer Observer
+	Logger   hclog.Logger
 	// MinBackoff and MaxBackoff bound the delay between attempts; zero
 	// means the defaults.
 	MinBackoff, MaxBackoff time.Duration
@@ -53,10 +72,11 @@ func Run(ctx context.Context, cfg Config) error {
 	if maxB < minB {
 		maxB = max(DefaultMaxBackoff, minB)
 	}
+	opts := append([]grpc.DialOption{grpc.WithKeepaliveParams(Keepalive)}, cfg.DialOptions...)
 	failures := 0
 	for i := 0; ; i = (i + 1) % len(cfg.ControlPlanes) {
 		target := cfg.ControlPlanes[i]
-		s := &session{target: target, opts: cfg.DialOptions, agent: cfg.Agent, log: log.With("control_plane", target)}
+		s := &session{target: target, opts: opts, agent: cfg.Agent, observer: cfg.Observer, log: log.With("control_plane", target)}
 		err := s.run(ctx)
 		cfg.Agent.SetConnection(target, false)
 		if ctx.Err() != nil {
@@ -91,11 +111,12 @@ func Backoff(failures int, lo, hi time.Duration, jitter float64) time.Duration {
 }
 
 type session struct {
-	target string
-	opts   []grpc.DialOption
-	agent  *agent.Agent
-	log    hclog.Logger
-	acked  int
+	target   string
+	opts     []grpc.DialOption
+	agent    *agent.Agent
+	observer Observer
+	log      hclog.Logger
+	acked    int
 }
 
 // errResume ends a session whose view disagrees with the control plane's,
@@ -127,6 +148,9 @@ func (s *session) run(ctx context.Context) error {
 		}
 		out := s.agent.Handle(u)
 		s.logOutcome(out)
+		if s.observer != nil {
+			s.observer.Updated(out)
+		}
 		if err := stream.Send(out.Reply); err != nil {
 			return fmt.Errorf("send reply to %s: %w", s.target, recvErr(stream, err))
 		}
@@ -156,7 +180,7 @@ func (s *session) logOutcome(out agent.Outcome) {
 		return
 	}
 	if out.Warning != nil {
-		s.log.Warn("update applied with errors", "version", out.Version, "error", out.Warning)
+		s.log.Warn("update applied with errors", "version", out.Version, "not_programmed", out.Reply.GetAck().GetNotProgrammed(), "error", out.Warning)
 	}
 	s.log.Debug("update applied", "version", out.Version, "changes", out.Changes, "ops", out.Ops, "full_sync", out.Synced)
 }

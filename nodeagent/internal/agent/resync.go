@@ -1,0 +1,97 @@
+package agent
+
+import (
+	"fmt"
+
+	"github.com/doorman-proxy/doorman/nodeagent/internal/dataplane"
+)
+
+// Trigger is why the kernel is reconciled outside an update.
+type Trigger int
+
+const (
+	// TriggerForeignChange: someone else committed a change to doorman's
+	// table.
+	TriggerForeignChange Trigger = iota + 1
+	// TriggerEventsLost: the monitor of nftables events lost events, so any
+	// change may have gone unseen.
+	TriggerEventsLost
+	// TriggerPeriodic: the backstop timer.
+	TriggerPeriodic
+)
+
+func (t Trigger) String() string {
+	switch t {
+	case TriggerForeignChange:
+		return "foreign change"
+	case TriggerEventsLost:
+		return "events lost"
+	case TriggerPeriodic:
+		return "periodic"
+	}
+	return fmt.Sprintf("trigger(%d)", int(t))
+}
+
+// ResyncOutcome is what one Resync did.
+type ResyncOutcome struct {
+	Trigger Trigger
+	// Skipped: the agent holds no view yet; the first update programs it.
+	Skipped bool
+	// Ops is the number of kernel objects the Sync changed: 0 when the
+	// kernel was right.
+	Ops int
+	// Repaired: the kernel had drifted and was put back (counted in
+	// DriftRepairs).
+	Repaired bool
+	// Warning: entries left out of the kernel.
+	Warning error
+	// Err: the Sync failed; the next update programs the whole view.
+	Err error
+}
+
+// SetWatched records whether a monitor of nftables events is running: while
+// it is, foreign changes are caught by events, and a periodic resync that
+// changes the kernel is only retiring chains the agent's own updates left
+// unused (Apply never deletes chains), which is not drift.
+func (a *Agent) SetWatched(watched bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.watched = watched
+}
+
+// Resync reconciles the kernel with the view the agent holds: a Sync reads
+// doorman's whole table and changes only what differs, so it is called on a
+// foreign change (debounced), after lost events, and on a long period as a
+// backstop; never per update. A Sync that changed something after a foreign
+// change or lost events, or on the period while no monitor runs, is a drift
+// repair.
+func (a *Agent) Resync(t Trigger) ResyncOutcome {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := ResyncOutcome{Trigger: t}
+	if a.view.Version() == 0 {
+		// Nothing was ever programmed: whatever the kernel holds keeps
+		// serving until the first update.
+		out.Skipped = true
+		return out
+	}
+	var stats dataplane.Stats
+	stats, out.Warning, out.Err = a.sync()
+	out.Ops = stats.Ops
+	if out.Err != nil {
+		a.needSync = true
+		out.Err = fmt.Errorf("resync (%s): %w", t, out.Err)
+		a.lastError = out.Err.Error()
+		return out
+	}
+	a.needSync = false
+	a.kernelHolds = true
+	if out.Warning != nil {
+		a.lastError = out.Warning.Error()
+	}
+	if out.Ops > 0 && (t != TriggerPeriodic || !a.watched) {
+		out.Repaired = true
+		a.counters.DriftRepairs++
+	}
+	return out
+}

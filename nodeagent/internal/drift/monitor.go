@@ -1,0 +1,258 @@
+package drift
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/doorman-proxy/doorman/nodeagent/internal/agent"
+	"github.com/doorman-proxy/doorman/nodeagent/internal/dataplane"
+	"github.com/doorman-proxy/doorman/nodeagent/internal/render"
+	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
+)
+
+// eventBuffer is the event socket's receive buffer. A full programming of a
+// large view makes one event per element; when they overflow the buffer the
+// kernel reports ENOBUFS and the monitor asks for a resync.
+const eventBuffer = 16 << 20
+
+// Signal is what the monitor reports to the loop.
+type Signal int
+
+const (
+	// SignalForeign: a foreign commit touched doorman's table.
+	SignalForeign Signal = iota + 1
+	// SignalLost: events were lost.
+	SignalLost
+)
+
+// Monitor watches nftables events in one network namespace.
+type Monitor struct {
+	log     hclog.Logger
+	netns   *os.File
+	events  *netlink.Conn // joined to NFNLGRP_NFTABLES
+	query   *netlink.Conn // GETGEN requests
+	queryMu sync.Mutex
+	commits *agent.Commits
+	table   string
+
+	signals chan Signal   // buffered; a full channel already holds a signal
+	done    chan struct{} // closed when the reader stops
+	err     error         // why the reader stopped, read after done
+	closing chan struct{}
+	once    sync.Once
+}
+
+// Open subscribes to nftables events in the network namespace at
+// netnsPath ("" = the current one) and starts reading them.
+func Open(log hclog.Logger, netnsPath string) (*Monitor, error) {
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	m := &Monitor{
+		log:     log,
+		commits: &agent.Commits{},
+		table:   render.TableName,
+		signals: make(chan Signal, 2),
+		done:    make(chan struct{}),
+		closing: make(chan struct{}),
+	}
+	cfg := &netlink.Config{}
+	if netnsPath != "" {
+		f, err := os.Open(netnsPath)
+		if err != nil {
+			return nil, fmt.Errorf("open network namespace: %w", err)
+		}
+		m.netns = f
+		cfg.NetNS = int(f.Fd())
+	}
+	var err error
+	if m.events, err = netlink.Dial(unix.NETLINK_NETFILTER, cfg); err != nil {
+		m.closeAll()
+		return nil, fmt.Errorf("dial netfilter netlink for events: %w", err)
+	}
+	if m.query, err = netlink.Dial(unix.NETLINK_NETFILTER, cfg); err != nil {
+		m.closeAll()
+		return nil, fmt.Errorf("dial netfilter netlink for generations: %w", err)
+	}
+	if err := m.events.JoinGroup(unix.NFNLGRP_NFTABLES); err != nil {
+		m.closeAll()
+		return nil, fmt.Errorf("join nftables events group: %w", err)
+	}
+	enlargeReadBuffer(log, m.events)
+	go m.read()
+	return m, nil
+}
+
+func enlargeReadBuffer(log hclog.Logger, c *netlink.Conn) {
+	raw, err := c.SyscallConn()
+	if err == nil {
+		var serr error
+		err = raw.Control(func(fd uintptr) {
+			// Ignores rmem_max; needs CAP_NET_ADMIN, which the agent has.
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, eventBuffer)
+		})
+		if err == nil && serr == nil {
+			return
+		}
+	}
+	if err := c.SetReadBuffer(eventBuffer); err != nil {
+		log.Debug("cannot enlarge the event buffer", "error", err)
+	}
+}
+
+// Close stops reading events and releases the sockets.
+func (m *Monitor) Close() error {
+	var err error
+	m.once.Do(func() {
+		close(m.closing)
+		err = m.closeAll()
+		<-m.done
+	})
+	return err
+}
+
+func (m *Monitor) closeAll() error {
+	var err error
+	if m.events != nil {
+		err = errors.Join(err, m.events.Close())
+	}
+	if m.query != nil {
+		err = errors.Join(err, m.query.Close())
+	}
+	if m.netns != nil {
+		err = errors.Join(err, m.netns.Close())
+	}
+	return err
+}
+
+func (m *Monitor) signal(s Signal) {
+	select {
+	case m.signals <- s:
+	default:
+	}
+}
+
+// read turns event messages into signals until the socket is closed or
+// fails.
+func (m *Monitor) read() {
+	defer close(m.done)
+	d := newDecoder(m.table)
+	for {
+		msgs, err := m.events.Receive()
+		if err != nil {
+			select {
+			case <-m.closing:
+				return
+			default:
+			}
+			if errors.Is(err, unix.ENOBUFS) {
+				// The kernel dropped events: a commit may have gone unseen.
+				d.reset()
+				m.log.Debug("nftables events lost")
+				m.signal(SignalLost)
+				continue
+			}
+			m.err = fmt.Errorf("receive nftables events: %w", err)
+			return
+		}
+		for _, msg := range msgs {
+			c, end, err := d.message(msg)
+			if err != nil {
+				m.log.Warn("unreadable nftables event", "error", err)
+				m.signal(SignalLost)
+				continue
+			}
+			if !end {
+				continue
+			}
+			if m.commits.Observe(c) {
+				m.log.Debug("foreign commit to doorman's table", "generation", c.Gen, "port", c.PortID)
+				m.signal(SignalForeign)
+			} else {
+				m.log.Trace("own commit", "generation", c.Gen, "port", c.PortID)
+			}
+		}
+	}
+}
+
+// generation asks the kernel for the current nftables generation.
+func (m *Monitor) generation() (uint32, error) {
+	m.queryMu.Lock()
+	defer m.queryMu.Unlock()
+	msgs, err := m.query.Execute(netlink.Message{
+		Header: netlink.Header{
+			Type:  netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETGEN),
+			Flags: netlink.Request,
+		},
+		Data: []byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, 0, 0},
+	})
+	if err != nil {
+		return 0, fmt.Errorf("get nftables generation: %w", err)
+	}
+	for _, msg := range msgs {
+		if msg.Header.Type == netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8|unix.NFT_MSG_NEWGEN) {
+			return genID(msg)
+		}
+	}
+	return 0, errors.New("get nftables generation: no answer")
+}
+
+// Kernel wraps k so that each transaction is bracketed by the generation
+// before and after it: the monitor then knows the agent's own commits.
+func (m *Monitor) Kernel(k agent.Kernel) agent.Kernel {
+	return &ownKernel{m: m, inner: k}
+}
+
+type ownKernel struct {
+	m     *Monitor
+	inner agent.Kernel
+}
+
+func (k *ownKernel) Sync(view map[string]*doormanv1.Entry) (dataplane.Stats, error) {
+	before, ok := k.begin()
+	stats, err := k.inner.Sync(view)
+	k.end(before, ok, stats, err)
+	return stats, err
+}
+
+func (k *ownKernel) Apply(changes []dataplane.Change) (dataplane.Stats, error) {
+	before, ok := k.begin()
+	stats, err := k.inner.Apply(changes)
+	k.end(before, ok, stats, err)
+	return stats, err
+}
+
+func (k *ownKernel) begin() (uint32, bool) {
+	gen, err := k.m.generation()
+	if err != nil {
+		// Without a window the agent's own commit looks foreign: one
+		// resync that finds nothing to do.
+		k.m.log.Warn("cannot read nftables generation", "error", err)
+		return 0, false
+	}
+	k.m.commits.Begin(gen)
+	return gen, true
+}
+
+func (k *ownKernel) end(before uint32, ok bool, stats dataplane.Stats, err error) {
+	if !ok {
+		return
+	}
+	var partial *dataplane.InvalidEntriesError
+	committed := stats.Ops > 0 && (err == nil || errors.As(err, &partial))
+	gen, gerr := k.m.generation()
+	if gerr != nil {
+		k.m.log.Warn("cannot read nftables generation", "error", gerr)
+		gen, committed = before, false
+	}
+	if foreign := k.m.commits.End(gen, committed); len(foreign) > 0 {
+		k.m.log.Debug("foreign commit to doorman's table during an own transaction", "commits", len(foreign))
+		k.m.signal(SignalForeign)
+	}
+}

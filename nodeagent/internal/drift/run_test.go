@@ -1,0 +1,108 @@
+package drift
+
+import (
+	"context"
+	"maps"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/doorman-proxy/doorman/nodeagent/internal/agent"
+	"github.com/doorman-proxy/doorman/nodeagent/internal/dataplane"
+	"github.com/doorman-proxy/doorman/nodeagent/internal/state"
+	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
+)
+
+// countingKernel counts Syncs; each finds something to repair.
+type countingKernel struct {
+	mu    sync.Mutex
+	syncs int
+}
+
+func (k *countingKernel) Sync(view map[string]*doormanv1.Entry) (dataplane.Stats, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.syncs++
+	_ = maps.Clone(view)
+	return dataplane.Stats{Ops: 1}, nil
+}
+
+func (k *countingKernel) Apply([]dataplane.Change) (dataplane.Stats, error) {
+	return dataplane.Stats{}, nil
+}
+
+func (k *countingKernel) count() int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.syncs
+}
+
+func TestRun(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		monitor     bool
+		period      time.Duration
+		act         func(m *Monitor)
+		wait        time.Duration
+		wantSyncs   func(n int) bool
+		wantRepairs func(n uint64) bool
+	}{
+		{name: "a burst of foreign changes costs one resync", monitor: true,
+			act: func(m *Monitor) {
+				for range 5 {
+					m.signal(SignalForeign)
+					time.Sleep(5 * time.Millisecond)
+				}
+			},
+			wait:        600 * time.Millisecond,
+			wantSyncs:   func(n int) bool { return n == 1 },
+			wantRepairs: func(n uint64) bool { return n == 1 }},
+		{name: "no signal, no period: no resync", monitor: true, act: func(*Monitor) {},
+			wait:        200 * time.Millisecond,
+			wantSyncs:   func(n int) bool { return n == 0 },
+			wantRepairs: func(n uint64) bool { return n == 0 }},
+		{name: "periodic while watched: resyncs, not repairs", monitor: true, period: 40 * time.Millisecond, act: func(*Monitor) {},
+			wait:        300 * time.Millisecond,
+			wantSyncs:   func(n int) bool { return n >= 2 },
+			wantRepairs: func(n uint64) bool { return n == 0 }},
+		{name: "periodic without a monitor: changes are repairs", period: 40 * time.Millisecond, act: func(*Monitor) {},
+			wait:        300 * time.Millisecond,
+			wantSyncs:   func(n int) bool { return n >= 2 },
+			wantRepairs: func(n uint64) bool { return n >= 2 }},
+		{name: "the monitor stops: one resync, then unwatched", monitor: true,
+			act:         func(m *Monitor) { close(m.done) },
+			wait:        200 * time.Millisecond,
+			wantSyncs:   func(n int) bool { return n == 1 },
+			wantRepairs: func(n uint64) bool { return n == 1 }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			k := &countingKernel{}
+			view, err := state.Restore(3, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			a := agent.New("node-1", view, k, nil)
+			var m *Monitor
+			if tc.monitor {
+				m = &Monitor{signals: make(chan Signal, 2), done: make(chan struct{})}
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				Run(ctx, Config{Agent: a, Monitor: m, Period: tc.period, Debounce: 150 * time.Millisecond})
+			}()
+			time.Sleep(20 * time.Millisecond)
+			tc.act(m)
+			time.Sleep(tc.wait)
+			cancel()
+			<-done
+			if n := k.count(); !tc.wantSyncs(n) {
+				t.Errorf("syncs: %d", n)
+			}
+			if n := a.Counters().DriftRepairs; !tc.wantRepairs(n) {
+				t.Errorf("drift repairs: %d", n)
+			}
+		})
+	}
+}

@@ -1,0 +1,168 @@
+package metrics
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"google.golang.org/grpc/stats"
+
+	"github.com/doorman-proxy/doorman/nodeagent/internal/agent"
+	"github.com/doorman-proxy/doorman/nodeagent/internal/dataplane"
+	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
+)
+
+// stepKernel takes 3 ms of the test clock per call.
+type stepKernel struct {
+	clock *time.Time
+	ops   int
+	err   error
+}
+
+func (k *stepKernel) Sync(map[string]*doormanv1.Entry) (dataplane.Stats, error) {
+	*k.clock = k.clock.Add(3 * time.Millisecond)
+	return dataplane.Stats{Ops: k.ops}, k.err
+}
+
+func (k *stepKernel) Apply([]dataplane.Change) (dataplane.Stats, error) {
+	*k.clock = k.clock.Add(3 * time.Millisecond)
+	return dataplane.Stats{Ops: k.ops}, k.err
+}
+
+func histogram(t *testing.T, reg *prometheus.Registry, name string) *dto.Histogram {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() == name {
+			return f.GetMetric()[0].GetHistogram()
+		}
+	}
+	t.Fatalf("no %s", name)
+	return nil
+}
+
+// value is a counter's or gauge's value.
+func value(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() == name {
+			m := f.GetMetric()[0]
+			if m.GetCounter() != nil {
+				return m.GetCounter().GetValue()
+			}
+			return m.GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("no %s", name)
+	return 0
+}
+
+func TestTransactionsAndProgrammingLatency(t *testing.T) {
+	clock := time.Unix(1000, 0)
+	reg := prometheus.NewRegistry()
+	m, err := New(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.now = func() time.Time { return clock }
+	m.start = clock.Add(-time.Second)
+	k := &stepKernel{clock: &clock, ops: 4}
+	wrapped := m.Kernel(k)
+
+	if _, err := wrapped.Apply(nil); err != nil {
+		t.Fatal(err)
+	}
+	commit := clock
+	m.Updated(agent.Outcome{TriggerTimes: []int64{
+		commit.Add(-250 * time.Millisecond).UnixNano(), // measured: 0.25 s
+		time.Unix(998, 0).UnixNano(),                   // before the agent started: not measured
+	}})
+	k.err, k.ops = errors.New("EPERM"), 0
+	if _, err := wrapped.Sync(nil); err == nil {
+		t.Fatal("want the injected error")
+	}
+
+	if got := histogram(t, reg, "kubeproxy_sync_proxy_rules_duration_seconds"); got.GetSampleCount() != 2 || got.GetSampleSum() != 0.006 {
+		t.Errorf("sync duration: count %d sum %v, want 2 transactions of 3 ms", got.GetSampleCount(), got.GetSampleSum())
+	}
+	if got := histogram(t, reg, "doorman_agent_kernel_transaction_ops"); got.GetSampleCount() != 1 || got.GetSampleSum() != 4 {
+		t.Errorf("ops: count %d sum %v, want the committed transaction's 4", got.GetSampleCount(), got.GetSampleSum())
+	}
+	if got := histogram(t, reg, "kubeproxy_network_programming_duration_seconds"); got.GetSampleCount() != 1 || got.GetSampleSum() != 0.25 {
+		t.Errorf("programming latency: count %d sum %v, want one of 0.25 s", got.GetSampleCount(), got.GetSampleSum())
+	}
+	if got, want := value(t, reg, "kubeproxy_sync_proxy_rules_last_timestamp_seconds"), float64(commit.UnixNano())/1e9; got != want {
+		t.Errorf("last sync timestamp %v, want the commit's %v (a failed transaction does not move it)", got, want)
+	}
+}
+
+type counters agent.Counters
+
+func (c counters) Counters() agent.Counters { return agent.Counters(c) }
+
+func TestWatch(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := New(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Watch(reg, counters{Version: 9, Acks: 3, Nacks: 1, LastNackVersion: 8, FullSyncs: 2, DriftRepairs: 1, Connected: true, KernelReady: true}); err != nil {
+		t.Fatal(err)
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, f := range families {
+		m := f.GetMetric()[0]
+		switch {
+		case m.GetCounter() != nil:
+			got[f.GetName()] = m.GetCounter().GetValue()
+		case m.GetGauge() != nil:
+			got[f.GetName()] = m.GetGauge().GetValue()
+		}
+	}
+	want := map[string]float64{
+		"doorman_agent_version": 9, "doorman_agent_acks_total": 3, "doorman_agent_nacks_total": 1,
+		"doorman_agent_last_nack_version": 8, "doorman_agent_full_syncs_total": 2, "doorman_agent_drift_repairs_total": 1,
+		"doorman_agent_connected": 1, "doorman_agent_kernel_ready": 1,
+		"doorman_agent_cache_load_seconds": 0, "doorman_agent_stream_bytes_received_total": 0,
+		"kubeproxy_sync_proxy_rules_last_timestamp_seconds": 0,
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("series (-want +got):\n%s", diff)
+	}
+}
+
+func TestStreamBytes(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := New(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := m.StatsHandler()
+	ctx := context.Background()
+	for _, s := range []stats.RPCStats{
+		&stats.InPayload{Client: true, WireLength: 120},
+		&stats.InPayload{Client: false, WireLength: 1000}, // a server's: not the stream's
+		&stats.OutPayload{Client: true, WireLength: 50},   // sent, not received
+		&stats.InPayload{Client: true, WireLength: 30},
+	} {
+		h.HandleRPC(ctx, s)
+	}
+	if got := value(t, reg, "doorman_agent_stream_bytes_received_total"); got != 150 {
+		t.Errorf("bytes received %v, want 150", got)
+	}
+}
