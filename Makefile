@@ -22,6 +22,29 @@ deps:
 ## test: every test — unit, kernel (network namespaces) and e2e on the local cluster
 test: deps
 	$(GO) test $(GOTESTFLAGS) -timeout 30m $(PKGS)
+	$(MAKE) e2e
+
+## k8s-binaries: build etcd, kube-apiserver, kube-controller-manager, kube-proxy, kubectl from source (cached)
+k8s-binaries:
+	bash e2e/hack/build-k8s.sh
+
+## e2e: the e2e suite on a local cluster in network namespaces (E2E_FLAGS=-e2e.services=10000 for more)
+e2e: k8s-binaries build
+	DOORMAN_BIN=$(CURDIR)/$(BIN) $(GO) test -tags e2e $(GOTESTFLAGS) -v -timeout 60m ./e2e/cluster/ ./e2e/suite/ $(E2E_FLAGS)
+
+## e2e-kind: the same suite against a kind cluster (needs Docker and kind)
+e2e-kind:
+	bash e2e/kind/run.sh
+
+## demo: a 3-node cluster in network namespaces with doorman on it, and the Bookstore walk-through
+demo: deps
+	$(GO) build -o $(BIN)/doorman-demo ./e2e/demo
+	$(BIN)/doorman-demo
+
+## demo-down: stop the demo cluster and remove its namespaces
+demo-down:
+	$(GO) build -o $(BIN)/doorman-demo ./e2e/demo
+	$(BIN)/doorman-demo down
 
 ## unit: the unit and kernel tests only (no local cluster)
 unit:

@@ -1,0 +1,686 @@
+package cluster
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+// Proxy says what runs on each node to implement Services.
+type Proxy string
+
+const (
+	ProxyDoorman   Proxy = "doorman"    // doorman's control plane + a node agent per node
+	ProxyKubeProxy Proxy = "kube-proxy" // upstream kube-proxy in nftables mode, the baseline
+	ProxyNone      Proxy = "none"       // nothing: Services are not reachable
+)
+
+// Fixed addressing of every cluster (inside its own namespaces only).
+const (
+	ServiceCIDR      = "10.96.0.0/12"
+	PodCIDR          = "10.244.0.0/16"
+	NodeNetwork      = "10.250.0.0/24"
+	GatewayIP        = "10.250.0.1"   // the bridge in <prefix>-net; relays listen here
+	ExternalIP       = "10.250.0.100" // the external client namespace
+	ControlPlanePort = 9400           // doorman control plane gRPC, on GatewayIP
+	AgentInspectAddr = "127.0.0.1:9410"
+	AgentHealthPort  = 10256
+)
+
+// Config of a cluster. Zero values are defaults.
+type Config struct {
+	// Nodes is the number of nodes (default 3).
+	Nodes int
+	// Prefix names every network namespace "<prefix>-…" (default
+	// "dm" + 4 random hex digits). Start removes namespaces a killed run
+	// with the same prefix left behind.
+	Prefix string
+	// K8sBinDir holds etcd, kube-apiserver, kube-controller-manager and
+	// kube-proxy (see e2e/hack/build-k8s.sh).
+	K8sBinDir string
+	// DoormanBinDir holds controlplane and nodeagent; needed for
+	// ProxyDoorman.
+	DoormanBinDir string
+	// Proxy is what implements Services on the nodes (default doorman).
+	Proxy Proxy
+	// WorkDir keeps certificates, kubeconfigs, etcd data and logs
+	// (default: a new temporary directory, removed by Close unless
+	// KeepWorkDir).
+	WorkDir     string
+	KeepWorkDir bool
+	// ControllerArgs are extra kube-controller-manager flags.
+	ControllerArgs []string
+	// AgentArgs are extra node agent flags.
+	AgentArgs []string
+	Logger    hclog.Logger
+}
+
+// Node is one simulated node.
+type Node struct {
+	Name    string
+	NetNS   string // network namespace the node's processes run in
+	IP      string // InternalIP on the node network
+	PodCIDR string
+	Zone    string
+	index   int // 1-based
+}
+
+// Cluster is a running cluster. Close tears it down.
+type Cluster struct {
+	cfg    Config
+	log    hclog.Logger
+	work   string
+	logDir string
+	pki    *pki
+
+	apiPort    int
+	kubeconfig string
+	rest       *rest.Config
+	client     kubernetes.Interface
+
+	cpGRPC, cpHTTP int // doorman control plane, on loopback
+
+	netNS, extNS string
+	nodes        []Node
+
+	mu     sync.Mutex
+	procs  []*proc // started in order; stopped in reverse
+	agents map[string]*proc
+	relays []*relay
+	cancel context.CancelFunc
+	bg     sync.WaitGroup
+	sim    *simulator
+	closed bool
+}
+
+// Start brings a cluster up. On error everything started so far is torn
+// down.
+func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
+	if os.Geteuid() != 0 {
+		return nil, errors.New("the netns cluster needs root (network namespaces)")
+	}
+	if cfg.Nodes <= 0 {
+		cfg.Nodes = 3
+	}
+	if cfg.Nodes > 200 {
+		return nil, fmt.Errorf("%d nodes: at most 200", cfg.Nodes)
+	}
+	if cfg.Proxy == "" {
+		cfg.Proxy = ProxyDoorman
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.NewNullLogger()
+	}
+	if cfg.Prefix == "" {
+		var b [2]byte
+		_, _ = rand.Read(b[:])
+		cfg.Prefix = "dm" + hex.EncodeToString(b[:])
+	}
+	if cfg.K8sBinDir == "" {
+		return nil, errors.New("K8sBinDir is required (run e2e/hack/build-k8s.sh)")
+	}
+	need := []string{"etcd", "kube-apiserver", "kube-controller-manager"}
+	if cfg.Proxy == ProxyKubeProxy {
+		need = append(need, "kube-proxy")
+	}
+	for _, b := range need {
+		if _, err := os.Stat(filepath.Join(cfg.K8sBinDir, b)); err != nil {
+			return nil, fmt.Errorf("%s missing in %s (run e2e/hack/build-k8s.sh): %w", b, cfg.K8sBinDir, err)
+		}
+	}
+	if cfg.Proxy == ProxyDoorman {
+		for _, b := range []string{"controlplane", "nodeagent"} {
+			if _, err := os.Stat(filepath.Join(cfg.DoormanBinDir, b)); err != nil {
+				return nil, fmt.Errorf("%s missing in %q (go build -o DIR ./controlplane ./nodeagent): %w", b, cfg.DoormanBinDir, err)
+			}
+		}
+	}
+	c := &Cluster{cfg: cfg, log: cfg.Logger.Named("cluster"), agents: map[string]*proc{}}
+	c.work = cfg.WorkDir
+	if c.work == "" {
+		if c.work, err = os.MkdirTemp("", "doorman-cluster-"); err != nil {
+			return nil, fmt.Errorf("work dir: %w", err)
+		}
+	}
+	c.logDir = filepath.Join(c.work, "logs")
+	if err := os.MkdirAll(c.logDir, 0o755); err != nil {
+		return nil, fmt.Errorf("log dir: %w", err)
+	}
+	bgctx, cancel := context.WithCancel(context.Background())
+	c.cancel = cancel
+	defer func() {
+		if err != nil {
+			_ = c.Close()
+		}
+	}()
+
+	if err := Cleanup(cfg.Prefix); err != nil {
+		return nil, fmt.Errorf("remove leftovers of %s: %w", cfg.Prefix, err)
+	}
+	t0 := time.Now()
+	if err := c.startNetwork(); err != nil {
+		return nil, fmt.Errorf("node network: %w", err)
+	}
+	c.log.Info("node network up", "nodes", len(c.nodes), "elapsed", time.Since(t0).Round(time.Millisecond))
+	if err := c.startControlPlane(ctx); err != nil {
+		return nil, err
+	}
+	if err := c.registerNodes(ctx); err != nil {
+		return nil, fmt.Errorf("register nodes: %w", err)
+	}
+	c.bg.Add(1)
+	go func() {
+		defer c.bg.Done()
+		c.heartbeat(bgctx)
+	}()
+	c.sim = newSimulator(c, c.log.Named("sim"))
+	if err := c.sim.start(bgctx); err != nil {
+		return nil, fmt.Errorf("node simulator: %w", err)
+	}
+	switch cfg.Proxy {
+	case ProxyDoorman:
+		if err := c.startDoorman(ctx); err != nil {
+			return nil, err
+		}
+	case ProxyKubeProxy:
+		if err := c.startKubeProxy(ctx); err != nil {
+			return nil, err
+		}
+	case ProxyNone:
+	default:
+		return nil, fmt.Errorf("unknown proxy %q", cfg.Proxy)
+	}
+	c.log.Info("cluster up", "prefix", cfg.Prefix, "kubeconfig", c.kubeconfig, "elapsed", time.Since(t0).Round(time.Millisecond))
+	return c, nil
+}
+
+// Cleanup removes the network namespaces "<prefix>-…" a previous run left
+// behind (its processes died with it).
+func Cleanup(prefix string) error {
+	names, err := listNetNS(prefix + "-")
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, n := range names {
+		if err := delNetNS(n); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Cluster) startNetwork() error {
+	p := c.cfg.Prefix
+	c.netNS, c.extNS = p+"-net", p+"-ext"
+	if err := addNetNS(c.netNS); err != nil {
+		return err
+	}
+	netl, err := openNS(c.netNS)
+	if err != nil {
+		return err
+	}
+	defer netl.Close()
+	if err := netl.up("lo"); err != nil {
+		return err
+	}
+	if err := netl.bridge("br0"); err != nil {
+		return err
+	}
+	if err := netl.addAddr("br0", GatewayIP+"/24"); err != nil {
+		return err
+	}
+	if err := setSysctl(c.netNS, "net.ipv4.ip_forward", "1"); err != nil {
+		return err
+	}
+
+	attach := func(nsName, hostSide, ip string) (*nsLink, error) {
+		if err := addNetNS(nsName); err != nil {
+			return nil, err
+		}
+		l, err := openNS(nsName)
+		if err != nil {
+			return nil, err
+		}
+		if err := netl.veth(hostSide, "br0", l, "eth0"); err != nil {
+			l.Close()
+			return nil, err
+		}
+		for _, step := range []func() error{
+			func() error { return l.up("lo") },
+			func() error { return l.up("eth0") },
+			func() error { return l.addAddr("eth0", ip+"/24") },
+			func() error { return l.route("default", GatewayIP, "eth0", false) },
+		} {
+			if err := step(); err != nil {
+				l.Close()
+				return nil, err
+			}
+		}
+		return l, nil
+	}
+
+	ext, err := attach(c.extNS, "ext", ExternalIP)
+	if err != nil {
+		return err
+	}
+	ext.Close()
+
+	zones := []string{"zone-a", "zone-b", "zone-c"}
+	for i := 1; i <= c.cfg.Nodes; i++ {
+		c.nodes = append(c.nodes, Node{
+			Name:    fmt.Sprintf("node%d", i),
+			NetNS:   fmt.Sprintf("%s-node%d", p, i),
+			IP:      nodeIP(i),
+			PodCIDR: fmt.Sprintf("10.244.%d.0/24", i),
+			Zone:    zones[(i-1)%len(zones)],
+			index:   i,
+		})
+	}
+	for _, n := range c.nodes {
+		l, err := attach(n.NetNS, "n"+strconv.Itoa(n.index), n.IP)
+		if err != nil {
+			return err
+		}
+		for _, o := range c.nodes {
+			if o.index == n.index {
+				continue
+			}
+			if err := l.route(o.PodCIDR, o.IP, "eth0", false); err != nil {
+				l.Close()
+				return err
+			}
+		}
+		l.Close()
+		if err := setSysctl(n.NetNS, "net.ipv4.ip_forward", "1"); err != nil {
+			return err
+		}
+		// The gateway namespace reaches every Pod too (debugging, and
+		// the API server's replies to Pods through the relay).
+		if err := netl.route(n.PodCIDR, n.IP, "br0", false); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func nodeIP(i int) string { return fmt.Sprintf("10.250.0.%d", 10+i) }
+
+func (c *Cluster) addProc(p *proc) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.procs = append(c.procs, p)
+}
+
+func (c *Cluster) bin(name string) string { return filepath.Join(c.cfg.K8sBinDir, name) }
+
+func (c *Cluster) startControlPlane(ctx context.Context) error {
+	ports, err := freePorts(5)
+	if err != nil {
+		return fmt.Errorf("ports: %w", err)
+	}
+	etcdClient, etcdPeer, apiPort, kcmPort := ports[0], ports[1], ports[2], ports[3]
+	c.apiPort = apiPort
+
+	c.pki, err = newPKI(filepath.Join(c.work, "pki"), []net.IP{
+		net.ParseIP("127.0.0.1"), net.ParseIP(GatewayIP), net.ParseIP("10.96.0.1"),
+	})
+	if err != nil {
+		return fmt.Errorf("certificates: %w", err)
+	}
+	c.kubeconfig = filepath.Join(c.work, "admin.kubeconfig")
+	if err := c.pki.kubeconfig(c.kubeconfig, "https://"+hostPort("127.0.0.1", apiPort)); err != nil {
+		return fmt.Errorf("kubeconfig: %w", err)
+	}
+	// Node-side kubeconfig: the API server through the gateway relay.
+	if err := c.pki.kubeconfig(c.NodeKubeconfig(), "https://"+hostPort(GatewayIP, apiPort)); err != nil {
+		return fmt.Errorf("node kubeconfig: %w", err)
+	}
+
+	t := time.Now()
+	etcdURL := "http://" + hostPort("127.0.0.1", etcdClient)
+	peerURL := "http://" + hostPort("127.0.0.1", etcdPeer)
+	etcd, err := startProc(c.logDir, "etcd", "", c.bin("etcd"),
+		"--name=default",
+		"--data-dir="+filepath.Join(c.work, "etcd"),
+		"--listen-client-urls="+etcdURL, "--advertise-client-urls="+etcdURL,
+		"--listen-peer-urls="+peerURL, "--initial-advertise-peer-urls="+peerURL,
+		"--initial-cluster=default="+peerURL,
+		"--unsafe-no-fsync=true",
+		"--quota-backend-bytes=8589934592",
+		"--log-level=warn",
+	)
+	if err != nil {
+		return err
+	}
+	c.addProc(etcd)
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := waitHTTP(wctx, etcd, etcdURL+"/health", nil); err != nil {
+		return fmt.Errorf("etcd: %w", err)
+	}
+	c.log.Info("etcd ready", "url", etcdURL, "elapsed", time.Since(t).Round(time.Millisecond))
+
+	t = time.Now()
+	api, err := startProc(c.logDir, "kube-apiserver", "", c.bin("kube-apiserver"),
+		"--etcd-servers="+etcdURL,
+		"--bind-address=127.0.0.1",
+		"--advertise-address="+GatewayIP,
+		"--secure-port="+strconv.Itoa(apiPort),
+		"--tls-cert-file="+c.pki.ServingCertFile,
+		"--tls-private-key-file="+c.pki.ServingKeyFile,
+		"--client-ca-file="+c.pki.CAFile,
+		"--service-account-key-file="+c.pki.SAPubFile,
+		"--service-account-signing-key-file="+c.pki.SAKeyFile,
+		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+		"--service-cluster-ip-range="+ServiceCIDR,
+		"--authorization-mode=RBAC",
+		"--allow-privileged=true",
+		"--profiling=false",
+		"--max-requests-inflight=1000",
+		"--max-mutating-requests-inflight=500",
+		"--v=1",
+	)
+	if err != nil {
+		return err
+	}
+	c.addProc(api)
+	c.rest, err = clientcmd.BuildConfigFromFlags("", c.kubeconfig)
+	if err != nil {
+		return fmt.Errorf("load kubeconfig: %w", err)
+	}
+	c.rest.QPS, c.rest.Burst = 500, 1000
+	if c.client, err = kubernetes.NewForConfig(c.rest); err != nil {
+		return fmt.Errorf("client: %w", err)
+	}
+	wctx2, cancel2 := context.WithTimeout(ctx, 90*time.Second)
+	defer cancel2()
+	if err := c.waitAPIServer(wctx2, api); err != nil {
+		return fmt.Errorf("kube-apiserver: %w", err)
+	}
+	c.log.Info("kube-apiserver ready", "url", c.rest.Host, "elapsed", time.Since(t).Round(time.Millisecond))
+	r, err := startRelay(c.netNS, hostPort(GatewayIP, apiPort), hostPort("127.0.0.1", apiPort))
+	if err != nil {
+		return fmt.Errorf("api server relay: %w", err)
+	}
+	c.relays = append(c.relays, r)
+
+	t = time.Now()
+	args := []string{
+		"--kubeconfig=" + c.kubeconfig,
+		"--authentication-kubeconfig=" + c.kubeconfig,
+		"--authorization-kubeconfig=" + c.kubeconfig,
+		"--bind-address=127.0.0.1",
+		"--secure-port=" + strconv.Itoa(kcmPort),
+		"--leader-elect=false",
+		"--controllers=endpointslice-controller,endpointslice-mirroring-controller,replicaset-controller,deployment-controller,serviceaccount-controller,serviceaccount-token-controller,namespace-controller,garbage-collector-controller",
+		"--service-account-private-key-file=" + c.pki.SAKeyFile,
+		"--root-ca-file=" + c.pki.CAFile,
+		"--use-service-account-credentials=false",
+		"--cluster-cidr=" + PodCIDR,
+		"--service-cluster-ip-range=" + ServiceCIDR,
+		"--kube-api-qps=500",
+		"--kube-api-burst=1000",
+		"--concurrent-service-endpoint-syncs=20",
+		"--concurrent-replicaset-syncs=10",
+		"--concurrent-deployment-syncs=10",
+		"--v=1",
+	}
+	args = append([]string{c.bin("kube-controller-manager")}, args...)
+	args = append(args, c.cfg.ControllerArgs...)
+	kcm, err := startProc(c.logDir, "kube-controller-manager", "", args...)
+	if err != nil {
+		return err
+	}
+	c.addProc(kcm)
+	wctx3, cancel3 := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel3()
+	if err := waitHTTP(wctx3, kcm, "https://"+hostPort("127.0.0.1", kcmPort)+"/healthz", nil); err != nil {
+		return fmt.Errorf("kube-controller-manager: %w", err)
+	}
+	c.log.Info("kube-controller-manager ready", "elapsed", time.Since(t).Round(time.Millisecond))
+	return nil
+}
+
+func (c *Cluster) waitAPIServer(ctx context.Context, p *proc) error {
+	var last error
+	for {
+		body, err := c.client.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
+		if err == nil && strings.TrimSpace(string(body)) == "ok" {
+			return nil
+		}
+		last = err
+		if p.exited() {
+			return fmt.Errorf("exited (%v); log %s:\n%s", p.err, p.logPath, p.tail(3000))
+		}
+		select {
+		case <-ctx.Done():
+			msg := fmt.Sprint(last)
+			if len(msg) > 200 {
+				msg = msg[:200] + "…"
+			}
+			return fmt.Errorf("not ready: %w (last: %s)", ctx.Err(), msg)
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
+}
+
+func (c *Cluster) startDoorman(ctx context.Context) error {
+	ports, err := freePorts(2)
+	if err != nil {
+		return err
+	}
+	c.cpGRPC, c.cpHTTP = ports[0], ports[1]
+	t := time.Now()
+	cp, err := startProc(c.logDir, "controlplane", "", filepath.Join(c.cfg.DoormanBinDir, "controlplane"),
+		"--kubeconfig="+c.kubeconfig,
+		"--listen="+hostPort("127.0.0.1", c.cpGRPC),
+		"--http-listen="+hostPort("127.0.0.1", c.cpHTTP),
+		"--insecure",
+	)
+	if err != nil {
+		return err
+	}
+	c.addProc(cp)
+	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	if err := waitHTTP(wctx, cp, "http://"+hostPort("127.0.0.1", c.cpHTTP)+"/readyz", nil); err != nil {
+		return fmt.Errorf("doorman control plane: %w", err)
+	}
+	r, err := startRelay(c.netNS, hostPort(GatewayIP, ControlPlanePort), hostPort("127.0.0.1", c.cpGRPC))
+	if err != nil {
+		return fmt.Errorf("control plane relay: %w", err)
+	}
+	c.relays = append(c.relays, r)
+	c.log.Info("doorman control plane ready", "grpc", hostPort("127.0.0.1", c.cpGRPC), "elapsed", time.Since(t).Round(time.Millisecond))
+	t = time.Now()
+	for _, n := range c.nodes {
+		if err := c.StartAgent(n.Name); err != nil {
+			return err
+		}
+	}
+	for _, n := range c.nodes {
+		if err := c.waitNodeHealth(ctx, n, c.agents[n.Name]); err != nil {
+			return fmt.Errorf("node agent on %s: %w", n.Name, err)
+		}
+	}
+	c.log.Info("node agents healthy", "nodes", len(c.nodes), "elapsed", time.Since(t).Round(time.Millisecond))
+	return nil
+}
+
+// StartAgent starts (or restarts) the node agent of a node.
+func (c *Cluster) StartAgent(nodeName string) error {
+	n, ok := c.node(nodeName)
+	if !ok {
+		return fmt.Errorf("no node %q", nodeName)
+	}
+	dir := filepath.Join(c.work, n.Name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	args := []string{
+		filepath.Join(c.cfg.DoormanBinDir, "nodeagent"),
+		"--node-name=" + n.Name,
+		"--control-plane=" + hostPort(GatewayIP, ControlPlanePort),
+		"--cache=" + filepath.Join(dir, "agent.db"),
+		"--inspect-listen=" + AgentInspectAddr,
+		"--health-listen=" + hostPort("0.0.0.0", AgentHealthPort),
+		"--insecure",
+	}
+	args = append(args, c.cfg.AgentArgs...)
+	p, err := startProc(c.logDir, "nodeagent-"+n.Name, n.NetNS, args...)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.agents[n.Name] = p
+	c.mu.Unlock()
+	return nil
+}
+
+// StopAgent stops the node agent of a node (SIGTERM); its kernel state
+// stays.
+func (c *Cluster) StopAgent(nodeName string) {
+	c.mu.Lock()
+	p := c.agents[nodeName]
+	delete(c.agents, nodeName)
+	c.mu.Unlock()
+	if p != nil {
+		p.stop(10 * time.Second)
+	}
+}
+
+func (c *Cluster) waitNodeHealth(ctx context.Context, n Node, p *proc) error {
+	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	hc := &netnsHTTP{ns: n.NetNS}
+	return waitHTTP(wctx, p, "http://"+hostPort("127.0.0.1", AgentHealthPort)+"/healthz", hc.client())
+}
+
+func (c *Cluster) startKubeProxy(ctx context.Context) error {
+	for _, n := range c.nodes {
+		p, err := startProc(c.logDir, "kube-proxy-"+n.Name, n.NetNS, c.bin("kube-proxy"),
+			"--kubeconfig="+c.NodeKubeconfig(),
+			"--hostname-override="+n.Name,
+			"--proxy-mode=nftables",
+			"--cluster-cidr="+PodCIDR,
+			"--conntrack-max-per-core=0",
+			"--metrics-bind-address=127.0.0.1:10249",
+			"--healthz-bind-address="+hostPort("0.0.0.0", AgentHealthPort),
+			"--v=1",
+		)
+		if err != nil {
+			return err
+		}
+		c.mu.Lock()
+		c.agents[n.Name] = p
+		c.mu.Unlock()
+	}
+	for _, n := range c.nodes {
+		if err := c.waitNodeHealth(ctx, n, c.agents[n.Name]); err != nil {
+			return fmt.Errorf("kube-proxy on %s: %w", n.Name, err)
+		}
+	}
+	return nil
+}
+
+// Close stops every process and removes every namespace. It is safe to
+// call more than once.
+func (c *Cluster) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	agents := make([]*proc, 0, len(c.agents))
+	for _, p := range c.agents {
+		agents = append(agents, p)
+	}
+	procs := c.procs
+	c.mu.Unlock()
+
+	t := time.Now()
+	if c.cancel != nil {
+		c.cancel()
+	}
+	stopAll(agents, 5*time.Second)
+	if c.sim != nil {
+		c.sim.stop()
+	}
+	c.bg.Wait()
+	for _, r := range c.relays {
+		r.Close()
+	}
+	for i := len(procs) - 1; i >= 0; i-- {
+		procs[i].stop(10 * time.Second)
+	}
+	var errs []error
+	if err := Cleanup(c.cfg.Prefix); err != nil {
+		errs = append(errs, err)
+	}
+	if c.work != "" && c.cfg.WorkDir == "" && !c.cfg.KeepWorkDir {
+		if err := os.RemoveAll(c.work); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	c.log.Info("cluster down", "prefix", c.cfg.Prefix, "elapsed", time.Since(t).Round(time.Millisecond))
+	return errors.Join(errs...)
+}
+
+// Kubeconfig is the admin kubeconfig (API server on loopback).
+func (c *Cluster) Kubeconfig() string { return c.kubeconfig }
+
+// NodeKubeconfig is the admin kubeconfig for processes inside node
+// namespaces (API server through the gateway relay).
+func (c *Cluster) NodeKubeconfig() string { return filepath.Join(c.work, "node.kubeconfig") }
+
+// RESTConfig is the admin client configuration.
+func (c *Cluster) RESTConfig() *rest.Config { return rest.CopyConfig(c.rest) }
+
+// Client is an admin clientset.
+func (c *Cluster) Client() kubernetes.Interface { return c.client }
+
+// Nodes lists the nodes.
+func (c *Cluster) Nodes() []Node { return append([]Node(nil), c.nodes...) }
+
+func (c *Cluster) node(name string) (Node, bool) {
+	for _, n := range c.nodes {
+		if n.Name == name {
+			return n, true
+		}
+	}
+	return Node{}, false
+}
+
+// Prefix names the cluster's namespaces.
+func (c *Cluster) Prefix() string { return c.cfg.Prefix }
+
+// ExternalNetNS is the namespace of the client outside the cluster.
+func (c *Cluster) ExternalNetNS() string { return c.extNS }
+
+// WorkDir holds certificates, kubeconfigs and logs/.
+func (c *Cluster) WorkDir() string { return c.work }
+
+// LogDir holds one log per process.
+func (c *Cluster) LogDir() string { return c.logDir }
+
+// ControlPlaneGRPC is doorman's control plane gRPC address on loopback.
+func (c *Cluster) ControlPlaneGRPC() string { return hostPort("127.0.0.1", c.cpGRPC) }
+
+// APIServerURL is the API server on loopback.
+func (c *Cluster) APIServerURL() string { return "https://" + hostPort("127.0.0.1", c.apiPort) }

@@ -1,0 +1,50 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
+)
+
+// SetLoadBalancerIngress writes a LoadBalancer Service's
+// status.loadBalancer.ingress, as a load-balancer controller would. An
+// ipMode of "" leaves the field unset (VIP).
+func (c *Cluster) SetLoadBalancerIngress(ctx context.Context, ns, name string, ipMode corev1.LoadBalancerIPMode, ips ...string) error {
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		svc, err := c.client.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		svc.Status.LoadBalancer.Ingress = nil
+		for _, ip := range ips {
+			ing := corev1.LoadBalancerIngress{IP: ip}
+			if ipMode != "" {
+				ing.IPMode = &ipMode
+			}
+			svc.Status.LoadBalancer.Ingress = append(svc.Status.LoadBalancer.Ingress, ing)
+		}
+		if _, err := c.client.CoreV1().Services(ns).UpdateStatus(ctx, svc, metav1.UpdateOptions{}); err != nil {
+			return fmt.Errorf("service %s/%s load balancer status: %w", ns, name, err)
+		}
+		return nil
+	})
+}
+
+// RouteFromExternal makes the external client send traffic for cidr (an
+// externalIP or load-balancer IP) to a node, as an upstream router or load
+// balancer would.
+func (c *Cluster) RouteFromExternal(cidr, nodeName string) error {
+	n, ok := c.node(nodeName)
+	if !ok {
+		return fmt.Errorf("no node %q", nodeName)
+	}
+	l, err := openNS(c.extNS)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	return l.route(cidr, n.IP, "eth0", false)
+}

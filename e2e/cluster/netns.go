@@ -1,0 +1,232 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+)
+
+// netnsDir is where ip(8) keeps named network namespaces.
+const netnsDir = "/run/netns"
+
+func addNetNS(name string) error {
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		return fmt.Errorf("ip netns add %s: %w: %s", name, err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+func delNetNS(name string) error {
+	if _, err := os.Stat(filepath.Join(netnsDir, name)); os.IsNotExist(err) {
+		return nil
+	}
+	if out, err := exec.Command("ip", "netns", "delete", name).CombinedOutput(); err != nil {
+		return fmt.Errorf("ip netns delete %s: %w: %s", name, err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// listNetNS returns the named namespaces whose name starts with prefix.
+func listNetNS(prefix string) ([]string, error) {
+	ents, err := os.ReadDir(netnsDir)
+	if os.IsNotExist(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), prefix) {
+			out = append(out, e.Name())
+		}
+	}
+	return out, nil
+}
+
+// inNetNS runs fn on a thread switched into the named namespace. Sockets
+// fn opens stay in that namespace after it returns. fn runs on a goroutine
+// of its own: if the thread cannot be switched back, that goroutine ends
+// still locked and the runtime discards the thread instead of reusing it.
+func inNetNS(name string, fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("current netns: %w", err)
+			return
+		}
+		defer orig.Close()
+		target, err := netns.GetFromName(name)
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("netns %s: %w", name, err)
+			return
+		}
+		defer target.Close()
+		if err := netns.Set(target); err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("enter netns %s: %w", name, err)
+			return
+		}
+		ferr := fn()
+		if err := netns.Set(orig); err != nil {
+			errc <- fmt.Errorf("leave netns %s: %w", name, err)
+			return // still locked: the thread dies with this goroutine
+		}
+		runtime.UnlockOSThread()
+		errc <- ferr
+	}()
+	return <-errc
+}
+
+// dialerIn returns a dialer whose sockets live in the named namespace.
+func dialerIn(name string) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var conn net.Conn
+		err := inNetNS(name, func() error {
+			var d net.Dialer
+			var err error
+			conn, err = d.DialContext(ctx, network, addr)
+			return err
+		})
+		return conn, err
+	}
+}
+
+// setSysctl writes value to /proc/sys/<key with dots as slashes> inside ns.
+func setSysctl(ns, key, value string) error {
+	path := "/proc/sys/" + strings.ReplaceAll(key, ".", "/")
+	return inNetNS(ns, func() error {
+		if err := os.WriteFile(path, []byte(value), 0o644); err != nil {
+			return fmt.Errorf("sysctl %s=%s in %s: %w", key, value, ns, err)
+		}
+		return nil
+	})
+}
+
+// nsHandle opens a netlink handle working inside the named namespace.
+type nsLink struct {
+	name string
+	fd   netns.NsHandle
+	h    *netlink.Handle
+}
+
+func openNS(name string) (*nsLink, error) {
+	fd, err := netns.GetFromName(name)
+	if err != nil {
+		return nil, fmt.Errorf("netns %s: %w", name, err)
+	}
+	h, err := netlink.NewHandleAt(fd)
+	if err != nil {
+		fd.Close()
+		return nil, fmt.Errorf("netlink handle in %s: %w", name, err)
+	}
+	return &nsLink{name: name, fd: fd, h: h}, nil
+}
+
+func (n *nsLink) Close() {
+	n.h.Close()
+	n.fd.Close()
+}
+
+func (n *nsLink) up(name string) error {
+	l, err := n.h.LinkByName(name)
+	if err != nil {
+		return fmt.Errorf("%s: link %s: %w", n.name, name, err)
+	}
+	if err := n.h.LinkSetUp(l); err != nil {
+		return fmt.Errorf("%s: set %s up: %w", n.name, name, err)
+	}
+	return nil
+}
+
+func (n *nsLink) addAddr(name, cidr string) error {
+	l, err := n.h.LinkByName(name)
+	if err != nil {
+		return fmt.Errorf("%s: link %s: %w", n.name, name, err)
+	}
+	a, err := netlink.ParseAddr(cidr)
+	if err != nil {
+		return err
+	}
+	if err := n.h.AddrAdd(l, a); err != nil {
+		return fmt.Errorf("%s: address %s on %s: %w", n.name, cidr, name, err)
+	}
+	return nil
+}
+
+// route adds dst (CIDR) via gw (may be "") out of dev (may be "").
+func (n *nsLink) route(dst, gw, dev string, scopeLink bool) error {
+	r := &netlink.Route{}
+	if dst != "default" {
+		_, ipn, err := net.ParseCIDR(dst)
+		if err != nil {
+			return err
+		}
+		r.Dst = ipn
+	}
+	if gw != "" {
+		r.Gw = net.ParseIP(gw)
+	}
+	if dev != "" {
+		l, err := n.h.LinkByName(dev)
+		if err != nil {
+			return fmt.Errorf("%s: link %s: %w", n.name, dev, err)
+		}
+		r.LinkIndex = l.Attrs().Index
+	}
+	if scopeLink {
+		r.Scope = netlink.SCOPE_LINK
+	}
+	if err := n.h.RouteAdd(r); err != nil {
+		return fmt.Errorf("%s: route %s via %q dev %q: %w", n.name, dst, gw, dev, err)
+	}
+	return nil
+}
+
+// veth creates a pair: local end name here (optionally enslaved to master),
+// peer end peerName in namespace peer.
+func (n *nsLink) veth(name, master string, peer *nsLink, peerName string) error {
+	attrs := netlink.NewLinkAttrs()
+	attrs.Name = name
+	if master != "" {
+		m, err := n.h.LinkByName(master)
+		if err != nil {
+			return fmt.Errorf("%s: link %s: %w", n.name, master, err)
+		}
+		attrs.MasterIndex = m.Attrs().Index
+	}
+	v := &netlink.Veth{LinkAttrs: attrs, PeerName: peerName, PeerNamespace: netlink.NsFd(peer.fd)}
+	if err := n.h.LinkAdd(v); err != nil {
+		return fmt.Errorf("%s: veth %s <-> %s/%s: %w", n.name, name, peer.name, peerName, err)
+	}
+	return n.up(name)
+}
+
+func (n *nsLink) bridge(name string) error {
+	attrs := netlink.NewLinkAttrs()
+	attrs.Name = name
+	if err := n.h.LinkAdd(&netlink.Bridge{LinkAttrs: attrs}); err != nil {
+		return fmt.Errorf("%s: bridge %s: %w", n.name, name, err)
+	}
+	return n.up(name)
+}
+
+func (n *nsLink) delLink(name string) error {
+	l, err := n.h.LinkByName(name)
+	if err != nil {
+		return nil // already gone
+	}
+	return n.h.LinkDel(l)
+}

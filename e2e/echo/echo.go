@@ -1,0 +1,174 @@
+package echo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Server answers on the listeners it was given until Close.
+type Server struct {
+	name string
+
+	mu      sync.Mutex
+	closers []io.Closer
+	wg      sync.WaitGroup
+}
+
+// NewServer returns a server answering with name.
+func NewServer(name string) *Server { return &Server{name: name} }
+
+// ServeTCP serves HTTP on ln in the background.
+func (s *Server) ServeTCP(ln net.Listener) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/hostname", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, s.name)
+	})
+	mux.HandleFunc("/clientip", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, r.RemoteAddr)
+	})
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, "ok")
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	// Keep-alives off: every request is a new connection, so every call
+	// through a Service picks an endpoint afresh.
+	srv.SetKeepAlivesEnabled(false)
+	s.track(srv)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		_ = srv.Serve(ln)
+	}()
+}
+
+// ServeUDP answers datagrams on pc in the background.
+func (s *Server) ServeUDP(pc net.PacketConn) {
+	s.track(pc)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		buf := make([]byte, 2048)
+		for {
+			n, addr, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			reply := answerUDP(s.name, strings.TrimSpace(string(buf[:n])), addr)
+			_, _ = pc.WriteTo([]byte(reply), addr)
+		}
+	}()
+}
+
+func answerUDP(name, req string, from net.Addr) string {
+	switch {
+	case req == "hostname":
+		return name
+	case req == "clientip":
+		return from.String()
+	case strings.HasPrefix(req, "echo "):
+		return strings.TrimPrefix(req, "echo ")
+	default:
+		return "unknown request " + req
+	}
+}
+
+func (s *Server) track(c io.Closer) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closers = append(s.closers, c)
+}
+
+// Close stops every listener and waits for the serving goroutines.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	cs := s.closers
+	s.closers = nil
+	s.mu.Unlock()
+	var errs []error
+	for _, c := range cs {
+		if err := c.Close(); err != nil && !errors.Is(err, net.ErrClosed) && !errors.Is(err, http.ErrServerClosed) {
+			errs = append(errs, err)
+		}
+	}
+	s.wg.Wait()
+	return errors.Join(errs...)
+}
+
+// Dialer opens a connection; net.Dialer.DialContext is one, a dialer bound
+// to a network namespace another.
+type Dialer func(ctx context.Context, network, addr string) (net.Conn, error)
+
+// Ask sends request ("hostname" or "clientip") to addr over proto ("tcp"
+// means HTTP, "udp" a datagram) on a fresh connection and returns the
+// answer.
+func Ask(ctx context.Context, dial Dialer, proto, addr, request string) (string, error) {
+	if dial == nil {
+		var d net.Dialer
+		dial = d.DialContext
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 3*time.Second)
+		defer cancel()
+	}
+	switch strings.ToLower(proto) {
+	case "tcp":
+		return askHTTP(ctx, dial, addr, request)
+	case "udp":
+		return askUDP(ctx, dial, addr, request)
+	default:
+		return "", fmt.Errorf("ask %s: unsupported protocol %q", addr, proto)
+	}
+}
+
+func askHTTP(ctx context.Context, dial Dialer, addr, request string) (string, error) {
+	tr := &http.Transport{
+		DialContext:       dial,
+		DisableKeepAlives: true,
+	}
+	defer tr.CloseIdleConnections()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/"+request, nil)
+	if err != nil {
+		return "", fmt.Errorf("ask %s: %w", addr, err)
+	}
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		return "", fmt.Errorf("ask %s over http: %w", addr, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if err != nil {
+		return "", fmt.Errorf("ask %s over http: read: %w", addr, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("ask %s over http: status %s", addr, resp.Status)
+	}
+	return strings.TrimSpace(string(body)), nil
+}
+
+func askUDP(ctx context.Context, dial Dialer, addr, request string) (string, error) {
+	conn, err := dial(ctx, "udp", addr)
+	if err != nil {
+		return "", fmt.Errorf("ask %s over udp: %w", addr, err)
+	}
+	defer conn.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
+	if _, err := conn.Write([]byte(request)); err != nil {
+		return "", fmt.Errorf("ask %s over udp: write: %w", addr, err)
+	}
+	buf := make([]byte, 2048)
+	n, err := conn.Read(buf)
+	if err != nil {
+		return "", fmt.Errorf("ask %s over udp: read: %w", addr, err)
+	}
+	return strings.TrimSpace(string(buf[:n])), nil
+}

@@ -1,0 +1,143 @@
+//go:build e2e
+
+package suite
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/doorman-proxy/doorman/e2e/cluster"
+	"github.com/doorman-proxy/doorman/e2e/provider"
+)
+
+var (
+	flagProvider = flag.String("e2e.provider", "", "netns (default) or kind (needs KUBECONFIG); env DOORMAN_E2E_PROVIDER")
+	flagNodes    = flag.Int("e2e.nodes", 3, "nodes of the netns cluster")
+	flagServices = flag.Int("e2e.services", 1000, "Services of the scale case")
+	flagProxy    = flag.String("e2e.proxy", "doorman", "what implements Services on netns nodes: doorman, kube-proxy or none")
+	flagKeep     = flag.Bool("e2e.keep-workdir", false, "keep the netns cluster's work dir (logs, kubeconfig)")
+	flagVerbose  = flag.Bool("e2e.log", false, "log the cluster's lifecycle")
+)
+
+// prov is the cluster every test runs against.
+var prov provider.Provider
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	ctx := context.Background()
+	name := provider.Selected(*flagProvider)
+	level := hclog.Warn
+	if *flagVerbose || testing.Verbose() {
+		level = hclog.Info
+	}
+	log := hclog.New(&hclog.LoggerOptions{Name: "e2e", Level: level})
+	opts := provider.NetNSOptions{
+		Nodes:       *flagNodes,
+		Proxy:       cluster.Proxy(*flagProxy),
+		KeepWorkDir: *flagKeep,
+		Logger:      log,
+	}
+	if name == "netns" {
+		if os.Geteuid() != 0 {
+			fmt.Fprintln(os.Stderr, "e2e: the netns provider needs root; skipping the suite")
+			return 0
+		}
+		if opts.Proxy == cluster.ProxyDoorman {
+			dir, cleanup, err := doormanBinaries()
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "e2e:", err)
+				return 1
+			}
+			defer cleanup()
+			opts.DoormanBinDir = dir
+		}
+	}
+	// Ctrl-C, during start-up or tests: tear the cluster down before dying.
+	startCtx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	started := make(chan struct{})
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	go func() {
+		if _, ok := <-sigs; !ok {
+			return
+		}
+		fmt.Fprintln(os.Stderr, "e2e: interrupted, tearing the cluster down")
+		cancel()
+		<-started
+		if prov != nil {
+			_ = prov.Close()
+		}
+		os.Exit(130)
+	}()
+	p, err := provider.Open(startCtx, name, opts)
+	if err == nil {
+		prov = p
+	}
+	close(started)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: start provider:", err)
+		return 1
+	}
+	code := m.Run()
+	if err := p.Close(); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: tear down:", err)
+	}
+	return code
+}
+
+// doormanBinaries returns a directory holding controlplane and nodeagent:
+// DOORMAN_BIN when set, else a fresh build of the module's binaries.
+func doormanBinaries() (string, func(), error) {
+	if dir := os.Getenv("DOORMAN_BIN"); dir != "" {
+		return dir, func() {}, nil
+	}
+	dir, err := os.MkdirTemp("", "doorman-bin-")
+	if err != nil {
+		return "", nil, err
+	}
+	root, err := moduleRoot()
+	if err != nil {
+		return "", nil, err
+	}
+	cmd := exec.Command("go", "build", "-o", dir+"/", "./controlplane", "./nodeagent")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		os.RemoveAll(dir)
+		return "", nil, fmt.Errorf("build doorman binaries: %w\n%s", err, strings.TrimSpace(string(out)))
+	}
+	return dir, func() { os.RemoveAll(dir) }, nil
+}
+
+func moduleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil && strings.HasPrefix(string(b), "module github.com/doorman-proxy/doorman\n") {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("module root not found above the working directory")
+		}
+		dir = parent
+	}
+}
