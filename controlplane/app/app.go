@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 	"k8s.io/client-go/kubernetes"
 
@@ -50,7 +51,12 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	h := hub.New(hub.Config{NodePortCIDRs: cidrs, VersionSeed: cfg.VersionSeed, Logger: log.Named("hub")})
 
-	opts := append([]grpc.ServerOption{server.Codec()}, cfg.ServerOptions...)
+	opts := append([]grpc.ServerOption{
+		server.Codec(),
+		// Agents ping every 30 s, also with no stream open, to notice a
+		// dead control plane; allow that rather than answer with GOAWAY.
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 20 * time.Second, PermitWithoutStream: true}),
+	}, cfg.ServerOptions...)
 	gs := grpc.NewServer(opts...)
 	server.Register(gs, h, log.Named("server"))
 	reflection.Register(gs)
