@@ -168,7 +168,8 @@ func run(p paths) int {
 		fmt.Println("    FAIL: start the cluster process:", err)
 		return 1
 	}
-	logf.Close()
+	// The child holds its own descriptor of the log now.
+	_ = logf.Close()
 	if err := os.WriteFile(p.pidFile, []byte(strconv.Itoa(child.Process.Pid)), 0o644); err != nil {
 		fmt.Println("    FAIL:", err)
 		return 1
@@ -182,7 +183,7 @@ func run(p paths) int {
 		<-sigs
 		fmt.Println("\n==> interrupted: tearing the cluster down")
 		_ = child.Process.Signal(syscall.SIGTERM)
-		<-exited
+		_ = <-exited
 		_ = cluster.Cleanup(prefix)
 		_ = os.Remove(p.pidFile)
 		os.Exit(130)
@@ -197,7 +198,7 @@ func follow(path string, exited <-chan error) int {
 		fmt.Println("demo:", err)
 		return 1
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	r := bufio.NewReader(f)
 	var partial string
 	var childErr error

@@ -227,7 +227,7 @@ func (d *demo) deploy(ctx context.Context) error {
 		return err
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "    SERVICE\tTYPE\tCLUSTER-IP\tPORTS\tNOTE")
+	_, _ = fmt.Fprintln(tw, "    SERVICE\tTYPE\tCLUSTER-IP\tPORTS\tNOTE")
 	for _, s := range sl.Items {
 		var ports []string
 		for _, p := range s.Spec.Ports {
@@ -248,9 +248,11 @@ func (d *demo) deploy(ctx context.Context) error {
 		case s.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal:
 			note = "externalTrafficPolicy Local"
 		}
-		fmt.Fprintf(tw, "    %s\t%s\t%s\t%s\t%s\n", s.Name, s.Spec.Type, s.Spec.ClusterIP, strings.Join(ports, ","), note)
+		_, _ = fmt.Fprintf(tw, "    %s\t%s\t%s\t%s\t%s\n", s.Name, s.Spec.Type, s.Spec.ClusterIP, strings.Join(ports, ","), note)
 	}
-	tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
 	say("%d Pods Ready on %d nodes", countPods(apps), len(d.c.Nodes()))
 	return nil
 }
@@ -365,7 +367,7 @@ func (d *demo) spread(ctx context.Context) error {
 		}
 		say("%-10s %-18s %s", name, target, strings.Join(parts, " "))
 		if failed > 0 {
-			errs = append(errs, fmt.Errorf("%s: %d of 30 calls failed: %v", name, failed, last))
+			errs = append(errs, fmt.Errorf("%s: %d of 30 calls failed: %w", name, failed, last))
 			continue
 		}
 		for _, pod := range pods {
@@ -472,7 +474,7 @@ func (d *demo) rollout(ctx context.Context) error {
 	say("old Pods %s → new Pods %s", names(before), names(after))
 	say("%d calls answered, %d failed; ClusterIP %s unchanged", ok.Load(), failed.Load(), ip)
 	if failed.Load() > 0 {
-		return fmt.Errorf("%d calls failed during the rollout, first: %v", failed.Load(), firstErr)
+		return fmt.Errorf("%d calls failed during the rollout, first: %w", failed.Load(), firstErr)
 	}
 	if ip2, _, _ := d.clusterIP(ctx, "catalog"); ip2 != ip {
 		return fmt.Errorf("ClusterIP changed from %s to %s", ip, ip2)
@@ -560,7 +562,7 @@ func (d *demo) agentCounts(ctx context.Context, node cluster.Node, pods []corev1
 	if err != nil {
 		return 0, 0, err
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }()
 	cl := doormanv1.NewAgentInspectServiceClient(conn)
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
@@ -652,7 +654,7 @@ func (d *demo) nodePort(ctx context.Context) error {
 		}
 		say("%s %-18s %s  (%s)", n.Name, target, strings.Join(parts, " "), local)
 		if failed > 0 {
-			errs = append(errs, fmt.Errorf("via %s: %d of 10 failed: %v", n.Name, failed, last))
+			errs = append(errs, fmt.Errorf("via %s: %d of 10 failed: %w", n.Name, failed, last))
 		}
 	}
 	return errors.Join(errs...)
