@@ -183,7 +183,9 @@ func run(p paths) int {
 		<-sigs
 		fmt.Println("\n==> interrupted: tearing the cluster down")
 		_ = child.Process.Signal(syscall.SIGTERM)
-		_ = <-exited
+		if err := <-exited; err != nil {
+			fmt.Println("    cluster process ended:", err)
+		}
 		_ = cluster.Cleanup(prefix)
 		_ = os.Remove(p.pidFile)
 		os.Exit(130)
