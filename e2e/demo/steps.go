@@ -378,8 +378,12 @@ func (d *demo) spread(ctx context.Context) error {
 		if len(counts) > len(pods) {
 			errs = append(errs, fmt.Errorf("%s: answers from Pods outside the Service: %v", name, counts))
 		}
+		// sessionAffinity ClientIP: one client, one backend.
+		if name == "orders" && len(counts) != 1 {
+			errs = append(errs, fmt.Errorf("orders has sessionAffinity ClientIP, yet one client reached %d Pods: %v", len(counts), counts))
+		}
 	}
-	say("(orders has sessionAffinity ClientIP: one backend is expected once affinity is implemented)")
+	say("(orders has sessionAffinity ClientIP: every call from one client lands on one Pod)")
 	return errors.Join(errs...)
 }
 
