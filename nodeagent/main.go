@@ -16,6 +16,9 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/doorman-proxy/doorman/nodeagent/app"
 )
@@ -35,6 +38,10 @@ func run() error {
 	var (
 		nodeName      = flag.String("node-name", defaultNode, "this node's name (default: $NODE_NAME, then the hostname)")
 		controlPlanes = flag.String("control-plane", "", "control plane gRPC addresses, host:port, comma-separated; tried in turn")
+		cpService     = flag.String("control-plane-service", "", "control plane Service as NAMESPACE/NAME:PORTNAME (e.g. doorman-system/doorman-controlplane:grpc): its ready endpoints, from the API server's EndpointSlices, are tried in turn after --control-plane")
+		kubeconfig    = flag.String("kubeconfig", "", "kubeconfig file for --control-plane-service (default: in-cluster configuration)")
+		apiServer     = flag.String("apiserver", "", "API server URL for --control-plane-service, overriding the configuration's; in-cluster configuration points at the kubernetes Service VIP, which doorman itself programs, so a fresh node needs a real address here (or in --kubeconfig)")
+		hcAddress     = flag.String("health-check-address", "", "IP the healthCheckNodePort servers listen on (\"\" = every address)")
 		cachePath     = flag.String("cache", "/var/lib/doorman/cache.db", "cache file of the last applied view (\"\" = none)")
 		inspectListen = flag.String("inspect-listen", "127.0.0.1:9410", "address of the local Inspect gRPC service (\"\" = off)")
 		healthListen  = flag.String("health-listen", ":10256", "address of /healthz (\"\" = off)")
@@ -58,8 +65,11 @@ func run() error {
 			targets = append(targets, t)
 		}
 	}
-	if len(targets) == 0 {
-		return fmt.Errorf("--control-plane is required")
+	if len(targets) == 0 && *cpService == "" {
+		return fmt.Errorf("--control-plane or --control-plane-service is required")
+	}
+	if *hcAddress != "" && net.ParseIP(*hcAddress) == nil {
+		return fmt.Errorf("--health-check-address %q is not an IP address", *hcAddress)
 	}
 	if *nodeName == "" {
 		return fmt.Errorf("--node-name is required (no $NODE_NAME and no hostname)")
@@ -71,13 +81,36 @@ func run() error {
 	dialOpts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
 
 	cfg := app.Config{
-		NodeName:      *nodeName,
-		ControlPlanes: targets,
-		DialOptions:   dialOpts,
-		CachePath:     *cachePath,
-		NetNSPath:     *netns,
-		ResyncPeriod:  *resyncPeriod,
-		Logger:        log,
+		NodeName:            *nodeName,
+		ControlPlanes:       targets,
+		ControlPlaneService: *cpService,
+		DialOptions:         dialOpts,
+		CachePath:           *cachePath,
+		NetNSPath:           *netns,
+		HealthCheckAddress:  *hcAddress,
+		ResyncPeriod:        *resyncPeriod,
+		Logger:              log,
+	}
+	if *cpService != "" {
+		// The API server is used only to find the control plane.
+		var rc *rest.Config
+		var err error
+		if *kubeconfig == "" {
+			rc, err = rest.InClusterConfig()
+		} else {
+			rc, err = clientcmd.BuildConfigFromFlags("", *kubeconfig)
+		}
+		if err != nil {
+			return fmt.Errorf("kubernetes client configuration: %w", err)
+		}
+		if *apiServer != "" {
+			rc.Host = *apiServer
+		} else if *kubeconfig == "" {
+			log.Warn("API server reached through the kubernetes Service VIP: a node without doorman's rules cannot find the control plane; pass --apiserver", "host", rc.Host)
+		}
+		if cfg.Kubernetes, err = kubernetes.NewForConfig(rc); err != nil {
+			return fmt.Errorf("kubernetes client: %w", err)
+		}
 	}
 	if *resyncPeriod < 0 {
 		return fmt.Errorf("--resync-period must not be negative")

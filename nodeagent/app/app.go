@@ -8,17 +8,23 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"google.golang.org/grpc"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/doorman-proxy/doorman/nodeagent/internal/agent"
 	"github.com/doorman-proxy/doorman/nodeagent/internal/cache"
+	"github.com/doorman-proxy/doorman/nodeagent/internal/conntrack"
 	"github.com/doorman-proxy/doorman/nodeagent/internal/dataplane"
+	"github.com/doorman-proxy/doorman/nodeagent/internal/discovery"
 	"github.com/doorman-proxy/doorman/nodeagent/internal/drift"
+	"github.com/doorman-proxy/doorman/nodeagent/internal/followup"
+	"github.com/doorman-proxy/doorman/nodeagent/internal/healthcheck"
 	"github.com/doorman-proxy/doorman/nodeagent/internal/inspect"
 	"github.com/doorman-proxy/doorman/nodeagent/internal/metrics"
 	"github.com/doorman-proxy/doorman/nodeagent/internal/state"
@@ -27,14 +33,23 @@ import (
 
 // Config configures Run.
 type Config struct {
-	NodeName        string
-	ControlPlanes   []string // host:port, tried in turn
-	DialOptions     []grpc.DialOption
-	CachePath       string       // bbolt file; "" = no cache
-	InspectListener net.Listener // AgentInspectService + reflection; nil = none
-	HealthListener  net.Listener // /healthz; nil = none
-	MetricsListener net.Listener // /metrics (Prometheus); nil = none
-	NetNSPath       string       // passed to dataplane.Options and the drift monitor
+	NodeName      string
+	ControlPlanes []string // host:port, tried in turn (before any discovered ones)
+	// ControlPlaneService, "NAMESPACE/NAME:PORTNAME", is the control
+	// plane's Service: its ready endpoints, watched through Kubernetes
+	// (EndpointSlices only), are dialled in turn as the list changes. ""
+	// = none; ControlPlanes, this or both must be given.
+	ControlPlaneService string
+	Kubernetes          kubernetes.Interface // for ControlPlaneService
+	DialOptions         []grpc.DialOption
+	CachePath           string       // bbolt file; "" = no cache
+	InspectListener     net.Listener // AgentInspectService + reflection; nil = none
+	HealthListener      net.Listener // /healthz; nil = none
+	MetricsListener     net.Listener // /metrics (Prometheus); nil = none
+	NetNSPath           string       // passed to dataplane.Options, the drift monitor, conntrack and health checks
+	// HealthCheckAddress is the IP the healthCheckNodePort servers listen
+	// on (in the NetNSPath namespace); "" = every address.
+	HealthCheckAddress string
 	// ResyncPeriod is the backstop full reconcile of the kernel, on top of
 	// the event monitor; 0 disables it.
 	ResyncPeriod time.Duration
@@ -51,8 +66,18 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.NodeName == "" {
 		return errors.New("no node name")
 	}
-	if len(cfg.ControlPlanes) == 0 {
-		return errors.New("no control plane")
+	if len(cfg.ControlPlanes) == 0 && cfg.ControlPlaneService == "" {
+		return errors.New("no control plane: give addresses or a control-plane service")
+	}
+	var cpService discovery.Service
+	if cfg.ControlPlaneService != "" {
+		var err error
+		if cpService, err = discovery.ParseService(cfg.ControlPlaneService); err != nil {
+			return err
+		}
+		if cfg.Kubernetes == nil {
+			return fmt.Errorf("control-plane service %s: no Kubernetes client", cfg.ControlPlaneService)
+		}
 	}
 	log = log.With("node", cfg.NodeName)
 
@@ -108,6 +133,24 @@ func Run(ctx context.Context, cfg Config) error {
 		kernel = monitor.Kernel(kernel)
 	}
 
+	// After every committed transaction (the start-up Sync from the cache
+	// included): stale UDP conntrack entries go, health check ports follow
+	// the view.
+	var cleaner followup.Cleaner
+	if c, err := conntrack.New(log, conntrack.Options{NetNSPath: cfg.NetNSPath}); err != nil {
+		log.Error("no conntrack clean-up: stale UDP entries are left to time out", "error", err)
+	} else {
+		defer func() {
+			if err := c.Close(); err != nil {
+				log.Warn("close conntrack", "error", err)
+			}
+		}()
+		cleaner = c
+	}
+	health := healthcheck.New(log, healthcheck.Options{NetNSPath: cfg.NetNSPath, Address: cfg.HealthCheckAddress})
+	defer func() { _ = health.Close() }()
+	kernel = followup.Wrap(kernel, followup.Config{Cleaner: cleaner, Health: health, Observer: m, Logger: log.Named("followup")})
+
 	a := agent.New(cfg.NodeName, view, kernel, store)
 	if err := m.Watch(reg, a); err != nil {
 		return err
@@ -141,16 +184,47 @@ func Run(ctx context.Context, cfg Config) error {
 		<-driftDone
 	}()
 
-	log.Info("starting", "control_planes", cfg.ControlPlanes)
+	targets := stream.Static(cfg.ControlPlanes...)
+	if cfg.ControlPlaneService != "" {
+		w, err := discovery.New(log.Named("discovery"), cfg.Kubernetes, cpService)
+		if err != nil {
+			return err
+		}
+		discoveryCtx, stopDiscovery := context.WithCancel(ctx)
+		discoveryDone := make(chan struct{})
+		go func() {
+			defer close(discoveryDone)
+			w.Run(discoveryCtx)
+		}()
+		defer func() {
+			stopDiscovery()
+			<-discoveryDone
+		}()
+		targets = func() []string { return joinTargets(cfg.ControlPlanes, w.Addresses()) }
+	}
+
+	log.Info("starting", "control_planes", cfg.ControlPlanes, "control_plane_service", cfg.ControlPlaneService)
 	err = stream.Run(ctx, stream.Config{
-		ControlPlanes: cfg.ControlPlanes,
-		DialOptions:   append([]grpc.DialOption{grpc.WithStatsHandler(m.StatsHandler())}, cfg.DialOptions...),
-		Agent:         a,
-		Observer:      m,
-		Logger:        log.Named("stream"),
+		Targets:     targets,
+		DialOptions: append([]grpc.DialOption{grpc.WithStatsHandler(m.StatsHandler())}, cfg.DialOptions...),
+		Agent:       a,
+		Observer:    m,
+		Logger:      log.Named("stream"),
 	})
 	log.Info("stopping; kernel rules stay in place")
 	return err
+}
+
+// joinTargets is the static addresses, then the discovered ones not
+// among them.
+func joinTargets(static, discovered []string) []string {
+	out := append(make([]string, 0, len(static)+len(discovered)), static...)
+	for _, d := range discovered {
+		if !slices.Contains(static, d) {
+			out = append(out, d)
+		}
+	}
+	return out
 }
 
 // openCache opens the cache and restores its view. An unreadable file is

@@ -133,6 +133,13 @@ type agentRun struct {
 
 func startAgent(t *testing.T, ns *testnet.NS, cachePath string, controlPlanes ...string) *agentRun {
 	t.Helper()
+	return startAgentWith(t, ns, cachePath, func(c *Config) { c.ControlPlanes = controlPlanes })
+}
+
+// startAgentWith starts the agent with the test's listeners and logger,
+// after mod changed the Config.
+func startAgentWith(t *testing.T, ns *testnet.NS, cachePath string, mod func(*Config)) *agentRun {
+	t.Helper()
 	health, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -153,18 +160,19 @@ func startAgent(t *testing.T, ns *testnet.NS, cachePath string, controlPlanes ..
 		inspect: inspectLis.Addr().String(),
 		logs:    logs, cancel: cancel, done: make(chan error, 1),
 	}
+	cfg := Config{
+		NodeName:        "node-1",
+		DialOptions:     []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())},
+		CachePath:       cachePath,
+		HealthListener:  health,
+		MetricsListener: metricsLis,
+		InspectListener: inspectLis,
+		NetNSPath:       ns.Path(),
+		Logger:          hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Debug}),
+	}
+	mod(&cfg)
 	go func() {
-		r.done <- Run(ctx, Config{
-			NodeName:        "node-1",
-			ControlPlanes:   controlPlanes,
-			DialOptions:     []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())},
-			CachePath:       cachePath,
-			HealthListener:  health,
-			MetricsListener: metricsLis,
-			InspectListener: inspectLis,
-			NetNSPath:       ns.Path(),
-			Logger:          hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Debug}),
-		})
+		r.done <- Run(ctx, cfg)
 	}()
 	t.Cleanup(func() { r.stop(t) })
 	return r

@@ -1,7 +1,10 @@
 // Package app wires the node agent: the cache, the dataplane, the agent
 // state machine, the stream to the control planes, the drift monitor and
-// its periodic resync, the local Inspect service, /healthz and /metrics. main.go only parses flags, builds the logger and
-// the listeners, and calls Run; the whole-path test calls Run too.
+// its periodic resync, the discovery of control-plane replicas from their
+// Service's EndpointSlices (when asked), the follow-ups of each commit (conntrack clean-up,
+// healthCheckNodePort servers), the local Inspect service, /healthz and
+// /metrics. main.go only parses flags, builds the logger and the
+// listeners, and calls Run; the whole-path test calls Run too.
 //
 // app owns no logic of its own beyond the order of start-up and shutdown:
 // the drift monitor subscribes before the cached view is programmed, the

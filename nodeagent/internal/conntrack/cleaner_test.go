@@ -42,12 +42,12 @@ func TestCleanMovesUDPClient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer d.Close()
+	defer func() { _ = d.Close() }()
 	c, err := conntrack.New(hclog.NewNullLogger(), conntrack.Options{NetNSPath: node.Path()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 
 	old := dnsService("10.0.2.2")
 	nodeEntry := &doormanv1.Entry{Key: doormanv1.NodeKey, Value: &doormanv1.Entry_Node{Node: &doormanv1.Node{Name: "node"}}}
@@ -64,7 +64,7 @@ func TestCleanMovesUDPClient(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }()
 	ask := func() string {
 		t.Helper()
 		if _, err := conn.WriteTo([]byte("ping\n"), &net.UDPAddr{IP: net.ParseIP("10.96.0.53"), Port: 53}); err != nil {

@@ -43,25 +43,21 @@ func Plan(changes []dataplane.Change) []Target {
 		if old == nil {
 			// A new UDP Service may reuse a frontend whose traffic was
 			// refused or went elsewhere.
-			if new != nil && len(new.GetEndpoints()) > 0 {
-				for _, f := range frontends(new) {
-					add(f)
-				}
+			if new != nil {
+				gained(nil, new, add)
 			}
 			continue
 		}
 		removed := removedEndpoints(old, new)
-		oldFronts := frontends(old)
+		oldFronts := append(internalFrontends(old), externalFrontends(old)...)
 		for _, ep := range removed {
 			for _, f := range oldFronts {
 				f.Endpoint = ep
 				add(f)
 			}
 		}
-		if new != nil && len(old.GetEndpoints()) == 0 && len(new.GetEndpoints()) > 0 {
-			for _, f := range frontends(new) {
-				add(f)
-			}
+		if new != nil {
+			gained(old, new, add)
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return less(out[i], out[j]) })
@@ -92,36 +88,68 @@ func udpPort(e *doormanv1.Entry) *doormanv1.ServicePort {
 	return sp
 }
 
-// frontends lists what a UDP Service port answers on: ClusterIP,
-// externalIPs and LoadBalancer IPs with its port, and its NodePort.
-func frontends(sp *doormanv1.ServicePort) []Target {
+// gained adds every entry toward the frontends of new that had no endpoint
+// in old (nil: did not exist) and have one now. The ClusterIP uses
+// "endpoints"; external frontends the cluster-wide set.
+func gained(old, new *doormanv1.ServicePort, add func(Target)) {
+	if len(old.GetEndpoints()) == 0 && len(new.GetEndpoints()) > 0 {
+		for _, f := range internalFrontends(new) {
+			add(f)
+		}
+	}
+	if len(clusterSet(old)) == 0 && len(clusterSet(new)) > 0 {
+		for _, f := range externalFrontends(new) {
+			add(f)
+		}
+	}
+}
+
+// clusterSet is the cluster-wide endpoint set external frontends use.
+func clusterSet(sp *doormanv1.ServicePort) []*doormanv1.Endpoint {
+	if sp.GetInternalPolicyLocal() {
+		return sp.GetClusterEndpoints()
+	}
+	return sp.GetEndpoints()
+}
+
+// internalFrontends is the ClusterIP with its port.
+func internalFrontends(sp *doormanv1.ServicePort) []Target {
+	return addrFrontends(sp, []string{sp.GetClusterIp()})
+}
+
+// externalFrontends lists externalIPs and LoadBalancer IPs with the
+// Service port, and the NodePort.
+func externalFrontends(sp *doormanv1.ServicePort) []Target {
+	out := addrFrontends(sp, append(append([]string(nil), sp.GetExternalIps()...), sp.GetLoadBalancerIps()...))
+	if np := sp.GetNodePort(); np != 0 && np <= 65535 {
+		out = append(out, Target{Port: uint16(np), NodePort: true, IPv6: sp.GetFamily() == doormanv1.IPFamily_IP_FAMILY_IPV6})
+	}
+	return out
+}
+
+func addrFrontends(sp *doormanv1.ServicePort, addrs []string) []Target {
 	var out []Target
 	v6 := sp.GetFamily() == doormanv1.IPFamily_IP_FAMILY_IPV6
 	port := uint16(sp.GetPort())
-	addrs := append([]string{sp.GetClusterIp()}, sp.GetExternalIps()...)
-	addrs = append(addrs, sp.GetLoadBalancerIps()...)
 	for _, s := range addrs {
 		if a, err := netip.ParseAddr(s); err == nil && port != 0 {
 			out = append(out, Target{Frontend: a.Unmap(), Port: port, IPv6: v6})
 		}
 	}
-	if np := sp.GetNodePort(); np != 0 && np <= 65535 {
-		out = append(out, Target{Port: uint16(np), NodePort: true, IPv6: v6})
-	}
 	return out
 }
 
-// removedEndpoints lists endpoint addresses old had (cluster-wide or
-// local) that new lacks altogether.
+// removedEndpoints lists endpoint addresses old had (in any of its sets:
+// endpoints, cluster-wide, local) that new lacks altogether.
 func removedEndpoints(old, new *doormanv1.ServicePort) []netip.Addr {
 	keep := map[netip.Addr]bool{}
-	for _, ep := range append(append([]*doormanv1.Endpoint(nil), new.GetEndpoints()...), new.GetLocalEndpoints()...) {
+	for _, ep := range allEndpoints(new) {
 		if a, err := netip.ParseAddr(ep.GetIp()); err == nil {
 			keep[a.Unmap()] = true
 		}
 	}
 	var out []netip.Addr
-	for _, ep := range append(append([]*doormanv1.Endpoint(nil), old.GetEndpoints()...), old.GetLocalEndpoints()...) {
+	for _, ep := range allEndpoints(old) {
 		a, err := netip.ParseAddr(ep.GetIp())
 		if err != nil {
 			continue
@@ -133,4 +161,10 @@ func removedEndpoints(old, new *doormanv1.ServicePort) []netip.Addr {
 		}
 	}
 	return out
+}
+
+func allEndpoints(sp *doormanv1.ServicePort) []*doormanv1.Endpoint {
+	out := append([]*doormanv1.Endpoint(nil), sp.GetEndpoints()...)
+	out = append(out, sp.GetClusterEndpoints()...)
+	return append(out, sp.GetLocalEndpoints()...)
 }

@@ -19,6 +19,18 @@ func sp(proto doormanv1.Protocol, eps ...string) *doormanv1.Entry {
 	return &doormanv1.Entry{Key: doormanv1.ServicePortKey(s), Value: &doormanv1.Entry_ServicePort{ServicePort: s}}
 }
 
+// nodeLocal is sp with internalTrafficPolicy Local: endpoints are this
+// node's, cluster the cluster-wide set.
+func nodeLocal(local, cluster []string) *doormanv1.Entry {
+	e := sp(udp, local...)
+	s := e.GetServicePort()
+	s.InternalPolicyLocal = true
+	for _, ip := range cluster {
+		s.ClusterEndpoints = append(s.ClusterEndpoints, &doormanv1.Endpoint{Ip: ip, Port: 5353})
+	}
+	return e
+}
+
 const udp, tcp = doormanv1.Protocol_PROTOCOL_UDP, doormanv1.Protocol_PROTOCOL_TCP
 
 func TestPlan(t *testing.T) {
@@ -52,6 +64,28 @@ func TestPlan(t *testing.T) {
 			old:  sp(udp), new: sp(udp, "10.244.0.1"),
 			want: []Target{
 				{Frontend: cip, Port: 53},
+				{Frontend: ext, Port: 53},
+				{Port: 30053, NodePort: true},
+			},
+		},
+		{
+			name: "internal policy local: remote endpoint removed",
+			old:  nodeLocal(nil, []string{"10.244.1.1", "10.244.2.1"}), new: nodeLocal(nil, []string{"10.244.2.1"}),
+			want: []Target{
+				{Frontend: cip, Port: 53, Endpoint: a("10.244.1.1")},
+				{Frontend: ext, Port: 53, Endpoint: a("10.244.1.1")},
+				{Port: 30053, NodePort: true, Endpoint: a("10.244.1.1")},
+			},
+		},
+		{
+			name: "internal policy local: first local endpoint clears the ClusterIP only",
+			old:  nodeLocal(nil, []string{"10.244.2.1"}), new: nodeLocal([]string{"10.244.0.1"}, []string{"10.244.0.1", "10.244.2.1"}),
+			want: []Target{{Frontend: cip, Port: 53}},
+		},
+		{
+			name: "internal policy local: first remote endpoint clears the external frontends only",
+			old:  nodeLocal(nil, nil), new: nodeLocal(nil, []string{"10.244.2.1"}),
+			want: []Target{
 				{Frontend: ext, Port: 53},
 				{Port: 30053, NodePort: true},
 			},

@@ -412,3 +412,43 @@ func TestAffinityRulesAccepted(t *testing.T) {
 		t.Logf("kernel chains: %s", strings.Join(got, " "))
 	}
 }
+
+func clusterEndpoints(servers ...int) svcOpt {
+	return func(sp *doormanv1.ServicePort) {
+		for _, i := range servers {
+			sp.ClusterEndpoints = append(sp.ClusterEndpoints, ep(serverIP(i), 8080))
+		}
+	}
+}
+
+// TestInternalTrafficPolicyLocalWithNodePort: internalTrafficPolicy Local
+// and externalTrafficPolicy Cluster with a NodePort, the only endpoint on
+// another node: ClusterIP traffic from the node is dropped (no local
+// endpoint), while the NodePort, reached from outside, is served by the
+// remote endpoint from the cluster-wide set. Once the node has an endpoint
+// too, the ClusterIP uses it alone and the NodePort still reaches both.
+func TestInternalTrafficPolicyLocalWithNodePort(t *testing.T) {
+	top := newTopology(t, 2)
+	d := open(t, top.node)
+	svc := service("node-local", "10.96.0.30", 80, internalLocal(), withNodePort(30030), clusterEndpoints(1))
+	if _, err := d.Sync(viewOf(nodeWithPods(), svc)); err != nil {
+		t.Fatalf("Sync: %v", err)
+	}
+	expectDropped(t, top.node, "10.96.0.30:80")
+	expect(t, top.client, nodeIP+":30030", 5, []string{"server2"}, []string{"10.0.3.1"})
+
+	next := service("node-local", "10.96.0.30", 80, internalLocal(), withNodePort(30030), endpoints(0), clusterEndpoints(0, 1))
+	if _, err := d.Apply([]dataplane.Change{{Key: svc.GetKey(), Old: svc, New: next}}); err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	expect(t, top.node, "10.96.0.30:80", 10, []string{"server1"}, nil)
+	expect(t, top.client, nodeIP+":30030", 40, []string{"server1", "server2"}, nil)
+
+	// No endpoint anywhere: every frontend rejects, as upstream.
+	gone := service("node-local", "10.96.0.30", 80, internalLocal(), withNodePort(30030))
+	if _, err := d.Apply([]dataplane.Change{{Key: svc.GetKey(), Old: next, New: gone}}); err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	expectRefused(t, top.node, "10.96.0.30:80")
+	expectRefused(t, top.client, nodeIP+":30030")
+}

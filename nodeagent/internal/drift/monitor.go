@@ -73,16 +73,13 @@ func Open(log hclog.Logger, netnsPath string) (*Monitor, error) {
 	}
 	var err error
 	if m.events, err = netlink.Dial(unix.NETLINK_NETFILTER, cfg); err != nil {
-		m.closeAll()
-		return nil, fmt.Errorf("dial netfilter netlink for events: %w", err)
+		return nil, errors.Join(fmt.Errorf("dial netfilter netlink for events: %w", err), m.closeAll())
 	}
 	if m.query, err = netlink.Dial(unix.NETLINK_NETFILTER, cfg); err != nil {
-		m.closeAll()
-		return nil, fmt.Errorf("dial netfilter netlink for generations: %w", err)
+		return nil, errors.Join(fmt.Errorf("dial netfilter netlink for generations: %w", err), m.closeAll())
 	}
 	if err := m.events.JoinGroup(unix.NFNLGRP_NFTABLES); err != nil {
-		m.closeAll()
-		return nil, fmt.Errorf("join nftables events group: %w", err)
+		return nil, errors.Join(fmt.Errorf("join nftables events group: %w", err), m.closeAll())
 	}
 	enlargeReadBuffer(log, m.events)
 	go m.read()

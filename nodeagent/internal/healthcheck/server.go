@@ -148,7 +148,7 @@ func listenIn(path, addr string) (net.Listener, error) {
 			done <- result{err: fmt.Errorf("open network namespace %s: %w", path, err)}
 			return
 		}
-		defer ns.Close()
+		defer func() { _ = ns.Close() }()
 		if err := netns.Set(ns); err != nil {
 			done <- result{err: fmt.Errorf("enter network namespace %s: %w", path, err)}
 			return

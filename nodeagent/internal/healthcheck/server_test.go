@@ -51,7 +51,7 @@ func TestServersInNamespace(t *testing.T) {
 		if err != nil {
 			return 0, 0, err
 		}
-		defer resp.Body.Close()
+		defer func() { _ = resp.Body.Close() }()
 		b, _ := io.ReadAll(resp.Body)
 		var body struct {
 			Service        struct{ Namespace, Name string }

@@ -33,6 +33,8 @@ type Metrics struct {
 	ops          prometheus.Histogram
 	cacheLoad    prometheus.Gauge
 	streamBytes  prometheus.Counter
+	cleanErrors  prometheus.Counter
+	healthErrors prometheus.Counter
 
 	lastCommit atomic.Int64 // Unix nanoseconds of the last committed transaction
 }
@@ -77,13 +79,28 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 		Name: "doorman_agent_stream_bytes_received_total",
 		Help: "Bytes received from the control plane on the wire (gRPC messages with their headers).",
 	})
-	for _, c := range []prometheus.Collector{m.syncDuration, m.programming, m.lastSync, m.ops, m.cacheLoad, m.streamBytes} {
+	m.cleanErrors = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "doorman_agent_conntrack_clean_errors_total",
+		Help: "Failed deletions of stale UDP conntrack entries after a committed transaction.",
+	})
+	m.healthErrors = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "doorman_agent_health_check_errors_total",
+		Help: "Updates of the healthCheckNodePort servers that left a port unserved (cannot listen, or claimed twice).",
+	})
+	for _, c := range []prometheus.Collector{m.syncDuration, m.programming, m.lastSync, m.ops, m.cacheLoad, m.streamBytes, m.cleanErrors, m.healthErrors} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register metrics: %w", err)
 		}
 	}
 	return m, nil
 }
+
+// ConntrackCleanFailed counts a failed conntrack clean-up.
+func (m *Metrics) ConntrackCleanFailed() { m.cleanErrors.Inc() }
+
+// HealthCheckFailed counts a health check update that left a port
+// unserved.
+func (m *Metrics) HealthCheckFailed() { m.healthErrors.Inc() }
 
 // Watch registers the totals read from src at scrape time.
 func (m *Metrics) Watch(reg prometheus.Registerer, src Source) error {

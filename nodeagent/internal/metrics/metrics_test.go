@@ -117,6 +117,9 @@ func TestWatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	m.ConntrackCleanFailed()
+	m.HealthCheckFailed()
+	m.HealthCheckFailed()
 	if err := m.Watch(reg, counters{Version: 9, Acks: 3, Nacks: 1, LastNackVersion: 8, FullSyncs: 2, DriftRepairs: 1, Connected: true, KernelReady: true}); err != nil {
 		t.Fatal(err)
 	}
@@ -139,6 +142,7 @@ func TestWatch(t *testing.T) {
 		"doorman_agent_last_nack_version": 8, "doorman_agent_full_syncs_total": 2, "doorman_agent_drift_repairs_total": 1,
 		"doorman_agent_connected": 1, "doorman_agent_kernel_ready": 1,
 		"doorman_agent_cache_load_seconds": 0, "doorman_agent_stream_bytes_received_total": 0,
+		"doorman_agent_conntrack_clean_errors_total": 1, "doorman_agent_health_check_errors_total": 2,
 		"kubeproxy_sync_proxy_rules_last_timestamp_seconds": 0,
 	}
 	if diff := cmp.Diff(want, got); diff != "" {

@@ -87,7 +87,15 @@
 //     status dnat ip saddr . ip daddr @hairpin-pairs masquerade", covers
 //     every Service.
 //   - internalTrafficPolicy Local and topology need nothing of their own:
-//     the control plane sends the endpoints already chosen.
+//     the control plane sends the endpoints already chosen. The endpoint
+//     sets: ClusterIP traffic uses "endpoints"; the cluster-wide set is
+//     "cluster_endpoints" under internalTrafficPolicy Local, else
+//     "endpoints"; external frontends (NodePorts, externalIPs, LB IPs) use
+//     the cluster-wide set at index 0 (and the local endpoints from
+//     index 65536 under externalTrafficPolicy Local). So a NodePort keeps
+//     reaching every endpoint while its ClusterIP drops for want of a
+//     local one; when the cluster-wide set is empty too, every frontend
+//     rejects.
 //
 // Conflicts: an exclusive element claimed by two entries (two Services with
 // one externalIP and port) is given to the first entry in key order by View;

@@ -370,6 +370,15 @@ func (b *builder) servicePort(sp *doormanv1.ServicePort) error {
 	if err != nil {
 		return err
 	}
+	// The cluster-wide set, for external traffic under Cluster policy and
+	// for traffic from Pods and the node to external addresses: with
+	// internalTrafficPolicy Local, eps holds only this node's endpoints.
+	clusterEps := eps
+	if sp.GetInternalPolicyLocal() {
+		if clusterEps, err = parseEndpoints(sp.GetClusterEndpoints(), v6, "cluster endpoint"); err != nil {
+			return err
+		}
+	}
 	local := sp.GetExternalPolicyLocal()
 	var localEps []endpoint
 	if local {
@@ -422,14 +431,19 @@ func (b *builder) servicePort(sp *doormanv1.ServicePort) error {
 		ranges = append(ranges, sourceRange{p.Addr(), lastAddr(p)})
 	}
 
-	kc, kl := len(eps), len(localEps)
-	// Without endpoints every frontend refuses new connections; with
-	// internalTrafficPolicy Local the Service may have endpoints on other
-	// nodes, and upstream drops instead.
+	kc, kcc, kl := len(eps), len(clusterEps), len(localEps)
+	hasExternal := len(externals) > 0 || sp.GetNodePort() != 0
+	// Without endpoints every frontend refuses new connections. With
+	// internalTrafficPolicy Local the ClusterIP drops instead, as upstream,
+	// while the Service may have endpoints on other nodes: always, unless
+	// the cluster-wide set (sent when the Service has external addresses)
+	// shows it has none at all. External frontends use the cluster-wide
+	// set: when that is empty there is no endpoint anywhere.
 	none := gotoChain(ChainReject)
-	if sp.GetInternalPolicyLocal() {
+	if sp.GetInternalPolicyLocal() && (!hasExternal || kcc > 0) {
 		none = dropVerdict
 	}
+	noneExternal := gotoChain(ChainReject)
 	addrLen := names.addrLen
 	frontendLen := addrLen + 8
 
@@ -440,12 +454,16 @@ func (b *builder) servicePort(sp *doormanv1.ServicePort) error {
 			b.add(Element{Set: set, Key: key, Value: value})
 		}
 	}
-	var memberList []endpoint
+	// Affinity members: what a remembered choice for a frontend may still
+	// use. ClusterIP traffic picks from eps; external frontends from the
+	// cluster-wide and the local set.
+	var internalMembers, externalMembers []endpoint
 	if aff > 0 {
-		memberList = distinctEndpoints(eps, localEps)
+		internalMembers = distinctEndpoints(eps, nil)
+		externalMembers = distinctEndpoints(clusterEps, localEps)
 	}
-	members := func(set string, frontend []byte) {
-		for _, ep := range memberList {
+	members := func(set string, frontend []byte, list []endpoint) {
+		for _, ep := range list {
 			b.add(Element{Set: set, Key: putPort(putAddr(append(b.take(len(frontend)+addrLen+4), frontend...), ep.addr), ep.port)})
 		}
 	}
@@ -458,7 +476,7 @@ func (b *builder) servicePort(sp *doormanv1.ServicePort) error {
 		} else {
 			b.gotoSpec(names.serviceIPs, f, ChainSpec{Kind: KindService, K: kc, Affinity: aff})
 			endpointsOf(names.serviceEndpoints, f, eps, 0)
-			members(names.affinityMembers, f)
+			members(names.affinityMembers, f, internalMembers)
 		}
 	}
 
@@ -473,14 +491,14 @@ func (b *builder) servicePort(sp *doormanv1.ServicePort) error {
 			}
 		}
 		switch {
-		case kc == 0:
-			b.add(Element{Set: names.noEndpointServices, Key: f, Verdict: none})
+		case kcc == 0:
+			b.add(Element{Set: names.noEndpointServices, Key: f, Verdict: noneExternal})
 			continue
 		case !local:
-			b.gotoSpec(names.serviceIPs, f, ChainSpec{Kind: KindExternal, K: kc, Affinity: aff})
+			b.gotoSpec(names.serviceIPs, f, ChainSpec{Kind: KindExternal, K: kcc, Affinity: aff})
 		default:
 			b.add(Element{Set: names.serviceIPs, Key: f, Verdict: gotoChain(ChainLocalIPs)})
-			b.gotoSpec(names.localInternalIPs, f, ChainSpec{Kind: KindService, K: kc, Affinity: aff})
+			b.gotoSpec(names.localInternalIPs, f, ChainSpec{Kind: KindService, K: kcc, Affinity: aff})
 			if kl == 0 {
 				b.add(Element{Set: names.localExternalIPs, Key: f, Verdict: dropVerdict})
 			} else {
@@ -488,36 +506,37 @@ func (b *builder) servicePort(sp *doormanv1.ServicePort) error {
 				endpointsOf(names.serviceEndpoints, f, localEps, localOffset)
 			}
 		}
-		endpointsOf(names.serviceEndpoints, f, eps, 0)
-		members(names.affinityMembers, f)
+		endpointsOf(names.serviceEndpoints, f, clusterEps, 0)
+		members(names.affinityMembers, f, externalMembers)
 	}
 
 	if np := sp.GetNodePort(); np != 0 {
 		f := putPort(putProto(b.take(8), proto), np)
 		switch {
-		case kc == 0:
-			b.add(Element{Set: names.noEndpointNodePorts, Key: f, Verdict: none})
+		case kcc == 0:
+			b.add(Element{Set: names.noEndpointNodePorts, Key: f, Verdict: noneExternal})
 		case !local:
-			b.gotoSpec(names.serviceNodePorts, f, ChainSpec{Kind: KindNodePort, K: kc, Affinity: aff})
-			endpointsOf(names.nodePortEndpoints, f, eps, 0)
-			members(names.nodePortAffinityMembers, f)
+			b.gotoSpec(names.serviceNodePorts, f, ChainSpec{Kind: KindNodePort, K: kcc, Affinity: aff})
+			endpointsOf(names.nodePortEndpoints, f, clusterEps, 0)
+			members(names.nodePortAffinityMembers, f, externalMembers)
 		default:
 			b.add(Element{Set: names.serviceNodePorts, Key: f, Verdict: gotoChain(ChainLocalNodePorts)})
-			b.gotoSpec(names.localInternalNodePorts, f, ChainSpec{Kind: KindNodePortInternal, K: kc, Affinity: aff})
+			b.gotoSpec(names.localInternalNodePorts, f, ChainSpec{Kind: KindNodePortInternal, K: kcc, Affinity: aff})
 			if kl == 0 {
 				b.add(Element{Set: names.localExternalNodePorts, Key: f, Verdict: dropVerdict})
 			} else {
 				b.gotoSpec(names.localExternalNodePorts, f, ChainSpec{Kind: KindNodePortLocal, K: kl, Affinity: aff})
 				endpointsOf(names.nodePortEndpoints, f, localEps, localOffset)
 			}
-			endpointsOf(names.nodePortEndpoints, f, eps, 0)
-			members(names.nodePortAffinityMembers, f)
+			endpointsOf(names.nodePortEndpoints, f, clusterEps, 0)
+			members(names.nodePortAffinityMembers, f, externalMembers)
 		}
 	}
 
-	// Hairpin: one "address . address" element per endpoint address.
-	if kc > 0 {
-		for _, a := range distinctAddrs(eps, localEps) {
+	// Hairpin: one "address . address" element per endpoint address the
+	// node may DNAT to.
+	if kc > 0 || kcc > 0 || kl > 0 {
+		for _, a := range distinctAddrs(eps, clusterEps, localEps) {
 			b.add(Element{Set: names.hairpinPairs, Key: putAddr(putAddr(b.take(2*addrLen), a), a), Shared: true})
 		}
 	}
@@ -539,11 +558,15 @@ func distinctEndpoints(a, b []endpoint) []endpoint {
 	return out
 }
 
-// distinctAddrs lists the endpoint addresses of both lists once each.
-func distinctAddrs(a, b []endpoint) []netip.Addr {
-	out := make([]netip.Addr, 0, len(a)+len(b))
-	if len(a)+len(b) <= 16 {
-		for _, list := range [][]endpoint{a, b} {
+// distinctAddrs lists the endpoint addresses of the lists once each.
+func distinctAddrs(lists ...[]endpoint) []netip.Addr {
+	n := 0
+	for _, list := range lists {
+		n += len(list)
+	}
+	out := make([]netip.Addr, 0, n)
+	if n <= 16 {
+		for _, list := range lists {
 			for _, ep := range list {
 				if !slices.Contains(out, ep.addr) {
 					out = append(out, ep.addr)
@@ -552,8 +575,8 @@ func distinctAddrs(a, b []endpoint) []netip.Addr {
 		}
 		return out
 	}
-	seen := make(map[netip.Addr]bool, len(a)+len(b))
-	for _, list := range [][]endpoint{a, b} {
+	seen := make(map[netip.Addr]bool, n)
+	for _, list := range lists {
 		for _, ep := range list {
 			if !seen[ep.addr] {
 				seen[ep.addr] = true

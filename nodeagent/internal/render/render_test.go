@@ -67,7 +67,8 @@ func smallView() map[string]*doormanv1.Entry {
 // with source ranges (Cluster policy), externalTrafficPolicy Local with and
 // without local endpoints (NodePort, externalIP, LB IP, IPv4 and IPv6),
 // session affinity (ClusterIP and NodePort), internalTrafficPolicy Local
-// without endpoints.
+// without endpoints, and with external addresses served from the
+// cluster-wide endpoints.
 func kindsView() map[string]*doormanv1.Entry {
 	node := nodeEntry("192.168.1.10", "fd00:1::10")
 	node.GetNode().PodCidrs = []string{"10.244.1.0/24", "fd00:244:1::/64"}
@@ -92,6 +93,24 @@ func kindsView() map[string]*doormanv1.Entry {
 			Endpoints: []*doormanv1.Endpoint{ep("10.244.1.10", 80), ep("10.244.2.10", 80), ep("10.244.3.10", 80)}}),
 		spEntry(&doormanv1.ServicePort{Namespace: "default", Name: "node-local", Protocol: tcp, Family: ipv4,
 			ClusterIp: "10.96.5.5", Port: 80, InternalPolicyLocal: true}),
+		// internalTrafficPolicy Local with external addresses: ClusterIP
+		// traffic only to this node's endpoints (none here: dropped),
+		// NodePort and externalIP traffic to the cluster-wide set.
+		spEntry(&doormanv1.ServicePort{Namespace: "default", Name: "node-local-np", Protocol: tcp, Family: ipv4,
+			ClusterIp: "10.96.7.7", Port: 80, NodePort: 30007, ExternalIps: []string{"192.0.2.70"}, InternalPolicyLocal: true,
+			ClusterEndpoints: []*doormanv1.Endpoint{ep("10.244.2.11", 80), ep("10.244.3.11", 80)}}),
+		// Both policies Local: ClusterIP and outside traffic to the local
+		// endpoint, traffic from inside to the NodePort to every endpoint.
+		spEntry(&doormanv1.ServicePort{Namespace: "default", Name: "node-local-both", Protocol: tcp, Family: ipv4,
+			ClusterIp: "10.96.8.8", Port: 80, NodePort: 30008, InternalPolicyLocal: true, ExternalPolicyLocal: true,
+			HealthCheckNodePort: 32008, AffinityTimeoutSeconds: 30,
+			Endpoints:        []*doormanv1.Endpoint{ep("10.244.1.12", 80)},
+			LocalEndpoints:   []*doormanv1.Endpoint{ep("10.244.1.12", 80)},
+			ClusterEndpoints: []*doormanv1.Endpoint{ep("10.244.1.12", 80), ep("10.244.2.12", 80)}}),
+		// internalTrafficPolicy Local, external addresses, no endpoint
+		// anywhere: every frontend rejects.
+		spEntry(&doormanv1.ServicePort{Namespace: "default", Name: "node-local-gone", Protocol: tcp, Family: ipv4,
+			ClusterIp: "10.96.9.9", Port: 80, NodePort: 30009, InternalPolicyLocal: true}),
 		spEntry(&doormanv1.ServicePort{Namespace: "default", Name: "lb6", Protocol: tcp, Family: ipv6,
 			ClusterIp: "fd00:96::6", Port: 443, NodePort: 30006, LoadBalancerIps: []string{"2001:db8::6"},
 			LoadBalancerSourceRanges: []string{"2001:db8:1::/48"}, ExternalPolicyLocal: true, AffinityTimeoutSeconds: 60,

@@ -129,6 +129,9 @@ func validateServicePort(sp *doormanv1.ServicePort) error {
 	if err := checkEndpoints("endpoint", sp.GetEndpoints(), family); err != nil {
 		return err
 	}
+	if err := checkEndpoints("cluster endpoint", sp.GetClusterEndpoints(), family); err != nil {
+		return err
+	}
 	return checkEndpoints("local endpoint", sp.GetLocalEndpoints(), family)
 }
 

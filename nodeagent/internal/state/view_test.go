@@ -262,6 +262,9 @@ func TestApplyRejects(t *testing.T) {
 			sp.Endpoints = nil
 		})), "IPv4-mapped"},
 		{"endpoint of the other family", update(edit(func(sp *doormanv1.ServicePort) { sp.Endpoints[0].Ip = "fd00::1" })), `endpoint "fd00::1" is not ipv4`},
+		{"cluster endpoint of the other family", update(edit(func(sp *doormanv1.ServicePort) {
+			sp.ClusterEndpoints = []*doormanv1.Endpoint{{Ip: "fd00::2", Port: 80}}
+		})), `cluster endpoint "fd00::2" is not ipv4`},
 		{"endpoint port 0", update(edit(func(sp *doormanv1.ServicePort) { sp.Endpoints[0].Port = 0 })), "endpoint 10.244.9.9 port 0 out of range"},
 		{"port 0", update(edit(func(sp *doormanv1.ServicePort) { sp.Port = 0; sp.PortName = "http" })), "port 0 out of range"},
 		{"port 65536", update(edit(func(sp *doormanv1.ServicePort) { sp.Port = 65536 })), "port 65536 out of range"},

@@ -2,7 +2,10 @@
 // planes in turn, opens AgentService.Sync, says Hello with what the agent
 // holds, hands each update to the agent and sends back its Ack or Nack. When
 // a stream ends it reconnects with capped exponential backoff and jitter,
-// moving on to the next control plane.
+// moving on to the next control plane. The addresses come from a
+// function read before each attempt, so a watcher of the control plane's
+// endpoints (the discovery package) can change them; while the list is
+// empty the loop waits.
 //
 // stream owns the clock and the network; every decision about an update is
 // the agent package's. It must not import the dataplane, bbolt or netlink.

@@ -108,11 +108,13 @@ func TestKeepaliveNoticesSilentControlPlane(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- Run(ctx, Config{ControlPlanes: []string{addr}, DialOptions: []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, Agent: a, MinBackoff: time.Millisecond, MaxBackoff: 10 * time.Millisecond})
+		done <- Run(ctx, Config{Targets: Static(addr), DialOptions: []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, Agent: a, MinBackoff: time.Millisecond, MaxBackoff: 10 * time.Millisecond})
 	}()
 	t.Cleanup(func() {
 		cancel()
-		<-done
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
 	})
 	receive(t, cp.hellos, "first hello")
 	bh.freeze()

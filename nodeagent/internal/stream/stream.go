@@ -38,8 +38,10 @@ type Observer interface {
 
 // Config configures Run.
 type Config struct {
-	// ControlPlanes are host:port targets, tried in turn.
-	ControlPlanes []string
+	// Targets returns the control planes' host:port addresses, read again
+	// before each attempt so that the list may change (discovery); they
+	// are tried in turn. An empty list makes Run wait and ask again.
+	Targets func() []string
 	// DialOptions come after the Keepalive default and may override it.
 	DialOptions []grpc.DialOption
 	Agent       *agent.Agent
@@ -55,7 +57,7 @@ type Config struct {
 // then returns nil. It returns an error only for a configuration it cannot
 // use.
 func Run(ctx context.Context, cfg Config) error {
-	if len(cfg.ControlPlanes) == 0 {
+	if cfg.Targets == nil {
 		return errors.New("stream: no control plane")
 	}
 	if cfg.Agent == nil {
@@ -74,8 +76,27 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	opts := append([]grpc.DialOption{grpc.WithKeepaliveParams(Keepalive)}, cfg.DialOptions...)
 	failures := 0
-	for i := 0; ; i = (i + 1) % len(cfg.ControlPlanes) {
-		target := cfg.ControlPlanes[i]
+	target := ""
+	waiting := false
+	for {
+		targets := cfg.Targets()
+		if len(targets) == 0 {
+			if !waiting {
+				log.Warn("no control plane address yet; waiting")
+				cfg.Agent.SetError(errNoTarget)
+				waiting = true
+			}
+			delay := Backoff(failures, minB, maxB, rand.Float64())
+			failures = min(failures+1, 32)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(delay):
+			}
+			continue
+		}
+		waiting = false
+		target = Next(targets, target)
 		s := &session{target: target, opts: opts, agent: cfg.Agent, observer: cfg.Observer, log: log.With("control_plane", target)}
 		err := s.run(ctx)
 		cfg.Agent.SetConnection(target, false)
@@ -86,7 +107,7 @@ func Run(ctx context.Context, cfg Config) error {
 			failures = 0
 		}
 		delay := Backoff(failures, minB, maxB, rand.Float64())
-		failures++
+		failures = min(failures+1, 32)
 		cfg.Agent.SetError(err)
 		log.Warn("stream ended", "control_plane", target, "error", err, "acked", s.acked, "retry_in", delay)
 		select {
@@ -95,6 +116,25 @@ func Run(ctx context.Context, cfg Config) error {
 		case <-time.After(delay):
 		}
 	}
+}
+
+var errNoTarget = errors.New("no control plane address known")
+
+// Static returns Targets for a fixed list.
+func Static(targets ...string) func() []string {
+	return func() []string { return targets }
+}
+
+// Next is the target to try after last: the one following it in targets,
+// or the first when last is not (or no longer) among them. targets must
+// not be empty.
+func Next(targets []string, last string) string {
+	for i, t := range targets {
+		if t == last {
+			return targets[(i+1)%len(targets)]
+		}
+	}
+	return targets[0]
 }
 
 // Backoff is the delay before the next attempt after failures attempts in

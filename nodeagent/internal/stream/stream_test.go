@@ -192,7 +192,7 @@ func start(t *testing.T, n *network, a *agent.Agent, targets ...string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- Run(ctx, Config{ControlPlanes: targets, DialOptions: n.dialOptions(), Agent: a, MinBackoff: time.Millisecond, MaxBackoff: 20 * time.Millisecond})
+		done <- Run(ctx, Config{Targets: Static(targets...), DialOptions: n.dialOptions(), Agent: a, MinBackoff: time.Millisecond, MaxBackoff: 20 * time.Millisecond})
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -388,5 +388,83 @@ func TestBackoff(t *testing.T) {
 				t.Errorf("Backoff(%d, %v) = %v, want %v", tc.failures, tc.jitter, got, tc.want)
 			}
 		})
+	}
+}
+
+func TestNext(t *testing.T) {
+	tests := []struct {
+		name    string
+		targets []string
+		last    string
+		want    string
+	}{
+		{"first attempt", []string{"a", "b"}, "", "a"},
+		{"after a", []string{"a", "b"}, "a", "b"},
+		{"wraps", []string{"a", "b"}, "b", "a"},
+		{"last gone from the list", []string{"a", "c"}, "b", "a"},
+		{"one target", []string{"a"}, "a", "a"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := Next(tc.targets, tc.last); got != tc.want {
+				t.Errorf("Next(%v, %q) = %q, want %q", tc.targets, tc.last, got, tc.want)
+			}
+		})
+	}
+}
+
+// targetList is a Targets function whose list the test changes.
+type targetList struct {
+	mu   sync.Mutex
+	list []string
+}
+
+func (l *targetList) set(list ...string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.list = list
+}
+
+func (l *targetList) get() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.list...)
+}
+
+// TestTargetsChange: with no address known the loop waits; it connects
+// once one appears, and after losing that control plane it moves to the
+// address the list holds by then.
+func TestTargetsChange(t *testing.T) {
+	n := &network{}
+	cpA, cpB := newControlPlane(), newControlPlane()
+	n.serve(t, "cp-a", cpA)
+	n.serve(t, "cp-b", cpB)
+	a := agent.New("node-1", state.New(), &memKernel{}, nil)
+	targets := &targetList{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, Config{Targets: targets.get, DialOptions: n.dialOptions(), Agent: a, MinBackoff: time.Millisecond, MaxBackoff: 20 * time.Millisecond})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := receive(t, done, "return from Run"); err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+
+	time.Sleep(50 * time.Millisecond)
+	if s := a.Status(false); s.GetConnected() || !strings.Contains(s.GetLastError(), "no control plane address") {
+		t.Errorf("status with no address: connected %v, last error %q", s.GetConnected(), s.GetLastError())
+	}
+	targets.set("passthrough:///cp-a")
+	receive(t, cpA.hellos, "hello on cp-a")
+	targets.set("passthrough:///cp-b")
+	cpA.drop <- struct{}{}
+	receive(t, cpB.hellos, "hello on cp-b, the list's new address")
+	select {
+	case h := <-cpA.hellos:
+		t.Errorf("hello %v on cp-a after it left the list", h)
+	default:
 	}
 }

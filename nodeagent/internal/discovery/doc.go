@@ -1,0 +1,12 @@
+// Package discovery finds the control-plane replicas without a Service VIP
+// or cluster DNS (doorman is what makes VIPs work): it watches the
+// EndpointSlices of the control plane's Service (label
+// kubernetes.io/service-name) in the API server and lists the ready
+// endpoints' address:port for the named port.
+//
+// Addresses is the pure part: slices in, a sorted address list out.
+// Watcher is the thin client-go shell around it. The agent talks to the
+// API server for nothing else. discovery imports client-go and the
+// Kubernetes API types; it must not import gRPC, nftables, netlink or the
+// agent's state.
+package discovery
