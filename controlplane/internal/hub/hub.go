@@ -208,6 +208,14 @@ func (h *Hub) Open(ctx context.Context, hello *doormanv1.Hello) (*Session, error
 		return nil, err
 	}
 	s := &Session{h: h, token: t, wake: make(chan struct{}, 1)}
+	// A session this Hello replaced is stale now: wake it so its stream
+	// learns so (Next returns differ.ErrStale) and ends, rather than
+	// idling until the agent closes it.
+	for old, ch := range h.wake {
+		if old.Node == t.Node {
+			notify(ch)
+		}
+	}
 	h.wake[t] = s.wake
 	notify(s.wake)
 	h.log.Info("node connected", "node", t.Node, "session", t.ID, "holding_version", hello.GetHolding().GetVersion())

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/doorman-proxy/doorman/controlplane/internal/differ"
 	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
 )
 
@@ -28,5 +29,37 @@ func TestNothingServedBeforeSync(t *testing.T) {
 	f, err := s.Next()
 	if err != nil || f == nil {
 		t.Fatalf("Next after sync = %v, %v", f, err)
+	}
+}
+
+func TestReplacedSessionIsWokenAndStale(t *testing.T) {
+	h := New(Config{VersionSeed: 1})
+	h.MarkReady()
+	old, err := h.Open(context.Background(), &doormanv1.Hello{NodeName: "n1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+	if _, err := old.Next(); err != nil {
+		t.Fatal(err)
+	}
+	// Drain the wake-up Open left, so the next one comes from the
+	// replacement.
+	select {
+	case <-old.Wake():
+	default:
+	}
+	replacement, err := h.Open(context.Background(), &doormanv1.Hello{NodeName: "n1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer replacement.Close()
+	select {
+	case <-old.Wake():
+	case <-time.After(time.Second):
+		t.Fatal("the replaced session was not woken")
+	}
+	if _, err := old.Next(); !errors.Is(err, differ.ErrStale) {
+		t.Fatalf("Next on the replaced session = %v, want ErrStale", err)
 	}
 }
