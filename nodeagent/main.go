@@ -14,13 +14,12 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/doorman-proxy/doorman/nodeagent/app"
+	"github.com/doorman-proxy/doorman/nodeagent/internal/credentials"
 )
 
 func main() {
@@ -49,6 +48,10 @@ func run() error {
 		resyncPeriod  = flag.Duration("resync-period", 5*time.Minute, "period of the backstop full reconcile of the kernel table, on top of the event monitor (0 = off)")
 		netns         = flag.String("netns", "", "network namespace to program, e.g. /run/netns/node1 (\"\" = the agent's own)")
 		plaintext     = flag.Bool("insecure", false, "talk to the control plane over plaintext gRPC (local development only)")
+		tokenFile     = flag.String("token-file", credentials.DefaultTokenFile, "projected ServiceAccount token (audience doorman) shown to the control plane, re-read on every connect")
+		caFile        = flag.String("ca-file", "", "CA bundle (PEM) the control plane's certificate must chain to (default: read --ca-configmap through the API server)")
+		caConfigMap   = flag.String("ca-configmap", credentials.DefaultCAConfigMap, "NAMESPACE/NAME of the ConfigMap whose ca.crt the control plane publishes, read when --ca-file is not set")
+		serverName    = flag.String("server-name", credentials.DefaultServerName, "name the control plane's certificate must carry (\"\" = the dialled host)")
 		logLevel      = flag.String("log-level", "info", "log level: trace, debug, info, warn, error")
 	)
 	flag.Parse()
@@ -74,25 +77,20 @@ func run() error {
 	if *nodeName == "" {
 		return fmt.Errorf("--node-name is required (no $NODE_NAME and no hostname)")
 	}
-	if !*plaintext {
-		return fmt.Errorf("TLS to the control plane is not supported yet: pass --insecure for plaintext")
-	}
-	log.Warn("plaintext gRPC to the control plane: for local development only")
-	dialOpts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
 
 	cfg := app.Config{
 		NodeName:            *nodeName,
 		ControlPlanes:       targets,
 		ControlPlaneService: *cpService,
-		DialOptions:         dialOpts,
 		CachePath:           *cachePath,
 		NetNSPath:           *netns,
 		HealthCheckAddress:  *hcAddress,
 		ResyncPeriod:        *resyncPeriod,
 		Logger:              log,
 	}
-	if *cpService != "" {
-		// The API server is used only to find the control plane.
+	needCA := !*plaintext && *caFile == ""
+	if *cpService != "" || needCA {
+		// The API server is used only to find the control plane and its CA.
 		var rc *rest.Config
 		var err error
 		if *kubeconfig == "" {
@@ -112,10 +110,20 @@ func run() error {
 			return fmt.Errorf("kubernetes client: %w", err)
 		}
 	}
+	creds := credentials.Config{
+		Insecure: *plaintext, TokenFile: *tokenFile, CAFile: *caFile, ServerName: *serverName,
+		Client: cfg.Kubernetes, Logger: log.Named("credentials"),
+	}
+	if needCA {
+		creds.CAConfigMap = *caConfigMap
+	}
+	var err error
+	if cfg.DialOptions, err = credentials.DialOptions(creds); err != nil {
+		return err
+	}
 	if *resyncPeriod < 0 {
 		return fmt.Errorf("--resync-period must not be negative")
 	}
-	var err error
 	if cfg.InspectListener, err = listen(*inspectListen); err != nil {
 		return err
 	}

@@ -10,12 +10,16 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/doorman-proxy/doorman/controlplane/internal/auth"
+	"github.com/doorman-proxy/doorman/controlplane/internal/certs"
 	"github.com/doorman-proxy/doorman/controlplane/internal/health"
 	"github.com/doorman-proxy/doorman/controlplane/internal/hub"
+	"github.com/doorman-proxy/doorman/controlplane/internal/metrics"
 	"github.com/doorman-proxy/doorman/controlplane/internal/model"
 	"github.com/doorman-proxy/doorman/controlplane/internal/server"
 	"github.com/doorman-proxy/doorman/controlplane/internal/watch"
@@ -25,11 +29,36 @@ import (
 type Config struct {
 	Client            kubernetes.Interface
 	GRPCListener      net.Listener
-	HTTPListener      net.Listener        // /healthz, /readyz; nil = none
+	HTTPListener      net.Listener        // /healthz, /readyz, /metrics; nil = none
 	ServerOptions     []grpc.ServerOption // e.g. TLS credentials
 	NodePortAddresses []string            // CIDRs; empty = every InternalIP/ExternalIP of the Node
 	VersionSeed       uint64
 	Logger            hclog.Logger
+	// Security, when set, serves gRPC over TLS with a certificate issued
+	// from the CA the control plane keeps in the cluster, and admits only
+	// authenticated agents (each as its own node) and authorised Inspect
+	// callers. nil = plaintext, no checks (local development only).
+	Security *Security
+}
+
+// Security configures TLS and the callers' authentication.
+type Security struct {
+	// Namespace holds the CA Secret and ConfigMap and the agents'
+	// ServiceAccount.
+	Namespace string
+	// SecretName and ConfigMapName default to doorman-controlplane-tls and
+	// doorman-ca.
+	SecretName, ConfigMapName string
+	// DNSNames and IPs are the serving certificate's SANs (the Service's
+	// names, the Pod IP, extra names).
+	DNSNames []string
+	IPs      []net.IP
+	// AgentServiceAccount is the agents' ServiceAccount in Namespace.
+	AgentServiceAccount string
+	// Audiences the callers' tokens must be bound to (default "doorman").
+	Audiences []string
+	// TokenCacheTTL is how long a token review is reused (default 30 s).
+	TokenCacheTTL time.Duration
 }
 
 // shutdownGrace is how long in-flight RPCs get to finish at shutdown.
@@ -50,13 +79,27 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("control plane: %w", err)
 	}
 	h := hub.New(hub.Config{NodePortCIDRs: cidrs, VersionSeed: cfg.VersionSeed, Logger: log.Named("hub")})
+	m, err := metrics.New(h)
+	if err != nil {
+		return fmt.Errorf("control plane: %w", err)
+	}
 
 	opts := append([]grpc.ServerOption{
 		server.Codec(),
 		// Agents ping every 30 s, also with no stream open, to notice a
 		// dead control plane; allow that rather than answer with GOAWAY.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 20 * time.Second, PermitWithoutStream: true}),
+		grpc.StatsHandler(m.StatsHandler()),
 	}, cfg.ServerOptions...)
+	if cfg.Security != nil {
+		sctx, scancel := context.WithCancel(ctx)
+		defer scancel()
+		secure, err := security(sctx, cfg.Client, *cfg.Security, log)
+		if err != nil {
+			return fmt.Errorf("control plane: %w", err)
+		}
+		opts = append(opts, secure...)
+	}
 	gs := grpc.NewServer(opts...)
 	server.Register(gs, h, log.Named("server"))
 	reflection.Register(gs)
@@ -72,7 +115,10 @@ func Run(ctx context.Context, cfg Config) error {
 	}()
 	var hs *http.Server
 	if cfg.HTTPListener != nil {
-		hs = &http.Server{Handler: health.Handler(h.Ready), ReadHeaderTimeout: 10 * time.Second}
+		mux := http.NewServeMux()
+		mux.Handle("/", health.Handler(h.Ready))
+		mux.Handle("GET /metrics", m.Handler())
+		hs = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go func() {
 			log.Info("serving http", "address", cfg.HTTPListener.Addr().String())
 			if err := hs.Serve(cfg.HTTPListener); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -81,7 +127,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}()
 	}
 	go func() {
-		if err := watch.Start(ctx, cfg.Client, h, log.Named("watch")); err != nil {
+		if err := watch.Start(ctx, cfg.Client, m.Sink(h), log.Named("watch")); err != nil {
 			if ctx.Err() == nil {
 				errc <- err
 			}
@@ -115,4 +161,36 @@ func Run(ctx context.Context, cfg Config) error {
 		_ = hs.Shutdown(sctx)
 	}
 	return runErr
+}
+
+// security starts the certificate manager and returns the server options
+// for TLS and the callers' checks.
+func security(ctx context.Context, client kubernetes.Interface, sec Security, log hclog.Logger) ([]grpc.ServerOption, error) {
+	if sec.Namespace == "" || sec.AgentServiceAccount == "" {
+		return nil, errors.New("security: a namespace and the agents' service account are required")
+	}
+	cm, err := certs.New(certs.Config{
+		Client: client, Namespace: sec.Namespace,
+		SecretName: sec.SecretName, ConfigMapName: sec.ConfigMapName,
+		DNSNames: sec.DNSNames, IPs: sec.IPs,
+		Logger: log.Named("certs"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := cm.Start(ctx); err != nil {
+		return nil, fmt.Errorf("tls: %w", err)
+	}
+	a, err := auth.New(auth.Config{
+		Client:    client,
+		Audiences: sec.Audiences,
+		AgentUser: auth.ServiceAccountUser(sec.Namespace, sec.AgentServiceAccount),
+		CacheTTL:  sec.TokenCacheTTL,
+		Logger:    log.Named("auth"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	log.Info("grpc secured", "policy", a.String())
+	return append([]grpc.ServerOption{grpc.Creds(credentials.NewTLS(cm.TLSConfig()))}, a.ServerOptions()...), nil
 }

@@ -64,9 +64,16 @@ type Config struct {
 	KeepWorkDir bool
 	// ControllerArgs are extra kube-controller-manager flags.
 	ControllerArgs []string
+	// Secure runs doorman's gRPC as deploy/ does: the control plane with
+	// TLS from the CA it keeps in doorman-system and token checks, each
+	// agent with a token bound to a Pod on its node (TokenRequest, as the
+	// kubelet projects it) and that CA. false = --insecure on both.
+	Secure bool
 	// AgentArgs are extra node agent flags.
 	AgentArgs []string
-	Logger    hclog.Logger
+	// ControlPlaneArgs are extra doorman control plane flags.
+	ControlPlaneArgs []string
+	Logger           hclog.Logger
 }
 
 // Node is one simulated node.
@@ -486,12 +493,15 @@ func (c *Cluster) startDoorman(ctx context.Context) error {
 	}
 	c.cpGRPC, c.cpHTTP = ports[0], ports[1]
 	t := time.Now()
-	cp, err := startProc(c.logDir, "controlplane", "", filepath.Join(c.cfg.DoormanBinDir, "controlplane"),
-		"--kubeconfig="+c.kubeconfig,
-		"--listen="+hostPort("127.0.0.1", c.cpGRPC),
-		"--http-listen="+hostPort("127.0.0.1", c.cpHTTP),
-		"--insecure",
-	)
+	security, err := c.controlPlaneSecurityArgs(ctx)
+	if err != nil {
+		return err
+	}
+	cp, err := startProc(c.logDir, "controlplane", "", append([]string{filepath.Join(c.cfg.DoormanBinDir, "controlplane"),
+		"--kubeconfig=" + c.kubeconfig,
+		"--listen=" + hostPort("127.0.0.1", c.cpGRPC),
+		"--http-listen=" + hostPort("127.0.0.1", c.cpHTTP),
+	}, append(security, c.cfg.ControlPlaneArgs...)...)...)
 	if err != nil {
 		return err
 	}
@@ -500,6 +510,9 @@ func (c *Cluster) startDoorman(ctx context.Context) error {
 	defer cancel()
 	if err := waitHTTP(wctx, cp, "http://"+hostPort("127.0.0.1", c.cpHTTP)+"/readyz", nil); err != nil {
 		return fmt.Errorf("doorman control plane: %w", err)
+	}
+	if err := c.writeCA(wctx); err != nil {
+		return err
 	}
 	r, err := startRelay(c.netNS, hostPort(GatewayIP, ControlPlanePort), hostPort("127.0.0.1", c.cpGRPC))
 	if err != nil {
@@ -539,8 +552,12 @@ func (c *Cluster) StartAgent(nodeName string) error {
 		"--cache=" + filepath.Join(dir, "agent.db"),
 		"--inspect-listen=" + AgentInspectAddr,
 		"--health-listen=" + hostPort("0.0.0.0", AgentHealthPort),
-		"--insecure",
 	}
+	security, err := c.agentSecurityArgs(n, dir)
+	if err != nil {
+		return err
+	}
+	args = append(args, security...)
 	args = append(args, c.cfg.AgentArgs...)
 	p, err := startProc(c.logDir, "nodeagent-"+n.Name, n.NetNS, args...)
 	if err != nil {

@@ -1,0 +1,212 @@
+package metrics
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc/stats"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+
+	"github.com/doorman-proxy/doorman/controlplane/internal/differ"
+	"github.com/doorman-proxy/doorman/controlplane/internal/watch"
+	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
+)
+
+// SyncMethod is the stream whose traffic the stream series count.
+var SyncMethod = "/" + doormanv1.AgentService_ServiceDesc.ServiceName + "/Sync"
+
+// Source is the hub's view of its nodes (*hub.Hub).
+type Source interface {
+	Nodes() (uint64, []differ.Status)
+}
+
+// Metrics holds the control plane's series.
+type Metrics struct {
+	reg *prometheus.Registry
+
+	bytesSent    prometheus.Counter
+	messagesSent prometheus.Counter
+	bytesRecv    prometheus.Counter
+	acks         prometheus.Counter
+	nacks        prometheus.Counter
+	streams      prometheus.Counter
+	events       *prometheus.CounterVec
+	recompute    prometheus.Histogram
+}
+
+// New creates the series in a private registry, with the per-node ones
+// read from src at every scrape.
+func New(src Source) (*Metrics, error) {
+	m := &Metrics{reg: prometheus.NewRegistry()}
+	m.bytesSent = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "doorman_controlplane_stream_bytes_sent_total",
+		Help: "Bytes sent to agents on AgentService.Sync streams, on the wire (gRPC messages with their headers).",
+	})
+	m.messagesSent = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "doorman_controlplane_updates_sent_total",
+		Help: "Updates (SyncResponse messages) sent to agents.",
+	})
+	m.bytesRecv = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "doorman_controlplane_stream_bytes_received_total",
+		Help: "Bytes received from agents on AgentService.Sync streams, on the wire.",
+	})
+	m.acks = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "doorman_controlplane_acks_total",
+		Help: "Acks received from agents (an update committed in a node's kernel).",
+	})
+	m.nacks = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "doorman_controlplane_nacks_total",
+		Help: "Nacks received from agents (an update a node could not apply).",
+	})
+	m.streams = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "doorman_controlplane_streams_opened_total",
+		Help: "AgentService.Sync streams opened by agents.",
+	})
+	m.events = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "doorman_controlplane_informer_events_total",
+		Help: "Objects the informers delivered, by kind (service, endpointslice, node) and op (set, delete).",
+	}, []string{"kind", "op"})
+	m.recompute = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "doorman_controlplane_model_recompute_duration_seconds",
+		Help:    "Time to fold one informer event into the model and the per-node views, in seconds.",
+		Buckets: prometheus.ExponentialBuckets(1e-6, 4, 12), // 1 µs … 4 s
+	})
+	for _, kind := range []string{"service", "endpointslice", "node"} {
+		for _, op := range []string{"set", "delete"} {
+			m.events.WithLabelValues(kind, op)
+		}
+	}
+	cs := []prometheus.Collector{
+		m.bytesSent, m.messagesSent, m.bytesRecv, m.acks, m.nacks, m.streams, m.events, m.recompute,
+		nodeCollector{src: src},
+		prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}),
+		prometheus.NewGoCollector(),
+	}
+	for _, c := range cs {
+		if err := m.reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register metrics: %w", err)
+		}
+	}
+	return m, nil
+}
+
+// Handler serves the registry in the Prometheus text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+// nodeCollector reads every node's status from the hub at scrape time, so
+// nothing is kept per node here.
+type nodeCollector struct{ src Source }
+
+var (
+	versionDesc   = prometheus.NewDesc("doorman_controlplane_version", "Newest version of the views.", nil, nil)
+	connectedDesc = prometheus.NewDesc("doorman_controlplane_connected_nodes", "Nodes with an open Sync stream.", nil, nil)
+	ackedDesc     = prometheus.NewDesc("doorman_controlplane_node_acked_version", "Version the node last acknowledged.", []string{"node"}, nil)
+	lagDesc       = prometheus.NewDesc("doorman_controlplane_node_lag_versions", "Versions the node's acknowledged view is behind the newest version that changed it.", []string{"node"}, nil)
+	entriesDesc   = prometheus.NewDesc("doorman_controlplane_node_entries", "Entries in the node's current view.", []string{"node"}, nil)
+)
+
+func (c nodeCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{versionDesc, connectedDesc, ackedDesc, lagDesc, entriesDesc} {
+		ch <- d
+	}
+}
+
+func (c nodeCollector) Collect(ch chan<- prometheus.Metric) {
+	version, nodes := c.src.Nodes()
+	ch <- prometheus.MustNewConstMetric(versionDesc, prometheus.GaugeValue, float64(version))
+	connected := 0
+	for _, s := range nodes {
+		if s.Connected {
+			connected++
+		}
+		ch <- prometheus.MustNewConstMetric(ackedDesc, prometheus.GaugeValue, float64(s.Acked), s.Node)
+		ch <- prometheus.MustNewConstMetric(lagDesc, prometheus.GaugeValue, float64(s.Lag()), s.Node)
+		ch <- prometheus.MustNewConstMetric(entriesDesc, prometheus.GaugeValue, float64(s.Entries), s.Node)
+	}
+	ch <- prometheus.MustNewConstMetric(connectedDesc, prometheus.GaugeValue, float64(connected))
+}
+
+// StatsHandler counts the Sync streams' traffic; install it with
+// grpc.StatsHandler.
+func (m *Metrics) StatsHandler() stats.Handler { return statsHandler{m} }
+
+type statsHandler struct{ m *Metrics }
+
+type syncKey struct{}
+
+func (h statsHandler) TagRPC(ctx context.Context, info *stats.RPCTagInfo) context.Context {
+	if info.FullMethodName == SyncMethod {
+		return context.WithValue(ctx, syncKey{}, true)
+	}
+	return ctx
+}
+
+func (h statsHandler) HandleRPC(ctx context.Context, s stats.RPCStats) {
+	if ctx.Value(syncKey{}) == nil {
+		return
+	}
+	switch s := s.(type) {
+	case *stats.Begin:
+		h.m.streams.Inc()
+	case *stats.OutPayload:
+		h.m.bytesSent.Add(float64(s.WireLength))
+		h.m.messagesSent.Inc()
+	case *stats.InPayload:
+		h.m.bytesRecv.Add(float64(s.WireLength))
+		if req, ok := s.Payload.(*doormanv1.SyncRequest); ok {
+			switch {
+			case req.GetAck() != nil:
+				h.m.acks.Inc()
+			case req.GetNack() != nil:
+				h.m.nacks.Inc()
+			}
+		}
+	}
+}
+
+func (h statsHandler) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
+func (h statsHandler) HandleConn(context.Context, stats.ConnStats)                       {}
+
+// Sink wraps the informers' sink, counting events and timing each.
+func (m *Metrics) Sink(next watch.Sink) watch.Sink { return &sink{m: m, next: next} }
+
+type sink struct {
+	m    *Metrics
+	next watch.Sink
+}
+
+func (s *sink) observe(kind, op string, f func()) {
+	t := time.Now()
+	f()
+	s.m.recompute.Observe(time.Since(t).Seconds())
+	s.m.events.WithLabelValues(kind, op).Inc()
+}
+
+func (s *sink) SetService(v *corev1.Service) {
+	s.observe("service", "set", func() { s.next.SetService(v) })
+}
+
+func (s *sink) DeleteService(namespace, name string) {
+	s.observe("service", "delete", func() { s.next.DeleteService(namespace, name) })
+}
+
+func (s *sink) SetSlice(v *discoveryv1.EndpointSlice) {
+	s.observe("endpointslice", "set", func() { s.next.SetSlice(v) })
+}
+
+func (s *sink) DeleteSlice(namespace, name string) {
+	s.observe("endpointslice", "delete", func() { s.next.DeleteSlice(namespace, name) })
+}
+
+func (s *sink) SetNode(v *corev1.Node) { s.observe("node", "set", func() { s.next.SetNode(v) }) }
+
+func (s *sink) DeleteNode(name string) {
+	s.observe("node", "delete", func() { s.next.DeleteNode(name) })
+}

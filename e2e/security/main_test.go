@@ -1,0 +1,77 @@
+//go:build e2e
+
+package security
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/doorman-proxy/doorman/e2e/cluster"
+	"github.com/doorman-proxy/doorman/e2e/provider"
+)
+
+// c is the secured cluster every test runs against.
+var c *cluster.Cluster
+
+func TestMain(m *testing.M) { os.Exit(run(m)) }
+
+func run(m *testing.M) int {
+	if os.Geteuid() != 0 {
+		fmt.Fprintln(os.Stderr, "e2e/security: the netns cluster needs root; skipping")
+		return 0
+	}
+	bin, cleanup, err := doormanBinaries()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e/security:", err)
+		return 1
+	}
+	defer cleanup()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	c, err = cluster.Start(ctx, cluster.Config{
+		Nodes:         2,
+		K8sBinDir:     provider.DefaultK8sBinDir(),
+		DoormanBinDir: bin,
+		Proxy:         cluster.ProxyDoorman,
+		Secure:        true,
+		KeepWorkDir:   os.Getenv("DOORMAN_E2E_KEEP") != "",
+		Logger:        hclog.New(&hclog.LoggerOptions{Name: "e2e", Level: hclog.Warn}),
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e/security: start cluster:", err)
+		return 1
+	}
+	code := m.Run()
+	if code != 0 {
+		fmt.Fprintln(os.Stderr, "e2e/security: logs in", c.LogDir())
+	}
+	if err := c.Close(); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e/security: close cluster:", err)
+	}
+	return code
+}
+
+func doormanBinaries() (string, func(), error) {
+	if dir := os.Getenv("DOORMAN_BIN"); dir != "" {
+		return dir, func() {}, nil
+	}
+	dir, err := os.MkdirTemp("", "doorman-bin-")
+	if err != nil {
+		return "", nil, err
+	}
+	cmd := exec.Command("go", "build", "-o", dir+"/", "./controlplane", "./nodeagent")
+	cmd.Dir = filepath.Join("..", "..")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		_ = os.RemoveAll(dir)
+		return "", nil, fmt.Errorf("build doorman binaries: %w\n%s", err, strings.TrimSpace(string(out)))
+	}
+	return dir, func() { _ = os.RemoveAll(dir) }, nil
+}
