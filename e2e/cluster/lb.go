@@ -36,10 +36,20 @@ func (c *Cluster) SetLoadBalancerIngress(ctx context.Context, ns, name string, i
 // RouteFromExternal makes the external client send traffic for cidr (an
 // externalIP or load-balancer IP) to a node, as an upstream router or load
 // balancer would.
+//
+// Like a router, the external client ignores ICMP redirects: a node that
+// forwards the first packets before its proxy has programmed the address
+// sends them back out eth0 toward the gateway and redirects the client
+// there, and a client that obeyed would bypass the node for minutes.
 func (c *Cluster) RouteFromExternal(cidr, nodeName string) error {
 	n, ok := c.node(nodeName)
 	if !ok {
 		return fmt.Errorf("no node %q", nodeName)
+	}
+	for _, dev := range []string{"all", "default", "eth0"} {
+		if err := setSysctl(c.extNS, "net.ipv4.conf."+dev+".accept_redirects", "0"); err != nil {
+			return err
+		}
 	}
 	l, err := openNS(c.extNS)
 	if err != nil {

@@ -1,6 +1,7 @@
 package echo
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -36,6 +37,7 @@ func (s *Server) ServeTCP(ln net.Listener) {
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(w, "ok")
 	})
+	mux.HandleFunc("/session", s.session)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	// Keep-alives off: every request is a new connection, so every call
 	// through a Service picks an endpoint afresh.
@@ -64,6 +66,44 @@ func (s *Server) ServeUDP(pc net.PacketConn) {
 			_, _ = pc.WriteTo([]byte(reply), addr)
 		}
 	}()
+}
+
+// session takes the connection over and answers one request per line
+// ("hostname", "clientip", "echo …") until the client closes it: one
+// long-lived TCP flow, to see which backend an established connection
+// keeps.
+func (s *Server) session(w http.ResponseWriter, r *http.Request) {
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		http.Error(w, "cannot take the connection over", http.StatusInternalServerError)
+		return
+	}
+	conn, rw, err := hj.Hijack()
+	if err != nil {
+		return
+	}
+	s.track(conn)
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Time{})
+	if _, err := rw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo-session\r\nConnection: Upgrade\r\n\r\n"); err != nil {
+		return
+	}
+	if err := rw.Flush(); err != nil {
+		return
+	}
+	for {
+		line, err := rw.ReadString('\n')
+		if err != nil {
+			return
+		}
+		reply := answerUDP(s.name, strings.TrimSpace(line), conn.RemoteAddr())
+		if _, err := rw.WriteString(reply + "\n"); err != nil {
+			return
+		}
+		if err := rw.Flush(); err != nil {
+			return
+		}
+	}
 }
 
 func answerUDP(name, req string, from net.Addr) string {
@@ -152,6 +192,71 @@ func askHTTP(ctx context.Context, dial Dialer, addr, request string) (string, er
 	}
 	return strings.TrimSpace(string(body)), nil
 }
+
+// Session is one long-lived TCP connection to an echo server (or to a
+// Service in front of echo servers): every Ask goes over the same flow.
+type Session struct {
+	conn net.Conn
+	rd   *bufio.Reader
+}
+
+// OpenSession connects to addr over TCP and takes the connection over for
+// line requests (see Server's /session).
+func OpenSession(ctx context.Context, dial Dialer, addr string) (*Session, error) {
+	if dial == nil {
+		var d net.Dialer
+		dial = d.DialContext
+	}
+	conn, err := dial(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("session to %s: %w", addr, err)
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
+	if _, err := io.WriteString(conn, "GET /session HTTP/1.1\r\nHost: "+addr+"\r\nConnection: Upgrade\r\nUpgrade: echo-session\r\n\r\n"); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("session to %s: %w", addr, err)
+	}
+	rd := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(rd, nil)
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("session to %s: %w", addr, err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		conn.Close()
+		return nil, fmt.Errorf("session to %s: status %s", addr, resp.Status)
+	}
+	_ = conn.SetDeadline(time.Time{})
+	return &Session{conn: conn, rd: rd}, nil
+}
+
+// Ask sends one request over the session's connection and returns the
+// answer.
+func (s *Session) Ask(ctx context.Context, request string) (string, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 3*time.Second)
+		defer cancel()
+	}
+	dl, _ := ctx.Deadline()
+	_ = s.conn.SetDeadline(dl)
+	if _, err := io.WriteString(s.conn, request+"\n"); err != nil {
+		return "", fmt.Errorf("session ask: %w", err)
+	}
+	line, err := s.rd.ReadString('\n')
+	if err != nil {
+		return "", fmt.Errorf("session ask: %w", err)
+	}
+	return strings.TrimSpace(line), nil
+}
+
+// LocalAddr is the client side of the session's flow.
+func (s *Session) LocalAddr() net.Addr { return s.conn.LocalAddr() }
+
+// Close ends the session.
+func (s *Session) Close() error { return s.conn.Close() }
 
 func askUDP(ctx context.Context, dial Dialer, addr, request string) (string, error) {
 	conn, err := dial(ctx, "udp", addr)

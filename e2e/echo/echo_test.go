@@ -41,6 +41,27 @@ func TestAsk(t *testing.T) {
 			}
 		})
 	}
+	t.Run("session", func(t *testing.T) {
+		ctx := context.Background()
+		sess, err := OpenSession(ctx, nil, ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sess.Close()
+		for _, req := range []string{"hostname", "hostname", "clientip"} {
+			got, err := sess.Ask(ctx, req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := "pod-a"
+			if req == "clientip" {
+				want = sess.LocalAddr().String()
+			}
+			if got != want {
+				t.Errorf("session Ask(%s) = %q, want %q", req, got, want)
+			}
+		}
+	})
 	t.Run("closed", func(t *testing.T) {
 		if err := srv.Close(); err != nil {
 			t.Fatal(err)

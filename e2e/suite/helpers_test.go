@@ -6,19 +6,32 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
+	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
+
+	"github.com/doorman-proxy/doorman/e2e/cluster"
+	"github.com/doorman-proxy/doorman/e2e/echo"
+	"github.com/doorman-proxy/doorman/e2e/provider"
+	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
 )
 
 // namespace creates a fresh namespace, deleted when the test ends, and
@@ -187,3 +200,429 @@ func podNames(pods []corev1.Pod) map[string]bool {
 }
 
 func addr(ip string, port int32) string { return net.JoinHostPort(ip, strconv.Itoa(int(port))) }
+
+// The helpers below serve the Semantics tests: they see the cluster
+// through the netns provider (dialers in Pods, nodes and the external
+// client; the agents' Inspect service) and judge only what the Pods' echo
+// servers answered.
+
+// askTimeout bounds one request: long enough for a loaded 2-core machine,
+// short enough that a dropped packet fails a poll quickly.
+const askTimeout = 2 * time.Second
+
+// netnsCluster is the running netns cluster; the test skips on other
+// providers.
+func netnsCluster(t *testing.T) *provider.NetNS {
+	t.Helper()
+	nn, ok := prov.(*provider.NetNS)
+	if !ok {
+		t.Skipf("needs the netns provider (dialers in Pods, nodes and the external client); running on %s", prov.Name())
+	}
+	return nn
+}
+
+// doormanOnly skips a test (or the part of it) that reads doorman's node
+// agents or restarts them, when the nodes run another proxy (the
+// -e2e.proxy=kube-proxy baseline).
+func doormanOnly(t *testing.T) {
+	t.Helper()
+	if *flagProxy != "doorman" {
+		t.Skipf("reads or restarts doorman's node agents; the nodes run %s", *flagProxy)
+	}
+}
+
+// asker sends one echo request ("hostname", "clientip") over proto to
+// addr from some place in the cluster.
+type asker struct {
+	where string
+	dial  echo.Dialer
+}
+
+func (a asker) ask(proto, target, request string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), askTimeout)
+	defer cancel()
+	got, err := echo.Ask(ctx, a.dial, proto, target, request)
+	if err != nil {
+		return "", fmt.Errorf("from %s: %w", a.where, err)
+	}
+	return got, nil
+}
+
+func fromPod(t *testing.T, pod *corev1.Pod) asker {
+	t.Helper()
+	dial, err := netnsCluster(t).DialFromPod(pod.Namespace, pod.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return asker{where: "pod " + pod.Name + " on " + pod.Spec.NodeName, dial: dial}
+}
+
+func fromNode(t *testing.T, node string) asker {
+	t.Helper()
+	dial, err := netnsCluster(t).DialFromNode(node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return asker{where: "node " + node, dial: dial}
+}
+
+func fromExternal(t *testing.T) asker {
+	t.Helper()
+	return asker{where: "the external client", dial: netnsCluster(t).DialFromExternal()}
+}
+
+// waitAnswers polls until every name in want has answered target and
+// nothing else has; it returns how often each answered.
+func waitAnswers(t *testing.T, a asker, proto, target string, want map[string]bool) map[string]int {
+	t.Helper()
+	seen := map[string]int{}
+	eventually(t, time.Minute, fmt.Sprintf("%s %s answered by each of %v from %s", proto, target, keys(want), a.where), func() error {
+		got, err := a.ask(proto, target, "hostname")
+		if err != nil {
+			return err
+		}
+		if !want[got] {
+			return fmt.Errorf("answered by %q, want one of %v", got, keys(want))
+		}
+		seen[got]++
+		if len(seen) < len(want) {
+			return fmt.Errorf("only %v answered so far", seen)
+		}
+		return nil
+	})
+	return seen
+}
+
+// waitOnly polls until n requests in a row are answered, each by a name in
+// want: the set a proxy uses after a change, once the change has landed.
+func waitOnly(t *testing.T, a asker, proto, target string, want map[string]bool, n int) {
+	t.Helper()
+	eventually(t, time.Minute, fmt.Sprintf("%d answers in a row from %v to %s %s from %s", n, keys(want), proto, target, a.where), func() error {
+		for i := range n {
+			got, err := a.ask(proto, target, "hostname")
+			if err != nil {
+				return err
+			}
+			if !want[got] {
+				return fmt.Errorf("answer %d by %q", i, got)
+			}
+		}
+		return nil
+	})
+}
+
+// sample makes n requests and counts who answered; every one must succeed.
+func sample(t *testing.T, a asker, proto, target string, n int) map[string]int {
+	t.Helper()
+	counts := map[string]int{}
+	for range n {
+		got, err := a.ask(proto, target, "hostname")
+		if err != nil {
+			t.Fatal(err)
+		}
+		counts[got]++
+	}
+	return counts
+}
+
+// waitFails polls until a request fails in the way check accepts.
+func waitFails(t *testing.T, a asker, proto, target, what string, check func(error) error) {
+	t.Helper()
+	eventually(t, time.Minute, fmt.Sprintf("%s %s from %s %s", proto, target, a.where, what), func() error {
+		got, err := a.ask(proto, target, "hostname")
+		if err == nil {
+			return fmt.Errorf("answered by %q", got)
+		}
+		return check(err)
+	})
+}
+
+// anyError accepts every failure: the traffic went nowhere.
+func anyError(error) error { return nil }
+
+// refusedAtOnce accepts a refusal (TCP RST or ICMP port unreachable) that
+// came back well before the request's timeout.
+func refusedAtOnce(a asker, proto, target string) func(error) error {
+	return func(error) error {
+		start := time.Now()
+		_, err := a.ask(proto, target, "hostname")
+		took := time.Since(start)
+		if err == nil {
+			return errors.New("answered")
+		}
+		if !errors.Is(err, syscall.ECONNREFUSED) {
+			return fmt.Errorf("not refused: %w", err)
+		}
+		if took > askTimeout/2 {
+			return fmt.Errorf("refused only after %s", took)
+		}
+		return nil
+	}
+}
+
+func keys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func set(names ...string) map[string]bool {
+	m := map[string]bool{}
+	for _, n := range names {
+		m[n] = true
+	}
+	return m
+}
+
+// clientHost is the host part of an echo server's "clientip" answer.
+func clientHost(t *testing.T, answer string) string {
+	t.Helper()
+	host, _, err := net.SplitHostPort(answer)
+	if err != nil {
+		t.Fatalf("clientip answer %q: %v", answer, err)
+	}
+	return host
+}
+
+// echoPod creates a bare echo Pod on node (any node when "") with labels,
+// and waits for it to be Ready.
+func echoPod(t *testing.T, ns, name, node string, labels map[string]string, grace int64, ports ...corev1.ContainerPort) corev1.Pod {
+	t.Helper()
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: labels},
+		Spec: corev1.PodSpec{
+			Containers:                    []corev1.Container{prov.EchoContainer(ports...)},
+			TerminationGracePeriodSeconds: ptr.To(grace),
+		},
+	}
+	if node != "" {
+		pod.Spec.NodeSelector = map[string]string{"kubernetes.io/hostname": node}
+	}
+	ctx := context.Background()
+	if _, err := prov.Client().CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("create pod %s/%s: %v", ns, name, err)
+	}
+	var got *corev1.Pod
+	eventually(t, time.Minute, "pod "+ns+"/"+name+" ready", func() error {
+		var err error
+		got, err = prov.Client().CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if !podReady(got) {
+			return fmt.Errorf("phase %s, not ready", got.Status.Phase)
+		}
+		return nil
+	})
+	return *got
+}
+
+// createService creates svc in ns.
+func createService(t *testing.T, ns string, svc *corev1.Service) *corev1.Service {
+	t.Helper()
+	svc.Namespace = ns
+	got, err := prov.Client().CoreV1().Services(ns).Create(context.Background(), svc, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("create service %s/%s: %v", ns, svc.Name, err)
+	}
+	return got
+}
+
+// updateService applies mutate to the current Service, retrying on
+// conflicts.
+func updateService(t *testing.T, ns, name string, mutate func(*corev1.Service)) *corev1.Service {
+	t.Helper()
+	var out *corev1.Service
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		svc, err := prov.Client().CoreV1().Services(ns).Get(context.Background(), name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		mutate(svc)
+		out, err = prov.Client().CoreV1().Services(ns).Update(context.Background(), svc, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
+		t.Fatalf("update service %s/%s: %v", ns, name, err)
+	}
+	return out
+}
+
+// deletePod deletes a Pod with the given grace period (seconds).
+func deletePod(t *testing.T, ns, name string, grace int64) {
+	t.Helper()
+	err := prov.Client().CoreV1().Pods(ns).Delete(context.Background(), name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To(grace)})
+	if err != nil {
+		t.Fatalf("delete pod %s/%s: %v", ns, name, err)
+	}
+}
+
+// slices lists the Service's EndpointSlices.
+func slices(t *testing.T, ns, svc string) []discoveryv1.EndpointSlice {
+	t.Helper()
+	sl, err := prov.Client().DiscoveryV1().EndpointSlices(ns).List(context.Background(), metav1.ListOptions{
+		LabelSelector: discoveryv1.LabelServiceName + "=" + svc,
+	})
+	if err != nil {
+		t.Fatalf("list endpoint slices of %s/%s: %v", ns, svc, err)
+	}
+	return sl.Items
+}
+
+// waitEndpoint polls until the Service's slices show the endpoint of
+// podIP with the given conditions.
+func waitEndpoint(t *testing.T, ns, svc, podIP string, ready, serving, terminating bool) {
+	t.Helper()
+	eventually(t, time.Minute, fmt.Sprintf("endpoint %s of %s/%s ready=%t serving=%t terminating=%t", podIP, ns, svc, ready, serving, terminating), func() error {
+		for _, s := range slices(t, ns, svc) {
+			for _, e := range s.Endpoints {
+				if len(e.Addresses) == 0 || e.Addresses[0] != podIP {
+					continue
+				}
+				c := e.Conditions
+				if ptr.Deref(c.Ready, false) == ready && ptr.Deref(c.Serving, false) == serving && ptr.Deref(c.Terminating, false) == terminating {
+					return nil
+				}
+				return fmt.Errorf("conditions ready=%v serving=%v terminating=%v", ptr.Deref(c.Ready, false), ptr.Deref(c.Serving, false), ptr.Deref(c.Terminating, false))
+			}
+		}
+		return errors.New("not in any slice")
+	})
+}
+
+// agentInspect calls the node agent's Inspect service, inside the node.
+func agentInspect(node string, call func(context.Context, doormanv1.AgentInspectServiceClient) error) error {
+	nn, ok := prov.(*provider.NetNS)
+	if !ok {
+		return provider.ErrUnsupported
+	}
+	dial, err := nn.DialFromNode(node)
+	if err != nil {
+		return err
+	}
+	conn, err := grpc.NewClient("passthrough:///"+cluster.AgentInspectAddr,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(func(ctx context.Context, a string) (net.Conn, error) { return dial(ctx, "tcp", a) }),
+	)
+	if err != nil {
+		return fmt.Errorf("inspect %s: %w", node, err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := call(ctx, doormanv1.NewAgentInspectServiceClient(conn)); err != nil {
+		return fmt.Errorf("inspect %s: %w", node, err)
+	}
+	return nil
+}
+
+// agentKeys lists the view keys of Service ns/name the node's agent holds.
+func agentKeys(node, ns, name string) ([]string, error) {
+	var out []string
+	err := agentInspect(node, func(ctx context.Context, c doormanv1.AgentInspectServiceClient) error {
+		st, err := c.GetState(ctx, &doormanv1.GetStateRequest{Entries: true})
+		if err != nil {
+			return err
+		}
+		for _, e := range st.GetEntries() {
+			if strings.HasPrefix(e.GetKey(), ns+"/"+name+":") {
+				out = append(out, e.GetKey())
+			}
+		}
+		return nil
+	})
+	sort.Strings(out)
+	return out, err
+}
+
+// waitAgentsHold polls until every node's agent holds a key of Service
+// ns/name.
+func waitAgentsHold(t *testing.T, ns, name string) {
+	t.Helper()
+	doormanOnly(t)
+	netnsCluster(t)
+	for _, n := range prov.Nodes() {
+		eventually(t, time.Minute, fmt.Sprintf("agent on %s holding %s/%s", n.Name, ns, name), func() error {
+			ks, err := agentKeys(n.Name, ns, name)
+			if err != nil {
+				return err
+			}
+			if len(ks) == 0 {
+				return errors.New("no key")
+			}
+			return nil
+		})
+	}
+}
+
+// kernelElements returns the elements of one of doorman's maps or sets in
+// the node's kernel, as nft text.
+func kernelElements(node, mapName string) ([]string, error) {
+	var out []string
+	err := agentInspect(node, func(ctx context.Context, c doormanv1.AgentInspectServiceClient) error {
+		k, err := c.GetKernel(ctx, &doormanv1.GetKernelRequest{Elements: true})
+		if err != nil {
+			return err
+		}
+		for _, m := range k.GetMaps() {
+			if m.GetName() == mapName {
+				out = m.GetElements()
+				return nil
+			}
+		}
+		return fmt.Errorf("no map %s in table %s", mapName, k.GetTable())
+	})
+	return out, err
+}
+
+// kernelHasElement reports whether a map of the node's kernel holds an
+// element starting with prefix (e.g. "10.96.0.10 . tcp . 53 ").
+func kernelHasElement(node, mapName, prefix string) (bool, error) {
+	els, err := kernelElements(node, mapName)
+	if err != nil {
+		return false, err
+	}
+	for _, e := range els {
+		if strings.HasPrefix(e, prefix) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// nodeOf finds a node by name.
+func nodeOf(t *testing.T, name string) provider.Node {
+	t.Helper()
+	for _, n := range prov.Nodes() {
+		if n.Name == name {
+			return n
+		}
+	}
+	t.Fatalf("no node %s", name)
+	return provider.Node{}
+}
+
+// nodeNames lists the cluster's nodes; the test skips with fewer than min.
+func nodeNames(t *testing.T, min int) []string {
+	t.Helper()
+	var out []string
+	for _, n := range prov.Nodes() {
+		out = append(out, n.Name)
+	}
+	if len(out) < min {
+		t.Skipf("needs %d nodes, the cluster has %d", min, len(out))
+	}
+	return out
+}
+
+// externalAddr hands out addresses outside every cluster range for
+// externalIPs and load-balancer IPs, one per call.
+var externalAddrSeq atomic.Int32
+
+func externalAddr() string {
+	n := externalAddrSeq.Add(1)
+	return fmt.Sprintf("10.251.%d.%d", n/250, 1+n%250)
+}

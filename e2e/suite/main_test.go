@@ -33,6 +33,11 @@ var (
 // prov is the cluster every test runs against.
 var prov provider.Provider
 
+// doormanBinDir holds the controlplane and nodeagent binaries the netns
+// cluster runs ("" on other providers); a test that needs a cluster of its
+// own (other control-plane flags) starts one from them.
+var doormanBinDir string
+
 func TestMain(m *testing.M) {
 	flag.Parse()
 	os.Exit(run(m))
@@ -65,6 +70,7 @@ func run(m *testing.M) int {
 			}
 			defer cleanup()
 			opts.DoormanBinDir = dir
+			doormanBinDir = dir
 		}
 	}
 	// Ctrl-C, during start-up or tests: tear the cluster down before dying.

@@ -1,0 +1,405 @@
+//go:build e2e
+
+package suite
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"syscall"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
+	"k8s.io/utils/ptr"
+
+	"github.com/doorman-proxy/doorman/e2e/cluster"
+	"github.com/doorman-proxy/doorman/e2e/provider"
+)
+
+// SEMANTICS.md, "Reaching a Service": ClusterIP — from Pods and from the
+// node itself (locally generated traffic too).
+func TestSemantics_ClusterIP_FromPodsAndNode(t *testing.T) {
+	ns := namespace(t)
+	backends := echoDeployment(t, ns, "backend", 2,
+		containerPort("http", corev1.ProtocolTCP, 8080), containerPort("dns", corev1.ProtocolUDP, 8081))
+	clients := echoDeployment(t, ns, "client", 1, containerPort("http", corev1.ProtocolTCP, 8080))
+	svc := service(t, ns, "backend", "backend", corev1.ServiceTypeClusterIP,
+		tcpPort("http", 80, 8080), udpPort("dns", 53, 8081))
+	readyEndpoints(t, ns, "backend", 2)
+	names := podNames(backends)
+	for _, proto := range []string{"tcp", "udp"} {
+		port := int32(80)
+		if proto == "udp" {
+			port = 53
+		}
+		target := addr(svc.Spec.ClusterIP, port)
+		t.Run("from a Pod over "+proto, func(t *testing.T) {
+			waitAnswers(t, fromPod(t, &clients[0]), proto, target, names)
+		})
+		for _, n := range nodeNames(t, 1) {
+			t.Run(fmt.Sprintf("from %s itself over %s", n, proto), func(t *testing.T) {
+				waitAnswers(t, fromNode(t, n), proto, target, names)
+			})
+		}
+	}
+}
+
+// SEMANTICS.md: NodePort — <any node address>:nodePort on every node,
+// whether or not it runs a backend; the default set of addresses is the
+// node's own.
+func TestSemantics_NodePort_EveryNode(t *testing.T) {
+	ns := namespace(t)
+	nodes := nodeNames(t, 2)
+	// One backend, on the first node: the others answer without one.
+	backend := echoPod(t, ns, "backend", nodes[0], map[string]string{"app": "backend"}, 2,
+		containerPort("http", corev1.ProtocolTCP, 8080), containerPort("dns", corev1.ProtocolUDP, 8081))
+	client := echoPod(t, ns, "client", nodes[1], nil, 2, containerPort("http", corev1.ProtocolTCP, 8080))
+	svc := service(t, ns, "backend", "backend", corev1.ServiceTypeNodePort,
+		tcpPort("http", 80, 8080), udpPort("dns", 53, 8081))
+	want := set(backend.Name)
+	for _, p := range svc.Spec.Ports {
+		proto := "tcp"
+		if p.Protocol == corev1.ProtocolUDP {
+			proto = "udp"
+		}
+		for _, n := range prov.Nodes() {
+			target := addr(n.IP, p.NodePort)
+			t.Run(fmt.Sprintf("%s via %s from outside", proto, n.Name), func(t *testing.T) {
+				waitAnswers(t, fromExternal(t), proto, target, want)
+			})
+			t.Run(fmt.Sprintf("%s via %s from a Pod", proto, n.Name), func(t *testing.T) {
+				waitAnswers(t, fromPod(t, &client), proto, target, want)
+			})
+			t.Run(fmt.Sprintf("%s via %s from that node", proto, n.Name), func(t *testing.T) {
+				waitAnswers(t, fromNode(t, n.Name), proto, target, want)
+			})
+		}
+	}
+	t.Run("not on other addresses", func(t *testing.T) {
+		doormanOnly(t)
+		// The node's Pod-side gateway address is not one of its node
+		// addresses: the NodePort must not answer there.
+		ok, err := kernelHasElement(nodes[0], "nodeport-ips", nodeOf(t, nodes[0]).IP)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			t.Errorf("nodeport-ips on %s lacks the node's own address %s", nodes[0], nodeOf(t, nodes[0]).IP)
+		}
+		els, err := kernelElements(nodes[0], "nodeport-ips")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range els {
+			if e != nodeOf(t, nodes[0]).IP {
+				t.Errorf("nodeport-ips on %s holds %s, want only the node's own address", nodes[0], e)
+			}
+		}
+	})
+}
+
+// SEMANTICS.md: LoadBalancer — status.loadBalancer.ingress[].ip handled
+// like an externalIP; entries with ipMode: Proxy are not programmed.
+func TestSemantics_LoadBalancer_IngressIP(t *testing.T) {
+	nn := netnsCluster(t)
+	ns := namespace(t)
+	nodes := nodeNames(t, 2)
+	backend := echoPod(t, ns, "backend", nodes[0], map[string]string{"app": "backend"}, 2,
+		containerPort("http", corev1.ProtocolTCP, 8080), containerPort("dns", corev1.ProtocolUDP, 8081))
+	client := echoPod(t, ns, "client", nodes[1], nil, 2, containerPort("http", corev1.ProtocolTCP, 8080))
+	service(t, ns, "lb", "backend", corev1.ServiceTypeLoadBalancer, tcpPort("http", 80, 8080), udpPort("dns", 53, 8081))
+	// One status with both kinds of entry, so once the VIP answers the
+	// Proxy entry has reached the nodes too.
+	vip, proxied := externalAddr(), externalAddr()
+	ctx := context.Background()
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		svc, err := prov.Client().CoreV1().Services(ns).Get(ctx, "lb", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{
+			{IP: vip, IPMode: ptr.To(corev1.LoadBalancerIPModeVIP)},
+			{IP: proxied, IPMode: ptr.To(corev1.LoadBalancerIPModeProxy)},
+		}
+		_, err = prov.Client().CoreV1().Services(ns).UpdateStatus(ctx, svc, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
+		t.Fatalf("load balancer status: %v", err)
+	}
+	for _, ip := range []string{vip, proxied} {
+		// The load balancer sends to the node without a backend.
+		if err := nn.RouteFromExternal(ip+"/32", nodes[1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := set(backend.Name)
+	for _, proto := range []string{"tcp", "udp"} {
+		port := int32(80)
+		if proto == "udp" {
+			port = 53
+		}
+		t.Run("VIP from outside over "+proto, func(t *testing.T) {
+			waitAnswers(t, fromExternal(t), proto, addr(vip, port), want)
+		})
+		t.Run("VIP from a Pod over "+proto, func(t *testing.T) {
+			waitAnswers(t, fromPod(t, &client), proto, addr(vip, port), want)
+		})
+	}
+	t.Run("ipMode Proxy not programmed", func(t *testing.T) {
+		doormanOnly(t)
+		for _, n := range prov.Nodes() {
+			eventually(t, 30*time.Second, "VIP "+vip+" in service-ips on "+n.Name, func() error {
+				ok, err := kernelHasElement(n.Name, "service-ips", vip+" ")
+				if err == nil && !ok {
+					err = errors.New("not there")
+				}
+				return err
+			})
+			ok, err := kernelHasElement(n.Name, "service-ips", proxied+" ")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ok {
+				t.Errorf("service-ips on %s holds ipMode Proxy address %s", n.Name, proxied)
+			}
+		}
+		if got, err := fromExternal(t).ask("tcp", addr(proxied, 80), "hostname"); err == nil {
+			t.Errorf("ipMode Proxy address %s answered by %q, want no answer (the load balancer proxies, not the node)", proxied, got)
+		}
+	})
+}
+
+// SEMANTICS.md: externalIPs — programmed like LoadBalancer ingress IPs.
+func TestSemantics_ExternalIPs(t *testing.T) {
+	nn := netnsCluster(t)
+	ns := namespace(t)
+	nodes := nodeNames(t, 2)
+	backend := echoPod(t, ns, "backend", nodes[0], map[string]string{"app": "backend"}, 2,
+		containerPort("http", corev1.ProtocolTCP, 8080), containerPort("dns", corev1.ProtocolUDP, 8081))
+	eip := externalAddr()
+	createService(t, ns, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "eip"},
+		Spec: corev1.ServiceSpec{
+			Selector:    map[string]string{"app": "backend"},
+			ExternalIPs: []string{eip},
+			Ports:       []corev1.ServicePort{tcpPort("http", 80, 8080), udpPort("dns", 53, 8081)},
+		},
+	})
+	if err := nn.RouteFromExternal(eip+"/32", nodes[1]); err != nil {
+		t.Fatal(err)
+	}
+	want := set(backend.Name)
+	t.Run("tcp", func(t *testing.T) { waitAnswers(t, fromExternal(t), "tcp", addr(eip, 80), want) })
+	t.Run("udp", func(t *testing.T) { waitAnswers(t, fromExternal(t), "udp", addr(eip, 53), want) })
+	t.Run("other port rejected", func(t *testing.T) {
+		// Only the Service's ports: port 81 of the external IP is nothing
+		// doorman forwards.
+		if got, err := fromExternal(t).ask("tcp", addr(eip, 81), "hostname"); err == nil {
+			t.Errorf("port 81 of %s answered by %q", eip, got)
+		}
+	})
+}
+
+// Upstream checklist: externalIP not assigned to a node — Pods and nodes
+// reach a Service through an externalIP no node holds.
+func TestSemantics_ExternalIP_NotAssignedToNode(t *testing.T) {
+	ns := namespace(t)
+	backends := echoDeployment(t, ns, "backend", 2, containerPort("http", corev1.ProtocolTCP, 8080))
+	clients := echoDeployment(t, ns, "client", 1, containerPort("http", corev1.ProtocolTCP, 8080))
+	eip := externalAddr()
+	createService(t, ns, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "eip"},
+		Spec: corev1.ServiceSpec{
+			Selector:    map[string]string{"app": "backend"},
+			ExternalIPs: []string{eip},
+			Ports:       []corev1.ServicePort{tcpPort("http", 80, 8080)},
+		},
+	})
+	readyEndpoints(t, ns, "eip", 2)
+	names := podNames(backends)
+	t.Run("from a Pod", func(t *testing.T) { waitAnswers(t, fromPod(t, &clients[0]), "tcp", addr(eip, 80), names) })
+	for _, n := range nodeNames(t, 1) {
+		t.Run("from "+n, func(t *testing.T) { waitAnswers(t, fromNode(t, n), "tcp", addr(eip, 80), names) })
+	}
+}
+
+// SEMANTICS.md: loadBalancerSourceRanges — traffic to LB IPs from other
+// sources dropped.
+func TestSemantics_LoadBalancerSourceRanges(t *testing.T) {
+	nn := netnsCluster(t)
+	ns := namespace(t)
+	nodes := nodeNames(t, 1)
+	backend := echoPod(t, ns, "backend", nodes[0], map[string]string{"app": "backend"}, 2, containerPort("http", corev1.ProtocolTCP, 8080))
+	vip := externalAddr()
+	svc := createService(t, ns, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "fw"},
+		Spec: corev1.ServiceSpec{
+			Type:                     corev1.ServiceTypeLoadBalancer,
+			Selector:                 map[string]string{"app": "backend"},
+			LoadBalancerSourceRanges: []string{"10.250.0.96/29"}, // holds the external client
+			Ports:                    []corev1.ServicePort{tcpPort("http", 80, 8080)},
+		},
+	})
+	if err := nn.SetLoadBalancerIngress(context.Background(), ns, "fw", "", vip); err != nil {
+		t.Fatal(err)
+	}
+	if err := nn.RouteFromExternal(vip+"/32", nodes[0]); err != nil {
+		t.Fatal(err)
+	}
+	ext := fromExternal(t)
+	want := set(backend.Name)
+	target := addr(vip, 80)
+	waitAnswers(t, ext, "tcp", target, want)
+
+	updateService(t, ns, "fw", func(s *corev1.Service) { s.Spec.LoadBalancerSourceRanges = []string{"192.0.2.0/24"} })
+	waitFails(t, ext, "tcp", target, "dropped once the client is outside the ranges", func(err error) error {
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			return fmt.Errorf("refused, want dropped: %w", err)
+		}
+		return nil
+	})
+	t.Run("NodePort not filtered", func(t *testing.T) {
+		// Source ranges guard the load balancer's addresses only.
+		waitAnswers(t, ext, "tcp", addr(nodeOf(t, nodes[0]).IP, svc.Spec.Ports[0].NodePort), want)
+	})
+	t.Run("allowed again", func(t *testing.T) {
+		updateService(t, ns, "fw", func(s *corev1.Service) { s.Spec.LoadBalancerSourceRanges = nil })
+		waitAnswers(t, ext, "tcp", target, want)
+	})
+}
+
+// SEMANTICS.md: a port of a ClusterIP that the Service does not have —
+// rejected.
+func TestSemantics_UnknownPort_Rejected(t *testing.T) {
+	ns := namespace(t)
+	backends := echoDeployment(t, ns, "backend", 1,
+		containerPort("http", corev1.ProtocolTCP, 8080), containerPort("alt", corev1.ProtocolTCP, 81))
+	clients := echoDeployment(t, ns, "client", 1, containerPort("http", corev1.ProtocolTCP, 8080))
+	svc := service(t, ns, "backend", "backend", corev1.ServiceTypeClusterIP, tcpPort("http", 80, 8080))
+	readyEndpoints(t, ns, "backend", 1)
+	c := fromPod(t, &clients[0])
+	waitAnswers(t, c, "tcp", addr(svc.Spec.ClusterIP, 80), podNames(backends))
+	// Port 81: the backend listens on 81 too, but the Service has no port
+	// 81, so the connection is refused at once rather than left hanging.
+	target := addr(svc.Spec.ClusterIP, 81)
+	t.Run("from a Pod", func(t *testing.T) { waitFails(t, c, "tcp", target, "refused at once", refusedAtOnce(c, "tcp", target)) })
+	t.Run("from a node", func(t *testing.T) {
+		n := fromNode(t, nodeNames(t, 1)[0])
+		waitFails(t, n, "tcp", target, "refused at once", refusedAtOnce(n, "tcp", target))
+	})
+	t.Run("udp", func(t *testing.T) {
+		target := addr(svc.Spec.ClusterIP, 53)
+		waitFails(t, c, "udp", target, "refused at once", refusedAtOnce(c, "udp", target))
+	})
+}
+
+// SEMANTICS.md: Service with no usable endpoints — new connections
+// rejected at once (TCP RST / ICMP unreachable), not black-holed.
+func TestSemantics_NoEndpoints_RejectedAtOnce(t *testing.T) {
+	ns := namespace(t)
+	clients := echoDeployment(t, ns, "client", 1, containerPort("http", corev1.ProtocolTCP, 8080))
+	svc := service(t, ns, "empty", "nothing", corev1.ServiceTypeNodePort, tcpPort("http", 80, 8080), udpPort("dns", 53, 8081))
+	c := fromPod(t, &clients[0])
+	for _, tc := range []struct {
+		name string
+		from asker
+		port int32
+		via  string
+	}{
+		{"tcp ClusterIP from a Pod", c, 80, svc.Spec.ClusterIP},
+		{"udp ClusterIP from a Pod", c, 53, svc.Spec.ClusterIP},
+		{"tcp ClusterIP from a node", fromNode(t, nodeNames(t, 1)[0]), 80, svc.Spec.ClusterIP},
+		{"tcp NodePort from outside", fromExternal(t), svc.Spec.Ports[0].NodePort, prov.Nodes()[0].IP},
+		{"udp NodePort from outside", fromExternal(t), svc.Spec.Ports[1].NodePort, prov.Nodes()[0].IP},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			proto := "tcp"
+			if tc.name[:3] == "udp" {
+				proto = "udp"
+			}
+			target := addr(tc.via, tc.port)
+			waitFails(t, tc.from, proto, target, "refused at once", refusedAtOnce(tc.from, proto, target))
+		})
+	}
+	t.Run("served once a backend comes", func(t *testing.T) {
+		backends := echoDeployment(t, ns, "nothing", 1,
+			containerPort("http", corev1.ProtocolTCP, 8080), containerPort("dns", corev1.ProtocolUDP, 8081))
+		waitAnswers(t, c, "tcp", addr(svc.Spec.ClusterIP, 80), podNames(backends))
+		waitAnswers(t, c, "udp", addr(svc.Spec.ClusterIP, 53), podNames(backends))
+	})
+}
+
+// SEMANTICS.md: NodePort — which node addresses count is configurable.
+// A cluster of its own (two nodes, a few seconds to start) runs the control
+// plane with --nodeport-addresses naming only the second node's address:
+// the NodePort answers there and nowhere else.
+func TestSemantics_NodePort_ConfigurableAddresses(t *testing.T) {
+	doormanOnly(t)
+	netnsCluster(t)
+	if doormanBinDir == "" {
+		t.Skip("no doorman binaries to start a second cluster from")
+	}
+	ctx := context.Background()
+	c, err := cluster.Start(ctx, cluster.Config{
+		Nodes:            2,
+		K8sBinDir:        provider.DefaultK8sBinDir(),
+		DoormanBinDir:    doormanBinDir,
+		ControlPlaneArgs: []string{"--nodeport-addresses=10.250.0.12/32"},
+	})
+	if err != nil {
+		t.Fatalf("start a cluster with --nodeport-addresses: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := c.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	cs := c.Client()
+	eventually(t, 30*time.Second, "default service account", func() error {
+		_, err := cs.CoreV1().ServiceAccounts("default").Get(ctx, "default", metav1.GetOptions{})
+		return err
+	})
+	labels := map[string]string{"app": "backend"}
+	pod, err := cs.CoreV1().Pods("default").Create(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "backend", Labels: labels},
+		Spec: corev1.PodSpec{
+			Containers: []corev1.Container{{Name: "echo", Image: "doorman.local/echo",
+				Ports: []corev1.ContainerPort{containerPort("http", corev1.ProtocolTCP, 8080)}}},
+			TerminationGracePeriodSeconds: ptr.To[int64](1),
+		},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := cs.CoreV1().Services("default").Create(ctx, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "backend"},
+		Spec: corev1.ServiceSpec{
+			Type:     corev1.ServiceTypeNodePort,
+			Selector: labels,
+			Ports:    []corev1.ServicePort{tcpPort("http", 80, 8080)},
+		},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ext := asker{where: "the external client", dial: c.DialFromExternal()}
+	nodes := c.Nodes()
+	np := svc.Spec.Ports[0].NodePort
+	waitAnswers(t, ext, "tcp", addr(nodes[1].IP, np), set(pod.Name))
+	// The ClusterIP is not affected by the flag; once the first node
+	// serves it, that node has programmed the Service.
+	n0 := asker{where: "node " + nodes[0].Name}
+	if n0.dial, err = c.DialFromNode(nodes[0].Name); err != nil {
+		t.Fatal(err)
+	}
+	waitAnswers(t, n0, "tcp", addr(svc.Spec.ClusterIP, 80), set(pod.Name))
+	// The first node's address is outside --nodeport-addresses: nothing
+	// forwards there (the node has no listener, so its kernel resets).
+	if got, err := ext.ask("tcp", addr(nodes[0].IP, np), "hostname"); err == nil {
+		t.Errorf("NodePort on %s (%s) answered by %q, want nothing outside --nodeport-addresses", nodes[0].Name, nodes[0].IP, got)
+	}
+}
