@@ -1,0 +1,25 @@
+// Command bench measures doorman against upstream kube-proxy on the local
+// cluster (package e2e/cluster), and doorman's control plane against
+// thousands of simulated agents.
+//
+//	go run ./e2e/bench [-full] [flags]          # doorman vs kube-proxy nftables and iptables
+//	go run ./e2e/bench scale [-full] [flags]    # control plane vs N simulated agents
+//
+// The first starts one cluster with three nodes: node1 runs doorman's node
+// agent (fed by doorman's control plane), node2 kube-proxy in nftables
+// mode, node3 kube-proxy in iptables mode, all watching the same API
+// server. Services are selector-less with one hand-made EndpointSlice of
+// two endpoints (two echo Pods), created by a bounded pool of parallel API
+// writers. The systems are measured one after the other, each alone on the
+// machine's CPUs, at each size. Kernel state is read by netlink (doorman's
+// and kube-proxy's nftables tables) or iptables-save; commit times come from
+// the nftables generation events of the node's namespace.
+//
+// The second runs the real control plane (controlplane/app, in-process)
+// against the cluster's API server and N gRPC clients that speak
+// AgentService.Sync exactly as agents do, minus the kernel.
+//
+// Both print a table, write JSON records to $BENCH_OUT and a PNG plot.
+// Timing is reported, never asserted. It needs root; it may import the
+// control plane's app package but no internal package of either binary.
+package main

@@ -1,0 +1,539 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/doorman-proxy/doorman/e2e/cluster"
+)
+
+// The systems, in the order they are measured at each size.
+const (
+	sysDoorman   = "doorman"
+	sysKPNFT     = "kube-proxy-nftables"
+	sysKPIPT     = "kube-proxy-iptables"
+	doormanNode  = "node1"
+	kpNFTNode    = "node2"
+	kpIPTNode    = "node3"
+	sampleLimit  = 100 // Services the connection test spreads over
+	changeTick   = 200 * time.Millisecond
+	settleBefore = time.Second
+)
+
+var allSystems = []string{sysDoorman, sysKPNFT, sysKPIPT}
+
+type proxyFlags struct {
+	common
+	sizes      string
+	changes    int
+	connects   int
+	bound      time.Duration
+	gap        time.Duration
+	workers    int
+	doormanBin string
+	systems    string
+	churnRate  float64
+	churnFor   time.Duration
+}
+
+func runProxy(ctx context.Context, args []string) error {
+	var f proxyFlags
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	f.register(fs, "bench.png")
+	fs.StringVar(&f.sizes, "sizes", "", "comma-separated Service counts (default 1000; -full: 1000,10000,100000)")
+	fs.IntVar(&f.changes, "changes", 0, "single EndpointSlice changes per system and size (default 20; -full: 50)")
+	fs.IntVar(&f.connects, "connects", 0, "connections per path for the per-connection cost (default 200; -full: 1000)")
+	fs.DurationVar(&f.bound, "bound", 120*time.Second, "a system whose full sync or one change takes longer stops at that size")
+	fs.DurationVar(&f.gap, "gap", 1100*time.Millisecond, "pause between changes (kube-proxy's default --*-min-sync-period is 1s)")
+	fs.IntVar(&f.workers, "workers", 64, "parallel API writers creating Services")
+	fs.StringVar(&f.doormanBin, "doorman-bin", "bin", "directory holding controlplane and nodeagent (go build -o bin/ ./controlplane ./nodeagent)")
+	fs.Float64Var(&f.churnRate, "churn-rate", 50, "changes per second under churn (0: no churn phase)")
+	fs.DurationVar(&f.churnFor, "churn-for", 0, "length of the churn phase (default 4s; -full: 10s)")
+	fs.StringVar(&f.systems, "systems", strings.Join(allSystems, ","), "systems to measure")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if f.sizes == "" {
+		f.sizes = map[bool]string{false: "1000", true: "1000,10000,100000"}[f.full]
+	}
+	if f.changes == 0 {
+		f.changes = map[bool]int{false: 20, true: 50}[f.full]
+	}
+	if f.churnFor == 0 {
+		f.churnFor = map[bool]time.Duration{false: 4 * time.Second, true: 10 * time.Second}[f.full]
+	}
+	if f.connects == 0 {
+		f.connects = map[bool]int{false: 200, true: 1000}[f.full]
+	}
+	sizes, err := parseSizes(f.sizes)
+	if err != nil {
+		return err
+	}
+	systems := strings.Split(f.systems, ",")
+	for _, s := range systems {
+		if s != sysDoorman && s != sysKPNFT && s != sysKPIPT {
+			return fmt.Errorf("-systems: unknown %q (want %s)", s, strings.Join(allSystems, ","))
+		}
+	}
+	if err := needRoot(); err != nil {
+		return err
+	}
+	if err := checkTools(systems); err != nil {
+		return err
+	}
+	if f.doormanBin, err = filepath.Abs(f.doormanBin); err != nil {
+		return err
+	}
+	log := f.logger()
+	b := &proxyBench{f: f, log: log, systems: systems, rep: &report{}, stopped: map[string]int{}}
+	runErr := b.run(ctx, sizes)
+	fmt.Println()
+	b.rep.table(os.Stdout, allSystems)
+	for s, n := range b.stopped {
+		fmt.Printf("%s stopped at %d Services: over the %s bound\n", s, n, f.bound)
+	}
+	if err := b.rep.writeJSON(f.out); err != nil {
+		return errors.Join(runErr, err)
+	}
+	if f.plot != "" {
+		if err := writePlot(f.plot, plotPanels(b.rep, allSystems, []panelSpec{
+			{Title: "one EndpointSlice change -> kernel", XLabel: "Services", YLabel: "seconds",
+				Metrics: []string{"change_p50_seconds", "change_p99_seconds"}, Short: []string{"p50", "p99"}},
+			{Title: "full programming (start -> all Services)", XLabel: "Services", YLabel: "seconds",
+				Metrics: []string{"full_sync_seconds"}},
+		})); err != nil {
+			return errors.Join(runErr, err)
+		}
+		fmt.Println("plot:", f.plot)
+	}
+	if f.out != "" {
+		fmt.Println("records:", f.out)
+	}
+	return runErr
+}
+
+// checkTools names what kube-proxy needs on this machine.
+func checkTools(systems []string) error {
+	need := map[string][]string{
+		sysKPNFT: {"nft"},
+		sysKPIPT: {"iptables", "iptables-save", "iptables-restore", "ip6tables", "ip6tables-save"},
+	}
+	var missing []string
+	for _, s := range systems {
+		for _, t := range need[s] {
+			if _, err := exec.LookPath(t); err != nil {
+				missing = append(missing, t)
+			}
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("kube-proxy needs %s: apt-get install -y nftables iptables", strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+type proxyBench struct {
+	f       proxyFlags
+	log     hclog.Logger
+	systems []string
+	rep     *report
+	stopped map[string]int // system → the size at which it went over the bound
+
+	c      *cluster.Cluster
+	client kubernetes.Interface
+	w      *workload
+}
+
+func (b *proxyBench) run(ctx context.Context, sizes []int) error {
+	t := time.Now()
+	c, err := cluster.Start(ctx, cluster.Config{
+		Nodes:         3,
+		Prefix:        b.f.prefix,
+		K8sBinDir:     b.f.k8sBin,
+		DoormanBinDir: b.f.doormanBin,
+		Proxy:         cluster.ProxyNone,
+		Logger:        b.log,
+	})
+	if err != nil {
+		return fmt.Errorf("start cluster: %w", err)
+	}
+	defer c.Close()
+	b.c = c
+	fmt.Printf("cluster up in %s (prefix %s, logs %s)\n", time.Since(t).Round(time.Millisecond), c.Prefix(), c.LogDir())
+	rc := c.RESTConfig()
+	rc.QPS, rc.Burst = 5000, 10000
+	if b.client, err = kubernetes.NewForConfig(rc); err != nil {
+		return err
+	}
+	b.w = &workload{client: b.client, workers: b.f.workers}
+	if err := b.w.ensureNamespace(ctx); err != nil {
+		return err
+	}
+	for i := range 2 {
+		if b.w.eps[i], err = startPod(ctx, b.client, fmt.Sprintf("echo-%d", i), ""); err != nil {
+			return err
+		}
+	}
+	for _, n := range []string{doormanNode, kpNFTNode, kpIPTNode} {
+		if _, err := startPod(ctx, b.client, "client-"+n, n); err != nil {
+			return err
+		}
+	}
+	for _, n := range sizes {
+		t := time.Now()
+		if err := b.w.grow(ctx, n); err != nil {
+			return fmt.Errorf("create %d services: %w", n, err)
+		}
+		fmt.Printf("%d Services with 2 endpoints each created in %s\n", n, time.Since(t).Round(time.Millisecond))
+		for _, s := range b.systems {
+			if _, over := b.stopped[s]; over {
+				continue
+			}
+			if err := b.measure(ctx, s, n); err != nil {
+				return fmt.Errorf("%s at %d services: %w", s, n, err)
+			}
+		}
+	}
+	return nil
+}
+
+// running is a started system: its pid (for /proc) and how to stop it.
+type running struct {
+	pid  int
+	stop func()
+}
+
+func (b *proxyBench) node(system string) string {
+	return map[string]string{sysDoorman: doormanNode, sysKPNFT: kpNFTNode, sysKPIPT: kpIPTNode}[system]
+}
+
+func (b *proxyBench) openKernel(system string) (kernel, error) {
+	ns := b.netns(b.node(system))
+	switch system {
+	case sysDoorman:
+		return doormanKernel(ns)
+	case sysKPNFT:
+		return kubeProxyNFTKernel(ns)
+	default:
+		return iptablesKernel{ns: ns}, nil
+	}
+}
+
+func (b *proxyBench) netns(node string) string {
+	for _, n := range b.c.Nodes() {
+		if n.Name == node {
+			return n.NetNS
+		}
+	}
+	return ""
+}
+
+func (b *proxyBench) start(ctx context.Context, system string, n int) (running, error) {
+	node := b.node(system)
+	switch system {
+	case sysDoorman:
+		// The agent starts cold: no cache, no table. The control plane
+		// starts first (as it runs already when a node boots); its own
+		// cold start is reported apart.
+		if err := os.Remove(b.c.AgentCachePath(node)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return running{}, err
+		}
+		t := time.Now()
+		cp, err := b.c.StartDoormanControlPlane(ctx)
+		if err != nil {
+			return running{}, err
+		}
+		b.rep.add(system, n, "controlplane_ready_seconds", time.Since(t).Seconds(), "seconds")
+		if err := b.c.StartAgent(node); err != nil {
+			cp.Stop(5 * time.Second)
+			return running{}, err
+		}
+		pid := b.c.AgentPID(node)
+		return running{pid: pid, stop: func() {
+			if u, err := readUsage(cp.PID()); err == nil {
+				b.rep.add(system, n, "controlplane_rss_bytes", float64(u.RSSBytes), "bytes")
+				b.rep.add(system, n, "controlplane_cpu_seconds", u.CPUSeconds, "seconds")
+			}
+			b.c.StopAgent(node)
+			cp.Stop(5 * time.Second)
+		}}, nil
+	default:
+		mode := cluster.KubeProxyNFTables
+		if system == sysKPIPT {
+			mode = cluster.KubeProxyIPTables
+		}
+		p, err := b.c.StartKubeProxyOn(ctx, node, mode)
+		if err != nil {
+			return running{}, err
+		}
+		return running{pid: p.PID(), stop: func() { p.Stop(10 * time.Second) }}, nil
+	}
+}
+
+// measure starts one system on its node with n Services present and
+// measures it, then stops it so the next system has the CPUs alone.
+func (b *proxyBench) measure(ctx context.Context, system string, n int) error {
+	log := b.log.With("system", system, "services", n)
+	k, err := b.openKernel(system)
+	if err != nil {
+		return err
+	}
+	defer k.close()
+	if err := k.reset(); err != nil {
+		return err
+	}
+	target := n + 1 // and default/kubernetes
+	fmt.Printf("%s, %d Services: ", system, n)
+
+	// Full programming: process start → every Service port in the kernel
+	// (read back by netlink / iptables-save; the time is the end of the
+	// first read that finds them all).
+	t0 := time.Now()
+	r, err := b.start(ctx, system, n)
+	if err != nil {
+		return err
+	}
+	defer r.stop()
+	if system == sysDoorman {
+		t0 = time.Now() // the agent's start, after the control plane's
+	}
+	done, err := untilProgrammed(ctx, k, target, b.f.bound)
+	if err != nil {
+		if errors.Is(err, errOverBound) {
+			b.stopped[system] = n
+			fmt.Printf("full sync over %s, stopped\n", b.f.bound)
+			return nil
+		}
+		return err
+	}
+	full := done.Sub(t0)
+	b.rep.add(system, n, "full_sync_seconds", full.Seconds(), "seconds")
+	fmt.Printf("full sync %s, ", full.Round(time.Millisecond))
+	time.Sleep(settleBefore)
+
+	// Per-connection cost from a Pod on the same node.
+	podNS, err := b.c.PodNetNS(benchNamespace, "client-"+b.node(system))
+	if err != nil {
+		return err
+	}
+	sample := make([]netip.Addr, 0, sampleLimit)
+	for i := range min(n, sampleLimit) {
+		sample = append(sample, b.w.clusterIP(i))
+	}
+	cc, err := connectCost(func(fn func() error) error { return cluster.InNetNS(podNS, fn) }, sample, b.w.eps[:], b.f.connects)
+	if err != nil {
+		return fmt.Errorf("connections: %w", err)
+	}
+	b.rep.add(system, n, "connect_ratio_vs_direct", float64(cc.Service)/float64(cc.Direct), "ratio")
+	b.rep.add(system, n, "connect_service_seconds", cc.Service.Seconds(), "seconds")
+	b.rep.add(system, n, "connect_direct_seconds", cc.Direct.Seconds(), "seconds")
+	if cc.Failures > 0 {
+		b.rep.add(system, n, "connect_failures", float64(cc.Failures), "count")
+	}
+	fmt.Printf("connect %s vs direct %s, ", cc.Service, cc.Direct)
+
+	// Single changes: API write → the commit that put the new endpoint
+	// in the kernel.
+	g, err := watchGenerations(b.netns(b.node(system)))
+	if err != nil {
+		return err
+	}
+	defer g.close()
+	var lat []time.Duration
+	for i := range b.f.changes {
+		svc := changeTarget(i, 101, n)
+		ip := b.w.freshIP()
+		g.drain()
+		t := time.Now()
+		if err := b.w.changeEndpoint(ctx, svc, ip); err != nil {
+			return err
+		}
+		cctx, cancel := context.WithTimeout(ctx, b.f.bound)
+		want := map[string]netip.Addr{serviceName(svc): ip}
+		at, err := waitFor(cctx, g, changeTick, func() (bool, error) {
+			found, err := k.present(want)
+			return len(found) == 1, err
+		})
+		cancel()
+		if err != nil {
+			if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+				b.stopped[system] = n
+				fmt.Printf("a change took over %s, stopped\n", b.f.bound)
+				break
+			}
+			return fmt.Errorf("change %d: %w", i, err)
+		}
+		d := max(at.Sub(t), 0)
+		log.Debug("change programmed", "service", serviceName(svc), "endpoint", ip, "latency", d)
+		lat = append(lat, d)
+		time.Sleep(b.f.gap)
+	}
+	if len(lat) > 0 {
+		b.rep.add(system, n, "change_p50_seconds", percentile(lat, 50).Seconds(), "seconds")
+		b.rep.add(system, n, "change_p99_seconds", percentile(lat, 99).Seconds(), "seconds")
+		b.rep.add(system, n, "changes", float64(len(lat)), "count")
+		fmt.Printf("change p50 %s p99 %s, ", percentile(lat, 50).Round(100*time.Microsecond), percentile(lat, 99).Round(100*time.Microsecond))
+	}
+
+	if _, over := b.stopped[system]; !over && b.f.churnRate > 0 {
+		lat, err := b.churn(ctx, system, k, g, n)
+		if err != nil {
+			return fmt.Errorf("churn: %w", err)
+		}
+		if len(lat) > 0 {
+			b.rep.add(system, n, "churn_p50_seconds", percentile(lat, 50).Seconds(), "seconds")
+			b.rep.add(system, n, "churn_p99_seconds", percentile(lat, 99).Seconds(), "seconds")
+			fmt.Printf("under churn (%.0f/s) p50 %s p99 %s, ", b.f.churnRate, percentile(lat, 50).Round(100*time.Microsecond), percentile(lat, 99).Round(100*time.Microsecond))
+		}
+	}
+
+	u, err := readUsage(r.pid)
+	if err != nil {
+		return err
+	}
+	b.rep.add(system, n, "rss_bytes", float64(u.RSSBytes), "bytes")
+	b.rep.add(system, n, "cpu_seconds", u.CPUSeconds, "seconds")
+	o, err := k.objects()
+	if err != nil {
+		return err
+	}
+	b.rep.add(system, n, "kernel_objects", float64(o.total()), "count")
+	b.rep.add(system, n, "kernel_rules", float64(o.Rules), "count")
+	b.rep.add(system, n, "kernel_chains", float64(o.Chains), "count")
+	b.rep.add(system, n, "kernel_elements", float64(o.Elements), "count")
+	fmt.Printf("RSS %.1f MiB, CPU %.2fs, %d kernel objects\n", float64(u.RSSBytes)/(1<<20), u.CPUSeconds, o.total())
+	return nil
+}
+
+var errOverBound = errors.New("over the bound")
+
+// untilProgrammed polls the kernel until it dispatches target Service
+// ports and returns the time at the end of that read.
+func untilProgrammed(ctx context.Context, k kernel, target int, bound time.Duration) (time.Time, error) {
+	deadline := time.Now().Add(bound)
+	for {
+		t := time.Now()
+		got, err := k.programmed()
+		if err != nil {
+			return time.Time{}, err
+		}
+		end := time.Now()
+		if got >= target {
+			return end, nil
+		}
+		if end.After(deadline) {
+			return time.Time{}, errOverBound
+		}
+		select {
+		case <-ctx.Done():
+			return time.Time{}, ctx.Err()
+		case <-time.After(max(20*time.Millisecond, end.Sub(t))):
+		}
+	}
+}
+
+// churn writes changes at a steady rate, each to another Service, and
+// times each from its API write to the commit that put its endpoint in
+// the kernel. Changes still missing one bound after the last write are
+// reported as over the bound.
+func (b *proxyBench) churn(ctx context.Context, system string, k kernel, g *generations, n int) ([]time.Duration, error) {
+	count := int(b.f.churnRate * b.f.churnFor.Seconds())
+	if n > 2*sampleLimit {
+		count = min(count, n-sampleLimit) // each to a different Service
+	}
+	type change struct {
+		ip netip.Addr
+		at time.Time
+	}
+	var mu sync.Mutex
+	pending := map[string]change{}
+	written := make(chan error, 1)
+	g.drain()
+	go func() {
+		t := time.NewTicker(time.Duration(float64(time.Second) / b.f.churnRate))
+		defer t.Stop()
+		for i := range count {
+			select {
+			case <-ctx.Done():
+				written <- ctx.Err()
+				return
+			case <-t.C:
+			}
+			svc := changeTarget(i, 557, n)
+			ip := b.w.freshIP()
+			mu.Lock()
+			pending[serviceName(svc)] = change{ip: ip, at: time.Now()}
+			mu.Unlock()
+			if err := b.w.changeEndpoint(ctx, svc, ip); err != nil {
+				written <- err
+				return
+			}
+		}
+		written <- nil
+	}()
+	clock := newCommitClock(g, changeTick)
+	defer clock.stop()
+	var lat []time.Duration
+	var deadline time.Time
+	for {
+		select {
+		case err := <-written:
+			if err != nil {
+				return nil, err
+			}
+			deadline = time.Now().Add(b.f.bound)
+		default:
+		}
+		mu.Lock()
+		want := make(map[string]netip.Addr, len(pending))
+		for svc, c := range pending {
+			want[svc] = c.ip
+		}
+		mu.Unlock()
+		if !deadline.IsZero() && len(want) == 0 {
+			return lat, nil
+		}
+		if !deadline.IsZero() && time.Now().After(deadline) {
+			b.rep.add(system, n, "churn_over_bound", float64(len(want)), "count")
+			return lat, nil
+		}
+		at, err := clock.next(ctx)
+		if err != nil {
+			return nil, err
+		}
+		found, err := k.present(want)
+		if err != nil {
+			return nil, err
+		}
+		mu.Lock()
+		for svc := range found {
+			if c, ok := pending[svc]; ok && c.ip == want[svc] {
+				lat = append(lat, max(at.Sub(c.at), 0))
+				delete(pending, svc)
+			}
+		}
+		mu.Unlock()
+	}
+}
+
+// changeTarget picks the Service of the i-th change: spread over the
+// Services, never one of the first sampleLimit that the connection test
+// dials (a changed Service points at an address nothing answers on).
+func changeTarget(i, offset, n int) int {
+	if n <= 2*sampleLimit {
+		return (i*7919 + offset) % n
+	}
+	return sampleLimit + (i*7919+offset)%(n-sampleLimit)
+}

@@ -1,0 +1,158 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"image/png"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestReportTableAndJSON(t *testing.T) {
+	var r report
+	r.add("doorman", 1000, "full_sync_seconds", 0.05, "seconds")
+	r.add("kube-proxy-nftables", 1000, "full_sync_seconds", 0.5, "seconds")
+	r.add("doorman", 1000, "rss_bytes", 20<<20, "bytes")
+	r.add("kube-proxy-nftables", 1000, "rss_bytes", 80<<20, "bytes")
+	r.add("doorman", 10000, "kernel_objects", 50000, "count")
+
+	var buf bytes.Buffer
+	r.table(&buf, []string{"doorman", "kube-proxy-nftables", "kube-proxy-iptables"})
+	got := buf.String()
+	for _, want := range []string{"50.0ms", "500.0ms", "0.1", "20.0MiB", "80.0MiB", "0.25", "50000"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("table lacks %q:\n%s", want, got)
+		}
+	}
+	if lines := strings.Count(got, "\n"); lines != 4 {
+		t.Errorf("table has %d lines, want header + 3 rows:\n%s", lines, got)
+	}
+
+	path := filepath.Join(t.TempDir(), "out.json")
+	if err := r.writeJSON(path); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back []Record
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(r.records, back); diff != "" {
+		t.Errorf("JSON round trip (-want +got):\n%s", diff)
+	}
+	var raw []map[string]any
+	_ = json.Unmarshal(b, &raw)
+	if diff := cmp.Diff([]string{"metric", "services", "system", "unit", "value"}, keys(raw[0])); diff != "" {
+		t.Errorf("record fields (-want +got):\n%s", diff)
+	}
+}
+
+func keys(m map[string]any) []string { return slices.Sorted(maps.Keys(m)) }
+
+func TestPercentile(t *testing.T) {
+	ms := func(v ...int) []time.Duration {
+		var d []time.Duration
+		for _, x := range v {
+			d = append(d, time.Duration(x)*time.Millisecond)
+		}
+		return d
+	}
+	tests := []struct {
+		name string
+		in   []time.Duration
+		p    float64
+		want time.Duration
+	}{
+		{"p50 of 4", ms(4, 1, 3, 2), 50, 2 * time.Millisecond},
+		{"p99 of 100 is the 99th", ms(seq(100)...), 99, 99 * time.Millisecond},
+		{"p99 of 20 is the max", ms(seq(20)...), 99, 20 * time.Millisecond},
+		{"empty", nil, 50, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := percentile(tt.in, tt.p); got != tt.want {
+				t.Errorf("percentile(%v) = %v, want %v", tt.p, got, tt.want)
+			}
+		})
+	}
+}
+
+func seq(n int) []int {
+	var s []int
+	for i := 1; i <= n; i++ {
+		s = append(s, i)
+	}
+	return s
+}
+
+func TestCountSave(t *testing.T) {
+	save := `*nat
+:PREROUTING ACCEPT [0:0]
+:KUBE-SERVICES - [0:0]
+:KUBE-SVC-ABC - [0:0]
+-A PREROUTING -j KUBE-SERVICES
+-A KUBE-SERVICES -d 10.96.0.10/32 -p tcp -m tcp --dport 80 -j KUBE-SVC-ABC
+-A KUBE-SERVICES -d 10.96.0.11/32 -p tcp -m tcp --dport 80 -j KUBE-SVC-DEF
+-A KUBE-SERVICES -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS
+COMMIT
+`
+	rules, chains := countSave(save)
+	if rules != 4 || chains != 3 {
+		t.Errorf("countSave = %d rules, %d chains; want 4, 3", rules, chains)
+	}
+	if got := countServiceJumps(save); got != 2 {
+		t.Errorf("countServiceJumps = %d, want 2", got)
+	}
+}
+
+func TestWritePlot(t *testing.T) {
+	var r report
+	for _, n := range []int{1000, 10000, 100000} {
+		r.add("doorman", n, "change_p50_seconds", 0.01, "seconds")
+		r.add("doorman", n, "change_p99_seconds", 0.02, "seconds")
+		r.add("kube-proxy-nftables", n, "change_p50_seconds", float64(n)/1e4, "seconds")
+	}
+	path := filepath.Join(t.TempDir(), "plot.png")
+	panels := plotPanels(&r, []string{"doorman", "kube-proxy-nftables"}, []panelSpec{
+		{Title: "one change", XLabel: "services", YLabel: "s", Metrics: []string{"change_p50_seconds", "change_p99_seconds"}, Short: []string{"p50", "p99"}},
+		{Title: "empty", Metrics: []string{"full_sync_seconds"}},
+	})
+	if got := len(panels[0].Series); got != 3 {
+		t.Fatalf("%d series, want 3 (doorman p50, p99, kube-proxy p50)", got)
+	}
+	if err := writePlot(path, panels); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The doorman series is drawn in its colour somewhere.
+	found := false
+	for y := img.Bounds().Min.Y; y < img.Bounds().Max.Y && !found; y++ {
+		for x := img.Bounds().Min.X; x < img.Bounds().Max.X; x++ {
+			if r, g, b, _ := img.At(x, y).RGBA(); r>>8 == 0x1f && g>>8 == 0x77 && b>>8 == 0xb4 {
+				found = true
+				break
+			}
+		}
+	}
+	if !found {
+		t.Error("no pixel in doorman's colour")
+	}
+}

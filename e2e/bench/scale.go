@@ -1,0 +1,596 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/stats"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/doorman-proxy/doorman/e2e/cluster"
+	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
+)
+
+const sysScale = "doorman-controlplane"
+
+type scaleFlags struct {
+	common
+	agents     int
+	services   int
+	changes    int
+	gap        time.Duration
+	workers    int
+	doormanBin string
+	timeout    time.Duration
+}
+
+func runScale(ctx context.Context, args []string) error {
+	var f scaleFlags
+	fs := flag.NewFlagSet("bench scale", flag.ContinueOnError)
+	f.register(fs, "bench-scale.png")
+	fs.IntVar(&f.agents, "agents", 0, "simulated agents (default 1000; -full: 5000)")
+	fs.IntVar(&f.services, "services", 0, "Services (default 2000; -full: 10000)")
+	fs.IntVar(&f.changes, "changes", 0, "single EndpointSlice changes (default 20; -full: 50)")
+	fs.DurationVar(&f.gap, "gap", 200*time.Millisecond, "pause between changes")
+	fs.IntVar(&f.workers, "workers", 64, "parallel API writers")
+	fs.StringVar(&f.doormanBin, "doorman-bin", "bin", "directory holding controlplane")
+	fs.DurationVar(&f.timeout, "timeout", 5*time.Minute, "longest wait for a convergence")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if f.agents == 0 {
+		f.agents = map[bool]int{false: 1000, true: 5000}[f.full]
+	}
+	if f.services == 0 {
+		f.services = map[bool]int{false: 2000, true: 10000}[f.full]
+	}
+	if f.changes == 0 {
+		f.changes = map[bool]int{false: 20, true: 50}[f.full]
+	}
+	if err := needRoot(); err != nil {
+		return err
+	}
+	var err error
+	if f.doormanBin, err = filepath.Abs(f.doormanBin); err != nil {
+		return err
+	}
+	raiseFileLimit(uint64(4*f.agents + 1024))
+	s := &scaleSim{f: f, log: f.logger(), rep: &report{}, keys: newKeyTable()}
+	runErr := s.run(ctx)
+	fmt.Println()
+	s.rep.table(os.Stdout, []string{sysScale})
+	if err := s.rep.writeJSON(f.out); err != nil {
+		return errors.Join(runErr, err)
+	}
+	if f.plot != "" {
+		if err := writePlot(f.plot, plotPanels(s.rep, []string{sysScale}, []panelSpec{
+			{Title: "one change -> last agent's ACK", XLabel: "Services", YLabel: "seconds",
+				Metrics: []string{"change_p50_seconds", "change_p99_seconds"}, Short: []string{"p50", "p99"}},
+			{Title: "start-up and failover to full convergence", XLabel: "Services", YLabel: "seconds",
+				Metrics: []string{"startup_convergence_seconds", "failover_convergence_seconds"}, Short: []string{"start-up", "failover"}},
+		})); err != nil {
+			return errors.Join(runErr, err)
+		}
+		fmt.Println("plot:", f.plot)
+	}
+	if f.out != "" {
+		fmt.Println("records:", f.out)
+	}
+	return runErr
+}
+
+func raiseFileLimit(n uint64) {
+	var l syscall.Rlimit
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l) == nil && l.Cur < n {
+		l.Cur = min(n, l.Max)
+		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l)
+	}
+}
+
+// scaleSim drives the control plane with simulated agents.
+type scaleSim struct {
+	f    scaleFlags
+	log  hclog.Logger
+	rep  *report
+	keys *keyTable
+
+	agents []*simAgent
+	epoch  atomic.Int64 // bumped at start-up and at failover
+	synced atomic.Int64 // agents that acked in the current epoch
+	allIn  chan struct{}
+	inMu   sync.Mutex
+	lastIn time.Time
+
+	change atomic.Pointer[changeTrack]
+}
+
+// changeTrack follows one change to every agent.
+type changeTrack struct {
+	marker string
+	start  time.Time
+	n      int64
+	acked  atomic.Int64
+	mu     sync.Mutex
+	lats   []time.Duration
+	done   chan struct{}
+}
+
+// controlPlane is one replica, run from its binary so its RSS and CPU are
+// its own.
+type controlPlane struct {
+	cmd        *exec.Cmd
+	grpc, http string
+	exited     chan struct{}
+}
+
+func (s *scaleSim) startControlPlane(ctx context.Context, c *cluster.Cluster, name string) (*controlPlane, error) {
+	ports := make([]string, 2)
+	for i := range ports {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		ports[i] = ln.Addr().String()
+		ln.Close()
+	}
+	logf, err := os.Create(filepath.Join(c.LogDir(), name+".log"))
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(filepath.Join(s.f.doormanBin, "controlplane"),
+		"--kubeconfig="+c.Kubeconfig(), "--listen="+ports[0], "--http-listen="+ports[1], "--insecure", "--log-level=warn")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	cp := &controlPlane{cmd: cmd, grpc: ports[0], http: ports[1], exited: make(chan struct{})}
+	go func() {
+		_ = cmd.Wait()
+		logf.Close()
+		close(cp.exited)
+	}()
+	deadline := time.Now().Add(s.f.timeout)
+	for {
+		if resp, err := http.Get("http://" + cp.http + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return cp, nil
+			}
+		}
+		select {
+		case <-cp.exited:
+			return nil, fmt.Errorf("%s exited; see %s", name, logf.Name())
+		case <-ctx.Done():
+			cp.kill()
+			return nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			cp.kill()
+			return nil, fmt.Errorf("%s not ready after %s", name, s.f.timeout)
+		}
+	}
+}
+
+func (cp *controlPlane) kill() {
+	_ = cp.cmd.Process.Kill()
+	<-cp.exited
+}
+
+// metric reads one unlabelled sample from the replica's /metrics.
+func (cp *controlPlane) metric(name string) (float64, error) {
+	resp, err := http.Get("http://" + cp.http + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, name+" "); ok {
+			return strconv.ParseFloat(v, 64)
+		}
+	}
+	return 0, fmt.Errorf("no %s in /metrics", name)
+}
+
+func (s *scaleSim) run(ctx context.Context) error {
+	t := time.Now()
+	c, err := cluster.Start(ctx, cluster.Config{Nodes: 1, Prefix: s.f.prefix, K8sBinDir: s.f.k8sBin, Proxy: cluster.ProxyNone, Logger: s.log})
+	if err != nil {
+		return fmt.Errorf("start cluster: %w", err)
+	}
+	defer c.Close()
+	fmt.Printf("cluster up in %s (logs %s)\n", time.Since(t).Round(time.Millisecond), c.LogDir())
+	rc := c.RESTConfig()
+	rc.QPS, rc.Burst = 5000, 10000
+	client, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return err
+	}
+	w := &workload{client: client, workers: s.f.workers,
+		eps: [2]netip.Addr{netip.MustParseAddr("10.244.1.10"), netip.MustParseAddr("10.244.1.11")}}
+	if err := w.ensureNamespace(ctx); err != nil {
+		return err
+	}
+	t = time.Now()
+	if err := w.grow(ctx, s.f.services); err != nil {
+		return err
+	}
+	if err := createNodes(ctx, client, s.f.agents, s.f.workers); err != nil {
+		return err
+	}
+	fmt.Printf("%d Services, %d Nodes created in %s\n", s.f.services, s.f.agents, time.Since(t).Round(time.Millisecond))
+	n := s.f.agents
+	add := func(metric string, v float64, unit string) { s.rep.add(sysScale, s.f.services, metric, v, unit) }
+	add("agents", float64(n), "count")
+
+	t = time.Now()
+	primary, err := s.startControlPlane(ctx, c, "controlplane-a")
+	if err != nil {
+		return err
+	}
+	defer primary.kill()
+	add("controlplane_ready_seconds", time.Since(t).Seconds(), "seconds")
+	secondary, err := s.startControlPlane(ctx, c, "controlplane-b")
+	if err != nil {
+		return err
+	}
+	defer secondary.kill()
+	base, err := readUsage(primary.cmd.Process.Pid)
+	if err != nil {
+		return err
+	}
+	baseHeap, _ := primary.metric("go_memstats_heap_inuse_bytes")
+
+	// Start-up: every agent connects with nothing held → a full view each.
+	actx, stopAgents := context.WithCancel(ctx)
+	defer stopAgents()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer stopAgents()
+	for i := range n {
+		s.agents = append(s.agents, &simAgent{name: simNodeName(i), addrs: []string{primary.grpc, secondary.grpc}, view: newAgentView(s.keys)})
+	}
+	t = time.Now()
+	s.beginEpoch()
+	for _, a := range s.agents {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a.run(actx, s)
+		}()
+	}
+	if err := s.waitEpoch(ctx); err != nil {
+		return fmt.Errorf("start-up: %w", err)
+	}
+	startup := s.lastInSince(t)
+	add("startup_convergence_seconds", startup.Seconds(), "seconds")
+	fmt.Printf("start-up: %d agents hold their full view %s after connecting\n", n, startup.Round(time.Millisecond))
+	time.Sleep(3 * time.Second) // let the start-up's garbage be collected
+	withAgents, err := readUsage(primary.cmd.Process.Pid)
+	if err != nil {
+		return err
+	}
+	heap, _ := primary.metric("go_memstats_heap_inuse_bytes")
+	add("controlplane_rss_bytes", float64(withAgents.RSSBytes), "bytes")
+	add("controlplane_rss_per_node_bytes", float64(withAgents.RSSBytes-base.RSSBytes)/float64(n), "bytes")
+	if heap > 0 && baseHeap > 0 {
+		add("controlplane_heap_per_node_bytes", (heap-baseHeap)/float64(n), "bytes")
+	}
+
+	// Single changes.
+	before := withAgents
+	sentBefore, _ := primary.metric("doorman_controlplane_stream_bytes_sent_total")
+	var lastAck, agentP99 []time.Duration
+	var bytesPer, msgsPer []float64
+	for i := range s.f.changes {
+		svc := (i*7919 + 101) % s.f.services
+		ip := w.freshIP()
+		ct := &changeTrack{marker: ip.String(), n: int64(n), done: make(chan struct{})}
+		b0, m0 := s.traffic()
+		s.change.Store(ct)
+		ct.start = time.Now()
+		if err := w.changeEndpoint(ctx, svc, ip); err != nil {
+			return err
+		}
+		select {
+		case <-ct.done:
+		case <-time.After(s.f.timeout):
+			return fmt.Errorf("change %d: %d of %d agents acked after %s", i, ct.acked.Load(), n, s.f.timeout)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		ct.mu.Lock()
+		lastAck = append(lastAck, percentile(ct.lats, 100))
+		agentP99 = append(agentP99, percentile(ct.lats, 99))
+		ct.mu.Unlock()
+		time.Sleep(s.f.gap)
+		b1, m1 := s.traffic()
+		bytesPer = append(bytesPer, float64(b1-b0)/float64(n))
+		msgsPer = append(msgsPer, float64(m1-m0)/float64(n))
+	}
+	s.change.Store(nil)
+	after, err := readUsage(primary.cmd.Process.Pid)
+	if err != nil {
+		return err
+	}
+	sentAfter, _ := primary.metric("doorman_controlplane_stream_bytes_sent_total")
+	add("change_p50_seconds", percentile(lastAck, 50).Seconds(), "seconds")
+	add("change_p99_seconds", percentile(lastAck, 99).Seconds(), "seconds")
+	add("change_agent_p99_seconds", percentile(agentP99, 50).Seconds(), "seconds")
+	add("bytes_per_change_per_node", meanOf(bytesPer), "bytes")
+	add("messages_per_change_per_node", meanOf(msgsPer), "count")
+	if sentAfter > sentBefore {
+		add("server_bytes_per_change_per_node", (sentAfter-sentBefore)/float64(s.f.changes*n), "bytes")
+	}
+	add("controlplane_cpu_seconds_per_change", (after.CPUSeconds-before.CPUSeconds)/float64(s.f.changes), "seconds")
+	fmt.Printf("changes: last ACK p50 %s p99 %s (per-agent p99, median over changes: %s), %.0f bytes and %.2f messages per change per node\n",
+		percentile(lastAck, 50).Round(time.Millisecond), percentile(lastAck, 99).Round(time.Millisecond),
+		percentile(agentP99, 50).Round(time.Millisecond), meanOf(bytesPer), meanOf(msgsPer))
+
+	// Failover: the serving replica dies; agents move to the other one.
+	var fulls0, upserts0 int64
+	for _, a := range s.agents {
+		fulls0 += a.fulls.Load()
+		upserts0 += a.upserts.Load()
+	}
+	b0, _ := s.traffic()
+	s.beginEpoch()
+	t = time.Now()
+	primary.kill()
+	if err := s.waitEpoch(ctx); err != nil {
+		return fmt.Errorf("failover: %w", err)
+	}
+	failover := s.lastInSince(t)
+	b1, _ := s.traffic()
+	var fulls1, upserts1 int64
+	for _, a := range s.agents {
+		fulls1 += a.fulls.Load()
+		upserts1 += a.upserts.Load()
+	}
+	add("failover_convergence_seconds", failover.Seconds(), "seconds")
+	add("failover_bytes_per_node", float64(b1-b0)/float64(n), "bytes")
+	add("failover_full_views", float64(fulls1-fulls0), "count")
+	add("failover_upserts", float64(upserts1-upserts0), "count")
+	var nacks int64
+	for _, a := range s.agents {
+		nacks += a.nacks.Load()
+	}
+	add("nacks", float64(nacks), "count")
+	fmt.Printf("failover: every agent re-acked on the other replica %s after the kill; %.0f bytes per node, %d full views, %d upserts\n",
+		failover.Round(time.Millisecond), float64(b1-b0)/float64(n), fulls1-fulls0, upserts1-upserts0)
+	return nil
+}
+
+func meanOf(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	var s float64
+	for _, x := range v {
+		s += x
+	}
+	return s / float64(len(v))
+}
+
+func (s *scaleSim) traffic() (bytes, msgs int64) {
+	for _, a := range s.agents {
+		bytes += a.bytes.Load()
+		msgs += a.msgs.Load()
+	}
+	return bytes, msgs
+}
+
+func (s *scaleSim) beginEpoch() {
+	s.inMu.Lock()
+	s.allIn = make(chan struct{})
+	s.synced.Store(0)
+	s.inMu.Unlock()
+	s.epoch.Add(1)
+}
+
+// acked is called by an agent after each Ack it sent.
+func (s *scaleSim) acked(a *simAgent, u *doormanv1.SyncResponse) {
+	if e := s.epoch.Load(); a.epoch.Swap(e) != e {
+		s.inMu.Lock()
+		s.lastIn = time.Now()
+		if s.synced.Add(1) == int64(len(s.agents)) {
+			close(s.allIn)
+		}
+		s.inMu.Unlock()
+	}
+	ct := s.change.Load()
+	if ct == nil {
+		return
+	}
+	for _, e := range u.GetUpserts() {
+		for _, ep := range e.GetServicePort().GetEndpoints() {
+			if ep.GetIp() == ct.marker {
+				d := time.Since(ct.start)
+				ct.mu.Lock()
+				ct.lats = append(ct.lats, d)
+				ct.mu.Unlock()
+				if ct.acked.Add(1) == ct.n {
+					close(ct.done)
+				}
+				return
+			}
+		}
+	}
+}
+
+func (s *scaleSim) waitEpoch(ctx context.Context) error {
+	s.inMu.Lock()
+	ch := s.allIn
+	s.inMu.Unlock()
+	select {
+	case <-ch:
+		return nil
+	case <-time.After(s.f.timeout):
+		return fmt.Errorf("%d of %d agents acked after %s", s.synced.Load(), len(s.agents), s.f.timeout)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (s *scaleSim) lastInSince(t time.Time) time.Duration {
+	s.inMu.Lock()
+	defer s.inMu.Unlock()
+	return s.lastIn.Sub(t)
+}
+
+func simNodeName(i int) string { return fmt.Sprintf("sim-%05d", i) }
+
+// createNodes registers the simulated agents' Node objects, so each view
+// holds a node entry as a real node's does.
+func createNodes(ctx context.Context, client kubernetes.Interface, n, workers int) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n || ctx.Err() != nil {
+					return
+				}
+				node := &corev1.Node{
+					ObjectMeta: metav1.ObjectMeta{Name: simNodeName(i), Labels: map[string]string{"kubernetes.io/hostname": simNodeName(i)}},
+					Status: corev1.NodeStatus{Addresses: []corev1.NodeAddress{
+						{Type: corev1.NodeInternalIP, Address: fmt.Sprintf("10.252.%d.%d", i/250, i%250+1)},
+					}},
+				}
+				_, err := retryCreate(ctx, func() (*corev1.Node, error) {
+					return client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
+				})
+				if err != nil && !apierrors.IsAlreadyExists(err) {
+					cancel(fmt.Errorf("create node %s: %w", node.Name, err))
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return context.Cause(ctx)
+}
+
+// simAgent is one simulated node agent: a real gRPC client of
+// AgentService.Sync that applies updates to an agentView and acks them.
+type simAgent struct {
+	name  string
+	addrs []string
+	view  *agentView
+	epoch atomic.Int64
+
+	bytes, msgs    atomic.Int64 // received on the wire
+	fulls, upserts atomic.Int64
+	nacks          atomic.Int64
+}
+
+func (a *simAgent) run(ctx context.Context, s *scaleSim) {
+	conns := make([]*grpc.ClientConn, len(a.addrs))
+	defer func() {
+		for _, c := range conns {
+			if c != nil {
+				_ = c.Close()
+			}
+		}
+	}()
+	for i := 0; ctx.Err() == nil; i = (i + 1) % len(a.addrs) {
+		if conns[i] == nil {
+			c, err := grpc.NewClient(a.addrs[i], grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithStatsHandler(agentStats{a}))
+			if err != nil {
+				s.log.Error("dial", "node", a.name, "error", err)
+				return
+			}
+			conns[i] = c
+		}
+		err := a.session(ctx, conns[i], s)
+		if ctx.Err() != nil {
+			return
+		}
+		s.log.Debug("stream ended", "node", a.name, "address", a.addrs[i], "error", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func (a *simAgent) session(ctx context.Context, cc *grpc.ClientConn, s *scaleSim) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := doormanv1.NewAgentServiceClient(cc).Sync(ctx)
+	if err != nil {
+		return err
+	}
+	hello := &doormanv1.Hello{NodeName: a.name, Holding: a.view.holding()}
+	if err := stream.Send(&doormanv1.SyncRequest{Message: &doormanv1.SyncRequest_Hello{Hello: hello}}); err != nil {
+		return err
+	}
+	for {
+		u, err := stream.Recv()
+		if err != nil {
+			return err
+		}
+		if u.GetFull() {
+			a.fulls.Add(1)
+		}
+		a.upserts.Add(int64(len(u.GetUpserts())))
+		if err := a.view.apply(u); err != nil {
+			a.nacks.Add(1)
+			s.log.Warn("nack", "node", a.name, "error", err)
+			if err := stream.Send(&doormanv1.SyncRequest{Message: &doormanv1.SyncRequest_Nack{Nack: &doormanv1.Nack{Version: u.GetVersion(), Error: err.Error()}}}); err != nil {
+				return err
+			}
+			continue
+		}
+		ack := &doormanv1.Ack{Version: u.GetVersion(), ViewDigest: a.view.d.View()}
+		if err := stream.Send(&doormanv1.SyncRequest{Message: &doormanv1.SyncRequest_Ack{Ack: ack}}); err != nil {
+			return err
+		}
+		s.acked(a, u)
+	}
+}
+
+// agentStats counts what an agent receives on the wire.
+type agentStats struct{ a *simAgent }
+
+func (h agentStats) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context { return ctx }
+func (h agentStats) HandleRPC(_ context.Context, st stats.RPCStats) {
+	if in, ok := st.(*stats.InPayload); ok {
+		h.a.bytes.Add(int64(in.WireLength))
+		h.a.msgs.Add(1)
+	}
+}
+func (h agentStats) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
+func (h agentStats) HandleConn(context.Context, stats.ConnStats)                       {}
