@@ -3,7 +3,6 @@ package agent
 import (
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"sync"
 
@@ -15,9 +14,12 @@ import (
 // Kernel is the dataplane as the agent drives it (*dataplane.Dataplane).
 // Sync may return a *dataplane.InvalidEntriesError after programming every
 // entry but those it names: the agent counts that as committed.
+// RetireUnused deletes per-endpoint-count chains no entry uses any more
+// (Sync and Apply keep them); only the periodic resync calls it.
 type Kernel interface {
 	Sync(view map[string]*doormanv1.Entry) (dataplane.Stats, error)
 	Apply(changes []dataplane.Change) (dataplane.Stats, error)
+	RetireUnused() (int, error)
 }
 
 // Store is where applied views are kept across restarts (*cache.Cache).
@@ -56,13 +58,14 @@ type Agent struct {
 	connected    bool
 	controlPlane string
 	lastError    string
-	// watched: a monitor of nftables events reports foreign changes, so a
-	// periodic resync that changes the kernel is not counted as drift.
-	watched bool
 
 	counters Counters
-	// notProgrammed: keys held but left out of the kernel, with why.
+	// notProgrammed: keys held but left out of the kernel by Sync (they
+	// cannot be rendered), with why.
 	notProgrammed map[string]string
+	// rejected: keys one of whose values the kernel refused (see
+	// rejection); the kernel holds rejection.kernel for them.
+	rejected map[string]rejection
 }
 
 // Counters are the agent's running totals, for GetState and metrics.
@@ -81,12 +84,17 @@ type Counters struct {
 	Connected    bool
 	// KernelReady: the kernel holds a view.
 	KernelReady bool
+	// NotProgrammed is the number of entries held whose value is not in
+	// the kernel (they cannot be rendered, or the kernel refused them).
+	NotProgrammed int
+	// Rejections counts values of entries the kernel refused.
+	Rejections uint64
 }
 
 // New returns an agent holding view (empty, or restored from the cache).
 // store may be nil.
 func New(node string, view *state.View, kernel Kernel, store Store) *Agent {
-	a := &Agent{node: node, kernel: kernel, store: store, view: view, loadedFrom: LoadedFromNone, needSync: true, notProgrammed: map[string]string{}}
+	a := &Agent{node: node, kernel: kernel, store: store, view: view, loadedFrom: LoadedFromNone, needSync: true, notProgrammed: map[string]string{}, rejected: map[string]rejection{}}
 	if view.Version() > 0 {
 		a.loadedFrom = LoadedFromCache
 	}
@@ -119,11 +127,17 @@ func (a *Agent) Start() (stats dataplane.Stats, warning, err error) {
 	return stats, warning, nil
 }
 
-// sync programs the whole view and records what it left out. A nil error
-// with a warning: every entry but those named is in the kernel.
+// sync programs the whole view (as the kernel is to hold it: see
+// kernelEntries) and records what it left out. A nil error with a warning:
+// every entry but those named is in the kernel.
 func (a *Agent) sync() (dataplane.Stats, error, error) {
+	return a.syncView(a.kernelEntries())
+}
+
+// syncView programs view as the kernel's whole content.
+func (a *Agent) syncView(view map[string]*doormanv1.Entry) (dataplane.Stats, error, error) {
 	a.counters.FullSyncs++
-	stats, err := a.kernel.Sync(a.view.Entries())
+	stats, err := a.kernel.Sync(view)
 	warning, err := splitPartial(err)
 	if err != nil {
 		return stats, nil, err
@@ -193,44 +207,40 @@ func (a *Agent) Handle(u *doormanv1.SyncResponse) Outcome {
 	}
 	out.Changes = len(applied.Changes)
 
-	var warning error
-	switch {
-	case a.needSync:
-		out.Synced = true
-		stats, w, err := a.sync()
-		out.Ops, warning = stats.Ops, w
-		if err != nil {
-			a.view.Revert(applied)
-			return a.nack(out, fmt.Errorf("program view: %w", err))
-		}
-	case len(applied.Changes) > 0:
-		stats, err := a.kernel.Apply(toDataplane(applied.Changes))
-		out.Ops = stats.Ops
-		if err == nil {
-			for _, c := range applied.Changes {
-				delete(a.notProgrammed, c.Key)
-			}
-			break
-		}
-		out.ApplyErr = err
-		out.Synced = true
-		stats, w, serr := a.sync()
-		out.Ops += stats.Ops
-		warning = w
-		if serr != nil {
-			a.view.Revert(applied)
-			a.needSync = true
-			return a.nack(out, fmt.Errorf("apply: %w; full sync: %w", err, serr))
-		}
+	kc, p := a.kernelChanges(applied.Changes)
+	res, err := a.program(&out, kc)
+	a.recordRejections(res.bad)
+	if err != nil {
+		a.view.Revert(applied)
+		return a.nack(out, err)
 	}
-	out.TriggerTimes = triggerTimes(applied.Changes)
+	if len(res.applied) == 0 && len(p.resolved) == 0 && (len(res.bad) > 0 || len(p.skipped) > 0) {
+		// Nothing of the update reached the kernel: keep the previous view
+		// and say which keys the kernel refuses.
+		a.view.Revert(applied)
+		if res.synced && a.view.Version() > 0 {
+			a.kernelHolds = true
+		}
+		return a.nack(out, refusedError(res.bad, p.skipped, a.rejected))
+	}
+	for _, c := range res.applied {
+		delete(a.rejected, c.Key)
+	}
+	for _, k := range p.resolved {
+		delete(a.rejected, k)
+	}
+	warning := res.warning
+	if len(res.bad) > 0 || len(p.skipped) > 0 {
+		warning = errors.Join(warning, refusedError(res.bad, p.skipped, a.rejected))
+	}
+	out.TriggerTimes = triggerTimes(applied.Changes, a.rejected)
 	a.needSync = false
 	a.kernelHolds = true
 	if a.loadedFrom == LoadedFromNone {
 		a.loadedFrom = LoadedFromStream
 	}
 
-	if err := a.save(applied); err != nil {
+	if err := a.save(applied, len(res.bad) > 0, p.skipped); err != nil {
 		warning = errors.Join(warning, err)
 	}
 	out.Warning = warning
@@ -241,17 +251,21 @@ func (a *Agent) Handle(u *doormanv1.SyncResponse) Outcome {
 	out.Reply = &doormanv1.SyncRequest{Message: &doormanv1.SyncRequest_Ack{Ack: &doormanv1.Ack{
 		Version:       a.view.Version(),
 		ViewDigest:    a.view.Digest(),
-		NotProgrammed: slices.Sorted(maps.Keys(a.notProgrammed)),
+		NotProgrammed: a.notProgrammedKeys(),
 	}}}
 	return out
 }
 
 // triggerTimes returns the trigger times the changes bring: those of new or
 // changed ServicePorts whose trigger time differs from the old value's (an
-// unchanged trigger time was measured when it arrived).
-func triggerTimes(changes []state.Change) []int64 {
+// unchanged trigger time was measured when it arrived). Values the kernel
+// refused were not programmed: they bring none.
+func triggerTimes(changes []state.Change, rejected map[string]rejection) []int64 {
 	var out []int64
 	for _, c := range changes {
+		if r, ok := rejected[c.Key]; ok && sameValue(r.value, c.New) {
+			continue
+		}
 		t := c.New.GetServicePort().GetTriggerTimeUnixNano()
 		if t > 0 && t != c.Old.GetServicePort().GetTriggerTimeUnixNano() {
 			out = append(out, t)
@@ -274,16 +288,26 @@ func (a *Agent) nack(out Outcome, err error) Outcome {
 
 // save records the applied update in the store; after a failed write the
 // whole view is written, since the file may lag behind by more than one
-// update.
-func (a *Agent) save(applied *state.Applied) error {
+// update. The store holds what the kernel holds (values the kernel refused
+// are not written, the key keeps its previous value there), so that a
+// restart programs a view the kernel takes and changes nothing; the Hello
+// after it then shows the refused keys as differing and the control plane
+// resends them: one more try per restart, not a loop. whole: the kernel
+// refused some of this update's values (write the whole view); skip: keys
+// whose refused value the update brought again (left as they are).
+func (a *Agent) save(applied *state.Applied, whole bool, skip []string) error {
 	if a.store == nil {
 		return nil
 	}
 	var err error
-	if a.storeStale {
-		err = a.store.Replace(a.view.Version(), a.view.Entries())
+	if a.storeStale || whole {
+		err = a.store.Replace(a.view.Version(), a.kernelEntries())
 	} else {
-		err = a.store.Save(a.view.Version(), applied.Changes)
+		changes := applied.Changes
+		if len(skip) > 0 {
+			changes = slices.DeleteFunc(slices.Clone(changes), func(c state.Change) bool { return slices.Contains(skip, c.Key) })
+		}
+		err = a.store.Save(a.view.Version(), changes)
 	}
 	a.storeStale = err != nil
 	if err != nil {
@@ -300,14 +324,6 @@ func splitPartial(err error) (warning, failure error) {
 		return err, nil
 	}
 	return nil, err
-}
-
-func toDataplane(changes []state.Change) []dataplane.Change {
-	out := make([]dataplane.Change, len(changes))
-	for i, c := range changes {
-		out[i] = dataplane.Change{Key: c.Key, Old: c.Old, New: c.New}
-	}
-	return out
 }
 
 // SetConnection records which control plane the stream is connected to.
@@ -360,8 +376,13 @@ func (a *Agent) Status(entries bool) *doormanv1.GetStateResponse {
 		FullSyncs:       a.counters.FullSyncs,
 		DriftRepairs:    a.counters.DriftRepairs,
 	}
-	for _, k := range slices.Sorted(maps.Keys(a.notProgrammed)) {
-		s.NotProgrammed = append(s.NotProgrammed, k+": "+a.notProgrammed[k])
+	for _, k := range a.notProgrammedKeys() {
+		why, ok := a.notProgrammed[k]
+		if !ok {
+			r := a.rejected[k]
+			why = fmt.Sprintf("refused by the kernel (value %016x): %s", r.digest(), r.reason)
+		}
+		s.NotProgrammed = append(s.NotProgrammed, k+": "+why)
 	}
 	if entries {
 		s.Entries = a.view.Sorted()
@@ -377,5 +398,6 @@ func (a *Agent) Counters() Counters {
 	c.Version = a.view.Version()
 	c.Connected = a.connected
 	c.KernelReady = a.kernelHolds
+	c.NotProgrammed = len(a.notProgrammedKeys())
 	return c
 }

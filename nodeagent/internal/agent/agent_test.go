@@ -22,6 +22,10 @@ type fakeKernel struct {
 	held      map[string]*doormanv1.Entry
 	applyErr  error // next Apply fails with it
 	syncErr   error // next Sync fails with it (an *InvalidEntriesError still programs)
+	syncFails int   // with syncErr: so many Syncs fail with it (0: one)
+	// refuse: values (by digest) the kernel refuses, as it refuses an
+	// element it cannot hold: any Apply or Sync carrying one fails.
+	refuse    map[uint64]bool
 	calls     []string
 	lastApply []dataplane.Change
 }
@@ -29,13 +33,25 @@ type fakeKernel struct {
 func (k *fakeKernel) Sync(view map[string]*doormanv1.Entry) (dataplane.Stats, error) {
 	k.calls = append(k.calls, "sync")
 	err := k.syncErr
-	k.syncErr = nil
+	if k.syncFails--; k.syncFails <= 0 {
+		k.syncErr = nil
+	}
+	for key, e := range view {
+		if k.refuse[e.GetDigest()] {
+			return dataplane.Stats{}, fmt.Errorf("entry %q: file exists", key)
+		}
+	}
 	var partial *dataplane.InvalidEntriesError
 	if err != nil && !errors.As(err, &partial) {
 		return dataplane.Stats{}, err
 	}
 	k.held = maps.Clone(view)
 	return dataplane.Stats{Ops: len(view)}, err
+}
+
+func (k *fakeKernel) RetireUnused() (int, error) {
+	k.calls = append(k.calls, "retire")
+	return 0, nil
 }
 
 func (k *fakeKernel) Apply(changes []dataplane.Change) (dataplane.Stats, error) {
@@ -48,6 +64,9 @@ func (k *fakeKernel) Apply(changes []dataplane.Change) (dataplane.Stats, error) 
 	for _, c := range changes {
 		if k.held[c.Key] != c.Old {
 			return dataplane.Stats{}, fmt.Errorf("change %q: kernel holds another value", c.Key)
+		}
+		if c.New != nil && k.refuse[c.New.GetDigest()] {
+			return dataplane.Stats{}, fmt.Errorf("entry %q: file exists", c.Key)
 		}
 	}
 	for _, c := range changes {
@@ -157,6 +176,7 @@ func TestHandle(t *testing.T) {
 		update    *doormanv1.SyncResponse
 		applyErr  error
 		syncErr   error
+		syncFails int
 		storeErr  error
 		wantReply *doormanv1.SyncRequest
 		wantCalls []string // kernel calls during this step
@@ -219,26 +239,35 @@ func TestHandle(t *testing.T) {
 			wantKernel: byKey(web2, db), wantStore: []string{"save", "save"}, wantVersion: 11, wantFrom: LoadedFromStream, wantCounters: Counters{Acks: 2, FullSyncs: 2},
 		},
 		{
-			name: "apply and sync both fail: revert, nack, and sync on the next update",
+			name: "apply and a full sync fail once: back to the old view, the change applies",
 			steps: []step{
 				{update: full, wantReply: ack(10, web, db), wantCalls: []string{"sync"}},
-				{update: change, applyErr: kernelErr, syncErr: kernelErr,
-					wantReply: nack(11, "apply: netlink: no buffer space; full sync: netlink: no buffer space"),
-					wantCalls: []string{"apply", "sync"}, wantErr: "full sync"},
+				{update: change, applyErr: kernelErr, syncErr: kernelErr, wantReply: ack(11, web2, db), wantCalls: []string{"apply", "sync", "sync", "apply"}},
+			},
+			wantKernel: byKey(web2, db), wantStore: []string{"save", "save"}, wantVersion: 11, wantFrom: LoadedFromStream, wantCounters: Counters{Acks: 2, FullSyncs: 3},
+		},
+		{
+			name: "apply and every sync fail: revert, nack, and sync on the next update",
+			steps: []step{
+				{update: full, wantReply: ack(10, web, db), wantCalls: []string{"sync"}},
+				{update: change, applyErr: kernelErr, syncErr: kernelErr, syncFails: 3,
+					wantReply: nack(11, "program view: apply: netlink: no buffer space; full sync: netlink: no buffer space; empty table: netlink: no buffer space"),
+					wantCalls: []string{"apply", "sync", "sync", "sync"}, wantErr: "full sync"},
 				{update: &doormanv1.SyncResponse{Version: 12, Removals: []string{db.Key}, ViewDigest: digestOf(web)}, wantReply: ack(12, web), wantCalls: []string{"sync"}},
 			},
 			// The next update removes db from the reverted view: web is back
 			// to its first value, because the control plane's change came
 			// relative to what was acknowledged.
-			wantKernel: byKey(web), wantStore: []string{"save", "save"}, wantVersion: 12, wantFrom: LoadedFromStream, wantCounters: Counters{Acks: 2, Nacks: 1, LastNackVersion: 11, FullSyncs: 3},
+			wantKernel: byKey(web), wantStore: []string{"save", "save"}, wantVersion: 12, wantFrom: LoadedFromStream, wantCounters: Counters{Acks: 2, Nacks: 1, LastNackVersion: 11, FullSyncs: 5},
 		},
 		{
 			name: "the first sync fails: nack, nothing held, retried on the next update",
 			steps: []step{
-				{update: full, syncErr: kernelErr, wantReply: nack(10, "program view: netlink: no buffer space"), wantCalls: []string{"sync"}, wantErr: "program view"},
+				{update: full, syncErr: kernelErr, syncFails: 2, wantReply: nack(10, "program view: netlink: no buffer space; empty table: netlink: no buffer space"),
+					wantCalls: []string{"sync", "sync"}, wantErr: "program view"},
 				{update: &doormanv1.SyncResponse{Version: 11, Full: true, Upserts: []*doormanv1.Entry{web}, ViewDigest: digestOf(web)}, wantReply: ack(11, web), wantCalls: []string{"sync"}},
 			},
-			wantKernel: byKey(web), wantStore: []string{"save"}, wantVersion: 11, wantFrom: LoadedFromStream, wantCounters: Counters{Acks: 1, Nacks: 1, LastNackVersion: 10, FullSyncs: 2},
+			wantKernel: byKey(web), wantStore: []string{"save"}, wantVersion: 11, wantFrom: LoadedFromStream, wantCounters: Counters{Acks: 1, Nacks: 1, LastNackVersion: 10, FullSyncs: 3},
 		},
 		{
 			name: "entries the kernel leaves out do not hold back the others",
@@ -264,7 +293,7 @@ func TestHandle(t *testing.T) {
 			s := &fakeStore{}
 			a := New("node-1", state.New(), k, s)
 			for i, st := range tc.steps {
-				k.calls, k.applyErr, k.syncErr, s.err = nil, st.applyErr, st.syncErr, st.storeErr
+				k.calls, k.applyErr, k.syncErr, k.syncFails, s.err = nil, st.applyErr, st.syncErr, st.syncFails, st.storeErr
 				before := a.Status(true)
 				out := a.Handle(st.update)
 				if st.wantReply != nil {

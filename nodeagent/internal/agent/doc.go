@@ -1,15 +1,23 @@
 // Package agent decides what the node agent does with each update from the
 // control plane: validate and apply it to the state, move the kernel (Apply
-// with the changes; on failure one full Sync; on failure again revert and
-// NACK), record it in the cache, and answer with an ACK or NACK. It also
+// with the changes; on failure one full Sync; on failure again find the
+// values the kernel refuses by trying the changes in halves from the
+// kernel's previous content, apply the rest and ACK with the refused keys
+// not programmed, or revert and NACK when nothing could be applied), record
+// it in the cache, and answer with an ACK or NACK. A refused value is
+// remembered: later updates that bring it again leave it out of the kernel
+// without a retry (no loop), the kernel keeps the key's previous value, and
+// a new value is tried; the cache holds what the kernel holds. It also
 // programs the kernel from the cached view at start-up, and reports the
 // agent's status for Inspect and /healthz.
 //
 // Drift: Resync reconciles the kernel with the view on a foreign change, on
 // lost events or on a long period, and decides whether that was a drift
-// repair; Commits tells the agent's own nftables transactions from foreign
-// ones by their generation and netlink port. Watching the kernel's events is
-// the drift package's.
+// repair (Sync never retires chains, so any change it makes is one); the
+// periodic resync also retires unused per-endpoint-count chains, which is
+// not drift. Commits tells the agent's own nftables transactions from
+// foreign ones by their generation and netlink port. Watching the kernel's
+// events is the drift package's.
 //
 // agent holds no clock, no network and no logger: the kernel and the cache
 // sit behind the small Kernel and Store interfaces, and every decision is

@@ -43,28 +43,25 @@ type ResyncOutcome struct {
 	// Repaired: the kernel had drifted and was put back (counted in
 	// DriftRepairs).
 	Repaired bool
+	// Retired is the number of unused per-endpoint-count chains the
+	// periodic resync deleted (not drift).
+	Retired int
+	// RetireErr: some unused chain could not be deleted (other than still
+	// busy); it stays for the next period.
+	RetireErr error
 	// Warning: entries left out of the kernel.
 	Warning error
 	// Err: the Sync failed; the next update programs the whole view.
 	Err error
 }
 
-// SetWatched records whether a monitor of nftables events is running: while
-// it is, foreign changes are caught by events, and a periodic resync that
-// changes the kernel is only retiring chains the agent's own updates left
-// unused (Apply never deletes chains), which is not drift.
-func (a *Agent) SetWatched(watched bool) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.watched = watched
-}
-
 // Resync reconciles the kernel with the view the agent holds: a Sync reads
 // doorman's whole table and changes only what differs, so it is called on a
 // foreign change (debounced), after lost events, and on a long period as a
-// backstop; never per update. A Sync that changed something after a foreign
-// change or lost events, or on the period while no monitor runs, is a drift
-// repair.
+// backstop; never per update. Sync never retires chains, so a Sync that
+// changed something found the kernel changed by someone else: a drift
+// repair. The periodic resync then retires the per-endpoint-count chains
+// the agent's own updates left unused (not drift, not counted as such).
 func (a *Agent) Resync(t Trigger) ResyncOutcome {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -89,9 +86,15 @@ func (a *Agent) Resync(t Trigger) ResyncOutcome {
 	if out.Warning != nil {
 		a.lastError = out.Warning.Error()
 	}
-	if out.Ops > 0 && (t != TriggerPeriodic || !a.watched) {
+	if out.Ops > 0 {
 		out.Repaired = true
 		a.counters.DriftRepairs++
+	}
+	if t == TriggerPeriodic {
+		out.Retired, out.RetireErr = a.kernel.RetireUnused()
+		if out.RetireErr != nil {
+			out.RetireErr = fmt.Errorf("retire unused chains: %w", out.RetireErr)
+		}
 	}
 	return out
 }

@@ -13,10 +13,17 @@ import (
 )
 
 // driftKernel reports ops for each Sync as the test sets them: a kernel
-// that differs from the view needs ops to be put back.
+// that differs from the view needs ops to be put back. RetireUnused
+// deletes two chains, or fails with retireErr.
 type driftKernel struct {
 	fakeKernel
-	syncOps int
+	syncOps   int
+	retireErr error
+}
+
+func (k *driftKernel) RetireUnused() (int, error) {
+	_, _ = k.fakeKernel.RetireUnused()
+	return 2, k.retireErr
 }
 
 func (k *driftKernel) Sync(view map[string]*doormanv1.Entry) (dataplane.Stats, error) {
@@ -30,40 +37,41 @@ func TestResync(t *testing.T) {
 	for _, tc := range []struct {
 		name        string
 		update      bool // a first update programmed the view
-		watched     bool
 		trigger     Trigger
 		syncOps     int
 		syncErr     error
+		retireErr   error
 		want        ResyncOutcome
 		wantCalls   []string
 		wantRepairs uint64
 		wantSyncs   uint64 // full syncs, the first update's included
 	}{
-		{name: "no view yet: nothing to repair", watched: true, trigger: TriggerForeignChange,
+		{name: "no view yet: nothing to repair", trigger: TriggerForeignChange,
 			want: ResyncOutcome{Trigger: TriggerForeignChange, Skipped: true}},
-		{name: "foreign change that left the kernel right", update: true, watched: true, trigger: TriggerForeignChange,
+		{name: "foreign change that left the kernel right", update: true, trigger: TriggerForeignChange,
 			want: ResyncOutcome{Trigger: TriggerForeignChange}, wantCalls: []string{"sync"}, wantSyncs: 2},
-		{name: "foreign change repaired", update: true, watched: true, trigger: TriggerForeignChange, syncOps: 3,
+		{name: "foreign change repaired", update: true, trigger: TriggerForeignChange, syncOps: 3,
 			want: ResyncOutcome{Trigger: TriggerForeignChange, Ops: 3, Repaired: true}, wantCalls: []string{"sync"}, wantRepairs: 1, wantSyncs: 2},
-		{name: "lost events, kernel changed", update: true, watched: true, trigger: TriggerEventsLost, syncOps: 1,
+		{name: "lost events, kernel changed", update: true, trigger: TriggerEventsLost, syncOps: 1,
 			want: ResyncOutcome{Trigger: TriggerEventsLost, Ops: 1, Repaired: true}, wantCalls: []string{"sync"}, wantRepairs: 1, wantSyncs: 2},
-		{name: "periodic while watched: changes are chain retirement, not drift", update: true, watched: true, trigger: TriggerPeriodic, syncOps: 1,
-			want: ResyncOutcome{Trigger: TriggerPeriodic, Ops: 1}, wantCalls: []string{"sync"}, wantSyncs: 2},
-		{name: "periodic without a monitor: changes are drift", update: true, trigger: TriggerPeriodic, syncOps: 2,
-			want: ResyncOutcome{Trigger: TriggerPeriodic, Ops: 2, Repaired: true}, wantCalls: []string{"sync"}, wantRepairs: 1, wantSyncs: 2},
-		{name: "resync fails", update: true, watched: true, trigger: TriggerForeignChange, syncErr: errors.New("EPERM"),
+		{name: "periodic, kernel right: unused chains retired, not drift", update: true, trigger: TriggerPeriodic,
+			want: ResyncOutcome{Trigger: TriggerPeriodic, Retired: 2}, wantCalls: []string{"sync", "retire"}, wantSyncs: 2},
+		{name: "periodic, kernel changed: drift (Sync never retires chains)", update: true, trigger: TriggerPeriodic, syncOps: 2,
+			want: ResyncOutcome{Trigger: TriggerPeriodic, Ops: 2, Repaired: true, Retired: 2}, wantCalls: []string{"sync", "retire"}, wantRepairs: 1, wantSyncs: 2},
+		{name: "periodic, a chain cannot be retired: reported, not drift", update: true, trigger: TriggerPeriodic, retireErr: errors.New("EPERM"),
+			want: ResyncOutcome{Trigger: TriggerPeriodic, Retired: 2, RetireErr: errors.New("retire unused chains: EPERM")}, wantCalls: []string{"sync", "retire"}, wantSyncs: 2},
+		{name: "resync fails", update: true, trigger: TriggerForeignChange, syncErr: errors.New("EPERM"),
 			want: ResyncOutcome{Trigger: TriggerForeignChange, Err: errors.New("resync (foreign change): EPERM")}, wantCalls: []string{"sync"}, wantSyncs: 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			k := &driftKernel{}
 			a := New("node-1", state.New(), k, nil)
-			a.SetWatched(tc.watched)
 			if tc.update {
 				if out := a.Handle(full); out.Err != nil {
 					t.Fatal(out.Err)
 				}
 			}
-			k.calls, k.syncOps, k.syncErr = nil, tc.syncOps, tc.syncErr
+			k.calls, k.syncOps, k.syncErr, k.retireErr = nil, tc.syncOps, tc.syncErr, tc.retireErr
 			got := a.Resync(tc.trigger)
 			if diff := cmp.Diff(tc.want, got, cmp.Comparer(func(x, y error) bool {
 				return (x == nil) == (y == nil) && (x == nil || x.Error() == y.Error())
@@ -102,7 +110,6 @@ func TestResyncProgramsCachedView(t *testing.T) {
 	}
 	k := &driftKernel{fakeKernel: fakeKernel{syncErr: errors.New("EBUSY")}}
 	a := New("node-1", view, k, nil)
-	a.SetWatched(true)
 	if _, _, err := a.Start(); err == nil {
 		t.Fatal("Start succeeded, want the injected error")
 	}

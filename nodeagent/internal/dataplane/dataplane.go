@@ -69,10 +69,13 @@ type Dataplane struct {
 
 	mu sync.Mutex
 	// Learnt by Sync, kept by Apply:
-	synced  bool
-	chains  map[string]bool         // per-K chains present in the kernel
-	owners  map[render.SharedID]int // owner counts of shared elements
-	invalid map[string]bool         // entries Sync left out (they own nothing)
+	synced bool
+	chains map[string]bool // per-K chains present in the kernel
+	// chainUsers counts the programmed entries that jump to each per-K
+	// chain; a chain in chains with none is unused (RetireUnused).
+	chainUsers map[string]int
+	owners     map[render.SharedID]int // owner counts of shared elements
+	invalid    map[string]bool         // entries Sync left out (they own nothing)
 }
 
 // Open connects to nftables in the network namespace of opts.
@@ -215,6 +218,7 @@ func (d *Dataplane) Apply(changes []Change) (Stats, error) {
 	delta := map[render.SharedID]int{} // pending owner count changes of shared elements
 	newChains := map[string]bool{}
 	var newChainOrder []string
+	users := map[string]int{} // pending changes of chainUsers
 	becameValid := []string{}
 	for _, c := range changes {
 		old := c.Old
@@ -260,6 +264,10 @@ func (d *Dataplane) Apply(changes []Change) (Stats, error) {
 				newChains[name] = true
 				newChainOrder = append(newChainOrder, name)
 			}
+			users[name]++
+		}
+		for _, name := range oldObjs.Chains {
+			users[name]--
 		}
 	}
 
@@ -282,6 +290,13 @@ func (d *Dataplane) Apply(changes []Change) (Stats, error) {
 	}
 	for name := range newChains {
 		d.chains[name] = true
+	}
+	for name, n := range users {
+		if v := d.chainUsers[name] + n; v > 0 {
+			d.chainUsers[name] = v
+		} else {
+			delete(d.chainUsers, name)
+		}
 	}
 	for _, k := range becameValid {
 		delete(d.invalid, k)

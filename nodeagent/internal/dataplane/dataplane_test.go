@@ -356,8 +356,9 @@ func TestSyncChangesOnlyWhatDiffers(t *testing.T) {
 	}
 }
 
-// TestRetireChains: when no Service has K endpoints any more, Sync removes
-// the K chains (Apply never does).
+// TestRetireChains: when no Service has K endpoints any more, the K chains
+// stay through Apply and Sync (a restart after an endpoint-count change
+// changes nothing in the kernel) and RetireUnused deletes them.
 func TestRetireChains(t *testing.T) {
 	node := testnet.NewNS(t, "node")
 	d := open(t, node)
@@ -372,19 +373,79 @@ func TestRetireChains(t *testing.T) {
 	if got := chainNames(t, d); !contains(got, "service-2") || !contains(got, "service-1") {
 		t.Fatalf("chains after Apply = %v, want service-1 and service-2 both present", got)
 	}
+	before, err := d.Inspect(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// A restart: a new dataplane's Sync of the same view changes nothing,
+	// though service-2 and nodeport-2 are unused.
+	restarted := open(t, node)
+	stats, err := restarted.Sync(viewOf(nodeEntry(nodeIP), one))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stats.Ops != 0 {
+		t.Errorf("Sync after a restart touched %d objects, want 0", stats.Ops)
+	}
+	after, err := restarted.Inspect(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(before.String(), after.String()); diff != "" {
+		t.Errorf("restart changed the kernel (-before +after):\n%s", diff)
+	}
+
 	// A chain whose last reference just went may be busy for a moment; a
-	// later Sync retires it.
+	// later RetireUnused deletes it. Chains in use stay.
 	deadline := time.Now().Add(5 * time.Second)
+	retired := 0
 	for {
-		if _, err := d.Sync(viewOf(nodeEntry(nodeIP), one)); err != nil {
-			t.Fatal(err)
+		n, err := restarted.RetireUnused()
+		if err != nil {
+			t.Fatalf("RetireUnused: %v", err)
 		}
-		got := chainNames(t, d)
+		retired += n
+		got := chainNames(t, restarted)
 		if !contains(got, "service-2") && !contains(got, "nodeport-2") {
+			if !contains(got, "service-1") {
+				t.Errorf("chains after RetireUnused = %v: service-1 is in use", got)
+			}
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("chains after Sync = %v, want service-2 and nodeport-2 retired", got)
+			t.Fatalf("chains after RetireUnused = %v, want service-2 and nodeport-2 retired", got)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if retired < 2 {
+		t.Errorf("RetireUnused reported %d chains, want at least service-2 and nodeport-2", retired)
+	}
+	if n, err := restarted.RetireUnused(); n != 0 || err != nil {
+		t.Errorf("RetireUnused with nothing unused: %d, %v", n, err)
+	}
+	if stats, err := restarted.Sync(viewOf(nodeEntry(nodeIP), one)); err != nil || stats.Ops != 0 {
+		t.Errorf("Sync after retiring: %d ops, %v; want 0", stats.Ops, err)
+	}
+	// Apply tracks the users too: back to two endpoints, service-1 and
+	// nodeport-1 are unused and go, service-2 and nodeport-2 stay.
+	if _, err := restarted.Apply([]dataplane.Change{{Key: one.GetKey(), Old: one, New: two}}); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(5 * time.Second)
+	for {
+		if _, err := restarted.RetireUnused(); err != nil {
+			t.Fatalf("RetireUnused: %v", err)
+		}
+		got := chainNames(t, restarted)
+		if !contains(got, "service-2") || !contains(got, "nodeport-2") {
+			t.Fatalf("chains = %v: service-2 and nodeport-2 are in use", got)
+		}
+		if !contains(got, "service-1") && !contains(got, "nodeport-1") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("chains after RetireUnused = %v, want service-1 and nodeport-1 retired", got)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -6,8 +6,11 @@
 //     compares it with the rendered view and sends only the differences; a
 //     table that is right costs 0 ops. A table whose skeleton has another
 //     shape (a set of another type, a base chain on another hook) is replaced
-//     whole, atomically. Per-K chains no longer used are retired afterwards
-//     in a best-effort transaction that tolerates EBUSY.
+//     whole, atomically. Sync never retires chains: per-K chains no longer
+//     used stay (a restart changes nothing in the kernel).
+//   - RetireUnused deletes the per-K chains no programmed entry uses, one
+//     transaction each, leaving those still busy (EBUSY) for the next call;
+//     the agent's periodic resync calls it.
 //   - Apply renders only the changed entries, diffs each entry's old and new
 //     elements, and sends those deletes and adds (a changed map element is a
 //     delete plus an add in the same transaction), plus a per-K chain the

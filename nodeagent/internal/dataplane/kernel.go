@@ -258,3 +258,5 @@ func elementSize(e render.Element) int {
 }
 
 func isEBUSY(err error) bool { return errors.Is(err, syscall.EBUSY) }
+
+func isENOENT(err error) bool { return errors.Is(err, syscall.ENOENT) }

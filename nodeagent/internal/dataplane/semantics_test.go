@@ -249,6 +249,46 @@ func TestSourceRanges(t *testing.T) {
 	expectDropped(t, top.client, lbIP+":80")
 }
 
+// TestOverlappingSourceRanges: loadBalancerSourceRanges that overlap or
+// touch (the API server accepts them) and overlapping Pod CIDRs program, by
+// Apply and by Sync, and filter as their union.
+func TestOverlappingSourceRanges(t *testing.T) {
+	top := externalTopology(t)
+	other := testnet.NewNS(t, "other")
+	testnet.Link(t, other, []string{"10.0.9.2/24"}, top.node, []string{"10.0.9.1/24"})
+	other.AddRoute(t, "default", "10.0.9.1")
+	d := open(t, top.node)
+	node := nodeWithPods()
+	node.GetNode().PodCidrs = append(append([]string(nil), podCIDRs...), podCIDRs...)
+	plain := service("lb", "10.96.0.10", 80, endpoints(0, 1), withLBIPs(lbIP))
+	if _, err := d.Sync(viewOf(node, plain)); err != nil {
+		t.Fatalf("Sync: %v", err)
+	}
+	both := []string{"server1", "server2"}
+	// The client (10.0.1.2) is inside every range, other (10.0.9.2) in none.
+	overlapping := service("lb", "10.96.0.10", 80, endpoints(0, 1), withLBIPs(lbIP),
+		withRanges("10.0.1.0/24", "10.0.1.0/25", "10.0.1.128/25", "10.0.0.0/24", "172.16.0.0/12", "172.16.5.0/24"))
+	if _, err := d.Apply([]dataplane.Change{{Key: plain.GetKey(), Old: plain, New: overlapping}}); err != nil {
+		t.Fatalf("Apply with overlapping ranges: %v", err)
+	}
+	expect(t, top.client, lbIP+":80", 10, both, nil)
+	expectDropped(t, other, lbIP+":80")
+
+	// From a table without the Service: a Sync programs it, and a second
+	// one finds it right.
+	if _, err := d.Sync(viewOf(node)); err != nil {
+		t.Fatalf("Sync: %v", err)
+	}
+	if _, err := d.Sync(viewOf(node, overlapping)); err != nil {
+		t.Fatalf("Sync with overlapping ranges: %v", err)
+	}
+	if stats, err := d.Sync(viewOf(node, overlapping)); err != nil || stats.Ops != 0 {
+		t.Errorf("second Sync: %d ops, err %v; want 0, nil", stats.Ops, err)
+	}
+	expect(t, top.client, lbIP+":80", 10, both, nil)
+	expectDropped(t, other, lbIP+":80")
+}
+
 // TestSessionAffinity: a client sticks to one endpoint across connections
 // (ClusterIP and NodePort); the memory expires after the timeout of
 // idleness; a removed endpoint is not reused; affinity switches off and on

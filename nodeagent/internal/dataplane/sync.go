@@ -1,7 +1,9 @@
 package dataplane
 
 import (
+	"errors"
 	"fmt"
+	"sort"
 
 	"github.com/google/nftables"
 
@@ -110,9 +112,11 @@ func needsRebuild(kt *kernelTable, want *render.Table) (bool, string) {
 // Sync makes doorman's table hold exactly the view (the Node entry plus
 // every ServicePort entry). It reads the table once, compares, and changes
 // only what differs, in one transaction; a table that is right is not
-// touched (0 ops). Per-K chains no longer used are then deleted in a
-// second, best-effort transaction; one still busy (EBUSY, shortly after its
-// last reference went) is left for the next Sync.
+// touched (0 ops). Per-K chains no view entry uses any more are kept (and
+// their rules repaired like any other chain's): Sync never retires chains,
+// so a restart after an endpoint-count change leaves the kernel as it is.
+// RetireUnused deletes them. Chains that are neither the layout's nor
+// per-K chains are deleted afterwards, best-effort, one transaction each.
 //
 // Entries that cannot be programmed are left out and reported with an
 // *InvalidEntriesError after every other entry was programmed.
@@ -169,6 +173,21 @@ func (d *Dataplane) Sync(view map[string]*doormanv1.Entry) (Stats, error) {
 			fill = append(fill, c)
 		}
 	}
+	// Unused per-K chains stay (RetireUnused deletes them) but must hold
+	// the right rules: an Apply may start using one again.
+	for name := range kt.chains {
+		if wantChains[name] {
+			continue
+		}
+		c, ok := render.EndpointChain(name)
+		if !ok || rulesMatch(kt.rules[name], c.Rules) {
+			continue
+		}
+		d.log.Info("repairing chain", "chain", name)
+		d.conn.FlushChain(nftChain(d.table, c))
+		b.ops++
+		fill = append(fill, c)
+	}
 	for _, c := range fill {
 		b.addRules(nftChain(d.table, c), c.Rules)
 	}
@@ -219,8 +238,14 @@ func (d *Dataplane) Sync(view map[string]*doormanv1.Entry) (Stats, error) {
 			d.chains[c.Name] = true
 		}
 	}
+	for name := range kt.chains {
+		if _, ok := render.EndpointChain(name); ok {
+			d.chains[name] = true
+		}
+	}
+	d.chainUsers = want.ChainUsers
 	stats := Stats{Ops: b.ops}
-	stats.Ops += d.retireChains(kt, wantChains)
+	stats.Ops += d.deleteForeignChains(kt, wantChains)
 
 	d.owners = want.Owners
 	d.invalid = make(map[string]bool, len(want.Invalid))
@@ -235,29 +260,78 @@ func (d *Dataplane) Sync(view map[string]*doormanv1.Entry) (Stats, error) {
 	return stats, nil
 }
 
-// retireChains deletes chains the layout no longer wants, one transaction
-// each so that a busy one does not hold back the others. It returns how many
-// it deleted; a per-K chain it could not delete stays known to Apply.
-func (d *Dataplane) retireChains(kt *kernelTable, want map[string]bool) int {
+// deleteForeignChains deletes chains in doorman's table that are neither
+// the layout's nor per-K chains (left by someone else or by an older
+// layout), one transaction each so that a busy one does not hold back the
+// others. It returns how many it deleted.
+func (d *Dataplane) deleteForeignChains(kt *kernelTable, want map[string]bool) int {
 	deleted := 0
 	for name := range kt.chains {
 		if want[name] {
 			continue
 		}
-		b := &batch{d: d, ops: 1}
-		d.conn.DelChain(&nftables.Chain{Table: d.table, Name: name})
-		if err := b.flush(); err != nil {
-			if isEBUSY(err) {
-				d.log.Debug("chain still in use, kept for next sync", "chain", name)
-			} else {
-				d.log.Warn("cannot delete chain", "chain", name, "error", err)
-			}
-			if _, ok := render.EndpointChain(name); ok {
-				d.chains[name] = true
-			}
+		if _, ok := render.EndpointChain(name); ok {
 			continue
 		}
-		deleted++
+		if d.deleteChain(name) == nil {
+			deleted++
+		}
 	}
 	return deleted
+}
+
+// deleteChain deletes one chain in its own transaction.
+func (d *Dataplane) deleteChain(name string) error {
+	b := &batch{d: d, ops: 1}
+	d.conn.DelChain(&nftables.Chain{Table: d.table, Name: name})
+	err := b.flush()
+	switch {
+	case err == nil:
+	case isEBUSY(err):
+		d.log.Debug("chain still in use, kept for later", "chain", name)
+	default:
+		d.log.Warn("cannot delete chain", "chain", name, "error", err)
+	}
+	return err
+}
+
+// RetireUnused deletes the per-K chains no programmed entry uses any more
+// (Apply and Sync keep them, cheap, so that a restart or a Service whose
+// endpoint count comes back changes nothing). Each goes in its own
+// transaction; one still busy (EBUSY, shortly after its last reference
+// went) stays for the next call. It returns how many chains it deleted;
+// the error joins the failures other than EBUSY. Before a Sync it does
+// nothing.
+func (d *Dataplane) RetireUnused() (int, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.synced {
+		return 0, nil
+	}
+	var unused []string
+	for name := range d.chains {
+		if d.chainUsers[name] == 0 {
+			unused = append(unused, name)
+		}
+	}
+	sort.Strings(unused)
+	deleted := 0
+	var errs []error
+	for _, name := range unused {
+		err := d.deleteChain(name)
+		switch {
+		case err == nil || isENOENT(err):
+			// ENOENT: someone else deleted it already.
+			delete(d.chains, name)
+			if err == nil {
+				deleted++
+			}
+		case !isEBUSY(err):
+			errs = append(errs, fmt.Errorf("retire chain %s: %w", name, err))
+		}
+	}
+	if deleted > 0 {
+		d.log.Debug("retired unused chains", "chains", deleted)
+	}
+	return deleted, errors.Join(errs...)
 }

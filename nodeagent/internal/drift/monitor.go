@@ -225,6 +225,14 @@ func (k *ownKernel) Apply(changes []dataplane.Change) (dataplane.Stats, error) {
 	return stats, err
 }
 
+// RetireUnused runs one transaction per chain; each is the agent's own.
+func (k *ownKernel) RetireUnused() (int, error) {
+	before, ok := k.begin()
+	n, err := k.inner.RetireUnused()
+	k.end(before, ok, dataplane.Stats{Ops: n}, nil)
+	return n, err
+}
+
 func (k *ownKernel) begin() (uint32, bool) {
 	gen, err := k.m.generation()
 	if err != nil {

@@ -40,7 +40,6 @@ func Run(ctx context.Context, cfg Config) {
 	var monitorDone <-chan struct{}
 	if cfg.Monitor != nil {
 		signals, monitorDone = cfg.Monitor.signals, cfg.Monitor.done
-		cfg.Agent.SetWatched(true)
 	}
 	var tick <-chan time.Time
 	if cfg.Period > 0 {
@@ -72,6 +71,12 @@ func Run(ctx context.Context, cfg Config) {
 		if out.Warning != nil {
 			log.Warn("resync left entries out", "trigger", t, "error", out.Warning)
 		}
+		if out.Retired > 0 {
+			log.Debug("unused chains retired", "chains", out.Retired)
+		}
+		if out.RetireErr != nil {
+			log.Warn("unused chains not retired", "error", out.RetireErr)
+		}
 	}
 
 	for {
@@ -96,7 +101,6 @@ func Run(ctx context.Context, cfg Config) {
 		case <-monitorDone:
 			log.Error("nftables event monitor stopped; drift is found by the periodic resync only", "error", cfg.Monitor.err, "period", cfg.Period)
 			signals, monitorDone = nil, nil
-			cfg.Agent.SetWatched(false)
 			resync(agent.TriggerEventsLost)
 		case <-tick:
 			resync(agent.TriggerPeriodic)

@@ -13,10 +13,19 @@ import (
 	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
 )
 
-// countingKernel counts Syncs; each finds something to repair.
+// countingKernel counts Syncs (each finds something to repair) and chain
+// retirements.
 type countingKernel struct {
-	mu    sync.Mutex
-	syncs int
+	mu      sync.Mutex
+	syncs   int
+	retires int
+}
+
+func (k *countingKernel) RetireUnused() (int, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.retires++
+	return 1, nil
 }
 
 func (k *countingKernel) Sync(view map[string]*doormanv1.Entry) (dataplane.Stats, error) {
@@ -61,10 +70,10 @@ func TestRun(t *testing.T) {
 			wait:        200 * time.Millisecond,
 			wantSyncs:   func(n int) bool { return n == 0 },
 			wantRepairs: func(n uint64) bool { return n == 0 }},
-		{name: "periodic while watched: resyncs, not repairs", monitor: true, period: 40 * time.Millisecond, act: func(*Monitor) {},
+		{name: "periodic while watched: a changed kernel is a repair too", monitor: true, period: 40 * time.Millisecond, act: func(*Monitor) {},
 			wait:        300 * time.Millisecond,
 			wantSyncs:   func(n int) bool { return n >= 2 },
-			wantRepairs: func(n uint64) bool { return n == 0 }},
+			wantRepairs: func(n uint64) bool { return n >= 2 }},
 		{name: "periodic without a monitor: changes are repairs", period: 40 * time.Millisecond, act: func(*Monitor) {},
 			wait:        300 * time.Millisecond,
 			wantSyncs:   func(n int) bool { return n >= 2 },
@@ -99,6 +108,13 @@ func TestRun(t *testing.T) {
 			<-done
 			if n := k.count(); !tc.wantSyncs(n) {
 				t.Errorf("syncs: %d", n)
+			}
+			k.mu.Lock()
+			retires := k.retires
+			k.mu.Unlock()
+			// Unused chains are retired by the periodic resync only.
+			if (tc.period > 0) != (retires > 0) {
+				t.Errorf("chain retirements: %d with period %v", retires, tc.period)
 			}
 			if n := a.Counters().DriftRepairs; !tc.wantRepairs(n) {
 				t.Errorf("drift repairs: %d", n)

@@ -124,6 +124,10 @@ func (k *Kernel) Apply(changes []dataplane.Change) (dataplane.Stats, error) {
 	return stats, nil
 }
 
+// RetireUnused deletes unused chains: no entry changes, nothing to follow
+// up.
+func (k *Kernel) RetireUnused() (int, error) { return k.inner.RetireUnused() }
+
 func (k *Kernel) clean(changes []dataplane.Change) {
 	if k.cfg.Cleaner == nil || len(changes) == 0 {
 		return

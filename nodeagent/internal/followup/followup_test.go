@@ -35,6 +35,8 @@ type fakeKernel struct{ err error }
 func (k *fakeKernel) Sync(map[string]*doormanv1.Entry) (dataplane.Stats, error) {
 	return dataplane.Stats{}, k.err
 }
+func (k *fakeKernel) RetireUnused() (int, error) { return 0, nil }
+
 func (k *fakeKernel) Apply([]dataplane.Change) (dataplane.Stats, error) {
 	return dataplane.Stats{}, k.err
 }

@@ -123,6 +123,8 @@ func (m *Metrics) Watch(reg prometheus.Registerer, src Source) error {
 		gauge("doorman_agent_last_nack_version", "Version of the last rejected update (0: none).", func(c agent.Counters) float64 { return float64(c.LastNackVersion) }),
 		counter("doorman_agent_full_syncs_total", "Full reconciles of the kernel table (start-up, first update, after a failed Apply, resyncs).", func(c agent.Counters) uint64 { return c.FullSyncs }),
 		counter("doorman_agent_drift_repairs_total", "Times the kernel table was found changed by someone else and repaired.", func(c agent.Counters) uint64 { return c.DriftRepairs }),
+		gauge("doorman_agent_not_programmed_entries", "Entries the agent holds whose value is not in the kernel (cannot be rendered, or refused by the kernel).", func(c agent.Counters) float64 { return float64(c.NotProgrammed) }),
+		counter("doorman_agent_kernel_rejections_total", "Entry values the kernel refused; each is kept out of the kernel until its value changes.", func(c agent.Counters) uint64 { return c.Rejections }),
 		gauge("doorman_agent_connected", "1 while a stream to a control plane is open.", func(c agent.Counters) float64 { return boolean(c.Connected) }),
 		gauge("doorman_agent_kernel_ready", "1 once the kernel holds a view (from the cache or the stream).", func(c agent.Counters) float64 { return boolean(c.KernelReady) }),
 	} {
@@ -185,6 +187,10 @@ func (k *timedKernel) Apply(changes []dataplane.Change) (dataplane.Stats, error)
 	k.m.transaction(start, stats, err)
 	return stats, err
 }
+
+// RetireUnused is not timed: it is a few small transactions on the
+// resync period, not the programming of an update.
+func (k *timedKernel) RetireUnused() (int, error) { return k.inner.RetireUnused() }
 
 func (m *Metrics) transaction(start time.Time, stats dataplane.Stats, err error) {
 	end := m.now()

@@ -28,6 +28,8 @@ func (k *stepKernel) Sync(map[string]*doormanv1.Entry) (dataplane.Stats, error) 
 	return dataplane.Stats{Ops: k.ops}, k.err
 }
 
+func (k *stepKernel) RetireUnused() (int, error) { return 0, nil }
+
 func (k *stepKernel) Apply([]dataplane.Change) (dataplane.Stats, error) {
 	*k.clock = k.clock.Add(3 * time.Millisecond)
 	return dataplane.Stats{Ops: k.ops}, k.err
@@ -120,7 +122,7 @@ func TestWatch(t *testing.T) {
 	m.ConntrackCleanFailed()
 	m.HealthCheckFailed()
 	m.HealthCheckFailed()
-	if err := m.Watch(reg, counters{Version: 9, Acks: 3, Nacks: 1, LastNackVersion: 8, FullSyncs: 2, DriftRepairs: 1, Connected: true, KernelReady: true}); err != nil {
+	if err := m.Watch(reg, counters{Version: 9, Acks: 3, Nacks: 1, LastNackVersion: 8, FullSyncs: 2, DriftRepairs: 1, Connected: true, KernelReady: true, NotProgrammed: 2, Rejections: 5}); err != nil {
 		t.Fatal(err)
 	}
 	families, err := reg.Gather()
@@ -141,6 +143,7 @@ func TestWatch(t *testing.T) {
 		"doorman_agent_version": 9, "doorman_agent_acks_total": 3, "doorman_agent_nacks_total": 1,
 		"doorman_agent_last_nack_version": 8, "doorman_agent_full_syncs_total": 2, "doorman_agent_drift_repairs_total": 1,
 		"doorman_agent_connected": 1, "doorman_agent_kernel_ready": 1,
+		"doorman_agent_not_programmed_entries": 2, "doorman_agent_kernel_rejections_total": 5,
 		"doorman_agent_cache_load_seconds": 0, "doorman_agent_stream_bytes_received_total": 0,
 		"doorman_agent_conntrack_clean_errors_total": 1, "doorman_agent_health_check_errors_total": 2,
 		"kubeproxy_sync_proxy_rules_last_timestamp_seconds": 0,

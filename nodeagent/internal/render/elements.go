@@ -172,24 +172,61 @@ func (b *builder) node(n *doormanv1.Node) error {
 		}
 		b.add(Element{Set: set, Key: a.AsSlice(), Shared: true})
 	}
+	var cidrs [2][]addrRange // IPv4, IPv6
 	for _, s := range n.GetPodCidrs() {
 		p, err := netip.ParsePrefix(s)
 		if err != nil {
 			return fmt.Errorf("pod CIDR %q: %w", s, err)
 		}
 		p = p.Masked()
-		set := SetPodCIDRs
+		i := 0
 		if p.Addr().Is6() {
-			set = SetPodCIDRs6
+			i = 1
 		}
-		b.add(Element{Set: set, Key: p.Addr().AsSlice()})
-		// The end element holds the first address after the range; a range
-		// reaching the top of the address space has none.
-		if next := lastAddr(p).Next(); next.IsValid() {
-			b.add(Element{Set: set, Key: next.AsSlice(), IntervalEnd: true})
+		cidrs[i] = append(cidrs[i], addrRange{p.Addr(), lastAddr(p)})
+	}
+	// An interval set holds no two overlapping or touching intervals (the
+	// kernel refuses the second with EEXIST): merge them first.
+	for i, set := range []string{SetPodCIDRs, SetPodCIDRs6} {
+		for _, r := range mergeRanges(cidrs[i]) {
+			b.add(Element{Set: set, Key: r.first.AsSlice()})
+			// The end element holds the first address after the range; a
+			// range reaching the top of the address space has none.
+			if next := r.last.Next(); next.IsValid() {
+				b.add(Element{Set: set, Key: next.AsSlice(), IntervalEnd: true})
+			}
 		}
 	}
 	return nil
+}
+
+// addrRange is a range of addresses of one family, first to last
+// included.
+type addrRange struct{ first, last netip.Addr }
+
+// mergeRanges returns the ranges sorted, with those that overlap or touch
+// merged into one: the elements of an interval set must not overlap (the
+// kernel refuses them with EEXIST), and the API server accepts overlapping
+// CIDRs (loadBalancerSourceRanges 10.0.0.0/8 and 10.250.0.0/16).
+func mergeRanges(rs []addrRange) []addrRange {
+	if len(rs) < 2 {
+		return rs
+	}
+	sorted := slices.Clone(rs)
+	slices.SortFunc(sorted, func(x, y addrRange) int { return x.first.Compare(y.first) })
+	out := sorted[:1]
+	for _, r := range sorted[1:] {
+		cur := &out[len(out)-1]
+		next := cur.last.Next() // invalid: cur reaches the top
+		if !next.IsValid() || r.first.Compare(next) <= 0 {
+			if r.last.Compare(cur.last) > 0 {
+				cur.last = r.last
+			}
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
 }
 
 // lastAddr is the highest address of a prefix.
@@ -331,9 +368,6 @@ type externalFrontend struct {
 	lb   bool
 }
 
-// sourceRange is one loadBalancerSourceRange as first and last address.
-type sourceRange struct{ first, last netip.Addr }
-
 func (b *builder) servicePort(sp *doormanv1.ServicePort) error {
 	var names familyNames
 	var v6 bool
@@ -418,7 +452,7 @@ func (b *builder) servicePort(sp *doormanv1.ServicePort) error {
 	if err := addExternal("load balancer IP", sp.GetLoadBalancerIps(), true); err != nil {
 		return err
 	}
-	var ranges []sourceRange
+	var ranges []addrRange
 	for _, s := range sp.GetLoadBalancerSourceRanges() {
 		p, err := netip.ParsePrefix(s)
 		if err != nil {
@@ -428,8 +462,10 @@ func (b *builder) servicePort(sp *doormanv1.ServicePort) error {
 			return fmt.Errorf("load balancer source range %q is not of the entry's family", s)
 		}
 		p = p.Masked()
-		ranges = append(ranges, sourceRange{p.Addr(), lastAddr(p)})
+		ranges = append(ranges, addrRange{p.Addr(), lastAddr(p)})
 	}
+	// One interval per frontend for overlapping or touching ranges.
+	ranges = mergeRanges(ranges)
 
 	kc, kcc, kl := len(eps), len(clusterEps), len(localEps)
 	hasExternal := len(externals) > 0 || sp.GetNodePort() != 0

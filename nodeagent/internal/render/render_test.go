@@ -119,6 +119,25 @@ func kindsView() map[string]*doormanv1.Entry {
 	)
 }
 
+// rangesView: overlapping and touching CIDRs, as the API server accepts
+// them, in the interval sets: Pod CIDRs of the Node and
+// loadBalancerSourceRanges, each merged into one interval.
+func rangesView() map[string]*doormanv1.Entry {
+	node := nodeEntry("192.168.1.10")
+	node.GetNode().PodCidrs = []string{"10.244.1.0/24", "10.244.1.128/25", "10.244.2.0/24", "fd00:244:1::/64", "fd00:244:1::/64"}
+	return viewOf(
+		node,
+		spEntry(&doormanv1.ServicePort{Namespace: "default", Name: "lb", Protocol: tcp, Family: ipv4,
+			ClusterIp: "10.96.1.1", Port: 80, LoadBalancerIps: []string{"198.51.100.10"},
+			LoadBalancerSourceRanges: []string{"10.250.0.0/16", "10.0.0.0/8", "192.168.0.0/24", "192.168.1.0/24", "203.0.113.7/32"},
+			Endpoints:                []*doormanv1.Endpoint{ep("10.244.1.5", 8080)}}),
+		spEntry(&doormanv1.ServicePort{Namespace: "default", Name: "lb6", Protocol: tcp, Family: ipv6,
+			ClusterIp: "fd00:96::6", Port: 443, LoadBalancerIps: []string{"2001:db8::6"},
+			LoadBalancerSourceRanges: []string{"2001:db8:1::/48", "2001:db8:1:2::/64", "::/0"},
+			Endpoints:                []*doormanv1.Endpoint{ep("fd00:244:1::6", 8443)}}),
+	)
+}
+
 func TestGolden(t *testing.T) {
 	tests := []struct {
 		name string
@@ -127,6 +146,7 @@ func TestGolden(t *testing.T) {
 		{"empty", viewOf(nodeEntry())},
 		{"small", smallView()},
 		{"kinds", kindsView()},
+		{"ranges", rangesView()},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

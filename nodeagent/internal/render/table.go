@@ -26,6 +26,9 @@ type Table struct {
 	// Invalid lists the entries left out, with the reason: malformed, or
 	// claiming an element another entry (first in key order) already owns.
 	Invalid map[string]error
+	// ChainUsers counts, for each per-endpoint-count chain in Chains, the
+	// entries whose elements jump to it.
+	ChainUsers map[string]int
 }
 
 // View renders a whole view (the Node entry plus every ServicePort entry).
@@ -42,14 +45,13 @@ func View(view map[string]*doormanv1.Entry) *Table {
 	}
 	sort.Strings(keys)
 
-	t := &Table{Sets: Sets(), Owners: make(map[SharedID]int, len(view)), Invalid: map[string]error{}}
+	t := &Table{Sets: Sets(), Owners: make(map[SharedID]int, len(view)), Invalid: map[string]error{}, ChainUsers: map[string]int{}}
 	est := 16
 	for _, e := range view {
 		est += estimateElements(e.GetServicePort())
 	}
 	b := &builder{elems: make([]Element, 0, est), chunk: 1 << 20}
 	owner := make(map[frontendID]string, len(view))
-	chains := map[string]bool{}
 	for _, key := range keys {
 		start := len(b.elems)
 		b.chains = b.chains[:0]
@@ -81,13 +83,13 @@ func View(view map[string]*doormanv1.Entry) *Table {
 		}
 		b.elems = b.elems[:w]
 		for _, c := range b.chains {
-			chains[c] = true
+			t.ChainUsers[c]++
 		}
 	}
 	t.Elements = b.elems
 	t.Chains = StaticChains()
-	names := make([]string, 0, len(chains))
-	for c := range chains {
+	names := make([]string, 0, len(t.ChainUsers))
+	for c := range t.ChainUsers {
 		names = append(names, c)
 	}
 	sortChainNames(names)

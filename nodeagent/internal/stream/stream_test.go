@@ -123,6 +123,8 @@ func (k *memKernel) Sync(view map[string]*doormanv1.Entry) (dataplane.Stats, err
 	return dataplane.Stats{Ops: len(view)}, nil
 }
 
+func (k *memKernel) RetireUnused() (int, error) { return 0, nil }
+
 func (k *memKernel) Apply(changes []dataplane.Change) (dataplane.Stats, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
