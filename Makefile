@@ -7,7 +7,10 @@ BIN       := bin
 PKGS      := ./...
 GOTESTFLAGS ?= -race -count=1
 
-.PHONY: all build test unit e2e e2e-kind demo demo-down deps generate verify lint fmt tidy clean k8s-binaries
+BENCH_OUT ?= $(CURDIR)/out/bench.json
+BENCH_SCALE_OUT ?= $(CURDIR)/out/bench-scale.json
+
+.PHONY: all build test unit e2e e2e-kind demo demo-down deps generate verify lint fmt tidy clean k8s-binaries bench bench-scale
 
 all: build
 
@@ -19,10 +22,11 @@ build:
 deps:
 	bash hack/deps.sh
 
-## test: every test — unit, kernel (network namespaces) and e2e on the local cluster
+## test: every test — unit, kernel (network namespaces), e2e on the local cluster, and the quick benchmarks
 test: deps
 	$(GO) test $(GOTESTFLAGS) -timeout 30m $(PKGS)
 	$(MAKE) e2e
+	$(MAKE) bench bench-scale
 
 ## k8s-binaries: build etcd, kube-apiserver, kube-controller-manager, kube-proxy, kubectl from source (cached)
 k8s-binaries:
@@ -30,7 +34,17 @@ k8s-binaries:
 
 ## e2e: the e2e suite on a local cluster in network namespaces (E2E_FLAGS=-e2e.services=10000 for more)
 e2e: k8s-binaries build
-	DOORMAN_BIN=$(CURDIR)/$(BIN) $(GO) test -tags e2e $(GOTESTFLAGS) -v -timeout 60m ./e2e/cluster/ ./e2e/suite/ $(E2E_FLAGS)
+	DOORMAN_BIN=$(CURDIR)/$(BIN) $(GO) test -tags e2e $(GOTESTFLAGS) -v -timeout 60m ./e2e/cluster/ ./e2e/suite/ ./e2e/faults/ ./e2e/security/ $(E2E_FLAGS)
+
+## bench: doorman vs kube-proxy nftables and iptables on the local cluster (BENCH_FLAGS=-full: 1,000/10,000/100,000 Services)
+bench: deps k8s-binaries build
+	@mkdir -p $(dir $(BENCH_OUT))
+	BENCH_OUT=$(BENCH_OUT) $(GO) run ./e2e/bench -doorman-bin $(CURDIR)/$(BIN) -plot $(basename $(BENCH_OUT)).png $(BENCH_FLAGS)
+
+## bench-scale: the control plane against simulated agents (quick: 1,000 agents, 2,000 Services; BENCH_FLAGS=-full: 5,000 / 10,000)
+bench-scale: k8s-binaries build
+	@mkdir -p $(dir $(BENCH_SCALE_OUT))
+	BENCH_OUT=$(BENCH_SCALE_OUT) $(GO) run ./e2e/bench scale -doorman-bin $(CURDIR)/$(BIN) -plot $(basename $(BENCH_SCALE_OUT)).png $(BENCH_FLAGS)
 
 ## e2e-kind: the same suite against a kind cluster (needs Docker and kind)
 e2e-kind:

@@ -9,6 +9,9 @@ need=()
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v make >/dev/null 2>&1 || need+=(make)
 command -v git >/dev/null 2>&1 || need+=(git)
+# kube-proxy, the benchmark's baseline, runs nft and iptables.
+command -v nft >/dev/null 2>&1 || need+=(nftables)
+command -v iptables >/dev/null 2>&1 || need+=(iptables)
 if [ ${#need[@]} -gt 0 ]; then
   echo "deps: installing ${need[*]} with apt-get"
   export DEBIAN_FRONTEND=noninteractive
