@@ -53,7 +53,9 @@ func TestMetrics(t *testing.T) {
 	go func() { done <- Run(ctx, Config{Client: client, GRPCListener: gl, HTTPListener: hl, VersionSeed: 42}) }()
 	defer func() {
 		cancel()
-		<-done
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
 	}()
 
 	cc, err := grpc.NewClient(gl.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -151,7 +153,7 @@ func scrapeMetrics(t *testing.T, addr string) map[string]float64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("/metrics: %s", resp.Status)
 	}

@@ -57,7 +57,7 @@ func openNFT(nsName string, family nftables.TableFamily, table, dispatch string,
 	}
 	conn, err := nftables.New(nftables.WithNetNSFd(int(h)))
 	if err != nil {
-		h.Close()
+		_ = h.Close()
 		return nil, fmt.Errorf("nftables in %s: %w", nsName, err)
 	}
 	return &nftKernel{ns: h, conn: conn, table: &nftables.Table{Family: family, Name: table}, others: others, dispatch: dispatch}, nil
@@ -251,7 +251,7 @@ func (k *nftKernel) reset() error {
 
 func (k *nftKernel) close() {
 	_ = k.conn.CloseLasting()
-	k.ns.Close()
+	_ = k.ns.Close()
 }
 
 // iptablesKernel reads kube-proxy's iptables rules with iptables-save in
@@ -350,13 +350,13 @@ func watchGenerations(nsName string) (*generations, error) {
 	}
 	conn, err := nftables.New(nftables.WithNetNSFd(int(h)))
 	if err != nil {
-		h.Close()
+		_ = h.Close()
 		return nil, err
 	}
 	mon := nftables.NewMonitor(nftables.WithMonitorEventBuffer(4096))
 	events, err := conn.AddGenerationalMonitor(mon)
 	if err != nil {
-		h.Close()
+		_ = h.Close()
 		return nil, fmt.Errorf("nftables monitor in %s: %w", nsName, err)
 	}
 	g := &generations{conn: conn, mon: mon, ns: h, c: make(chan time.Time, 1024)}
@@ -388,7 +388,7 @@ func (g *generations) drain() {
 
 func (g *generations) close() {
 	_ = g.mon.Close()
-	g.ns.Close()
+	_ = g.ns.Close()
 }
 
 // commitClock yields, each time the kernel may have changed, the time of

@@ -49,7 +49,7 @@ func writePlot(path string, panels []panel) error {
 		return fmt.Errorf("plot: %w", err)
 	}
 	if err := png.Encode(f, img); err != nil {
-		f.Close()
+		_ = f.Close()
 		return fmt.Errorf("plot %s: %w", path, err)
 	}
 	return f.Close()

@@ -169,7 +169,7 @@ func (b *proxyBench) run(ctx context.Context, sizes []int) error {
 	if err != nil {
 		return fmt.Errorf("start cluster: %w", err)
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	b.c = c
 	fmt.Printf("cluster up in %s (prefix %s, logs %s)\n", time.Since(t).Round(time.Millisecond), c.Prefix(), c.LogDir())
 	rc := c.RESTConfig()

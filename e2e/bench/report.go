@@ -75,7 +75,7 @@ func (r *report) table(w io.Writer, systems []string) {
 	for _, s := range systems[1:] {
 		head = append(head, systems[0]+"/"+s)
 	}
-	fmt.Fprintln(tw, strings.Join(head, "\t")+"\t")
+	_, _ = fmt.Fprintln(tw, strings.Join(head, "\t")+"\t")
 	for _, k := range rows {
 		cells := []string{fmt.Sprint(k.n), k.metric}
 		first, haveFirst := r.get(systems[0], k.n, k.metric)
@@ -94,7 +94,7 @@ func (r *report) table(w io.Writer, systems []string) {
 				cells = append(cells, "-")
 			}
 		}
-		fmt.Fprintln(tw, strings.Join(cells, "\t")+"\t")
+		_, _ = fmt.Fprintln(tw, strings.Join(cells, "\t")+"\t")
 	}
 	_ = tw.Flush()
 }

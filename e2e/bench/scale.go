@@ -163,19 +163,19 @@ func (s *scaleSim) startControlPlane(ctx context.Context, c *cluster.Cluster, na
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
-		logf.Close()
+		_ = logf.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
 	cp := &controlPlane{cmd: cmd, grpc: ports[0], http: ports[1], exited: make(chan struct{})}
 	go func() {
 		_ = cmd.Wait()
-		logf.Close()
+		_ = logf.Close()
 		close(cp.exited)
 	}()
 	deadline := time.Now().Add(s.f.timeout)
 	for {
 		if resp, err := http.Get("http://" + cp.http + "/readyz"); err == nil {
-			resp.Body.Close()
+			_ = resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
 				return cp, nil
 			}
@@ -206,7 +206,7 @@ func (cp *controlPlane) metric(name string) (float64, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
 		return 0, err
@@ -225,7 +225,7 @@ func (s *scaleSim) run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("start cluster: %w", err)
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	fmt.Printf("cluster up in %s (logs %s)\n", time.Since(t).Round(time.Millisecond), c.LogDir())
 	rc := c.RESTConfig()
 	rc.QPS, rc.Burst = 5000, 10000

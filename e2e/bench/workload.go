@@ -136,7 +136,7 @@ func (w *workload) create(ctx context.Context, i int) error {
 func retryCreate[T any](ctx context.Context, f func() (T, error)) (T, error) {
 	for {
 		v, err := f()
-		if err == nil || !(apierrors.IsTooManyRequests(err) || apierrors.IsServerTimeout(err) || apierrors.IsTimeout(err)) {
+		if err == nil || !apierrors.IsTooManyRequests(err) && !apierrors.IsServerTimeout(err) && !apierrors.IsTimeout(err) {
 			return v, err
 		}
 		select {

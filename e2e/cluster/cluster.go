@@ -472,7 +472,7 @@ func (c *Cluster) waitAPIServer(ctx context.Context, p *proc) error {
 		}
 		last = err
 		if p.exited() {
-			return fmt.Errorf("exited (%v); log %s:\n%s", p.err, p.logPath, p.tail(3000))
+			return fmt.Errorf("exited (%w); log %s:\n%s", p.err, p.logPath, p.tail(3000))
 		}
 		select {
 		case <-ctx.Done():

@@ -66,14 +66,14 @@ func inNetNS(name string, fn func() error) error {
 			errc <- fmt.Errorf("current netns: %w", err)
 			return
 		}
-		defer orig.Close()
+		defer func() { _ = orig.Close() }()
 		target, err := netns.GetFromName(name)
 		if err != nil {
 			runtime.UnlockOSThread()
 			errc <- fmt.Errorf("netns %s: %w", name, err)
 			return
 		}
-		defer target.Close()
+		defer func() { _ = target.Close() }()
 		if err := netns.Set(target); err != nil {
 			runtime.UnlockOSThread()
 			errc <- fmt.Errorf("enter netns %s: %w", name, err)
@@ -129,7 +129,7 @@ func openNS(name string) (*nsLink, error) {
 	}
 	h, err := netlink.NewHandleAt(fd)
 	if err != nil {
-		fd.Close()
+		_ = fd.Close()
 		return nil, fmt.Errorf("netlink handle in %s: %w", name, err)
 	}
 	return &nsLink{name: name, fd: fd, h: h}, nil
@@ -137,7 +137,7 @@ func openNS(name string) (*nsLink, error) {
 
 func (n *nsLink) Close() {
 	n.h.Close()
-	n.fd.Close()
+	_ = n.fd.Close()
 }
 
 func (n *nsLink) up(name string) error {
@@ -221,12 +221,4 @@ func (n *nsLink) bridge(name string) error {
 		return fmt.Errorf("%s: bridge %s: %w", n.name, name, err)
 	}
 	return n.up(name)
-}
-
-func (n *nsLink) delLink(name string) error {
-	l, err := n.h.LinkByName(name)
-	if err != nil {
-		return nil // already gone
-	}
-	return n.h.LinkDel(l)
 }

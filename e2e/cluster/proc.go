@@ -41,13 +41,13 @@ func startProc(logDir, name, netnsName string, argv ...string) (*proc, error) {
 	// Children die with the harness even when it is killed.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	if err := cmd.Start(); err != nil {
-		f.Close()
+		_ = f.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
 	p := &proc{name: name, cmd: cmd, logPath: logPath, done: make(chan struct{})}
 	go func() {
 		p.err = cmd.Wait()
-		f.Close()
+		_ = f.Close()
 		close(p.done)
 	}()
 	return p, nil
@@ -94,7 +94,7 @@ func (p *proc) tail(n int64) string {
 	if err != nil {
 		return ""
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	st, err := f.Stat()
 	if err != nil {
 		return ""
@@ -121,7 +121,7 @@ func waitHTTP(ctx context.Context, p *proc, url string, client *http.Client) err
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		resp, err := client.Do(req)
 		if err == nil {
-			resp.Body.Close()
+			_ = resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
 				return nil
 			}
@@ -130,7 +130,7 @@ func waitHTTP(ctx context.Context, p *proc, url string, client *http.Client) err
 			last = err.Error()
 		}
 		if p != nil && p.exited() {
-			return fmt.Errorf("%s exited (%v) before %s answered; log %s:\n%s", p.name, p.err, url, p.logPath, p.tail(3000))
+			return fmt.Errorf("%s exited (%w) before %s answered; log %s:\n%s", p.name, p.err, url, p.logPath, p.tail(3000))
 		}
 		select {
 		case <-ctx.Done():
@@ -138,16 +138,6 @@ func waitHTTP(ctx context.Context, p *proc, url string, client *http.Client) err
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
-}
-
-// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
 func freePorts(n int) ([]int, error) {

@@ -182,7 +182,7 @@ func askHTTP(ctx context.Context, dial Dialer, addr, request string) (string, er
 	if err != nil {
 		return "", fmt.Errorf("ask %s over http: %w", addr, err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	if err != nil {
 		return "", fmt.Errorf("ask %s over http: read: %w", addr, err)

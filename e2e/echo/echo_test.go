@@ -47,7 +47,7 @@ func TestAsk(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer sess.Close()
+		defer func() { _ = sess.Close() }()
 		for _, req := range []string{"hostname", "hostname", "clientip"} {
 			got, err := sess.Ask(ctx, req)
 			if err != nil {

@@ -510,7 +510,7 @@ func agentInspect(node string, call func(context.Context, doormanv1.AgentInspect
 	if err != nil {
 		return fmt.Errorf("inspect %s: %w", node, err)
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := call(ctx, doormanv1.NewAgentInspectServiceClient(conn)); err != nil {

@@ -211,7 +211,7 @@ func TestSemantics_Conntrack_EstablishedFlowsKeepBackend(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { sess.Close() })
+	t.Cleanup(func() { _ = sess.Close() })
 	flow := openUDPFlow(t, dial, udpTarget)
 	waitFlowAnswer(t, flow, set(first.Name), 10*time.Second)
 

@@ -418,7 +418,7 @@ func askHealth(t *testing.T, nodeIP string, port int32) (int, healthCheck, error
 	if err != nil {
 		return 0, healthCheck{}, err
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	if err != nil {
 		return 0, healthCheck{}, err

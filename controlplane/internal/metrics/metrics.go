@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc/stats"
 	corev1 "k8s.io/api/core/v1"
@@ -84,8 +85,8 @@ func New(src Source) (*Metrics, error) {
 	cs := []prometheus.Collector{
 		m.bytesSent, m.messagesSent, m.bytesRecv, m.acks, m.nacks, m.streams, m.events, m.recompute,
 		nodeCollector{src: src},
-		prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}),
-		prometheus.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		collectors.NewGoCollector(),
 	}
 	for _, c := range cs {
 		if err := m.reg.Register(c); err != nil {
