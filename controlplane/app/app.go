@@ -84,13 +84,13 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("control plane: %w", err)
 	}
 
-	opts := append([]grpc.ServerOption{
-		server.Codec(),
+	opts := append(server.Options(),
 		// Agents ping every 30 s, also with no stream open, to notice a
 		// dead control plane; allow that rather than answer with GOAWAY.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 20 * time.Second, PermitWithoutStream: true}),
 		grpc.StatsHandler(m.StatsHandler()),
-	}, cfg.ServerOptions...)
+	)
+	opts = append(opts, cfg.ServerOptions...)
 	if cfg.Security != nil {
 		sctx, scancel := context.WithCancel(ctx)
 		defer scancel()

@@ -230,6 +230,16 @@ func (s *Session) Wake() <-chan struct{} { return s.wake }
 
 // Next returns the frame to send now, or nil.
 func (s *Session) Next() (*wire.Frame, error) {
+	u, err := s.NextUpdate()
+	if err != nil || u == nil {
+		return nil, err
+	}
+	return u.Frame(), nil
+}
+
+// NextUpdate returns the update to send now, or nil; the caller encodes
+// it (outside the hub's lock: entries are immutable).
+func (s *Session) NextUpdate() (*wire.Update, error) {
 	s.h.mu.Lock()
 	u, err := s.h.differ.Next(s.token)
 	s.h.mu.Unlock()
@@ -238,8 +248,7 @@ func (s *Session) Next() (*wire.Frame, error) {
 	}
 	s.h.log.Debug("sending update", "node", s.token.Node, "version", u.Version, "full", u.Full,
 		"replaced_buckets", len(u.ReplacedBuckets), "upserts", len(u.Upserts), "removals", len(u.Removals))
-	// Encoding happens outside the lock: entries are immutable.
-	return u.Frame(), nil
+	return u, nil
 }
 
 // Ack records an Ack.

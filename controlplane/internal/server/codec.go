@@ -9,7 +9,7 @@ import (
 	"github.com/doorman-proxy/doorman/controlplane/internal/wire"
 )
 
-// codec passes *wire.Frame through as the message's bytes and leaves
+// codec passes *wire.Frame and *pooledFrame through as the message's bytes and leaves
 // everything else to the standard proto codec.
 type codec struct {
 	proto encoding.CodecV2
@@ -21,6 +21,9 @@ func (c codec) Marshal(v any) (mem.BufferSlice, error) {
 	if f, ok := v.(*wire.Frame); ok {
 		return mem.BufferSlice{mem.SliceBuffer(f.Bytes)}, nil
 	}
+	if f, ok := v.(*pooledFrame); ok {
+		return mem.BufferSlice{mem.NewBuffer(f.buf, f.pool)}, nil
+	}
 	return c.proto.Marshal(v)
 }
 
@@ -31,3 +34,16 @@ func (c codec) Name() string { return proto.Name }
 // Codec is the server option every gRPC server serving Register's services
 // must be built with.
 func Codec() grpc.ServerOption { return grpc.ForceServerCodecV2(newCodec()) }
+
+// Options are the server options every gRPC server serving Register's
+// services must be built with: the codec, and per-connection buffers sized
+// for this traffic (agents send only small Acks, so a 4 KiB read buffer is
+// plenty; gRPC takes the write buffer from a shared pool while a
+// connection writes and gives it back when it is idle).
+func Options() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		Codec(),
+		grpc.ReadBufferSize(4 << 10),
+		grpc.WriteBufferSize(32 << 10),
+	}
+}

@@ -23,13 +23,15 @@ func Register(s grpc.ServiceRegistrar, h *hub.Hub, log hclog.Logger) {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	doormanv1.RegisterAgentServiceServer(s, &agent{hub: h, log: log.Named("agent")})
+	enc := &encoder{budget: newBudget(frameBudgetBytes), wait: frameBudgetWait}
+	doormanv1.RegisterAgentServiceServer(s, &agent{hub: h, enc: enc, log: log.Named("agent")})
 	doormanv1.RegisterInspectServiceServer(s, &inspect{hub: h})
 }
 
 type agent struct {
 	doormanv1.UnimplementedAgentServiceServer
 	hub *hub.Hub
+	enc *encoder
 	log hclog.Logger
 }
 
@@ -54,11 +56,15 @@ func (a *agent) Sync(stream grpc.BidiStreamingServer[doormanv1.SyncRequest, door
 	received := make(chan error, 1)
 	go func() { received <- a.receive(stream, sess) }()
 	for {
-		frame, err := sess.Next()
+		u, err := sess.NextUpdate()
 		if err != nil {
 			return toStatus(err)
 		}
-		if frame != nil {
+		if u != nil {
+			frame, err := a.enc.encode(ctx, u)
+			if err != nil {
+				return toStatus(err)
+			}
 			if err := stream.SendMsg(frame); err != nil {
 				return err
 			}

@@ -104,14 +104,24 @@ type Frame struct {
 // Frame encodes the update by concatenating the entries' encodings; no
 // entry is marshalled again.
 func (u *Update) Frame() *Frame {
-	n := 32 + 4*len(u.ReplacedBuckets)
+	return &Frame{Bytes: u.AppendFrame(make([]byte, 0, u.Size()))}
+}
+
+// Size is an upper bound of the length of the update's encoding.
+func (u *Update) Size() int {
+	n := 32 + 6*len(u.ReplacedBuckets)
 	for _, e := range u.Upserts {
 		n += len(e.Bytes) + 6
 	}
 	for _, r := range u.Removals {
 		n += len(r) + 4
 	}
-	b := make([]byte, 0, n)
+	return n
+}
+
+// AppendFrame appends the update's encoding to b; with cap(b)-len(b) at
+// least Size it does not allocate.
+func (u *Update) AppendFrame(b []byte) []byte {
 	if u.Version != 0 {
 		b = protowire.AppendTag(b, respVersion, protowire.VarintType)
 		b = protowire.AppendVarint(b, u.Version)
@@ -143,5 +153,5 @@ func (u *Update) Frame() *Frame {
 		b = protowire.AppendTag(b, respViewDigest, protowire.Fixed64Type)
 		b = protowire.AppendFixed64(b, u.ViewDigest)
 	}
-	return &Frame{Bytes: b}
+	return b
 }

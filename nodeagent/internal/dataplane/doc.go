@@ -25,6 +25,8 @@
 // Rules carry their nft text as the rule comment; Sync recognises its rules
 // by that text. Element messages are split below 64 KiB (16-bit netlink
 // attribute lengths) and the socket buffers are enlarged for large batches.
+// After a Sync of a large view the freed heap (the table read back, the
+// transaction's messages) is returned to the OS at once.
 //
 // dataplane owns nothing but the table inet doorman; it never lists or
 // changes other tables. It must not import gRPC, bbolt or the agent's
