@@ -10,7 +10,7 @@ GOTESTFLAGS ?= -race -count=1
 BENCH_OUT ?= $(CURDIR)/out/bench.json
 BENCH_SCALE_OUT ?= $(CURDIR)/out/bench-scale.json
 
-.PHONY: all build test unit e2e e2e-kind demo demo-down deps generate verify lint fmt tidy clean k8s-binaries bench bench-scale
+.PHONY: all build test unit e2e e2e-kind demo demo-down deps generate verify lint fmt tidy clean k8s-binaries bench bench-scale fuzz
 
 all: build
 
@@ -25,8 +25,13 @@ deps:
 ## test: every test — unit, kernel (network namespaces), e2e on the local cluster, and the quick benchmarks
 test: deps
 	$(GO) test $(GOTESTFLAGS) -timeout 30m $(PKGS)
+	$(MAKE) fuzz
 	$(MAKE) e2e
 	$(MAKE) bench bench-scale
+
+## fuzz: every fuzz target for a bounded time (FUZZTIME=10s each)
+fuzz:
+	bash hack/fuzz.sh
 
 ## k8s-binaries: build etcd, kube-apiserver, kube-controller-manager, kube-proxy, kubectl from source (cached)
 k8s-binaries:

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs every fuzz target for a bounded time (FUZZTIME, default 10s each):
+# the readers of untrusted input — stream messages both ways, cache
+# records, nftables event messages, and the model's API objects.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+fuzztime="${FUZZTIME:-10s}"
+targets=(
+  "./controlplane/internal/model FuzzPorts"
+  "./controlplane/internal/differ FuzzSyncRequest"
+  "./nodeagent/internal/state FuzzApply"
+  "./nodeagent/internal/cache FuzzDecodeEntry"
+  "./nodeagent/internal/cache FuzzDecodeMeta"
+  "./nodeagent/internal/drift FuzzDecoder"
+)
+for t in "${targets[@]}"; do
+  set -- $t
+  echo "== fuzz $2 ($1) for $fuzztime"
+  go test -run '^$' -fuzz "^$2\$" -fuzztime "$fuzztime" "$1"
+done
