@@ -83,7 +83,7 @@ verify:
 	@bash hack/verify.sh
 
 lint:
-	$(TOOL) golangci-lint run ./...
+	$(TOOL) golangci-lint run --allow-parallel-runners ./...
 
 tidy:
 	$(GO) mod tidy

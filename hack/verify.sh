@@ -35,7 +35,7 @@ step "go vet"
 go vet ./... || fail=1
 
 step golangci-lint
-tool golangci-lint run ./... || fail=1
+tool golangci-lint run --allow-parallel-runners ./... || fail=1
 
 if [ "$fail" -ne 0 ]; then echo "verify: FAILED"; exit 1; fi
 echo "verify: ok"
