@@ -59,7 +59,7 @@ func (c *Cluster) SignalAgent(node string, sig syscall.Signal) error {
 		return err
 	}
 	if p.exited() {
-		return fmt.Errorf("agent on %s exited: %v", node, p.err)
+		return fmt.Errorf("agent on %s exited: %w", node, p.err)
 	}
 	if err := syscall.Kill(p.cmd.Process.Pid, sig); err != nil {
 		return fmt.Errorf("signal %v to agent on %s: %w", sig, node, err)
@@ -126,7 +126,7 @@ func (c *Cluster) WaitAgentHealthy(ctx context.Context, node string) (time.Durat
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		resp, err := hc.Do(req)
 		if err == nil {
-			resp.Body.Close()
+			_ = resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
 				return time.Since(start), nil
 			}
@@ -135,7 +135,7 @@ func (c *Cluster) WaitAgentHealthy(ctx context.Context, node string) (time.Durat
 			last = err.Error()
 		}
 		if p, err := c.agent(node); err == nil && p.exited() {
-			return 0, fmt.Errorf("agent on %s exited (%v); log %s:\n%s", node, p.err, p.logPath, p.tail(2000))
+			return 0, fmt.Errorf("agent on %s exited (%w); log %s:\n%s", node, p.err, p.logPath, p.tail(2000))
 		}
 		select {
 		case <-ctx.Done():
@@ -158,7 +158,7 @@ func (c *Cluster) AgentMetrics(ctx context.Context, node string) (map[string]flo
 	if err != nil {
 		return nil, fmt.Errorf("metrics of %s: %w", node, err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("metrics of %s: %s", node, resp.Status)
 	}
@@ -343,7 +343,7 @@ func (c *Cluster) withNFT(node string, fn func(*nftables.Conn) error) error {
 	if err != nil {
 		return fmt.Errorf("netns of %s: %w", node, err)
 	}
-	defer h.Close()
+	defer func() { _ = h.Close() }()
 	conn, err := nftables.New(nftables.WithNetNSFd(int(h)))
 	if err != nil {
 		return fmt.Errorf("nftables in %s: %w", node, err)
@@ -413,7 +413,7 @@ func (c *Cluster) NFTGeneration(node string) (uint32, error) {
 		if err != nil {
 			return fmt.Errorf("netfilter socket: %w", err)
 		}
-		defer conn.Close()
+		defer func() { _ = conn.Close() }()
 		msgs, err := conn.Execute(netlink.Message{
 			Header: netlink.Header{
 				Type:  netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETGEN),

@@ -35,7 +35,7 @@ func TestAgentRestart(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer sess.Close()
+			defer func() { _ = sess.Close() }()
 			before, err := sess.ask(ctx)
 			if err != nil {
 				t.Fatal(err)

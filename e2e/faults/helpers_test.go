@@ -177,7 +177,7 @@ func agentInspect(ctx context.Context, node string, call func(context.Context, d
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }()
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if err := call(ctx, doormanv1.NewAgentInspectServiceClient(conn)); err != nil {
@@ -211,7 +211,7 @@ func cpInspect(ctx context.Context, grpcAddr string, call func(context.Context, 
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }()
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if err := call(ctx, doormanv1.NewInspectServiceClient(conn)); err != nil {
@@ -401,7 +401,7 @@ func (m logMark) since() string {
 	if err != nil {
 		return ""
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	if _, err := f.Seek(m.off, io.SeekStart); err != nil {
 		return ""
 	}

@@ -311,8 +311,8 @@ func doormanBinaries() (string, func(), error) {
 	cmd := exec.Command("go", "build", "-o", dir+"/", "./controlplane", "./nodeagent")
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
-		os.RemoveAll(dir)
+		_ = os.RemoveAll(dir)
 		return "", nil, fmt.Errorf("build doorman binaries: %w\n%s", err, strings.TrimSpace(string(out)))
 	}
-	return dir, func() { os.RemoveAll(dir) }, nil
+	return dir, func() { _ = os.RemoveAll(dir) }, nil
 }
