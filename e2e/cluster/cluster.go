@@ -29,14 +29,21 @@ const (
 	ProxyNone      Proxy = "none"       // nothing: Services are not reachable
 )
 
-// Fixed addressing of every cluster (inside its own namespaces only).
+// Fixed addressing of every cluster (inside its own namespaces only). The
+// cluster is dual-stack, IPv4 primary: every range has an IPv6 twin.
 const (
 	ServiceCIDR      = "10.96.0.0/12"
+	ServiceCIDR6     = "fd00:10:96::/108"
 	PodCIDR          = "10.244.0.0/16"
+	PodCIDR6         = "fd00:10:244::/56" // node n: fd00:10:244:<n hex>::/64
 	NodeNetwork      = "10.250.0.0/24"
-	GatewayIP        = "10.250.0.1"   // the bridge in <prefix>-net; relays listen here
-	ExternalIP       = "10.250.0.100" // the external client namespace
-	ControlPlanePort = 9400           // doorman control plane gRPC, on GatewayIP
+	NodeNetwork6     = "fd00:10:250::/64"
+	GatewayIP        = "10.250.0.1"       // the bridge in <prefix>-net; relays listen here
+	GatewayIP6       = "fd00:10:250::1"   // the bridge's IPv6 address
+	ExternalIP       = "10.250.0.100"     // the external client namespace
+	ExternalIP6      = "fd00:10:250::100" // the external client's IPv6 address
+	podGatewayIP6    = "fe80::1"          // each node's end of every Pod veth
+	ControlPlanePort = 9400               // doorman control plane gRPC, on GatewayIP
 	AgentInspectAddr = "127.0.0.1:9410"
 	AgentHealthPort  = 10256
 )
@@ -78,12 +85,14 @@ type Config struct {
 
 // Node is one simulated node.
 type Node struct {
-	Name    string
-	NetNS   string // network namespace the node's processes run in
-	IP      string // InternalIP on the node network
-	PodCIDR string
-	Zone    string
-	index   int // 1-based
+	Name     string
+	NetNS    string // network namespace the node's processes run in
+	IP       string // InternalIP on the node network
+	IP6      string // IPv6 InternalIP on the node network
+	PodCIDR  string
+	PodCIDR6 string // IPv6 Pod CIDR, a /64
+	Zone     string
+	index    int // 1-based
 }
 
 // Cluster is a running cluster. Close tears it down.
@@ -242,6 +251,9 @@ func (c *Cluster) startNetwork() error {
 		return err
 	}
 	defer netl.Close()
+	if err := setSysctls(c.netNS, hostSysctls...); err != nil {
+		return err
+	}
 	if err := netl.up("lo"); err != nil {
 		return err
 	}
@@ -251,12 +263,15 @@ func (c *Cluster) startNetwork() error {
 	if err := netl.addAddr("br0", GatewayIP+"/24"); err != nil {
 		return err
 	}
-	if err := setSysctl(c.netNS, "net.ipv4.ip_forward", "1"); err != nil {
+	if err := netl.addAddr("br0", GatewayIP6+"/64"); err != nil {
 		return err
 	}
 
-	attach := func(nsName, hostSide, ip string) (*nsLink, error) {
+	attach := func(nsName, hostSide, ip, ip6 string, sysctls []string) (*nsLink, error) {
 		if err := addNetNS(nsName); err != nil {
+			return nil, err
+		}
+		if err := setSysctls(nsName, sysctls...); err != nil {
 			return nil, err
 		}
 		l, err := openNS(nsName)
@@ -271,7 +286,9 @@ func (c *Cluster) startNetwork() error {
 			func() error { return l.up("lo") },
 			func() error { return l.up("eth0") },
 			func() error { return l.addAddr("eth0", ip+"/24") },
+			func() error { return l.addAddr("eth0", ip6+"/64") },
 			func() error { return l.route("default", GatewayIP, "eth0", false) },
+			func() error { return l.route("default", GatewayIP6, "eth0", false) },
 		} {
 			if err := step(); err != nil {
 				l.Close()
@@ -281,7 +298,7 @@ func (c *Cluster) startNetwork() error {
 		return l, nil
 	}
 
-	ext, err := attach(c.extNS, "ext", ExternalIP)
+	ext, err := attach(c.extNS, "ext", ExternalIP, ExternalIP6, noDADSysctls)
 	if err != nil {
 		return err
 	}
@@ -290,16 +307,18 @@ func (c *Cluster) startNetwork() error {
 	zones := []string{"zone-a", "zone-b", "zone-c"}
 	for i := 1; i <= c.cfg.Nodes; i++ {
 		c.nodes = append(c.nodes, Node{
-			Name:    fmt.Sprintf("node%d", i),
-			NetNS:   fmt.Sprintf("%s-node%d", p, i),
-			IP:      nodeIP(i),
-			PodCIDR: fmt.Sprintf("10.244.%d.0/24", i),
-			Zone:    zones[(i-1)%len(zones)],
-			index:   i,
+			Name:     fmt.Sprintf("node%d", i),
+			NetNS:    fmt.Sprintf("%s-node%d", p, i),
+			IP:       nodeIP(i),
+			IP6:      nodeIP6(i),
+			PodCIDR:  fmt.Sprintf("10.244.%d.0/24", i),
+			PodCIDR6: fmt.Sprintf("fd00:10:244:%x::/64", i),
+			Zone:     zones[(i-1)%len(zones)],
+			index:    i,
 		})
 	}
 	for _, n := range c.nodes {
-		l, err := attach(n.NetNS, "n"+strconv.Itoa(n.index), n.IP)
+		l, err := attach(n.NetNS, "n"+strconv.Itoa(n.index), n.IP, n.IP6, hostSysctls)
 		if err != nil {
 			return err
 		}
@@ -311,14 +330,18 @@ func (c *Cluster) startNetwork() error {
 				l.Close()
 				return err
 			}
+			if err := l.route(o.PodCIDR6, o.IP6, "eth0", false); err != nil {
+				l.Close()
+				return err
+			}
 		}
 		l.Close()
-		if err := setSysctl(n.NetNS, "net.ipv4.ip_forward", "1"); err != nil {
-			return err
-		}
 		// The gateway namespace reaches every Pod too (debugging, and
 		// the API server's replies to Pods through the relay).
 		if err := netl.route(n.PodCIDR, n.IP, "br0", false); err != nil {
+			return err
+		}
+		if err := netl.route(n.PodCIDR6, n.IP6, "br0", false); err != nil {
 			return err
 		}
 	}
@@ -326,6 +349,9 @@ func (c *Cluster) startNetwork() error {
 }
 
 func nodeIP(i int) string { return fmt.Sprintf("10.250.0.%d", 10+i) }
+
+// nodeIP6 mirrors nodeIP's digits: node1 is fd00:10:250::11.
+func nodeIP6(i int) string { return fmt.Sprintf("fd00:10:250::%d", 10+i) }
 
 func (c *Cluster) addProc(p *proc) {
 	c.mu.Lock()
@@ -394,7 +420,7 @@ func (c *Cluster) startControlPlane(ctx context.Context) error {
 		"--service-account-key-file="+c.pki.SAPubFile,
 		"--service-account-signing-key-file="+c.pki.SAKeyFile,
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-		"--service-cluster-ip-range="+ServiceCIDR,
+		"--service-cluster-ip-range="+ServiceCIDR+","+ServiceCIDR6,
 		"--authorization-mode=RBAC",
 		"--allow-privileged=true",
 		"--profiling=false",
@@ -438,8 +464,8 @@ func (c *Cluster) startControlPlane(ctx context.Context) error {
 		"--service-account-private-key-file=" + c.pki.SAKeyFile,
 		"--root-ca-file=" + c.pki.CAFile,
 		"--use-service-account-credentials=false",
-		"--cluster-cidr=" + PodCIDR,
-		"--service-cluster-ip-range=" + ServiceCIDR,
+		"--cluster-cidr=" + PodCIDR + "," + PodCIDR6,
+		"--service-cluster-ip-range=" + ServiceCIDR + "," + ServiceCIDR6,
 		"--kube-api-qps=500",
 		"--kube-api-burst=1000",
 		"--concurrent-service-endpoint-syncs=20",
@@ -594,7 +620,7 @@ func (c *Cluster) startKubeProxy(ctx context.Context) error {
 			"--kubeconfig="+c.NodeKubeconfig(),
 			"--hostname-override="+n.Name,
 			"--proxy-mode=nftables",
-			"--cluster-cidr="+PodCIDR,
+			"--cluster-cidr="+PodCIDR+","+PodCIDR6,
 			"--conntrack-max-per-core=0",
 			"--metrics-bind-address=127.0.0.1:10249",
 			"--healthz-bind-address="+hostPort("0.0.0.0", AgentHealthPort),

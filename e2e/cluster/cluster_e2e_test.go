@@ -116,6 +116,9 @@ func TestCluster_PodsEndpointSlicesAndPodNetwork(t *testing.T) {
 			if p.Status.Phase != corev1.PodRunning || p.Status.PodIP == "" {
 				return fmt.Errorf("pod %s %s", p.Name, p.Status.Phase)
 			}
+			if len(p.Status.PodIPs) != 2 || net.ParseIP(p.Status.PodIPs[0].IP).To4() == nil || net.ParseIP(p.Status.PodIPs[1].IP).To4() != nil {
+				return fmt.Errorf("pod %s podIPs %v, want an IPv4 and an IPv6 address", p.Name, p.Status.PodIPs)
+			}
 			nodes[p.Spec.NodeName] = true
 		}
 		if len(pods) != 3 || len(nodes) != 3 {
@@ -127,34 +130,62 @@ func TestCluster_PodsEndpointSlicesAndPodNetwork(t *testing.T) {
 	eventually(t, 30*time.Second, func() error { return sliceReady(ctx, c, "web", 3, 0) })
 	t.Logf("endpointslice has 3 ready endpoints %s after the deployment", time.Since(start).Round(time.Millisecond))
 
-	// Pod network: every Pod reaches every other Pod directly, across nodes,
-	// and sees the caller's own Pod IP.
+	// Pod network, both families: every Pod reaches every other Pod
+	// directly, across nodes, and is seen with its own address of the
+	// family used.
 	for _, from := range pods {
 		dial, err := c.DialFromPod(from.Namespace, from.Name)
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, to := range pods {
-			for _, proto := range []string{"tcp", "udp"} {
-				port := "8080"
-				if proto == "udp" {
-					port = "5353"
-				}
-				target := net.JoinHostPort(to.Status.PodIP, port)
-				got, err := echo.Ask(ctx, dial, proto, target, "hostname")
-				if err != nil || got != to.Name {
-					t.Errorf("%s -> %s over %s: %q, %v", from.Name, to.Name, proto, got, err)
-				}
-				got, err = echo.Ask(ctx, dial, proto, target, "clientip")
-				if host, _, _ := net.SplitHostPort(got); err != nil || host != from.Status.PodIP {
-					t.Errorf("%s -> %s over %s: seen as %q, want %s (%v)", from.Name, to.Name, proto, got, from.Status.PodIP, err)
+			for fam := range from.Status.PodIPs {
+				for _, proto := range []string{"tcp", "udp"} {
+					port := "8080"
+					if proto == "udp" {
+						port = "5353"
+					}
+					target := net.JoinHostPort(to.Status.PodIPs[fam].IP, port)
+					got, err := echo.Ask(ctx, dial, proto, target, "hostname")
+					if err != nil || got != to.Name {
+						t.Errorf("%s -> %s over %s: %q, %v", from.Name, target, proto, got, err)
+					}
+					got, err = echo.Ask(ctx, dial, proto, target, "clientip")
+					want := from.Status.PodIPs[fam].IP
+					if host, _, _ := net.SplitHostPort(got); err != nil || host != want {
+						t.Errorf("%s -> %s over %s: seen as %q, want %s (%v)", from.Name, target, proto, got, want, err)
+					}
 				}
 			}
 		}
 	}
-	// External namespace and nodes reach Pods too.
-	if got, err := echo.Ask(ctx, c.DialFromExternal(), "tcp", net.JoinHostPort(pods[0].Status.PodIP, "8080"), "hostname"); err != nil || got != pods[0].Name {
-		t.Errorf("external -> %s: %q, %v", pods[0].Name, got, err)
+	// External namespace and nodes reach Pods too, in both families.
+	for _, ip := range pods[0].Status.PodIPs {
+		if got, err := echo.Ask(ctx, c.DialFromExternal(), "tcp", net.JoinHostPort(ip.IP, "8080"), "hostname"); err != nil || got != pods[0].Name {
+			t.Errorf("external -> %s at %s: %q, %v", pods[0].Name, ip.IP, got, err)
+		}
+	}
+	for _, n := range c.Nodes() {
+		dial, err := c.DialFromNode(n.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ip := range pods[0].Status.PodIPs {
+			if got, err := echo.Ask(ctx, dial, "tcp", net.JoinHostPort(ip.IP, "8080"), "hostname"); err != nil || got != pods[0].Name {
+				t.Errorf("node %s -> %s at %s: %q, %v", n.Name, pods[0].Name, ip.IP, got, err)
+			}
+		}
+	}
+	// The Service is IPv4 (single-stack, the primary family): its slices
+	// are IPv4 only, as before the cluster was dual-stack.
+	if sl, err := cs.DiscoveryV1().EndpointSlices("default").List(ctx, metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=web"}); err != nil {
+		t.Fatal(err)
+	} else {
+		for _, s := range sl.Items {
+			if s.AddressType != discoveryv1.AddressTypeIPv4 {
+				t.Errorf("slice %s of a single-stack Service has address type %s", s.Name, s.AddressType)
+			}
+		}
 	}
 
 	// Readiness flip.

@@ -21,9 +21,14 @@
 // serving and terminating), then its namespace goes and the Pod object is
 // removed.
 //
-// Addresses: nodes 10.250.0.11…, external client 10.250.0.100, Pods
-// 10.244.<node>.0/24, Services 10.96.0.0/12. Everything is torn down by
-// Close; Cleanup removes what a killed run left behind.
+// The cluster is dual-stack, IPv4 primary. Addresses: nodes 10.250.0.11…
+// and fd00:10:250::11…, external client 10.250.0.100 and fd00:10:250::100,
+// Pods 10.244.<node>.0/24 and fd00:10:244:<node, hex>::/64 (both in every
+// Node's podCIDRs and every Pod's podIPs; a Pod's IPv6 default route is
+// fe80::1, its node's end of the veth), Services 10.96.0.0/12 and
+// fd00:10:96::/108. IPv6 duplicate address detection is off and IPv6
+// forwarding on in the node namespaces. Everything is torn down by Close;
+// Cleanup removes what a killed run left behind.
 //
 // It needs root, ip(8) and the binaries built by e2e/hack/build-k8s.sh. It
 // must not import doorman's controlplane or nodeagent packages: it runs

@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"net/netip"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -34,8 +35,8 @@ func (c *Cluster) SetLoadBalancerIngress(ctx context.Context, ns, name string, i
 }
 
 // RouteFromExternal makes the external client send traffic for cidr (an
-// externalIP or load-balancer IP) to a node, as an upstream router or load
-// balancer would.
+// externalIP or load-balancer IP, either family) to a node, as an upstream
+// router or load balancer would.
 //
 // Like a router, the external client ignores ICMP redirects: a node that
 // forwards the first packets before its proxy has programmed the address
@@ -46,15 +47,25 @@ func (c *Cluster) RouteFromExternal(cidr, nodeName string) error {
 	if !ok {
 		return fmt.Errorf("no node %q", nodeName)
 	}
+	p, err := netip.ParsePrefix(cidr)
+	if err != nil {
+		return fmt.Errorf("route from external: %w", err)
+	}
+	fam, gw := "ipv4", n.IP
+	if p.Addr().Is6() {
+		fam, gw = "ipv6", n.IP6
+	}
+	var kv []string
 	for _, dev := range []string{"all", "default", "eth0"} {
-		if err := setSysctl(c.extNS, "net.ipv4.conf."+dev+".accept_redirects", "0"); err != nil {
-			return err
-		}
+		kv = append(kv, "net."+fam+".conf."+dev+".accept_redirects", "0")
+	}
+	if err := setSysctls(c.extNS, kv...); err != nil {
+		return err
 	}
 	l, err := openNS(c.extNS)
 	if err != nil {
 		return err
 	}
 	defer l.Close()
-	return l.route(cidr, n.IP, "eth0", false)
+	return l.route(cidr, gw, "eth0", false)
 }

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -104,16 +105,35 @@ func dialerIn(name string) func(ctx context.Context, network, addr string) (net.
 	}
 }
 
-// setSysctl writes value to /proc/sys/<key with dots as slashes> inside ns.
-func setSysctl(ns, key, value string) error {
-	path := "/proc/sys/" + strings.ReplaceAll(key, ".", "/")
+// setSysctls writes key, value pairs in order inside ns (each key with
+// dots as slashes under /proc/sys), switching into it once.
+func setSysctls(ns string, kv ...string) error {
 	return inNetNS(ns, func() error {
-		if err := os.WriteFile(path, []byte(value), 0o644); err != nil {
-			return fmt.Errorf("sysctl %s=%s in %s: %w", key, value, ns, err)
+		for i := 0; i+1 < len(kv); i += 2 {
+			path := "/proc/sys/" + strings.ReplaceAll(kv[i], ".", "/")
+			if err := os.WriteFile(path, []byte(kv[i+1]), 0o644); err != nil {
+				return fmt.Errorf("sysctl %s=%s in %s: %w", kv[i], kv[i+1], ns, err)
+			}
 		}
 		return nil
 	})
 }
+
+// noDADSysctls turn IPv6 duplicate address detection off, so addresses
+// are usable at once; set in a namespace before its interfaces are made
+// (Pods, the external client).
+var noDADSysctls = []string{
+	"net.ipv6.conf.all.accept_dad", "0",
+	"net.ipv6.conf.default.accept_dad", "0",
+}
+
+// hostSysctls are set in every node and the gateway namespace before its
+// interfaces are made: no duplicate address detection, forwarding in both
+// families.
+var hostSysctls = append(append([]string(nil), noDADSysctls...),
+	"net.ipv4.ip_forward", "1",
+	"net.ipv6.conf.all.forwarding", "1",
+)
 
 // nsHandle opens a netlink handle working inside the named namespace.
 type nsLink struct {
@@ -160,13 +180,17 @@ func (n *nsLink) addAddr(name, cidr string) error {
 	if err != nil {
 		return err
 	}
+	if a.IP.To4() == nil {
+		a.Flags |= syscall.IFA_F_NODAD // usable at once
+	}
 	if err := n.h.AddrAdd(l, a); err != nil {
 		return fmt.Errorf("%s: address %s on %s: %w", n.name, cidr, name, err)
 	}
 	return nil
 }
 
-// route adds dst (CIDR) via gw (may be "") out of dev (may be "").
+// route adds dst (CIDR, or "default" with gw naming the family) via gw
+// (may be "") out of dev (may be "").
 func (n *nsLink) route(dst, gw, dev string, scopeLink bool) error {
 	r := &netlink.Route{}
 	if dst != "default" {
@@ -217,7 +241,10 @@ func (n *nsLink) veth(name, master string, peer *nsLink, peerName string) error 
 func (n *nsLink) bridge(name string) error {
 	attrs := netlink.NewLinkAttrs()
 	attrs.Name = name
-	if err := n.h.LinkAdd(&netlink.Bridge{LinkAttrs: attrs}); err != nil {
+	// No multicast snooping: IPv6 neighbour discovery reaches every port
+	// whatever group reports the bridge has or has not seen.
+	snooping := false
+	if err := n.h.LinkAdd(&netlink.Bridge{LinkAttrs: attrs, MulticastSnooping: &snooping}); err != nil {
 		return fmt.Errorf("%s: bridge %s: %w", n.name, name, err)
 	}
 	return n.up(name)

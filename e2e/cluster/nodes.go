@@ -33,7 +33,7 @@ func (c *Cluster) registerNodes(ctx context.Context) error {
 					"topology.kubernetes.io/region": "local",
 				},
 			},
-			Spec: corev1.NodeSpec{PodCIDR: n.PodCIDR, PodCIDRs: []string{n.PodCIDR}},
+			Spec: corev1.NodeSpec{PodCIDR: n.PodCIDR, PodCIDRs: []string{n.PodCIDR, n.PodCIDR6}},
 		}
 		created, err := c.client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
 		if err != nil {
@@ -71,6 +71,7 @@ func nodeStatus(n Node, now time.Time) corev1.NodeStatus {
 		}},
 		Addresses: []corev1.NodeAddress{
 			{Type: corev1.NodeInternalIP, Address: n.IP},
+			{Type: corev1.NodeInternalIP, Address: n.IP6},
 			{Type: corev1.NodeHostName, Address: n.Name},
 		},
 		NodeInfo: corev1.NodeSystemInfo{

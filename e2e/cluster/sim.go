@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
 	"strconv"
 	"sync"
 	"time"
@@ -47,6 +48,7 @@ type simPod struct {
 	netns       string // "" for hostNetwork Pods (they use the node's)
 	hostVeth    string
 	ip          string
+	ip6         string
 	srv         *echo.Server
 	terminating bool
 }
@@ -237,18 +239,26 @@ func matchesSelector(n Node, sel map[string]string) bool {
 	return true
 }
 
-func (s *simulator) allocIP(n Node) (string, error) {
+// allocIP picks a free IPv4 address in the node's Pod CIDR and its IPv6
+// twin (same host number) in the node's IPv6 Pod CIDR.
+func (s *simulator) allocIP(n Node) (ip4, ip6 string, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	base := net.ParseIP(n.PodCIDR[:len(n.PodCIDR)-len("0/24")] + "0").To4()
+	base6, err := netip.ParsePrefix(n.PodCIDR6)
+	if err != nil {
+		return "", "", fmt.Errorf("node %s: Pod CIDR %s: %w", n.Name, n.PodCIDR6, err)
+	}
 	for i := 2; i < 255; i++ {
 		ip := net.IPv4(base[0], base[1], base[2], byte(i)).String()
 		if !s.used[ip] {
 			s.used[ip] = true
-			return ip, nil
+			b := base6.Addr().As16()
+			b[15] = byte(i)
+			return ip, netip.AddrFrom16(b).String(), nil
 		}
 	}
-	return "", fmt.Errorf("node %s: Pod CIDR %s exhausted", n.Name, n.PodCIDR)
+	return "", "", fmt.Errorf("node %s: Pod CIDR %s exhausted", n.Name, n.PodCIDR)
 }
 
 func (s *simulator) run(ctx context.Context, key string, pod *corev1.Pod, n Node) (err error) {
@@ -260,9 +270,9 @@ func (s *simulator) run(ctx context.Context, key string, pod *corev1.Pod, n Node
 	}()
 	serveNS := n.NetNS
 	if pod.Spec.HostNetwork {
-		sp.ip = n.IP
+		sp.ip, sp.ip6 = n.IP, n.IP6
 	} else {
-		if sp.ip, err = s.allocIP(n); err != nil {
+		if sp.ip, sp.ip6, err = s.allocIP(n); err != nil {
 			return err
 		}
 		s.mu.Lock()
@@ -282,23 +292,28 @@ func (s *simulator) run(ctx context.Context, key string, pod *corev1.Pod, n Node
 	s.mu.Lock()
 	s.pods[key] = sp
 	s.mu.Unlock()
-	if err := s.reportRunning(ctx, pod, n, sp.ip); err != nil {
+	if err := s.reportRunning(ctx, pod, n, sp.ip, sp.ip6); err != nil {
 		s.mu.Lock()
 		delete(s.pods, key)
 		s.mu.Unlock()
 		return err
 	}
-	s.log.Debug("pod running", "pod", key, "node", n.Name, "ip", sp.ip)
+	s.log.Debug("pod running", "pod", key, "node", n.Name, "ip", sp.ip, "ip6", sp.ip6)
 	return nil
 }
 
 // plumb gives the Pod a namespace and a point-to-point veth into its node:
 //
 //	pod:  eth0 <podIP>/32, route <gw> dev eth0, default via <gw>
+//	      eth0 <podIP6>/128, default via fe80::1 dev eth0
 //	node: vpN  <gw>/32,    route <podIP>/32 dev vpN
+//	      vpN  fe80::1/64, route <podIP6>/128 dev vpN
 func (s *simulator) plumb(n Node, sp *simPod) error {
 	gw := n.PodCIDR[:len(n.PodCIDR)-len("0/24")] + "1"
 	if err := addNetNS(sp.netns); err != nil {
+		return err
+	}
+	if err := setSysctls(sp.netns, noDADSysctls...); err != nil {
 		return err
 	}
 	nodeL, err := openNS(n.NetNS)
@@ -317,11 +332,15 @@ func (s *simulator) plumb(n Node, sp *simPod) error {
 	for _, step := range []func() error{
 		func() error { return nodeL.addAddr(sp.hostVeth, gw+"/32") },
 		func() error { return nodeL.route(sp.ip+"/32", "", sp.hostVeth, true) },
+		func() error { return nodeL.addAddr(sp.hostVeth, podGatewayIP6+"/64") },
+		func() error { return nodeL.route(sp.ip6+"/128", "", sp.hostVeth, false) },
 		func() error { return podL.up("lo") },
 		func() error { return podL.up("eth0") },
 		func() error { return podL.addAddr("eth0", sp.ip+"/32") },
 		func() error { return podL.route(gw+"/32", "", "eth0", true) },
 		func() error { return podL.route("default", gw, "eth0", false) },
+		func() error { return podL.addAddr("eth0", sp.ip6+"/128") },
+		func() error { return podL.route("default", podGatewayIP6, "eth0", false) },
 	} {
 		if err := step(); err != nil {
 			return err
@@ -357,7 +376,7 @@ func (s *simulator) serve(ns string, sp *simPod, pod *corev1.Pod) error {
 	})
 }
 
-func (s *simulator) reportRunning(ctx context.Context, pod *corev1.Pod, n Node, ip string) error {
+func (s *simulator) reportRunning(ctx context.Context, pod *corev1.Pod, n Node, ip, ip6 string) error {
 	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		cur, err := s.c.client.CoreV1().Pods(pod.Namespace).Get(ctx, pod.Name, metav1.GetOptions{})
 		if err != nil {
@@ -369,9 +388,9 @@ func (s *simulator) reportRunning(ctx context.Context, pod *corev1.Pod, n Node, 
 		now := metav1.Now()
 		cur.Status.Phase = corev1.PodRunning
 		cur.Status.HostIP = n.IP
-		cur.Status.HostIPs = []corev1.HostIP{{IP: n.IP}}
+		cur.Status.HostIPs = []corev1.HostIP{{IP: n.IP}, {IP: n.IP6}}
 		cur.Status.PodIP = ip
-		cur.Status.PodIPs = []corev1.PodIP{{IP: ip}}
+		cur.Status.PodIPs = []corev1.PodIP{{IP: ip}, {IP: ip6}}
 		cur.Status.StartTime = &now
 		cur.Status.Conditions = []corev1.PodCondition{
 			{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, LastTransitionTime: now},

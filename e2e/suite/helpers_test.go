@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"sort"
 	"strconv"
 	"strings"
@@ -625,4 +626,99 @@ var externalAddrSeq atomic.Int32
 func externalAddr() string {
 	n := externalAddrSeq.Add(1)
 	return fmt.Sprintf("10.251.%d.%d", n/250, 1+n%250)
+}
+
+// podIPOf is the Pod's address of family fam (status.podIPs).
+func podIPOf(t *testing.T, pod *corev1.Pod, fam corev1.IPFamily) string {
+	t.Helper()
+	for _, ip := range pod.Status.PodIPs {
+		if familyOf(ip.IP) == fam {
+			return ip.IP
+		}
+	}
+	t.Fatalf("pod %s/%s has no %s address: podIPs %v", pod.Namespace, pod.Name, fam, pod.Status.PodIPs)
+	return ""
+}
+
+// familyOf is the IP family of an address.
+func familyOf(ip string) corev1.IPFamily {
+	if a, err := netip.ParseAddr(ip); err == nil && a.Is6() && !a.Is4In6() {
+		return corev1.IPv6Protocol
+	}
+	return corev1.IPv4Protocol
+}
+
+func slicesContains(fams []corev1.IPFamily, fam corev1.IPFamily) bool {
+	for _, f := range fams {
+		if f == fam {
+			return true
+		}
+	}
+	return false
+}
+
+// wantFamilies checks a Service's ipFamilies and that each ClusterIP is of
+// the family at the same index.
+func wantFamilies(t *testing.T, svc *corev1.Service, want []corev1.IPFamily) {
+	t.Helper()
+	if fmt.Sprint(svc.Spec.IPFamilies) != fmt.Sprint(want) || len(svc.Spec.ClusterIPs) != len(want) {
+		t.Fatalf("service %s: ipFamilies %v, clusterIPs %v; want families %v", svc.Name, svc.Spec.IPFamilies, svc.Spec.ClusterIPs, want)
+	}
+	for i, ip := range svc.Spec.ClusterIPs {
+		if familyOf(ip) != want[i] {
+			t.Fatalf("service %s: clusterIPs[%d] %s is not %s", svc.Name, i, ip, want[i])
+		}
+	}
+}
+
+// waitSliceAddresses polls until the ready endpoints in the Service's
+// slices of family fam are exactly want (none: no such endpoint at all).
+func waitSliceAddresses(t *testing.T, ns, svc string, fam corev1.IPFamily, want map[string]bool) {
+	t.Helper()
+	at := discoveryv1.AddressType(fam)
+	eventually(t, time.Minute, fmt.Sprintf("%s endpoints of %s/%s = %v", fam, ns, svc, keys(want)), func() error {
+		got := map[string]bool{}
+		for _, s := range slices(t, ns, svc) {
+			for _, e := range s.Endpoints {
+				for _, a := range e.Addresses {
+					if s.AddressType != at && familyOf(a) == fam {
+						return fmt.Errorf("slice %s of type %s holds %s", s.Name, s.AddressType, a)
+					}
+					if s.AddressType == at && ptr.Deref(e.Conditions.Ready, false) {
+						got[a] = true
+					}
+				}
+			}
+		}
+		if fmt.Sprint(keys(got)) != fmt.Sprint(keys(want)) {
+			return fmt.Errorf("ready %s endpoints %v", fam, keys(got))
+		}
+		return nil
+	})
+}
+
+// waitAgentFamilies polls until every node's agent holds keys of Service
+// ns/name for exactly the given families.
+func waitAgentFamilies(t *testing.T, ns, name string, fams []corev1.IPFamily) {
+	t.Helper()
+	want := map[string]bool{}
+	for _, f := range fams {
+		want[strings.ToLower(string(f))] = true
+	}
+	for _, n := range prov.Nodes() {
+		eventually(t, time.Minute, fmt.Sprintf("agent on %s holding %s/%s in families %v", n.Name, ns, name, fams), func() error {
+			ks, err := agentKeys(n.Name, ns, name)
+			if err != nil {
+				return err
+			}
+			got := map[string]bool{}
+			for _, k := range ks {
+				got[k[strings.LastIndex(k, "/")+1:]] = true
+			}
+			if fmt.Sprint(keys(got)) != fmt.Sprint(keys(want)) {
+				return fmt.Errorf("keys %v", ks)
+			}
+			return nil
+		})
+	}
 }

@@ -288,52 +288,143 @@ func TestSemantics_SCTP(t *testing.T) {
 }
 
 // SEMANTICS.md: dual-stack — each family programmed from the slices of
-// that family.
+// that family. The netns cluster is dual-stack (IPv4 primary): every
+// ClusterIP of a RequireDualStack or PreferDualStack Service answers, the
+// backend sees the client Pod's own address of that family, the NodePort
+// answers on every node's IPv6 address, and an IPv6-only Service answers
+// on IPv6 only.
 func TestSemantics_DualStack(t *testing.T) {
 	ns := namespace(t)
-	backends := echoDeployment(t, ns, "backend", 1, containerPort("http", corev1.ProtocolTCP, 8080))
+	backends := echoDeployment(t, ns, "backend", 2,
+		containerPort("http", corev1.ProtocolTCP, 8080), containerPort("dns", corev1.ProtocolUDP, 5353))
 	clients := echoDeployment(t, ns, "client", 1, containerPort("http", corev1.ProtocolTCP, 8080))
-	svc := createService(t, ns, &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: "dual"},
+	ports := []corev1.ServicePort{tcpPort("http", 80, 8080), udpPort("dns", 53, 5353)}
+	prefer := createService(t, ns, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "prefer"},
 		Spec: corev1.ServiceSpec{
 			IPFamilyPolicy: ptr.To(corev1.IPFamilyPolicyPreferDualStack),
 			Selector:       map[string]string{"app": "backend"},
-			Ports:          []corev1.ServicePort{tcpPort("http", 80, 8080)},
+			Ports:          ports,
 		},
 	})
-	var families []string
-	for _, f := range svc.Spec.IPFamilies {
-		families = append(families, string(f))
-	}
-	// The IPv4 half works like any Service.
-	waitAnswers(t, fromPod(t, &clients[0]), "tcp", addr(svc.Spec.ClusterIP, 80), podNames(backends))
-	if len(svc.Spec.ClusterIPs) < 2 {
+	client := fromPod(t, &clients[0])
+	if len(prefer.Spec.ClusterIPs) < 2 {
+		// A single-stack cluster: the one family answers and no entry of
+		// the other is made.
+		waitAnswers(t, client, "tcp", addr(prefer.Spec.ClusterIP, 80), podNames(backends))
 		doormanOnly(t)
-		ks, err := agentKeys(prov.Nodes()[0].Name, ns, "dual")
+		ks, err := agentKeys(prov.Nodes()[0].Name, ns, "prefer")
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, k := range ks {
-			if strings.HasSuffix(k, "/ipv6") {
-				t.Errorf("agent holds IPv6 key %s for a Service with families %v", k, families)
+			if !strings.HasSuffix(k, "/"+strings.ToLower(string(prefer.Spec.IPFamilies[0]))) {
+				t.Errorf("agent holds key %s for a Service with families %v", k, prefer.Spec.IPFamilies)
 			}
 		}
-		t.Skipf("the netns cluster is IPv4-only (Service CIDR %s, Pod and node addresses IPv4): PreferDualStack got families %v; the IPv4 family answers and no IPv6 entry is made", "10.96.0.0/12", families)
+		t.Skipf("the cluster is single-stack: PreferDualStack got families %v; that family answers and no entry of the other is made", prefer.Spec.IPFamilies)
 	}
-	// A dual-stack cluster (e.g. kind with ipFamily: dual): every family's
-	// ClusterIP answers, each from the slices of its family.
-	for _, ip := range svc.Spec.ClusterIPs {
-		t.Run(ip, func(t *testing.T) {
-			eventually(t, time.Minute, "answer from "+addr(ip, 80), func() error {
-				got, err := prov.AskFromPod(context.Background(), &clients[0], "tcp", addr(ip, 80), "hostname")
-				if err != nil {
-					return err
+	require := createService(t, ns, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "require"},
+		Spec: corev1.ServiceSpec{
+			Type:           corev1.ServiceTypeNodePort,
+			IPFamilyPolicy: ptr.To(corev1.IPFamilyPolicyRequireDualStack),
+			Selector:       map[string]string{"app": "backend"},
+			Ports:          ports,
+		},
+	})
+	v6only := createService(t, ns, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "v6only"},
+		Spec: corev1.ServiceSpec{
+			Type:           corev1.ServiceTypeNodePort,
+			IPFamilyPolicy: ptr.To(corev1.IPFamilyPolicySingleStack),
+			IPFamilies:     []corev1.IPFamily{corev1.IPv6Protocol},
+			Selector:       map[string]string{"app": "backend"},
+			Ports:          ports,
+		},
+	})
+	dual := []corev1.IPFamily{corev1.IPv4Protocol, corev1.IPv6Protocol}
+	nc := netnsCluster(t)
+
+	for _, tc := range []struct {
+		svc      *corev1.Service
+		families []corev1.IPFamily
+	}{
+		{prefer, dual},
+		{require, dual},
+		{v6only, []corev1.IPFamily{corev1.IPv6Protocol}},
+	} {
+		t.Run(tc.svc.Name, func(t *testing.T) {
+			svc := tc.svc
+			wantFamilies(t, svc, tc.families)
+			// The real EndpointSlice controller makes a slice per family,
+			// each holding the backends' addresses of that family.
+			for _, fam := range []corev1.IPFamily{corev1.IPv4Protocol, corev1.IPv6Protocol} {
+				want := map[string]bool{}
+				if slicesContains(tc.families, fam) {
+					for _, b := range backends {
+						want[podIPOf(t, &b, fam)] = true
+					}
 				}
-				if !podNames(backends)[got] {
-					return fmt.Errorf("answered by %q, not a backend", got)
+				waitSliceAddresses(t, ns, svc.Name, fam, want)
+			}
+			// Every ClusterIP answers over TCP and UDP, and the backend
+			// sees the client Pod's own address of that family.
+			for i, ip := range svc.Spec.ClusterIPs {
+				fam := svc.Spec.IPFamilies[i]
+				for _, proto := range []string{"tcp", "udp"} {
+					port := svc.Spec.Ports[0].Port
+					if proto == "udp" {
+						port = svc.Spec.Ports[1].Port
+					}
+					target := addr(ip, port)
+					waitAnswers(t, client, proto, target, podNames(backends))
+					got, err := client.ask(proto, target, "clientip")
+					if err != nil {
+						t.Fatal(err)
+					}
+					if host, want := clientHost(t, got), podIPOf(t, &clients[0], fam); host != want {
+						t.Errorf("%s %s: backend saw the client as %s, want its %s address %s", proto, target, host, fam, want)
+					}
 				}
-				return nil
-			})
+			}
+			if *flagProxy == "doorman" {
+				waitAgentFamilies(t, ns, svc.Name, tc.families)
+			}
+			if svc.Spec.Type != corev1.ServiceTypeNodePort {
+				return
+			}
+			// The NodePort answers on each node's address of every family
+			// the Service has, from outside the cluster, and not on the
+			// others.
+			ext := fromExternal(t)
+			for _, n := range nc.Cluster.Nodes() {
+				for _, nodeIP := range []string{n.IP, n.IP6} {
+					fam := corev1.IPv4Protocol
+					if strings.Contains(nodeIP, ":") {
+						fam = corev1.IPv6Protocol
+					}
+					for i, proto := range []string{"tcp", "udp"} {
+						target := addr(nodeIP, svc.Spec.Ports[i].NodePort)
+						if slicesContains(tc.families, fam) {
+							waitAnswers(t, ext, proto, target, podNames(backends))
+						} else if proto == "tcp" {
+							waitFails(t, ext, proto, target, "refused: the Service has no "+string(fam)+" family", anyError)
+						}
+					}
+				}
+			}
+			if *flagProxy == "doorman" {
+				for _, n := range nc.Cluster.Nodes() {
+					ok, err := kernelHasElement(n.Name, "nodeport-ips6", n.IP6)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if !ok {
+						t.Errorf("nodeport-ips6 on %s lacks the node's IPv6 address %s", n.Name, n.IP6)
+					}
+				}
+			}
 		})
 	}
 }
