@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -68,7 +67,7 @@ func locate() (paths, error) {
 		}
 		cache = filepath.Join(home, ".cache", "doorman")
 	}
-	root, err := moduleRoot()
+	root, err := cluster.ModuleRoot()
 	if err != nil {
 		return paths{}, err
 	}
@@ -86,23 +85,6 @@ func locate() (paths, error) {
 		pidFile: filepath.Join(state, "demo.pid"),
 		logFile: filepath.Join(state, "demo.log"),
 	}, nil
-}
-
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil && strings.HasPrefix(string(b), "module github.com/doorman-proxy/doorman\n") {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("run from inside the doorman repository")
-		}
-		dir = parent
-	}
 }
 
 // run builds, starts the background cluster and relays its step output.

@@ -7,10 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"os/signal"
-	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -59,7 +56,7 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "faults: the netns cluster needs root; skipping")
 		return 0
 	}
-	bin, cleanup, err := doormanBinaries()
+	bin, cleanup, err := cluster.DoormanBinaries()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "faults:", err)
 		return 1
@@ -294,25 +291,4 @@ func setBulkEndpoints(ctx context.Context, i, gen int) error {
 	slice.ResourceVersion = old.ResourceVersion
 	_, err = cs.DiscoveryV1().EndpointSlices(ns).Update(ctx, slice, metav1.UpdateOptions{})
 	return err
-}
-
-// doormanBinaries returns a directory holding controlplane and nodeagent:
-// DOORMAN_BIN when set, else a fresh build.
-func doormanBinaries() (string, func(), error) {
-	if dir := os.Getenv("DOORMAN_BIN"); dir != "" {
-		return dir, func() {}, nil
-	}
-	dir, err := os.MkdirTemp("", "doorman-bin-")
-	if err != nil {
-		return "", nil, err
-	}
-	wd, _ := os.Getwd()
-	root := filepath.Join(wd, "..", "..")
-	cmd := exec.Command("go", "build", "-o", dir+"/", "./controlplane", "./nodeagent")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		_ = os.RemoveAll(dir)
-		return "", nil, fmt.Errorf("build doorman binaries: %w\n%s", err, strings.TrimSpace(string(out)))
-	}
-	return dir, func() { _ = os.RemoveAll(dir) }, nil
 }

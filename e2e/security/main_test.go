@@ -6,9 +6,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -28,7 +25,7 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "e2e/security: the netns cluster needs root; skipping")
 		return 0
 	}
-	bin, cleanup, err := doormanBinaries()
+	bin, cleanup, err := cluster.DoormanBinaries()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e/security:", err)
 		return 1
@@ -57,21 +54,4 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "e2e/security: close cluster:", err)
 	}
 	return code
-}
-
-func doormanBinaries() (string, func(), error) {
-	if dir := os.Getenv("DOORMAN_BIN"); dir != "" {
-		return dir, func() {}, nil
-	}
-	dir, err := os.MkdirTemp("", "doorman-bin-")
-	if err != nil {
-		return "", nil, err
-	}
-	cmd := exec.Command("go", "build", "-o", dir+"/", "./controlplane", "./nodeagent")
-	cmd.Dir = filepath.Join("..", "..")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		_ = os.RemoveAll(dir)
-		return "", nil, fmt.Errorf("build doorman binaries: %w\n%s", err, strings.TrimSpace(string(out)))
-	}
-	return dir, func() { _ = os.RemoveAll(dir) }, nil
 }

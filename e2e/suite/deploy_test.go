@@ -14,13 +14,14 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/doorman-proxy/doorman/e2e/cluster"
 	"github.com/doorman-proxy/doorman/e2e/provider"
 )
 
 // deploy/ is accepted by a real API server: every object validates,
 // passes admission and RBAC (server-side dry run).
 func TestDeploy_ServerSideDryRun(t *testing.T) {
-	root, err := moduleRoot()
+	root, err := cluster.ModuleRoot()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,10 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"os/signal"
-	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -63,7 +60,7 @@ func run(m *testing.M) int {
 			return 0
 		}
 		if opts.Proxy == cluster.ProxyDoorman {
-			dir, cleanup, err := doormanBinaries()
+			dir, cleanup, err := cluster.DoormanBinaries()
 			if err != nil {
 				fmt.Fprintln(os.Stderr, "e2e:", err)
 				return 1
@@ -106,44 +103,4 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "e2e: tear down:", err)
 	}
 	return code
-}
-
-// doormanBinaries returns a directory holding controlplane and nodeagent:
-// DOORMAN_BIN when set, else a fresh build of the module's binaries.
-func doormanBinaries() (string, func(), error) {
-	if dir := os.Getenv("DOORMAN_BIN"); dir != "" {
-		return dir, func() {}, nil
-	}
-	dir, err := os.MkdirTemp("", "doorman-bin-")
-	if err != nil {
-		return "", nil, err
-	}
-	root, err := moduleRoot()
-	if err != nil {
-		return "", nil, err
-	}
-	cmd := exec.Command("go", "build", "-o", dir+"/", "./controlplane", "./nodeagent")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		_ = os.RemoveAll(dir)
-		return "", nil, fmt.Errorf("build doorman binaries: %w\n%s", err, strings.TrimSpace(string(out)))
-	}
-	return dir, func() { _ = os.RemoveAll(dir) }, nil
-}
-
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil && strings.HasPrefix(string(b), "module github.com/doorman-proxy/doorman\n") {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", fmt.Errorf("module root not found above the working directory")
-		}
-		dir = parent
-	}
 }
