@@ -9,46 +9,60 @@ import (
 	"time"
 )
 
-// connectCost times TCP connect + one HTTP request + the answer to EOF,
-// from inside a Pod's namespace, alternating between the Service path
-// (ClusterIP:80 of a sample of Services) and the direct path (a Pod
-// IP:8080), so drift in the machine's load hits both alike. It returns the
-// median of each and the number of failed attempts.
-type connectResult struct {
-	Service, Direct time.Duration
-	Failures        int
+// connectCost times TCP connect + one HTTP request + the answer to EOF
+// over several paths, taking one attempt on each path in turn so drift in
+// the machine's load hits all alike. It returns each path's median and the
+// failed attempts.
+//
+// The benchmark's paths, all to the same echo Pods on a node no proxy
+// runs on: the Service path (a ClusterIP from a Pod on the proxy's node),
+// the direct path (a Pod IP from the same Pod: traffic to a non-Service
+// destination, still through the proxy's rules) and the no-proxy path (a
+// Pod IP from a Pod on a node no proxy has ever run on: the floor).
+type connectPath struct {
+	inNS  func(func() error) error // runs a function in the client's network namespace
+	addrs []string                 // host:port, dialled in turn
 }
 
-func connectCost(inNS func(func() error) error, services []netip.Addr, pods []netip.Addr, rounds int) (connectResult, error) {
-	var res connectResult
-	var svc, direct []time.Duration
-	err := inNS(func() error {
-		for i := range rounds {
-			for _, path := range []struct {
-				addr string
-				out  *[]time.Duration
-			}{
-				{net.JoinHostPort(services[i%len(services)].String(), fmt.Sprint(servicePort)), &svc},
-				{net.JoinHostPort(pods[i%len(pods)].String(), fmt.Sprint(podPort)), &direct},
-			} {
-				d, err := oneRequest(path.addr)
+type connectResult struct {
+	Medians  []time.Duration // by path
+	Failures int
+}
+
+func connectCost(paths []connectPath, rounds int) (connectResult, error) {
+	res := connectResult{Medians: make([]time.Duration, len(paths))}
+	took := make([][]time.Duration, len(paths))
+	for i := range rounds {
+		for p, path := range paths {
+			err := path.inNS(func() error {
+				d, err := oneRequest(path.addrs[i%len(path.addrs)])
 				if err != nil {
 					res.Failures++
-					continue
+					return nil
 				}
-				*path.out = append(*path.out, d)
+				took[p] = append(took[p], d)
+				return nil
+			})
+			if err != nil {
+				return res, err
 			}
 		}
-		return nil
-	})
-	if err != nil {
-		return res, err
 	}
-	if len(svc) == 0 || len(direct) == 0 {
-		return res, fmt.Errorf("no successful connection (service %d, direct %d, failures %d)", len(svc), len(direct), res.Failures)
+	for p, t := range took {
+		if len(t) == 0 {
+			return res, fmt.Errorf("no successful connection on path %d of %d (%s, …; failures %d)", p+1, len(paths), paths[p].addrs[0], res.Failures)
+		}
+		res.Medians[p] = median(t)
 	}
-	res.Service, res.Direct = median(svc), median(direct)
 	return res, nil
+}
+
+func hostPorts(addrs []netip.Addr, port int) []string {
+	out := make([]string, len(addrs))
+	for i, a := range addrs {
+		out[i] = net.JoinHostPort(a.String(), fmt.Sprint(port))
+	}
+	return out
 }
 
 func oneRequest(addr string) (time.Duration, error) {

@@ -27,6 +27,8 @@ const (
 	doormanNode  = "node1"
 	kpNFTNode    = "node2"
 	kpIPTNode    = "node3"
+	baselineNode = "node4" // no proxy ever runs here: the no-proxy floor
+	echoNode     = "node5" // the echo Pods every path ends at; no proxy either
 	sampleLimit  = 100 // Services the connection test spreads over
 	changeTick   = 200 * time.Millisecond
 	settleBefore = time.Second
@@ -41,7 +43,6 @@ type proxyFlags struct {
 	connects   int
 	bound      time.Duration
 	gap        time.Duration
-	workers    int
 	doormanBin string
 	systems    string
 	churnRate  float64
@@ -57,7 +58,6 @@ func runProxy(ctx context.Context, args []string) error {
 	fs.IntVar(&f.connects, "connects", 0, "connections per path for the per-connection cost (default 200; -full: 1000)")
 	fs.DurationVar(&f.bound, "bound", 120*time.Second, "a system whose full sync or one change takes longer stops at that size")
 	fs.DurationVar(&f.gap, "gap", 1100*time.Millisecond, "pause between changes (kube-proxy's default --*-min-sync-period is 1s)")
-	fs.IntVar(&f.workers, "workers", 64, "parallel API writers creating Services")
 	fs.StringVar(&f.doormanBin, "doorman-bin", "bin", "directory holding controlplane and nodeagent (go build -o bin/ ./controlplane ./nodeagent)")
 	fs.Float64Var(&f.churnRate, "churn-rate", 50, "changes per second under churn (0: no churn phase)")
 	fs.DurationVar(&f.churnFor, "churn-for", 0, "length of the churn phase (default 4s; -full: 10s)")
@@ -159,7 +159,7 @@ type proxyBench struct {
 func (b *proxyBench) run(ctx context.Context, sizes []int) error {
 	t := time.Now()
 	c, err := cluster.Start(ctx, cluster.Config{
-		Nodes:         3,
+		Nodes:         5,
 		Prefix:        b.f.prefix,
 		K8sBinDir:     b.f.k8sBin,
 		DoormanBinDir: b.f.doormanBin,
@@ -177,16 +177,16 @@ func (b *proxyBench) run(ctx context.Context, sizes []int) error {
 	if b.client, err = kubernetes.NewForConfig(rc); err != nil {
 		return err
 	}
-	b.w = &workload{client: b.client, workers: b.f.workers}
+	b.w = &workload{client: b.client, etcd: newEtcdLoader(c.EtcdURL()), writers: 4}
 	if err := b.w.ensureNamespace(ctx); err != nil {
 		return err
 	}
 	for i := range 2 {
-		if b.w.eps[i], err = startPod(ctx, b.client, fmt.Sprintf("echo-%d", i), ""); err != nil {
+		if b.w.eps[i], err = startPod(ctx, b.client, fmt.Sprintf("echo-%d", i), echoNode); err != nil {
 			return err
 		}
 	}
-	for _, n := range []string{doormanNode, kpNFTNode, kpIPTNode} {
+	for _, n := range []string{doormanNode, kpNFTNode, kpIPTNode, baselineNode} {
 		if _, err := startPod(ctx, b.client, "client-"+n, n); err != nil {
 			return err
 		}
@@ -209,10 +209,13 @@ func (b *proxyBench) run(ctx context.Context, sizes []int) error {
 	return nil
 }
 
-// running is a started system: its pid (for /proc) and how to stop it.
+// running is a started system: its pid (for /proc), how to stop it, and
+// how to stop and start its node's process again, keeping what it put in
+// the kernel (and, for doorman, its cache and the control plane).
 type running struct {
-	pid  int
-	stop func()
+	pid     int
+	stop    func()
+	restart func(context.Context) (started time.Time, err error)
 }
 
 func (b *proxyBench) node(system string) string {
@@ -260,15 +263,22 @@ func (b *proxyBench) start(ctx context.Context, system string, n int) (running, 
 			cp.Stop(5 * time.Second)
 			return running{}, err
 		}
-		pid := b.c.AgentPID(node)
-		return running{pid: pid, stop: func() {
-			if u, err := readUsage(cp.PID()); err == nil {
-				b.rep.add(system, n, "controlplane_rss_bytes", float64(u.RSSBytes), "bytes")
-				b.rep.add(system, n, "controlplane_cpu_seconds", u.CPUSeconds, "seconds")
-			}
-			b.c.StopAgent(node)
-			cp.Stop(5 * time.Second)
-		}}, nil
+		return running{
+			pid: b.c.AgentPID(node),
+			stop: func() {
+				if u, err := readUsage(cp.PID()); err == nil {
+					b.rep.add(system, n, "controlplane_rss_bytes", float64(u.RSSBytes), "bytes")
+					b.rep.add(system, n, "controlplane_cpu_seconds", u.CPUSeconds, "seconds")
+				}
+				b.c.StopAgent(node)
+				cp.Stop(5 * time.Second)
+			},
+			restart: func(context.Context) (time.Time, error) {
+				b.c.StopAgent(node)
+				t := time.Now()
+				return t, b.c.StartAgent(node)
+			},
+		}, nil
 	default:
 		mode := cluster.KubeProxyNFTables
 		if system == sysKPIPT {
@@ -278,7 +288,20 @@ func (b *proxyBench) start(ctx context.Context, system string, n int) (running, 
 		if err != nil {
 			return running{}, err
 		}
-		return running{pid: p.PID(), stop: func() { p.Stop(10 * time.Second) }}, nil
+		return running{
+			pid: p.PID(),
+			stop: func() {
+				if p != nil {
+					p.Stop(10 * time.Second)
+				}
+			},
+			restart: func(ctx context.Context) (time.Time, error) {
+				p.Stop(10 * time.Second)
+				t := time.Now()
+				p, err = b.c.StartKubeProxyOn(ctx, node, mode)
+				return t, err
+			},
+		}, nil
 	}
 }
 
@@ -332,17 +355,30 @@ func (b *proxyBench) measure(ctx context.Context, system string, n int) error {
 	for i := range min(n, sampleLimit) {
 		sample = append(sample, b.w.clusterIP(i))
 	}
-	cc, err := connectCost(func(fn func() error) error { return cluster.InNetNS(podNS, fn) }, sample, b.w.eps[:], b.f.connects)
+	baseNS, err := b.c.PodNetNS(benchNamespace, "client-"+baselineNode)
+	if err != nil {
+		return err
+	}
+	inPod := func(fn func() error) error { return cluster.InNetNS(podNS, fn) }
+	pods := hostPorts(b.w.eps[:], podPort)
+	cc, err := connectCost([]connectPath{
+		{inNS: inPod, addrs: hostPorts(sample, servicePort)},
+		{inNS: inPod, addrs: pods},
+		{inNS: func(fn func() error) error { return cluster.InNetNS(baseNS, fn) }, addrs: pods},
+	}, b.f.connects)
 	if err != nil {
 		return fmt.Errorf("connections: %w", err)
 	}
-	b.rep.add(system, n, "connect_ratio_vs_direct", float64(cc.Service)/float64(cc.Direct), "ratio")
-	b.rep.add(system, n, "connect_service_seconds", cc.Service.Seconds(), "seconds")
-	b.rep.add(system, n, "connect_direct_seconds", cc.Direct.Seconds(), "seconds")
+	service, direct, noProxy := cc.Medians[0], cc.Medians[1], cc.Medians[2]
+	b.rep.add(system, n, "connect_ratio_vs_direct", float64(service)/float64(direct), "ratio")
+	b.rep.add(system, n, "connect_ratio_non_service_vs_no_proxy", float64(direct)/float64(noProxy), "ratio")
+	b.rep.add(system, n, "connect_service_seconds", service.Seconds(), "seconds")
+	b.rep.add(system, n, "connect_direct_seconds", direct.Seconds(), "seconds")
+	b.rep.add(system, n, "connect_no_proxy_seconds", noProxy.Seconds(), "seconds")
 	if cc.Failures > 0 {
 		b.rep.add(system, n, "connect_failures", float64(cc.Failures), "count")
 	}
-	fmt.Printf("connect %s vs direct %s, ", cc.Service, cc.Direct)
+	fmt.Printf("connect %s, direct %s, with no proxy %s, ", service, direct, noProxy)
 
 	// Single changes: API write → the commit that put the new endpoint
 	// in the kernel.
@@ -413,8 +449,56 @@ func (b *proxyBench) measure(ctx context.Context, system string, n int) error {
 	b.rep.add(system, n, "kernel_rules", float64(o.Rules), "count")
 	b.rep.add(system, n, "kernel_chains", float64(o.Chains), "count")
 	b.rep.add(system, n, "kernel_elements", float64(o.Elements), "count")
-	fmt.Printf("RSS %.1f MiB, CPU %.2fs, %d kernel objects\n", float64(u.RSSBytes)/(1<<20), u.CPUSeconds, o.total())
+	fmt.Printf("RSS %.1f MiB, CPU %.2fs, %d kernel objects", float64(u.RSSBytes)/(1<<20), u.CPUSeconds, o.total())
+
+	// Restart: the process stops and starts again with everything it
+	// programmed still in the kernel; one change is written as it starts
+	// and timed to the kernel — how long a restarted proxy leaves the node
+	// blind to the cluster.
+	if _, over := b.stopped[system]; !over {
+		d, err := b.restartChange(ctx, r, k, g, n)
+		switch {
+		case errors.Is(err, errOverBound):
+			fmt.Printf(", restart: the change was not in the kernel within %s", b.f.bound)
+		case err != nil:
+			return fmt.Errorf("restart: %w", err)
+		default:
+			b.rep.add(system, n, "restart_change_seconds", d.Seconds(), "seconds")
+			fmt.Printf(", restart to a change in the kernel %s", d.Round(time.Millisecond))
+		}
+	}
+	fmt.Println()
 	return nil
+}
+
+// restartChange restarts the system's process, writes one change as soon
+// as the new process has started, and returns the time from the start to
+// the commit that put the change in the kernel.
+func (b *proxyBench) restartChange(ctx context.Context, r running, k kernel, g *generations, n int) (time.Duration, error) {
+	svc := changeTarget(b.f.changes+1, 101, n)
+	ip := b.w.freshIP()
+	g.drain()
+	t, err := r.restart(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if err := b.w.changeEndpoint(ctx, svc, ip); err != nil {
+		return 0, err
+	}
+	cctx, cancel := context.WithTimeout(ctx, b.f.bound)
+	defer cancel()
+	want := map[string]netip.Addr{serviceName(svc): ip}
+	at, err := waitFor(cctx, g, changeTick, func() (bool, error) {
+		found, err := k.present(want)
+		return len(found) == 1, err
+	})
+	if err != nil {
+		if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+			return 0, errOverBound
+		}
+		return 0, err
+	}
+	return max(at.Sub(t), 0), nil
 }
 
 var errOverBound = errors.New("over the bound")

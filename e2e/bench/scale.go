@@ -233,7 +233,7 @@ func (s *scaleSim) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	w := &workload{client: client, workers: s.f.workers,
+	w := &workload{client: client, etcd: newEtcdLoader(c.EtcdURL()), writers: 4,
 		eps: [2]netip.Addr{netip.MustParseAddr("10.244.1.10"), netip.MustParseAddr("10.244.1.11")}}
 	if err := w.ensureNamespace(ctx); err != nil {
 		return err
@@ -501,6 +501,21 @@ func createNodes(ctx context.Context, client kubernetes.Interface, n, workers in
 	}
 	wg.Wait()
 	return context.Cause(ctx)
+}
+
+// retryCreate retries a create the API server throttled.
+func retryCreate[T any](ctx context.Context, f func() (T, error)) (T, error) {
+	for {
+		v, err := f()
+		if err == nil || !apierrors.IsTooManyRequests(err) && !apierrors.IsServerTimeout(err) && !apierrors.IsTimeout(err) {
+			return v, err
+		}
+		select {
+		case <-ctx.Done():
+			return v, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // simAgent is one simulated node agent: a real gRPC client of

@@ -5,15 +5,18 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/uuid"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 )
@@ -27,10 +30,12 @@ const (
 
 // workload is the benchmark's Services: selector-less, each with one
 // hand-made EndpointSlice of two endpoints, so no Pod per Service is
-// needed and an endpoint change is one API write.
+// needed and an endpoint change is one API write. They are loaded into
+// etcd (etcdload.go); changes go through the API server.
 type workload struct {
 	client  kubernetes.Interface
-	workers int
+	etcd    *etcdLoader
+	writers int // parallel etcd transactions
 
 	mu     sync.Mutex
 	slices []*discoveryv1.EndpointSlice // by Service index
@@ -49,8 +54,17 @@ func (w *workload) ensureNamespace(ctx context.Context) error {
 	return nil
 }
 
-// grow creates Services (and their slices) until there are n, with a
-// bounded pool of parallel writers.
+// servicesPerTxn is how many Services one etcd transaction writes: each
+// is three objects (Service, IPAddress, EndpointSlice).
+const servicesPerTxn = etcdMaxTxnOps / 3
+
+// firstClusterIP is where the benchmark's ClusterIPs start: inside
+// ServiceCIDR (a /12), above the low addresses the API server's own
+// allocations take.
+var firstClusterIP = netip.MustParseAddr("10.100.0.0")
+
+// grow loads Services (each with its IPAddress and EndpointSlice) into
+// etcd until there are n, then waits until the API server lists them all.
 func (w *workload) grow(ctx context.Context, n int) error {
 	w.mu.Lock()
 	have := len(w.slices)
@@ -67,16 +81,16 @@ func (w *workload) grow(ctx context.Context, n int) error {
 	var next atomic.Int64
 	next.Store(int64(have))
 	var wg sync.WaitGroup
-	for range w.workers {
+	for range w.writers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= n || ctx.Err() != nil {
+			for ctx.Err() == nil {
+				from := int(next.Add(servicesPerTxn) - servicesPerTxn)
+				if from >= n {
 					return
 				}
-				if err := w.create(ctx, i); err != nil {
+				if err := w.load(ctx, from, min(from+servicesPerTxn, n)); err != nil {
 					cancel(err)
 					return
 				}
@@ -84,67 +98,128 @@ func (w *workload) grow(ctx context.Context, n int) error {
 		}()
 	}
 	wg.Wait()
-	return context.Cause(ctx)
+	if err := context.Cause(ctx); err != nil {
+		return err
+	}
+	return w.waitListed(ctx, n)
 }
 
-func (w *workload) create(ctx context.Context, i int) error {
-	name := serviceName(i)
-	svc := &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: benchNamespace},
-		Spec: corev1.ServiceSpec{
-			Ports: []corev1.ServicePort{{Name: "http", Protocol: corev1.ProtocolTCP, Port: servicePort, TargetPort: intstr.FromInt32(podPort)}},
-		},
-	}
-	got, err := retryCreate(ctx, func() (*corev1.Service, error) {
-		return w.client.CoreV1().Services(benchNamespace).Create(ctx, svc, metav1.CreateOptions{})
-	})
-	if err != nil {
-		return fmt.Errorf("create service %s: %w", name, err)
-	}
-	ip, err := netip.ParseAddr(got.Spec.ClusterIP)
-	if err != nil {
-		return fmt.Errorf("service %s cluster IP %q: %w", name, got.Spec.ClusterIP, err)
-	}
-	slice := &discoveryv1.EndpointSlice{
-		ObjectMeta: metav1.ObjectMeta{
-			Name:      name + "-bench",
-			Namespace: benchNamespace,
-			Labels: map[string]string{
-				discoveryv1.LabelServiceName: name,
-				discoveryv1.LabelManagedBy:   managedBy,
+// load writes Services [from, to) in one etcd transaction.
+func (w *workload) load(ctx context.Context, from, to int) error {
+	now := metav1.Now()
+	kvs := make([]etcdKV, 0, 3*(to-from))
+	slices := make([]*discoveryv1.EndpointSlice, 0, to-from)
+	ips := make([]netip.Addr, 0, to-from)
+	for i := from; i < to; i++ {
+		name := serviceName(i)
+		ip := nthAddr(firstClusterIP, i)
+		svc := &corev1.Service{
+			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Service"},
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: benchNamespace, UID: uuid.NewUUID(), CreationTimestamp: now},
+			Spec: corev1.ServiceSpec{
+				Type:                  corev1.ServiceTypeClusterIP,
+				ClusterIP:             ip.String(),
+				ClusterIPs:            []string{ip.String()},
+				IPFamilies:            []corev1.IPFamily{corev1.IPv4Protocol},
+				IPFamilyPolicy:        ptr.To(corev1.IPFamilyPolicySingleStack),
+				SessionAffinity:       corev1.ServiceAffinityNone,
+				InternalTrafficPolicy: ptr.To(corev1.ServiceInternalTrafficPolicyCluster),
+				Ports:                 []corev1.ServicePort{{Name: "http", Protocol: corev1.ProtocolTCP, Port: servicePort, TargetPort: intstr.FromInt32(podPort)}},
 			},
-		},
-		AddressType: discoveryv1.AddressTypeIPv4,
-		Endpoints:   []discoveryv1.Endpoint{endpoint(w.eps[0]), endpoint(w.eps[1])},
-		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("http"), Protocol: ptr.To(corev1.ProtocolTCP), Port: ptr.To[int32](podPort)}},
+		}
+		addr := &networkingv1.IPAddress{
+			TypeMeta: metav1.TypeMeta{APIVersion: "networking.k8s.io/v1", Kind: "IPAddress"},
+			ObjectMeta: metav1.ObjectMeta{
+				Name: ip.String(), UID: uuid.NewUUID(), CreationTimestamp: now,
+				Labels: map[string]string{
+					networkingv1.LabelIPAddressFamily: string(corev1.IPv4Protocol),
+					networkingv1.LabelManagedBy:       "ipallocator.k8s.io", // the API server's allocator
+				},
+			},
+			Spec: networkingv1.IPAddressSpec{ParentRef: &networkingv1.ParentReference{Resource: "services", Namespace: benchNamespace, Name: name}},
+		}
+		slice := &discoveryv1.EndpointSlice{
+			TypeMeta: metav1.TypeMeta{APIVersion: "discovery.k8s.io/v1", Kind: "EndpointSlice"},
+			ObjectMeta: metav1.ObjectMeta{
+				Name: name + "-bench", Namespace: benchNamespace, UID: uuid.NewUUID(), CreationTimestamp: now, Generation: 1,
+				Labels: map[string]string{
+					discoveryv1.LabelServiceName: name,
+					discoveryv1.LabelManagedBy:   managedBy,
+				},
+			},
+			AddressType: discoveryv1.AddressTypeIPv4,
+			Endpoints:   []discoveryv1.Endpoint{endpoint(w.eps[0]), endpoint(w.eps[1])},
+			Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("http"), Protocol: ptr.To(corev1.ProtocolTCP), Port: ptr.To[int32](podPort)}},
+		}
+		kvs = append(kvs,
+			etcdKV{serviceKey(benchNamespace, name), svc},
+			etcdKV{ipAddressKey(addr.Name), addr},
+			etcdKV{endpointSliceKey(benchNamespace, slice.Name), slice})
+		slices, ips = append(slices, slice), append(ips, ip)
 	}
-	gotSlice, err := retryCreate(ctx, func() (*discoveryv1.EndpointSlice, error) {
-		return w.client.DiscoveryV1().EndpointSlices(benchNamespace).Create(ctx, slice, metav1.CreateOptions{})
-	})
+	rev, err := w.etcd.put(ctx, kvs)
 	if err != nil {
-		return fmt.Errorf("create endpointslice %s: %w", slice.Name, err)
+		return fmt.Errorf("load services %s to %s: %w", serviceName(from), serviceName(to-1), err)
 	}
 	w.mu.Lock()
-	w.slices[i], w.ips[i] = gotSlice, ip
-	w.mu.Unlock()
+	defer w.mu.Unlock()
+	for k, s := range slices {
+		s.ResourceVersion = strconv.FormatInt(rev, 10)
+		w.slices[from+k], w.ips[from+k] = s, ips[k]
+	}
 	return nil
 }
 
-// retryCreate retries a create the API server throttled; an object that
-// already exists from an earlier run of the same size is an error (the
-// cluster is fresh for every run).
-func retryCreate[T any](ctx context.Context, f func() (T, error)) (T, error) {
-	for {
-		v, err := f()
-		if err == nil || !apierrors.IsTooManyRequests(err) && !apierrors.IsServerTimeout(err) && !apierrors.IsTimeout(err) {
-			return v, err
-		}
-		select {
-		case <-ctx.Done():
-			return v, ctx.Err()
-		case <-time.After(100 * time.Millisecond):
+// waitListed waits until the API server lists n Services and n
+// EndpointSlices in the benchmark's namespace: a consistent list is served
+// once the API server has read everything written to etcd before it.
+func (w *workload) waitListed(ctx context.Context, n int) error {
+	count := func(list func(context.Context, metav1.ListOptions) (int, error)) error {
+		deadline := time.Now().Add(5 * time.Minute)
+		for {
+			got, err := list(ctx, metav1.ListOptions{Limit: 1})
+			if err == nil && got == n {
+				return nil
+			}
+			if time.Now().After(deadline) {
+				if err != nil {
+					return fmt.Errorf("the API server lists none of %d: %w", n, err)
+				}
+				return fmt.Errorf("the API server lists %d, want %d", got, n)
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(500 * time.Millisecond):
+			}
 		}
 	}
+	if err := count(func(ctx context.Context, o metav1.ListOptions) (int, error) {
+		l, err := w.client.CoreV1().Services(benchNamespace).List(ctx, o)
+		if err != nil {
+			return 0, err
+		}
+		return len(l.Items) + int(ptr.Deref(l.RemainingItemCount, 0)), nil
+	}); err != nil {
+		return fmt.Errorf("services: %w", err)
+	}
+	if err := count(func(ctx context.Context, o metav1.ListOptions) (int, error) {
+		l, err := w.client.DiscoveryV1().EndpointSlices(benchNamespace).List(ctx, o)
+		if err != nil {
+			return 0, err
+		}
+		return len(l.Items) + int(ptr.Deref(l.RemainingItemCount, 0)), nil
+	}); err != nil {
+		return fmt.Errorf("endpointslices: %w", err)
+	}
+	return nil
+}
+
+// nthAddr is base + n (IPv4).
+func nthAddr(base netip.Addr, n int) netip.Addr {
+	b := base.As4()
+	v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3]) + uint32(n)
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
 }
 
 func endpoint(ip netip.Addr) discoveryv1.Endpoint {

@@ -103,6 +103,7 @@ type Cluster struct {
 	logDir string
 	pki    *pki
 
+	etcdURL    string
 	apiPort    int
 	kubeconfig string
 	rest       *rest.Config
@@ -386,6 +387,7 @@ func (c *Cluster) startControlPlane(ctx context.Context) error {
 
 	t := time.Now()
 	etcdURL := "http://" + hostPort("127.0.0.1", etcdClient)
+	c.etcdURL = etcdURL
 	peerURL := "http://" + hostPort("127.0.0.1", etcdPeer)
 	etcd, err := startProc(c.logDir, "etcd", "", c.bin("etcd"),
 		"--name=default",
@@ -724,6 +726,11 @@ func (c *Cluster) LogDir() string { return c.logDir }
 
 // ControlPlaneGRPC is doorman's control plane gRPC address on loopback.
 func (c *Cluster) ControlPlaneGRPC() string { return hostPort("127.0.0.1", c.cpGRPC) }
+
+// EtcdURL is etcd's client URL on loopback (plain HTTP). Benchmarks load
+// large object sets through it; everything else goes through the API
+// server.
+func (c *Cluster) EtcdURL() string { return c.etcdURL }
 
 // APIServerURL is the API server on loopback.
 func (c *Cluster) APIServerURL() string { return "https://" + hostPort("127.0.0.1", c.apiPort) }
