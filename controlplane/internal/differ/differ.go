@@ -24,21 +24,19 @@ type Token struct {
 	ID   uint64
 }
 
-type buckets = [doormanv1.Buckets]uint64
-
 type session struct {
 	id uint64
 	// What the node holds, as far as the control plane knows: nothing
-	// (held == nil), or the view whose bucket digests are held. When base
-	// is not 0 the node holds exactly the view of version base, so what it
-	// lacks can be read from the change log.
-	held *buckets
+	// (held is the zero value), or the view whose bucket digests are held.
+	// When base is not 0 the node holds exactly the view of version base,
+	// so what it lacks can be read from the change log.
+	held view.Digests
 	base uint64
 	// resume: the update that answers the Hello is still to be sent.
 	resume bool
 
 	inFlight        uint64
-	inFlightBuckets *buckets
+	inFlightBuckets view.Digests
 	inFlightDigest  uint64
 	lastSent        uint64
 }
@@ -103,8 +101,9 @@ func (d *Differ) Hello(h *doormanv1.Hello) (Token, error) {
 	case 0:
 		// Holds nothing: a full view.
 	case doormanv1.Buckets:
-		s.held = new(buckets)
-		copy(s.held[:], holding.GetBucketDigests())
+		held := new([doormanv1.Buckets]uint64)
+		copy(held[:], holding.GetBucketDigests())
+		s.held = view.DigestsOf(held)
 	default:
 		return Token{}, fmt.Errorf("hello from node %s: %w: %d bucket digests, want 0 or %d", name, ErrInvalid, n, doormanv1.Buckets)
 	}
@@ -165,13 +164,12 @@ func (d *Differ) Next(t Token) (*wire.Update, error) {
 	if !s.resume && v.Desired(t.Node) <= s.lastSent {
 		return nil, nil
 	}
-	cur := new(buckets)
-	v.Buckets(t.Node, cur)
+	cur := v.BucketDigests(t.Node)
 	u := &wire.Update{Version: v.Version(), ViewDigest: v.Digest(t.Node)}
 	switch {
-	case s.held == nil:
+	case !s.held.Known():
 		u.Full = true
-		if u.Upserts, err = v.Entries(t.Node); err != nil {
+		if u.Upserts, u.Shared, err = v.Full(t.Node); err != nil {
 			return nil, err
 		}
 	case s.base == 0:
@@ -200,9 +198,9 @@ func (d *Differ) Next(t Token) (*wire.Update, error) {
 
 // byBuckets fills u with every bucket whose digest differs between what the
 // node holds and its current view.
-func (d *Differ) byBuckets(node string, held, cur *buckets, u *wire.Update) {
+func (d *Differ) byBuckets(node string, held, cur view.Digests, u *wire.Update) {
 	for b := range uint32(doormanv1.Buckets) {
-		if held[b] == cur[b] {
+		if held.Bucket(b) == cur.Bucket(b) {
 			continue
 		}
 		u.ReplacedBuckets = append(u.ReplacedBuckets, b)
@@ -225,13 +223,13 @@ func (d *Differ) Ack(t Token, a *doormanv1.Ack) error {
 	if a.GetViewDigest() != s.inFlightDigest {
 		// The node holds something else than it was sent: what it holds
 		// is unknown, so the next update replaces its view whole.
-		s.held, s.base = nil, 0
+		s.held, s.base = view.Digests{}, 0
 		h.lastNack = fmt.Sprintf("acknowledged view digest %016x, want %016x", a.GetViewDigest(), s.inFlightDigest)
 		h.lastNackVersion = s.inFlight
 	} else {
 		s.held, s.base = s.inFlightBuckets, s.inFlight
 	}
-	s.inFlight, s.inFlightBuckets = 0, nil
+	s.inFlight, s.inFlightBuckets = 0, view.Digests{}
 	return nil
 }
 
@@ -249,7 +247,7 @@ func (d *Differ) Nack(t Token, n *doormanv1.Nack) error {
 	h := d.history[t.Node]
 	h.lastNack = n.GetError()
 	h.lastNackVersion = s.inFlight
-	s.inFlight, s.inFlightBuckets = 0, nil
+	s.inFlight, s.inFlightBuckets = 0, view.Digests{}
 	return nil
 }
 

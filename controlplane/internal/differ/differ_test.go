@@ -229,8 +229,12 @@ func TestResume(t *testing.T) {
 					want += len(f.v.BucketEntries("n1", b))
 				}
 			}
-			if len(u.Upserts) != want {
-				t.Errorf("%d upserts, want %d", len(u.Upserts), want)
+			got := len(u.Upserts)
+			if u.Shared != nil {
+				got += u.Shared.Entries
+			}
+			if got != want {
+				t.Errorf("%d upserts, want %d", got, want)
 			}
 			if err := f.d.Ack(tok, a.apply(t, u)); err != nil {
 				t.Fatal(err)

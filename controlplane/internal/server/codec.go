@@ -9,8 +9,9 @@ import (
 	"github.com/doorman-proxy/doorman/controlplane/internal/wire"
 )
 
-// codec passes *wire.Frame and *pooledFrame through as the message's bytes and leaves
-// everything else to the standard proto codec.
+// codec passes *wire.Frame and *pooledFrame through as the message's bytes
+// (a pooledFrame's shared bytes as a buffer of their own, not copied) and
+// leaves everything else to the standard proto codec.
 type codec struct {
 	proto encoding.CodecV2
 }
@@ -22,7 +23,14 @@ func (c codec) Marshal(v any) (mem.BufferSlice, error) {
 		return mem.BufferSlice{mem.SliceBuffer(f.Bytes)}, nil
 	}
 	if f, ok := v.(*pooledFrame); ok {
-		return mem.BufferSlice{mem.NewBuffer(f.buf, f.pool)}, nil
+		var own mem.Buffer = mem.SliceBuffer(*f.buf)
+		if f.pool != nil {
+			own = mem.NewBuffer(f.buf, f.pool)
+		}
+		if len(f.shared) == 0 {
+			return mem.BufferSlice{own}, nil
+		}
+		return mem.BufferSlice{own, mem.SliceBuffer(f.shared)}, nil
 	}
 	return c.proto.Marshal(v)
 }

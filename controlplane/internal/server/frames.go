@@ -85,9 +85,15 @@ func (b *budget) inUse() int64 {
 // codec hands the buffer to gRPC with framePool as its pool, and gRPC puts
 // it back (so releasing the budget) once the bytes are written. The bytes
 // are then garbage: the buffers are sized exactly, not kept in a pool.
+//
+// A full view's entries that every node holds alike (wire.Body) follow as
+// shared: they are encoded once per version, never copied per node, so
+// they are outside the budget; after a restart every node's full view is
+// then a few hundred bytes of its own.
 type pooledFrame struct {
-	buf  *[]byte
-	pool *framePool
+	buf    *[]byte
+	pool   *framePool // nil: a small frame, outside the budget
+	shared []byte
 }
 
 // framePool is mem.BufferPool for one frame: Put releases the frame's
@@ -112,17 +118,24 @@ type encoder struct {
 }
 
 // encode returns the message to send for u: a *wire.Frame for a small
-// update, else a *pooledFrame.
+// update with nothing shared, else a *pooledFrame.
 func (e *encoder) encode(ctx context.Context, u *wire.Update) (any, error) {
-	size := u.Size()
+	var shared []byte
+	if u.Shared != nil {
+		shared = u.Shared.Bytes
+	}
+	size := u.OwnSize()
 	if mem.IsBelowBufferPoolingThreshold(size) {
-		return u.Frame(), nil
+		if len(shared) == 0 {
+			return u.Frame(), nil
+		}
+		b := u.AppendOwn(make([]byte, 0, size))
+		return &pooledFrame{buf: &b, shared: shared}, nil
 	}
 	n, err := e.budget.acquire(ctx, int64(size), e.wait)
 	if err != nil {
 		return nil, err
 	}
-	b := u.AppendFrame(make([]byte, 0, size))
-	buf := &b
-	return &pooledFrame{buf: buf, pool: &framePool{budget: e.budget, n: n}}, nil
+	b := u.AppendOwn(make([]byte, 0, size))
+	return &pooledFrame{buf: &b, pool: &framePool{budget: e.budget, n: n}, shared: shared}, nil
 }

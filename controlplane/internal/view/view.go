@@ -3,6 +3,7 @@ package view
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 
@@ -100,13 +101,21 @@ type View struct {
 	bucketKeys [doormanv1.Buckets]map[string]struct{}
 	base       [doormanv1.Buckets]uint64
 	baseView   uint64
-	nodes      map[string]*node
-	zones      map[string]map[string]struct{}
+	// baseCopy is an immutable copy of base that Digests values share;
+	// nil until asked for after base changed.
+	baseCopy *[doormanv1.Buckets]uint64
+	nodes    map[string]*node
+	zones    map[string]map[string]struct{}
 
 	log       []record
 	limit     int
 	truncated uint64 // records up to this version are gone
 	lastAll   uint64
+
+	// shared is the encoding of the values of every key without
+	// overrides, which every node holds alike (see Full); nil until
+	// asked for after a change.
+	shared *wire.Body
 
 	marshals uint64
 }
@@ -273,6 +282,9 @@ func (v *View) replace(key string, old, next *slot, version uint64) bool {
 		nextDef = next.def
 	}
 	defChanged := !sameEntry(oldDef, nextDef)
+	if defChanged || old.variant() != next.variant() {
+		v.shared = nil
+	}
 	if defChanged {
 		h := uint64(0)
 		if oldDef != nil {
@@ -283,6 +295,7 @@ func (v *View) replace(key string, old, next *slot, version uint64) bool {
 		}
 		v.base[bucket] ^= h
 		v.baseView ^= h
+		v.baseCopy = nil
 	}
 	// Nodes whose override may differ between old and next.
 	affected := map[string]struct{}{}
@@ -545,6 +558,36 @@ func (v *View) Entries(name string) ([]*wire.Entry, error) {
 	return out, nil
 }
 
+// Full returns a node's whole view in two parts: own, the entries that
+// may differ between nodes (the node entry and the node's values of keys
+// with overrides), sorted by key; and shared, the encoding of the values of
+// every other key, made once per version for all nodes.
+func (v *View) Full(name string) (own []*wire.Entry, shared *wire.Body, err error) {
+	n := v.nodes[name]
+	if n == nil {
+		return nil, nil, fmt.Errorf("node %s: %w", name, ErrUnknownNode)
+	}
+	own = make([]*wire.Entry, 0, len(v.variants)+1)
+	if n.entry != nil {
+		own = append(own, n.entry)
+	}
+	for _, s := range v.variants {
+		own = append(own, s.pick(name, n.zone))
+	}
+	sort.Slice(own, func(i, j int) bool { return own[i].Key < own[j].Key })
+	if v.shared == nil {
+		entries := make([]*wire.Entry, 0, len(v.slots)-len(v.variants))
+		for _, s := range v.slots {
+			if !s.variant() {
+				entries = append(entries, s.def)
+			}
+		}
+		sort.Slice(entries, func(i, j int) bool { return entries[i].Key < entries[j].Key })
+		v.shared = wire.NewBody(entries)
+	}
+	return own, v.shared, nil
+}
+
 // BucketEntries returns the entries of one bucket of a node's view, sorted
 // by key.
 func (v *View) BucketEntries(name string, bucket uint32) []*wire.Entry {
@@ -563,14 +606,36 @@ func (v *View) BucketEntries(name string, bucket uint32) []*wire.Entry {
 	return out
 }
 
-// Buckets writes a node's bucket digests into out.
-func (v *View) Buckets(name string, out *[doormanv1.Buckets]uint64) {
-	*out = v.base
-	if n := v.nodes[name]; n != nil {
-		for b, d := range n.delta {
-			out[b] ^= d
-		}
+// Digests are a node's bucket digests as of one version, cheap to keep for
+// every node: the digests all nodes share are one array per version, and a
+// node adds only where its overrides make its own differ. The zero value
+// holds no digests. It is immutable.
+type Digests struct {
+	shared *[doormanv1.Buckets]uint64
+	own    map[uint32]uint64
+}
+
+// DigestsOf wraps bucket digests (as a node reported them); d must not be
+// changed afterwards.
+func DigestsOf(d *[doormanv1.Buckets]uint64) Digests { return Digests{shared: d} }
+
+// Known reports whether d holds digests (it is not the zero value).
+func (d Digests) Known() bool { return d.shared != nil }
+
+// Bucket is the digest of bucket b.
+func (d Digests) Bucket(b uint32) uint64 { return d.shared[b] ^ d.own[b] }
+
+// BucketDigests returns a node's bucket digests as of now.
+func (v *View) BucketDigests(name string) Digests {
+	if v.baseCopy == nil {
+		c := v.base
+		v.baseCopy = &c
 	}
+	d := Digests{shared: v.baseCopy}
+	if n := v.nodes[name]; n != nil && len(n.delta) > 0 {
+		d.own = maps.Clone(n.delta)
+	}
+	return d
 }
 
 // Digest is the digest of a node's whole view.

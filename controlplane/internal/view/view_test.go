@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/doorman-proxy/doorman/controlplane/internal/model"
 	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
@@ -51,12 +52,40 @@ func check(t *testing.T, v *View) {
 			t.Errorf("node %s: bucket entries (-entries +buckets):\n%s", name, diff)
 		}
 		var got [doormanv1.Buckets]uint64
-		v.Buckets(name, &got)
+		digests := v.BucketDigests(name)
+		for b := range got {
+			got[b] = digests.Bucket(uint32(b))
+		}
 		if got != [doormanv1.Buckets]uint64(d.BucketList()) {
 			t.Errorf("node %s: bucket digests differ from the entries'", name)
 		}
 		if v.Digest(name) != d.View() {
 			t.Errorf("node %s: view digest %x, entries give %x", name, v.Digest(name), d.View())
+		}
+		own, shared, err := v.Full(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body doormanv1.SyncResponse
+		if err := proto.Unmarshal(shared.Bytes, &body); err != nil {
+			t.Fatal(err)
+		}
+		var want, full []string
+		for _, e := range entries {
+			want = append(want, fmt.Sprintf("%s %x", e.Key, e.Digest))
+		}
+		for _, e := range own {
+			full = append(full, fmt.Sprintf("%s %x", e.Key, e.Digest))
+		}
+		for _, e := range body.GetUpserts() {
+			full = append(full, fmt.Sprintf("%s %x", e.GetKey(), e.GetDigest()))
+		}
+		slices.Sort(full)
+		if diff := cmp.Diff(want, full); diff != "" {
+			t.Errorf("node %s: full view, own and shared (-entries +full):\n%s", name, diff)
+		}
+		if shared.Entries != len(body.GetUpserts()) {
+			t.Errorf("node %s: shared body says %d entries, holds %d", name, shared.Entries, len(body.GetUpserts()))
 		}
 		if v.Count(name) != len(entries) {
 			t.Errorf("node %s: Count %d, %d entries", name, v.Count(name), len(entries))

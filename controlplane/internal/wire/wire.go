@@ -91,8 +91,37 @@ type Update struct {
 	Full            bool
 	ReplacedBuckets []uint32
 	Upserts         []*Entry
-	Removals        []string
-	ViewDigest      uint64
+	// Shared holds more upserts, encoded once for every node that holds
+	// them alike (see Body); nil: none.
+	Shared     *Body
+	Removals   []string
+	ViewDigest uint64
+}
+
+// Body is the encoding of many upserts (repeated SyncResponse.upserts
+// fields), made once and sent as is in the full views of many nodes, so a
+// full view does not copy the entries every node shares. It is immutable.
+type Body struct {
+	Bytes   []byte
+	Entries int
+}
+
+// NewBody encodes entries as upserts, in the order given.
+func NewBody(entries []*Entry) *Body {
+	n := 0
+	for _, e := range entries {
+		n += len(e.Bytes) + 6
+	}
+	b := make([]byte, 0, n)
+	for _, e := range entries {
+		b = appendUpsert(b, e)
+	}
+	return &Body{Bytes: b, Entries: len(entries)}
+}
+
+func appendUpsert(b []byte, e *Entry) []byte {
+	b = protowire.AppendTag(b, respUpserts, protowire.BytesType)
+	return protowire.AppendBytes(b, e.Bytes)
 }
 
 // Frame is an encoded doorman.v1.SyncResponse, ready to be written to a
@@ -109,6 +138,14 @@ func (u *Update) Frame() *Frame {
 
 // Size is an upper bound of the length of the update's encoding.
 func (u *Update) Size() int {
+	if u.Shared == nil {
+		return u.OwnSize()
+	}
+	return u.OwnSize() + len(u.Shared.Bytes)
+}
+
+// OwnSize is an upper bound of the length of AppendOwn's encoding.
+func (u *Update) OwnSize() int {
 	n := 32 + 6*len(u.ReplacedBuckets)
 	for _, e := range u.Upserts {
 		n += len(e.Bytes) + 6
@@ -122,6 +159,17 @@ func (u *Update) Size() int {
 // AppendFrame appends the update's encoding to b; with cap(b)-len(b) at
 // least Size it does not allocate.
 func (u *Update) AppendFrame(b []byte) []byte {
+	b = u.AppendOwn(b)
+	if u.Shared != nil {
+		b = append(b, u.Shared.Bytes...)
+	}
+	return b
+}
+
+// AppendOwn appends the update's encoding without Shared to b: the fields
+// of a message may come in any order, so Shared's bytes can follow as they
+// are. With cap(b)-len(b) at least OwnSize it does not allocate.
+func (u *Update) AppendOwn(b []byte) []byte {
 	if u.Version != 0 {
 		b = protowire.AppendTag(b, respVersion, protowire.VarintType)
 		b = protowire.AppendVarint(b, u.Version)
@@ -142,8 +190,7 @@ func (u *Update) AppendFrame(b []byte) []byte {
 		}
 	}
 	for _, e := range u.Upserts {
-		b = protowire.AppendTag(b, respUpserts, protowire.BytesType)
-		b = protowire.AppendBytes(b, e.Bytes)
+		b = appendUpsert(b, e)
 	}
 	for _, r := range u.Removals {
 		b = protowire.AppendTag(b, respRemovals, protowire.BytesType)

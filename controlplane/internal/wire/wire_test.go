@@ -117,3 +117,34 @@ func TestFrame(t *testing.T) {
 		})
 	}
 }
+
+// A shared body's upserts follow the update's own fields and decode as
+// upserts of the same message.
+func TestSharedBody(t *testing.T) {
+	a, err := ServicePort(servicePort(80))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := ServicePort(servicePort(81))
+	if err != nil {
+		t.Fatal(err)
+	}
+	am, _ := a.Message()
+	bm, _ := b.Message()
+	u := Update{Version: 5, Full: true, Upserts: []*Entry{b}, Shared: NewBody([]*Entry{a}), ViewDigest: 9}
+	f := u.Frame()
+	if len(f.Bytes) > u.Size() {
+		t.Errorf("frame of %d bytes, Size says at most %d", len(f.Bytes), u.Size())
+	}
+	if own := u.AppendOwn(nil); string(append(own, u.Shared.Bytes...)) != string(f.Bytes) {
+		t.Errorf("own bytes followed by the shared body differ from the frame")
+	}
+	got := &doormanv1.SyncResponse{}
+	if err := proto.Unmarshal(f.Bytes, got); err != nil {
+		t.Fatal(err)
+	}
+	want := &doormanv1.SyncResponse{Version: 5, Full: true, Upserts: []*doormanv1.Entry{bm, am}, ViewDigest: 9}
+	if diff := cmp.Diff(want, got, protocmp.Transform()); diff != "" {
+		t.Errorf("decoded frame (-want +got):\n%s", diff)
+	}
+}
