@@ -31,6 +31,12 @@ const (
 // GOAWAY (too_many_pings).
 var Keepalive = keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true}
 
+// MaxMessageBytes is the largest update the agent accepts. A full view
+// takes about 130 bytes per Service port (13 MB at 100,000), far over
+// gRPC's default of 4 MiB; this allows about two million while bounding
+// what a faulty control plane can make the agent allocate.
+const MaxMessageBytes = 256 << 20
+
 // Observer is told the outcome of each update (metrics).
 type Observer interface {
 	Updated(agent.Outcome)
@@ -74,7 +80,10 @@ func Run(ctx context.Context, cfg Config) error {
 	if maxB < minB {
 		maxB = max(DefaultMaxBackoff, minB)
 	}
-	opts := append([]grpc.DialOption{grpc.WithKeepaliveParams(Keepalive)}, cfg.DialOptions...)
+	opts := append([]grpc.DialOption{
+		grpc.WithKeepaliveParams(Keepalive),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageBytes)),
+	}, cfg.DialOptions...)
 	failures := 0
 	target := ""
 	waiting := false

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/testing/protocmp"
 
 	"github.com/doorman-proxy/doorman/nodeagent/internal/agent"
@@ -295,6 +296,33 @@ func TestUpdates(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestLargeFullView: a full view far over gRPC's default 4 MiB message
+// limit (100,000 Service ports make about 13 MB) is received and applied.
+func TestLargeFullView(t *testing.T) {
+	n := &network{}
+	cp := newControlPlane()
+	n.serve(t, "cp-a", cp)
+	k := &memKernel{}
+	a := agent.New("node-1", state.New(), k, nil)
+	start(t, n, a, "passthrough:///cp-a")
+	receive(t, cp.hellos, "hello")
+	var entries []*doormanv1.Entry
+	size := 0
+	for i := 0; size < 6<<20; i++ {
+		e := servicePort(t, fmt.Sprintf("svc-%06d", i), "10.244.1.1", "10.244.1.2")
+		entries = append(entries, e)
+		size += proto.Size(e)
+	}
+	cp.updates <- &doormanv1.SyncResponse{Version: 1, Full: true, Upserts: entries, ViewDigest: digestOf(entries...)}
+	got := receive(t, cp.replies, "reply")
+	if got.GetAck().GetVersion() != 1 {
+		t.Fatalf("reply to a %d-byte full view of %d entries: %v, want an ack of version 1", size, len(entries), got)
+	}
+	if held := len(k.snapshot()); held != len(entries) {
+		t.Errorf("kernel holds %d entries, want %d", held, len(entries))
 	}
 }
 
