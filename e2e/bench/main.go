@@ -47,6 +47,7 @@ type common struct {
 	k8sBin   string
 	logLevel string
 	prefix   string
+	keep     bool
 }
 
 func (c *common) register(fs *flag.FlagSet, plot string) {
@@ -61,6 +62,7 @@ func (c *common) register(fs *flag.FlagSet, plot string) {
 	fs.StringVar(&c.k8sBin, "k8s-bin", filepath.Join(cache, "k8s-v1.36.3", "bin"), "etcd, kube-apiserver, kube-controller-manager, kube-proxy (e2e/hack/build-k8s.sh)")
 	fs.StringVar(&c.logLevel, "log-level", "warn", "trace, debug, info, warn or error")
 	fs.StringVar(&c.prefix, "prefix", "", "network namespace prefix (default: random)")
+	fs.BoolVar(&c.keep, "keep", false, "keep the cluster's work directory (logs, etcd data) after the run")
 }
 
 func (c *common) logger() hclog.Logger {

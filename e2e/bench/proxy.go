@@ -29,7 +29,7 @@ const (
 	kpIPTNode    = "node3"
 	baselineNode = "node4" // no proxy ever runs here: the no-proxy floor
 	echoNode     = "node5" // the echo Pods every path ends at; no proxy either
-	sampleLimit  = 100 // Services the connection test spreads over
+	sampleLimit  = 100     // Services the connection test spreads over
 	changeTick   = 200 * time.Millisecond
 	settleBefore = time.Second
 )
@@ -165,6 +165,8 @@ func (b *proxyBench) run(ctx context.Context, sizes []int) error {
 		DoormanBinDir: b.f.doormanBin,
 		Proxy:         cluster.ProxyNone,
 		Logger:        b.log,
+		KeepWorkDir:   b.f.keep,
+		Controllers:   benchControllers,
 	})
 	if err != nil {
 		return fmt.Errorf("start cluster: %w", err)

@@ -221,7 +221,7 @@ func (cp *controlPlane) metric(name string) (float64, error) {
 
 func (s *scaleSim) run(ctx context.Context) error {
 	t := time.Now()
-	c, err := cluster.Start(ctx, cluster.Config{Nodes: 1, Prefix: s.f.prefix, K8sBinDir: s.f.k8sBin, Proxy: cluster.ProxyNone, Logger: s.log})
+	c, err := cluster.Start(ctx, cluster.Config{Nodes: 1, Prefix: s.f.prefix, K8sBinDir: s.f.k8sBin, Proxy: cluster.ProxyNone, Logger: s.log, KeepWorkDir: s.f.keep, Controllers: benchControllers})
 	if err != nil {
 		return fmt.Errorf("start cluster: %w", err)
 	}

@@ -71,6 +71,9 @@ type Config struct {
 	KeepWorkDir bool
 	// ControllerArgs are extra kube-controller-manager flags.
 	ControllerArgs []string
+	// Controllers replaces the controllers kube-controller-manager runs
+	// (empty: those the e2e suites need, DefaultControllers).
+	Controllers []string
 	// Secure runs doorman's gRPC as deploy/ does: the control plane with
 	// TLS from the CA it keeps in doorman-system and token checks, each
 	// agent with a token bound to a Pod on its node (TokenRequest, as the
@@ -93,6 +96,15 @@ type Node struct {
 	PodCIDR6 string // IPv6 Pod CIDR, a /64
 	Zone     string
 	index    int // 1-based
+}
+
+// DefaultControllers are the kube-controller-manager controllers a cluster
+// runs unless Config.Controllers says otherwise.
+var DefaultControllers = []string{
+	"endpointslice-controller", "endpointslice-mirroring-controller",
+	"replicaset-controller", "deployment-controller",
+	"serviceaccount-controller", "serviceaccount-token-controller",
+	"namespace-controller", "garbage-collector-controller",
 }
 
 // Cluster is a running cluster. Close tears it down.
@@ -455,6 +467,10 @@ func (c *Cluster) startControlPlane(ctx context.Context) error {
 	c.relays = append(c.relays, r)
 
 	t = time.Now()
+	controllers := c.cfg.Controllers
+	if len(controllers) == 0 {
+		controllers = DefaultControllers
+	}
 	args := []string{
 		"--kubeconfig=" + c.kubeconfig,
 		"--authentication-kubeconfig=" + c.kubeconfig,
@@ -462,7 +478,7 @@ func (c *Cluster) startControlPlane(ctx context.Context) error {
 		"--bind-address=127.0.0.1",
 		"--secure-port=" + strconv.Itoa(kcmPort),
 		"--leader-elect=false",
-		"--controllers=endpointslice-controller,endpointslice-mirroring-controller,replicaset-controller,deployment-controller,serviceaccount-controller,serviceaccount-token-controller,namespace-controller,garbage-collector-controller",
+		"--controllers=" + strings.Join(controllers, ","),
 		"--service-account-private-key-file=" + c.pki.SAKeyFile,
 		"--root-ca-file=" + c.pki.CAFile,
 		"--use-service-account-credentials=false",
