@@ -12,6 +12,7 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // objects counts what a system keeps in a node's kernel.
@@ -21,6 +22,15 @@ type objects struct {
 
 func (o objects) total() int { return o.Rules + o.Chains + o.Elements }
 
+// wanted is an endpoint a change put behind a Service's ClusterIP.
+type wanted struct{ clusterIP, endpoint netip.Addr }
+
+// prober is a kernel that can tell cheaply whether one Service port is
+// dispatched, without reading every Service.
+type prober interface {
+	dispatches(clusterIP netip.Addr) (bool, error)
+}
+
 // kernel reads one system's state in one node's network namespace. Every
 // method reads the kernel (netlink, or iptables-save for iptables mode);
 // nothing is cached.
@@ -28,10 +38,10 @@ type kernel interface {
 	// programmed counts the Service ports the system dispatches.
 	programmed() (int, error)
 	// present reports which of the wanted endpoints are in the kernel:
-	// want maps a Service (bench/<service>, port http) to an endpoint
-	// address; where the layout makes it the cheaper question, an address
-	// counts when it is an endpoint of any Service.
-	present(want map[string]netip.Addr) (map[string]bool, error)
+	// want maps a Service (bench/<service>, port http) to its ClusterIP
+	// and an endpoint address; iptables mode, read as text, counts an
+	// address that is an endpoint of any Service.
+	present(want map[string]wanted) (map[string]bool, error)
 	objects() (objects, error)
 	// reset removes the system's state so the next start is cold.
 	reset() error
@@ -47,7 +57,8 @@ type nftKernel struct {
 	// dispatch is the verdict map with one element per Service port.
 	dispatch string
 	// endpoint reports whether ip is an endpoint, from the table.
-	endpoint func(k *nftKernel, want map[string]netip.Addr) (map[string]bool, error)
+	endpoint func(k *nftKernel, want map[string]wanted) (map[string]bool, error)
+	get      *elementGetter
 }
 
 func openNFT(nsName string, family nftables.TableFamily, table, dispatch string, others ...*nftables.Table) (*nftKernel, error) {
@@ -60,7 +71,19 @@ func openNFT(nsName string, family nftables.TableFamily, table, dispatch string,
 		_ = h.Close()
 		return nil, fmt.Errorf("nftables in %s: %w", nsName, err)
 	}
-	return &nftKernel{ns: h, conn: conn, table: &nftables.Table{Family: family, Name: table}, others: others, dispatch: dispatch}, nil
+	get, err := newElementGetter(h, uint8(family), table)
+	if err != nil {
+		_ = h.Close()
+		return nil, fmt.Errorf("nftables in %s: %w", nsName, err)
+	}
+	return &nftKernel{ns: h, conn: conn, table: &nftables.Table{Family: family, Name: table}, others: others, dispatch: dispatch, get: get}, nil
+}
+
+// dispatches looks the Service port clusterIP:80/tcp up in the dispatch
+// map.
+func (k *nftKernel) dispatches(clusterIP netip.Addr) (bool, error) {
+	_, ok, err := k.get.get(k.dispatch, servicePortKey(clusterIP, unix.IPPROTO_TCP, servicePort))
+	return ok, err
 }
 
 // doormanKernel is doorman's table: Service ports are elements of
@@ -70,21 +93,20 @@ func doormanKernel(nsName string) (*nftKernel, error) {
 	if err != nil {
 		return nil, err
 	}
-	k.endpoint = func(k *nftKernel, want map[string]netip.Addr) (map[string]bool, error) {
-		elems, err := k.elements("service-endpoints")
-		if err != nil {
-			return nil, err
-		}
-		have := map[[4]byte]bool{}
-		for _, e := range elems {
-			if len(e.Val) >= 4 {
-				have[[4]byte(e.Val[:4])] = true
-			}
-		}
+	// Each Service's endpoints are looked up by key (its port and the
+	// endpoint's index), never by reading the whole map.
+	k.endpoint = func(k *nftKernel, want map[string]wanted) (map[string]bool, error) {
 		found := map[string]bool{}
-		for svc, ip := range want {
-			if have[ip.As4()] {
-				found[svc] = true
+		for svc, w := range want {
+			for i := range benchEndpoints {
+				v, ok, err := k.get.get("service-endpoints", endpointSlotKey(w.clusterIP, unix.IPPROTO_TCP, servicePort, i))
+				if err != nil {
+					return nil, err
+				}
+				if ok && len(v) >= 4 && netip.AddrFrom4([4]byte(v[:4])) == w.endpoint {
+					found[svc] = true
+					break
+				}
 			}
 		}
 		return found, nil
@@ -103,7 +125,7 @@ func kubeProxyNFTKernel(nsName string) (*nftKernel, error) {
 	if err != nil {
 		return nil, err
 	}
-	k.endpoint = func(k *nftKernel, want map[string]netip.Addr) (map[string]bool, error) {
+	k.endpoint = func(k *nftKernel, want map[string]wanted) (map[string]bool, error) {
 		chains, err := k.conn.ListChainsOfTableFamily(k.table.Family)
 		if err != nil {
 			return nil, fmt.Errorf("list chains: %w", err)
@@ -117,8 +139,8 @@ func kubeProxyNFTKernel(nsName string) (*nftKernel, error) {
 			if c.Table.Name != k.table.Name {
 				continue
 			}
-			for svc, ip := range want {
-				if strings.Contains(c.Name, "__"+ip.String()+"/") {
+			for svc, w := range want {
+				if strings.Contains(c.Name, "__"+w.endpoint.String()+"/") {
 					found[svc] = true
 				}
 			}
@@ -133,7 +155,7 @@ func kubeProxyNFTKernel(nsName string) (*nftKernel, error) {
 			if !ok || found[svc] {
 				continue
 			}
-			ok, err := k.chainMaps(c, want[svc])
+			ok, err := k.chainMaps(c, want[svc].endpoint)
 			if err != nil {
 				return nil, err
 			}
@@ -166,7 +188,7 @@ func (k *nftKernel) programmed() (int, error) {
 	return len(elems), nil
 }
 
-func (k *nftKernel) present(want map[string]netip.Addr) (map[string]bool, error) {
+func (k *nftKernel) present(want map[string]wanted) (map[string]bool, error) {
 	return k.endpoint(k, want)
 }
 
@@ -250,6 +272,7 @@ func (k *nftKernel) reset() error {
 }
 
 func (k *nftKernel) close() {
+	k.get.close()
 	_ = k.conn.CloseLasting()
 	_ = k.ns.Close()
 }
@@ -286,14 +309,14 @@ func countServiceJumps(save string) int {
 	return n
 }
 
-func (k iptablesKernel) present(want map[string]netip.Addr) (map[string]bool, error) {
+func (k iptablesKernel) present(want map[string]wanted) (map[string]bool, error) {
 	out, err := k.save("iptables-save", "-t", "nat")
 	if err != nil {
 		return nil, err
 	}
 	found := map[string]bool{}
-	for svc, ip := range want {
-		if strings.Contains(out, "--to-destination "+ip.String()+":") {
+	for svc, w := range want {
+		if strings.Contains(out, "--to-destination "+w.endpoint.String()+":") {
 			found[svc] = true
 		}
 	}

@@ -72,10 +72,12 @@ func TestKernelProbes(t *testing.T) {
 	ns := testNetNS(t)
 	nft(t, ns, doormanTable)
 	nft(t, ns, kubeProxyTable)
-	want := map[string]netip.Addr{
-		"svc-000001": netip.MustParseAddr("10.245.0.9"),
-		"svc-000002": netip.MustParseAddr("10.245.0.7"),
-		"svc-000003": netip.MustParseAddr("10.245.0.200"),
+	want := map[string]wanted{
+		"svc-000001": {netip.MustParseAddr("10.96.0.10"), netip.MustParseAddr("10.245.0.9")},
+		"svc-000002": {netip.MustParseAddr("10.96.0.11"), netip.MustParseAddr("10.245.0.7")},
+		"svc-000003": {netip.MustParseAddr("10.96.0.12"), netip.MustParseAddr("10.245.0.200")},
+		// an endpoint of svc-000002, not of this Service
+		"svc-000004": {netip.MustParseAddr("10.96.0.10"), netip.MustParseAddr("10.245.0.7")},
 	}
 	tests := []struct {
 		name       string
@@ -84,7 +86,6 @@ func TestKernelProbes(t *testing.T) {
 		present    map[string]bool
 		objects    objects
 	}{
-		// doorman answers "is it an endpoint of any Service".
 		{"doorman", doormanKernel, 2, map[string]bool{"svc-000002": true}, objects{Rules: 1, Chains: 1, Elements: 6}},
 		// kube-proxy: only svc-000001's chain holds 10.245.0.9.
 		{"kube-proxy nftables", kubeProxyNFTKernel, 1, map[string]bool{"svc-000001": true}, objects{Rules: 2, Chains: 2, Elements: 5}},
@@ -99,6 +100,11 @@ func TestKernelProbes(t *testing.T) {
 			got, err := k.programmed()
 			if err != nil || got != tt.programmed {
 				t.Errorf("programmed = %d, %v; want %d", got, err, tt.programmed)
+			}
+			for ip, want := range map[string]bool{"10.96.0.10": true, "10.96.0.99": false} {
+				if got, err := k.dispatches(netip.MustParseAddr(ip)); err != nil || got != want {
+					t.Errorf("dispatches(%s) = %v, %v; want %v", ip, got, err, want)
+				}
 			}
 			found, err := k.present(want)
 			if err != nil {
@@ -154,7 +160,7 @@ func TestWaitForCommit(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	at, err := waitFor(ctx, g, time.Hour, func() (bool, error) {
-		found, err := k.present(map[string]netip.Addr{"x": ip})
+		found, err := k.present(map[string]wanted{"x": {netip.MustParseAddr("10.96.0.12"), ip}})
 		return found["x"], err
 	})
 	if err != nil {

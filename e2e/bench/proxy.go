@@ -334,7 +334,7 @@ func (b *proxyBench) measure(ctx context.Context, system string, n int) error {
 	if system == sysDoorman {
 		t0 = time.Now() // the agent's start, after the control plane's
 	}
-	done, err := untilProgrammed(ctx, k, target, b.f.bound)
+	done, err := untilProgrammed(ctx, k, target, b.w.clusterIP(n-1), b.f.bound)
 	if err != nil {
 		if errors.Is(err, errOverBound) {
 			b.stopped[system] = n
@@ -399,7 +399,7 @@ func (b *proxyBench) measure(ctx context.Context, system string, n int) error {
 			return err
 		}
 		cctx, cancel := context.WithTimeout(ctx, b.f.bound)
-		want := map[string]netip.Addr{serviceName(svc): ip}
+		want := map[string]wanted{serviceName(svc): {b.w.clusterIP(svc), ip}}
 		at, err := waitFor(cctx, g, changeTick, func() (bool, error) {
 			found, err := k.present(want)
 			return len(found) == 1, err
@@ -489,7 +489,7 @@ func (b *proxyBench) restartChange(ctx context.Context, r running, k kernel, g *
 	}
 	cctx, cancel := context.WithTimeout(ctx, b.f.bound)
 	defer cancel()
-	want := map[string]netip.Addr{serviceName(svc): ip}
+	want := map[string]wanted{serviceName(svc): {b.w.clusterIP(svc), ip}}
 	at, err := waitFor(cctx, g, changeTick, func() (bool, error) {
 		found, err := k.present(want)
 		return len(found) == 1, err
@@ -506,14 +506,29 @@ func (b *proxyBench) restartChange(ctx context.Context, r running, k kernel, g *
 var errOverBound = errors.New("over the bound")
 
 // untilProgrammed polls the kernel until it dispatches target Service
-// ports and returns the time at the end of that read.
-func untilProgrammed(ctx context.Context, k kernel, target int, bound time.Duration) (time.Time, error) {
+// ports and returns the time at the end of that read. A kernel that can
+// look one Service port up is first asked, cheaply and often, for the last
+// Service created (last); only then are all counted, so reading the
+// kernel does not take the CPU from the system being timed.
+func untilProgrammed(ctx context.Context, k kernel, target int, last netip.Addr, bound time.Duration) (time.Time, error) {
 	deadline := time.Now().Add(bound)
+	p, probing := k.(prober)
 	for {
 		t := time.Now()
-		got, err := k.programmed()
-		if err != nil {
-			return time.Time{}, err
+		got := 0
+		if probing {
+			ok, err := p.dispatches(last)
+			if err != nil {
+				return time.Time{}, err
+			}
+			probing = !ok // there: count from now on
+		}
+		if !probing {
+			n, err := k.programmed()
+			if err != nil {
+				return time.Time{}, err
+			}
+			got = n
 		}
 		end := time.Now()
 		if got >= target {
@@ -522,10 +537,14 @@ func untilProgrammed(ctx context.Context, k kernel, target int, bound time.Durat
 		if end.After(deadline) {
 			return time.Time{}, errOverBound
 		}
+		wait := max(20*time.Millisecond, end.Sub(t))
+		if probing {
+			wait = 5 * time.Millisecond
+		}
 		select {
 		case <-ctx.Done():
 			return time.Time{}, ctx.Err()
-		case <-time.After(max(20*time.Millisecond, end.Sub(t))):
+		case <-time.After(wait):
 		}
 	}
 }
@@ -540,8 +559,8 @@ func (b *proxyBench) churn(ctx context.Context, system string, k kernel, g *gene
 		count = min(count, n-sampleLimit) // each to a different Service
 	}
 	type change struct {
-		ip netip.Addr
-		at time.Time
+		clusterIP, ip netip.Addr
+		at            time.Time
 	}
 	var mu sync.Mutex
 	pending := map[string]change{}
@@ -560,7 +579,7 @@ func (b *proxyBench) churn(ctx context.Context, system string, k kernel, g *gene
 			svc := changeTarget(i, 557, n)
 			ip := b.w.freshIP()
 			mu.Lock()
-			pending[serviceName(svc)] = change{ip: ip, at: time.Now()}
+			pending[serviceName(svc)] = change{clusterIP: b.w.clusterIP(svc), ip: ip, at: time.Now()}
 			mu.Unlock()
 			if err := b.w.changeEndpoint(ctx, svc, ip); err != nil {
 				written <- err
@@ -583,9 +602,9 @@ func (b *proxyBench) churn(ctx context.Context, system string, k kernel, g *gene
 		default:
 		}
 		mu.Lock()
-		want := make(map[string]netip.Addr, len(pending))
+		want := make(map[string]wanted, len(pending))
 		for svc, c := range pending {
-			want[svc] = c.ip
+			want[svc] = wanted{c.clusterIP, c.ip}
 		}
 		mu.Unlock()
 		if !deadline.IsZero() && len(want) == 0 {
@@ -605,7 +624,7 @@ func (b *proxyBench) churn(ctx context.Context, system string, k kernel, g *gene
 		}
 		mu.Lock()
 		for svc := range found {
-			if c, ok := pending[svc]; ok && c.ip == want[svc] {
+			if c, ok := pending[svc]; ok && c.ip == want[svc].endpoint {
 				lat = append(lat, max(at.Sub(c.at), 0))
 				delete(pending, svc)
 			}
