@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/mdlayher/netlink"
@@ -15,6 +16,15 @@ import (
 	"github.com/doorman-proxy/doorman/nodeagent/internal/render"
 	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
 )
+
+// quietSyncEntries: a Sync of a view this large runs with the monitor out
+// of the events group. For every listener the kernel builds one event
+// message per element a commit adds or deletes, inside the committing
+// process's system call, and the monitor then decodes them all: at
+// 100,000 Services (400,000 elements) that was most of a full
+// programming's time. Commits made while out of the group are counted
+// from the generation instead (see ownKernel.Sync).
+const quietSyncEntries = 1000
 
 // eventBuffer is the event socket's receive buffer. A full programming of a
 // large view makes one event per element; when they overflow the buffer the
@@ -40,6 +50,8 @@ type Monitor struct {
 	queryMu sync.Mutex
 	commits *agent.Commits
 	table   string
+	// events read, for tests
+	received atomic.Uint64
 
 	signals chan Signal   // buffered; a full channel already holds a signal
 	done    chan struct{} // closed when the reader stops
@@ -158,6 +170,7 @@ func (m *Monitor) read() {
 			m.err = fmt.Errorf("receive nftables events: %w", err)
 			return
 		}
+		m.received.Add(uint64(len(msgs)))
 		for _, msg := range msgs {
 			c, end, err := d.message(msg)
 			if err != nil {
@@ -175,6 +188,25 @@ func (m *Monitor) read() {
 				m.log.Trace("own commit", "generation", c.Gen, "port", c.PortID)
 			}
 		}
+	}
+}
+
+// leave takes the event socket out of the nftables events group, so that
+// commits build no events for it; false if it could not.
+func (m *Monitor) leave() bool {
+	if err := m.events.LeaveGroup(unix.NFNLGRP_NFTABLES); err != nil {
+		m.log.Warn("cannot leave the nftables events group; a large sync is slower", "error", err)
+		return false
+	}
+	return true
+}
+
+// rejoin puts the event socket back in the group; when it cannot, changes
+// from now on go unseen but for the periodic resync.
+func (m *Monitor) rejoin() {
+	if err := m.events.JoinGroup(unix.NFNLGRP_NFTABLES); err != nil {
+		m.log.Error("cannot rejoin the nftables events group; drift is found by the periodic resync only", "error", err)
+		m.signal(SignalLost)
 	}
 }
 
@@ -212,9 +244,32 @@ type ownKernel struct {
 }
 
 func (k *ownKernel) Sync(view map[string]*doormanv1.Entry) (dataplane.Stats, error) {
+	if len(view) < quietSyncEntries {
+		before, ok := k.begin()
+		stats, err := k.inner.Sync(view)
+		k.end(before, ok, stats, err)
+		return stats, err
+	}
 	before, ok := k.begin()
+	left := k.m.leave()
 	stats, err := k.inner.Sync(view)
-	k.end(before, ok, stats, err)
+	if left {
+		k.m.rejoin()
+	}
+	after, committed := k.end(before, ok, stats, err)
+	if left && ok {
+		// Sync commits once when it changes something (rarely more: a
+		// foreign chain in doorman's table is deleted on its own). Any
+		// other commit in the window went unseen.
+		own := uint32(0)
+		if committed {
+			own = 1
+		}
+		if n := after - before; n > own {
+			k.m.log.Debug("commits while out of the events group", "commits", n, "own", own)
+			k.m.signal(SignalLost)
+		}
+	}
 	return stats, err
 }
 
@@ -245,9 +300,11 @@ func (k *ownKernel) begin() (uint32, bool) {
 	return gen, true
 }
 
-func (k *ownKernel) end(before uint32, ok bool, stats dataplane.Stats, err error) {
+// end closes the window begin opened and returns the generation after it
+// and whether the transaction committed.
+func (k *ownKernel) end(before uint32, ok bool, stats dataplane.Stats, err error) (uint32, bool) {
 	if !ok {
-		return
+		return 0, false
 	}
 	var partial *dataplane.InvalidEntriesError
 	committed := stats.Ops > 0 && (err == nil || errors.As(err, &partial))
@@ -260,4 +317,5 @@ func (k *ownKernel) end(before uint32, ok bool, stats dataplane.Stats, err error
 		k.m.log.Debug("foreign commit to doorman's table during an own transaction", "commits", len(foreign))
 		k.m.signal(SignalForeign)
 	}
+	return gen, committed
 }
