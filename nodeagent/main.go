@@ -14,12 +14,12 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/doorman-proxy/doorman/nodeagent/app"
 	"github.com/doorman-proxy/doorman/nodeagent/internal/credentials"
+	"github.com/doorman-proxy/doorman/nodeagent/internal/kube"
 )
 
 func main() {
@@ -106,7 +106,7 @@ func run() error {
 		} else if *kubeconfig == "" {
 			log.Warn("API server reached through the kubernetes Service VIP: a node without doorman's rules cannot find the control plane; pass --apiserver", "host", rc.Host)
 		}
-		if cfg.Kubernetes, err = kubernetes.NewForConfig(rc); err != nil {
+		if cfg.Kubernetes, err = kube.New(rc); err != nil {
 			return fmt.Errorf("kubernetes client: %w", err)
 		}
 	}

@@ -15,7 +15,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"google.golang.org/grpc"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/doorman-proxy/doorman/nodeagent/internal/agent"
 	"github.com/doorman-proxy/doorman/nodeagent/internal/cache"
@@ -26,6 +25,7 @@ import (
 	"github.com/doorman-proxy/doorman/nodeagent/internal/followup"
 	"github.com/doorman-proxy/doorman/nodeagent/internal/healthcheck"
 	"github.com/doorman-proxy/doorman/nodeagent/internal/inspect"
+	"github.com/doorman-proxy/doorman/nodeagent/internal/kube"
 	"github.com/doorman-proxy/doorman/nodeagent/internal/metrics"
 	"github.com/doorman-proxy/doorman/nodeagent/internal/state"
 	"github.com/doorman-proxy/doorman/nodeagent/internal/stream"
@@ -40,7 +40,7 @@ type Config struct {
 	// (EndpointSlices only), are dialled in turn as the list changes. ""
 	// = none; ControlPlanes, this or both must be given.
 	ControlPlaneService string
-	Kubernetes          kubernetes.Interface // for ControlPlaneService
+	Kubernetes          kube.Interface // for ControlPlaneService
 	DialOptions         []grpc.DialOption
 	CachePath           string       // bbolt file; "" = no cache
 	InspectListener     net.Listener // AgentInspectService + reflection; nil = none

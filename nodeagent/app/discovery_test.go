@@ -13,6 +13,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/doorman-proxy/doorman/internal/testnet"
+	"github.com/doorman-proxy/doorman/nodeagent/internal/kube/kubetest"
 	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
 )
 
@@ -43,7 +44,7 @@ func TestDiscoveredControlPlane(t *testing.T) {
 	client := fake.NewClientset(controlPlaneSlice("cp-1", port, false, "127.0.0.1"))
 	run := startAgentWith(t, ns, "", func(c *Config) {
 		c.ControlPlaneService = "doorman-system/doorman-controlplane:grpc"
-		c.Kubernetes = client
+		c.Kubernetes = kubetest.Clientset(client)
 	})
 	select {
 	case h := <-cp.hellos:
@@ -80,7 +81,7 @@ func TestConfigErrors(t *testing.T) {
 		cfg  Config
 	}{
 		{"no control plane", Config{NodeName: "n"}},
-		{"malformed service", Config{NodeName: "n", ControlPlaneService: "doorman-controlplane", Kubernetes: fake.NewClientset()}},
+		{"malformed service", Config{NodeName: "n", ControlPlaneService: "doorman-controlplane", Kubernetes: kubetest.Clientset(fake.NewClientset())}},
 		{"no client", Config{NodeName: "n", ControlPlaneService: "doorman-system/doorman-controlplane:grpc"}},
 	}
 	for _, tc := range tests {

@@ -16,7 +16,8 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
+
+	"github.com/doorman-proxy/doorman/nodeagent/internal/kube"
 )
 
 // Defaults of the agent's flags.
@@ -72,9 +73,9 @@ func FileCA(path string) CASource {
 }
 
 // ConfigMapCA reads the bundle from the ca.crt key of a ConfigMap.
-func ConfigMapCA(client kubernetes.Interface, namespace, name string) CASource {
+func ConfigMapCA(client kube.Interface, namespace, name string) CASource {
 	return func(ctx context.Context) ([]byte, error) {
-		cm, err := client.CoreV1().ConfigMaps(namespace).Get(ctx, name, metav1.GetOptions{})
+		cm, err := client.ConfigMaps(namespace).Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			return nil, fmt.Errorf("get ca configmap %s/%s: %w", namespace, name, err)
 		}
@@ -195,7 +196,7 @@ type Config struct {
 	// ("namespace/name") is read through Client.
 	CAFile      string
 	CAConfigMap string
-	Client      kubernetes.Interface
+	Client      kube.Interface
 	ServerName  string // name the control plane's certificate must carry; "" = the dialled host
 	Logger      hclog.Logger
 }

@@ -21,6 +21,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/doorman-proxy/doorman/nodeagent/internal/kube/kubetest"
 )
 
 func TestToken(t *testing.T) {
@@ -190,7 +192,7 @@ func TestTrustReloads(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Namespace: "doorman-system", Name: "doorman-ca"},
 		Data:       map[string]string{CACertKey: string(oldCA.pem)},
 	})
-	trust := NewTrust(ConfigMapCA(client, "doorman-system", "doorman-ca"), nil)
+	trust := NewTrust(ConfigMapCA(kubetest.Clientset(client), "doorman-system", "doorman-ca"), nil)
 	now := time.Unix(1000, 0)
 	trust.now = func() time.Time { return now }
 	if err := handshake(t, trust, name, oldCA.serving(t, name)); err != nil {
@@ -221,7 +223,7 @@ func TestTrustReloads(t *testing.T) {
 }
 
 func TestDialOptions(t *testing.T) {
-	client := fake.NewClientset()
+	client := kubetest.Clientset(fake.NewClientset())
 	tests := []struct {
 		name    string
 		cfg     Config

@@ -13,5 +13,5 @@
 //     is picked up without a restart.
 //
 // DialOptions assembles both from the agent's flags. It imports gRPC and
-// client-go; it must not import the dataplane, the agent's state or bbolt.
+// kube (the API server client); it must not import the dataplane, the agent's state or bbolt.
 package credentials

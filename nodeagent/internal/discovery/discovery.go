@@ -13,10 +13,12 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation"
-	"k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/doorman-proxy/doorman/nodeagent/internal/kube"
 )
 
 // Service names the control plane's Service and the port to dial.
@@ -93,32 +95,36 @@ func Addresses(eps []*discoveryv1.EndpointSlice, portName string) []string {
 
 // Watcher keeps the address list of one Service current.
 type Watcher struct {
-	svc     Service
-	log     hclog.Logger
-	factory informers.SharedInformerFactory
-	lister  func() ([]*discoveryv1.EndpointSlice, error)
-	synced  cache.InformerSynced
+	svc      Service
+	log      hclog.Logger
+	informer cache.SharedIndexInformer
 
 	mu    sync.Mutex
 	addrs []string
 }
 
 // New prepares a watcher of svc's EndpointSlices; Run starts it.
-func New(log hclog.Logger, client kubernetes.Interface, svc Service) (*Watcher, error) {
+func New(log hclog.Logger, client kube.Interface, svc Service) (*Watcher, error) {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
 	w := &Watcher{svc: svc, log: log.With("service", svc.String())}
-	w.factory = informers.NewSharedInformerFactoryWithOptions(client, 0,
-		informers.WithNamespace(svc.Namespace),
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
-			o.LabelSelector = labels.Set{discoveryv1.LabelServiceName: svc.Name}.String()
-		}))
-	inf := w.factory.Discovery().V1().EndpointSlices()
-	lister := inf.Lister().EndpointSlices(svc.Namespace)
-	w.lister = func() ([]*discoveryv1.EndpointSlice, error) { return lister.List(labels.Everything()) }
-	w.synced = inf.Informer().HasSynced
-	if _, err := inf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+	eps := client.EndpointSlices(svc.Namespace)
+	selector := labels.Set{discoveryv1.LabelServiceName: svc.Name}.String()
+	lw := &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			o.LabelSelector = selector
+			return eps.List(ctx, o)
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			o.LabelSelector = selector
+			return eps.Watch(ctx, o)
+		},
+	}
+	// As client-go's generated informers do: a client that cannot stream
+	// the initial list (a fake) says so, and the reflector lists instead.
+	w.informer = cache.NewSharedIndexInformer(cache.ToListWatcherWithWatchListSemantics(lw, client), &discoveryv1.EndpointSlice{}, 0, cache.Indexers{})
+	if _, err := w.informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { w.refresh() },
 		UpdateFunc: func(any, any) { w.refresh() },
 		DeleteFunc: func(any) { w.refresh() },
@@ -130,26 +136,28 @@ func New(log hclog.Logger, client kubernetes.Interface, svc Service) (*Watcher, 
 
 // Run watches until ctx is done.
 func (w *Watcher) Run(ctx context.Context) {
-	w.factory.Start(ctx.Done())
-	if cache.WaitForCacheSync(ctx.Done(), w.synced) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		w.informer.RunWithContext(ctx)
+	}()
+	if cache.WaitForCacheSync(ctx.Done(), w.informer.HasSynced) {
 		w.refresh()
 		w.log.Info("watching control-plane endpoints", "addresses", w.Addresses())
 	}
 	<-ctx.Done()
-	w.factory.Shutdown()
+	<-done
 }
 
 func (w *Watcher) refresh() {
-	list, err := w.lister()
-	if err != nil {
-		w.log.Warn("list endpoint slices", "error", err)
-		return
-	}
 	// The API server selects by label; a cache fed otherwise (a fake) may
 	// hold other slices.
-	list = slices.DeleteFunc(list, func(s *discoveryv1.EndpointSlice) bool {
-		return s.Labels[discoveryv1.LabelServiceName] != w.svc.Name
-	})
+	var list []*discoveryv1.EndpointSlice
+	for _, o := range w.informer.GetStore().List() {
+		if s, ok := o.(*discoveryv1.EndpointSlice); ok && s.Labels[discoveryv1.LabelServiceName] == w.svc.Name {
+			list = append(list, s)
+		}
+	}
 	addrs := Addresses(list, w.svc.Port)
 	w.mu.Lock()
 	changed := !slices.Equal(addrs, w.addrs)

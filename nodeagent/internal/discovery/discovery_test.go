@@ -10,6 +10,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/utils/ptr"
+
+	"github.com/doorman-proxy/doorman/nodeagent/internal/kube/kubetest"
 )
 
 type ep struct {
@@ -99,7 +101,7 @@ func TestWatcher(t *testing.T) {
 		slice("cp-1", "doorman-controlplane", discoveryv1.AddressTypeIPv4, ports, ep{"10.0.0.1", nil}),
 		slice("other-1", "other", discoveryv1.AddressTypeIPv4, ports, ep{"10.0.9.9", nil}),
 	)
-	w, err := New(nil, client, Service{"doorman-system", "doorman-controlplane", "grpc"})
+	w, err := New(nil, kubetest.Clientset(client), Service{"doorman-system", "doorman-controlplane", "grpc"})
 	if err != nil {
 		t.Fatal(err)
 	}
