@@ -10,6 +10,11 @@
 // that does not decode gives an error, and the caller sets the file aside
 // with SetAside and starts empty.
 //
+// The file is memory-mapped, and what the mapping and bbolt's page pool
+// hold counts in the agent's resident memory: OpenView maps the file afresh
+// once the view is read, and a transaction of many records hands its page
+// buffers back at once (see releaseAfterRecords).
+//
 // cache touches bbolt and the file system only: no gRPC, netlink or
 // dataplane. Records are decoded here, and validated by state.Restore.
 package cache
