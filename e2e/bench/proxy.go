@@ -506,45 +506,56 @@ func (b *proxyBench) restartChange(ctx context.Context, r running, k kernel, g *
 var errOverBound = errors.New("over the bound")
 
 // untilProgrammed polls the kernel until it dispatches target Service
-// ports and returns the time at the end of that read. A kernel that can
-// look one Service port up is first asked, cheaply and often, for the last
-// Service created (last); only then are all counted, so reading the
-// kernel does not take the CPU from the system being timed.
+// ports and returns when they were all there. A kernel that can look one
+// Service port up is asked, cheaply and often, for the last Service
+// created (last); once it is there all are counted (a read that takes
+// seconds at 100,000), and if all are there the time is the end of the
+// lookup that found the last: every system here programs a sync in one
+// transaction, so what the count finds was in place when the lookup
+// found its last element. Otherwise, and for kernels without lookups,
+// the time is the end of the first count that finds them all.
 func untilProgrammed(ctx context.Context, k kernel, target int, last netip.Addr, bound time.Duration) (time.Time, error) {
 	deadline := time.Now().Add(bound)
 	p, probing := k.(prober)
 	for {
 		t := time.Now()
-		got := 0
+		var found time.Time // when the lookup found the last Service
 		if probing {
 			ok, err := p.dispatches(last)
 			if err != nil {
 				return time.Time{}, err
 			}
-			probing = !ok // there: count from now on
-		}
-		if !probing {
-			n, err := k.programmed()
-			if err != nil {
-				return time.Time{}, err
+			if !ok {
+				if t.After(deadline) {
+					return time.Time{}, errOverBound
+				}
+				select {
+				case <-ctx.Done():
+					return time.Time{}, ctx.Err()
+				case <-time.After(5 * time.Millisecond):
+				}
+				continue
 			}
-			got = n
+			found, probing = time.Now(), false
+		}
+		got, err := k.programmed()
+		if err != nil {
+			return time.Time{}, err
 		}
 		end := time.Now()
 		if got >= target {
+			if !found.IsZero() {
+				return found, nil
+			}
 			return end, nil
 		}
 		if end.After(deadline) {
 			return time.Time{}, errOverBound
 		}
-		wait := max(20*time.Millisecond, end.Sub(t))
-		if probing {
-			wait = 5 * time.Millisecond
-		}
 		select {
 		case <-ctx.Done():
 			return time.Time{}, ctx.Err()
-		case <-time.After(wait):
+		case <-time.After(max(20*time.Millisecond, end.Sub(t))):
 		}
 	}
 }
