@@ -613,22 +613,27 @@ func (b *proxyBench) churn(ctx context.Context, system string, k kernel, g *gene
 		default:
 		}
 		mu.Lock()
-		want := make(map[string]wanted, len(pending))
-		for svc, c := range pending {
-			want[svc] = wanted{c.clusterIP, c.ip}
-		}
+		left := len(pending)
 		mu.Unlock()
-		if !deadline.IsZero() && len(want) == 0 {
+		if !deadline.IsZero() && left == 0 {
 			return lat, nil
 		}
 		if !deadline.IsZero() && time.Now().After(deadline) {
-			b.rep.add(system, n, "churn_over_bound", float64(len(want)), "count")
+			b.rep.add(system, n, "churn_over_bound", float64(left), "count")
 			return lat, nil
 		}
 		at, err := clock.next(ctx)
 		if err != nil {
 			return nil, err
 		}
+		// What is pending now, after the commit: a change written while
+		// the clock waited may be the one this commit carried.
+		mu.Lock()
+		want := make(map[string]wanted, len(pending))
+		for svc, c := range pending {
+			want[svc] = wanted{c.clusterIP, c.ip}
+		}
+		mu.Unlock()
 		found, err := k.present(want)
 		if err != nil {
 			return nil, err
