@@ -349,6 +349,11 @@ func (d *demo) spread(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		// Pods are Ready a moment before their EndpointSlice says so and
+		// before the shopper's node has them in its kernel: wait for both.
+		if err := d.programmed(ctx, d.shopper.Spec.NodeName, name, pods); err != nil {
+			return err
+		}
 		counts := map[string]int{}
 		failed := 0
 		var last error
@@ -509,28 +514,36 @@ func (d *demo) scale(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if err := wait(ctx, time.Minute, func() error { return d.sliceHas(ctx, "catalog", int(n)) }); err != nil {
+		node := d.c.Nodes()[0].Name
+		if err := d.programmed(ctx, node, "catalog", pods); err != nil {
 			return err
 		}
-		node := d.c.Nodes()[0]
-		var state, kernel int
-		err = wait(ctx, 30*time.Second, func() error {
-			var err error
-			state, kernel, err = d.agentCounts(ctx, node, pods)
-			if err != nil {
-				return err
-			}
-			if state != int(n) || kernel != int(n) {
-				return fmt.Errorf("agent on %s: %d endpoints in its view, %d catalog endpoints in the kernel, want %d", node.Name, state, kernel, n)
-			}
-			return nil
-		})
+		say("EndpointSlice: %d ready; %s agent view: %d endpoints; %s kernel: %d catalog endpoint elements", n, node, n, node, n)
+	}
+	return nil
+}
+
+// programmed waits until svc's EndpointSlices list the Pods as ready and
+// the agent on node holds them, in its view and in its kernel.
+func (d *demo) programmed(ctx context.Context, node, svc string, pods []corev1.Pod) error {
+	n := len(pods)
+	if err := wait(ctx, time.Minute, func() error { return d.sliceHas(ctx, svc, n) }); err != nil {
+		return fmt.Errorf("%s: %w", svc, err)
+	}
+	clusterIP, _, err := d.clusterIP(ctx, svc)
+	if err != nil {
+		return err
+	}
+	return wait(ctx, 30*time.Second, func() error {
+		state, kernel, err := d.agentCounts(ctx, node, svc, clusterIP, pods)
 		if err != nil {
 			return err
 		}
-		say("EndpointSlice: %d ready; %s agent view: %d endpoints; %s kernel: %d catalog endpoint elements", n, node.Name, state, node.Name, kernel)
-	}
-	return nil
+		if state != n || kernel != n {
+			return fmt.Errorf("agent on %s: %d %s endpoints in its view, %d in the kernel, want %d", node, state, svc, kernel, n)
+		}
+		return nil
+	})
 }
 
 func (d *demo) sliceHas(ctx context.Context, svc string, n int) error {
@@ -553,10 +566,10 @@ func (d *demo) sliceHas(ctx context.Context, svc string, n int) error {
 }
 
 // agentCounts asks a node's agent (Inspect, inside the node's namespace)
-// how many catalog endpoints its view has and how many kernel map
-// elements point at catalog Pods.
-func (d *demo) agentCounts(ctx context.Context, node cluster.Node, pods []corev1.Pod) (int, int, error) {
-	dial, err := d.c.DialFromNode(node.Name)
+// how many endpoints of svc its view has and how many of the kernel's
+// endpoint elements of svc's ClusterIP point at svc's Pods.
+func (d *demo) agentCounts(ctx context.Context, node, svc, clusterIP string, pods []corev1.Pod) (int, int, error) {
+	dial, err := d.c.DialFromNode(node)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -577,7 +590,7 @@ func (d *demo) agentCounts(ctx context.Context, node cluster.Node, pods []corev1
 	state := 0
 	for _, e := range st.GetEntries() {
 		sp := e.GetServicePort()
-		if sp != nil && sp.GetNamespace() == ns && sp.GetName() == "catalog" {
+		if sp != nil && sp.GetNamespace() == ns && sp.GetName() == svc {
 			state += len(sp.GetEndpoints())
 		}
 	}
@@ -591,6 +604,9 @@ func (d *demo) agentCounts(ctx context.Context, node cluster.Node, pods []corev1
 			continue
 		}
 		for _, el := range m.GetElements() {
+			if !containsIP(el, clusterIP) {
+				continue
+			}
 			for _, p := range pods {
 				if containsIP(el, p.Status.PodIP) {
 					kernel++
