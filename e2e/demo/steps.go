@@ -351,7 +351,7 @@ func (d *demo) spread(ctx context.Context) error {
 		}
 		// Pods are Ready a moment before their EndpointSlice says so and
 		// before the shopper's node has them in its kernel: wait for both.
-		if err := d.programmed(ctx, d.shopper.Spec.NodeName, name, pods); err != nil {
+		if err := d.programmed(ctx, d.shopper.Spec.NodeName, name, ip, pods); err != nil {
 			return err
 		}
 		counts := map[string]int{}
@@ -500,6 +500,10 @@ func names(pods []corev1.Pod) string {
 }
 
 func (d *demo) scale(ctx context.Context) error {
+	clusterIP, _, err := d.clusterIP(ctx, "catalog")
+	if err != nil {
+		return err
+	}
 	for _, n := range []int32{5, 3} {
 		say("kubectl scale deployment/catalog --replicas=%d", n)
 		scale, err := d.c.Client().AppsV1().Deployments(ns).GetScale(ctx, "catalog", metav1.GetOptions{})
@@ -515,7 +519,7 @@ func (d *demo) scale(ctx context.Context) error {
 			return err
 		}
 		node := d.c.Nodes()[0].Name
-		if err := d.programmed(ctx, node, "catalog", pods); err != nil {
+		if err := d.programmed(ctx, node, "catalog", clusterIP, pods); err != nil {
 			return err
 		}
 		say("EndpointSlice: %d ready; %s agent view: %d endpoints; %s kernel: %d catalog endpoint elements", n, node, n, node, n)
@@ -524,15 +528,12 @@ func (d *demo) scale(ctx context.Context) error {
 }
 
 // programmed waits until svc's EndpointSlices list the Pods as ready and
-// the agent on node holds them, in its view and in its kernel.
-func (d *demo) programmed(ctx context.Context, node, svc string, pods []corev1.Pod) error {
+// the agent on node holds them, in its view and in its kernel (behind
+// clusterIP).
+func (d *demo) programmed(ctx context.Context, node, svc, clusterIP string, pods []corev1.Pod) error {
 	n := len(pods)
 	if err := wait(ctx, time.Minute, func() error { return d.sliceHas(ctx, svc, n) }); err != nil {
 		return fmt.Errorf("%s: %w", svc, err)
-	}
-	clusterIP, _, err := d.clusterIP(ctx, svc)
-	if err != nil {
-		return err
 	}
 	return wait(ctx, 30*time.Second, func() error {
 		state, kernel, err := d.agentCounts(ctx, node, svc, clusterIP, pods)

@@ -60,11 +60,10 @@ func expectSignal(t *testing.T, m *Monitor, want bool, what string) {
 	}
 }
 
-// TestMonitor runs in a fresh network namespace: the agent's own
-// transactions raise no signal, a change to another table raises none, a
-// foreign change to doorman's table does.
-func TestMonitor(t *testing.T) {
-	ns := testnet.NewNS(t, "drift")
+// openWatched opens a monitor and a dataplane in ns, closed when the test
+// ends.
+func openWatched(t *testing.T, ns *testnet.NS) (*Monitor, *dataplane.Dataplane) {
+	t.Helper()
 	m, err := Open(nil, ns.Path())
 	if err != nil {
 		t.Fatal(err)
@@ -75,6 +74,15 @@ func TestMonitor(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = dp.Close() })
+	return m, dp
+}
+
+// TestMonitor runs in a fresh network namespace: the agent's own
+// transactions raise no signal, a change to another table raises none, a
+// foreign change to doorman's table does.
+func TestMonitor(t *testing.T) {
+	ns := testnet.NewNS(t, "drift")
+	m, dp := openWatched(t, ns)
 	k := m.Kernel(dp)
 
 	if _, err := k.Sync(view(t)); err != nil {
@@ -139,16 +147,7 @@ func (k foreignFirst) Sync(view map[string]*doormanv1.Entry) (dataplane.Stats, e
 // while it is out is noticed from the generation (events lost: resync).
 func TestQuietSync(t *testing.T) {
 	ns := testnet.NewNS(t, "quiet")
-	m, err := Open(nil, ns.Path())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = m.Close() })
-	dp, err := dataplane.Open(nil, dataplane.Options{NetNSPath: ns.Path()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = dp.Close() })
+	m, dp := openWatched(t, ns)
 
 	before := m.received.Load()
 	if _, err := m.Kernel(dp).Sync(bigView(t, quietSyncEntries)); err != nil {
