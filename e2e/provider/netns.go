@@ -3,16 +3,18 @@ package provider
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 
 	"github.com/hashicorp/go-hclog"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
 	"github.com/doorman-proxy/doorman/e2e/cluster"
-	"github.com/doorman-proxy/doorman/e2e/echo"
 )
 
 // NetNSOptions configure the netns provider.
@@ -66,7 +68,7 @@ func (p *NetNS) RESTConfig() *rest.Config     { return p.Cluster.RESTConfig() }
 func (p *NetNS) Nodes() []Node {
 	var out []Node
 	for _, n := range p.Cluster.Nodes() {
-		out = append(out, Node{Name: n.Name, IP: n.IP, Zone: n.Zone})
+		out = append(out, Node{Name: n.Name, IP: n.IP, IP6: n.IP6, PodCIDR: n.PodCIDR, Zone: n.Zone})
 	}
 	return out
 }
@@ -77,22 +79,45 @@ func (p *NetNS) EchoContainer(ports ...corev1.ContainerPort) corev1.Container {
 	return corev1.Container{Name: "echo", Image: "doorman.local/echo", Ports: ports}
 }
 
-func (p *NetNS) AskFromPod(ctx context.Context, pod *corev1.Pod, proto, addr, request string) (string, error) {
+// FromPod dials from inside the Pod's network namespace.
+func (p *NetNS) FromPod(pod *corev1.Pod) (Asker, error) {
 	dial, err := p.DialFromPod(pod.Namespace, pod.Name)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	ans, err := echo.Ask(ctx, dial, proto, addr, request)
-	if err != nil {
-		return "", fmt.Errorf("from pod %s/%s: %w", pod.Namespace, pod.Name, err)
-	}
-	return ans, nil
+	return dialAsker{where: "pod " + pod.Name + " on " + pod.Spec.NodeName, dial: dial}, nil
 }
 
-func (p *NetNS) AskFromExternal(ctx context.Context, proto, addr, request string) (string, error) {
-	ans, err := echo.Ask(ctx, p.DialFromExternal(), proto, addr, request)
+// FromNode dials from the node's network namespace.
+func (p *NetNS) FromNode(node string) (Asker, error) {
+	dial, err := p.DialFromNode(node)
 	if err != nil {
-		return "", fmt.Errorf("from external: %w", err)
+		return nil, err
 	}
-	return ans, nil
+	return dialAsker{where: "node " + node, dial: dial}, nil
+}
+
+// FromExternal dials from the external client's namespace.
+func (p *NetNS) FromExternal() Asker {
+	return dialAsker{where: "the external client", dial: p.DialFromExternal()}
+}
+
+// ExternalClientIP is the external client namespace's address.
+func (p *NetNS) ExternalClientIP() string { return cluster.ExternalIP }
+
+// AgentInspect dials the agent's Inspect address inside the node's
+// namespace.
+func (p *NetNS) AgentInspect(node string) (grpc.ClientConnInterface, func(), error) {
+	dial, err := p.DialFromNode(node)
+	if err != nil {
+		return nil, nil, err
+	}
+	conn, err := grpc.NewClient("passthrough:///"+cluster.AgentInspectAddr,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(func(ctx context.Context, a string) (net.Conn, error) { return dial(ctx, "tcp", a) }),
+	)
+	if err != nil {
+		return nil, nil, fmt.Errorf("inspect %s: %w", node, err)
+	}
+	return conn, func() { _ = conn.Close() }, nil
 }

@@ -21,6 +21,7 @@ import (
 // deploy/ is accepted by a real API server: every object validates,
 // passes admission and RBAC (server-side dry run).
 func TestDeploy_ServerSideDryRun(t *testing.T) {
+	track(t)
 	root, err := cluster.ModuleRoot()
 	if err != nil {
 		t.Fatal(err)
@@ -28,7 +29,7 @@ func TestDeploy_ServerSideDryRun(t *testing.T) {
 	kubectl := filepath.Join(provider.DefaultK8sBinDir(), "kubectl")
 	if _, err := os.Stat(kubectl); err != nil {
 		if kubectl, err = exec.LookPath("kubectl"); err != nil {
-			t.Skip("no kubectl: run e2e/hack/build-k8s.sh kubectl")
+			t.Fatalf("no kubectl in %s nor on PATH: run e2e/hack/build-k8s.sh kubectl", provider.DefaultK8sBinDir())
 		}
 	}
 	// A server-side dry run does not create the Namespace, so the objects

@@ -18,9 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -29,7 +26,6 @@ import (
 	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 
-	"github.com/doorman-proxy/doorman/e2e/cluster"
 	"github.com/doorman-proxy/doorman/e2e/echo"
 	"github.com/doorman-proxy/doorman/e2e/provider"
 	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
@@ -202,24 +198,30 @@ func podNames(pods []corev1.Pod) map[string]bool {
 
 func addr(ip string, port int32) string { return net.JoinHostPort(ip, strconv.Itoa(int(port))) }
 
-// The helpers below serve the Semantics tests: they see the cluster
-// through the netns provider (dialers in Pods, nodes and the external
-// client; the agents' Inspect service) and judge only what the Pods' echo
-// servers answered.
+// The helpers below serve the Semantics tests: they send traffic from
+// Pods, nodes and the external client through the provider and judge only
+// what the Pods' echo servers answered; where they read the node agents'
+// Inspect service, it is to check what is *not* programmed.
 
 // askTimeout bounds one request: long enough for a loaded 2-core machine,
 // short enough that a dropped packet fails a poll quickly.
 const askTimeout = 2 * time.Second
 
-// netnsCluster is the running netns cluster; the test skips on other
-// providers.
-func netnsCluster(t *testing.T) *provider.NetNS {
+// onlyOn marks a test (or part of one) not applicable on providers other
+// than name; e2e/suite/README.md lists each with its reason.
+func onlyOn(t *testing.T, name, reason string) {
 	t.Helper()
-	nn, ok := prov.(*provider.NetNS)
-	if !ok {
-		t.Skipf("needs the netns provider (dialers in Pods, nodes and the external client); running on %s", prov.Name())
+	if prov.Name() != name {
+		notApplicable(t, reason)
 	}
-	return nn
+}
+
+// netnsCluster is the running netns cluster, for what only it can do
+// (reason says what); the test is not applicable on other providers.
+func netnsCluster(t *testing.T, reason string) *provider.NetNS {
+	t.Helper()
+	onlyOn(t, "netns", reason)
+	return prov.(*provider.NetNS)
 }
 
 // doormanOnly skips a test (or the part of it) that reads doorman's node
@@ -228,7 +230,7 @@ func netnsCluster(t *testing.T) *provider.NetNS {
 func doormanOnly(t *testing.T) {
 	t.Helper()
 	if *flagProxy != "doorman" {
-		t.Skipf("reads or restarts doorman's node agents; the nodes run %s", *flagProxy)
+		skipAs(t, "not applicable with -e2e.proxy="+*flagProxy, "reads or restarts doorman's node agents")
 	}
 }
 
@@ -236,40 +238,64 @@ func doormanOnly(t *testing.T) {
 // addr from some place in the cluster.
 type asker struct {
 	where string
-	dial  echo.Dialer
+	from  provider.Asker
 }
 
 func (a asker) ask(proto, target, request string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), askTimeout)
 	defer cancel()
-	got, err := echo.Ask(ctx, a.dial, proto, target, request)
+	return a.from.Ask(ctx, proto, target, request)
+}
+
+// openFlow opens a long-lived flow (a TCP session or a connected UDP
+// socket) from a's place, closed when the test ends.
+func (a asker) openFlow(t *testing.T, proto, target string) *flow {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), askTimeout)
+	defer cancel()
+	f, err := a.from.OpenFlow(ctx, proto, target)
 	if err != nil {
-		return "", fmt.Errorf("from %s: %w", a.where, err)
+		t.Fatal(err)
 	}
-	return got, nil
+	t.Cleanup(func() { _ = f.Close() })
+	return &flow{what: fmt.Sprintf("%s flow from %s to %s", proto, a.where, target), f: f}
+}
+
+// flow is one long-lived flow: every request goes over the same
+// five-tuple.
+type flow struct {
+	what string
+	f    echo.Flow
+}
+
+func (f *flow) ask(request string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), askTimeout)
+	defer cancel()
+	return f.f.Ask(ctx, request)
 }
 
 func fromPod(t *testing.T, pod *corev1.Pod) asker {
 	t.Helper()
-	dial, err := netnsCluster(t).DialFromPod(pod.Namespace, pod.Name)
+	a, err := prov.FromPod(pod)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return asker{where: "pod " + pod.Name + " on " + pod.Spec.NodeName, dial: dial}
+	return asker{where: a.Where(), from: a}
 }
 
 func fromNode(t *testing.T, node string) asker {
 	t.Helper()
-	dial, err := netnsCluster(t).DialFromNode(node)
+	a, err := prov.FromNode(node)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return asker{where: "node " + node, dial: dial}
+	return asker{where: a.Where(), from: a}
 }
 
 func fromExternal(t *testing.T) asker {
 	t.Helper()
-	return asker{where: "the external client", dial: netnsCluster(t).DialFromExternal()}
+	a := prov.FromExternal()
+	return asker{where: a.Where(), from: a}
 }
 
 // waitAnswers polls until every name in want has answered target and
@@ -334,6 +360,9 @@ func waitFails(t *testing.T, a asker, proto, target, what string, check func(err
 		if err == nil {
 			return fmt.Errorf("answered by %q", got)
 		}
+		if errors.Is(err, provider.ErrNotAsked) {
+			return err
+		}
 		return check(err)
 	})
 }
@@ -350,6 +379,11 @@ func refusedAtOnce(a asker, proto, target string) func(error) error {
 		took := time.Since(start)
 		if err == nil {
 			return errors.New("answered")
+		}
+		// Asked from a Pod's control endpoint, what counts is the time
+		// there, not the round trip through the API server.
+		if remote, ok := echo.Took(err); ok {
+			took = remote
 		}
 		if !errors.Is(err, syscall.ECONNREFUSED) {
 			return fmt.Errorf("not refused: %w", err)
@@ -494,24 +528,14 @@ func waitEndpoint(t *testing.T, ns, svc, podIP string, ready, serving, terminati
 	})
 }
 
-// agentInspect calls the node agent's Inspect service, inside the node.
+// agentInspect calls the node agent's Inspect service on node (unary
+// calls only).
 func agentInspect(node string, call func(context.Context, doormanv1.AgentInspectServiceClient) error) error {
-	nn, ok := prov.(*provider.NetNS)
-	if !ok {
-		return provider.ErrUnsupported
-	}
-	dial, err := nn.DialFromNode(node)
-	if err != nil {
-		return err
-	}
-	conn, err := grpc.NewClient("passthrough:///"+cluster.AgentInspectAddr,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithContextDialer(func(ctx context.Context, a string) (net.Conn, error) { return dial(ctx, "tcp", a) }),
-	)
+	conn, closer, err := prov.AgentInspect(node)
 	if err != nil {
 		return fmt.Errorf("inspect %s: %w", node, err)
 	}
-	defer func() { _ = conn.Close() }()
+	defer closer()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := call(ctx, doormanv1.NewAgentInspectServiceClient(conn)); err != nil {
@@ -544,7 +568,6 @@ func agentKeys(node, ns, name string) ([]string, error) {
 func waitAgentsHold(t *testing.T, ns, name string) {
 	t.Helper()
 	doormanOnly(t)
-	netnsCluster(t)
 	for _, n := range prov.Nodes() {
 		eventually(t, time.Minute, fmt.Sprintf("agent on %s holding %s/%s", n.Name, ns, name), func() error {
 			ks, err := agentKeys(n.Name, ns, name)

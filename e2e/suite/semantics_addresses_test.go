@@ -10,14 +10,13 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-
-	"github.com/doorman-proxy/doorman/e2e/echo"
 )
 
 // SEMANTICS.md, "Addresses on the way": Pod → ClusterIP → Pod — the
 // backend sees the client Pod's own IP (no SNAT), on the same node and on
 // another.
 func TestSemantics_SourcePodIP_Preserved(t *testing.T) {
+	track(t)
 	ns := namespace(t)
 	nodes := nodeNames(t, 2)
 	client := echoPod(t, ns, "client", nodes[0], nil, 2, containerPort("http", corev1.ProtocolTCP, 8080))
@@ -47,6 +46,7 @@ func TestSemantics_SourcePodIP_Preserved(t *testing.T) {
 // SEMANTICS.md: hairpin — a Pod reaching itself through its Service
 // works (masqueraded, so its reply goes back through the node).
 func TestSemantics_Hairpin(t *testing.T) {
+	track(t)
 	ns := namespace(t)
 	self := echoPod(t, ns, "self", "", map[string]string{"app": "self"}, 2,
 		containerPort("http", corev1.ProtocolTCP, 8080), containerPort("dns", corev1.ProtocolUDP, 8081))
@@ -72,16 +72,17 @@ func TestSemantics_Hairpin(t *testing.T) {
 // masqueraded: the backend sees an address of the receiving node, never
 // the client's, whether the backend is on that node or another.
 func TestSemantics_OffClusterNodePort_Masqueraded(t *testing.T) {
-	nn := netnsCluster(t)
+	track(t)
 	ns := namespace(t)
 	nodes := nodeNames(t, 2)
 	backend := echoPod(t, ns, "backend", nodes[0], map[string]string{"app": "backend"}, 2,
 		containerPort("http", corev1.ProtocolTCP, 8080), containerPort("dns", corev1.ProtocolUDP, 8081))
 	svc := service(t, ns, "backend", "backend", corev1.ServiceTypeNodePort, tcpPort("http", 80, 8080), udpPort("dns", 53, 8081))
 	ext := fromExternal(t)
-	for _, n := range nn.Cluster.Nodes()[:2] {
+	for _, n := range prov.Nodes()[:2] {
 		// The receiving node's addresses: its node IP and its end of the
-		// Pods' point-to-point links (<Pod CIDR>.1).
+		// Pods' links (<Pod CIDR>.1: the netns cluster's point-to-point
+		// links, the gateway a bridge or ptp CNI gives its Pods on kind).
 		_, podNet, err := net.ParseCIDR(n.PodCIDR)
 		if err != nil {
 			t.Fatal(err)
@@ -105,39 +106,11 @@ func TestSemantics_OffClusterNodePort_Masqueraded(t *testing.T) {
 	}
 }
 
-// udpFlow is one connected UDP socket: every datagram is the same flow.
-type udpFlow struct {
-	conn net.Conn
-}
-
-func openUDPFlow(t *testing.T, dial echo.Dialer, target string) *udpFlow {
-	t.Helper()
-	conn, err := dial(context.Background(), "udp", target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return &udpFlow{conn: conn}
-}
-
-func (f *udpFlow) ask(request string) (string, error) {
-	_ = f.conn.SetDeadline(time.Now().Add(time.Second))
-	if _, err := f.conn.Write([]byte(request)); err != nil {
-		return "", err
-	}
-	buf := make([]byte, 2048)
-	n, err := f.conn.Read(buf)
-	if err != nil {
-		return "", err
-	}
-	return string(buf[:n]), nil
-}
-
 // waitFlowAnswer polls a flow until it is answered by a name in want.
-func waitFlowAnswer(t *testing.T, f *udpFlow, want map[string]bool, within time.Duration) string {
+func waitFlowAnswer(t *testing.T, f *flow, want map[string]bool, within time.Duration) string {
 	t.Helper()
 	var got string
-	eventually(t, within, fmt.Sprintf("UDP flow %s answered by one of %v", f.conn.LocalAddr(), keys(want)), func() error {
+	eventually(t, within, fmt.Sprintf("%s answered by one of %v", f.what, keys(want)), func() error {
 		var err error
 		got, err = f.ask("hostname")
 		if err != nil {
@@ -155,7 +128,7 @@ func waitFlowAnswer(t *testing.T, f *udpFlow, want map[string]bool, within time.
 // are deleted so clients move to a live endpoint. The removed endpoint
 // stays alive (only not ready), so a stale entry would keep answering.
 func TestSemantics_UDPConntrack_EndpointRemoved(t *testing.T) {
-	nn := netnsCluster(t)
+	track(t)
 	ns := namespace(t)
 	labels := map[string]string{"app": "backend"}
 	a := echoPod(t, ns, "a", "", labels, 2, containerPort("dns", corev1.ProtocolUDP, 8081))
@@ -164,11 +137,7 @@ func TestSemantics_UDPConntrack_EndpointRemoved(t *testing.T) {
 	c := fromPod(t, &client)
 	target := addr(svc.Spec.ClusterIP, 53)
 	waitAnswers(t, c, "udp", target, set(a.Name))
-	dial, err := nn.DialFromPod(ns, client.Name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	flow := openUDPFlow(t, dial, target)
+	flow := c.openFlow(t, "udp", target)
 	waitFlowAnswer(t, flow, set(a.Name), 10*time.Second)
 
 	b := echoPod(t, ns, "b", "", labels, 2, containerPort("dns", corev1.ProtocolUDP, 8081))
@@ -177,7 +146,7 @@ func TestSemantics_UDPConntrack_EndpointRemoved(t *testing.T) {
 	if got, err := flow.ask("hostname"); err != nil || got != a.Name {
 		t.Fatalf("established UDP flow after b joined: %q, %v; want still %s", got, err, a.Name)
 	}
-	if err := nn.SetPodReady(context.Background(), ns, a.Name, false); err != nil {
+	if err := prov.SetPodReady(context.Background(), ns, a.Name, false); err != nil {
 		t.Fatal(err)
 	}
 	waitEndpoint(t, ns, "backend", a.Status.PodIP, false, false, false)
@@ -189,7 +158,7 @@ func TestSemantics_UDPConntrack_EndpointRemoved(t *testing.T) {
 // SEMANTICS.md: conntrack — established flows keep their backend while
 // the endpoint lives, however the endpoint set changes around them.
 func TestSemantics_Conntrack_EstablishedFlowsKeepBackend(t *testing.T) {
-	nn := netnsCluster(t)
+	track(t)
 	ns := namespace(t)
 	labels := map[string]string{"app": "backend"}
 	ports := []corev1.ContainerPort{containerPort("http", corev1.ProtocolTCP, 8080), containerPort("dns", corev1.ProtocolUDP, 8081)}
@@ -201,18 +170,8 @@ func TestSemantics_Conntrack_EstablishedFlowsKeepBackend(t *testing.T) {
 	waitAnswers(t, c, "tcp", tcpTarget, set(first.Name))
 	waitAnswers(t, c, "udp", udpTarget, set(first.Name))
 
-	dial, err := nn.DialFromPod(ns, client.Name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), askTimeout)
-	sess, err := echo.OpenSession(ctx, dial, tcpTarget)
-	cancel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sess.Close() })
-	flow := openUDPFlow(t, dial, udpTarget)
+	sess := c.openFlow(t, "tcp", tcpTarget)
+	flow := c.openFlow(t, "udp", udpTarget)
 	waitFlowAnswer(t, flow, set(first.Name), 10*time.Second)
 
 	// The set grows to four: new connections spread, the old flows stay.
@@ -224,7 +183,7 @@ func TestSemantics_Conntrack_EstablishedFlowsKeepBackend(t *testing.T) {
 	waitAnswers(t, c, "tcp", tcpTarget, all)
 	waitAnswers(t, c, "udp", udpTarget, all)
 	for i := range 20 {
-		got, err := sess.Ask(context.Background(), "hostname")
+		got, err := sess.ask("hostname")
 		if err != nil {
 			t.Fatalf("TCP session request %d: %v", i, err)
 		}

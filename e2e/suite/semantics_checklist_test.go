@@ -19,6 +19,7 @@ import (
 
 // Upstream checklist: ports added and removed on a live Service.
 func TestSemantics_PortsAddedRemovedLive(t *testing.T) {
+	track(t)
 	ns := namespace(t)
 	backends := echoDeployment(t, ns, "backend", 2,
 		containerPort("http", corev1.ProtocolTCP, 8080), containerPort("alt", corev1.ProtocolTCP, 8081), containerPort("dns", corev1.ProtocolUDP, 8082))
@@ -52,6 +53,7 @@ func TestSemantics_PortsAddedRemovedLive(t *testing.T) {
 // Upstream checklist: Services up and down — deleting one Service stops
 // only its traffic; new ones work.
 func TestSemantics_ServicesUpAndDown(t *testing.T) {
+	track(t)
 	ns := namespace(t)
 	backends := echoDeployment(t, ns, "backend", 2, containerPort("http", corev1.ProtocolTCP, 8080))
 	clients := echoDeployment(t, ns, "client", 1, containerPort("http", corev1.ProtocolTCP, 8080))
@@ -86,6 +88,7 @@ func TestSemantics_ServicesUpAndDown(t *testing.T) {
 // Upstream checklist: Service recreated — deleted and created again with
 // the same name and the same ClusterIP, it works again.
 func TestSemantics_ServiceRecreated(t *testing.T) {
+	track(t)
 	ns := namespace(t)
 	backends := echoDeployment(t, ns, "backend", 2, containerPort("http", corev1.ProtocolTCP, 8080))
 	clients := echoDeployment(t, ns, "client", 1, containerPort("http", corev1.ProtocolTCP, 8080))
@@ -116,6 +119,7 @@ func TestSemantics_ServiceRecreated(t *testing.T) {
 
 // Upstream checklist: type changes ExternalName ↔ ClusterIP ↔ NodePort.
 func TestSemantics_TypeChanges(t *testing.T) {
+	track(t)
 	ns := namespace(t)
 	backends := echoDeployment(t, ns, "backend", 2, containerPort("http", corev1.ProtocolTCP, 8080))
 	clients := echoDeployment(t, ns, "client", 1, containerPort("http", corev1.ProtocolTCP, 8080))
@@ -188,7 +192,7 @@ func TestSemantics_TypeChanges(t *testing.T) {
 // client sending from one socket reaches the replacement Pod once the old
 // one is gone (ClusterIP and NodePort).
 func TestSemantics_UDP_PreservedWhileServerPodCycles(t *testing.T) {
-	nn := netnsCluster(t)
+	track(t)
 	ns := namespace(t)
 	backends := echoDeployment(t, ns, "backend", 1, containerPort("dns", corev1.ProtocolUDP, 8081))
 	clients := echoDeployment(t, ns, "client", 1, containerPort("http", corev1.ProtocolTCP, 8080))
@@ -200,13 +204,9 @@ func TestSemantics_UDP_PreservedWhileServerPodCycles(t *testing.T) {
 	old := set(backends[0].Name)
 	waitAnswers(t, c, "udp", clusterIP, old)
 	waitAnswers(t, ext, "udp", nodePort, old)
-	podDial, err := nn.DialFromPod(ns, clients[0].Name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	flows := map[string]*udpFlow{
-		"ClusterIP": openUDPFlow(t, podDial, clusterIP),
-		"NodePort":  openUDPFlow(t, nn.DialFromExternal(), nodePort),
+	flows := map[string]*flow{
+		"ClusterIP": c.openFlow(t, "udp", clusterIP),
+		"NodePort":  ext.openFlow(t, "udp", nodePort),
 	}
 	for _, f := range flows {
 		waitFlowAnswer(t, f, old, 10*time.Second)
@@ -225,8 +225,9 @@ func TestSemantics_UDP_PreservedWhileServerPodCycles(t *testing.T) {
 // agent stops and starts again, traffic through that node keeps flowing
 // (the kernel keeps its rules), and changes made meanwhile land after.
 func TestSemantics_AgentRestart_NoDisruption(t *testing.T) {
+	track(t)
 	doormanOnly(t)
-	nn := netnsCluster(t)
+	nn := netnsCluster(t, "stops and starts a node agent as a process; on kind the DaemonSet's rollout restart is the same fault, run by the fault tests")
 	ns := namespace(t)
 	nodes := nodeNames(t, 2)
 	labels := map[string]string{"app": "backend"}

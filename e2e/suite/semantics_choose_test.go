@@ -20,7 +20,7 @@ import (
 // SEMANTICS.md, "Choosing an endpoint": readiness — only ready endpoints;
 // an endpoint leaves the set as soon as its slice says not ready.
 func TestSemantics_Readiness(t *testing.T) {
-	nn := netnsCluster(t)
+	track(t)
 	ns := namespace(t)
 	backends := echoDeployment(t, ns, "backend", 3, containerPort("http", corev1.ProtocolTCP, 8080))
 	clients := echoDeployment(t, ns, "client", 1, containerPort("http", corev1.ProtocolTCP, 8080))
@@ -32,7 +32,7 @@ func TestSemantics_Readiness(t *testing.T) {
 
 	ctx := context.Background()
 	out := backends[0]
-	if err := nn.SetPodReady(ctx, ns, out.Name, false); err != nil {
+	if err := prov.SetPodReady(ctx, ns, out.Name, false); err != nil {
 		t.Fatal(err)
 	}
 	waitEndpoint(t, ns, "backend", out.Status.PodIP, false, false, false)
@@ -44,7 +44,7 @@ func TestSemantics_Readiness(t *testing.T) {
 	if _, err := c.ask("tcp", addr(out.Status.PodIP, 8080), "hostname"); err != nil {
 		t.Fatalf("the not-ready Pod itself: %v", err)
 	}
-	if err := nn.SetPodReady(ctx, ns, out.Name, true); err != nil {
+	if err := prov.SetPodReady(ctx, ns, out.Name, true); err != nil {
 		t.Fatal(err)
 	}
 	waitAnswers(t, c, "tcp", target, podNames(backends))
@@ -54,7 +54,7 @@ func TestSemantics_Readiness(t *testing.T) {
 // endpoints, use serving + terminating ones; under both traffic policies
 // (upstream: "fallback to terminating endpoints", Cluster and Local).
 func TestSemantics_TerminatingFallback(t *testing.T) {
-	nn := netnsCluster(t)
+	track(t)
 	ns := namespace(t)
 	nodes := nodeNames(t, 2)
 	labels := map[string]string{"app": "backend"}
@@ -81,7 +81,7 @@ func TestSemantics_TerminatingFallback(t *testing.T) {
 	t.Run("Local: terminating local endpoint used when no local one is ready", func(t *testing.T) {
 		waitOnly(t, ext, "tcp", nodePortA, set(a.Name), 10)
 	})
-	if err := nn.SetPodReady(context.Background(), ns, b.Name, false); err != nil {
+	if err := prov.SetPodReady(context.Background(), ns, b.Name, false); err != nil {
 		t.Fatal(err)
 	}
 	waitEndpoint(t, ns, "cluster", b.Status.PodIP, false, false, false)
@@ -92,6 +92,7 @@ func TestSemantics_TerminatingFallback(t *testing.T) {
 
 // SEMANTICS.md: spread — per connection, ≈ even over the chosen set.
 func TestSemantics_Spread(t *testing.T) {
+	track(t)
 	ns := namespace(t)
 	backends := echoDeployment(t, ns, "backend", 3, containerPort("http", corev1.ProtocolTCP, 8080))
 	clients := echoDeployment(t, ns, "client", 1, containerPort("http", corev1.ProtocolTCP, 8080))
@@ -162,6 +163,7 @@ func waitSticky(t *testing.T, a asker, proto, target string, names map[string]bo
 // SEMANTICS.md: sessionAffinity ClientIP — same client IP → same endpoint
 // (ClusterIP).
 func TestSemantics_SessionAffinity_ClusterIP(t *testing.T) {
+	track(t)
 	ns := namespace(t)
 	svc, backends := affinityService(t, ns, corev1.ServiceTypeClusterIP, 10800)
 	clients := echoDeployment(t, ns, "client", 2, containerPort("http", corev1.ProtocolTCP, 8080))
@@ -186,6 +188,7 @@ func TestSemantics_SessionAffinity_ClusterIP(t *testing.T) {
 
 // SEMANTICS.md: sessionAffinity ClientIP through a NodePort.
 func TestSemantics_SessionAffinity_NodePort(t *testing.T) {
+	track(t)
 	ns := namespace(t)
 	svc, backends := affinityService(t, ns, corev1.ServiceTypeNodePort, 10800)
 	ext := fromExternal(t)
@@ -201,6 +204,7 @@ func TestSemantics_SessionAffinity_NodePort(t *testing.T) {
 
 // SEMANTICS.md: switching affinity on and off works live.
 func TestSemantics_SessionAffinity_SwitchLive(t *testing.T) {
+	track(t)
 	ns := namespace(t)
 	backends := echoDeployment(t, ns, "backend", 3, containerPort("http", corev1.ProtocolTCP, 8080))
 	clients := echoDeployment(t, ns, "client", 1, containerPort("http", corev1.ProtocolTCP, 8080))
@@ -233,6 +237,7 @@ func TestSemantics_SessionAffinity_SwitchLive(t *testing.T) {
 
 // SEMANTICS.md: affinity holds until timeoutSeconds of idleness.
 func TestSemantics_SessionAffinity_Timeout(t *testing.T) {
+	track(t)
 	ns := namespace(t)
 	const timeout = 3
 	svc, backends := affinityService(t, ns, corev1.ServiceTypeClusterIP, timeout)
@@ -279,7 +284,7 @@ func TestSemantics_SessionAffinity_Timeout(t *testing.T) {
 // client source IP preserved, dropped when the node has none; traffic from
 // Pods and from the node itself still uses all endpoints.
 func TestSemantics_ExternalTrafficPolicyLocal(t *testing.T) {
-	nn := netnsCluster(t)
+	track(t)
 	ns := namespace(t)
 	nodes := nodeNames(t, 3)
 	labels := map[string]string{"app": "backend"}
@@ -298,7 +303,7 @@ func TestSemantics_ExternalTrafficPolicyLocal(t *testing.T) {
 		},
 	})
 	readyEndpoints(t, ns, "local", 2)
-	if err := nn.RouteFromExternal(eip+"/32", nodes[0]); err != nil {
+	if err := prov.RouteFromExternal(eip+"/32", nodes[0]); err != nil {
 		t.Fatal(err)
 	}
 	ext := fromExternal(t)
@@ -313,8 +318,8 @@ func TestSemantics_ExternalTrafficPolicyLocal(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if h := clientHost(t, got); h != "10.250.0.100" {
-					t.Errorf("backend saw %s, want the external client's own address 10.250.0.100", h)
+				if h, want := clientHost(t, got), prov.ExternalClientIP(); h != want {
+					t.Errorf("backend saw %s, want the external client's own address %s", h, want)
 				}
 			})
 		}
@@ -330,8 +335,8 @@ func TestSemantics_ExternalTrafficPolicyLocal(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if h := clientHost(t, got); h != "10.250.0.100" {
-			t.Errorf("backend saw %s, want 10.250.0.100", h)
+		if h, want := clientHost(t, got), prov.ExternalClientIP(); h != want {
+			t.Errorf("backend saw %s, want %s", h, want)
 		}
 	})
 	both := set(a.Name, b.Name)
@@ -349,7 +354,7 @@ func TestSemantics_ExternalTrafficPolicyLocal(t *testing.T) {
 // SEMANTICS.md: externalTrafficPolicy Cluster — any endpoint; masqueraded
 // so replies return through the node.
 func TestSemantics_ExternalTrafficPolicyCluster_Masqueraded(t *testing.T) {
-	nn := netnsCluster(t)
+	track(t)
 	ns := namespace(t)
 	nodes := nodeNames(t, 3)
 	labels := map[string]string{"app": "backend"}
@@ -367,7 +372,7 @@ func TestSemantics_ExternalTrafficPolicyCluster_Masqueraded(t *testing.T) {
 	})
 	readyEndpoints(t, ns, "cluster", 2)
 	// The external IP arrives on the node without endpoints.
-	if err := nn.RouteFromExternal(eip+"/32", nodes[2]); err != nil {
+	if err := prov.RouteFromExternal(eip+"/32", nodes[2]); err != nil {
 		t.Fatal(err)
 	}
 	ext := fromExternal(t)
@@ -385,7 +390,7 @@ func TestSemantics_ExternalTrafficPolicyCluster_Masqueraded(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					if h := clientHost(t, got); h == "10.250.0.100" {
+					if h := clientHost(t, got); h == prov.ExternalClientIP() {
 						t.Fatalf("backend saw the client's own address %s, want it masqueraded", h)
 					}
 				}
@@ -406,7 +411,7 @@ type healthCheck struct {
 // askHealth GETs a node's healthCheckNodePort from the external client.
 func askHealth(t *testing.T, nodeIP string, port int32) (int, healthCheck, error) {
 	t.Helper()
-	tr := &http.Transport{DialContext: netnsCluster(t).DialFromExternal(), DisableKeepAlives: true}
+	tr := &http.Transport{DialContext: prov.DialFromExternal(), DisableKeepAlives: true}
 	defer tr.CloseIdleConnections()
 	ctx, cancel := context.WithTimeout(context.Background(), askTimeout)
 	defer cancel()
@@ -434,6 +439,7 @@ func askHealth(t *testing.T, nodeIP string, port int32) (int, healthCheck, error
 // HTTP on that port: 200 with the count of local ready endpoints, 503 when
 // none (terminating-only counts as none).
 func TestSemantics_HealthCheckNodePort(t *testing.T) {
+	track(t)
 	ns := namespace(t)
 	nodes := nodeNames(t, 3)
 	labels := map[string]string{"app": "backend"}
@@ -481,6 +487,7 @@ func TestSemantics_HealthCheckNodePort(t *testing.T) {
 // endpoints on the sending node; dropped when none. External traffic
 // (externalTrafficPolicy Cluster) still uses every endpoint.
 func TestSemantics_InternalTrafficPolicyLocal(t *testing.T) {
+	track(t)
 	ns := namespace(t)
 	nodes := nodeNames(t, 3)
 	labels := map[string]string{"app": "backend"}
@@ -523,6 +530,7 @@ func TestSemantics_InternalTrafficPolicyLocal(t *testing.T) {
 // EndpointSlice controller hints each endpoint for its own zone (one node
 // per zone here), and a client uses the endpoints of its zone.
 func TestSemantics_Topology_PreferClose(t *testing.T) {
+	track(t)
 	ns := namespace(t)
 	nodes := nodeNames(t, 3)
 	labels := map[string]string{"app": "backend"}
@@ -572,6 +580,7 @@ func TestSemantics_Topology_PreferClose(t *testing.T) {
 // every ready endpoint has hints and at least one matches; otherwise all.
 // Hand-made slices give hints the controller would not.
 func TestSemantics_Topology_HintsAllOrNothing(t *testing.T) {
+	track(t)
 	ns := namespace(t)
 	nodes := nodeNames(t, 3)
 	a := echoPod(t, ns, "a", nodes[0], map[string]string{"role": "manual"}, 2, containerPort("http", corev1.ProtocolTCP, 8080))

@@ -20,6 +20,7 @@ import (
 // SEMANTICS.md, "Which Services are programmed": type ClusterIP with a
 // selector — ClusterIP:port → one Ready endpoint's IP:targetPort.
 func TestSemantics_ClusterIPWithSelector_ToReadyEndpoint(t *testing.T) {
+	track(t)
 	ns := namespace(t)
 	backends := echoDeployment(t, ns, "backend", 2, containerPort("http", corev1.ProtocolTCP, 8080))
 	clients := echoDeployment(t, ns, "client", 1, containerPort("http", corev1.ProtocolTCP, 8080))
@@ -31,7 +32,7 @@ func TestSemantics_ClusterIPWithSelector_ToReadyEndpoint(t *testing.T) {
 	target := addr(svc.Spec.ClusterIP, 80)
 	waitAnswers(t, a, "tcp", target, podNames(backends))
 	// A not-ready Pod that matches the selector is not an endpoint to use.
-	if err := netnsCluster(t).SetPodReady(context.Background(), ns, backends[0].Name, false); err != nil {
+	if err := prov.SetPodReady(context.Background(), ns, backends[0].Name, false); err != nil {
 		t.Fatal(err)
 	}
 	waitOnly(t, a, "tcp", target, set(backends[1].Name), 20)
@@ -39,6 +40,7 @@ func TestSemantics_ClusterIPWithSelector_ToReadyEndpoint(t *testing.T) {
 
 // SEMANTICS.md: headless (clusterIP: None) — nothing programmed.
 func TestSemantics_Headless_NotProgrammed(t *testing.T) {
+	track(t)
 	ns := namespace(t)
 	echoDeployment(t, ns, "backend", 1, containerPort("http", corev1.ProtocolTCP, 8080))
 	createService(t, ns, &corev1.Service{
@@ -55,6 +57,7 @@ func TestSemantics_Headless_NotProgrammed(t *testing.T) {
 
 // SEMANTICS.md: type ExternalName — nothing programmed.
 func TestSemantics_ExternalName_NotProgrammed(t *testing.T) {
+	track(t)
 	ns := namespace(t)
 	createService(t, ns, &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: "cname"},
@@ -74,7 +77,6 @@ func TestSemantics_ExternalName_NotProgrammed(t *testing.T) {
 func assertNotProgrammedAfterWitness(t *testing.T, ns, name string) {
 	t.Helper()
 	doormanOnly(t)
-	netnsCluster(t)
 	witness := service(t, ns, "witness", "nothing", corev1.ServiceTypeClusterIP, tcpPort("http", 80, 8080))
 	waitAgentsHold(t, ns, witness.Name)
 	for _, n := range prov.Nodes() {
@@ -91,6 +93,7 @@ func assertNotProgrammedAfterWitness(t *testing.T, ns, name string) {
 // SEMANTICS.md: Service without selector + hand-made EndpointSlices —
 // programmed from those slices.
 func TestSemantics_SelectorlessWithManualSlices(t *testing.T) {
+	track(t)
 	ns := namespace(t)
 	nodes := nodeNames(t, 2)
 	// Pods the Service does not select: only the hand-made slice points at them.
@@ -142,11 +145,13 @@ func manualEndpoint(p corev1.Pod, ready bool) discoveryv1.Endpoint {
 // SEMANTICS.md: label service.kubernetes.io/service-proxy-name set —
 // ignored (another proxy owns it). Removing the label hands it to doorman.
 func TestSemantics_ServiceProxyNameLabel_Ignored(t *testing.T) {
+	track(t)
 	ignoredByLabel(t, "service.kubernetes.io/service-proxy-name", "another-proxy")
 }
 
 // SEMANTICS.md: label service.kubernetes.io/headless — ignored.
 func TestSemantics_HeadlessLabel_Ignored(t *testing.T) {
+	track(t)
 	ignoredByLabel(t, "service.kubernetes.io/headless", "")
 }
 
@@ -179,6 +184,7 @@ func ignoredByLabel(t *testing.T, label, value string) {
 // SEMANTICS.md: several ports, named targetPort — each port separately;
 // the number comes from each EndpointSlice's ports, so Pods may differ.
 func TestSemantics_MultiPort_NamedTargetPortsDifferPerPod(t *testing.T) {
+	track(t)
 	ns := namespace(t)
 	labels := map[string]string{"app": "multi"}
 	// Two Pods of one Service whose named ports have different numbers;
@@ -219,6 +225,7 @@ func TestSemantics_MultiPort_NamedTargetPortsDifferPerPod(t *testing.T) {
 // SEMANTICS.md: TCP, UDP — the same port number on different protocols
 // kept apart. The TCP port leads to one Pod, the UDP port to another.
 func TestSemantics_SamePort_TCPandUDPApart(t *testing.T) {
+	track(t)
 	ns := namespace(t)
 	labels := map[string]string{"app": "both"}
 	// Named targetPorts: a Pod lacking a port's name is not an endpoint of
@@ -247,6 +254,7 @@ func TestSemantics_SamePort_TCPandUDPApart(t *testing.T) {
 // accepts the Service, the control plane hands it to every agent and every
 // agent's kernel holds its elements (nftables and conntrack know SCTP).
 func TestSemantics_SCTP(t *testing.T) {
+	track(t)
 	ns := namespace(t)
 	echoDeployment(t, ns, "backend", 2,
 		containerPort("http", corev1.ProtocolTCP, 8080), containerPort("sctp", corev1.ProtocolSCTP, 9999))
@@ -281,10 +289,10 @@ func TestSemantics_SCTP(t *testing.T) {
 	}
 	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, syscall.IPPROTO_SCTP)
 	if err != nil {
-		t.Skipf("SCTP traffic not tested: this kernel has no SCTP sockets (socket(AF_INET, SOCK_STREAM, IPPROTO_SCTP): %v); checked instead: the Service is accepted and its ClusterIP, endpoint and NodePort elements are in every node's kernel", err)
+		skipAs(t, "checked without traffic", fmt.Sprintf("SCTP traffic not tested: this kernel has no SCTP sockets (socket(AF_INET, SOCK_STREAM, IPPROTO_SCTP): %v); checked instead: the Service is accepted and its ClusterIP, endpoint and NodePort elements are in every node's kernel", err))
 	}
 	_ = syscall.Close(fd)
-	t.Skip("SCTP traffic not tested: the simulated Pods' echo servers serve TCP and UDP only; checked instead: the Service's ClusterIP, endpoint and NodePort elements are in every node's kernel")
+	skipAs(t, "checked without traffic", "SCTP traffic not tested: the echo servers serve TCP and UDP only; checked instead: the Service's ClusterIP, endpoint and NodePort elements are in every node's kernel")
 }
 
 // SEMANTICS.md: dual-stack — each family programmed from the slices of
@@ -294,6 +302,7 @@ func TestSemantics_SCTP(t *testing.T) {
 // answers on every node's IPv6 address, and an IPv6-only Service answers
 // on IPv6 only.
 func TestSemantics_DualStack(t *testing.T) {
+	track(t)
 	ns := namespace(t)
 	backends := echoDeployment(t, ns, "backend", 2,
 		containerPort("http", corev1.ProtocolTCP, 8080), containerPort("dns", corev1.ProtocolUDP, 5353))
@@ -322,7 +331,7 @@ func TestSemantics_DualStack(t *testing.T) {
 				t.Errorf("agent holds key %s for a Service with families %v", k, prefer.Spec.IPFamilies)
 			}
 		}
-		t.Skipf("the cluster is single-stack: PreferDualStack got families %v; that family answers and no entry of the other is made", prefer.Spec.IPFamilies)
+		notApplicable(t, fmt.Sprintf("the cluster is single-stack: PreferDualStack got families %v; checked instead: that family answers and no entry of the other is made", prefer.Spec.IPFamilies))
 	}
 	require := createService(t, ns, &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: "require"},
@@ -344,7 +353,6 @@ func TestSemantics_DualStack(t *testing.T) {
 		},
 	})
 	dual := []corev1.IPFamily{corev1.IPv4Protocol, corev1.IPv6Protocol}
-	nc := netnsCluster(t)
 
 	for _, tc := range []struct {
 		svc      *corev1.Service
@@ -398,7 +406,7 @@ func TestSemantics_DualStack(t *testing.T) {
 			// the Service has, from outside the cluster, and not on the
 			// others.
 			ext := fromExternal(t)
-			for _, n := range nc.Cluster.Nodes() {
+			for _, n := range prov.Nodes() {
 				for _, nodeIP := range []string{n.IP, n.IP6} {
 					fam := corev1.IPv4Protocol
 					if strings.Contains(nodeIP, ":") {
@@ -415,7 +423,7 @@ func TestSemantics_DualStack(t *testing.T) {
 				}
 			}
 			if *flagProxy == "doorman" {
-				for _, n := range nc.Cluster.Nodes() {
+				for _, n := range prov.Nodes() {
 					ok, err := kernelHasElement(n.Name, "nodeport-ips6", n.IP6)
 					if err != nil {
 						t.Fatal(err)

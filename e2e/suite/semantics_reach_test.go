@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"syscall"
 	"testing"
 	"time"
@@ -22,6 +23,7 @@ import (
 // SEMANTICS.md, "Reaching a Service": ClusterIP — from Pods and from the
 // node itself (locally generated traffic too).
 func TestSemantics_ClusterIP_FromPodsAndNode(t *testing.T) {
+	track(t)
 	ns := namespace(t)
 	backends := echoDeployment(t, ns, "backend", 2,
 		containerPort("http", corev1.ProtocolTCP, 8080), containerPort("dns", corev1.ProtocolUDP, 8081))
@@ -51,6 +53,7 @@ func TestSemantics_ClusterIP_FromPodsAndNode(t *testing.T) {
 // whether or not it runs a backend; the default set of addresses is the
 // node's own.
 func TestSemantics_NodePort_EveryNode(t *testing.T) {
+	track(t)
 	ns := namespace(t)
 	nodes := nodeNames(t, 2)
 	// One backend, on the first node: the others answer without one.
@@ -104,7 +107,7 @@ func TestSemantics_NodePort_EveryNode(t *testing.T) {
 // SEMANTICS.md: LoadBalancer — status.loadBalancer.ingress[].ip handled
 // like an externalIP; entries with ipMode: Proxy are not programmed.
 func TestSemantics_LoadBalancer_IngressIP(t *testing.T) {
-	nn := netnsCluster(t)
+	track(t)
 	ns := namespace(t)
 	nodes := nodeNames(t, 2)
 	backend := echoPod(t, ns, "backend", nodes[0], map[string]string{"app": "backend"}, 2,
@@ -132,7 +135,7 @@ func TestSemantics_LoadBalancer_IngressIP(t *testing.T) {
 	}
 	for _, ip := range []string{vip, proxied} {
 		// The load balancer sends to the node without a backend.
-		if err := nn.RouteFromExternal(ip+"/32", nodes[1]); err != nil {
+		if err := prov.RouteFromExternal(ip+"/32", nodes[1]); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -175,7 +178,7 @@ func TestSemantics_LoadBalancer_IngressIP(t *testing.T) {
 
 // SEMANTICS.md: externalIPs — programmed like LoadBalancer ingress IPs.
 func TestSemantics_ExternalIPs(t *testing.T) {
-	nn := netnsCluster(t)
+	track(t)
 	ns := namespace(t)
 	nodes := nodeNames(t, 2)
 	backend := echoPod(t, ns, "backend", nodes[0], map[string]string{"app": "backend"}, 2,
@@ -189,7 +192,7 @@ func TestSemantics_ExternalIPs(t *testing.T) {
 			Ports:       []corev1.ServicePort{tcpPort("http", 80, 8080), udpPort("dns", 53, 8081)},
 		},
 	})
-	if err := nn.RouteFromExternal(eip+"/32", nodes[1]); err != nil {
+	if err := prov.RouteFromExternal(eip+"/32", nodes[1]); err != nil {
 		t.Fatal(err)
 	}
 	want := set(backend.Name)
@@ -207,6 +210,7 @@ func TestSemantics_ExternalIPs(t *testing.T) {
 // Upstream checklist: externalIP not assigned to a node — Pods and nodes
 // reach a Service through an externalIP no node holds.
 func TestSemantics_ExternalIP_NotAssignedToNode(t *testing.T) {
+	track(t)
 	ns := namespace(t)
 	backends := echoDeployment(t, ns, "backend", 2, containerPort("http", corev1.ProtocolTCP, 8080))
 	clients := echoDeployment(t, ns, "client", 1, containerPort("http", corev1.ProtocolTCP, 8080))
@@ -230,7 +234,7 @@ func TestSemantics_ExternalIP_NotAssignedToNode(t *testing.T) {
 // SEMANTICS.md: loadBalancerSourceRanges — traffic to LB IPs from other
 // sources dropped.
 func TestSemantics_LoadBalancerSourceRanges(t *testing.T) {
-	nn := netnsCluster(t)
+	track(t)
 	ns := namespace(t)
 	nodes := nodeNames(t, 1)
 	backend := echoPod(t, ns, "backend", nodes[0], map[string]string{"app": "backend"}, 2, containerPort("http", corev1.ProtocolTCP, 8080))
@@ -240,14 +244,14 @@ func TestSemantics_LoadBalancerSourceRanges(t *testing.T) {
 		Spec: corev1.ServiceSpec{
 			Type:                     corev1.ServiceTypeLoadBalancer,
 			Selector:                 map[string]string{"app": "backend"},
-			LoadBalancerSourceRanges: []string{"10.250.0.96/29"}, // holds the external client
+			LoadBalancerSourceRanges: []string{clientRange(t)}, // holds the external client
 			Ports:                    []corev1.ServicePort{tcpPort("http", 80, 8080)},
 		},
 	})
-	if err := nn.SetLoadBalancerIngress(context.Background(), ns, "fw", "", vip); err != nil {
+	if err := setLoadBalancerIngress(context.Background(), ns, "fw", vip); err != nil {
 		t.Fatal(err)
 	}
-	if err := nn.RouteFromExternal(vip+"/32", nodes[0]); err != nil {
+	if err := prov.RouteFromExternal(vip+"/32", nodes[0]); err != nil {
 		t.Fatal(err)
 	}
 	ext := fromExternal(t)
@@ -275,6 +279,7 @@ func TestSemantics_LoadBalancerSourceRanges(t *testing.T) {
 // SEMANTICS.md: a port of a ClusterIP that the Service does not have —
 // rejected.
 func TestSemantics_UnknownPort_Rejected(t *testing.T) {
+	track(t)
 	ns := namespace(t)
 	backends := echoDeployment(t, ns, "backend", 1,
 		containerPort("http", corev1.ProtocolTCP, 8080), containerPort("alt", corev1.ProtocolTCP, 81))
@@ -300,6 +305,7 @@ func TestSemantics_UnknownPort_Rejected(t *testing.T) {
 // SEMANTICS.md: Service with no usable endpoints — new connections
 // rejected at once (TCP RST / ICMP unreachable), not black-holed.
 func TestSemantics_NoEndpoints_RejectedAtOnce(t *testing.T) {
+	track(t)
 	ns := namespace(t)
 	clients := echoDeployment(t, ns, "client", 1, containerPort("http", corev1.ProtocolTCP, 8080))
 	svc := service(t, ns, "empty", "nothing", corev1.ServiceTypeNodePort, tcpPort("http", 80, 8080), udpPort("dns", 53, 8081))
@@ -338,10 +344,11 @@ func TestSemantics_NoEndpoints_RejectedAtOnce(t *testing.T) {
 // plane with --nodeport-addresses naming only the second node's address:
 // the NodePort answers there and nowhere else.
 func TestSemantics_NodePort_ConfigurableAddresses(t *testing.T) {
+	track(t)
 	doormanOnly(t)
-	netnsCluster(t)
+	netnsCluster(t, "starts a second cluster whose control plane runs with --nodeport-addresses; a kind cluster's control plane is the one deploy/ installed")
 	if doormanBinDir == "" {
-		t.Skip("no doorman binaries to start a second cluster from")
+		skipAs(t, "not applicable with -e2e.proxy="+*flagProxy, "no doorman binaries to start a second cluster from")
 	}
 	ctx := context.Background()
 	c, err := cluster.Start(ctx, cluster.Config{
@@ -386,20 +393,58 @@ func TestSemantics_NodePort_ConfigurableAddresses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ext := asker{where: "the external client", dial: c.DialFromExternal()}
+	ext := asker{where: "the external client", from: provider.DialAsker("the external client", c.DialFromExternal())}
 	nodes := c.Nodes()
 	np := svc.Spec.Ports[0].NodePort
 	waitAnswers(t, ext, "tcp", addr(nodes[1].IP, np), set(pod.Name))
 	// The ClusterIP is not affected by the flag; once the first node
 	// serves it, that node has programmed the Service.
-	n0 := asker{where: "node " + nodes[0].Name}
-	if n0.dial, err = c.DialFromNode(nodes[0].Name); err != nil {
+	n0dial, err := c.DialFromNode(nodes[0].Name)
+	if err != nil {
 		t.Fatal(err)
 	}
+	n0 := asker{where: "node " + nodes[0].Name, from: provider.DialAsker("node "+nodes[0].Name, n0dial)}
 	waitAnswers(t, n0, "tcp", addr(svc.Spec.ClusterIP, 80), set(pod.Name))
 	// The first node's address is outside --nodeport-addresses: nothing
 	// forwards there (the node has no listener, so its kernel resets).
 	if got, err := ext.ask("tcp", addr(nodes[0].IP, np), "hostname"); err == nil {
 		t.Errorf("NodePort on %s (%s) answered by %q, want nothing outside --nodeport-addresses", nodes[0].Name, nodes[0].IP, got)
 	}
+}
+
+// clientRange is the /29 holding the external client, for
+// loadBalancerSourceRanges: no node is in it on either provider.
+func clientRange(t *testing.T) string {
+	t.Helper()
+	ip, err := netip.ParseAddr(prov.ExternalClientIP())
+	if err != nil {
+		t.Fatalf("external client address: %v", err)
+	}
+	p := netip.PrefixFrom(ip, 29).Masked()
+	for _, n := range prov.Nodes() {
+		if a, err := netip.ParseAddr(n.IP); err == nil && p.Contains(a) {
+			t.Fatalf("node %s (%s) is in the external client's range %s", n.Name, n.IP, p)
+		}
+	}
+	return p.String()
+}
+
+// setLoadBalancerIngress writes a LoadBalancer Service's
+// status.loadBalancer.ingress (ipMode unset: VIP), as a load-balancer
+// controller would.
+func setLoadBalancerIngress(ctx context.Context, ns, name string, ips ...string) error {
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		svc, err := prov.Client().CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		svc.Status.LoadBalancer.Ingress = nil
+		for _, ip := range ips {
+			svc.Status.LoadBalancer.Ingress = append(svc.Status.LoadBalancer.Ingress, corev1.LoadBalancerIngress{IP: ip})
+		}
+		if _, err := prov.Client().CoreV1().Services(ns).UpdateStatus(ctx, svc, metav1.UpdateOptions{}); err != nil {
+			return fmt.Errorf("service %s/%s load balancer status: %w", ns, name, err)
+		}
+		return nil
+	})
 }

@@ -15,15 +15,13 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
-	"github.com/doorman-proxy/doorman/e2e/echo"
-	"github.com/doorman-proxy/doorman/e2e/provider"
 )
 
 // SEMANTICS.md, "Reaching a Service": ClusterIP — from Pods and from the
 // node itself. Also "Addresses on the way": Pod → ClusterIP → Pod, the
 // backend sees the client Pod's own IP.
 func TestClusterIP_FromPodsAndNodes(t *testing.T) {
+	track(t)
 	ns := namespace(t)
 	backends := echoDeployment(t, ns, "backend", 3,
 		containerPort("http", corev1.ProtocolTCP, 8080), containerPort("dns", corev1.ProtocolUDP, 8081))
@@ -33,7 +31,6 @@ func TestClusterIP_FromPodsAndNodes(t *testing.T) {
 	readyEndpoints(t, ns, "backend", 3)
 	names := podNames(backends)
 	client := &clients[0]
-	ctx := context.Background()
 
 	for _, tc := range []struct {
 		proto string
@@ -42,7 +39,7 @@ func TestClusterIP_FromPodsAndNodes(t *testing.T) {
 		t.Run("from a Pod over "+tc.proto, func(t *testing.T) {
 			target := addr(svc.Spec.ClusterIP, tc.port)
 			eventually(t, time.Minute, "answer from "+target, func() error {
-				got, err := prov.AskFromPod(ctx, client, tc.proto, target, "hostname")
+				got, err := fromPod(t, client).ask(tc.proto, target, "hostname")
 				if err != nil {
 					return err
 				}
@@ -51,7 +48,7 @@ func TestClusterIP_FromPodsAndNodes(t *testing.T) {
 				}
 				return nil
 			})
-			got, err := prov.AskFromPod(ctx, client, tc.proto, target, "clientip")
+			got, err := fromPod(t, client).ask(tc.proto, target, "clientip")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -62,18 +59,11 @@ func TestClusterIP_FromPodsAndNodes(t *testing.T) {
 		})
 	}
 	t.Run("from every node itself", func(t *testing.T) {
-		nn, ok := prov.(*provider.NetNS)
-		if !ok {
-			t.Skip("node-local traffic needs the netns provider")
-		}
-		for _, n := range nn.Nodes() {
-			dial, err := nn.DialFromNode(n.Name)
-			if err != nil {
-				t.Fatal(err)
-			}
+		for _, n := range prov.Nodes() {
+			from := fromNode(t, n.Name)
 			target := addr(svc.Spec.ClusterIP, 80)
 			eventually(t, time.Minute, "answer from "+target+" on "+n.Name, func() error {
-				got, err := echo.Ask(ctx, dial, "tcp", target, "hostname")
+				got, err := from.ask("tcp", target, "hostname")
 				if err != nil {
 					return err
 				}
@@ -89,22 +79,23 @@ func TestClusterIP_FromPodsAndNodes(t *testing.T) {
 // SEMANTICS.md, "Choosing an endpoint": spread — per connection, ≈ even
 // over the chosen set.
 func TestSpread_PerConnectionEvenOverEndpoints(t *testing.T) {
+	track(t)
 	ns := namespace(t)
 	backends := echoDeployment(t, ns, "backend", 3, containerPort("http", corev1.ProtocolTCP, 8080))
 	clients := echoDeployment(t, ns, "client", 1, containerPort("http", corev1.ProtocolTCP, 8080))
 	svc := service(t, ns, "backend", "backend", corev1.ServiceTypeClusterIP, tcpPort("http", 80, 8080))
 	readyEndpoints(t, ns, "backend", 3)
-	ctx := context.Background()
+	c := fromPod(t, &clients[0])
 	target := addr(svc.Spec.ClusterIP, 80)
 	eventually(t, time.Minute, "first answer from "+target, func() error {
-		_, err := prov.AskFromPod(ctx, &clients[0], "tcp", target, "hostname")
+		_, err := c.ask("tcp", target, "hostname")
 		return err
 	})
 	// Every backend must have been programmed: wait until each answered once.
 	names := podNames(backends)
 	seen := map[string]bool{}
 	eventually(t, time.Minute, "every backend answering", func() error {
-		got, err := prov.AskFromPod(ctx, &clients[0], "tcp", target, "hostname")
+		got, err := c.ask("tcp", target, "hostname")
 		if err != nil {
 			return err
 		}
@@ -120,7 +111,7 @@ func TestSpread_PerConnectionEvenOverEndpoints(t *testing.T) {
 	const calls = 300
 	counts := map[string]int{}
 	for range calls {
-		got, err := prov.AskFromPod(ctx, &clients[0], "tcp", target, "hostname")
+		got, err := c.ask("tcp", target, "hostname")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -138,13 +129,13 @@ func TestSpread_PerConnectionEvenOverEndpoints(t *testing.T) {
 // SEMANTICS.md, "Reaching a Service": NodePort — <any node address>:nodePort
 // on every node, whether or not it runs a backend.
 func TestNodePort_EveryNodeWithOrWithoutBackend(t *testing.T) {
+	track(t)
 	ns := namespace(t)
 	backends := echoDeployment(t, ns, "backend", 1, containerPort("http", corev1.ProtocolTCP, 8080),
 		containerPort("dns", corev1.ProtocolUDP, 8081))
 	svc := service(t, ns, "backend", "backend", corev1.ServiceTypeNodePort,
 		tcpPort("http", 80, 8080), udpPort("dns", 53, 8081))
 	readyEndpoints(t, ns, "backend", 1)
-	ctx := context.Background()
 	for _, p := range svc.Spec.Ports {
 		proto := "tcp"
 		if p.Protocol == corev1.ProtocolUDP {
@@ -154,7 +145,7 @@ func TestNodePort_EveryNodeWithOrWithoutBackend(t *testing.T) {
 			target := addr(n.IP, p.NodePort)
 			t.Run(fmt.Sprintf("%s via %s", proto, n.Name), func(t *testing.T) {
 				eventually(t, time.Minute, "answer from "+target, func() error {
-					got, err := prov.AskFromExternal(ctx, proto, target, "hostname")
+					got, err := fromExternal(t).ask(proto, target, "hostname")
 					if err != nil {
 						return err
 					}
@@ -171,9 +162,10 @@ func TestNodePort_EveryNodeWithOrWithoutBackend(t *testing.T) {
 // Scale: -e2e.services Services (default 1,000) in front of the same
 // Pods, each answering on its ClusterIP.
 func TestScale_EveryServiceAnswers(t *testing.T) {
+	track(t)
 	n := *flagServices
 	if n <= 0 {
-		t.Skip("-e2e.services=0")
+		skipAs(t, "skipped by a flag", "-e2e.services=0")
 	}
 	ns := namespace(t)
 	backends := echoDeployment(t, ns, "backend", 2, containerPort("http", corev1.ProtocolTCP, 8080))
@@ -181,6 +173,7 @@ func TestScale_EveryServiceAnswers(t *testing.T) {
 	names := podNames(backends)
 	ctx := context.Background()
 	cs := prov.Client()
+	c := fromPod(t, &clients[0])
 
 	start := time.Now()
 	ips := make([]string, n)
@@ -208,7 +201,7 @@ func TestScale_EveryServiceAnswers(t *testing.T) {
 	err := parallel(16, n, func(i int) error {
 		target := addr(ips[i], 80)
 		for {
-			got, err := prov.AskFromPod(ctx, &clients[0], "tcp", target, "hostname")
+			got, err := c.ask("tcp", target, "hostname")
 			if err == nil && names[got] {
 				answered.Add(1)
 				return nil
