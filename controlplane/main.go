@@ -88,6 +88,9 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("kubernetes client configuration: %w", err)
 	}
+	if strings.Contains(cfg.Host, placeholderServer) {
+		return fmt.Errorf("kubeconfig %s: the API server address %s is the placeholder deploy/base ships: set the real address in the ConfigMap doorman-system/doorman-kubeconfig (see deploy/README.md)", *kubeconfig, cfg.Host)
+	}
 	client, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return fmt.Errorf("kubernetes client: %w", err)
@@ -115,6 +118,11 @@ func run() error {
 		Security:          security,
 	})
 }
+
+// placeholderServer is the host deploy/base puts in the ConfigMap
+// doorman-kubeconfig for the one edit every install needs; left unedited,
+// the control plane would retry an address that cannot resolve forever.
+const placeholderServer = "API_SERVER_HOST"
 
 func splitList(s string) []string {
 	var out []string

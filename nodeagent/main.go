@@ -53,6 +53,8 @@ func run() error {
 		caConfigMap   = flag.String("ca-configmap", credentials.DefaultCAConfigMap, "NAMESPACE/NAME of the ConfigMap whose ca.crt the control plane publishes, read when --ca-file is not set")
 		serverName    = flag.String("server-name", credentials.DefaultServerName, "name the control plane's certificate must carry (\"\" = the dialled host)")
 		logLevel      = flag.String("log-level", "info", "log level: trace, debug, info, warn, error")
+		cleanup       = flag.Bool("cleanup", false, "remove everything the agent put on this node (the nftables table inet doorman, the --cache file) and exit; waits for a running agent to exit first (it holds the cache); for uninstalling, like kube-proxy's --cleanup")
+		wait          = flag.Bool("wait", false, "with --cleanup: after cleaning up, stay running until SIGTERM (the main container of a clean-up DaemonSet, so its rollout shows every node done)")
 	)
 	flag.Parse()
 
@@ -61,6 +63,26 @@ func run() error {
 		return fmt.Errorf("unknown --log-level %q", *logLevel)
 	}
 	log := hclog.New(&hclog.LoggerOptions{Name: "nodeagent", Level: level})
+
+	// SIGINT and SIGTERM stop the agent (the kernel keeps doorman's rules)
+	// and a clean-up that waits.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	if *wait && !*cleanup {
+		return fmt.Errorf("--wait is only for --cleanup")
+	}
+	if *cleanup {
+		if err := app.Cleanup(ctx, app.CleanupConfig{CachePath: *cachePath, NetNSPath: *netns, Logger: log}); err != nil {
+			return err
+		}
+		log.Info("node cleaned up")
+		if *wait {
+			log.Info("waiting for a signal (--wait)")
+			<-ctx.Done()
+		}
+		return nil
+	}
 
 	var targets []string
 	for _, t := range strings.Split(*controlPlanes, ",") {
@@ -101,6 +123,9 @@ func run() error {
 		if err != nil {
 			return fmt.Errorf("kubernetes client configuration: %w", err)
 		}
+		if *apiServer == "" && strings.Contains(rc.Host, placeholderServer) {
+			return fmt.Errorf("kubeconfig %s: the API server address %s is the placeholder deploy/base ships: set the real address in the ConfigMap doorman-system/doorman-kubeconfig (see deploy/README.md)", *kubeconfig, rc.Host)
+		}
 		if *apiServer != "" {
 			rc.Host = *apiServer
 		} else if *kubeconfig == "" {
@@ -134,11 +159,13 @@ func run() error {
 		return err
 	}
 
-	// SIGINT and SIGTERM stop the agent; the kernel keeps doorman's rules.
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
 	return app.Run(ctx, cfg)
 }
+
+// placeholderServer is the host deploy/base puts in the ConfigMap
+// doorman-kubeconfig for the one edit every install needs; left unedited,
+// the agent would retry an address that cannot resolve forever.
+const placeholderServer = "API_SERVER_HOST"
 
 func listen(addr string) (net.Listener, error) {
 	if addr == "" {

@@ -6,6 +6,9 @@
 // /metrics. main.go only parses flags, builds the logger and the
 // listeners, and calls Run; the whole-path test calls Run too.
 //
+// Cleanup is the other mode (--cleanup, for uninstalling): it waits until
+// no agent holds the cache, then deletes doorman's table and the cache.
+//
 // app owns no logic of its own beyond the order of start-up and shutdown:
 // the drift monitor subscribes before the cached view is programmed, the
 // cached view is programmed before any control plane is dialled, and on the

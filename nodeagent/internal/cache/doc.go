@@ -15,6 +15,11 @@
 // once the view is read, and a transaction of many records hands its page
 // buffers back at once (see releaseAfterRecords).
 //
+// Claim and Remove are for the agent's --cleanup: Claim waits until no
+// agent holds the file's lock (bbolt's flock, held while an agent runs),
+// Remove deletes the file, its set-aside copies and the agent's own empty
+// directory.
+//
 // cache touches bbolt and the file system only: no gRPC, netlink or
 // dataplane. Records are decoded here, and validated by state.Restore.
 package cache

@@ -17,6 +17,9 @@
 //     first time K is used. Its cost does not depend on the table's size.
 //   - Inspect reads the table back as nft text for the agent's Inspect
 //     service.
+//   - Remove deletes the whole table in one transaction, for the agent's
+//     --cleanup (uninstall); it is the only call that leaves no table
+//     behind.
 //
 // The kernel's session affinity memory (the dynamic affinity maps) is the
 // kernel's own: Sync neither compares nor rewrites its elements; Inspect
