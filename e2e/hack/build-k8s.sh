@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# build-k8s.sh builds the Kubernetes components and etcd the local cluster
-# runs, from source through the Go module proxy, at the versions pinned in
+# build-k8s.sh builds the Kubernetes components and etcd the local clusters
+# run, from source through the Go module proxy, at the versions pinned in
 # e2e/k8sbuild/go.mod and e2e/etcdbuild/go.mod. Binaries go to a cache
 # outside the clone so every run, the demo and CI reuse them:
 #
@@ -8,7 +8,11 @@
 #
 # Only missing binaries are built; a second run does nothing. Usage:
 #
-#   e2e/hack/build-k8s.sh [binary ...]   # default: all of them
+#   e2e/hack/build-k8s.sh [binary ...]   # default: what the netns cluster runs
+#
+# The default set is what the netns cluster needs. The kind node image
+# (e2e/kind/node/build.sh) also needs kubelet and kubeadm, and the kind
+# control-plane images kube-scheduler; name them to build them.
 #
 # Prints the bin directory on its last line.
 set -euo pipefail
@@ -19,9 +23,10 @@ cache="${DOORMAN_CACHE:-${HOME}/.cache/doorman}"
 bin="${cache}/k8s-${K8S_VERSION}/bin"
 mkdir -p "${bin}"
 
-all=(etcd kube-apiserver kube-controller-manager kube-proxy kubectl)
+default=(etcd kube-apiserver kube-controller-manager kube-proxy kubectl)
+all=("${default[@]}" kube-scheduler kubelet kubeadm)
 want=("$@")
-if [ ${#want[@]} -eq 0 ]; then want=("${all[@]}"); fi
+if [ ${#want[@]} -eq 0 ]; then want=("${default[@]}"); fi
 
 version_flags="-X k8s.io/component-base/version.gitVersion=${K8S_VERSION}
  -X k8s.io/component-base/version.gitMajor=1
@@ -34,7 +39,7 @@ version_flags="-X k8s.io/component-base/version.gitVersion=${K8S_VERSION}
 missing=()
 for b in "${want[@]}"; do
   case "$b" in
-    etcd|kube-apiserver|kube-controller-manager|kube-proxy|kubectl) ;;
+    etcd|kube-apiserver|kube-controller-manager|kube-proxy|kubectl|kube-scheduler|kubelet|kubeadm) ;;
     *) echo "build-k8s: unknown binary $b (want one of ${all[*]})" >&2; exit 2 ;;
   esac
   if [ -x "${bin}/$b" ]; then continue; fi
