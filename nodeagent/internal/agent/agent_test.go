@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 	"testing"
 
@@ -28,6 +29,8 @@ type fakeKernel struct {
 	refuse    map[uint64]bool
 	calls     []string
 	lastApply []dataplane.Change
+	// leftOut: what Apply reports the kernel leaves out after it commits.
+	leftOut map[string]error
 }
 
 func (k *fakeKernel) Sync(view map[string]*doormanv1.Entry) (dataplane.Stats, error) {
@@ -76,7 +79,7 @@ func (k *fakeKernel) Apply(changes []dataplane.Change) (dataplane.Stats, error) 
 			k.held[c.Key] = c.New
 		}
 	}
-	return dataplane.Stats{Ops: len(changes)}, nil
+	return dataplane.Stats{Ops: len(changes), NotProgrammed: k.leftOut}, nil
 }
 
 type fakeStore struct {
@@ -444,5 +447,48 @@ func TestStatus(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, a.Status(true), protocmp.Transform()); diff != "" {
 		t.Errorf("status (-want +got):\n%s", diff)
+	}
+}
+
+// TestApplyReportsLeftOut: after each Apply the agent lists what the
+// dataplane says it leaves out, all of it (an Apply may program an entry
+// the update did not carry, whose frontend it freed): the Ack and Status
+// follow, and the Outcome warns only when the list changed.
+func TestApplyReportsLeftOut(t *testing.T) {
+	web := servicePort(t, "web", "10.244.1.1")
+	web2 := servicePort(t, "web", "10.244.1.2")
+	web3 := servicePort(t, "web", "10.244.1.3")
+	db := servicePort(t, "db", "10.244.2.1")
+	k := &fakeKernel{}
+	a := New("node-1", state.New(), k, nil)
+	conflict := map[string]error{db.Key: errors.New(`entry "default/db:http/tcp/ipv4": externalIP 10.96.0.10:80/tcp is the ClusterIP of "default/web:http/tcp/ipv4"`)}
+
+	steps := []struct {
+		name        string
+		update      *doormanv1.SyncResponse
+		leftOut     map[string]error
+		wantListed  []string
+		wantWarning bool
+	}{
+		{"first update", &doormanv1.SyncResponse{Version: 1, Full: true, Upserts: []*doormanv1.Entry{web}, ViewDigest: digestOf(web)}, nil, nil, false},
+		{"an entry left out", &doormanv1.SyncResponse{Version: 2, Upserts: []*doormanv1.Entry{db}, ViewDigest: digestOf(web, db)}, conflict, []string{db.Key}, true},
+		{"still left out", &doormanv1.SyncResponse{Version: 3, Upserts: []*doormanv1.Entry{web2}, ViewDigest: digestOf(web2, db)}, conflict, []string{db.Key}, false},
+		{"programmed by an update that did not carry it", &doormanv1.SyncResponse{Version: 4, Upserts: []*doormanv1.Entry{web3}, ViewDigest: digestOf(web3, db)}, nil, nil, false},
+	}
+	for _, s := range steps {
+		k.leftOut = s.leftOut
+		out := a.Handle(s.update)
+		if out.Reply.GetAck() == nil {
+			t.Fatalf("%s: %v, want an ack", s.name, out.Reply)
+		}
+		if got := out.Reply.GetAck().GetNotProgrammed(); !slices.Equal(got, s.wantListed) {
+			t.Errorf("%s: ack lists %v, want %v", s.name, got, s.wantListed)
+		}
+		if got := len(a.Status(false).GetNotProgrammed()); got != len(s.wantListed) {
+			t.Errorf("%s: status lists %d, want %d", s.name, got, len(s.wantListed))
+		}
+		if (out.Warning != nil) != s.wantWarning {
+			t.Errorf("%s: warning %v, want one: %v", s.name, out.Warning, s.wantWarning)
+		}
 	}
 }

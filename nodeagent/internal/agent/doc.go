@@ -7,7 +7,11 @@
 // it in the cache, and answer with an ACK or NACK. A refused value is
 // remembered: later updates that bring it again leave it out of the kernel
 // without a retry (no loop), the kernel keeps the key's previous value, and
-// a new value is tried; the cache holds what the kernel holds. It also
+// a new value is tried; the cache holds what the kernel holds. What the
+// dataplane leaves out (an entry it cannot render, or one whose address
+// another entry owns) is listed as not programmed, the list replaced by
+// each commit: an entry the dataplane programs because an update freed its
+// address leaves the list with that update's Ack. It also
 // programs the kernel from the cached view at start-up, and reports the
 // agent's status for Inspect and /healthz.
 //

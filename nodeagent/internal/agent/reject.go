@@ -123,7 +123,7 @@ func (a *Agent) program(out *Outcome, kc []dataplane.Change) (programmed, error)
 		out.Ops += stats.Ops
 		if err == nil {
 			res.applied = kc
-			a.programmed(kc)
+			res.warning = a.leftOut(stats)
 			return res, nil
 		}
 		out.ApplyErr = err
@@ -166,17 +166,35 @@ func (a *Agent) program(out *Outcome, kc []dataplane.Change) (programmed, error)
 	}
 	a.needSync = false
 	res.synced, res.warning = true, warning
-	res.applied, res.bad = a.isolate(out, kc)
-	a.programmed(res.applied)
+	var last *dataplane.Stats
+	res.applied, res.bad, last = a.isolate(out, kc)
+	if last != nil {
+		res.warning = a.leftOut(*last)
+	}
 	return res, nil
 }
 
-// programmed records that Apply put the changes in the kernel: the keys are
-// no longer left out.
-func (a *Agent) programmed(kc []dataplane.Change) {
-	for _, c := range kc {
-		delete(a.notProgrammed, c.Key)
+// leftOut records what the kernel leaves out after an Apply that
+// committed: the dataplane lists every such entry (an Apply may also
+// program an entry it was not given, whose frontend the changes freed, or
+// leave out one whose frontend an entry of higher precedence took). It
+// returns a warning when that list changed, nil when it is empty or as
+// before: a conflict that lasts is in every Ack, not in every log line.
+func (a *Agent) leftOut(stats dataplane.Stats) error {
+	same := len(stats.NotProgrammed) == len(a.notProgrammed)
+	for k, why := range stats.NotProgrammed {
+		if same && a.notProgrammed[k] != why.Error() {
+			same = false
+		}
 	}
+	clear(a.notProgrammed)
+	for k, why := range stats.NotProgrammed {
+		a.notProgrammed[k] = why.Error()
+	}
+	if same || len(stats.NotProgrammed) == 0 {
+		return nil
+	}
+	return &dataplane.InvalidEntriesError{Entries: stats.NotProgrammed}
 }
 
 // overlay returns a copy of view moved to each change's New (or, with old,
@@ -205,8 +223,9 @@ func overlay(view map[string]*doormanv1.Entry, kc []dataplane.Change, old bool) 
 // single changes; each failed transaction left the kernel as it was. Changes
 // that failed are tried again while the others made progress, since one
 // change may need another first (a removal freeing an address the other
-// takes). Removals go first for the same reason.
-func (a *Agent) isolate(out *Outcome, kc []dataplane.Change) (applied []dataplane.Change, bad map[string]refused) {
+// takes). Removals go first for the same reason. last is the Stats of the
+// last Apply that committed (nil: none did).
+func (a *Agent) isolate(out *Outcome, kc []dataplane.Change) (applied []dataplane.Change, bad map[string]refused, last *dataplane.Stats) {
 	pending := slices.Clone(kc)
 	slices.SortStableFunc(pending, func(x, y dataplane.Change) int {
 		return cmp.Compare(rank(x), rank(y))
@@ -222,6 +241,7 @@ func (a *Agent) isolate(out *Outcome, kc []dataplane.Change) (applied []dataplan
 			case err == nil:
 				applied = append(applied, cs...)
 				progress = true
+				last = &stats
 			case len(cs) == 1:
 				failed = append(failed, refused{change: cs[0], err: err})
 			default:
@@ -237,14 +257,14 @@ func (a *Agent) isolate(out *Outcome, kc []dataplane.Change) (applied []dataplan
 					bad[f.change.Key] = f
 				}
 			}
-			return applied, bad
+			return applied, bad, last
 		}
 		pending = pending[:0]
 		for _, f := range failed {
 			pending = append(pending, f.change)
 		}
 	}
-	return applied, nil
+	return applied, nil, last
 }
 
 func rank(c dataplane.Change) int {

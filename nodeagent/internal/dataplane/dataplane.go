@@ -3,7 +3,9 @@ package dataplane
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -12,7 +14,6 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/doorman-proxy/doorman/nodeagent/internal/render"
-	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
 )
 
 // Options configure a Dataplane.
@@ -22,26 +23,31 @@ type Options struct {
 	NetNSPath string
 }
 
-// Change moves one view entry from Old to New.
-type Change struct {
-	Key string
-	Old *doormanv1.Entry // nil when the key is new
-	New *doormanv1.Entry // nil when the key is removed
-}
+// Change moves one view entry from Old to New (Key, Old: nil when the key
+// is new, New: nil when it is removed).
+type Change = render.Change
 
 // Stats describe one call's kernel work.
 type Stats struct {
 	// Ops counts kernel objects added, deleted or replaced (tables, sets,
 	// chains, chain flushes, rules, elements).
 	Ops int
+	// NotProgrammed lists, after a Sync or an Apply that committed, every
+	// entry the table leaves out in whole (it cannot be rendered) or in
+	// part (another entry owns one of its frontends), with the reason; nil
+	// when there is none. It is the whole list, not this call's part: an
+	// Apply may program an entry it was not given, whose frontend the
+	// changes freed.
+	NotProgrammed map[string]error
 }
 
 // ErrNotSynced is returned by Apply before a successful Sync: Apply needs to
 // know what the kernel holds.
 var ErrNotSynced = errors.New("dataplane not synced")
 
-// InvalidEntriesError is returned by Sync when it left entries out (every
-// other entry is programmed). Entries maps each key to its reason.
+// InvalidEntriesError is returned by Sync when it left entries out, in
+// whole or in part (every other entry is programmed). Entries maps each
+// key to its reason.
 type InvalidEntriesError struct {
 	Entries map[string]error
 }
@@ -75,7 +81,8 @@ type Dataplane struct {
 	// chain; a chain in chains with none is unused (RetireUnused).
 	chainUsers map[string]int
 	owners     map[render.SharedID]int // owner counts of shared elements
-	invalid    map[string]bool         // entries Sync left out (they own nothing)
+	invalid    map[string]error        // entries Sync left out, why (they own nothing)
+	claims     *render.Claims          // who owns each frontend
 }
 
 // Open connects to nftables in the network namespace of opts.
@@ -206,37 +213,38 @@ func (b *batch) flush() error {
 
 // Apply moves the kernel from each change's Old to its New in one
 // transaction, touching only the elements those entries own (and adding a
-// per-K chain the first time a Service has K endpoints). On error nothing
-// changed in the kernel; the caller falls back to Sync.
+// per-K chain the first time a Service has K endpoints). An entry whose
+// frontend (address . protocol . port, or nodePort) another entry owns is
+// programmed without it; an entry the changes free a frontend for, or take
+// one from, moves in the same transaction although it did not change (see
+// render.Claims). On error nothing changed in the kernel; the caller falls
+// back to Sync.
 func (d *Dataplane) Apply(changes []Change) (Stats, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if !d.synced {
 		return Stats{}, ErrNotSynced
 	}
+	planned, cloned := changes, false
+	for i, c := range changes {
+		if _, bad := d.invalid[c.Key]; bad && c.Old != nil {
+			if !cloned {
+				planned, cloned = slices.Clone(changes), true
+			}
+			planned[i].Old = nil // Sync left it out: it owns nothing
+		}
+	}
+	plan, err := d.claims.Plan(planned)
+	if err != nil {
+		return Stats{}, fmt.Errorf("apply: %w", err)
+	}
 	var dels, adds []render.Element
 	delta := map[render.SharedID]int{} // pending owner count changes of shared elements
 	newChains := map[string]bool{}
 	var newChainOrder []string
 	users := map[string]int{} // pending changes of chainUsers
-	becameValid := []string{}
-	for _, c := range changes {
-		old := c.Old
-		if d.invalid[c.Key] {
-			old = nil // Sync left it out: it owns nothing
-		}
-		oldObjs, err := render.Entry(old)
-		if err != nil {
-			return Stats{}, fmt.Errorf("apply: old value of %w", err)
-		}
-		newObjs, err := render.Entry(c.New)
-		if err != nil {
-			return Stats{}, fmt.Errorf("apply: %w", err)
-		}
-		if d.invalid[c.Key] {
-			becameValid = append(becameValid, c.Key)
-		}
-		del, add := render.Diff(oldObjs, newObjs)
+	for _, m := range plan.Moves {
+		del, add := render.Diff(m.Old, m.New)
 		for _, e := range del {
 			if !e.Shared {
 				dels = append(dels, e)
@@ -259,14 +267,14 @@ func (d *Dataplane) Apply(changes []Change) (Stats, error) {
 			}
 			delta[id]++
 		}
-		for _, name := range newObjs.Chains {
+		for _, name := range m.New.Chains {
 			if !d.chains[name] && !newChains[name] {
 				newChains[name] = true
 				newChainOrder = append(newChainOrder, name)
 			}
 			users[name]++
 		}
-		for _, name := range oldObjs.Chains {
+		for _, name := range m.Old.Chains {
 			users[name]--
 		}
 	}
@@ -281,6 +289,7 @@ func (d *Dataplane) Apply(changes []Change) (Stats, error) {
 	if err := b.flush(); err != nil {
 		return Stats{}, fmt.Errorf("apply %d changes: %w", len(changes), err)
 	}
+	d.claims.Commit(plan)
 	for id, n := range delta {
 		if v := d.owners[id] + n; v > 0 {
 			d.owners[id] = v
@@ -298,9 +307,22 @@ func (d *Dataplane) Apply(changes []Change) (Stats, error) {
 			delete(d.chainUsers, name)
 		}
 	}
-	for _, k := range becameValid {
-		delete(d.invalid, k)
+	for _, c := range changes {
+		// Its new value rendered (or it is gone): it is no longer left out.
+		delete(d.invalid, c.Key)
 	}
-	d.log.Debug("applied", "changes", len(changes), "ops", b.ops)
-	return Stats{Ops: b.ops}, nil
+	d.log.Debug("applied", "changes", len(changes), "moves", len(plan.Moves), "ops", b.ops)
+	return Stats{Ops: b.ops, NotProgrammed: d.notProgrammed()}, nil
+}
+
+// notProgrammed lists the entries left out in whole or in part; its cost
+// is that of those entries, not of the table.
+func (d *Dataplane) notProgrammed() map[string]error {
+	refused := d.claims.Refused()
+	if len(d.invalid) == 0 {
+		return refused
+	}
+	out := maps.Clone(d.invalid)
+	maps.Copy(out, refused)
+	return out
 }

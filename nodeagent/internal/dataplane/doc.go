@@ -15,6 +15,11 @@
 //     elements, and sends those deletes and adds (a changed map element is a
 //     delete plus an add in the same transaction), plus a per-K chain the
 //     first time K is used. Its cost does not depend on the table's size.
+//     It keeps render.Claims from Sync to Sync: an entry that claims a
+//     frontend another entry owns is programmed without it, and when the
+//     owner changes or goes, the next claimant is rendered and programmed
+//     in the same transaction. Sync and Apply report every entry left out,
+//     whole or in part (Stats.NotProgrammed).
 //   - Inspect reads the table back as nft text for the agent's Inspect
 //     service.
 //   - Remove deletes the whole table in one transaction, for the agent's

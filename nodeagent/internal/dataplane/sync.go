@@ -128,8 +128,10 @@ const freeAfterSyncEntries = 1000
 // RetireUnused deletes them. Chains that are neither the layout's nor
 // per-K chains are deleted afterwards, best-effort, one transaction each.
 //
-// Entries that cannot be programmed are left out and reported with an
-// *InvalidEntriesError after every other entry was programmed.
+// Entries that cannot be rendered are left out, and entries claiming a
+// frontend another entry owns are programmed without it; both are
+// reported with an *InvalidEntriesError after every other entry was
+// programmed.
 func (d *Dataplane) Sync(view map[string]*doormanv1.Entry) (Stats, error) {
 	if len(view) >= freeAfterSyncEntries {
 		defer debug.FreeOSMemory()
@@ -261,14 +263,13 @@ func (d *Dataplane) Sync(view map[string]*doormanv1.Entry) (Stats, error) {
 	stats.Ops += d.deleteForeignChains(kt, wantChains)
 
 	d.owners = want.Owners
-	d.invalid = make(map[string]bool, len(want.Invalid))
-	for k := range want.Invalid {
-		d.invalid[k] = true
-	}
+	d.invalid = want.Invalid
+	d.claims = want.Claims
 	d.synced = true
-	d.log.Debug("synced", "entries", len(view), "ops", stats.Ops, "invalid", len(want.Invalid))
-	if len(want.Invalid) > 0 {
-		return stats, &InvalidEntriesError{Entries: want.Invalid}
+	stats.NotProgrammed = d.notProgrammed()
+	d.log.Debug("synced", "entries", len(view), "ops", stats.Ops, "invalid", len(want.Invalid), "refused", len(want.Refused))
+	if len(stats.NotProgrammed) > 0 {
+		return stats, &InvalidEntriesError{Entries: stats.NotProgrammed}
 	}
 	return stats, nil
 }

@@ -44,12 +44,13 @@
 // Entry renders one entry to the elements it owns (Objects) and the K
 // chains those elements jump to; Diff of two Objects gives the deletes and
 // adds that move the kernel from one to the other, so a change of one entry
-// touches only that entry's elements. Elements are exclusive to one entry,
-// except ClusterIPs in cluster-ips(6) and node addresses in
+// touches only that entry's elements (Claims.Plan adds the few entries
+// whose contested frontends change hands). Elements are exclusive to one
+// entry, except ClusterIPs in cluster-ips(6) and node addresses in
 // nodeport-ips(6), which several entries (ports of one Service) share: they
 // are marked Shared and the dataplane counts their owners. View renders a
 // whole view (for a full reconcile and golden tests) and reports entries it
-// must leave out.
+// must leave out, whole or in part.
 //
 // # Every Service semantic in the same layout
 //
@@ -97,7 +98,38 @@
 //     local one; when the cluster-wide set is empty too, every frontend
 //     rejects.
 //
-// Conflicts: an exclusive element claimed by two entries (two Services with
-// one externalIP and port) is given to the first entry in key order by View;
-// the later one is reported Invalid.
+// # Conflicts
+//
+// ClusterIPs, externalIPs and LoadBalancer IPs share service-ips(6), so
+// two entries may claim one frontend (address . protocol . port, or a
+// nodePort): a tenant's externalIP naming another namespace's ClusterIP,
+// two Services listing one externalIP. Claims decides who owns it:
+//
+//   - a ClusterIP (or nodePort) claim wins over an externalIP or
+//     LoadBalancer IP claim, whatever the keys' order: an address the API
+//     server allocated is never taken by one a Service's author wrote
+//     (the CVE-2020-8554 class);
+//   - between claims of one rank the first key wins. Upstream kube-proxy
+//     (nftables mode, v1.36) has no rule here: the Service written last
+//     in a sync, in map order, takes the element, so the owner can change
+//     from one sync to the next; the first key gives every node the same
+//     owner.
+//
+// The loser is programmed without that frontend only (its dispatch,
+// endpoint, policy, firewall and affinity elements, which all start with
+// the frontend's key); its other frontends work, and it is reported in
+// Table.Refused and by Claims.Refused with both names:
+//
+//	entry "aaa/evil:53/udp/ipv4": externalIP 10.96.0.10:53/udp is the ClusterIP of "kube-system/kube-dns:53/udp/ipv4"
+//
+// An entry that cannot be rendered at all is left out whole
+// (Table.Invalid).
+//
+// Ownership depends only on who claims, never on the order of arrival, so
+// an update applied with Claims.Plan leaves the same table as View of the
+// whole view: a Plan renders the changed entries, hands each frontend they
+// free to the next claimant and each frontend they win from its owner,
+// and returns a Move for every entry concerned, changed or not. An entry
+// refused for a conflict is thus programmed by the very update that
+// removes or changes the entry that blocked it.
 package render

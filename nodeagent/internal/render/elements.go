@@ -93,6 +93,10 @@ type Objects struct {
 	// Chains are the per-endpoint-count chains the elements jump to; they
 	// must exist before the elements are added.
 	Chains []string
+	// Claims are the frontends the entry renders to (ClusterIP, each
+	// external address, nodePort); Elements holds those of all of them,
+	// whoever owns them (see Claims.Plan).
+	Claims []Claim
 }
 
 // Entry renders one view entry: the Node entry gives the NodePort
@@ -107,7 +111,7 @@ func Entry(e *doormanv1.Entry) (Objects, error) {
 	if err := b.entry(e); err != nil {
 		return Objects{}, err
 	}
-	return Objects{Elements: b.elems, Chains: b.chains}, nil
+	return Objects{Elements: b.elems, Chains: b.chains, Claims: b.claims}, nil
 }
 
 // builder collects the elements of one or more entries. Keys and values
@@ -116,6 +120,7 @@ func Entry(e *doormanv1.Entry) (Objects, error) {
 type builder struct {
 	elems  []Element
 	chains []string
+	claims []Claim
 	arena  []byte
 	chunk  int
 }
@@ -131,6 +136,11 @@ func (b *builder) take(n int) []byte {
 }
 
 func (b *builder) add(e Element) { b.elems = append(b.elems, e) }
+
+// claim records that the entry renders to a frontend.
+func (b *builder) claim(group uint8, key []byte, kind ClaimKind) {
+	b.claims = append(b.claims, Claim{id: newFrontendID(group, key), Kind: kind})
+}
 
 func (b *builder) gotoSpec(set string, key []byte, s ChainSpec) {
 	name := chainName(s)
@@ -254,6 +264,7 @@ type familyNames struct {
 	localExternalNodePorts, firewallIPs, firewallAllow                            string
 	affinityMembers, nodePortAffinityMembers, hairpinPairs                        string
 	addrLen                                                                       int
+	serviceGroup, nodePortGroup                                                   uint8
 }
 
 var (
@@ -261,12 +272,14 @@ var (
 		MapNoEndpointServices, MapNoEndpointNodePorts,
 		MapLocalInternalIPs, MapLocalExternalIPs, MapLocalInternalNodePorts,
 		MapLocalExternalNodePorts, SetFirewallIPs, SetFirewallAllow,
-		SetAffinityMembers, SetNodePortAffinityMembers, SetHairpinPairs, 4}
+		SetAffinityMembers, SetNodePortAffinityMembers, SetHairpinPairs, 4,
+		groupServiceIPs4, groupNodePorts4}
 	names6 = familyNames{SetClusterIPs6, MapServiceIPs6, MapServiceNodePorts6, MapServiceEndpoints6, MapNodePortEndpoints6,
 		MapNoEndpointServices6, MapNoEndpointNodePorts6,
 		MapLocalInternalIPs6, MapLocalExternalIPs6, MapLocalInternalNodePorts6,
 		MapLocalExternalNodePorts6, SetFirewallIPs6, SetFirewallAllow6,
-		SetAffinityMembers6, SetNodePortAffinityMembers6, SetHairpinPairs6, 16}
+		SetAffinityMembers6, SetNodePortAffinityMembers6, SetHairpinPairs6, 16,
+		groupServiceIPs6, groupNodePorts6}
 )
 
 func protoNumber(p doormanv1.Protocol) (byte, error) {
@@ -507,6 +520,7 @@ func (b *builder) servicePort(sp *doormanv1.ServicePort) error {
 	if cip.IsValid() {
 		b.add(Element{Set: names.clusterIPs, Key: putAddr(b.take(addrLen), cip), Shared: true})
 		f := putPort(putProto(putAddr(b.take(frontendLen), cip), proto), sp.GetPort())
+		b.claim(names.serviceGroup, f, ClaimClusterIP)
 		if kc == 0 {
 			b.add(Element{Set: names.noEndpointServices, Key: f, Verdict: none})
 		} else {
@@ -518,6 +532,11 @@ func (b *builder) servicePort(sp *doormanv1.ServicePort) error {
 
 	for _, x := range externals {
 		f := putPort(putProto(putAddr(b.take(frontendLen), x.addr), proto), sp.GetPort())
+		kind := ClaimExternalIP
+		if x.lb {
+			kind = ClaimLoadBalancerIP
+		}
+		b.claim(names.serviceGroup, f, kind)
 		if x.lb && len(ranges) > 0 {
 			b.add(Element{Set: names.firewallIPs, Key: f})
 			for _, r := range ranges {
@@ -548,6 +567,7 @@ func (b *builder) servicePort(sp *doormanv1.ServicePort) error {
 
 	if np := sp.GetNodePort(); np != 0 {
 		f := putPort(putProto(b.take(8), proto), np)
+		b.claim(names.nodePortGroup, f, ClaimNodePort)
 		switch {
 		case kcc == 0:
 			b.add(Element{Set: names.noEndpointNodePorts, Key: f, Verdict: noneExternal})

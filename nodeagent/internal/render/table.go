@@ -23,21 +23,31 @@ type Table struct {
 	Elements []Element
 	// Owners counts, for each shared element, the entries owning it.
 	Owners map[SharedID]int
-	// Invalid lists the entries left out, with the reason: malformed, or
-	// claiming an element another entry (first in key order) already owns.
+	// Invalid lists the entries left out whole because they cannot be
+	// rendered, with the reason.
 	Invalid map[string]error
+	// Refused lists the entries programmed without some of their
+	// frontends, which other entries own (see Claims), with the reason.
+	Refused map[string]error
+	// Claims records who owns each frontend, for Claims.Plan to move the
+	// table on from here.
+	Claims *Claims
 	// ChainUsers counts, for each per-endpoint-count chain in Chains, the
 	// entries whose elements jump to it.
 	ChainUsers map[string]int
 }
 
 // View renders a whole view (the Node entry plus every ServicePort entry).
-// An entry that cannot be rendered is left out and reported in Invalid; the
-// others are rendered regardless.
+// An entry that cannot be rendered is left out and reported in Invalid; an
+// entry that claims a frontend another entry owns is rendered without it
+// and reported in Refused; the others are rendered regardless.
 //
 // Every entry renders straight into one element slice whose keys and values
-// share large byte chunks; conflicts and shared owners are tracked with
-// fixed-size keys, so an element costs no allocation of its own.
+// share large byte chunks; claims and shared owners are tracked with
+// fixed-size keys, so an element costs no allocation of its own. Claims
+// are decided once every entry is rendered (a ClusterIP takes its frontend
+// from an external address whatever the keys' order), then each entry's
+// elements are kept, less those of the frontends it does not own.
 func View(view map[string]*doormanv1.Entry) *Table {
 	keys := make([]string, 0, len(view))
 	for k := range view {
@@ -46,28 +56,43 @@ func View(view map[string]*doormanv1.Entry) *Table {
 	sort.Strings(keys)
 
 	t := &Table{Sets: Sets(), Owners: make(map[SharedID]int, len(view)), Invalid: map[string]error{}, ChainUsers: map[string]int{}}
+	t.Claims = &Claims{owner: make(map[frontendID]claimant, len(view)), others: map[frontendID][]claimant{}}
 	est := 16
 	for _, e := range view {
 		est += estimateElements(e.GetServicePort())
 	}
-	b := &builder{elems: make([]Element, 0, est), chunk: 1 << 20}
-	owner := make(map[frontendID]string, len(view))
+	b := &builder{elems: make([]Element, 0, est), claims: make([]Claim, 0, len(view)), chunk: 1 << 20}
+	// span is where one rendered entry's elements, chains and claims lie.
+	type span struct {
+		key                                                            string
+		elemStart, elemEnd, chainStart, chainEnd, claimStart, claimEnd int
+	}
+	spans := make([]span, 0, len(keys))
+	var chains []string // every entry's per-K chains, back to back
 	for _, key := range keys {
-		start := len(b.elems)
+		start, claimStart := len(b.elems), len(b.claims)
 		b.chains = b.chains[:0]
 		if err := b.entry(view[key]); err != nil {
 			t.Invalid[key] = err
-			b.elems = b.elems[:start]
+			b.elems, b.claims = b.elems[:start], b.claims[:claimStart]
 			continue
 		}
-		if conflict := firstConflict(b.elems[start:], owner); conflict != "" {
-			t.Invalid[key] = fmt.Errorf("entry %q: %s", key, conflict)
-			b.elems = b.elems[:start]
-			continue
+		for _, cl := range b.claims[claimStart:] {
+			t.Claims.add(cl.id, claimant{key: key, entry: view[key], kind: cl.Kind})
 		}
-		w := start
-		for i := start; i < len(b.elems); i++ {
-			e := b.elems[i]
+		chainStart := len(chains)
+		chains = append(chains, b.chains...)
+		spans = append(spans, span{key, start, len(b.elems), chainStart, len(chains), claimStart, len(b.claims)})
+	}
+
+	// Keep each entry's elements (less the frontends it lost), counting
+	// shared owners, compacted in place: the write index never passes the
+	// read index.
+	w := 0
+	for _, s := range spans {
+		objs := Objects{Elements: b.elems[s.elemStart:s.elemEnd], Chains: chains[s.chainStart:s.chainEnd], Claims: b.claims[s.claimStart:s.claimEnd]}
+		objs = objs.owned(s.key, t.Claims.ownerOf)
+		for _, e := range objs.Elements {
 			if e.Shared {
 				id := e.SharedID()
 				n := t.Owners[id]
@@ -75,17 +100,16 @@ func View(view map[string]*doormanv1.Entry) *Table {
 				if n > 0 {
 					continue
 				}
-			} else if f, ok := frontend(e); ok {
-				owner[f] = key
 			}
 			b.elems[w] = e
 			w++
 		}
-		b.elems = b.elems[:w]
-		for _, c := range b.chains {
+		for _, c := range objs.Chains {
 			t.ChainUsers[c]++
 		}
 	}
+	b.elems = b.elems[:w]
+	t.Refused = t.Claims.Refused()
 	t.Elements = b.elems
 	t.Chains = StaticChains()
 	names := make([]string, 0, len(t.ChainUsers))
@@ -113,50 +137,6 @@ func estimateElements(sp *doormanv1.ServicePort) int {
 		per += kc + kl
 	}
 	return 1 + frontends*(per+1+len(sp.GetLoadBalancerSourceRanges())) + kc + kl
-}
-
-// frontendGroup names, for each dispatch map, the address space its keys
-// live in: an entry with endpoints and one without must not claim the same
-// address . protocol . port either.
-var frontendGroup = map[string]uint8{
-	MapServiceIPs: 1, MapNoEndpointServices: 1,
-	MapServiceIPs6: 2, MapNoEndpointServices6: 2,
-	MapServiceNodePorts: 3, MapNoEndpointNodePorts: 3,
-	MapServiceNodePorts6: 4, MapNoEndpointNodePorts6: 4,
-}
-
-// frontendID is what a dispatch element answers for: group and key (at
-// most an IPv6 address . protocol . port).
-type frontendID struct {
-	group uint8
-	n     uint8
-	key   [24]byte
-}
-
-// frontend identifies what a dispatch element answers for. Only dispatch
-// elements need checking for conflicts: every other exclusive element's key
-// starts with its entry's frontend.
-func frontend(e Element) (frontendID, bool) {
-	g, ok := frontendGroup[e.Set]
-	if !ok {
-		return frontendID{}, false
-	}
-	f := frontendID{group: g, n: uint8(len(e.Key))}
-	copy(f.key[:], e.Key)
-	return f, true
-}
-
-func firstConflict(es []Element, owner map[frontendID]string) string {
-	for _, e := range es {
-		f, ok := frontend(e)
-		if !ok {
-			continue
-		}
-		if other, ok := owner[f]; ok {
-			return fmt.Sprintf("%s element %s already owned by entry %q", e.Set, FormatKey(e), other)
-		}
-	}
-	return ""
 }
 
 // SortElements orders elements by set (in Sets order), then key bytes.
