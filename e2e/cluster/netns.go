@@ -121,10 +121,14 @@ func setSysctls(ns string, kv ...string) error {
 
 // noDADSysctls turn IPv6 duplicate address detection off, so addresses
 // are usable at once; set in a namespace before its interfaces are made
-// (Pods, the external client).
+// (Pods, the external client). Forwarding is set off explicitly: a new
+// namespace may inherit it from the root namespace, where a Docker engine
+// turns it on.
 var noDADSysctls = []string{
 	"net.ipv6.conf.all.accept_dad", "0",
 	"net.ipv6.conf.default.accept_dad", "0",
+	"net.ipv4.ip_forward", "0",
+	"net.ipv6.conf.all.forwarding", "0",
 }
 
 // hostSysctls are set in every node and the gateway namespace before its

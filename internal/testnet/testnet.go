@@ -73,8 +73,15 @@ func NewNS(t testing.TB, prefix string) *NS {
 			return fmt.Errorf("namespace %s: set lo up: %w", name, err)
 		}
 		// Addresses of test interfaces are usable at once: no duplicate
-		// address detection, also for IPv6 link-local addresses.
-		for _, p := range []string{"net/ipv6/conf/default/accept_dad", "net/ipv6/conf/all/accept_dad"} {
+		// address detection, also for IPv6 link-local addresses. Forwarding
+		// starts off whatever the root namespace has: a new namespace may
+		// inherit it (net.core.devconf_inherit_init_net), and a Docker
+		// engine on the machine turns it on there. Tests that route call
+		// EnableForwarding.
+		for _, p := range []string{
+			"net/ipv6/conf/default/accept_dad", "net/ipv6/conf/all/accept_dad",
+			"net/ipv4/ip_forward", "net/ipv6/conf/all/forwarding",
+		} {
 			if err := os.WriteFile(filepath.Join("/proc/sys", p), []byte("0"), 0o644); err != nil {
 				return fmt.Errorf("namespace %s: sysctl %s: %w", name, p, err)
 			}
