@@ -73,6 +73,12 @@ func eventually(t *testing.T, timeout time.Duration, what string, fn func() erro
 	}
 }
 
+// everyNode lets a test's Pods run on every node, control-plane nodes
+// included (kubeadm taints them NoSchedule): tests pin Pods to nodes by
+// name and count on the first node being usable, as it is on the netns
+// cluster.
+var everyNode = []corev1.Toleration{{Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}}
+
 // echoDeployment creates a Deployment of echo Pods labelled app=name and
 // waits for all its Pods to be Ready. It returns the Pods.
 func echoDeployment(t *testing.T, ns, name string, replicas int32, ports ...corev1.ContainerPort) []corev1.Pod {
@@ -90,6 +96,7 @@ func echoDeployment(t *testing.T, ns, name string, replicas int32, ports ...core
 				Spec: corev1.PodSpec{
 					Containers:                    []corev1.Container{ctr},
 					TerminationGracePeriodSeconds: ptr.To[int64](2),
+					Tolerations:                   everyNode,
 				},
 			},
 		},
@@ -431,6 +438,7 @@ func echoPod(t *testing.T, ns, name, node string, labels map[string]string, grac
 		Spec: corev1.PodSpec{
 			Containers:                    []corev1.Container{prov.EchoContainer(ports...)},
 			TerminationGracePeriodSeconds: ptr.To(grace),
+			Tolerations:                   everyNode,
 		},
 	}
 	if node != "" {
