@@ -12,6 +12,11 @@ command -v git >/dev/null 2>&1 || need+=(git)
 # kube-proxy, the benchmark's baseline, runs nft and iptables.
 command -v nft >/dev/null 2>&1 || need+=(nftables)
 command -v iptables >/dev/null 2>&1 || need+=(iptables)
+# make e2e-kind: a Docker engine started by hand, a Debian rootfs for kind's
+# node image, gcc for the pause image's static binary.
+command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
+command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
+command -v gcc >/dev/null 2>&1 || need+=(gcc libc6-dev)
 if [ ${#need[@]} -gt 0 ]; then
   echo "deps: installing ${need[*]} with apt-get"
   export DEBIAN_FRONTEND=noninteractive

@@ -15,8 +15,9 @@
 #   doorman        doorman-controlplane.tar, doorman-nodeagent.tar
 #                  (doorman.local/{controlplane,nodeagent}:e2e, same
 #                  entrypoints as deploy/docker/*.Dockerfile)
-#   test           test-echo.tar (doorman.local/echo:e2e, the suite's Pods),
-#                  test-agnhost.tar (registry.k8s.io/e2e-test-images/agnhost)
+#   test           test-echo.tar (doorman.local/echo:e2e, the suite's Pods)
+#   agnhost        test-agnhost.tar (registry.k8s.io/e2e-test-images/agnhost;
+#                  not in the default set: upstream's tests use it)
 #
 # Versions come from kubeadm's constants in the module cache (CoreDNSVersion,
 # SupportedEtcdVersion, PauseVersion); the script fails when a pinned module
@@ -50,8 +51,8 @@ groups=("$@")
 if [ ${#groups[@]} -eq 0 ]; then groups=(control-plane doorman test); fi
 for g in "${groups[@]}"; do
   case "$g" in
-    control-plane|doorman|test) ;;
-    *) echo "images: unknown group $g (want control-plane, doorman or test)" >&2; exit 2 ;;
+    control-plane|doorman|test|agnhost) ;;
+    *) echo "images: unknown group $g (want control-plane, doorman, test or agnhost)" >&2; exit 2 ;;
   esac
 done
 want() { case " ${groups[*]} " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
@@ -217,6 +218,19 @@ fi
 # --- test ------------------------------------------------------------------
 
 if want test; then
+  # doorman's echo server with its control endpoint: the e2e suite's Pods
+  # on kind (e2e/provider.EchoImage).
+  t=$(date +%s)
+  (cd "${repo}" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "${bindir}/echo.tmp" ./e2e/echo/cmd/echo)
+  mv "${bindir}/echo.tmp" "${bindir}/echo"
+  say "go build ./e2e/echo/cmd/echo: $(( $(date +%s) - t ))s"
+  image test-echo.tar doorman.local/echo:e2e "${common[@]}" \
+    -file "${bindir}/echo:/echo:0755" -entrypoint /echo
+fi
+
+# --- agnhost ---------------------------------------------------------------
+
+if want agnhost; then
   agnhost_version="$(tr -d '[:space:]' <"${k8s_dir}/test/images/agnhost/VERSION")"
   k8sbuild="${repo}/e2e/k8sbuild"
   agnhost="${bindir}/agnhost-$(hash12 "${k8sbuild}/go.mod" "${k8sbuild}/go.sum")"
@@ -239,14 +253,6 @@ if want test; then
     mv "${agnhost}.tmp" "${agnhost}"
     say "built agnhost in $(( $(date +%s) - t ))s"
   fi
-  # doorman's echo server with its control endpoint: the e2e suite's Pods
-  # on kind (e2e/provider.EchoImage).
-  t=$(date +%s)
-  (cd "${repo}" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "${bindir}/echo.tmp" ./e2e/echo/cmd/echo)
-  mv "${bindir}/echo.tmp" "${bindir}/echo"
-  say "go build ./e2e/echo/cmd/echo: $(( $(date +%s) - t ))s"
-  image test-echo.tar doorman.local/echo:e2e "${common[@]}" \
-    -file "${bindir}/echo:/echo:0755" -entrypoint /echo
   # As agnhost's Dockerfile: the binary at /agnhost, /agnhost-2 a link to
   # it (entrypoint tests), /uploads for netexec, default command pause.
   image test-agnhost.tar "${REGISTRY}/e2e-test-images/agnhost:${agnhost_version}" "${common[@]}" \
