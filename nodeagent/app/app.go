@@ -168,7 +168,7 @@ func Run(ctx context.Context, cfg Config) error {
 
 	stopInspect := serveInspect(log, cfg.InspectListener, inspect.New(a, dp))
 	defer stopInspect()
-	stopHealth := serveHTTP(log, "health", cfg.HealthListener, inspect.Health(a))
+	stopHealth := serveHTTP(log, "health", cfg.HealthListener, inspect.Health(a, m.LastUpdated, time.Now))
 	defer stopHealth()
 	stopMetrics := serveHTTP(log, "metrics", cfg.MetricsListener, metrics.Handler(reg))
 	defer stopMetrics()

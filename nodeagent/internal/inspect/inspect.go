@@ -2,7 +2,9 @@ package inspect
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -55,18 +57,32 @@ func (s *Server) GetKernel(_ context.Context, req *doormanv1.GetKernelRequest) (
 	return resp, nil
 }
 
-// Health serves /healthz: 200 once the kernel holds a view (from the cache
-// or the stream), 503 before.
-func Health(source Source) http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+// Health serves /healthz and /livez as kube-proxy does, so probes, load
+// balancers and tools written for it keep working: 200 once the kernel
+// holds a view (from the cache or the stream), 503 before; the body is
+// kube-proxy's JSON, lastUpdated being the last kernel commit (the
+// agent's start before the first). nodeEligible is always true: doorman
+// does not take a node out of load balancers itself.
+func Health(source Source, lastUpdated func() time.Time, now func() time.Time) http.Handler {
+	serve := func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
 		if !source.Ready() {
 			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = w.Write([]byte("kernel holds no view yet\n"))
-			return
 		}
-		_, _ = w.Write([]byte("ok\n"))
-	})
+		body := struct {
+			LastUpdated  string `json:"lastUpdated"`
+			CurrentTime  string `json:"currentTime"`
+			NodeEligible bool   `json:"nodeEligible"`
+		}{
+			LastUpdated:  lastUpdated().UTC().Format(time.RFC3339Nano),
+			CurrentTime:  now().UTC().Format(time.RFC3339Nano),
+			NodeEligible: true,
+		}
+		_ = json.NewEncoder(w).Encode(body)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", serve)
+	mux.HandleFunc("/livez", serve)
 	return mux
 }

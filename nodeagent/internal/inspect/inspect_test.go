@@ -2,12 +2,14 @@ package inspect
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/grpc"
@@ -137,7 +139,11 @@ func TestReflectionListsTheService(t *testing.T) {
 
 func TestHealth(t *testing.T) {
 	src := &source{state: &doormanv1.GetStateResponse{}}
-	h := Health(src)
+	updated := time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
+	now := updated.Add(90 * time.Second)
+	h := Health(src, func() time.Time { return updated }, func() time.Time { return now })
+	// kube-proxy's body: probes and upstream tests read lastUpdated.
+	wantBody := map[string]any{"lastUpdated": "2026-01-02T03:04:05.000000006Z", "currentTime": "2026-01-02T03:05:35.000000006Z", "nodeEligible": true}
 	for _, tc := range []struct {
 		name  string
 		ready bool
@@ -146,6 +152,8 @@ func TestHealth(t *testing.T) {
 	}{
 		{"before the kernel holds a view", false, "/healthz", http.StatusServiceUnavailable},
 		{"once it does", true, "/healthz", http.StatusOK},
+		{"livez before", false, "/livez", http.StatusServiceUnavailable},
+		{"livez once it does", true, "/livez", http.StatusOK},
 		{"other paths", true, "/metrics", http.StatusNotFound},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -154,6 +162,19 @@ func TestHealth(t *testing.T) {
 			h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, tc.path, nil))
 			if rec.Code != tc.want {
 				t.Errorf("GET %s = %d, want %d", tc.path, rec.Code, tc.want)
+			}
+			if tc.want == http.StatusNotFound {
+				return
+			}
+			if ct := rec.Header().Get("Content-Type"); ct != "application/json" {
+				t.Errorf("GET %s: Content-Type %q, want application/json", tc.path, ct)
+			}
+			var got map[string]any
+			if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil {
+				t.Fatalf("GET %s: body %q: %v", tc.path, rec.Body.String(), err)
+			}
+			if diff := cmp.Diff(wantBody, got); diff != "" {
+				t.Errorf("GET %s body (-want +got):\n%s", tc.path, diff)
 			}
 		})
 	}

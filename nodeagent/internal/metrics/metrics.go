@@ -136,10 +136,28 @@ func (m *Metrics) Watch(reg prometheus.Registerer, src Source) error {
 }
 
 // Handler serves /metrics from g.
+//
+// /proxyMode answers "nftables", as kube-proxy's metrics server says which
+// dataplane it programs: tools and upstream tests read it to tell an
+// nftables proxy from an iptables or IPVS one.
 func Handler(g prometheus.Gatherer) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
+	mux.HandleFunc("/proxyMode", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		_, _ = w.Write([]byte("nftables"))
+	})
 	return mux
+}
+
+// LastUpdated is when the last kernel transaction committed, or when the
+// agent started before any did.
+func (m *Metrics) LastUpdated() time.Time {
+	if c := m.lastCommit.Load(); c != 0 {
+		return time.Unix(0, c)
+	}
+	return m.start
 }
 
 // CacheLoaded records how long the cache took to load.
