@@ -22,12 +22,13 @@ build:
 deps:
 	bash hack/deps.sh
 
-## test: every test — unit, kernel (network namespaces), e2e on the local cluster, and the quick benchmarks
+## test: every test — unit, kernel (network namespaces), e2e on the local cluster, the quick benchmarks, and e2e on kind
 test: deps
 	$(GO) test $(GOTESTFLAGS) -timeout 30m $(PKGS)
 	$(MAKE) fuzz
 	$(MAKE) e2e
 	$(MAKE) bench bench-scale
+	$(MAKE) e2e-kind
 
 ## fuzz: every fuzz target for a bounded time (FUZZTIME=10s each)
 fuzz:
@@ -51,8 +52,8 @@ bench-scale: k8s-binaries build
 	@mkdir -p $(dir $(BENCH_SCALE_OUT))
 	BENCH_OUT=$(BENCH_SCALE_OUT) $(GO) run ./e2e/bench scale -doorman-bin $(CURDIR)/$(BIN) -plot $(basename $(BENCH_SCALE_OUT)).png $(BENCH_FLAGS)
 
-## e2e-kind: the same suite against a kind cluster (needs Docker and kind)
-e2e-kind:
+## e2e-kind: doorman as Pods on a 3-node kind cluster built here (Docker engine, node image, images all local; KEEP_CLUSTER=1 keeps it)
+e2e-kind: deps
 	bash e2e/kind/run.sh
 
 ## demo: a 3-node cluster in network namespaces with doorman on it, and the Bookstore walk-through
