@@ -10,7 +10,7 @@ GOTESTFLAGS ?= -race -count=1
 BENCH_OUT ?= $(CURDIR)/out/bench.json
 BENCH_SCALE_OUT ?= $(CURDIR)/out/bench-scale.json
 
-.PHONY: all build test unit e2e e2e-kind demo demo-down deps generate verify lint fmt tidy clean k8s-binaries bench bench-scale fuzz
+.PHONY: all build test unit e2e e2e-kind conformance demo demo-down deps generate verify lint fmt tidy clean k8s-binaries bench bench-scale fuzz
 
 all: build
 
@@ -55,6 +55,10 @@ bench-scale: k8s-binaries build
 ## e2e-kind: doorman as Pods on a 3-node kind cluster built here (Docker engine, node image, images all local; KEEP_CLUSTER=1 keeps it)
 e2e-kind: deps
 	bash e2e/kind/run.sh
+
+## conformance: Kubernetes' sig-network e2e tests (v1.36.3) on kind, doorman beside kube-proxy nftables; table in out/conformance (CONFORMANCE_SUBSET=focused: the short set)
+conformance: deps
+	bash e2e/conformance/run.sh
 
 ## demo: a 3-node cluster in network namespaces with doorman on it, and the Bookstore walk-through
 demo: deps
