@@ -233,7 +233,11 @@ for p in "${proxies[@]}"; do
         create_cluster "${name}" "${kc}" none
         images="${cache}/kind/images"
         for f in "${images}"/doorman-*.tar; do "${kind_bin}" load image-archive --name "${name}" "${f}" >&2; done
-        "${kubectl_bin}" --kubeconfig "${kc}" apply -k deploy/overlays/kind >&2
+        # deploy/overlays/kind as is, but for this cluster's name: its API
+        # server is the node container ${name}-control-plane.
+        "${kubectl_bin}" kustomize deploy/overlays/kind |
+          sed "s#https://doorman-control-plane:6443#https://${name}-control-plane:6443#" |
+          "${kubectl_bin}" --kubeconfig "${kc}" apply -f - >&2
         "${kubectl_bin}" --kubeconfig "${kc}" -n doorman-system rollout status deployment/doorman-controlplane --timeout=5m >&2
         "${kubectl_bin}" --kubeconfig "${kc}" -n doorman-system rollout status daemonset/doorman-nodeagent --timeout=5m >&2
       fi
