@@ -61,6 +61,13 @@ while :; do
   sleep 2
 done
 
+# The kind network's subnets and the cluster's Pod ranges: the only
+# destinations a node may send to (see the egress guard below).
+kind_subnets4="$(docker network inspect kind --format '{{range .IPAM.Config}}{{.Subnet}} {{end}}' | tr ' ' '\n' | grep -v ':' | grep . | paste -sd, | sed 's/,/, /g')"
+kind_subnets6="$(docker network inspect kind --format '{{range .IPAM.Config}}{{.Subnet}} {{end}}' | tr ' ' '\n' | grep ':' | paste -sd, | sed 's/,/, /g')"
+pod_ranges4="$(jq -r '[.items[].spec.podCIDRs[]? | select(contains(":") | not)] | join(", ")' <<<"${nodes_json}")"
+[ -n "${kind_subnets4}" ] && [ -n "${pod_ranges4}" ] || { say "no kind network subnet or no Pod ranges to guard egress with"; exit 1; }
+
 # node name -> "cidr ip" lines, one per address family.
 declare -A routes_of=()
 for c in "${containers[@]}"; do
@@ -110,6 +117,21 @@ for c in "${containers[@]}"; do
         { say "node ${c}: route to ${other}'s Pods ${cidr} via ${ip} failed"; exit 1; }
     done <<<"${routes_of[${other}]}"
   done
+  # Nothing a test sends may leave the machine. A packet to an address no
+  # one here owns (a deleted Service's ClusterIP, an address a test only
+  # routes) would otherwise go out through the Docker bridge's gateway and
+  # the host's default route. Each node drops what it sends or forwards
+  # to anything but the kind network, the Pod ranges and loopback, after
+  # Service DNAT (filter hooks run after nat's -100).
+  docker exec -i "${c}" nft -f - <<NFT || { say "node ${c}: egress guard failed"; exit 1; }
+table inet doorman-e2e-egress
+delete table inet doorman-e2e-egress
+table inet doorman-e2e-egress {
+  set inside4 { type ipv4_addr; flags interval; elements = { 127.0.0.0/8, ${kind_subnets4}, ${pod_ranges4} } }
+  chain output { type filter hook output priority 10; policy accept; meta nfproto ipv4 ip daddr != @inside4 counter drop; meta nfproto ipv6 oifname != "lo" ip6 daddr != { fe80::/10, ff00::/8${kind_subnets6:+, ${kind_subnets6}} } counter drop; }
+  chain forward { type filter hook forward priority 10; policy accept; meta nfproto ipv4 ip daddr != @inside4 counter drop; meta nfproto ipv6 ip6 daddr != { fe80::/10, ff00::/8${kind_subnets6:+, ${kind_subnets6}} } counter drop; }
+}
+NFT
   say "node ${c}: Pods on cni0 from $(cut -d' ' -f1 <<<"${routes_of[${c}]}" | paste -sd,), routes to the other $(( ${#containers[@]} - 1 )) nodes"
 done
 
