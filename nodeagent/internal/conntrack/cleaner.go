@@ -105,7 +105,7 @@ func (c *Cleaner) clean(changes []dataplane.Change) (int, error) {
 }
 
 // filter is the netlink filter for one target.
-func filter(t Target) (*netlink.ConntrackFilter, error) {
+func filter(t Target) (netlink.CustomConntrackFilter, error) {
 	f := &netlink.ConntrackFilter{}
 	if err := f.AddProtocol(unix.IPPROTO_UDP); err != nil {
 		return nil, err
@@ -118,10 +118,23 @@ func filter(t Target) (*netlink.ConntrackFilter, error) {
 			return nil, err
 		}
 	}
-	if t.Endpoint.IsValid() {
-		if err := f.AddIP(netlink.ConntrackReplySrcIP, net.IP(t.Endpoint.AsSlice())); err != nil {
-			return nil, err
-		}
+	if !t.Endpoint.IsValid() {
+		return f, nil
 	}
-	return f, nil
+	if err := f.AddIP(netlink.ConntrackReplySrcIP, net.IP(t.Endpoint.Addr().AsSlice())); err != nil {
+		return nil, err
+	}
+	return replySrcPortFilter{ConntrackFilter: f, port: t.Endpoint.Port()}, nil
+}
+
+// replySrcPortFilter adds the reply's source port (the endpoint's port)
+// to a ConntrackFilter, which has no such field: an endpoint whose target
+// port changed keeps its address, and only its old port's entries go.
+type replySrcPortFilter struct {
+	*netlink.ConntrackFilter
+	port uint16
+}
+
+func (f replySrcPortFilter) MatchConntrackFlow(flow *netlink.ConntrackFlow) bool {
+	return flow.Reverse.SrcPort == f.port && f.ConntrackFilter.MatchConntrackFlow(flow)
 }

@@ -3,6 +3,7 @@ package conntrack_test
 import (
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -15,19 +16,40 @@ import (
 	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
 )
 
+// dnsService is a UDP Service on 10.96.0.53:53 whose endpoints are
+// "address:port".
 func dnsService(eps ...string) *doormanv1.Entry {
 	s := &doormanv1.ServicePort{Namespace: "kube-system", Name: "dns", Protocol: doormanv1.Protocol_PROTOCOL_UDP,
 		Family: doormanv1.IPFamily_IP_FAMILY_IPV4, ClusterIp: "10.96.0.53", Port: 53}
-	for _, ip := range eps {
-		s.Endpoints = append(s.Endpoints, &doormanv1.Endpoint{Ip: ip, Port: 5353})
+	for _, ep := range eps {
+		host, port, _ := strings.Cut(ep, ":")
+		p, _ := strconv.Atoi(port)
+		s.Endpoints = append(s.Endpoints, &doormanv1.Endpoint{Ip: host, Port: uint32(p)})
 	}
 	return &doormanv1.Entry{Key: doormanv1.ServicePortKey(s), Value: &doormanv1.Entry_ServicePort{ServicePort: s}}
 }
 
 // TestCleanMovesUDPClient: a UDP client keeps its socket (one conntrack
-// entry); after its endpoint leaves the Service the entry still leads to it
-// until Clean deletes it, then the client reaches the remaining endpoint.
+// entry); after its endpoint leaves the Service, or the endpoint's target
+// port changes, the entry still leads to the old one until Clean deletes
+// it, then the client reaches the new one.
 func TestCleanMovesUDPClient(t *testing.T) {
+	tests := []struct {
+		name     string
+		old, new *doormanv1.Entry
+	}{
+		{name: "endpoint replaced", old: dnsService("10.0.2.2:5353"), new: dnsService("10.0.3.2:5353")},
+		{name: "target port changed", old: dnsService("10.0.2.2:5353"), new: dnsService("10.0.2.2:5354")},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) { testCleanMoves(t, tc.old, tc.new) })
+	}
+}
+
+// testCleanMoves runs one UDP client against old, applies new, and checks
+// the answer moves from "old" to "new" only once Clean ran. Echo servers
+// name themselves after the endpoint they serve.
+func testCleanMoves(t *testing.T, old, moved *doormanv1.Entry) {
 	client, node := testnet.NewNS(t, "client"), testnet.NewNS(t, "node")
 	testnet.Link(t, client, []string{"10.0.1.2/24"}, node, []string{"10.0.1.1/24"})
 	node.EnableForwarding(t)
@@ -36,7 +58,14 @@ func TestCleanMovesUDPClient(t *testing.T) {
 		s := testnet.NewNS(t, "server")
 		testnet.Link(t, node, []string{fmt.Sprintf("10.0.%d.1/24", i+2)}, s, []string{fmt.Sprintf("10.0.%d.2/24", i+2)})
 		s.AddRoute(t, "default", fmt.Sprintf("10.0.%d.1", i+2))
-		s.UDPEcho(t, fmt.Sprintf("server%d", i+1), fmt.Sprintf("10.0.%d.2:5353", i+2))
+		for _, port := range []int{5353, 5354} {
+			addr := fmt.Sprintf("10.0.%d.2:%d", i+2, port)
+			s.UDPEcho(t, addr, addr)
+		}
+	}
+	endpoint := func(e *doormanv1.Entry) string {
+		ep := e.GetServicePort().GetEndpoints()[0]
+		return fmt.Sprintf("%s:%d", ep.GetIp(), ep.GetPort())
 	}
 	d, err := dataplane.Open(hclog.NewNullLogger(), dataplane.Options{NetNSPath: node.Path()})
 	if err != nil {
@@ -49,7 +78,6 @@ func TestCleanMovesUDPClient(t *testing.T) {
 	}
 	defer func() { _ = c.Close() }()
 
-	old := dnsService("10.0.2.2")
 	nodeEntry := &doormanv1.Entry{Key: doormanv1.NodeKey, Value: &doormanv1.Entry_Node{Node: &doormanv1.Node{Name: "node"}}}
 	if _, err := d.Sync(map[string]*doormanv1.Entry{old.GetKey(): old, doormanv1.NodeKey: nodeEntry}); err != nil {
 		t.Fatal(err)
@@ -79,23 +107,22 @@ func TestCleanMovesUDPClient(t *testing.T) {
 		name, _, _ := strings.Cut(string(buf[:n]), " ")
 		return name
 	}
-	if got := ask(); got != "server1" {
-		t.Fatalf("answer from %s, want server1", got)
+	if got, want := ask(), endpoint(old); got != want {
+		t.Fatalf("answer from %s, want %s", got, want)
 	}
 
-	moved := dnsService("10.0.3.2")
 	changes := []dataplane.Change{{Key: old.GetKey(), Old: old, New: moved}}
 	if _, err := d.Apply(changes); err != nil {
 		t.Fatal(err)
 	}
-	// Control: the rules moved but the entry still leads to server1.
-	if got := ask(); got != "server1" {
-		t.Fatalf("before Clean: answer from %s, want server1 (the stale entry)", got)
+	// Control: the rules moved but the entry still leads to the old endpoint.
+	if got, want := ask(), endpoint(old); got != want {
+		t.Fatalf("before Clean: answer from %s, want %s (the stale entry)", got, want)
 	}
 	if err := c.Clean(changes); err != nil {
 		t.Fatalf("Clean: %v", err)
 	}
-	if got := ask(); got != "server2" {
-		t.Errorf("after Clean: answer from %s, want server2", got)
+	if got, want := ask(), endpoint(moved); got != want {
+		t.Errorf("after Clean: answer from %s, want %s", got, want)
 	}
 }

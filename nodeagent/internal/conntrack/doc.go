@@ -4,9 +4,9 @@
 // the reject path of a Service that had none) until the entry times out.
 //
 // Plan is pure: from the changes of a committed Apply it decides which
-// entries must go (a removed endpoint, per frontend: ClusterIP, externalIP
-// or LoadBalancer IP and port, or NodePort; every entry toward a frontend
-// that gains its first endpoint). Cleaner is the thin netlink shell that
+// entries must go (a removed endpoint, or one whose target port changed,
+// per frontend: ClusterIP, externalIP or LoadBalancer IP and port, or
+// NodePort; every entry toward a frontend that gains its first endpoint). Cleaner is the thin netlink shell that
 // deletes them, in the node's network namespace, through
 // github.com/vishvananda/netlink.
 //

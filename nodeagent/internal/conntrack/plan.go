@@ -11,8 +11,9 @@ import (
 // Target selects UDP conntrack entries to delete.
 //
 //   - Frontend address and Port set, Endpoint set: entries whose original
-//     destination is Frontend:Port and whose reply comes from Endpoint (a
-//     ClusterIP, externalIP or LoadBalancer IP lost that endpoint).
+//     destination is Frontend:Port and whose reply comes from Endpoint,
+//     address and port (a ClusterIP, externalIP or LoadBalancer IP lost
+//     that endpoint, or the endpoint's target port changed).
 //   - NodePort set, Endpoint set: entries to that NodePort answered by
 //     Endpoint.
 //   - Endpoint unset: every entry toward the frontend (it had no endpoint
@@ -22,8 +23,8 @@ type Target struct {
 	Frontend netip.Addr // unset for a NodePort target
 	Port     uint16     // the Service port, or the NodePort
 	NodePort bool
-	IPv6     bool       // the family of the entries
-	Endpoint netip.Addr // unset: any
+	IPv6     bool           // the family of the entries
+	Endpoint netip.AddrPort // unset: any
 }
 
 // Plan returns the UDP conntrack entries the changes make stale, in a
@@ -139,28 +140,35 @@ func addrFrontends(sp *doormanv1.ServicePort, addrs []string) []Target {
 	return out
 }
 
-// removedEndpoints lists endpoint addresses old had (in any of its sets:
-// endpoints, cluster-wide, local) that new lacks altogether.
-func removedEndpoints(old, new *doormanv1.ServicePort) []netip.Addr {
-	keep := map[netip.Addr]bool{}
+// removedEndpoints lists the endpoints (address and port) old had in any
+// of its sets (endpoints, cluster-wide, local) that new lacks altogether.
+// A changed target port counts: replies from the old port are stale too.
+func removedEndpoints(old, new *doormanv1.ServicePort) []netip.AddrPort {
+	keep := map[netip.AddrPort]bool{}
 	for _, ep := range allEndpoints(new) {
-		if a, err := netip.ParseAddr(ep.GetIp()); err == nil {
-			keep[a.Unmap()] = true
+		if a, ok := endpointAddrPort(ep); ok {
+			keep[a] = true
 		}
 	}
-	var out []netip.Addr
+	var out []netip.AddrPort
 	for _, ep := range allEndpoints(old) {
-		a, err := netip.ParseAddr(ep.GetIp())
-		if err != nil {
+		a, ok := endpointAddrPort(ep)
+		if !ok || keep[a] {
 			continue
 		}
-		a = a.Unmap()
-		if !keep[a] {
-			keep[a] = true // once
-			out = append(out, a)
-		}
+		keep[a] = true // once
+		out = append(out, a)
 	}
 	return out
+}
+
+// endpointAddrPort reads an endpoint's address (unmapped) and port.
+func endpointAddrPort(ep *doormanv1.Endpoint) (netip.AddrPort, bool) {
+	a, err := netip.ParseAddr(ep.GetIp())
+	if err != nil || ep.GetPort() == 0 || ep.GetPort() > 65535 {
+		return netip.AddrPort{}, false
+	}
+	return netip.AddrPortFrom(a.Unmap(), uint16(ep.GetPort())), true
 }
 
 func allEndpoints(sp *doormanv1.ServicePort) []*doormanv1.Endpoint {

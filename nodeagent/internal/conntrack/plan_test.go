@@ -31,10 +31,19 @@ func nodeLocal(local, cluster []string) *doormanv1.Entry {
 	return e
 }
 
+// withPort sets every endpoint's port of e.
+func withPort(e *doormanv1.Entry, port uint32) *doormanv1.Entry {
+	for _, ep := range e.GetServicePort().GetEndpoints() {
+		ep.Port = port
+	}
+	return e
+}
+
 const udp, tcp = doormanv1.Protocol_PROTOCOL_UDP, doormanv1.Protocol_PROTOCOL_TCP
 
 func TestPlan(t *testing.T) {
 	a := netip.MustParseAddr
+	ep := func(s string) netip.AddrPort { return netip.AddrPortFrom(a(s), 5353) }
 	cip, ext := a("10.96.0.10"), a("192.0.2.1")
 	tests := []struct {
 		name     string
@@ -45,18 +54,18 @@ func TestPlan(t *testing.T) {
 			name: "endpoint removed",
 			old:  sp(udp, "10.244.0.1", "10.244.0.2"), new: sp(udp, "10.244.0.2"),
 			want: []Target{
-				{Frontend: cip, Port: 53, Endpoint: a("10.244.0.1")},
-				{Frontend: ext, Port: 53, Endpoint: a("10.244.0.1")},
-				{Port: 30053, NodePort: true, Endpoint: a("10.244.0.1")},
+				{Frontend: cip, Port: 53, Endpoint: ep("10.244.0.1")},
+				{Frontend: ext, Port: 53, Endpoint: ep("10.244.0.1")},
+				{Port: 30053, NodePort: true, Endpoint: ep("10.244.0.1")},
 			},
 		},
 		{
 			name: "service removed",
 			old:  sp(udp, "10.244.0.1"), new: nil,
 			want: []Target{
-				{Frontend: cip, Port: 53, Endpoint: a("10.244.0.1")},
-				{Frontend: ext, Port: 53, Endpoint: a("10.244.0.1")},
-				{Port: 30053, NodePort: true, Endpoint: a("10.244.0.1")},
+				{Frontend: cip, Port: 53, Endpoint: ep("10.244.0.1")},
+				{Frontend: ext, Port: 53, Endpoint: ep("10.244.0.1")},
+				{Port: 30053, NodePort: true, Endpoint: ep("10.244.0.1")},
 			},
 		},
 		{
@@ -72,9 +81,9 @@ func TestPlan(t *testing.T) {
 			name: "internal policy local: remote endpoint removed",
 			old:  nodeLocal(nil, []string{"10.244.1.1", "10.244.2.1"}), new: nodeLocal(nil, []string{"10.244.2.1"}),
 			want: []Target{
-				{Frontend: cip, Port: 53, Endpoint: a("10.244.1.1")},
-				{Frontend: ext, Port: 53, Endpoint: a("10.244.1.1")},
-				{Port: 30053, NodePort: true, Endpoint: a("10.244.1.1")},
+				{Frontend: cip, Port: 53, Endpoint: ep("10.244.1.1")},
+				{Frontend: ext, Port: 53, Endpoint: ep("10.244.1.1")},
+				{Port: 30053, NodePort: true, Endpoint: ep("10.244.1.1")},
 			},
 		},
 		{
@@ -90,6 +99,15 @@ func TestPlan(t *testing.T) {
 				{Port: 30053, NodePort: true},
 			},
 		},
+		{
+			name: "target port changed",
+			old:  sp(udp, "10.244.0.1"), new: withPort(sp(udp, "10.244.0.1"), 5354),
+			want: []Target{
+				{Frontend: cip, Port: 53, Endpoint: ep("10.244.0.1")},
+				{Frontend: ext, Port: 53, Endpoint: ep("10.244.0.1")},
+				{Port: 30053, NodePort: true, Endpoint: ep("10.244.0.1")},
+			},
+		},
 		{name: "endpoint added", old: sp(udp, "10.244.0.1"), new: sp(udp, "10.244.0.1", "10.244.0.2")},
 		{name: "tcp endpoint removed", old: sp(tcp, "10.244.0.1", "10.244.0.2"), new: sp(tcp, "10.244.0.2")},
 		{name: "new service without endpoints", new: sp(udp)},
@@ -97,7 +115,7 @@ func TestPlan(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			got := Plan([]dataplane.Change{{Key: "k", Old: tc.old, New: tc.new}})
-			if diff := cmp.Diff(tc.want, got, cmp.Comparer(func(x, y netip.Addr) bool { return x == y })); diff != "" {
+			if diff := cmp.Diff(tc.want, got, cmp.Comparer(func(x, y netip.Addr) bool { return x == y }), cmp.Comparer(func(x, y netip.AddrPort) bool { return x == y })); diff != "" {
 				t.Errorf("Plan (-want +got):\n%s", diff)
 			}
 		})
