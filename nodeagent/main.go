@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/doorman-proxy/doorman/nodeagent/app"
+	"github.com/doorman-proxy/doorman/nodeagent/internal/conntrack"
 	"github.com/doorman-proxy/doorman/nodeagent/internal/credentials"
 	"github.com/doorman-proxy/doorman/nodeagent/internal/kube"
 )
@@ -55,8 +57,19 @@ func run() error {
 		logLevel      = flag.String("log-level", "info", "log level: trace, debug, info, warn, error")
 		cleanup       = flag.Bool("cleanup", false, "remove everything the agent put on this node (the nftables table inet doorman, the --cache file) and exit; waits for a running agent to exit first (it holds the cache); for uninstalling, like kube-proxy's --cleanup")
 		wait          = flag.Bool("wait", false, "with --cleanup: after cleaning up, stay running until SIGTERM (the main container of a clean-up DaemonSet, so its rollout shows every node done)")
+		ctDefaults    = conntrack.DefaultSettings()
+		ctMaxPerCore  = flag.Int("conntrack-max-per-core", ctDefaults.MaxPerCore, "raise nf_conntrack_max to this many entries per CPU, at least --conntrack-min (0 = leave it; never lowered; settable only in the host's network namespace)")
+		ctMin         = flag.Int("conntrack-min", ctDefaults.Min, "the least nf_conntrack_max --conntrack-max-per-core raises it to")
+		ctEstablished = flag.Duration("conntrack-tcp-timeout-established", ctDefaults.TCPEstablished, "idle timeout of established TCP conntrack entries (0 = leave it)")
+		ctCloseWait   = flag.Duration("conntrack-tcp-timeout-close-wait", ctDefaults.TCPCloseWait, "timeout of TCP conntrack entries in CLOSE_WAIT (0 = leave it)")
+		ctBeLiberal   = flag.Bool("conntrack-tcp-be-liberal", ctDefaults.TCPBeLiberal, "set nf_conntrack_tcp_be_liberal: out-of-window TCP packets are not marked invalid (false = leave it)")
+		ctUDP         = flag.Duration("conntrack-udp-timeout", ctDefaults.UDP, "timeout of unreplied UDP conntrack entries (0 = leave it)")
+		ctUDPStream   = flag.Duration("conntrack-udp-timeout-stream", ctDefaults.UDPStream, "timeout of replied UDP conntrack entries (0 = leave it)")
+		ctOnly        = flag.Bool("conntrack-sysctls-only", false, "set the --conntrack-* sysctls in this network namespace and exit (for a privileged init container: the agent's own container cannot write /proc/sys)")
 	)
 	flag.Parse()
+	ctSettings := conntrack.Settings{MaxPerCore: *ctMaxPerCore, Min: *ctMin, TCPEstablished: *ctEstablished,
+		TCPCloseWait: *ctCloseWait, TCPBeLiberal: *ctBeLiberal, UDP: *ctUDP, UDPStream: *ctUDPStream}
 
 	level := hclog.LevelFromString(*logLevel)
 	if level == hclog.NoLevel {
@@ -69,6 +82,10 @@ func run() error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
+	if *ctOnly {
+		_, err := conntrack.Apply(log, *netns, runtime.NumCPU(), ctSettings)
+		return err
+	}
 	if *wait && !*cleanup {
 		return fmt.Errorf("--wait is only for --cleanup")
 	}
@@ -108,6 +125,7 @@ func run() error {
 		NetNSPath:           *netns,
 		HealthCheckAddress:  *hcAddress,
 		ResyncPeriod:        *resyncPeriod,
+		Conntrack:           ctSettings,
 		Logger:              log,
 	}
 	needCA := !*plaintext && *caFile == ""

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"time"
 
@@ -53,7 +54,10 @@ type Config struct {
 	// ResyncPeriod is the backstop full reconcile of the kernel, on top of
 	// the event monitor; 0 disables it.
 	ResyncPeriod time.Duration
-	Logger       hclog.Logger
+	// Conntrack are the conntrack sysctls set once at start (in
+	// NetNSPath), as kube-proxy does; the zero value sets none.
+	Conntrack conntrack.Settings
+	Logger    hclog.Logger
 }
 
 // Run runs the agent until ctx is done, then stops, leaving the kernel's
@@ -164,6 +168,12 @@ func Run(ctx context.Context, cfg Config) error {
 		log.Warn("cached view programmed without some entries", "version", view.Version(), "ops", stats.Ops, "error", warning, "took", time.Since(start))
 	case view.Version() > 0:
 		log.Info("cached view programmed", "version", view.Version(), "entries", view.Len(), "ops", stats.Ops, "took", time.Since(start))
+	}
+
+	// After the start-up Sync: doorman's rules use conntrack, so its
+	// sysctls exist by now.
+	if _, err := conntrack.Apply(log, cfg.NetNSPath, runtime.NumCPU(), cfg.Conntrack); err != nil {
+		return err
 	}
 
 	stopInspect := serveInspect(log, cfg.InspectListener, inspect.New(a, dp))

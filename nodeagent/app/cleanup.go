@@ -21,9 +21,12 @@ type CleanupConfig struct {
 
 // Cleanup removes everything the agent puts on a node, for an uninstall:
 // the nftables table inet doorman (every chain, map, set and rule doorman
-// owns lives in it; the agent sets no sysctl and creates no link, route or
-// other table) and the cache file. Connections tracked by conntrack keep
-// their entries until they expire, as after any rule change.
+// owns lives in it; the agent creates no link, route or other table) and
+// the cache file. The conntrack sysctls set at start stay as they are, as
+// after kube-proxy's --cleanup: the kernel's defaults would cut the
+// half-closed and idle connections that rely on them. Connections tracked
+// by conntrack keep their entries until they expire, as after any rule
+// change.
 //
 // It first waits until no agent holds the cache file (an agent that is
 // still stopping would put back a table deleted under it), then deletes

@@ -10,6 +10,12 @@
 // deletes them, in the node's network namespace, through
 // github.com/vishvananda/netlink.
 //
+// Settings and Apply set the conntrack sysctls kube-proxy sets at start
+// (table size, TCP established and CLOSE_WAIT timeouts, be_liberal, UDP
+// timeouts), with its flags' meanings and defaults; Settings.Wanted is the
+// pure part, Apply reads and writes /proc/sys/net/netfilter in the node's
+// namespace and logs each sysctl.
+//
 // conntrack imports the dataplane only for its Change type and the wire
 // types; it must not import nftables, gRPC or the agent's state.
 package conntrack

@@ -1,0 +1,81 @@
+package conntrack
+
+import (
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestSettingsWanted(t *testing.T) {
+	tests := []struct {
+		name    string
+		s       Settings
+		cpus    int
+		want    []Setting
+		wantErr bool
+	}{
+		{
+			name: "kube-proxy defaults, 2 CPUs: the minimum wins",
+			s:    DefaultSettings(), cpus: 2,
+			want: []Setting{
+				{Name: SysctlMax, Value: 131072, OnlyRaise: true},
+				{Name: SysctlTCPEstablished, Value: 86400},
+				{Name: SysctlTCPCloseWait, Value: 3600},
+			},
+		},
+		{
+			name: "kube-proxy defaults, 16 CPUs: per core wins",
+			s:    DefaultSettings(), cpus: 16,
+			want: []Setting{
+				{Name: SysctlMax, Value: 16 * 32768, OnlyRaise: true},
+				{Name: SysctlTCPEstablished, Value: 86400},
+				{Name: SysctlTCPCloseWait, Value: 3600},
+			},
+		},
+		{
+			name: "everything",
+			s: Settings{MaxPerCore: 1, Min: 10, TCPEstablished: time.Minute, TCPCloseWait: 2 * time.Second,
+				TCPBeLiberal: true, UDP: 30 * time.Second, UDPStream: 2 * time.Minute},
+			cpus: 4,
+			want: []Setting{
+				{Name: SysctlMax, Value: 10, OnlyRaise: true},
+				{Name: SysctlTCPEstablished, Value: 60},
+				{Name: SysctlTCPCloseWait, Value: 2},
+				{Name: SysctlTCPBeLiberal, Value: 1},
+				{Name: SysctlUDP, Value: 30},
+				{Name: SysctlUDPStream, Value: 120},
+			},
+		},
+		{name: "all zero: nothing", s: Settings{}, cpus: 2},
+		{name: "negative", s: Settings{TCPCloseWait: -time.Second}, cpus: 2, wantErr: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := tc.s.Wanted(tc.cpus)
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("Wanted: error %v, want error %v", err, tc.wantErr)
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("Wanted (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestSettingNeeds(t *testing.T) {
+	raise := Setting{Name: SysctlMax, Value: 131072, OnlyRaise: true}
+	exact := Setting{Name: SysctlTCPCloseWait, Value: 3600}
+	for _, tc := range []struct {
+		s       Setting
+		current int
+		want    bool
+	}{
+		{raise, 65536, true}, {raise, 131072, false}, {raise, 262144, false},
+		{exact, 60, true}, {exact, 3600, false}, {exact, 7200, true},
+	} {
+		if got := tc.s.Needs(tc.current); got != tc.want {
+			t.Errorf("%s=%d (want %d).Needs(%d) = %v, want %v", tc.s.Name, tc.s.Value, tc.s.Value, tc.current, got, tc.want)
+		}
+	}
+}
