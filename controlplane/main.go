@@ -19,7 +19,9 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/doorman-proxy/doorman/controlplane/app"
+	"github.com/doorman-proxy/doorman/controlplane/internal/auth"
 	"github.com/doorman-proxy/doorman/controlplane/internal/certs"
+	"github.com/doorman-proxy/doorman/controlplane/internal/server"
 )
 
 func main() {
@@ -43,7 +45,18 @@ func run() error {
 	caConfigMap := flag.String("ca-configmap", "doorman-ca", "ConfigMap publishing the CA certificate to the agents (created and kept in sync)")
 	agentSA := flag.String("agent-service-account", "doorman-nodeagent", "the agents' ServiceAccount, in --namespace")
 	audience := flag.String("token-audience", "doorman", "audience the agents' and Inspect callers' tokens must be bound to")
-	tokenCache := flag.Duration("token-cache-ttl", 30*time.Second, "how long a TokenReview or SubjectAccessReview outcome is reused")
+	tokenCache := flag.Duration("token-cache-ttl", auth.DefaultSuccessTTL, "how long an admission (TokenReview, and SubjectAccessReview for Inspect) is reused, never past the token's expiry; negative: not cached")
+	tokenFailureCache := flag.Duration("token-cache-failure-ttl", auth.DefaultFailureTTL, "how long a refused token stays refused without a new review (refusals have a cache of their own); negative: not cached")
+	reviewQPS := flag.Float64("token-review-qps", auth.DefaultReviewQPS, "TokenReviews and SubjectAccessReviews per second sent to the API server; negative: no bound")
+	reviewBurst := flag.Int("token-review-burst", auth.DefaultReviewBurst, "burst of --token-review-qps")
+	reviewTimeout := flag.Duration("token-review-timeout", auth.DefaultReviewTimeout, "the most a review waits for its turn under --token-review-qps, and then the most the API server may take to answer it")
+	peerFailureQPS := flag.Float64("auth-failures-per-peer-qps", auth.DefaultPeerFailureQPS, "failed reviews per second each remote address may cause, once its burst is spent (it is then refused without a review)")
+	peerFailureBurst := flag.Int("auth-failures-per-peer-burst", auth.DefaultPeerFailureBurst, "failed reviews a remote address may cause in a burst; negative: no per-peer budget")
+	maxConns := flag.Int("max-connections", server.DefaultMaxConnections, "gRPC connections open at once; more wait in the listen backlog; negative: no cap")
+	maxStreams := flag.Int("max-concurrent-streams", server.DefaultMaxConcurrentStreams, "streams per gRPC connection (an agent opens one)")
+	maxAge := flag.Duration("max-connection-age", server.DefaultMaxConnectionAge, "a gRPC connection is ended (GOAWAY) after this long, ±10 %, so agents authenticate again and resume by digests; negative: never")
+	maxAgeGrace := flag.Duration("max-connection-age-grace", server.DefaultMaxConnectionAgeGrace, "after --max-connection-age, how long streams still run before the connection is closed")
+	maxIdle := flag.Duration("max-connection-idle", server.DefaultMaxConnectionIdle, "a gRPC connection with no stream open is closed after this long, pings or not; negative: never")
 	logLevel := flag.String("log-level", "info", "trace, debug, info, warn or error")
 	flag.Parse()
 
@@ -62,8 +75,12 @@ func run() error {
 			ConfigMapName:       *caConfigMap,
 			AgentServiceAccount: *agentSA,
 			Audiences:           []string{*audience},
-			TokenCacheTTL:       *tokenCache,
-			DNSNames:            certs.ServiceDNSNames(*namespace, *serviceName),
+			AuthLimits: auth.Limits{
+				SuccessTTL: *tokenCache, FailureTTL: *tokenFailureCache,
+				ReviewQPS: *reviewQPS, ReviewBurst: *reviewBurst, ReviewTimeout: *reviewTimeout,
+				PeerFailureQPS: *peerFailureQPS, PeerFailureBurst: *peerFailureBurst,
+			},
+			DNSNames: certs.ServiceDNSNames(*namespace, *serviceName),
 		}
 		sans := splitList(*tlsSANs)
 		if *podIP != "" {
@@ -95,6 +112,16 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("kubernetes client: %w", err)
 	}
+	if security != nil {
+		// Reviews get a client of their own without client-go's
+		// default limit (5/s, which would admit 5,000 agents in 17
+		// minutes): --token-review-qps bounds them, clean callers first.
+		rcfg := rest.CopyConfig(cfg)
+		rcfg.QPS = -1
+		if security.ReviewClient, err = kubernetes.NewForConfig(rcfg); err != nil {
+			return fmt.Errorf("kubernetes client for reviews: %w", err)
+		}
+	}
 	gl, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return fmt.Errorf("listen grpc: %w", err)
@@ -116,6 +143,10 @@ func run() error {
 		VersionSeed:       uint64(time.Now().UnixMicro()),
 		Logger:            log,
 		Security:          security,
+		Limits: server.Limits{
+			MaxConnections: *maxConns, MaxConcurrentStreams: *maxStreams,
+			MaxConnectionAge: *maxAge, MaxConnectionAgeGrace: *maxAgeGrace, MaxConnectionIdle: *maxIdle,
+		},
 	})
 }
 

@@ -12,6 +12,7 @@ targets=(
   "./nodeagent/internal/cache FuzzDecodeEntry"
   "./nodeagent/internal/cache FuzzDecodeMeta"
   "./nodeagent/internal/drift FuzzDecoder"
+  "./controlplane/internal/auth FuzzTokenExpiry"
 )
 for t in "${targets[@]}"; do
   set -- $t

@@ -11,7 +11,6 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 	"k8s.io/client-go/kubernetes"
 
@@ -34,6 +33,9 @@ type Config struct {
 	NodePortAddresses []string            // CIDRs; empty = every InternalIP/ExternalIP of the Node
 	VersionSeed       uint64
 	Logger            hclog.Logger
+	// Limits bound connections, streams and their age (zero fields: the
+	// defaults).
+	Limits server.Limits
 	// Security, when set, serves gRPC over TLS with a certificate issued
 	// from the CA the control plane keeps in the cluster, and admits only
 	// authenticated agents (each as its own node) and authorised Inspect
@@ -57,8 +59,13 @@ type Security struct {
 	AgentServiceAccount string
 	// Audiences the callers' tokens must be bound to (default "doorman").
 	Audiences []string
-	// TokenCacheTTL is how long a token review is reused (default 30 s).
-	TokenCacheTTL time.Duration
+	// AuthLimits bound the token reviews and their caches (zero fields:
+	// the defaults).
+	AuthLimits auth.Limits
+	// ReviewClient sends the TokenReviews and SubjectAccessReviews
+	// (default: Client). AuthLimits bound its rate; its own client-side
+	// limit should be off.
+	ReviewClient kubernetes.Interface
 }
 
 // shutdownGrace is how long in-flight RPCs get to finish at shutdown.
@@ -84,12 +91,8 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("control plane: %w", err)
 	}
 
-	opts := append(server.Options(),
-		// Agents ping every 30 s, also with no stream open, to notice a
-		// dead control plane; allow that rather than answer with GOAWAY.
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 20 * time.Second, PermitWithoutStream: true}),
-		grpc.StatsHandler(m.StatsHandler()),
-	)
+	opts := append(server.Options(), cfg.Limits.ServerOptions()...)
+	opts = append(opts, grpc.StatsHandler(m.StatsHandler()))
 	opts = append(opts, cfg.ServerOptions...)
 	if cfg.Security != nil {
 		sctx, scancel := context.WithCancel(ctx)
@@ -109,7 +112,7 @@ func Run(ctx context.Context, cfg Config) error {
 	errc := make(chan error, 3)
 	go func() {
 		log.Info("serving grpc", "address", cfg.GRPCListener.Addr().String())
-		if err := gs.Serve(cfg.GRPCListener); err != nil {
+		if err := gs.Serve(cfg.Limits.Listener(cfg.GRPCListener)); err != nil {
 			errc <- fmt.Errorf("serve grpc: %w", err)
 		}
 	}()
@@ -181,11 +184,15 @@ func security(ctx context.Context, client kubernetes.Interface, sec Security, lo
 	if err := cm.Start(ctx); err != nil {
 		return nil, fmt.Errorf("tls: %w", err)
 	}
+	reviews := sec.ReviewClient
+	if reviews == nil {
+		reviews = client
+	}
 	a, err := auth.New(auth.Config{
-		Client:    client,
+		Client:    reviews,
 		Audiences: sec.Audiences,
 		AgentUser: auth.ServiceAccountUser(sec.Namespace, sec.AgentServiceAccount),
-		CacheTTL:  sec.TokenCacheTTL,
+		Limits:    sec.AuthLimits,
 		Logger:    log.Named("auth"),
 	})
 	if err != nil {

@@ -108,6 +108,40 @@ func (c *Cluster) AgentLog(node string) string {
 // second replica logs to controlplane-2.log).
 func (c *Cluster) ControlPlaneLog() string { return filepath.Join(c.logDir, "controlplane.log") }
 
+// LogMark is a position in a log file; Since returns what was written
+// after it.
+type LogMark struct {
+	path string
+	off  int64
+}
+
+// MarkLog marks the current end of the log file at path (its start when
+// there is none yet).
+func MarkLog(path string) LogMark {
+	st, err := os.Stat(path)
+	if err != nil {
+		return LogMark{path: path}
+	}
+	return LogMark{path: path, off: st.Size()}
+}
+
+// Path is the marked file.
+func (m LogMark) Path() string { return m.path }
+
+// Since is what the file got after the mark ("" when it cannot be read).
+func (m LogMark) Since() string {
+	f, err := os.Open(m.path)
+	if err != nil {
+		return ""
+	}
+	defer func() { _ = f.Close() }()
+	if _, err := f.Seek(m.off, io.SeekStart); err != nil {
+		return ""
+	}
+	b, _ := io.ReadAll(f)
+	return string(b)
+}
+
 // WaitAgentHealthy polls the node agent's /healthz every 5 ms until it
 // answers 200 and returns how long that took.
 func (c *Cluster) WaitAgentHealthy(ctx context.Context, node string) (time.Duration, error) {

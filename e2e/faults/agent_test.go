@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/doorman-proxy/doorman/e2e/cluster"
 )
 
 // Row 1: an agent restart (SIGTERM, SIGKILL) does not touch the kernel,
@@ -43,7 +45,7 @@ func TestAgentRestart(t *testing.T) {
 			waitConverged(t, node, cp, 30*time.Second)
 			gen0, snap0 := gen(t, node), snapshot(t, node)
 			full := viewBytes(t, cp, node)
-			agentLog, cpLog := markLog(c.AgentLog(node)), markLog(c.ControlPlaneLog())
+			agentLog, cpLog := cluster.MarkLog(c.AgentLog(node)), cluster.MarkLog(c.ControlPlaneLog())
 
 			if sig == syscall.SIGTERM {
 				c.StopAgent(node)
@@ -78,7 +80,7 @@ func TestAgentRestart(t *testing.T) {
 			t.Logf("converged %s after start", time.Since(start).Round(time.Millisecond))
 
 			// The start-up Sync from the cache made no kernel change.
-			logText := agentLog.since()
+			logText := agentLog.Since()
 			m := regexp.MustCompile(`cached view programmed: .*ops=(\d+)`).FindStringSubmatch(logText)
 			switch {
 			case m == nil:
@@ -105,7 +107,7 @@ func TestAgentRestart(t *testing.T) {
 			}
 
 			// Only what changed was sent.
-			sent := sentUpdates(cpLog.since(), node)
+			sent := sentUpdates(cpLog.Since(), node)
 			if len(sent) == 0 {
 				t.Fatalf("no update sent to %s after the restart", node)
 			}
@@ -239,7 +241,7 @@ func TestCorruptCache(t *testing.T) {
 			if err := tc.corrupt(path); err != nil {
 				t.Fatal(err)
 			}
-			agentLog, cpLog := markLog(c.AgentLog(node)), markLog(c.ControlPlaneLog())
+			agentLog, cpLog := cluster.MarkLog(c.AgentLog(node)), cluster.MarkLog(c.ControlPlaneLog())
 			if err := c.StartAgent(node); err != nil {
 				t.Fatal(err)
 			}
@@ -247,7 +249,7 @@ func TestCorruptCache(t *testing.T) {
 			waitConverged(t, node, cp, time.Minute)
 			t.Logf("converged %s after start", time.Since(start).Round(time.Millisecond))
 
-			text := agentLog.since()
+			text := agentLog.Since()
 			line := ""
 			for _, l := range strings.Split(text, "\n") {
 				if strings.Contains(l, "cache unreadable") {
@@ -264,7 +266,7 @@ func TestCorruptCache(t *testing.T) {
 					t.Errorf("cache set aside at %s: %v", m[1], err)
 				}
 			}
-			sent := sentUpdates(cpLog.since(), node)
+			sent := sentUpdates(cpLog.Since(), node)
 			if len(sent) == 0 || !sent[0].full {
 				t.Errorf("first update after the corrupt cache is not a full view: %+v", sent)
 			}
@@ -283,7 +285,7 @@ func TestCorruptCache(t *testing.T) {
 			if ok, err := c.AgentRunning(node); !ok {
 				t.Errorf("agent exited: %v", err)
 			}
-			if n := strings.Count(agentLog.since(), "cache unreadable"); n != 1 {
+			if n := strings.Count(agentLog.Since(), "cache unreadable"); n != 1 {
 				t.Errorf("%d \"cache unreadable\" lines, want 1", n)
 			}
 			ls.finish(t, 0)

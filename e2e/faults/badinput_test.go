@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 
+	"github.com/doorman-proxy/doorman/e2e/cluster"
 	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
 )
 
@@ -164,9 +165,9 @@ func TestBadInput(t *testing.T) {
 		fromPod(t, "node2", addr(canaryIP, webPort)),
 		fromExternal(t, "node3"),
 	}
-	marks := []logMark{markLog(c.ControlPlaneLog())}
+	marks := []cluster.LogMark{cluster.MarkLog(c.ControlPlaneLog())}
 	for _, n := range c.Nodes() {
-		marks = append(marks, markLog(c.AgentLog(n.Name)))
+		marks = append(marks, cluster.MarkLog(c.AgentLog(n.Name)))
 	}
 
 	inputs := hostileInputs()
@@ -198,7 +199,7 @@ func TestBadInput(t *testing.T) {
 
 	// Each object is either in every node's view and programmed, or named
 	// in an error (control plane log, or the agents' not_programmed).
-	cpText := marks[0].since()
+	cpText := marks[0].Since()
 	for _, h := range inputs {
 		id := bad + "/" + h.name
 		named := strings.Contains(cpText, id)

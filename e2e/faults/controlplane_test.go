@@ -77,7 +77,7 @@ func TestControlPlaneFailover(t *testing.T) {
 
 	// 1. Replica 1 stops: agents move to replica 2 with nothing changed.
 	before := figures(t, first)
-	secondLog := markLog(second.Log)
+	secondLog := cluster.MarkLog(second.Log)
 	start := time.Now()
 	if err := c.StopControlPlane(); err != nil {
 		t.Fatal(err)
@@ -91,7 +91,7 @@ func TestControlPlaneFailover(t *testing.T) {
 	}
 	t.Logf("every agent on replica 2 %s after replica 1 stopped", time.Since(start).Round(time.Millisecond))
 	checkResumed(t, before, 0)
-	for _, u := range sentUpdates(secondLog.since(), "") {
+	for _, u := range sentUpdates(secondLog.Since(), "") {
 		if u.full || u.upserts > 0 || u.removals > 0 {
 			t.Errorf("replica 2 sent %s more than an empty resume: %+v", u.node, u)
 		}
@@ -114,7 +114,7 @@ func TestControlPlaneFailover(t *testing.T) {
 		t.Fatal(err)
 	}
 	before = figures(t, second.GRPC)
-	firstLog := markLog(c.ControlPlaneLog())
+	firstLog := cluster.MarkLog(c.ControlPlaneLog())
 	start = time.Now()
 	second.Stop()
 	for _, n := range c.Nodes() {
@@ -125,7 +125,7 @@ func TestControlPlaneFailover(t *testing.T) {
 	}
 	t.Logf("every agent back on replica 1 %s after replica 2 stopped", time.Since(start).Round(time.Millisecond))
 	checkResumed(t, before, 0)
-	for _, u := range sentUpdates(firstLog.since(), "") {
+	for _, u := range sentUpdates(firstLog.Since(), "") {
 		if u.full || u.upserts > 0 || u.removals > 0 {
 			t.Errorf("restarted replica 1 sent %s more than an empty resume: %+v", u.node, u)
 		}
@@ -161,7 +161,7 @@ func TestStuckAgent(t *testing.T) {
 	base := runs[1]
 	t.Logf("convergence on %v with every agent running: %v, median %s", others, runs, base.Round(time.Millisecond))
 
-	cpLog := markLog(c.ControlPlaneLog())
+	cpLog := cluster.MarkLog(c.ControlPlaneLog())
 	if err := c.SignalAgent(stuck, sigSTOP); err != nil {
 		t.Fatal(err)
 	}
@@ -193,7 +193,7 @@ func TestStuckAgent(t *testing.T) {
 	start := time.Now()
 	waitConverged(t, stuck, cp, time.Minute)
 	t.Logf("%s caught up %s after SIGCONT", stuck, time.Since(start).Round(time.Millisecond))
-	sent := sentUpdates(cpLog.since(), stuck)
+	sent := sentUpdates(cpLog.Since(), stuck)
 	for _, u := range sent {
 		t.Logf("sent to %s: %+v", stuck, u)
 	}
@@ -202,7 +202,7 @@ func TestStuckAgent(t *testing.T) {
 	if len(sent) > 2 {
 		t.Errorf("%d updates sent to the stuck agent for 5 changes, want at most 2 (one in flight, one coalesced)", len(sent))
 	}
-	if strings.Contains(cpLog.since(), "node disconnected: node="+stuck) {
+	if strings.Contains(cpLog.Since(), "node disconnected: node="+stuck) {
 		t.Logf("the stuck agent's stream was closed meanwhile (keepalive)")
 	}
 	ls.finish(t, 0)

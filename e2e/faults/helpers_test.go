@@ -6,9 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
-	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -381,34 +379,6 @@ func waitAgentEntry(t *testing.T, node, prefix string, digest uint64, timeout ti
 	return time.Since(start)
 }
 
-// logMark is a position in a log file; since returns what was written
-// after it.
-type logMark struct {
-	path string
-	off  int64
-}
-
-func markLog(path string) logMark {
-	st, err := os.Stat(path)
-	if err != nil {
-		return logMark{path: path}
-	}
-	return logMark{path: path, off: st.Size()}
-}
-
-func (m logMark) since() string {
-	f, err := os.Open(m.path)
-	if err != nil {
-		return ""
-	}
-	defer func() { _ = f.Close() }()
-	if _, err := f.Seek(m.off, io.SeekStart); err != nil {
-		return ""
-	}
-	b, _ := io.ReadAll(f)
-	return string(b)
-}
-
 // sentUpdate is one "sending update" debug line of a control plane.
 type sentUpdate struct {
 	node            string
@@ -500,12 +470,12 @@ func agentsAlive(t *testing.T) {
 }
 
 // noPanics fails the test when a log says a Go program panicked.
-func noPanics(t *testing.T, marks ...logMark) {
+func noPanics(t *testing.T, marks ...cluster.LogMark) {
 	t.Helper()
 	for _, m := range marks {
-		if s := m.since(); strings.Contains(s, "panic:") || strings.Contains(s, "goroutine ") && strings.Contains(s, "[running]") {
+		if s := m.Since(); strings.Contains(s, "panic:") || strings.Contains(s, "goroutine ") && strings.Contains(s, "[running]") {
 			i := strings.Index(s, "panic:")
-			t.Errorf("%s: panic: %s", m.path, s[max(0, i):min(len(s), max(0, i)+1500)])
+			t.Errorf("%s: panic: %s", m.Path(), s[max(0, i):min(len(s), max(0, i)+1500)])
 		}
 	}
 }

@@ -43,7 +43,7 @@ func TestDrift(t *testing.T) {
 		ip := netip.MustParseAddr(svc.Spec.ClusterIP).As4()
 		snap0 := snapshot(t, node)
 		repairs0 := mustAgentState(t, node).GetDriftRepairs()
-		agentLog := markLog(c.AgentLog(node))
+		agentLog := cluster.MarkLog(c.AgentLog(node))
 		n, err := c.DeleteDoormanElement(node, "service-ips", ip[:])
 		if err != nil {
 			t.Fatal(err)
@@ -72,7 +72,7 @@ func TestDrift(t *testing.T) {
 			}
 			return nil
 		})
-		if !strings.Contains(agentLog.since(), "kernel drift repaired") {
+		if !strings.Contains(agentLog.Since(), "kernel drift repaired") {
 			t.Errorf("no \"kernel drift repaired\" log line")
 		}
 		t.Logf("drift_repairs %d → %d, metric doorman_agent_drift_repairs_total=%.0f", repairs0, mustAgentState(t, node).GetDriftRepairs(), metric(t, node, "doorman_agent_drift_repairs_total"))
@@ -216,7 +216,7 @@ func TestNack(t *testing.T) {
 		nacks      uint64
 		nackMetric float64
 		rejMetric  float64
-		log        logMark
+		log        cluster.LogMark
 	}
 	before := map[string]nodeBefore{}
 	for _, n := range nodes {
@@ -226,10 +226,10 @@ func TestNack(t *testing.T) {
 			nacks:      mustAgentState(t, n.Name).GetNacks(),
 			nackMetric: metric(t, n.Name, "doorman_agent_nacks_total"),
 			rejMetric:  metric(t, n.Name, "doorman_agent_kernel_rejections_total"),
-			log:        markLog(c.AgentLog(n.Name)),
+			log:        cluster.MarkLog(c.AgentLog(n.Name)),
 		}
 	}
-	cpLog := markLog(c.ControlPlaneLog())
+	cpLog := cluster.MarkLog(c.ControlPlaneLog())
 	if err := c.SetLoadBalancerIngress(ctx, ns, lbName, corev1.LoadBalancerIPModeVIP, lbIP2); err != nil {
 		t.Fatal(err)
 	}
@@ -247,7 +247,7 @@ func TestNack(t *testing.T) {
 	}
 	// Not resent in a loop: the counts stay put.
 	time.Sleep(5 * time.Second)
-	text := cpLog.since()
+	text := cpLog.Since()
 	for _, n := range nodes {
 		b := before[n.Name]
 		st := mustAgentState(t, n.Name)
@@ -286,7 +286,7 @@ func TestNack(t *testing.T) {
 		if u := sentUpdates(text, n.Name); len(u) != 1 {
 			t.Errorf("%d updates sent to %s, want 1 (no resend): %+v", len(u), n.Name, u)
 		}
-		if l := b.log.since(); !strings.Contains(l, "update rejected") || !strings.Contains(l, lbName) {
+		if l := b.log.Since(); !strings.Contains(l, "update rejected") || !strings.Contains(l, lbName) {
 			t.Errorf("%s: no \"update rejected\" line naming %s in the agent's log", n.Name, lbName)
 		}
 	}

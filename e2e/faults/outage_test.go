@@ -7,6 +7,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/doorman-proxy/doorman/e2e/cluster"
 )
 
 // Row 4: the API server stops for a while: the dataplane keeps serving,
@@ -30,7 +32,7 @@ func TestAPIServerOutage(t *testing.T) {
 	// Marked once it is down: its graceful shutdown removes its own
 	// endpoint from default/kubernetes, a real change.
 	before := figures(t, cp)
-	cpLog := markLog(c.ControlPlaneLog())
+	cpLog := cluster.MarkLog(c.ControlPlaneLog())
 	const outage = 40 * time.Second
 	time.Sleep(outage)
 	if err := c.StartAPIServer(ctx); err != nil {
@@ -46,7 +48,7 @@ func TestAPIServerOutage(t *testing.T) {
 	}
 	// The API server puts its endpoint back into default/kubernetes when
 	// it starts: one key may change, nothing else may be sent.
-	sent := sentUpdates(cpLog.since(), "")
+	sent := sentUpdates(cpLog.Since(), "")
 	perNode := map[string]uint32{}
 	for _, u := range sent {
 		t.Logf("sent after the outage: %+v", u)

@@ -39,8 +39,18 @@ func run(m *testing.M) int {
 		DoormanBinDir: bin,
 		Proxy:         cluster.ProxyDoorman,
 		Secure:        true,
-		KeepWorkDir:   os.Getenv("DOORMAN_E2E_KEEP") != "",
-		Logger:        hclog.New(&hclog.LoggerOptions{Name: "e2e", Level: hclog.Warn}),
+		ControlPlaneArgs: []string{
+			"--log-level=debug", // "sending update" lines: full or not
+			"--max-connection-age=" + maxConnectionAge.String(),
+			"--max-connection-age-grace=2s",
+			// Every agent and every test client reaches the control
+			// plane from 127.0.0.1 (the agents through a relay): one
+			// peer whose refusals, made on purpose by these tests, must
+			// not use up its budget of failed reviews.
+			"--auth-failures-per-peer-burst=1000",
+		},
+		KeepWorkDir: os.Getenv("DOORMAN_E2E_KEEP") != "",
+		Logger:      hclog.New(&hclog.LoggerOptions{Name: "e2e", Level: hclog.Warn}),
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e/security: start cluster:", err)

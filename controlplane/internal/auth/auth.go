@@ -7,10 +7,10 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"golang.org/x/sync/singleflight"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -31,26 +31,22 @@ const NodeNameExtra = "authentication.kubernetes.io/node-name"
 // be bound to.
 const DefaultAudience = "doorman"
 
-// DefaultCacheTTL is how long a review's outcome is reused.
-const DefaultCacheTTL = 30 * time.Second
-
-// maxCacheEntries bounds the cache; when it is full, expired entries go,
-// and if that is not enough, all of them.
-const maxCacheEntries = 10000
-
 // Config configures an Authenticator.
 type Config struct {
-	// Client creates TokenReviews and SubjectAccessReviews.
+	// Client creates TokenReviews and SubjectAccessReviews. Its own
+	// client-side rate limit should be off (rest.Config.QPS < 0): Limits
+	// bounds the reviews, and queues them fairly.
 	Client kubernetes.Interface
 	// Audiences the tokens must be bound to (default ["doorman"]).
 	Audiences []string
 	// AgentUser is the user name agents authenticate as, e.g.
 	// "system:serviceaccount:doorman-system:doorman-nodeagent". Required.
 	AgentUser string
-	// CacheTTL is how long a review's outcome is reused (default 30 s;
-	// negative = no cache).
-	CacheTTL time.Duration
-	// Now is the clock (default time.Now).
+	// Limits bound the reviews and the caches; zero fields take the
+	// defaults.
+	Limits Limits
+	// Now is the clock of the caches and of the per-peer budgets (default
+	// time.Now).
 	Now    func() time.Time
 	Logger hclog.Logger
 }
@@ -60,23 +56,21 @@ type Authenticator struct {
 	client    kubernetes.Interface
 	audiences []string
 	agentUser string
-	ttl       time.Duration
+	limits    Limits
 	now       func() time.Time
 	log       hclog.Logger
 
-	mu    sync.Mutex
-	cache map[cacheKey]cached
+	cache  *outcomes
+	gate   *gate
+	peers  *peers
+	flight singleflight.Group
 }
 
-type cacheKey struct {
-	kind  byte // 'a' agent, 'i' inspect
-	token [sha256.Size]byte
-}
-
-type cached struct {
-	node    string // agent: the node the token is bound to
-	err     error  // a status error, or nil
-	expires time.Time
+// Admission is what an agent's token admits: the node it is bound to,
+// and when the token expires (zero: not known).
+type Admission struct {
+	Node    string
+	Expires time.Time
 }
 
 // New returns an Authenticator.
@@ -91,16 +85,12 @@ func New(cfg Config) (*Authenticator, error) {
 		client:    cfg.Client,
 		audiences: cfg.Audiences,
 		agentUser: cfg.AgentUser,
-		ttl:       cfg.CacheTTL,
+		limits:    cfg.Limits.withDefaults(),
 		now:       cfg.Now,
 		log:       cfg.Logger,
-		cache:     map[cacheKey]cached{},
 	}
 	if len(a.audiences) == 0 {
 		a.audiences = []string{DefaultAudience}
-	}
-	if a.ttl == 0 {
-		a.ttl = DefaultCacheTTL
 	}
 	if a.now == nil {
 		a.now = time.Now
@@ -108,6 +98,9 @@ func New(cfg Config) (*Authenticator, error) {
 	if a.log == nil {
 		a.log = hclog.NewNullLogger()
 	}
+	a.cache = newOutcomes(a.limits, a.now)
+	a.gate = newGate(a.limits.ReviewQPS, a.limits.ReviewBurst, a.limits.ReviewTimeout)
+	a.peers = newPeers(a.limits.PeerFailureQPS, a.limits.PeerFailureBurst, a.now)
 	return a, nil
 }
 
@@ -143,27 +136,49 @@ func (a *Authenticator) unary(ctx context.Context, req any, info *grpc.UnaryServ
 	}
 }
 
+// errTokenExpired is the cause of a stream's context ending when the
+// token it was admitted with expires.
+var errTokenExpired = errors.New("token expired")
+
 func (a *Authenticator) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	switch {
 	case strings.HasPrefix(info.FullMethod, reflectionV1), strings.HasPrefix(info.FullMethod, reflectionV1a):
 		return handler(srv, ss)
 	case strings.HasPrefix(info.FullMethod, agentService):
-		node, err := a.Agent(ss.Context(), bearer(ss.Context()))
+		adm, err := a.Agent(ss.Context(), bearer(ss.Context()))
 		if err != nil {
 			return err
 		}
-		return handler(srv, &boundStream{ServerStream: ss, node: node})
+		ctx := ss.Context()
+		if !adm.Expires.IsZero() {
+			// The stream ends when its credentials do; the agent comes
+			// back with its rotated token and resumes by digests.
+			life := max(adm.Expires.Sub(a.now()), a.limits.MinStreamLife)
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeoutCause(ctx, life, errTokenExpired)
+			defer cancel()
+		}
+		err = handler(srv, &boundStream{ServerStream: ss, ctx: ctx, node: adm.Node})
+		if errors.Is(context.Cause(ctx), errTokenExpired) {
+			a.log.Debug("stream ended: token expired", "node", adm.Node, "expired", adm.Expires)
+			return status.Errorf(codes.Unauthenticated, "the token this stream was admitted with expired at %s: reconnect with a fresh token", adm.Expires.UTC().Format(time.RFC3339))
+		}
+		return err
 	default:
 		return status.Errorf(codes.PermissionDenied, "%s: no caller may call it", info.FullMethod)
 	}
 }
 
-// boundStream refuses a Hello that names another node than the token's.
+// boundStream refuses a Hello that names another node than the token's,
+// and ends with the token.
 type boundStream struct {
 	grpc.ServerStream
+	ctx   context.Context
 	node  string
 	hello bool
 }
+
+func (s *boundStream) Context() context.Context { return s.ctx }
 
 func (s *boundStream) RecvMsg(m any) error {
 	if err := s.ServerStream.RecvMsg(m); err != nil {
@@ -198,26 +213,12 @@ func bearer(ctx context.Context) string {
 
 // Agent checks an agent's token and returns the node it is bound to.
 // Errors are gRPC status errors.
-func (a *Authenticator) Agent(ctx context.Context, token string) (string, error) {
+func (a *Authenticator) Agent(ctx context.Context, token string) (Admission, error) {
 	if token == "" {
-		return "", status.Error(codes.Unauthenticated, "no bearer token")
+		return Admission{}, status.Error(codes.Unauthenticated, "no bearer token")
 	}
-	key := cacheKey{kind: 'a', token: sha256.Sum256([]byte(token))}
-	if c, ok := a.lookup(key); ok {
-		return c.node, c.err
-	}
-	user, err := a.review(ctx, token)
-	if err != nil {
-		return "", a.store(key, "", err)
-	}
-	if user.Username != a.agentUser {
-		return "", a.store(key, "", status.Errorf(codes.PermissionDenied, "user %q is not the agents' service account", user.Username))
-	}
-	nodes := user.Extra[NodeNameExtra]
-	if len(nodes) != 1 || nodes[0] == "" {
-		return "", a.store(key, "", status.Error(codes.PermissionDenied, "the token is not bound to a Pod on a node"))
-	}
-	return nodes[0], a.store(key, nodes[0], nil)
+	out := a.check(ctx, kindAgent, token, a.admitAgent)
+	return Admission{Node: out.node, Expires: out.expires}, out.err
 }
 
 // Inspector checks that a token's user may list Services and
@@ -226,46 +227,120 @@ func (a *Authenticator) Inspector(ctx context.Context, token string) error {
 	if token == "" {
 		return status.Error(codes.Unauthenticated, "no bearer token")
 	}
-	key := cacheKey{kind: 'i', token: sha256.Sum256([]byte(token))}
-	if c, ok := a.lookup(key); ok {
-		return c.err
+	return a.check(ctx, kindInspect, token, a.admitInspector).err
+}
+
+// What a token is checked for; outcomes are cached apart.
+const (
+	kindAgent   = 'a'
+	kindInspect = 'i'
+)
+
+// check returns a token's cached outcome, or decides it: at most one
+// review per token at a time (callers presenting the same token share
+// it), within the caller's peer's budget of failures.
+func (a *Authenticator) check(ctx context.Context, kind byte, token string, decide func(context.Context, priority, string) outcome) outcome {
+	sum := sha256.Sum256([]byte(token))
+	key := string(kind) + string(sum[:])
+	if out, ok := a.cache.get(key); ok {
+		return out
 	}
-	user, err := a.review(ctx, token)
-	if err != nil {
-		return a.store(key, "", err)
+	addr := peerAddr(ctx)
+	prio, ok := a.peers.begin(addr)
+	if !ok {
+		a.log.Debug("refused without review: peer over its failure budget", "peer", addr)
+		return outcome{err: status.Errorf(codes.ResourceExhausted, "too many failed authentications from %s: retry later", addr), transient: true}
+	}
+	ch := a.flight.DoChan(key, func() (any, error) {
+		// Shared by every caller of this token: no one caller's
+		// cancellation ends it; the review's own deadlines do.
+		out := decide(context.WithoutCancel(ctx), prio, token)
+		a.cache.put(key, out)
+		return out, nil
+	})
+	select {
+	case r := <-ch:
+		out := r.Val.(outcome)
+		a.peers.end(addr, out.refused())
+		return out
+	case <-ctx.Done():
+		// The review goes on: it stays in flight for the peer, and a
+		// failure is charged to it all the same, or hanging up would be
+		// a way around the budget.
+		go func() {
+			r := <-ch
+			a.peers.end(addr, r.Val.(outcome).refused())
+		}()
+		return outcome{err: status.FromContextError(ctx.Err()).Err(), transient: true}
+	}
+}
+
+func (a *Authenticator) admitAgent(ctx context.Context, prio priority, token string) outcome {
+	user, out := a.review(ctx, prio, token)
+	if out.err != nil {
+		return out
+	}
+	if user.Username != a.agentUser {
+		return outcome{err: status.Errorf(codes.PermissionDenied, "user %q is not the agents' service account", user.Username)}
+	}
+	nodes := user.Extra[NodeNameExtra]
+	if len(nodes) != 1 || nodes[0] == "" {
+		return outcome{err: status.Error(codes.PermissionDenied, "the token is not bound to a Pod on a node")}
+	}
+	return outcome{node: nodes[0], expires: tokenExpiry(token)}
+}
+
+func (a *Authenticator) admitInspector(ctx context.Context, prio priority, token string) outcome {
+	user, out := a.review(ctx, prio, token)
+	if out.err != nil {
+		return out
 	}
 	for _, res := range []authorizationv1.ResourceAttributes{
 		{Verb: "list", Group: "", Resource: "services"},
 		{Verb: "list", Group: "discovery.k8s.io", Resource: "endpointslices"},
 	} {
-		if err := a.access(ctx, user, res); err != nil {
-			return a.store(key, "", err)
+		if out := a.access(ctx, prio, user, res); out.err != nil {
+			return out
 		}
 	}
-	return a.store(key, "", nil)
+	return outcome{expires: tokenExpiry(token)}
 }
 
-// review runs a TokenReview and returns the authenticated user.
-func (a *Authenticator) review(ctx context.Context, token string) (authenticationv1.UserInfo, error) {
+// review runs a TokenReview, in its turn, and returns the authenticated
+// user or the refusal.
+func (a *Authenticator) review(ctx context.Context, prio priority, token string) (authenticationv1.UserInfo, outcome) {
+	if err := a.gate.wait(ctx, prio); err != nil {
+		a.log.Debug("token review not sent", "error", err)
+		return authenticationv1.UserInfo{}, outcome{err: status.Errorf(codes.Unavailable, "token review: %v", err), transient: true}
+	}
+	ctx, cancel := context.WithTimeout(ctx, a.limits.ReviewTimeout)
+	defer cancel()
 	tr, err := a.client.AuthenticationV1().TokenReviews().Create(ctx, &authenticationv1.TokenReview{
 		Spec: authenticationv1.TokenReviewSpec{Token: token, Audiences: a.audiences},
 	}, metav1.CreateOptions{})
 	if err != nil {
 		a.log.Warn("token review failed", "error", err)
-		return authenticationv1.UserInfo{}, unavailable{status.Errorf(codes.Unavailable, "token review: %v", err)}
+		return authenticationv1.UserInfo{}, outcome{err: status.Errorf(codes.Unavailable, "token review: %v", err), transient: true}
 	}
 	if !tr.Status.Authenticated {
 		a.log.Debug("token refused", "error", tr.Status.Error)
-		return authenticationv1.UserInfo{}, status.Error(codes.Unauthenticated, "invalid token")
+		return authenticationv1.UserInfo{}, outcome{err: status.Error(codes.Unauthenticated, "invalid token")}
 	}
 	if !slices.ContainsFunc(tr.Status.Audiences, func(s string) bool { return slices.Contains(a.audiences, s) }) {
-		return authenticationv1.UserInfo{}, status.Errorf(codes.Unauthenticated, "the token is not for audience %s", strings.Join(a.audiences, ","))
+		return authenticationv1.UserInfo{}, outcome{err: status.Errorf(codes.Unauthenticated, "the token is not for audience %s", strings.Join(a.audiences, ","))}
 	}
-	return tr.Status.User, nil
+	return tr.Status.User, outcome{}
 }
 
-// access runs a SubjectAccessReview for a cluster-wide resource attribute.
-func (a *Authenticator) access(ctx context.Context, user authenticationv1.UserInfo, res authorizationv1.ResourceAttributes) error {
+// access runs a SubjectAccessReview for a cluster-wide resource
+// attribute, in its turn.
+func (a *Authenticator) access(ctx context.Context, prio priority, user authenticationv1.UserInfo, res authorizationv1.ResourceAttributes) outcome {
+	if err := a.gate.wait(ctx, prio); err != nil {
+		a.log.Debug("subject access review not sent", "error", err)
+		return outcome{err: status.Errorf(codes.Unavailable, "subject access review: %v", err), transient: true}
+	}
+	ctx, cancel := context.WithTimeout(ctx, a.limits.ReviewTimeout)
+	defer cancel()
 	extra := map[string]authorizationv1.ExtraValue{}
 	for k, v := range user.Extra {
 		extra[k] = authorizationv1.ExtraValue(v)
@@ -281,69 +356,33 @@ func (a *Authenticator) access(ctx context.Context, user authenticationv1.UserIn
 	}, metav1.CreateOptions{})
 	if err != nil {
 		a.log.Warn("subject access review failed", "error", err)
-		return unavailable{status.Errorf(codes.Unavailable, "subject access review: %v", err)}
+		return outcome{err: status.Errorf(codes.Unavailable, "subject access review: %v", err), transient: true}
 	}
 	if !sar.Status.Allowed || sar.Status.Denied {
 		what := res.Resource
 		if res.Group != "" {
 			what += "." + res.Group
 		}
-		return status.Errorf(codes.PermissionDenied, "user %q may not %s %s", user.Username, res.Verb, what)
+		return outcome{err: status.Errorf(codes.PermissionDenied, "user %q may not %s %s", user.Username, res.Verb, what)}
 	}
-	return nil
+	return outcome{}
 }
 
-// unavailable marks an error that must not be cached: the API server did
-// not answer, the token may well be good.
-type unavailable struct{ error }
-
-func (u unavailable) GRPCStatus() *status.Status { s, _ := status.FromError(u.error); return s }
-
-func (a *Authenticator) lookup(key cacheKey) (cached, bool) {
-	if a.ttl < 0 {
-		return cached{}, false
-	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	c, ok := a.cache[key]
-	if !ok {
-		return cached{}, false
-	}
-	if !a.now().Before(c.expires) {
-		delete(a.cache, key)
-		return cached{}, false
-	}
-	return c, true
+// Stats are the authenticator's counters, for tests and logs.
+type Stats struct {
+	// Admitted and Refused are the entries in the two caches.
+	Admitted, Refused int
+	// AdmittedEvicted counts unexpired admissions pushed out of their
+	// cache by newer admissions (never by refusals).
+	AdmittedEvicted uint64
 }
 
-// store caches an outcome (unless the API server was unavailable) and
-// returns its error.
-func (a *Authenticator) store(key cacheKey, node string, err error) error {
-	var u unavailable
-	if errors.As(err, &u) {
-		return u.error
-	}
-	if a.ttl < 0 {
-		return err
-	}
-	now := a.now()
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if len(a.cache) >= maxCacheEntries {
-		for k, c := range a.cache {
-			if !now.Before(c.expires) {
-				delete(a.cache, k)
-			}
-		}
-		if len(a.cache) >= maxCacheEntries {
-			clear(a.cache)
-		}
-	}
-	a.cache[key] = cached{node: node, err: err, expires: now.Add(a.ttl)}
-	return err
-}
+// Stats returns the current counters.
+func (a *Authenticator) Stats() Stats { return a.cache.stats() }
 
 // String describes the policy for the start-up log.
 func (a *Authenticator) String() string {
-	return fmt.Sprintf("agents as %s (audiences %s), inspect by users who may list services and endpointslices", a.agentUser, strings.Join(a.audiences, ","))
+	l := a.limits
+	return fmt.Sprintf("agents as %s (audiences %s), inspect by users who may list services and endpointslices; reviews at %g/s (burst %d, timeout %s), outcomes cached %s (refusals %s), %g failed reviews/s per peer (burst %d)",
+		a.agentUser, strings.Join(a.audiences, ","), l.ReviewQPS, l.ReviewBurst, l.ReviewTimeout, l.SuccessTTL, l.FailureTTL, l.PeerFailureQPS, l.PeerFailureBurst)
 }

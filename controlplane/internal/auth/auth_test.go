@@ -2,9 +2,12 @@ package auth
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"io"
 	"net"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -49,21 +52,58 @@ var tokens = map[string]identity{
 }
 
 // fakeAPI answers TokenReviews and SubjectAccessReviews from tokens and
-// counts them; down makes every review fail.
+// counts them; down makes every review fail. Besides tokens, it knows
+// "agent:<node>" and JWTs whose payload has a "node" claim as agents'
+// tokens bound to that node.
 type fakeAPI struct {
 	reviews, accesses atomic.Int32
 	down              atomic.Bool
+	// delay is each review's latency.
+	delay time.Duration
+	// reviewed, when set, is called with each reviewed token, in order.
+	reviewed func(token string)
+}
+
+// lookup returns what the fake API server knows of a token.
+func lookup(token string) (identity, bool) {
+	if node, ok := strings.CutPrefix(token, "agent:"); ok {
+		return identity{user: agentUser, audiences: []string{"doorman"}, node: node}, true
+	}
+	if parts := strings.Split(token, "."); len(parts) == 3 {
+		b, err := base64.RawURLEncoding.DecodeString(parts[1])
+		var claims struct{ Node string }
+		if err == nil && json.Unmarshal(b, &claims) == nil && claims.Node != "" {
+			return identity{user: agentUser, audiences: []string{"doorman"}, node: claims.Node}, true
+		}
+	}
+	id, ok := tokens[token]
+	return id, ok
+}
+
+// jwt makes a token the fake knows as an agent's bound to node, with exp
+// as its expiry (Unix seconds; 0: none).
+func jwt(node string, exp int64) string {
+	claims := map[string]any{"node": node}
+	if exp != 0 {
+		claims["exp"] = exp
+	}
+	b, _ := json.Marshal(claims)
+	return "eyJhbGciOiJSUzI1NiJ9." + base64.RawURLEncoding.EncodeToString(b) + ".c2ln"
 }
 
 func (f *fakeAPI) client() *fake.Clientset {
 	c := fake.NewClientset()
 	c.PrependReactor("create", "tokenreviews", func(action k8stesting.Action) (bool, runtime.Object, error) {
 		f.reviews.Add(1)
+		tr := action.(k8stesting.CreateAction).GetObject().(*authenticationv1.TokenReview).DeepCopy()
+		if f.reviewed != nil {
+			f.reviewed(tr.Spec.Token)
+		}
+		time.Sleep(f.delay)
 		if f.down.Load() {
 			return true, nil, errors.New("connection refused")
 		}
-		tr := action.(k8stesting.CreateAction).GetObject().(*authenticationv1.TokenReview).DeepCopy()
-		id, ok := tokens[tr.Spec.Token]
+		id, ok := lookup(tr.Spec.Token)
 		var auds []string
 		for _, a := range id.audiences {
 			for _, want := range tr.Spec.Audiences {
@@ -102,7 +142,12 @@ func (f *fakeAPI) client() *fake.Clientset {
 
 func newAuth(t *testing.T, f *fakeAPI, now func() time.Time) *Authenticator {
 	t.Helper()
-	a, err := New(Config{Client: f.client(), AgentUser: agentUser, Now: now})
+	return newAuthLimits(t, f, now, Limits{})
+}
+
+func newAuthLimits(t *testing.T, f *fakeAPI, now func() time.Time, l Limits) *Authenticator {
+	t.Helper()
+	a, err := New(Config{Client: f.client(), AgentUser: agentUser, Now: now, Limits: l})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,12 +176,12 @@ func TestAgent(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			f := &fakeAPI{}
 			f.down.Store(tt.down)
-			node, err := newAuth(t, f, nil).Agent(context.Background(), tt.token)
+			adm, err := newAuth(t, f, nil).Agent(context.Background(), tt.token)
 			if got := status.Code(err); got != tt.wantCode {
 				t.Fatalf("code = %v (%v), want %v", got, err, tt.wantCode)
 			}
-			if node != tt.wantNode {
-				t.Errorf("node = %q, want %q", node, tt.wantNode)
+			if adm.Node != tt.wantNode {
+				t.Errorf("node = %q, want %q", adm.Node, tt.wantNode)
 			}
 		})
 	}
@@ -184,7 +229,7 @@ func TestCache(t *testing.T) {
 	check("again", "agent-n1", codes.OK, 1)
 	check("refusal", "garbage", codes.Unauthenticated, 2)
 	check("refusal again", "garbage", codes.Unauthenticated, 2)
-	now = now.Add(DefaultCacheTTL)
+	now = now.Add(DefaultSuccessTTL)
 	check("expired", "agent-n1", codes.OK, 3)
 	f.down.Store(true)
 	check("outage, new token", "agent-n2", codes.Unavailable, 4)
