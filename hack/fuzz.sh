@@ -13,6 +13,7 @@ targets=(
   "./nodeagent/internal/cache FuzzDecodeMeta"
   "./nodeagent/internal/drift FuzzDecoder"
   "./controlplane/internal/auth FuzzTokenExpiry"
+  "./controlplane/internal/model FuzzServiceCIDRs"
 )
 for t in "${targets[@]}"; do
   set -- $t

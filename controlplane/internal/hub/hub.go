@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 
 	"github.com/doorman-proxy/doorman/controlplane/internal/differ"
 	"github.com/doorman-proxy/doorman/controlplane/internal/model"
@@ -39,6 +40,11 @@ type Hub struct {
 	view   *view.View
 	differ *differ.Differ
 	wake   map[differ.Token]chan struct{}
+	// nodes are the valid Nodes' entries without the Service CIDRs, which
+	// serviceCIDRs adds to each when it sets it (and again when they
+	// change).
+	nodes        map[string]*doormanv1.Node
+	serviceCIDRs *model.ServiceCIDRs
 
 	ready     chan struct{}
 	readyOnce sync.Once
@@ -60,8 +66,11 @@ func New(cfg Config) *Hub {
 		view:   v,
 		differ: differ.New(v),
 		wake:   map[differ.Token]chan struct{}{},
+		nodes:  map[string]*doormanv1.Node{},
 		ready:  make(chan struct{}),
 		closed: make(chan struct{}),
+
+		serviceCIDRs: model.NewServiceCIDRs(),
 	}
 }
 
@@ -133,27 +142,75 @@ func (h *Hub) SetNode(n *corev1.Node) {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.setNode(n.Name, value)
+	if value == nil {
+		delete(h.nodes, n.Name)
+	} else {
+		h.nodes[n.Name] = value
+	}
+	if h.setNode(n.Name, value) {
+		h.notifyAll()
+	}
 }
 
 // DeleteNode feeds a Node deletion.
 func (h *Hub) DeleteNode(name string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.setNode(name, nil)
+	delete(h.nodes, name)
+	if h.setNode(name, nil) {
+		h.notifyAll()
+	}
 	h.differ.Forget(name)
 }
 
-func (h *Hub) setNode(name string, value *doormanv1.Node) {
-	changed, err := h.view.SetNode(name, value)
+// SetServiceCIDR feeds a ServiceCIDR add or update. A CIDR that does not
+// parse is logged and skipped; the object's others count.
+func (h *Hub) SetServiceCIDR(c *networkingv1.ServiceCIDR) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	changed, err := h.serviceCIDRs.Set(c)
+	if err != nil {
+		h.log.Error("skipping invalid service CIDRs", "servicecidr", c.Name, "error", err)
+	}
+	if changed {
+		h.serviceCIDRsChanged()
+	}
+}
+
+// DeleteServiceCIDR feeds a ServiceCIDR deletion.
+func (h *Hub) DeleteServiceCIDR(name string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.serviceCIDRs.Delete(name) {
+		h.serviceCIDRsChanged()
+	}
+}
+
+// serviceCIDRsChanged gives every node's entry the new union, waking the
+// sessions once.
+func (h *Hub) serviceCIDRsChanged() {
+	h.log.Info("service CIDRs changed", "cidrs", h.serviceCIDRs.List(), "nodes", len(h.nodes))
+	changed := false
+	for name, value := range h.nodes {
+		changed = h.setNode(name, value) || changed
+	}
+	if changed {
+		h.notifyAll()
+	}
+}
+
+// setNode sets a node's entry (nil: none) with the Service CIDRs added,
+// and reports whether the node's view changed.
+func (h *Hub) setNode(name string, value *doormanv1.Node) bool {
+	changed, err := h.view.SetNode(name, model.NodeWithServiceCIDRs(value, h.serviceCIDRs.List()))
 	if err != nil {
 		h.log.Error("cannot encode node", "node", name, "error", err)
-		return
+		return false
 	}
 	if changed {
 		h.log.Debug("node changed", "node", name, "version", h.view.Version())
-		h.notifyAll()
 	}
+	return changed
 }
 
 func (h *Hub) apply(r model.Result) {

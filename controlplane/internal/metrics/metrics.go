@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/stats"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 
 	"github.com/doorman-proxy/doorman/controlplane/internal/differ"
 	"github.com/doorman-proxy/doorman/controlplane/internal/watch"
@@ -70,14 +71,14 @@ func New(src Source) (*Metrics, error) {
 	})
 	m.events = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "doorman_controlplane_informer_events_total",
-		Help: "Objects the informers delivered, by kind (service, endpointslice, node) and op (set, delete).",
+		Help: "Objects the informers delivered, by kind (service, endpointslice, node, servicecidr) and op (set, delete).",
 	}, []string{"kind", "op"})
 	m.recompute = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "doorman_controlplane_model_recompute_duration_seconds",
 		Help:    "Time to fold one informer event into the model and the per-node views, in seconds.",
 		Buckets: prometheus.ExponentialBuckets(1e-6, 4, 12), // 1 µs … 4 s
 	})
-	for _, kind := range []string{"service", "endpointslice", "node"} {
+	for _, kind := range []string{"service", "endpointslice", "node", "servicecidr"} {
 		for _, op := range []string{"set", "delete"} {
 			m.events.WithLabelValues(kind, op)
 		}
@@ -210,4 +211,12 @@ func (s *sink) SetNode(v *corev1.Node) { s.observe("node", "set", func() { s.nex
 
 func (s *sink) DeleteNode(name string) {
 	s.observe("node", "delete", func() { s.next.DeleteNode(name) })
+}
+
+func (s *sink) SetServiceCIDR(v *networkingv1.ServiceCIDR) {
+	s.observe("servicecidr", "set", func() { s.next.SetServiceCIDR(v) })
+}
+
+func (s *sink) DeleteServiceCIDR(name string) {
+	s.observe("servicecidr", "delete", func() { s.next.DeleteServiceCIDR(name) })
 }

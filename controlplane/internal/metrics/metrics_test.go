@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/stats"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/doorman-proxy/doorman/controlplane/internal/differ"
@@ -38,6 +39,12 @@ func (r *recorder) SetSlice(s *discoveryv1.EndpointSlice) {
 func (r *recorder) DeleteSlice(ns, name string) { r.calls = append(r.calls, "delete slice "+name) }
 func (r *recorder) SetNode(n *corev1.Node)      { r.calls = append(r.calls, "set node "+n.Name) }
 func (r *recorder) DeleteNode(name string)      { r.calls = append(r.calls, "delete node "+name) }
+func (r *recorder) SetServiceCIDR(c *networkingv1.ServiceCIDR) {
+	r.calls = append(r.calls, "set servicecidr "+c.Name)
+}
+func (r *recorder) DeleteServiceCIDR(name string) {
+	r.calls = append(r.calls, "delete servicecidr "+name)
+}
 
 func scrape(t *testing.T, m *Metrics) string {
 	t.Helper()
@@ -139,7 +146,10 @@ func TestSink(t *testing.T) {
 	s.DeleteSlice("ns", "web-1")
 	s.SetNode(&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1"}})
 	s.DeleteNode("n1")
-	wantCalls := []string{"set service web", "set service web", "delete service web", "set slice web-1", "delete slice web-1", "set node n1", "delete node n1"}
+	s.SetServiceCIDR(&networkingv1.ServiceCIDR{ObjectMeta: metav1.ObjectMeta{Name: "kubernetes"}})
+	s.DeleteServiceCIDR("kubernetes")
+	wantCalls := []string{"set service web", "set service web", "delete service web", "set slice web-1", "delete slice web-1", "set node n1", "delete node n1",
+		"set servicecidr kubernetes", "delete servicecidr kubernetes"}
 	if diff := cmp.Diff(wantCalls, rec.calls); diff != "" {
 		t.Errorf("calls passed on (-want +got):\n%s", diff)
 	}
@@ -149,6 +159,7 @@ func TestSink(t *testing.T) {
 	}{
 		{"service", "set", 2}, {"service", "delete", 1}, {"endpointslice", "set", 1},
 		{"endpointslice", "delete", 1}, {"node", "set", 1}, {"node", "delete", 1},
+		{"servicecidr", "set", 1}, {"servicecidr", "delete", 1},
 	} {
 		t.Run(tt.kind+"/"+tt.op, func(t *testing.T) {
 			if got := counter(t, m.events.WithLabelValues(tt.kind, tt.op)); got != tt.want {
@@ -156,8 +167,8 @@ func TestSink(t *testing.T) {
 			}
 		})
 	}
-	if got := scrape(t, m); !strings.Contains(got, "doorman_controlplane_model_recompute_duration_seconds_count 7") {
-		t.Errorf("recompute histogram count is not 7:\n%s", grep(got, "recompute"))
+	if got := scrape(t, m); !strings.Contains(got, "doorman_controlplane_model_recompute_duration_seconds_count 9") {
+		t.Errorf("recompute histogram count is not 9:\n%s", grep(got, "recompute"))
 	}
 }
 

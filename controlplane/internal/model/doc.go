@@ -1,5 +1,7 @@
-// Package model turns Kubernetes Services, EndpointSlices and Nodes into the
-// entries of the nodes' views (doormanv1.ServicePort and doormanv1.Node).
+// Package model turns Kubernetes Services, EndpointSlices, Nodes and
+// ServiceCIDRs into the entries of the nodes' views (doormanv1.ServicePort
+// and doormanv1.Node; every Node entry carries the union of the
+// ServiceCIDR objects' ranges).
 //
 // It is pure: it takes API objects and returns values and errors. It must not
 // import client-go, gRPC, logging or anything that reads a clock.

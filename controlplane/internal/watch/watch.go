@@ -4,11 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
@@ -22,11 +27,20 @@ type Sink interface {
 	DeleteSlice(namespace, name string)
 	SetNode(*corev1.Node)
 	DeleteNode(name string)
+	SetServiceCIDR(*networkingv1.ServiceCIDR)
+	DeleteServiceCIDR(name string)
 }
 
 // Start starts the informers, which run until ctx is done, and returns once
-// every object of the initial lists has reached the sink.
+// every object of the initial lists has reached the sink. ServiceCIDRs are
+// watched only when the API server serves networking.k8s.io/v1
+// servicecidrs (Kubernetes 1.33 and later); otherwise the sink never hears
+// of any.
 func Start(ctx context.Context, client kubernetes.Interface, sink Sink, log hclog.Logger) error {
+	watchCIDRs, err := servesServiceCIDRs(ctx, client.Discovery(), log)
+	if err != nil {
+		return err
+	}
 	factory := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(stripManagedFields))
 	var regs []cache.InformerSynced
 	add := func(inf cache.SharedIndexInformer, h cache.ResourceEventHandler) error {
@@ -45,6 +59,12 @@ func Start(ctx context.Context, client kubernetes.Interface, sink Sink, log hclo
 		add(factory.Core().V1().Nodes().Informer(), handler(log, "node",
 			sink.SetNode, func(n *corev1.Node) { sink.DeleteNode(n.Name) })),
 	}
+	if watchCIDRs {
+		errs = append(errs, add(factory.Networking().V1().ServiceCIDRs().Informer(), handler(log, "servicecidr",
+			sink.SetServiceCIDR, func(c *networkingv1.ServiceCIDR) { sink.DeleteServiceCIDR(c.Name) })))
+	} else {
+		log.Info("servicecidrs not served: unallocated service IPs will not be dropped", "resource", serviceCIDRGroupVersion+" servicecidrs")
+	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("add event handlers: %w", err)
 	}
@@ -57,6 +77,41 @@ func Start(ctx context.Context, client kubernetes.Interface, sink Sink, log hclo
 		return fmt.Errorf("wait for informers to sync: %w", context.Cause(ctx))
 	}
 	return nil
+}
+
+const serviceCIDRGroupVersion = "networking.k8s.io/v1"
+
+// discoveryRetryMax bounds the wait between two discovery attempts while
+// the API server does not answer.
+const discoveryRetryMax = 30 * time.Second
+
+// servesServiceCIDRs asks discovery whether the API server serves
+// networking.k8s.io/v1 servicecidrs that can be listed and watched. A
+// group version it does not serve means no; any other failure is retried
+// until ctx is done, as the informers would retry their lists.
+func servesServiceCIDRs(ctx context.Context, d discovery.DiscoveryInterface, log hclog.Logger) (bool, error) {
+	wait := time.Second
+	for {
+		list, err := d.ServerResourcesForGroupVersion(serviceCIDRGroupVersion)
+		switch {
+		case err == nil:
+			for _, r := range list.APIResources {
+				if r.Name == "servicecidrs" && slices.Contains(r.Verbs, "list") && slices.Contains(r.Verbs, "watch") {
+					return true, nil
+				}
+			}
+			return false, nil
+		case apierrors.IsNotFound(err):
+			return false, nil
+		}
+		log.Warn("discovery failed, retrying", "group_version", serviceCIDRGroupVersion, "retry_in", wait, "error", err)
+		select {
+		case <-ctx.Done():
+			return false, fmt.Errorf("discover %s: %w", serviceCIDRGroupVersion, context.Cause(ctx))
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, discoveryRetryMax)
+	}
 }
 
 // handler adapts typed set/delete functions, unwrapping tombstones.

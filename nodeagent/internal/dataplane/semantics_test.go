@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/nftables"
 
 	"github.com/doorman-proxy/doorman/internal/testnet"
 	"github.com/doorman-proxy/doorman/nodeagent/internal/dataplane"
@@ -491,4 +492,98 @@ func TestInternalTrafficPolicyLocalWithNodePort(t *testing.T) {
 	}
 	expectRefused(t, top.node, "10.96.0.30:80")
 	expectRefused(t, top.client, nodeIP+":30030")
+}
+
+// TestServiceCIDRs: an address of the Service CIDRs that no Service holds
+// is dropped, from a client and from the node itself, where without the
+// Service CIDRs it is routed on and answered; ClusterIPs keep working, an
+// undeclared port of one is still refused, and a range leaving the Node
+// entry stops dropping with the same update.
+func TestServiceCIDRs(t *testing.T) {
+	top := newTopology(t, 1)
+	// The node routes the Service ranges on to server1: let it answer on
+	// an address of them no Service holds, as whatever lies beyond a real
+	// node's default route may.
+	stray, stray6 := "10.96.5.5:80", "[fd00:96::5:5]:80"
+	top.servers[0].AddAddr(t, "lo", "10.96.5.5/32", "fd00:96::5:5/128")
+	top.servers[0].TCPEcho(t, "stray", stray)
+	top.servers[0].TCPEcho(t, "stray", stray6)
+	d := open(t, top.node)
+	node := func(cidrs ...string) *doormanv1.Entry {
+		n := nodeEntry(nodeIP, nodeIP6)
+		n.GetNode().ServiceCidrs = cidrs
+		return n
+	}
+	without, with := node(), node("10.96.0.0/16", "fd00:96::/64")
+	web := webService(serverIP(0))
+	if _, err := d.Sync(viewOf(without, web)); err != nil {
+		t.Fatalf("Sync: %v", err)
+	}
+	t.Run("control: without Service CIDRs the address answers", func(t *testing.T) {
+		for _, from := range []*testnet.NS{top.client, top.node} {
+			expect(t, from, stray, 1, []string{"stray"}, nil)
+			expect(t, from, stray6, 1, []string{"stray"}, nil)
+		}
+	})
+
+	stats, err := d.Apply([]dataplane.Change{{Key: doormanv1.NodeKey, Old: without, New: with}})
+	if err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	// One range of each family: a start and an end element each.
+	if stats.Ops != 4 {
+		t.Errorf("adding two Service CIDRs touched %d objects, want 4", stats.Ops)
+	}
+	t.Run("unallocated address dropped", func(t *testing.T) {
+		for _, from := range []*testnet.NS{top.client, top.node} {
+			expectDropped(t, from, stray)
+			expectDropped(t, from, stray6)
+		}
+	})
+	t.Run("ClusterIP still served", func(t *testing.T) {
+		expect(t, top.client, "10.96.0.10:80", 3, []string{"server1"}, nil)
+		expect(t, top.node, "10.96.0.10:80", 3, []string{"server1"}, nil)
+	})
+	t.Run("undeclared port of a ClusterIP still refused", func(t *testing.T) {
+		expectRefused(t, top.client, "10.96.0.10:81")
+		expectRefused(t, top.node, "10.96.0.10:81")
+	})
+	t.Run("Sync finds it right", func(t *testing.T) {
+		if stats, err := d.Sync(viewOf(with, web)); err != nil || stats.Ops != 0 {
+			t.Errorf("Sync after Apply: %d ops, err %v; want 0, nil", stats.Ops, err)
+		}
+	})
+	t.Run("drift repaired", func(t *testing.T) {
+		// Someone empties service-cidrs and the chain that drops them.
+		c, err := nftables.New(nftables.WithNetNSFd(top.node.FD()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		table := &nftables.Table{Name: render.TableName, Family: nftables.TableFamilyINet}
+		c.FlushSet(&nftables.Set{Table: table, Name: render.SetServiceCIDRs})
+		c.FlushChain(&nftables.Chain{Table: table, Name: render.ChainClusterIPsCheck})
+		if err := c.Flush(); err != nil {
+			t.Fatalf("make drift: %v", err)
+		}
+		expect(t, top.client, stray, 1, []string{"stray"}, nil)
+		stats, err := d.Sync(viewOf(with, web))
+		if err != nil {
+			t.Fatalf("Sync after drift: %v", err)
+		}
+		// 2 elements (start and end of 10.96.0.0/16) + flush of
+		// cluster-ips-check + its 4 rules.
+		if stats.Ops != 7 {
+			t.Errorf("Sync repairing drift touched %d objects, want 7", stats.Ops)
+		}
+		expectDropped(t, top.client, stray)
+		expectRefused(t, top.client, "10.96.0.10:81")
+	})
+
+	if _, err := d.Apply([]dataplane.Change{{Key: doormanv1.NodeKey, Old: with, New: without}}); err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	t.Run("range gone: answered again", func(t *testing.T) {
+		expect(t, top.client, stray, 1, []string{"stray"}, nil)
+		expect(t, top.client, stray6, 1, []string{"stray"}, nil)
+	})
 }

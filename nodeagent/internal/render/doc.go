@@ -24,6 +24,7 @@
 //	nat-postrouting:     masquerade what carries mark 0x4000 (clearing it)
 //	endpoints-check:     no-endpoint-services / no-endpoint-nodeports vmaps → goto reject-chain
 //	cluster-ips-check:   ip daddr @cluster-ips goto reject-chain
+//	                     ip daddr @service-cidrs drop
 //	reject-chain:        TCP reset, else ICMP port unreachable
 //
 // nat-prerouting and nat-output (priority dstnat) jump to services.
@@ -32,7 +33,10 @@
 // refused before DNAT would look at it. filter-forward and
 // filter-output-post-dnat (dstnat + 10) jump to cluster-ips-check: whatever
 // is still addressed to a ClusterIP after DNAT asked for a port the Service
-// does not have.
+// does not have, and is refused; whatever is still addressed to the
+// cluster's Service CIDRs (service-cidrs, from the Node entry, filled from
+// ServiceCIDR objects) asked for an address no Service holds, and is
+// dropped, rather than routed on and off the node.
 //
 // IPv4 and IPv6 have separate sets and maps; the K chains hold one rule per
 // family. NodePort maps are per family too, because the IPv4 and IPv6

@@ -24,7 +24,7 @@ type Element struct {
 	// (firewall-allow); nil elsewhere.
 	KeyEnd []byte
 	// IntervalEnd marks the end element of a range in a single-field
-	// interval set (pod-cidrs): Key is the first address after the range.
+	// interval set (pod-cidrs, service-cidrs): Key is the first address after the range.
 	IntervalEnd bool
 	// Value of a map element ("address . port"); nil for sets and vmaps.
 	Value []byte
@@ -100,7 +100,7 @@ type Objects struct {
 }
 
 // Entry renders one view entry: the Node entry gives the NodePort
-// addresses and Pod CIDRs, a ServicePort entry its dispatch, endpoint,
+// addresses, Pod CIDRs and Service CIDRs, a ServicePort entry its dispatch, endpoint,
 // policy, firewall, affinity and hairpin elements. A nil entry owns
 // nothing. Bad input gets an error naming the entry.
 func Entry(e *doormanv1.Entry) (Objects, error) {
@@ -182,11 +182,26 @@ func (b *builder) node(n *doormanv1.Node) error {
 		}
 		b.add(Element{Set: set, Key: a.AsSlice(), Shared: true})
 	}
+	if err := b.cidrSets("pod CIDR", n.GetPodCidrs(), SetPodCIDRs, SetPodCIDRs6); err != nil {
+		return err
+	}
+	return b.cidrSets("service CIDR", n.GetServiceCidrs(), SetServiceCIDRs, SetServiceCIDRs6)
+}
+
+// cidrSets adds CIDRs to a pair of single-field interval sets, IPv4 and
+// IPv6 (pod-cidrs, service-cidrs): one start and one end element per
+// range, overlapping and touching ranges merged.
+func (b *builder) cidrSets(what string, list []string, set4, set6 string) error {
 	var cidrs [2][]addrRange // IPv4, IPv6
-	for _, s := range n.GetPodCidrs() {
+	for _, s := range list {
 		p, err := netip.ParsePrefix(s)
 		if err != nil {
-			return fmt.Errorf("pod CIDR %q: %w", s, err)
+			return fmt.Errorf("%s %q: %w", what, s, err)
+		}
+		if p.Addr().Is4In6() {
+			// Neither family's set can hold it: in the IPv6 set it would
+			// match no packet, as an IPv4 prefix it is not what was sent.
+			return fmt.Errorf("%s %q: IPv4-mapped IPv6 prefixes are not allowed", what, s)
 		}
 		p = p.Masked()
 		i := 0
@@ -197,7 +212,7 @@ func (b *builder) node(n *doormanv1.Node) error {
 	}
 	// An interval set holds no two overlapping or touching intervals (the
 	// kernel refuses the second with EEXIST): merge them first.
-	for i, set := range []string{SetPodCIDRs, SetPodCIDRs6} {
+	for i, set := range []string{set4, set6} {
 		for _, r := range mergeRanges(cidrs[i]) {
 			b.add(Element{Set: set, Key: r.first.AsSlice()})
 			// The end element holds the first address after the range; a

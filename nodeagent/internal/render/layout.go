@@ -35,6 +35,11 @@ const (
 	// cluster by externalTrafficPolicy Local.
 	SetPodCIDRs  = "pod-cidrs"
 	SetPodCIDRs6 = "pod-cidrs6"
+	// The cluster's Service CIDRs (interval sets, from ServiceCIDR
+	// objects): what is still addressed to them after DNAT and is no
+	// ClusterIP is dropped.
+	SetServiceCIDRs  = "service-cidrs"
+	SetServiceCIDRs6 = "service-cidrs6"
 	// externalTrafficPolicy Local: a frontend's verdict for traffic from
 	// inside the cluster (Pods, the node) and from outside.
 	MapLocalInternalIPs        = "local-internal-ips"
@@ -222,6 +227,8 @@ var allSets = []Set{
 	{Name: SetNodePortIPs6, Key: []Type{TypeIPv6}},
 	{Name: SetPodCIDRs, Key: []Type{TypeIPv4}, Interval: true},
 	{Name: SetPodCIDRs6, Key: []Type{TypeIPv6}, Interval: true},
+	{Name: SetServiceCIDRs, Key: []Type{TypeIPv4}, Interval: true},
+	{Name: SetServiceCIDRs6, Key: []Type{TypeIPv6}, Interval: true},
 	{Name: MapServiceIPs, Key: addrProtoPort4, Data: verdictData},
 	{Name: MapServiceIPs6, Key: addrProtoPort6, Data: verdictData},
 	{Name: MapServiceNodePorts, Key: protoPort, Data: verdictData},
@@ -299,7 +306,8 @@ type Chain struct {
 // run just before DNAT (to reject Services without endpoints while the
 // destination is still the Service address, and to apply source ranges)
 // and just after it (to reject what DNAT left addressed to a ClusterIP:
-// ports the Service lacks).
+// ports the Service lacks; and to drop what it left addressed to the
+// Service CIDRs: addresses no Service holds).
 const (
 	priorityDstNAT       = -100
 	prioritySrcNAT       = 100
@@ -373,6 +381,8 @@ func StaticChains() []Chain {
 		{Name: ChainClusterIPsCheck, Rules: []Rule{
 			addrInSetGotoRule(fam4, SetClusterIPs, ChainReject),
 			addrInSetGotoRule(fam6, SetClusterIPs6, ChainReject),
+			addrInSetDropRule(fam4, SetServiceCIDRs),
+			addrInSetDropRule(fam6, SetServiceCIDRs6),
 		}},
 		{Name: ChainReject, Rules: []Rule{rejectTCPRule(), rejectRule()}},
 	}

@@ -72,6 +72,7 @@ func smallView() map[string]*doormanv1.Entry {
 func kindsView() map[string]*doormanv1.Entry {
 	node := nodeEntry("192.168.1.10", "fd00:1::10")
 	node.GetNode().PodCidrs = []string{"10.244.1.0/24", "fd00:244:1::/64"}
+	node.GetNode().ServiceCidrs = []string{"10.96.0.0/16", "fd00:96::/108"}
 	return viewOf(
 		node,
 		spEntry(&doormanv1.ServicePort{Namespace: "default", Name: "lb", Protocol: tcp, Family: ipv4,
@@ -120,11 +121,13 @@ func kindsView() map[string]*doormanv1.Entry {
 }
 
 // rangesView: overlapping and touching CIDRs, as the API server accepts
-// them, in the interval sets: Pod CIDRs of the Node and
-// loadBalancerSourceRanges, each merged into one interval.
+// them, in the interval sets: Pod CIDRs of the Node, Service CIDRs (two
+// ServiceCIDR objects may overlap) and loadBalancerSourceRanges, each
+// merged into one interval.
 func rangesView() map[string]*doormanv1.Entry {
 	node := nodeEntry("192.168.1.10")
 	node.GetNode().PodCidrs = []string{"10.244.1.0/24", "10.244.1.128/25", "10.244.2.0/24", "fd00:244:1::/64", "fd00:244:1::/64"}
+	node.GetNode().ServiceCidrs = []string{"10.96.0.0/16", "10.96.128.0/24", "10.97.0.0/16", "10.100.0.0/24", "fd00:96::/108", "fd00:96::/112"}
 	return viewOf(
 		node,
 		spEntry(&doormanv1.ServicePort{Namespace: "default", Name: "lb", Protocol: tcp, Family: ipv4,
@@ -232,6 +235,67 @@ func TestEntryErrors(t *testing.T) {
 			t.Errorf("Entry(node) error = %v, want one naming the node entry", err)
 		}
 	})
+	for _, tc := range []struct {
+		name  string
+		cidrs []string
+		want  string
+	}{
+		{"service CIDR does not parse", []string{"10.96.0.0/12", "10.96.0.0/33"}, `service CIDR "10.96.0.0/33"`},
+		{"service CIDR IPv4-mapped", []string{"::ffff:10.96.0.0/108"}, `service CIDR "::ffff:10.96.0.0/108": IPv4-mapped`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			node := nodeEntry("192.168.1.10")
+			node.GetNode().ServiceCidrs = tc.cidrs
+			_, err := Entry(node)
+			if err == nil || !strings.Contains(err.Error(), `"node"`) || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Entry(node) error = %v, want one naming the node entry and containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestServiceCIDRsChange: a ServiceCIDR object coming and going changes
+// the Node entry, and the diff touches only the service-cidrs elements of
+// that range.
+func TestServiceCIDRsChange(t *testing.T) {
+	node := func(cidrs ...string) *doormanv1.Entry {
+		n := nodeEntry("192.168.1.10", "fd00:1::10")
+		n.GetNode().PodCidrs = []string{"10.244.1.0/24"}
+		n.GetNode().ServiceCidrs = cidrs
+		return n
+	}
+	for _, tc := range []struct {
+		name             string
+		old, new         *doormanv1.Entry
+		wantDel, wantAdd []string
+	}{
+		{
+			name: "first ranges",
+			old:  node(), new: node("10.96.0.0/12", "fd00:10:96::/108"),
+			wantAdd: []string{
+				"service-cidrs 10.96.0.0", "service-cidrs end 10.112.0.0",
+				"service-cidrs6 fd00:10:96::", "service-cidrs6 end fd00:10:96::10:0",
+			},
+		},
+		{
+			name: "a second ServiceCIDR",
+			old:  node("10.96.0.0/12"), new: node("10.96.0.0/12", "10.200.0.0/24"),
+			wantAdd: []string{"service-cidrs 10.200.0.0", "service-cidrs end 10.200.1.0"},
+		},
+		{
+			name: "the second one deleted",
+			old:  node("10.96.0.0/12", "10.200.0.0/24"), new: node("10.96.0.0/12"),
+			wantDel: []string{"service-cidrs 10.200.0.0", "service-cidrs end 10.200.1.0"},
+		},
+		{
+			name: "a range inside another changes nothing",
+			old:  node("10.96.0.0/12"), new: node("10.96.0.0/12", "10.100.0.0/24"),
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			checkDiff(t, tc.old, tc.new, tc.wantDel, tc.wantAdd)
+		})
+	}
 }
 
 func TestViewLeavesOutBadEntries(t *testing.T) {
@@ -327,6 +391,28 @@ func TestDiff(t *testing.T) {
 		},
 		{name: "unchanged", old: sp(a, b), new: sp(a, b), wantChain: []string{"service-2", "nodeport-2"}},
 	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			newObjs := checkDiff(t, tc.old, tc.new, tc.wantDel, tc.wantAdd)
+			if diff := cmp.Diff(tc.wantChain, newObjs.Chains); diff != "" {
+				t.Errorf("chains (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// checkDiff renders old and new, compares Diff's deletes and adds (as
+// "set element" text) with the wanted ones, and returns new's objects.
+func checkDiff(t *testing.T, old, new *doormanv1.Entry, wantDel, wantAdd []string) Objects {
+	t.Helper()
+	oldObjs, err := Entry(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	newObjs, err := Entry(new)
+	if err != nil {
+		t.Fatal(err)
+	}
 	text := func(es []Element) []string {
 		var out []string
 		for _, e := range es {
@@ -334,28 +420,14 @@ func TestDiff(t *testing.T) {
 		}
 		return out
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			oldObjs, err := Entry(tc.old)
-			if err != nil {
-				t.Fatal(err)
-			}
-			newObjs, err := Entry(tc.new)
-			if err != nil {
-				t.Fatal(err)
-			}
-			del, add := Diff(oldObjs, newObjs)
-			if diff := cmp.Diff(tc.wantDel, text(del)); diff != "" {
-				t.Errorf("deletes (-want +got):\n%s", diff)
-			}
-			if diff := cmp.Diff(tc.wantAdd, text(add)); diff != "" {
-				t.Errorf("adds (-want +got):\n%s", diff)
-			}
-			if diff := cmp.Diff(tc.wantChain, newObjs.Chains); diff != "" {
-				t.Errorf("chains (-want +got):\n%s", diff)
-			}
-		})
+	del, add := Diff(oldObjs, newObjs)
+	if diff := cmp.Diff(wantDel, text(del)); diff != "" {
+		t.Errorf("deletes (-want +got):\n%s", diff)
 	}
+	if diff := cmp.Diff(wantAdd, text(add)); diff != "" {
+		t.Errorf("adds (-want +got):\n%s", diff)
+	}
+	return newObjs
 }
 
 func TestEndpointChain(t *testing.T) {

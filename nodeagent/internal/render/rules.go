@@ -153,6 +153,12 @@ func addrInSetGotoRule(f fam, set, chain string) Rule {
 	return Rule{Text: f.name + " daddr @" + set + " goto " + chain, Exprs: exprs}
 }
 
+// addrInSetDropRule: "ip daddr @<set> drop".
+func addrInSetDropRule(f fam, set string) Rule {
+	exprs := append(f.nfprotoIs(), f.daddr(), lookup(set), verdict(expr.VerdictDrop, ""))
+	return Rule{Text: f.name + " daddr @" + set + " drop", Exprs: exprs}
+}
+
 // pickDNATRule picks one of the frontend's K endpoints at random and DNATs
 // to it. By frontend address (service-K and kinds alike):
 //

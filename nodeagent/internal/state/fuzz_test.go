@@ -21,8 +21,10 @@ func FuzzApply(f *testing.F) {
 		sp.ClusterIp = "fd00::a"
 		sp.Endpoints = []*doormanv1.Endpoint{{Ip: "fd00:1::1", Port: 53}}
 	})
+	withCIDRs := nodeWithServiceCIDRs(f, "10.96.0.0/12", "fd00:10:96::/108")
 	for _, u := range []*doormanv1.SyncResponse{
 		{Version: 2, Full: true, Upserts: []*doormanv1.Entry{web, node}, ViewDigest: digestOf(web, node)},
+		{Version: 2, Upserts: []*doormanv1.Entry{withCIDRs}, ViewDigest: digestOf(web, db, withCIDRs)},
 		{Version: 2, Upserts: []*doormanv1.Entry{dns}, Removals: []string{db.GetKey()}, ViewDigest: digestOf(web, node, dns)},
 		{Version: 2, ReplacedBuckets: []uint32{doormanv1.Bucket(web.GetKey())}, ViewDigest: digestOf(db, node)},
 		{Version: 2, Upserts: []*doormanv1.Entry{web}, Removals: []string{web.GetKey()}},

@@ -75,6 +75,11 @@ func validateNode(n *doormanv1.Node) error {
 			return fmt.Errorf("pod CIDR: %w", err)
 		}
 	}
+	for _, c := range n.GetServiceCidrs() {
+		if _, err := parsePrefix(c); err != nil {
+			return fmt.Errorf("service CIDR: %w", err)
+		}
+	}
 	return nil
 }
 

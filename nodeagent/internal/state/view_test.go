@@ -38,6 +38,14 @@ func nodeEntry(t testing.TB, name string, addrs ...string) *doormanv1.Entry {
 	return seal(t, &doormanv1.Entry{Key: doormanv1.NodeKey, Value: &doormanv1.Entry_Node{Node: &doormanv1.Node{Name: name, NodeportAddresses: addrs}}})
 }
 
+// nodeWithServiceCIDRs is a Node entry carrying the given Service CIDRs.
+func nodeWithServiceCIDRs(t testing.TB, cidrs ...string) *doormanv1.Entry {
+	t.Helper()
+	e := nodeEntry(t, "node-1", "192.168.0.1")
+	e.GetNode().ServiceCidrs = cidrs
+	return seal(t, e)
+}
+
 // seal sets the entry's digest from its value.
 func seal(t testing.TB, e *doormanv1.Entry) *doormanv1.Entry {
 	t.Helper()
@@ -278,6 +286,8 @@ func TestApplyRejects(t *testing.T) {
 		{"no namespace", update(edit(func(sp *doormanv1.ServicePort) { sp.Namespace = "" })), "without a namespace or name"},
 		{"node without name", update(nodeEntry(t, "")), `entry "node": node without a name`},
 		{"node address bad", update(nodeEntry(t, "n", "300.1.1.1")), "nodeport address"},
+		{"service CIDR bad", update(nodeWithServiceCIDRs(t, "10.96.0.0/12", "10.96.0.0/33")), `entry "node": service CIDR: invalid CIDR "10.96.0.0/33"`},
+		{"service CIDR IPv4-mapped", update(nodeWithServiceCIDRs(t, "::ffff:10.96.0.0/108")), `entry "node": service CIDR: CIDR "::ffff:10.96.0.0/108": IPv4-mapped`},
 		{"upserted twice", update(web, web), `entry "default/web:http/tcp/ipv4" upserted twice`},
 		{"upserted and removed", &doormanv1.SyncResponse{Version: 5, Upserts: []*doormanv1.Entry{db}, Removals: []string{db.GetKey()}}, "both upserted and removed"},
 		{"removed twice", &doormanv1.SyncResponse{Version: 5, Removals: []string{"a", "a"}}, `entry "a" removed twice`},
@@ -297,6 +307,38 @@ func TestApplyRejects(t *testing.T) {
 			}
 			if diff := cmp.Diff(before, snap(v), cmpOpts...); diff != "" {
 				t.Errorf("view changed by a rejected update (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestServiceCIDRs: a Node entry's Service CIDRs of either family are
+// accepted; one that does not parse, or an IPv4-mapped IPv6 prefix (its
+// family would be ambiguous), is refused with an error naming it.
+func TestServiceCIDRs(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		cidrs   []string
+		wantErr string
+	}{
+		{name: "none"},
+		{name: "both families", cidrs: []string{"10.96.0.0/12", "10.200.0.0/24", "fd00:10:96::/108"}},
+		{name: "the whole IPv6 space", cidrs: []string{"::/0"}},
+		{name: "not a CIDR", cidrs: []string{"10.96.0.0"}, wantErr: `service CIDR: invalid CIDR "10.96.0.0"`},
+		{name: "prefix too long", cidrs: []string{"fd00::/129"}, wantErr: `service CIDR: invalid CIDR "fd00::/129"`},
+		{name: "IPv4-mapped", cidrs: []string{"10.96.0.0/12", "::ffff:10.200.0.0/120"}, wantErr: `CIDR "::ffff:10.200.0.0/120": IPv4-mapped IPv6 prefixes are not allowed`},
+		{name: "zone", cidrs: []string{"fe80::%eth0/64"}, wantErr: `service CIDR: invalid CIDR "fe80::%eth0/64"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := ValidateEntry(nodeWithServiceCIDRs(t, tc.cidrs...))
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatalf("ValidateEntry: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !strings.Contains(err.Error(), `entry "node"`) {
+				t.Fatalf("ValidateEntry error = %v, want one naming the node entry and containing %q", err, tc.wantErr)
 			}
 		})
 	}

@@ -241,7 +241,10 @@ type Node struct {
 	NodeportAddresses []string `protobuf:"bytes,2,rep,name=nodeport_addresses,json=nodeportAddresses,proto3" json:"nodeport_addresses,omitempty"`
 	Zone              string   `protobuf:"bytes,3,opt,name=zone,proto3" json:"zone,omitempty"`
 	// The node's Pod CIDRs: traffic from them counts as cluster-internal.
-	PodCidrs      []string `protobuf:"bytes,4,rep,name=pod_cidrs,json=podCidrs,proto3" json:"pod_cidrs,omitempty"`
+	PodCidrs []string `protobuf:"bytes,4,rep,name=pod_cidrs,json=podCidrs,proto3" json:"pod_cidrs,omitempty"`
+	// The cluster's Service CIDRs, from ServiceCIDR objects: traffic to an
+	// address in them that no Service holds is dropped.
+	ServiceCidrs  []string `protobuf:"bytes,5,rep,name=service_cidrs,json=serviceCidrs,proto3" json:"service_cidrs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -300,6 +303,13 @@ func (x *Node) GetZone() string {
 func (x *Node) GetPodCidrs() []string {
 	if x != nil {
 		return x.PodCidrs
+	}
+	return nil
+}
+
+func (x *Node) GetServiceCidrs() []string {
+	if x != nil {
+		return x.ServiceCidrs
 	}
 	return nil
 }
@@ -595,12 +605,13 @@ const file_doorman_v1_view_proto_rawDesc = "" +
 	"\x06digest\x18\x02 \x01(\x06R\x06digest\x12<\n" +
 	"\fservice_port\x18\x03 \x01(\v2\x17.doorman.v1.ServicePortH\x00R\vservicePort\x12&\n" +
 	"\x04node\x18\x04 \x01(\v2\x10.doorman.v1.NodeH\x00R\x04nodeB\a\n" +
-	"\x05value\"z\n" +
+	"\x05value\"\x9f\x01\n" +
 	"\x04Node\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12-\n" +
 	"\x12nodeport_addresses\x18\x02 \x03(\tR\x11nodeportAddresses\x12\x12\n" +
 	"\x04zone\x18\x03 \x01(\tR\x04zone\x12\x1b\n" +
-	"\tpod_cidrs\x18\x04 \x03(\tR\bpodCidrs\"\xdc\x06\n" +
+	"\tpod_cidrs\x18\x04 \x03(\tR\bpodCidrs\x12#\n" +
+	"\rservice_cidrs\x18\x05 \x03(\tR\fserviceCidrs\"\xdc\x06\n" +
 	"\vServicePort\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1b\n" +

@@ -1,0 +1,217 @@
+package watch
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/hashicorp/go-hclog"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	fakediscovery "k8s.io/client-go/discovery/fake"
+	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
+)
+
+// recorder is a Sink that notes what it is told.
+type recorder struct {
+	mu    sync.Mutex
+	calls []string
+}
+
+func (r *recorder) note(s string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls = append(r.calls, s)
+}
+
+func (r *recorder) got() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.calls)
+}
+
+func (r *recorder) SetService(s *corev1.Service)          { r.note("set service " + s.Name) }
+func (r *recorder) DeleteService(_, name string)          { r.note("delete service " + name) }
+func (r *recorder) SetSlice(s *discoveryv1.EndpointSlice) { r.note("set slice " + s.Name) }
+func (r *recorder) DeleteSlice(_, name string)            { r.note("delete slice " + name) }
+func (r *recorder) SetNode(n *corev1.Node)                { r.note("set node " + n.Name) }
+func (r *recorder) DeleteNode(name string)                { r.note("delete node " + name) }
+func (r *recorder) SetServiceCIDR(c *networkingv1.ServiceCIDR) {
+	r.note("set servicecidr " + c.Name + " " + strings.Join(c.Spec.CIDRs, ","))
+}
+func (r *recorder) DeleteServiceCIDR(name string) { r.note("delete servicecidr " + name) }
+
+// safeBuffer is a log destination the informers' goroutines may share.
+type safeBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *safeBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *safeBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func objects() []runtime.Object {
+	return []runtime.Object{
+		&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1"}},
+		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "web"}},
+		&networkingv1.ServiceCIDR{ObjectMeta: metav1.ObjectMeta{Name: "kubernetes"},
+			Spec: networkingv1.ServiceCIDRSpec{CIDRs: []string{"10.96.0.0/12", "fd00:10:96::/108"}}},
+	}
+}
+
+// serveServiceCIDRs makes the fake API server list networking.k8s.io/v1
+// servicecidrs in discovery, with the given verbs.
+func serveServiceCIDRs(client *fake.Clientset, verbs ...string) {
+	client.Discovery().(*fakediscovery.FakeDiscovery).Resources = []*metav1.APIResourceList{{
+		GroupVersion: "networking.k8s.io/v1",
+		APIResources: []metav1.APIResource{
+			{Name: "ingresses", Namespaced: true, Kind: "Ingress", Verbs: []string{"get", "list", "watch"}},
+			{Name: "servicecidrs", Kind: "ServiceCIDR", Verbs: verbs},
+		},
+	}}
+}
+
+func start(t *testing.T, client *fake.Clientset) (*recorder, *safeBuffer) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	rec, logs := &recorder{}, &safeBuffer{}
+	log := hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Info})
+	if err := Start(ctx, client, rec, log); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	return rec, logs
+}
+
+// TestServiceCIDRsWatched: where the API server serves ServiceCIDRs,
+// their initial list reaches the sink before Start returns, and later
+// changes follow.
+func TestServiceCIDRsWatched(t *testing.T) {
+	client := fake.NewClientset(objects()...)
+	serveServiceCIDRs(client, "get", "list", "watch", "create", "delete")
+	rec, logs := start(t, client)
+	if got := rec.got(); !slices.Contains(got, "set servicecidr kubernetes 10.96.0.0/12,fd00:10:96::/108") {
+		t.Errorf("sink after Start: %v, want the ServiceCIDR among them", got)
+	}
+	if strings.Contains(logs.String(), "not served") {
+		t.Errorf("logged that ServiceCIDRs are not served:\n%s", logs)
+	}
+	ctx := context.Background()
+	extra := &networkingv1.ServiceCIDR{ObjectMeta: metav1.ObjectMeta{Name: "extra"}, Spec: networkingv1.ServiceCIDRSpec{CIDRs: []string{"10.200.0.0/24"}}}
+	if _, err := client.NetworkingV1().ServiceCIDRs().Create(ctx, extra, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := client.NetworkingV1().ServiceCIDRs().Delete(ctx, "extra", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"set servicecidr extra 10.200.0.0/24", "delete servicecidr extra"}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var got []string
+		for _, c := range rec.got() {
+			if strings.Contains(c, "extra") {
+				got = append(got, c)
+			}
+		}
+		diff := cmp.Diff(want, got)
+		if diff == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ServiceCIDR events (-want +got):\n%s", diff)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestServiceCIDRsNotServed: on an API server without networking.k8s.io/v1
+// servicecidrs (older than 1.33, or one that serves the group without them,
+// or without list and watch), the other kinds are watched as ever, the sink
+// hears of no ServiceCIDR, and one Info line says so.
+func TestServiceCIDRsNotServed(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		serve func(*fake.Clientset)
+	}{
+		{"group version not served", func(*fake.Clientset) {}},
+		{"group version without servicecidrs", func(c *fake.Clientset) {
+			c.Discovery().(*fakediscovery.FakeDiscovery).Resources = []*metav1.APIResourceList{{GroupVersion: "networking.k8s.io/v1",
+				APIResources: []metav1.APIResource{{Name: "ingresses", Namespaced: true, Kind: "Ingress", Verbs: []string{"get", "list", "watch"}}}}}
+		}},
+		{"servicecidrs without watch", func(c *fake.Clientset) { serveServiceCIDRs(c, "get", "list") }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			client := fake.NewClientset(objects()...)
+			tc.serve(client)
+			rec, logs := start(t, client)
+			got := rec.got()
+			for _, c := range got {
+				if strings.Contains(c, "servicecidr") {
+					t.Errorf("sink told %q", c)
+				}
+			}
+			if !slices.Contains(got, "set node n1") || !slices.Contains(got, "set service web") {
+				t.Errorf("sink after Start: %v, want the node and the Service", got)
+			}
+			if n := strings.Count(logs.String(), "[INFO]  servicecidrs not served: unallocated service IPs will not be dropped"); n != 1 {
+				t.Errorf("logged %d times that ServiceCIDRs are not served, want once:\n%s", n, logs)
+			}
+		})
+	}
+}
+
+// TestServiceCIDRDiscoveryRetried: a discovery failure other than "not
+// served" is retried, not taken for an answer.
+func TestServiceCIDRDiscoveryRetried(t *testing.T) {
+	client := fake.NewClientset(objects()...)
+	serveServiceCIDRs(client, "get", "list", "watch")
+	var failures atomic.Int32
+	client.PrependReactor("get", "resource", func(k8stesting.Action) (bool, runtime.Object, error) {
+		if failures.Add(1) == 1 {
+			return true, nil, errors.New("connection refused")
+		}
+		return false, nil, nil
+	})
+	rec, logs := start(t, client)
+	if !slices.Contains(rec.got(), "set servicecidr kubernetes 10.96.0.0/12,fd00:10:96::/108") {
+		t.Errorf("sink after Start: %v, want the ServiceCIDR among them", rec.got())
+	}
+	if !strings.Contains(logs.String(), "discovery failed, retrying") {
+		t.Errorf("the failure was not logged:\n%s", logs)
+	}
+}
+
+// TestServiceCIDRDiscoveryGivesUpWithContext: Start returns once ctx is
+// done while discovery keeps failing.
+func TestServiceCIDRDiscoveryGivesUpWithContext(t *testing.T) {
+	client := fake.NewClientset()
+	client.PrependReactor("get", "resource", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, errors.New("connection refused")
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	err := Start(ctx, client, &recorder{}, hclog.NewNullLogger())
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Start = %v, want the context's error", err)
+	}
+}
