@@ -10,7 +10,7 @@ GOTESTFLAGS ?= -race -count=1
 BENCH_OUT ?= $(CURDIR)/out/bench.json
 BENCH_SCALE_OUT ?= $(CURDIR)/out/bench-scale.json
 
-.PHONY: all build test unit e2e e2e-kind conformance demo demo-down deps generate verify lint fmt tidy clean k8s-binaries bench bench-scale fuzz
+.PHONY: all build test unit e2e e2e-kind conformance conformance-focused demo demo-down deps generate verify lint fmt tidy clean k8s-binaries bench bench-scale fuzz
 
 all: build
 
@@ -22,13 +22,14 @@ build:
 deps:
 	bash hack/deps.sh
 
-## test: every test — unit, kernel (network namespaces), e2e on the local cluster, the quick benchmarks, and e2e on kind
+## test: every test — unit, kernel (network namespaces), e2e on the local cluster, the quick benchmarks, e2e on kind, and upstream's focused sig-network set on kind
 test: deps
 	$(GO) test $(GOTESTFLAGS) -timeout 30m $(PKGS)
 	$(MAKE) fuzz
 	$(MAKE) e2e
 	$(MAKE) bench bench-scale
 	$(MAKE) e2e-kind
+	$(MAKE) conformance-focused
 
 ## fuzz: every fuzz target for a bounded time (FUZZTIME=10s each)
 fuzz:
@@ -59,6 +60,10 @@ e2e-kind: deps
 ## conformance: Kubernetes' sig-network e2e tests (v1.36.3) on kind, doorman beside kube-proxy nftables; table in out/conformance (CONFORMANCE_SUBSET=focused: the short set)
 conformance: deps
 	bash e2e/conformance/run.sh
+
+## conformance-focused: upstream's focused sig-network set (sig-network [Conformance], session affinity, health check node ports, terminating endpoints, kube-proxy URLs) against doorman on kind; part of make test
+conformance-focused: deps
+	CONFORMANCE_SUBSET=focused bash e2e/conformance/run.sh doorman
 
 ## demo: a 3-node cluster in network namespaces with doorman on it, and the Bookstore walk-through
 demo: deps
