@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +18,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/testing/protocmp"
 
+	"github.com/doorman-proxy/doorman/internal/testlog"
 	"github.com/doorman-proxy/doorman/internal/testnet"
 	"github.com/doorman-proxy/doorman/nodeagent/internal/dataplane"
 	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
@@ -80,23 +80,6 @@ func receive[T any](t *testing.T, ch <-chan T, what string) T {
 	}
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func entries(t *testing.T) []*doormanv1.Entry {
 	sp := &doormanv1.ServicePort{
 		Namespace: "default", Name: "web", PortName: "http",
@@ -126,7 +109,7 @@ type agentRun struct {
 	health  string
 	metrics string // URL of /metrics
 	inspect string // address of the Inspect service
-	logs    *syncBuffer
+	logs    *testlog.Buffer
 	cancel  context.CancelFunc
 	done    chan error
 }
@@ -152,7 +135,7 @@ func startAgentWith(t *testing.T, ns *testnet.NS, cachePath string, mod func(*Co
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &testlog.Buffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &agentRun{
 		health:  "http://" + health.Addr().String() + "/healthz",

@@ -12,6 +12,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/doorman-proxy/doorman/internal/testlog"
 	"github.com/doorman-proxy/doorman/internal/testnet"
 	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
 )
@@ -44,13 +45,13 @@ func TestCleanup(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	cleanup := func(logs *syncBuffer) error {
+	cleanup := func(logs *testlog.Buffer) error {
 		return Cleanup(context.Background(), CleanupConfig{
 			CachePath: cachePath, NetNSPath: ns.Path(),
 			Logger: hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Debug}),
 		})
 	}
-	logs := &syncBuffer{}
+	logs := &testlog.Buffer{}
 	done := make(chan error, 1)
 	go func() { done <- cleanup(logs) }()
 
@@ -88,7 +89,7 @@ func TestCleanup(t *testing.T) {
 	}
 
 	// Idempotent: nothing left to delete is a success.
-	logs2 := &syncBuffer{}
+	logs2 := &testlog.Buffer{}
 	if err := cleanup(logs2); err != nil {
 		t.Fatalf("second Cleanup: %v", err)
 	}

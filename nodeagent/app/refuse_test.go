@@ -69,25 +69,10 @@ func lbService(t *testing.T, name, lbIP string, ranges ...string) *doormanv1.Ent
 // the refused key, keeps the others, acks with the key not programmed, does
 // not retry it, and programs it once it changes.
 func TestKernelRefusesOneService(t *testing.T) {
-	if _, err := exec.LookPath("nft"); err != nil {
-		t.Skip("no nft binary to make a set full")
-	}
-	ns := testnet.NewNS(t, "refuse")
-	dp, err := dataplane.Open(hclog.NewNullLogger(), dataplane.Options{NetNSPath: ns.Path()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = dp.Close() })
-	k := &callCounter{Kernel: dp}
-	a := agent.New("node-1", state.New(), k, nil)
+	ns, k, a := agentOnKernel(t, "refuse", "no nft binary to make a set full")
 
 	node := nodeWithDigest(t, "192.168.50.1")
-	web := withDigest(t, &doormanv1.ServicePort{Namespace: "default", Name: "web", Protocol: doormanv1.Protocol_PROTOCOL_TCP,
-		Family: doormanv1.IPFamily_IP_FAMILY_IPV4, ClusterIp: "10.96.0.10", Port: 80,
-		Endpoints: []*doormanv1.Endpoint{{Ip: "10.244.1.2", Port: 8080}}})
-	web2 := withDigest(t, &doormanv1.ServicePort{Namespace: "default", Name: "web", Protocol: doormanv1.Protocol_PROTOCOL_TCP,
-		Family: doormanv1.IPFamily_IP_FAMILY_IPV4, ClusterIp: "10.96.0.10", Port: 80,
-		Endpoints: []*doormanv1.Endpoint{{Ip: "10.244.9.9", Port: 8080}}})
+	web, web2 := webService(t, "10.244.1.2"), webService(t, "10.244.9.9")
 	lb1 := lbService(t, "lb1", "198.51.100.1", "10.0.0.0/8")
 	lb2 := lbService(t, "lb2", "198.51.100.2", "10.0.0.0/8") // refused: the set is full
 	lb2Fixed := lbService(t, "lb2", "198.51.100.2")          // no source ranges: no firewall-ips element
@@ -132,36 +117,75 @@ func TestKernelRefusesOneService(t *testing.T) {
 	// the good one applies in one Apply, lb2 is not tried again.
 	view = []*doormanv1.Entry{node, web2, lb1, lb2}
 	out = a.Handle(&doormanv1.SyncResponse{Version: 3, Upserts: []*doormanv1.Entry{lb2, web2}, ViewDigest: digestOf(view)})
-	if got := out.Reply.GetAck().GetNotProgrammed(); out.Reply.GetAck() == nil || len(got) != 1 || got[0] != lb2.GetKey() {
-		t.Fatalf("update with the refused Service and a good change: %v, want an ack with %s not programmed", out.Reply, lb2.GetKey())
-	}
-	if calls := k.take(); len(calls) != 1 || calls[0] != "apply" {
-		t.Errorf("kernel calls %v, want one apply", calls)
-	}
+	keptOut(t, a, k, out, lb2.GetKey(), "refused by the kernel")
 	table := nftIn(t, ns, "", "list", "table", "inet", "doorman")
 	if !strings.Contains(table, "10.244.9.9") || strings.Contains(table, "198.51.100.2") {
 		t.Errorf("kernel after the good change: want web's new endpoint and nothing of lb2:\n%s", table)
 	}
-	st := a.Status(false)
-	if len(st.GetNotProgrammed()) != 1 || !strings.Contains(st.GetNotProgrammed()[0], "refused by the kernel") {
-		t.Errorf("status not programmed: %v", st.GetNotProgrammed())
-	}
-
-	// A full Sync leaves lb2 out and finds the rest right.
-	if r := a.Resync(agent.TriggerForeignChange); r.Err != nil || r.Ops != 0 {
-		t.Errorf("resync: ops %d, err %v; want 0, nil", r.Ops, r.Err)
-	}
 
 	// lb2 changes to a value the kernel takes: programmed, no longer listed.
 	view = []*doormanv1.Entry{node, web2, lb1, lb2Fixed}
-	out = a.Handle(&doormanv1.SyncResponse{Version: 4, Upserts: []*doormanv1.Entry{lb2Fixed}, ViewDigest: digestOf(view)})
-	if out.Reply.GetAck() == nil || len(out.Reply.GetAck().GetNotProgrammed()) != 0 {
-		t.Fatalf("fixed Service: %v, want a clean ack", out.Reply)
-	}
-	if !strings.Contains(nftIn(t, ns, "", "list", "table", "inet", "doorman"), "198.51.100.2") {
-		t.Error("lb2 not in the kernel after its fix")
-	}
+	fixApplies(t, a, ns, 4, view, lb2Fixed, "198.51.100.2")
 	if c := a.Counters(); c.NotProgrammed != 0 || c.Rejections != 1 {
 		t.Errorf("counters: not programmed %d, rejections %d; want 0, 1", c.NotProgrammed, c.Rejections)
 	}
+}
+
+// keptOut checks the answer to an update holding a good change while the
+// entry under key stays refused: an ack listing key as not programmed
+// after one Apply, the agent's status giving the reason, and a full Sync
+// that finds the rest right.
+func keptOut(t *testing.T, a *agent.Agent, k *callCounter, out agent.Outcome, key, reason string) {
+	t.Helper()
+	if got := out.Reply.GetAck().GetNotProgrammed(); out.Reply.GetAck() == nil || len(got) != 1 || got[0] != key {
+		t.Fatalf("update with a good change: %v, want an ack with %s not programmed", out.Reply, key)
+	}
+	if calls := k.take(); len(calls) != 1 || calls[0] != "apply" {
+		t.Errorf("kernel calls %v, want one apply", calls)
+	}
+	st := a.Status(false)
+	if len(st.GetNotProgrammed()) != 1 || !strings.Contains(st.GetNotProgrammed()[0], reason) {
+		t.Errorf("status not programmed: %v, want one naming %q", st.GetNotProgrammed(), reason)
+	}
+	if r := a.Resync(agent.TriggerForeignChange); r.Err != nil || r.Ops != 0 {
+		t.Errorf("resync: ops %d, err %v; want 0, nil", r.Ops, r.Err)
+	}
+}
+
+// fixApplies sends the refused entry's fixed value as version: a clean
+// ack, and the kernel holds want.
+func fixApplies(t *testing.T, a *agent.Agent, ns *testnet.NS, version uint64, view []*doormanv1.Entry, fixed *doormanv1.Entry, want string) {
+	t.Helper()
+	out := a.Handle(&doormanv1.SyncResponse{Version: version, Upserts: []*doormanv1.Entry{fixed}, ViewDigest: digestOf(view)})
+	if out.Reply.GetAck() == nil || len(out.Reply.GetAck().GetNotProgrammed()) != 0 {
+		t.Fatalf("fixed entry %s: %v, want a clean ack", fixed.GetKey(), out.Reply)
+	}
+	if !strings.Contains(nftIn(t, ns, "", "list", "table", "inet", "doorman"), want) {
+		t.Errorf("%s not in the kernel after its fix", want)
+	}
+}
+
+// agentOnKernel is an agent on a real kernel in a fresh namespace named
+// after prefix, its kernel calls counted; it skips (saying why) without
+// the nft binary the test reads the table with.
+func agentOnKernel(t *testing.T, prefix, why string) (*testnet.NS, *callCounter, *agent.Agent) {
+	t.Helper()
+	if _, err := exec.LookPath("nft"); err != nil {
+		t.Skip(why)
+	}
+	ns := testnet.NewNS(t, prefix)
+	dp, err := dataplane.Open(hclog.NewNullLogger(), dataplane.Options{NetNSPath: ns.Path()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = dp.Close() })
+	k := &callCounter{Kernel: dp}
+	return ns, k, agent.New("node-1", state.New(), k, nil)
+}
+
+// webService is default/web on 10.96.0.10:80 with one endpoint.
+func webService(t *testing.T, endpoint string) *doormanv1.Entry {
+	return withDigest(t, &doormanv1.ServicePort{Namespace: "default", Name: "web", Protocol: doormanv1.Protocol_PROTOCOL_TCP,
+		Family: doormanv1.IPFamily_IP_FAMILY_IPV4, ClusterIp: "10.96.0.10", Port: 80,
+		Endpoints: []*doormanv1.Endpoint{{Ip: endpoint, Port: 8080}}})
 }

@@ -2,7 +2,6 @@ package model
 
 import (
 	"encoding/json"
-	"net/netip"
 	"strings"
 	"testing"
 
@@ -15,8 +14,9 @@ import (
 // FuzzPorts feeds the model Services and EndpointSlices as the API server
 // could hand them over (any JSON that decodes). It must never panic; an
 // error must name the Service; every entry it returns must be one an agent
-// accepts: its key matches its value, addresses parse and belong to the
-// entry's family, ports are in range.
+// accepts, by the agents' own check (doormanv1.ValidateEntry on the entry
+// the view would send: key, digest and every field, source ranges
+// included).
 func FuzzPorts(f *testing.F) {
 	for _, seed := range [][2]string{
 		{`{"metadata":{"namespace":"ns","name":"web"},"spec":{"type":"NodePort","clusterIP":"10.0.0.10","clusterIPs":["10.0.0.10"],"ports":[{"name":"http","protocol":"TCP","port":80,"targetPort":"http","nodePort":30080}]}}`,
@@ -24,6 +24,8 @@ func FuzzPorts(f *testing.F) {
 		{`{"metadata":{"namespace":"ns","name":"web"},"spec":{"clusterIP":"fd00::10","clusterIPs":["fd00::10","10.0.0.10"],"ipFamilies":["IPv6","IPv4"],"ports":[{"protocol":"UDP","port":53,"targetPort":53}],"externalIPs":["192.0.2.1","not-an-ip"],"loadBalancerSourceRanges":["10.0.0.0/8","x"],"internalTrafficPolicy":"Local","externalTrafficPolicy":"Local","healthCheckNodePort":70000,"sessionAffinity":"ClientIP"}}`,
 			`{"metadata":{"namespace":"ns","name":"web-2","labels":{"kubernetes.io/service-name":"web"}},"addressType":"IPv6","ports":[{"protocol":"UDP","port":0}],"endpoints":[{"addresses":["fd01::1","fd01::1","10.1.0.1"],"conditions":{"ready":false,"serving":true,"terminating":true},"hints":{"forZones":[{"name":"a"}]}}]}`},
 		{`{"metadata":{"namespace":"ns","name":"web"},"spec":{"clusterIP":"10.0.0.10","ports":[{"name":"a","protocol":"SCTP","port":65536,"targetPort":"missing"}]}}`, `{}`},
+		{`{"metadata":{"namespace":"ns","name":"lb"},"spec":{"type":"LoadBalancer","clusterIP":"fd00::10","clusterIPs":["fd00::10","10.0.0.10"],"ports":[{"port":80,"nodePort":30080}],"loadBalancerSourceRanges":["::ffff:10.0.0.0/104","fd00::/8"],"externalIPs":["::ffff:192.0.2.1"],"sessionAffinity":"ClientIP","sessionAffinityConfig":{"clientIP":{"timeoutSeconds":86400}}},"status":{"loadBalancer":{"ingress":[{"ip":"2001:db8::1"},{"ip":"::ffff:198.51.100.1"}]}}}`,
+			`{"metadata":{"namespace":"ns","name":"lb-1","labels":{"kubernetes.io/service-name":"lb"}},"addressType":"IPv6","ports":[{"port":8080}],"endpoints":[{"addresses":["::ffff:10.1.0.1"]},{"addresses":["fd01::2"],"nodeName":"n1"}]}`},
 	} {
 		f.Add(seed[0], seed[1])
 	}
@@ -52,46 +54,27 @@ func FuzzPorts(f *testing.F) {
 				sps = append(sps, sp)
 			}
 			for _, sp := range sps {
-				if sp == nil {
-					continue
-				}
 				checkServicePort(t, key, sp)
 			}
 		}
 	})
 }
 
+// checkServicePort checks a value as the entry the view would send: under
+// key, with the digest of its value, by the agents' validator.
 func checkServicePort(t *testing.T, key string, sp *doormanv1.ServicePort) {
 	t.Helper()
-	if got := doormanv1.ServicePortKey(sp); got != key {
-		t.Errorf("entry under %q has the key %q", key, got)
+	if sp == nil {
+		t.Errorf("%s: nil value", key)
+		return
 	}
-	if _, err := doormanv1.ValueDigest(sp); err != nil {
+	d, err := doormanv1.ValueDigest(sp)
+	if err != nil {
 		t.Errorf("%s: digest: %v", key, err)
+		return
 	}
-	inFamily := func(what, s string) {
-		a, err := netip.ParseAddr(s)
-		if err != nil {
-			t.Errorf("%s: %s %q does not parse", key, what, s)
-			return
-		}
-		if a.Is4() != (sp.GetFamily() == doormanv1.IPFamily_IP_FAMILY_IPV4) {
-			t.Errorf("%s: %s %s is not of the entry's family %v", key, what, s, sp.GetFamily())
-		}
-	}
-	inFamily("cluster IP", sp.GetClusterIp())
-	if sp.GetPort() < 1 || sp.GetPort() > 65535 || sp.GetNodePort() > 65535 {
-		t.Errorf("%s: port %d, nodePort %d out of range", key, sp.GetPort(), sp.GetNodePort())
-	}
-	for _, ip := range append(append([]string{}, sp.GetExternalIps()...), sp.GetLoadBalancerIps()...) {
-		inFamily("external address", ip)
-	}
-	for _, set := range [][]*doormanv1.Endpoint{sp.GetEndpoints(), sp.GetLocalEndpoints(), sp.GetClusterEndpoints()} {
-		for _, ep := range set {
-			inFamily("endpoint", ep.GetIp())
-			if ep.GetPort() < 1 || ep.GetPort() > 65535 {
-				t.Errorf("%s: endpoint %s port %d out of range", key, ep.GetIp(), ep.GetPort())
-			}
-		}
+	e := &doormanv1.Entry{Key: key, Digest: d, Value: &doormanv1.Entry_ServicePort{ServicePort: sp}}
+	if err := doormanv1.ValidateEntry(e); err != nil {
+		t.Errorf("the model produced an entry agents refuse: %v", err)
 	}
 }

@@ -470,6 +470,16 @@ func TestNode(t *testing.T) {
 			node:    node(func(n *corev1.Node) { n.Spec.PodCIDRs = []string{"10.244.1.0/33"} }),
 			wantErr: "node n1: podCIDRs",
 		},
+		{
+			name:    "IPv4-mapped pod CIDR",
+			node:    node(func(n *corev1.Node) { n.Spec.PodCIDRs = []string{"10.244.1.0/24", "::ffff:10.244.2.0/120"} }),
+			wantErr: `node n1: podCIDRs: CIDR "::ffff:10.244.2.0/120": IPv4-mapped IPv6 prefixes are not allowed`,
+		},
+		{
+			name:    "IPv4-mapped address",
+			node:    node(func(n *corev1.Node) { n.Status.Addresses[1].Address = "::ffff:172.18.0.3" }),
+			wantErr: `node n1: InternalIP: IP address "::ffff:172.18.0.3": zones and IPv4-mapped`,
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -494,6 +504,9 @@ func TestNode(t *testing.T) {
 	}
 	if _, err := ParseCIDRs([]string{"nonsense"}); err == nil {
 		t.Error("ParseCIDRs accepted nonsense")
+	}
+	if _, err := ParseCIDRs([]string{"::ffff:172.18.0.0/112"}); err == nil {
+		t.Error("ParseCIDRs accepted an IPv4-mapped range")
 	}
 }
 

@@ -14,7 +14,8 @@ import (
 // Node computes a node's "node" entry: its name, the addresses NodePorts
 // answer on (InternalIP and ExternalIP, kept only when inside one of
 // nodePortCIDRs if any are given), its zone and its Pod CIDRs. An invalid
-// Node yields an error naming it.
+// Node (an IPv4-mapped address or Pod CIDR included) yields an error naming
+// it; what it returns passes doormanv1.ValidateNode, the agents' check.
 func Node(node *corev1.Node, nodePortCIDRs []netip.Prefix) (*doormanv1.Node, error) {
 	out := &doormanv1.Node{Name: node.Name, Zone: node.Labels[corev1.LabelTopologyZone]}
 	var addrs []netip.Addr
@@ -41,7 +42,7 @@ func Node(node *corev1.Node, nodePortCIDRs []netip.Prefix) (*doormanv1.Node, err
 	}
 	var prefixes []netip.Prefix
 	for _, c := range cidrs {
-		p, err := netip.ParsePrefix(strings.TrimSpace(c))
+		p, err := doormanv1.ParsePrefix(strings.TrimSpace(c))
 		if err != nil {
 			return nil, fmt.Errorf("node %s: podCIDRs: %w", node.Name, err)
 		}
@@ -50,6 +51,9 @@ func Node(node *corev1.Node, nodePortCIDRs []netip.Prefix) (*doormanv1.Node, err
 	for _, fam := range []doormanv1.IPFamily{doormanv1.IPFamily_IP_FAMILY_IPV4, doormanv1.IPFamily_IP_FAMILY_IPV6} {
 		out.PodCidrs = append(out.PodCidrs, prefixesOf(prefixes, fam)...)
 	}
+	if err := doormanv1.ValidateNode(out); err != nil {
+		return nil, fmt.Errorf("node %s: %w", node.Name, err)
+	}
 	return out, nil
 }
 
@@ -57,9 +61,9 @@ func Node(node *corev1.Node, nodePortCIDRs []netip.Prefix) (*doormanv1.Node, err
 func ParseCIDRs(in []string) ([]netip.Prefix, error) {
 	var out []netip.Prefix
 	for _, c := range in {
-		p, err := netip.ParsePrefix(strings.TrimSpace(c))
+		p, err := doormanv1.ParsePrefix(strings.TrimSpace(c))
 		if err != nil {
-			return nil, fmt.Errorf("nodeport address range %q: %w", c, err)
+			return nil, fmt.Errorf("nodeport address range: %w", err)
 		}
 		out = append(out, p.Masked())
 	}

@@ -74,7 +74,10 @@ func hasLabel(labels map[string]string, name string) bool {
 // per Service port per IP family. A Service that is skipped (see Skipped)
 // has none. An invalid Service yields no entries and an error naming it; an
 // invalid EndpointSlice is left out (the others still count) and named in the
-// returned error, next to entries that are valid.
+// returned error, next to entries that are valid. Every value returned
+// passes doormanv1.ValidateServicePort, the check agents make: one that
+// would not (a bug here, or input this parse lets through) is not sent;
+// the Service then yields no entries and an error naming it and the reason.
 func Ports(svc *corev1.Service, endpointSlices []*discoveryv1.EndpointSlice) (map[string]Value, error) {
 	if Skipped(svc) != "" {
 		return nil, nil
@@ -105,10 +108,41 @@ func Ports(svc *corev1.Service, endpointSlices []*discoveryv1.EndpointSlice) (ma
 			if _, dup := out[key]; dup {
 				return nil, fmt.Errorf("service %s: two ports map to key %s", id, key)
 			}
+			if err := validValue(key, v); err != nil {
+				return nil, fmt.Errorf("service %s: %w", id, err)
+			}
 			out[key] = v
 		}
 	}
 	return out, errors.Join(errs...)
+}
+
+// validValue checks every node's value of a key with the agents' own
+// check, so that what the control plane sends is what an agent accepts.
+func validValue(key string, v Value) error {
+	check := func(sp *doormanv1.ServicePort) error {
+		if err := doormanv1.ValidateServicePort(sp); err != nil {
+			return fmt.Errorf("entry %q: %w", key, err)
+		}
+		if got := doormanv1.ServicePortKey(sp); got != key {
+			return fmt.Errorf("entry %q: a value keyed %q", key, got)
+		}
+		return nil
+	}
+	if err := check(v.Default); err != nil {
+		return err
+	}
+	for _, sp := range v.ByNode {
+		if err := check(sp); err != nil {
+			return err
+		}
+	}
+	for _, sp := range v.ByZone {
+		if err := check(sp); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 type family struct {
@@ -222,8 +256,12 @@ func parseService(svc *corev1.Service) (*service, error) {
 			}
 			s.lbIPs = append(s.lbIPs, a)
 		}
+		// An IPv4-mapped range (::ffff:10.0.0.0/104, which API servers
+		// before 1.36 accept) fails the whole Service: sending it as IPv6
+		// would match no packet, and dropping it could leave a family's
+		// list empty, which allows every source.
 		for _, raw := range svc.Spec.LoadBalancerSourceRanges {
-			p, err := netip.ParsePrefix(strings.TrimSpace(raw))
+			p, err := doormanv1.ParsePrefix(strings.TrimSpace(raw))
 			if err != nil {
 				return nil, fmt.Errorf("loadBalancerSourceRanges: %w", err)
 			}
@@ -253,30 +291,20 @@ func parseService(svc *corev1.Service) (*service, error) {
 	return s, nil
 }
 
+// parseIP reads an address as agents accept it (doormanv1.ParseAddr: no
+// zone, no IPv4-mapped IPv6 form), and not unspecified.
 func parseIP(raw string) (netip.Addr, doormanv1.IPFamily, error) {
-	a, err := netip.ParseAddr(strings.TrimSpace(raw))
+	a, err := doormanv1.ParseAddr(strings.TrimSpace(raw))
 	if err != nil {
 		return netip.Addr{}, 0, err
 	}
-	switch {
-	case a.Zone() != "":
-		return netip.Addr{}, 0, fmt.Errorf("address %q has a zone", raw)
-	case a.Is4In6():
-		return netip.Addr{}, 0, fmt.Errorf("address %q is IPv4-mapped IPv6", raw)
-	case a.IsUnspecified():
+	if a.IsUnspecified() {
 		return netip.Addr{}, 0, fmt.Errorf("address %q is unspecified", raw)
-	case a.Is4():
-		return a, doormanv1.IPFamily_IP_FAMILY_IPV4, nil
 	}
-	return a, doormanv1.IPFamily_IP_FAMILY_IPV6, nil
+	return a, doormanv1.FamilyOf(a), nil
 }
 
-func familyOf(a netip.Addr) doormanv1.IPFamily {
-	if a.Is4() {
-		return doormanv1.IPFamily_IP_FAMILY_IPV4
-	}
-	return doormanv1.IPFamily_IP_FAMILY_IPV6
-}
+func familyOf(a netip.Addr) doormanv1.IPFamily { return doormanv1.FamilyOf(a) }
 
 func parseProtocol(p corev1.Protocol) (doormanv1.Protocol, error) {
 	switch p {

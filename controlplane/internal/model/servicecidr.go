@@ -86,12 +86,9 @@ func (s *ServiceCIDRs) recompute() bool {
 // parseServiceCIDR reads one entry of spec.cidrs as the agents accept it:
 // a prefix of one family, no zone, not IPv4-mapped.
 func parseServiceCIDR(raw string) (netip.Prefix, error) {
-	p, err := netip.ParsePrefix(strings.TrimSpace(raw))
+	p, err := doormanv1.ParsePrefix(strings.TrimSpace(raw))
 	if err != nil {
-		return netip.Prefix{}, fmt.Errorf("cidr %q: %w", raw, err)
-	}
-	if p.Addr().Is4In6() {
-		return netip.Prefix{}, fmt.Errorf("cidr %q is IPv4-mapped IPv6", raw)
+		return netip.Prefix{}, fmt.Errorf("cidr: %w", err)
 	}
 	return p.Masked(), nil
 }

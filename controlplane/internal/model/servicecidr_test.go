@@ -43,7 +43,7 @@ func TestServiceCIDRs(t *testing.T) {
 			wantChanged: true, want: []string{"10.96.0.0/12", "10.96.0.0/16", "10.200.0.0/24", "fd00:10:96::/108"}},
 		{name: "bad CIDRs skipped, the others count", set: serviceCIDR("broken", "10.0.0.0/33", "::ffff:10.1.0.0/112", "10.1.0.0", "10.201.0.0/24"),
 			wantChanged: true,
-			wantErr:     []string{"servicecidr broken", `"10.0.0.0/33"`, `"::ffff:10.1.0.0/112" is IPv4-mapped`, `"10.1.0.0"`},
+			wantErr:     []string{"servicecidr broken", `"10.0.0.0/33"`, `"::ffff:10.1.0.0/112": IPv4-mapped`, `"10.1.0.0"`},
 			want:        []string{"10.96.0.0/12", "10.96.0.0/16", "10.200.0.0/24", "10.201.0.0/24", "fd00:10:96::/108"}},
 		{name: "an object's CIDRs replaced", set: serviceCIDR("broken"),
 			wantChanged: true, want: []string{"10.96.0.0/12", "10.96.0.0/16", "10.200.0.0/24", "fd00:10:96::/108"}},

@@ -1,7 +1,6 @@
 package watch
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"slices"
@@ -21,6 +20,8 @@ import (
 	fakediscovery "k8s.io/client-go/discovery/fake"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
+
+	"github.com/doorman-proxy/doorman/internal/testlog"
 )
 
 // recorder is a Sink that notes what it is told.
@@ -52,24 +53,6 @@ func (r *recorder) SetServiceCIDR(c *networkingv1.ServiceCIDR) {
 }
 func (r *recorder) DeleteServiceCIDR(name string) { r.note("delete servicecidr " + name) }
 
-// safeBuffer is a log destination the informers' goroutines may share.
-type safeBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *safeBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *safeBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func objects() []runtime.Object {
 	return []runtime.Object{
 		&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1"}},
@@ -91,11 +74,11 @@ func serveServiceCIDRs(client *fake.Clientset, verbs ...string) {
 	}}
 }
 
-func start(t *testing.T, client *fake.Clientset) (*recorder, *safeBuffer) {
+func start(t *testing.T, client *fake.Clientset) (*recorder, *testlog.Buffer) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	rec, logs := &recorder{}, &safeBuffer{}
+	rec, logs := &recorder{}, &testlog.Buffer{}
 	log := hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Info})
 	if err := Start(ctx, client, rec, log); err != nil {
 		t.Fatalf("Start: %v", err)

@@ -63,8 +63,9 @@ type Agent struct {
 	// notProgrammed: keys held but left out of the kernel by Sync (they
 	// cannot be rendered), with why.
 	notProgrammed map[string]string
-	// rejected: keys one of whose values the kernel refused (see
-	// rejection); the kernel holds rejection.kernel for them.
+	// rejected: keys one of whose values the kernel refused, or that
+	// failed validation (see rejection); the kernel holds
+	// rejection.kernel for them.
 	rejected map[string]rejection
 }
 
@@ -85,10 +86,14 @@ type Counters struct {
 	// KernelReady: the kernel holds a view.
 	KernelReady bool
 	// NotProgrammed is the number of entries held whose value is not in
-	// the kernel (they cannot be rendered, or the kernel refused them).
+	// the kernel (they are invalid, cannot be rendered, or the kernel
+	// refused them).
 	NotProgrammed int
 	// Rejections counts values of entries the kernel refused.
 	Rejections uint64
+	// Invalid counts values of entries refused because they fail
+	// doormanv1.ValidateEntry (never tried in the kernel).
+	Invalid uint64
 }
 
 // New returns an agent holding view (empty, or restored from the cache).
@@ -207,6 +212,10 @@ func (a *Agent) Handle(u *doormanv1.SyncResponse) Outcome {
 	}
 	out.Changes = len(applied.Changes)
 
+	// An entry that fails validation is refused alone, before the kernel:
+	// the rest of the update applies and is acknowledged, with the entry
+	// listed as not programmed until a new value of it comes.
+	fresh := a.recordInvalid(applied.Changes, applied.Invalid)
 	kc, p := a.kernelChanges(applied.Changes)
 	res, err := a.program(&out, kc)
 	a.recordRejections(res.bad)
@@ -214,14 +223,17 @@ func (a *Agent) Handle(u *doormanv1.SyncResponse) Outcome {
 		a.view.Revert(applied)
 		return a.nack(out, err)
 	}
-	if len(res.applied) == 0 && len(p.resolved) == 0 && (len(res.bad) > 0 || len(p.skipped) > 0) {
-		// Nothing of the update reached the kernel: keep the previous view
-		// and say which keys the kernel refuses.
+	kernelSkipped := slices.ContainsFunc(p.skipped, func(k string) bool { return !a.rejected[k].invalid })
+	if len(res.applied) == 0 && len(p.resolved) == 0 && (len(res.bad) > 0 || kernelSkipped) {
+		// Nothing of the update reached the kernel, which refused some of
+		// it: keep the previous view and say which keys the kernel
+		// refuses. (Invalid entries alone do not get here: they are
+		// acknowledged.)
 		a.view.Revert(applied)
 		if res.synced && a.view.Version() > 0 {
 			a.kernelHolds = true
 		}
-		return a.nack(out, refusedError(res.bad, p.skipped, a.rejected))
+		return a.nack(out, refusedError(res.bad, p.skipped, fresh, a.rejected))
 	}
 	for _, c := range res.applied {
 		delete(a.rejected, c.Key)
@@ -231,7 +243,7 @@ func (a *Agent) Handle(u *doormanv1.SyncResponse) Outcome {
 	}
 	warning := res.warning
 	if len(res.bad) > 0 || len(p.skipped) > 0 {
-		warning = errors.Join(warning, refusedError(res.bad, p.skipped, a.rejected))
+		warning = errors.Join(warning, refusedError(res.bad, p.skipped, fresh, a.rejected))
 	}
 	out.TriggerTimes = triggerTimes(applied.Changes, a.rejected)
 	a.needSync = false
@@ -379,8 +391,7 @@ func (a *Agent) Status(entries bool) *doormanv1.GetStateResponse {
 	for _, k := range a.notProgrammedKeys() {
 		why, ok := a.notProgrammed[k]
 		if !ok {
-			r := a.rejected[k]
-			why = fmt.Sprintf("refused by the kernel (value %016x): %s", r.digest(), r.reason)
+			why = a.rejected[k].why()
 		}
 		s.NotProgrammed = append(s.NotProgrammed, k+": "+why)
 	}

@@ -169,7 +169,8 @@ func TestHandle(t *testing.T) {
 	full := &doormanv1.SyncResponse{Version: 10, Full: true, Upserts: []*doormanv1.Entry{web, db}, ViewDigest: digestOf(web, db)}
 	change := &doormanv1.SyncResponse{Version: 11, Upserts: []*doormanv1.Entry{web2}, ViewDigest: digestOf(web2, db)}
 	next := &doormanv1.SyncResponse{Version: 12, Removals: []string{db.Key}, ViewDigest: digestOf(web2)}
-	bad := &doormanv1.SyncResponse{Version: 11, Upserts: []*doormanv1.Entry{{Key: "default/x:80/tcp/ipv4"}}}
+	// A broken message (an invalid entry is not: see invalid_test.go).
+	bad := &doormanv1.SyncResponse{Version: 11, Upserts: []*doormanv1.Entry{web2, web2}}
 	wrongDigest := &doormanv1.SyncResponse{Version: 11, Upserts: []*doormanv1.Entry{web2}, ViewDigest: 1}
 	empty := &doormanv1.SyncResponse{Version: 11, ViewDigest: digestOf(web, db)}
 	kernelErr := errors.New("netlink: no buffer space")
@@ -220,7 +221,7 @@ func TestHandle(t *testing.T) {
 			name: "a malformed update is nacked and changes nothing",
 			steps: []step{
 				{update: full, wantReply: ack(10, web, db), wantCalls: []string{"sync"}},
-				{update: bad, wantReply: nack(11, `update 11: upsert 0: entry "default/x:80/tcp/ipv4": no value`), wantErr: "no value"},
+				{update: bad, wantReply: nack(11, `update 11: entry "default/web:http/tcp/ipv4" upserted twice`), wantErr: "upserted twice"},
 				{update: change, wantReply: ack(11, web2, db), wantCalls: []string{"apply"}},
 			},
 			wantKernel: byKey(web2, db), wantStore: []string{"save", "save"}, wantVersion: 11, wantFrom: LoadedFromStream, wantCounters: Counters{Acks: 2, Nacks: 1, LastNackVersion: 11, FullSyncs: 1},

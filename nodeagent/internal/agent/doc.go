@@ -1,5 +1,9 @@
 // Package agent decides what the node agent does with each update from the
-// control plane: validate and apply it to the state, move the kernel (Apply
+// control plane: validate and apply it to the state (an entry that fails
+// the shared validator, doormanv1.ValidateEntry, is refused alone before
+// the kernel: it is held in the view, kept out of the kernel like a value
+// the kernel refused, and listed as not programmed in the Ack; only a
+// broken message is NACKed whole), move the kernel (Apply
 // with the changes; on failure one full Sync; on failure again find the
 // values the kernel refuses by trying the changes in halves from the
 // kernel's previous content, apply the rest and ACK with the refused keys

@@ -18,10 +18,22 @@ import (
 // given kernel instead, so one bad Service holds back neither the others
 // nor later updates. A later update that brings the same value again
 // skips the kernel (no retry loop); another value is tried.
+//
+// A value that fails doormanv1.ValidateEntry (invalid) takes the same path
+// without being tried: it never reaches the renderer or the kernel.
 type rejection struct {
-	value  *doormanv1.Entry // the refused value; nil: the key's removal
-	kernel *doormanv1.Entry // what the kernel holds for the key; nil: nothing
-	reason string
+	value   *doormanv1.Entry // the refused value; nil: the key's removal
+	kernel  *doormanv1.Entry // what the kernel holds for the key; nil: nothing
+	reason  string
+	invalid bool // the value failed validation, not the kernel
+}
+
+// why is how Status and errors describe the rejection.
+func (r rejection) why() string {
+	if r.invalid {
+		return fmt.Sprintf("invalid value %016x: %s", r.digest(), r.reason)
+	}
+	return fmt.Sprintf("refused by the kernel (value %016x): %s", r.digest(), r.reason)
 }
 
 func (r rejection) digest() uint64 { return r.value.GetDigest() }
@@ -274,6 +286,30 @@ func rank(c dataplane.Change) int {
 	return 1
 }
 
+// recordInvalid remembers the values of the changes that fail validation,
+// so that kernelChanges leaves them out like a value the kernel refused:
+// the kernel keeps what it holds for the key. It returns their keys.
+func (a *Agent) recordInvalid(changes []state.Change, invalid map[string]error) map[string]bool {
+	if len(invalid) == 0 {
+		return nil
+	}
+	keys := make(map[string]bool, len(invalid))
+	for _, c := range changes {
+		why, bad := invalid[c.Key]
+		if !bad || c.New == nil {
+			continue
+		}
+		kernel := c.Old
+		if r, ok := a.rejected[c.Key]; ok {
+			kernel = r.kernel
+		}
+		a.rejected[c.Key] = rejection{value: c.New, kernel: kernel, reason: why.Error(), invalid: true}
+		a.counters.Invalid++
+		keys[c.Key] = true
+	}
+	return keys
+}
+
 // recordRejections remembers the values the kernel refused.
 func (a *Agent) recordRejections(bad map[string]refused) {
 	for k, r := range bad {
@@ -295,8 +331,9 @@ func (a *Agent) notProgrammedKeys() []string {
 	return keys
 }
 
-// RefusedError names the entries of an update whose values the kernel
-// refused: now (with the kernel's error) or before (not tried again).
+// RefusedError names the entries of an update whose values were refused:
+// invalid (with the validator's error), or by the kernel now (with the
+// kernel's error) or before (not tried again).
 type RefusedError struct {
 	Entries map[string]string
 }
@@ -307,17 +344,26 @@ func (e *RefusedError) Error() string {
 	for i, k := range keys {
 		msgs[i] = fmt.Sprintf("%q: %s", k, e.Entries[k])
 	}
-	return fmt.Sprintf("kernel refused %d entries: %s", len(keys), strings.Join(msgs, "; "))
+	return fmt.Sprintf("refused %d entries: %s", len(keys), strings.Join(msgs, "; "))
 }
 
-func refusedError(bad map[string]refused, skipped []string, rejected map[string]rejection) error {
+// refusedError names bad (refused by the kernel now) and skipped (refused
+// before; those in fresh failed validation in this update).
+func refusedError(bad map[string]refused, skipped []string, fresh map[string]bool, rejected map[string]rejection) error {
 	e := &RefusedError{Entries: make(map[string]string, len(bad)+len(skipped))}
 	for k, r := range bad {
 		e.Entries[k] = r.err.Error()
 	}
 	for _, k := range skipped {
 		r := rejected[k]
-		e.Entries[k] = fmt.Sprintf("value %016x refused before, not tried again: %s", r.digest(), r.reason)
+		switch {
+		case fresh[k]:
+			e.Entries[k] = "invalid: " + r.reason
+		case r.invalid:
+			e.Entries[k] = fmt.Sprintf("value %016x invalid, not tried: %s", r.digest(), r.reason)
+		default:
+			e.Entries[k] = fmt.Sprintf("value %016x refused before, not tried again: %s", r.digest(), r.reason)
+		}
 	}
 	return e
 }

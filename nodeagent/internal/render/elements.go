@@ -171,11 +171,13 @@ func (b *builder) entry(e *doormanv1.Entry) error {
 
 func (b *builder) node(n *doormanv1.Node) error {
 	for _, s := range n.GetNodeportAddresses() {
-		a, err := netip.ParseAddr(s)
+		// The shared parse (doormanv1.ParseAddr) refuses an IPv4-mapped
+		// address as the agent's validation does, rather than unmapping
+		// it into one that was not sent.
+		a, err := doormanv1.ParseAddr(s)
 		if err != nil {
-			return fmt.Errorf("nodeport address %q: %w", s, err)
+			return fmt.Errorf("nodeport address: %w", err)
 		}
-		a = a.Unmap()
 		set := SetNodePortIPs
 		if a.Is6() {
 			set = SetNodePortIPs6
@@ -194,14 +196,12 @@ func (b *builder) node(n *doormanv1.Node) error {
 func (b *builder) cidrSets(what string, list []string, set4, set6 string) error {
 	var cidrs [2][]addrRange // IPv4, IPv6
 	for _, s := range list {
-		p, err := netip.ParsePrefix(s)
+		// An IPv4-mapped prefix is refused (doormanv1.ParsePrefix): neither
+		// family's set can hold it: in the IPv6 set it would match no
+		// packet, as an IPv4 prefix it is not what was sent.
+		p, err := doormanv1.ParsePrefix(s)
 		if err != nil {
-			return fmt.Errorf("%s %q: %w", what, s, err)
-		}
-		if p.Addr().Is4In6() {
-			// Neither family's set can hold it: in the IPv6 set it would
-			// match no packet, as an IPv4 prefix it is not what was sent.
-			return fmt.Errorf("%s %q: IPv4-mapped IPv6 prefixes are not allowed", what, s)
+			return fmt.Errorf("%s: %w", what, err)
 		}
 		p = p.Masked()
 		i := 0
@@ -309,15 +309,14 @@ func protoNumber(p doormanv1.Protocol) (byte, error) {
 	return 0, fmt.Errorf("protocol %v not supported", p)
 }
 
+// parseAddr reads an address of the entry's family as the agent's
+// validation does (doormanv1.ParseAddr: no zone, no IPv4-mapped form).
 func parseAddr(s string, v6 bool) (netip.Addr, error) {
-	a, err := netip.ParseAddr(s)
+	a, err := doormanv1.ParseAddr(s)
 	if err != nil {
 		return netip.Addr{}, err
 	}
-	if !v6 {
-		a = a.Unmap()
-	}
-	if a.Is6() != v6 || a.Zone() != "" {
+	if a.Is6() != v6 {
 		return netip.Addr{}, fmt.Errorf("%q is not an address of the entry's family", s)
 	}
 	return a, nil
@@ -449,7 +448,7 @@ func (b *builder) servicePort(sp *doormanv1.ServicePort) error {
 		}
 	}
 	var cip netip.Addr
-	if s := sp.GetClusterIp(); s != "" && s != "None" {
+	if s := sp.GetClusterIp(); s != "" {
 		if cip, err = parseAddr(s, v6); err != nil {
 			return fmt.Errorf("clusterIP: %w", err)
 		}
@@ -482,9 +481,9 @@ func (b *builder) servicePort(sp *doormanv1.ServicePort) error {
 	}
 	var ranges []addrRange
 	for _, s := range sp.GetLoadBalancerSourceRanges() {
-		p, err := netip.ParsePrefix(s)
+		p, err := doormanv1.ParsePrefix(s)
 		if err != nil {
-			return fmt.Errorf("load balancer source range %q: %w", s, err)
+			return fmt.Errorf("load balancer source range: %w", err)
 		}
 		if p.Addr().Is6() != v6 {
 			return fmt.Errorf("load balancer source range %q is not of the entry's family", s)

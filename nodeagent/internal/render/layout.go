@@ -4,6 +4,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
 )
 
 // The table doorman owns.
@@ -285,8 +287,8 @@ func SetByName(name string) (Set, bool) {
 }
 
 // AffinityTimeoutMax bounds sessionAffinity timeouts (Kubernetes allows at
-// most a day).
-const AffinityTimeoutMax = 86400
+// most a day): the shared validator's bound.
+const AffinityTimeoutMax = doormanv1.AffinityTimeoutMax
 
 // Hook attaches a base chain to a netfilter hook.
 type Hook struct {

@@ -216,6 +216,18 @@ func TestEntryErrors(t *testing.T) {
 		{"v6 clusterIP in v4 entry", func(sp *doormanv1.ServicePort) { sp.ClusterIp = "fd00::1" }, "not an address of the entry's family"},
 		{"v6 endpoint in v4 entry", func(sp *doormanv1.ServicePort) { sp.Endpoints[0].Ip = "fd00::1" }, `endpoint "fd00::1"`},
 		{"endpoint port 0", func(sp *doormanv1.ServicePort) { sp.Endpoints[0].Port = 0 }, "endpoint port 0"},
+		// IPv4-mapped forms are refused, as the shared validator refuses
+		// them, never unmapped into an address that was not sent.
+		{"IPv4-mapped clusterIP in v4 entry", func(sp *doormanv1.ServicePort) { sp.ClusterIp = "::ffff:10.96.0.1" }, `"::ffff:10.96.0.1": zones and IPv4-mapped`},
+		{"IPv4-mapped endpoint in v4 entry", func(sp *doormanv1.ServicePort) { sp.Endpoints[0].Ip = "::ffff:10.244.0.1" }, "IPv4-mapped"},
+		{"IPv4-mapped external IP in v4 entry", func(sp *doormanv1.ServicePort) { sp.ExternalIps = []string{"::ffff:192.0.2.1"} }, "IPv4-mapped"},
+		{"IPv4-mapped source range in v6 entry", func(sp *doormanv1.ServicePort) {
+			sp.Family, sp.ClusterIp, sp.Endpoints = ipv6, "fd00::1", nil
+			sp.LoadBalancerIps = []string{"2001:db8::1"}
+			sp.LoadBalancerSourceRanges = []string{"::ffff:10.0.0.0/104"}
+		}, `load balancer source range: CIDR "::ffff:10.0.0.0/104": IPv4-mapped`},
+		{"clusterIP None", func(sp *doormanv1.ServicePort) { sp.ClusterIp = "None" }, "clusterIP"},
+		{"affinity above a day", func(sp *doormanv1.ServicePort) { sp.AffinityTimeoutSeconds = AffinityTimeoutMax + 1 }, "affinity timeout"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -228,8 +240,18 @@ func TestEntryErrors(t *testing.T) {
 			if !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), `"ns/svc:`) {
 				t.Errorf("Entry error = %q, want it to name the entry and contain %q", err, tc.want)
 			}
+			// The renderer's checks agree with the shared validator: what
+			// it refuses, the agent refuses before rendering.
+			if err := doormanv1.ValidateEntry(spEntry(sp)); err == nil {
+				t.Errorf("the renderer refuses a value the shared validator accepts")
+			}
 		})
 	}
+	t.Run("IPv4-mapped node address", func(t *testing.T) {
+		if _, err := Entry(nodeEntry("::ffff:192.168.1.10")); err == nil || !strings.Contains(err.Error(), `nodeport address: IP address "::ffff:192.168.1.10"`) {
+			t.Errorf("Entry(node) error = %v, want one refusing the IPv4-mapped address", err)
+		}
+	})
 	t.Run("node address", func(t *testing.T) {
 		if _, err := Entry(nodeEntry("not-an-ip")); err == nil || !strings.Contains(err.Error(), `"node"`) {
 			t.Errorf("Entry(node) error = %v, want one naming the node entry", err)
@@ -240,8 +262,8 @@ func TestEntryErrors(t *testing.T) {
 		cidrs []string
 		want  string
 	}{
-		{"service CIDR does not parse", []string{"10.96.0.0/12", "10.96.0.0/33"}, `service CIDR "10.96.0.0/33"`},
-		{"service CIDR IPv4-mapped", []string{"::ffff:10.96.0.0/108"}, `service CIDR "::ffff:10.96.0.0/108": IPv4-mapped`},
+		{"service CIDR does not parse", []string{"10.96.0.0/12", "10.96.0.0/33"}, `service CIDR: invalid CIDR "10.96.0.0/33"`},
+		{"service CIDR IPv4-mapped", []string{"::ffff:10.96.0.0/108"}, `service CIDR: CIDR "::ffff:10.96.0.0/108": IPv4-mapped`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			node := nodeEntry("192.168.1.10")

@@ -3,9 +3,14 @@
 // view digests the agent reports on resume, and an index from bucket to
 // keys.
 //
-// It owns the validation of updates from the control plane: an update is
-// checked whole before anything changes, so a malformed one is rejected with
-// an error naming the offending key and leaves the view as it was. Applying
+// It checks updates from the control plane as messages: a broken one
+// (version 0, duplicate or empty keys, a bucket out of range) is rejected
+// whole with an error naming the offending key and leaves the view as it
+// was. Each entry is checked with doormanv1.ValidateEntry, the definition
+// of a valid entry the control plane shares: one that fails does not fail
+// the update; the view holds it (its digests stay the control plane's) and
+// lists it in Applied.Invalid for the agent to keep out of the kernel.
+// Applying
 // costs O(size of the update), except for full updates and replaced buckets,
 // which visit what the agent holds in them.
 //

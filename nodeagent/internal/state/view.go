@@ -31,6 +31,11 @@ type Applied struct {
 	// Changes are sorted by key. An upsert that carries the digest the view
 	// already holds is not a change.
 	Changes []Change
+	// Invalid are the upserts that fail doormanv1.ValidateEntry, by key,
+	// with why. The view holds them all the same, under the digest they
+	// announce, so that its digests stay the control plane's: the caller
+	// keeps them out of the kernel and reports them as not programmed.
+	Invalid map[string]error
 }
 
 // View is the set of entries the agent holds, with its version and digests.
@@ -47,8 +52,9 @@ func New() *View {
 	return &View{entries: make(map[string]*doormanv1.Entry)}
 }
 
-// Restore builds a view from entries read back from a cache, validating
-// each of them as an update's upserts are.
+// Restore builds a view from entries read back from a cache. Unlike an
+// update, it accepts no invalid entry: the cache holds what the kernel
+// held.
 func Restore(version uint64, entries []*doormanv1.Entry) (*View, error) {
 	if version == 0 && len(entries) > 0 {
 		return nil, errors.New("restore: entries without a version")
@@ -58,11 +64,24 @@ func Restore(version uint64, entries []*doormanv1.Entry) (*View, error) {
 		return v, nil
 	}
 	u := &doormanv1.SyncResponse{Version: version, Full: true, Upserts: entries}
-	if err := v.validate(u); err != nil {
+	invalid, err := v.validate(u)
+	if err != nil {
 		return nil, fmt.Errorf("restore: %w", err)
+	}
+	if keys := sortedKeys(invalid); len(keys) > 0 {
+		return nil, fmt.Errorf("restore: %w", invalid[keys[0]])
 	}
 	v.mutate(u)
 	return v, nil
+}
+
+func sortedKeys(m map[string]error) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
 }
 
 // Version is the version of the last update applied; 0 when holding nothing.
@@ -104,16 +123,21 @@ func (v *View) Holding() *doormanv1.Holding {
 	}
 }
 
-// Apply validates the update as a whole and, if it is well formed, applies
-// it in place and returns what changed. On error the view is unchanged; the
-// error names the offending key. When the result does not match the
+// Apply checks the update as a message and, if it is well formed, applies
+// it in place and returns what changed. An upsert that fails
+// doormanv1.ValidateEntry does not make the update fail: it is applied and
+// listed in Applied.Invalid. On error (a broken message: version 0,
+// duplicate or empty keys, a bucket out of range) the view is unchanged;
+// the error names the offending key. When the result does not match the
 // update's view digest, the update is undone and the error wraps
 // ErrViewDigest.
 func (v *View) Apply(u *doormanv1.SyncResponse) (*Applied, error) {
-	if err := v.validate(u); err != nil {
+	invalid, err := v.validate(u)
+	if err != nil {
 		return nil, fmt.Errorf("update %d: %w", u.GetVersion(), err)
 	}
 	a := v.mutate(u)
+	a.Invalid = invalid
 	if got, want := v.digests.View(), u.GetViewDigest(); got != want {
 		v.Revert(a)
 		return nil, fmt.Errorf("update %d: %w: announced %016x, applying it gives %016x", u.GetVersion(), ErrViewDigest, want, got)
@@ -131,43 +155,54 @@ func (v *View) Revert(a *Applied) {
 	v.version = a.PrevVersion
 }
 
-// validate checks the whole update without changing anything.
-func (v *View) validate(u *doormanv1.SyncResponse) error {
+// validate checks the whole update without changing anything. An error is
+// a broken message; invalid lists the upserts, by key, that the shared
+// validator refuses (nil when there is none).
+func (v *View) validate(u *doormanv1.SyncResponse) (invalid map[string]error, err error) {
 	if u == nil {
-		return errors.New("empty update")
+		return nil, errors.New("empty update")
 	}
 	if u.GetVersion() == 0 {
-		return errors.New("version 0")
+		return nil, errors.New("version 0")
 	}
 	for _, b := range u.GetReplacedBuckets() {
 		if b >= doormanv1.Buckets {
-			return fmt.Errorf("replaced bucket %d out of range 0-%d", b, doormanv1.Buckets-1)
+			return nil, fmt.Errorf("replaced bucket %d out of range 0-%d", b, doormanv1.Buckets-1)
 		}
 	}
 	seen := make(map[string]struct{}, len(u.GetUpserts()))
 	for i, e := range u.GetUpserts() {
-		if err := ValidateEntry(e); err != nil {
-			return fmt.Errorf("upsert %d: %w", i, err)
+		switch {
+		case e == nil:
+			return nil, fmt.Errorf("upsert %d: nil entry", i)
+		case e.GetKey() == "":
+			return nil, fmt.Errorf("upsert %d: entry with an empty key", i)
 		}
 		if _, dup := seen[e.GetKey()]; dup {
-			return fmt.Errorf("entry %q upserted twice", e.GetKey())
+			return nil, fmt.Errorf("entry %q upserted twice", e.GetKey())
 		}
 		seen[e.GetKey()] = struct{}{}
+		if err := doormanv1.ValidateEntry(e); err != nil {
+			if invalid == nil {
+				invalid = map[string]error{}
+			}
+			invalid[e.GetKey()] = err
+		}
 	}
 	removed := make(map[string]struct{}, len(u.GetRemovals()))
 	for _, k := range u.GetRemovals() {
 		if k == "" {
-			return errors.New("removal of an empty key")
+			return nil, errors.New("removal of an empty key")
 		}
 		if _, dup := seen[k]; dup {
-			return fmt.Errorf("entry %q both upserted and removed", k)
+			return nil, fmt.Errorf("entry %q both upserted and removed", k)
 		}
 		if _, dup := removed[k]; dup {
-			return fmt.Errorf("entry %q removed twice", k)
+			return nil, fmt.Errorf("entry %q removed twice", k)
 		}
 		removed[k] = struct{}{}
 	}
-	return nil
+	return invalid, nil
 }
 
 // mutate applies a validated update.

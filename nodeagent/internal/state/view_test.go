@@ -233,22 +233,11 @@ func sortChanges(cs []Change) {
 func TestApplyRejects(t *testing.T) {
 	web := servicePort(t, "default", "web", nil, "10.244.1.1")
 	db := servicePort(t, "default", "db", nil, "10.244.2.1")
-	edit := func(mutate func(*doormanv1.ServicePort)) *doormanv1.Entry {
-		return servicePort(t, "default", "bad", mutate, "10.244.9.9")
-	}
 	update := func(upserts ...*doormanv1.Entry) *doormanv1.SyncResponse {
 		return &doormanv1.SyncResponse{Version: 5, Upserts: append([]*doormanv1.Entry{db}, upserts...), ViewDigest: digestOf(append([]*doormanv1.Entry{web, db}, upserts...)...)}
 	}
-	wrongKey := proto.Clone(web).(*doormanv1.Entry)
-	wrongKey.Key = "default/web:other/tcp/ipv4"
-	wrongDigest := proto.Clone(web).(*doormanv1.Entry)
-	wrongDigest.Digest++
-	noValue := &doormanv1.Entry{Key: "default/empty:80/tcp/ipv4"}
-	nodeElsewhere := nodeEntry(t, "node-1")
-	nodeElsewhere.Key = "default/node:80/tcp/ipv4"
-	portUnderNodeKey := proto.Clone(web).(*doormanv1.Entry)
-	portUnderNodeKey.Key = doormanv1.NodeKey
-
+	// Only a broken message is rejected whole; an invalid entry is not
+	// (TestApplyHoldsInvalidEntries).
 	for _, tc := range []struct {
 		name   string
 		update *doormanv1.SyncResponse
@@ -256,38 +245,8 @@ func TestApplyRejects(t *testing.T) {
 	}{
 		{"nil update", nil, "empty update"},
 		{"version 0", &doormanv1.SyncResponse{Version: 0}, "version 0"},
-		{"key does not match value", update(wrongKey), `entry "default/web:other/tcp/ipv4": key does not match`},
-		{"digest does not match value", update(wrongDigest), `entry "default/web:http/tcp/ipv4": digest`},
-		{"no value", update(noValue), `entry "default/empty:80/tcp/ipv4": no value`},
-		{"nil entry", update(nil), "nil entry"},
-		{"node outside the node key", update(nodeElsewhere), `entry "default/node:80/tcp/ipv4": a node value`},
-		{"service port under the node key", update(portUnderNodeKey), `entry "node": the key is reserved`},
-		{"cluster IP does not parse", update(edit(func(sp *doormanv1.ServicePort) { sp.ClusterIp = "10.96.0.300" })), `entry "default/bad:http/tcp/ipv4": cluster IP: invalid IP address`},
-		{"cluster IP of the other family", update(edit(func(sp *doormanv1.ServicePort) { sp.ClusterIp = "fd00::10" })), `cluster IP "fd00::10" is not ipv4`},
-		{"IPv4-mapped address", update(edit(func(sp *doormanv1.ServicePort) {
-			sp.Family = doormanv1.IPFamily_IP_FAMILY_IPV6
-			sp.ClusterIp = "::ffff:10.96.0.1"
-			sp.Endpoints = nil
-		})), "IPv4-mapped"},
-		{"endpoint of the other family", update(edit(func(sp *doormanv1.ServicePort) { sp.Endpoints[0].Ip = "fd00::1" })), `endpoint "fd00::1" is not ipv4`},
-		{"cluster endpoint of the other family", update(edit(func(sp *doormanv1.ServicePort) {
-			sp.ClusterEndpoints = []*doormanv1.Endpoint{{Ip: "fd00::2", Port: 80}}
-		})), `cluster endpoint "fd00::2" is not ipv4`},
-		{"endpoint port 0", update(edit(func(sp *doormanv1.ServicePort) { sp.Endpoints[0].Port = 0 })), "endpoint 10.244.9.9 port 0 out of range"},
-		{"port 0", update(edit(func(sp *doormanv1.ServicePort) { sp.Port = 0; sp.PortName = "http" })), "port 0 out of range"},
-		{"port 65536", update(edit(func(sp *doormanv1.ServicePort) { sp.Port = 65536 })), "port 65536 out of range"},
-		{"node port 65536", update(edit(func(sp *doormanv1.ServicePort) { sp.NodePort = 65536 })), "node port 65536 out of range"},
-		{"protocol unset", update(edit(func(sp *doormanv1.ServicePort) { sp.Protocol = 0 })), "protocol 0 not supported"},
-		{"family unset", update(edit(func(sp *doormanv1.ServicePort) { sp.Family = 0 })), "IP family 0 not supported"},
-		{"external IP bad", update(edit(func(sp *doormanv1.ServicePort) { sp.ExternalIps = []string{"example.com"} })), "external IP: invalid IP address"},
-		{"load balancer IP bad", update(edit(func(sp *doormanv1.ServicePort) { sp.LoadBalancerIps = []string{"fd00::1"} })), "load balancer IP"},
-		{"source range bad", update(edit(func(sp *doormanv1.ServicePort) { sp.LoadBalancerSourceRanges = []string{"10.0.0.0/33"} })), "invalid CIDR"},
-		{"source range other family", update(edit(func(sp *doormanv1.ServicePort) { sp.LoadBalancerSourceRanges = []string{"fd00::/64"} })), "is not ipv4"},
-		{"no namespace", update(edit(func(sp *doormanv1.ServicePort) { sp.Namespace = "" })), "without a namespace or name"},
-		{"node without name", update(nodeEntry(t, "")), `entry "node": node without a name`},
-		{"node address bad", update(nodeEntry(t, "n", "300.1.1.1")), "nodeport address"},
-		{"service CIDR bad", update(nodeWithServiceCIDRs(t, "10.96.0.0/12", "10.96.0.0/33")), `entry "node": service CIDR: invalid CIDR "10.96.0.0/33"`},
-		{"service CIDR IPv4-mapped", update(nodeWithServiceCIDRs(t, "::ffff:10.96.0.0/108")), `entry "node": service CIDR: CIDR "::ffff:10.96.0.0/108": IPv4-mapped`},
+		{"nil entry", update(nil), "upsert 1: nil entry"},
+		{"empty key", update(&doormanv1.Entry{}), "upsert 1: entry with an empty key"},
 		{"upserted twice", update(web, web), `entry "default/web:http/tcp/ipv4" upserted twice`},
 		{"upserted and removed", &doormanv1.SyncResponse{Version: 5, Upserts: []*doormanv1.Entry{db}, Removals: []string{db.GetKey()}}, "both upserted and removed"},
 		{"removed twice", &doormanv1.SyncResponse{Version: 5, Removals: []string{"a", "a"}}, `entry "a" removed twice`},
@@ -312,6 +271,59 @@ func TestApplyRejects(t *testing.T) {
 	}
 }
 
+// TestApplyHoldsInvalidEntries: an upsert that fails the shared validator
+// does not fail its update: the view holds it under the digest it
+// announces (so the view digest is the control plane's) and lists it in
+// Applied.Invalid with the validator's reason; the other entries apply.
+func TestApplyHoldsInvalidEntries(t *testing.T) {
+	web := servicePort(t, "default", "web", nil, "10.244.1.1")
+	db := servicePort(t, "default", "db", nil, "10.244.2.1")
+	mapped := servicePort(t, "default", "lb", func(sp *doormanv1.ServicePort) {
+		sp.Family = doormanv1.IPFamily_IP_FAMILY_IPV6
+		sp.ClusterIp = "fd00::10"
+		sp.Endpoints = nil
+		sp.LoadBalancerSourceRanges = []string{"::ffff:10.0.0.0/104"}
+	})
+	wrongDigest := proto.Clone(db).(*doormanv1.Entry)
+	wrongDigest.Digest++
+	noValue := &doormanv1.Entry{Key: "default/empty:80/tcp/ipv4", Digest: 7}
+	badNode := nodeWithServiceCIDRs(t, "::ffff:10.96.0.0/108")
+
+	v := New()
+	if _, err := v.Apply(&doormanv1.SyncResponse{Version: 1, Full: true, Upserts: []*doormanv1.Entry{web}, ViewDigest: digestOf(web)}); err != nil {
+		t.Fatal(err)
+	}
+	upserts := []*doormanv1.Entry{wrongDigest, mapped, noValue, badNode}
+	a, err := v.Apply(&doormanv1.SyncResponse{Version: 2, Upserts: upserts, ViewDigest: digestOf(append([]*doormanv1.Entry{web}, upserts...)...)})
+	if err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	if len(a.Changes) != 4 || v.Len() != 5 || v.Version() != 2 {
+		t.Fatalf("applied %d changes, view holds %d entries at version %d; want 4, 5, 2", len(a.Changes), v.Len(), v.Version())
+	}
+	want := map[string]string{
+		db.GetKey():       `entry "default/db:http/tcp/ipv4": digest`,
+		mapped.GetKey():   `entry "default/lb:http/tcp/ipv6": load balancer source range: CIDR "::ffff:10.0.0.0/104": IPv4-mapped IPv6 prefixes are not allowed`,
+		noValue.Key:       `entry "default/empty:80/tcp/ipv4": no value`,
+		doormanv1.NodeKey: `entry "node": service CIDR: CIDR "::ffff:10.96.0.0/108": IPv4-mapped`,
+	}
+	if len(a.Invalid) != len(want) {
+		t.Errorf("invalid %v, want %d entries", a.Invalid, len(want))
+	}
+	for k, w := range want {
+		if err := a.Invalid[k]; err == nil || !strings.Contains(err.Error(), w) {
+			t.Errorf("invalid[%q] = %v, want one containing %q", k, err, w)
+		}
+	}
+	if _, ok := a.Invalid[web.GetKey()]; ok {
+		t.Errorf("the valid entry is listed invalid")
+	}
+	// A cache holds no invalid entry: restoring one fails.
+	if _, err := Restore(2, []*doormanv1.Entry{web, mapped}); err == nil || !strings.Contains(err.Error(), "IPv4-mapped") {
+		t.Errorf("Restore with an invalid entry: %v, want an error", err)
+	}
+}
+
 // TestServiceCIDRs: a Node entry's Service CIDRs of either family are
 // accepted; one that does not parse, or an IPv4-mapped IPv6 prefix (its
 // family would be ambiguous), is refused with an error naming it.
@@ -330,7 +342,7 @@ func TestServiceCIDRs(t *testing.T) {
 		{name: "zone", cidrs: []string{"fe80::%eth0/64"}, wantErr: `service CIDR: invalid CIDR "fe80::%eth0/64"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := ValidateEntry(nodeWithServiceCIDRs(t, tc.cidrs...))
+			err := doormanv1.ValidateEntry(nodeWithServiceCIDRs(t, tc.cidrs...))
 			if tc.wantErr == "" {
 				if err != nil {
 					t.Fatalf("ValidateEntry: %v", err)
