@@ -21,6 +21,10 @@
 #                       (what `make test` runs)
 #   CONFORMANCE_FOCUS   a regexp replacing the subset's focus
 #   GINKGO_NODES        parallel ginkgo processes (default 4)
+#   ZONE_WORKERS        schedulable workers in each of the three zones
+#                       (default 1: 4 nodes with the control plane); the
+#                       Traffic Distribution tests need 2 (7 nodes) and
+#                       skip themselves with fewer
 #   DOORMAN_KUBECONFIG  a kind cluster that already runs doorman (its
 #                       cluster name in DOORMAN_KIND_NAME, default doorman):
 #                       used as is and left up; without it run.sh creates
@@ -45,6 +49,8 @@ cache="${DOORMAN_CACHE:-${HOME}/.cache/doorman}"
 out="${CONFORMANCE_OUT:-${root}/out/conformance}"
 subset="${CONFORMANCE_SUBSET:-full}"
 nodes="${GINKGO_NODES:-4}"
+zone_workers="${ZONE_WORKERS:-1}"
+case "${zone_workers}" in [1-9]) ;; *) die "ZONE_WORKERS=${zone_workers}: want 1 to 9" ;; esac
 mkdir -p "${out}" "${cache}/bin"
 
 say() { echo "==> conformance: $*" >&2; }
@@ -141,14 +147,19 @@ create_cluster() {
   # the HealthCheckNodePort test needs three schedulable nodes, and the
   # topology-hints test one schedulable node in each zone (the EndpointSlice
   # controller leaves control-plane nodes out of its zone capacities, so
-  # untainting the control plane would not do).
-  {
-    sed -e "s/^\([[:space:]]*kubeProxyMode:\).*/\1 ${mode}/" -e "s/^name: .*/name: ${name}/" e2e/kind/cluster.yaml
-    printf '  - role: worker\n    labels:\n      topology.kubernetes.io/zone: zone-a\n'
-  } >"${cfg}"
+  # untainting the control plane would not do). ZONE_WORKERS=N adds N-1
+  # more workers to each zone.
+  local i z
+  sed -e "s/^\([[:space:]]*kubeProxyMode:\).*/\1 ${mode}/" -e "s/^name: .*/name: ${name}/" e2e/kind/cluster.yaml >"${cfg}"
   grep -q "kubeProxyMode: ${mode}\$" "${cfg}" || die "could not set kubeProxyMode ${mode} in ${cfg}"
-  [ "$(tail -n 4 "${cfg}" | head -n 1)" = "      topology.kubernetes.io/zone: zone-c" ] ||
-    die "e2e/kind/cluster.yaml no longer ends with its last worker: the extra worker in ${cfg} would land elsewhere"
+  [ "$(tail -n 1 "${cfg}")" = "      topology.kubernetes.io/zone: zone-c" ] ||
+    die "e2e/kind/cluster.yaml no longer ends with its last worker: the extra workers in ${cfg} would land elsewhere"
+  {
+    printf '  - role: worker\n    labels:\n      topology.kubernetes.io/zone: zone-a\n'
+    for ((i = 1; i < zone_workers; i++)); do
+      for z in a b c; do printf '  - role: worker\n    labels:\n      topology.kubernetes.io/zone: zone-%s\n' "${z}"; done
+    done
+  } >>"${cfg}"
   "${kind_bin}" delete cluster --name "${name}" >/dev/null 2>&1 || true
   created+=("${name}")
   "${kind_bin}" create cluster --name "${name}" --config "${cfg}" \
@@ -273,4 +284,4 @@ done
 say "results"
 "${table}" "${table_args[@]}" \
   -json "${out}/results.json" -md "${out}/results.md" \
-  -command "CONFORMANCE_SUBSET=${subset}${CONFORMANCE_FOCUS:+ CONFORMANCE_FOCUS='${CONFORMANCE_FOCUS}'} GINKGO_NODES=${nodes} e2e/conformance/run.sh ${proxies[*]} ($(date -u +%Y-%m-%d))"
+  -command "CONFORMANCE_SUBSET=${subset}${CONFORMANCE_FOCUS:+ CONFORMANCE_FOCUS='${CONFORMANCE_FOCUS}'} GINKGO_NODES=${nodes}${ZONE_WORKERS:+ ZONE_WORKERS=${zone_workers}} e2e/conformance/run.sh ${proxies[*]} ($(date -u +%Y-%m-%d))"
