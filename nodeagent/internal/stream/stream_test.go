@@ -243,6 +243,11 @@ func TestUpdates(t *testing.T) {
 	ack := func(v uint64, es ...*doormanv1.Entry) *doormanv1.SyncRequest {
 		return &doormanv1.SyncRequest{Message: &doormanv1.SyncRequest_Ack{Ack: &doormanv1.Ack{Version: v, ViewDigest: digestOf(es...)}}}
 	}
+	refused := func(v uint64, keys []string, es ...*doormanv1.Entry) *doormanv1.SyncRequest {
+		r := ack(v, es...)
+		r.GetAck().NotProgrammed = keys
+		return r
+	}
 	nack := func(v uint64, msg string) *doormanv1.SyncRequest {
 		return &doormanv1.SyncRequest{Message: &doormanv1.SyncRequest_Nack{Nack: &doormanv1.Nack{Version: v, Error: msg}}}
 	}
@@ -266,11 +271,16 @@ func TestUpdates(t *testing.T) {
 			ack(1, web, db), []*doormanv1.Entry{web, db}},
 		{"change", &doormanv1.SyncResponse{Version: 2, Upserts: []*doormanv1.Entry{web2}, Removals: []string{db.Key}, ViewDigest: digestOf(web2)},
 			ack(2, web2), []*doormanv1.Entry{web2}},
-		{"bad update is nacked and changes nothing", &doormanv1.SyncResponse{Version: 3, Upserts: []*doormanv1.Entry{badKey}, ViewDigest: digestOf(web2, badKey)},
-			nack(3, `update 3: upsert 0: entry "default/other:http/tcp/ipv4": key does not match its value, which belongs under "default/web:http/tcp/ipv4"`),
+		// An entry that is wrong on its own is refused alone: acked, listed
+		// as not programmed, the kernel untouched.
+		{"bad entry is refused alone", &doormanv1.SyncResponse{Version: 3, Upserts: []*doormanv1.Entry{badKey}, ViewDigest: digestOf(web2, badKey)},
+			refused(3, []string{badKey.Key}, web2, badKey), []*doormanv1.Entry{web2}},
+		// A message that is broken as a whole is nacked and changes nothing.
+		{"broken update is nacked and changes nothing", &doormanv1.SyncResponse{Version: 4, Upserts: []*doormanv1.Entry{db}, Removals: []string{db.Key}, ViewDigest: digestOf(web2, badKey)},
+			nack(4, `update 4: entry "default/db:http/tcp/ipv4" both upserted and removed`),
 			[]*doormanv1.Entry{web2}},
-		{"next good update", &doormanv1.SyncResponse{Version: 4, Upserts: []*doormanv1.Entry{db}, ViewDigest: digestOf(web2, db)},
-			ack(4, web2, db), []*doormanv1.Entry{web2, db}},
+		{"next good update", &doormanv1.SyncResponse{Version: 5, Upserts: []*doormanv1.Entry{db}, Removals: []string{badKey.Key}, ViewDigest: digestOf(web2, db)},
+			ack(5, web2, db), []*doormanv1.Entry{web2, db}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := a.Status(true)
@@ -291,7 +301,7 @@ func TestUpdates(t *testing.T) {
 				if diff := cmp.Diff(before, after, protocmp.Transform(), protocmp.IgnoreFields(&doormanv1.GetStateResponse{}, "last_error", "nacks", "last_nack_version")); diff != "" {
 					t.Errorf("state changed by a nacked update (-want +got):\n%s", diff)
 				}
-				if !strings.Contains(after.GetLastError(), "key does not match") {
+				if !strings.Contains(after.GetLastError(), "both upserted and removed") {
 					t.Errorf("last error %q does not report the nack", after.GetLastError())
 				}
 			}
