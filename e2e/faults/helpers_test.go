@@ -253,7 +253,9 @@ func converged(ctx context.Context, node, grpcAddr string) error {
 	if err != nil {
 		return err
 	}
-	if !ns.GetConnected() || ns.GetAckedVersion() != ns.GetDesiredVersion() || ns.GetInFlightVersion() != 0 {
+	// A resume is acked at the current version, which may be newer than
+	// the last one that changed this node's view (desired).
+	if !ns.GetConnected() || ns.GetAckedVersion() == 0 || ns.GetAckedVersion() < ns.GetDesiredVersion() || ns.GetInFlightVersion() != 0 {
 		return fmt.Errorf("%s: connected=%t desired=%d acked=%d in_flight=%d", node, ns.GetConnected(), ns.GetDesiredVersion(), ns.GetAckedVersion(), ns.GetInFlightVersion())
 	}
 	v, err := cpView(ctx, grpcAddr, node)

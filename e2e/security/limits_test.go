@@ -35,7 +35,9 @@ func waitAgentsAcked(t *testing.T, inspector string, timeout time.Duration) {
 		}
 		acked := 0
 		for _, n := range list.GetNodes() {
-			if n.GetConnected() && n.GetAckedVersion() > 0 && n.GetAckedVersion() == n.GetDesiredVersion() {
+			// A resume is acked at the current version, which may be newer
+			// than the last one that changed this node's view (desired).
+			if n.GetConnected() && n.GetAckedVersion() > 0 && n.GetAckedVersion() >= n.GetDesiredVersion() {
 				acked++
 			}
 		}
