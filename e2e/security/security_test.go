@@ -169,29 +169,7 @@ func nodeEntry(r *doormanv1.SyncResponse) *doormanv1.Node {
 // and acknowledge their views.
 func TestAgentsConnected(t *testing.T) {
 	inspector := grantInspect(t, "e2e-inspector", map[string]string{"services": "", "endpointslices": "discovery.k8s.io"})
-	ic := doormanv1.NewInspectServiceClient(dial(t, true))
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		list, err := ic.ListNodes(withToken(ctx, inspector), &doormanv1.ListNodesRequest{})
-		cancel()
-		if err != nil {
-			t.Fatal(err)
-		}
-		acked := 0
-		for _, n := range list.GetNodes() {
-			if n.GetConnected() && n.GetAckedVersion() > 0 {
-				acked++
-			}
-		}
-		if acked == len(c.Nodes()) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("agents not all connected and acked: %v", list.GetNodes())
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
+	waitAgentsAcked(t, inspector, 60*time.Second)
 }
 
 func TestSyncRefusals(t *testing.T) {
