@@ -17,10 +17,10 @@ import (
 func testNetNS(t *testing.T) string {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("kernel probes need root (network namespaces)")
+		t.Fatal("kernel probes need root (network namespaces): run the test as root")
 	}
 	if _, err := exec.LookPath("nft"); err != nil {
-		t.Skip("nft not installed (apt-get install -y nftables)")
+		t.Fatal("nft not installed: make deps installs it (apt-get install -y nftables)")
 	}
 	name := fmt.Sprintf("benchtest-%d", os.Getpid())
 	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {

@@ -30,7 +30,7 @@ func k8sBinDir(t *testing.T) string {
 	}
 	dir := filepath.Join(cache, "k8s-v1.36.3", "bin")
 	if _, err := os.Stat(filepath.Join(dir, "kube-controller-manager")); err != nil {
-		t.Skipf("Kubernetes binaries missing in %s: run e2e/hack/build-k8s.sh", dir)
+		t.Fatalf("Kubernetes binaries missing in %s: run e2e/hack/build-k8s.sh", dir)
 	}
 	return dir
 }
@@ -40,7 +40,7 @@ func k8sBinDir(t *testing.T) string {
 // across nodes, readiness flips and graceful deletion show in the slice.
 func TestCluster_PodsEndpointSlicesAndPodNetwork(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("needs root (network namespaces)")
+		t.Fatal("needs root (network namespaces): run the test as root")
 	}
 	ctx := context.Background()
 	start := time.Now()

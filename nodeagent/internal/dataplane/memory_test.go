@@ -71,4 +71,19 @@ func TestMemorySync(t *testing.T) {
 		float64(rss0)/(1<<20), float64(rss1)/(1<<20), float64(rssPeak)/(1<<20))
 	runtime.KeepAlive(view)
 	runtime.KeepAlive(d)
+	// What building and programming the view added to the process's RSS
+	// (other tests of the package may have run before in this process),
+	// and the dataplane's own heap: what it keeps for later updates.
+	if grown := int64(rss1) - int64(rss0); grown > syncRSSBudget {
+		t.Errorf("rss grew by %.1f MiB programming 10,000 Services, want at most %d MiB", float64(grown)/(1<<20), syncRSSBudget>>20)
+	}
+	if kept := int64(heap1) - int64(heapView); kept > syncHeapBudget {
+		t.Errorf("dataplane heap after Sync %.1f MiB, want at most %d MiB", float64(kept)/(1<<20), syncHeapBudget>>20)
+	}
 }
+
+// Budgets of TestMemorySync, about twice what it measures on amd64.
+const (
+	syncRSSBudget  = 24 << 20
+	syncHeapBudget = 6 << 20
+)
