@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every fuzz target for a bounded time (FUZZTIME, default 10s each):
 # the readers of untrusted input — stream messages both ways, cache
-# records, nftables event messages, and the model's API objects.
+# records, nftables event messages, the model's API objects, and the
+# agent stream's admission (any authorization header, any first messages).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 fuzztime="${FUZZTIME:-10s}"
@@ -13,6 +14,7 @@ targets=(
   "./nodeagent/internal/cache FuzzDecodeMeta"
   "./nodeagent/internal/drift FuzzDecoder"
   "./controlplane/internal/auth FuzzTokenExpiry"
+  "./controlplane/internal/auth FuzzNodeBinding"
   "./controlplane/internal/model FuzzServiceCIDRs"
 )
 for t in "${targets[@]}"; do
