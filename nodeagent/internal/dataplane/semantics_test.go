@@ -333,7 +333,7 @@ func TestSessionAffinity(t *testing.T) {
 		for round := 0; round < 8 && len(seen) < 2; round++ {
 			time.Sleep(timeout*time.Second + 600*time.Millisecond)
 			if n := affinityElements(t, d); n != 0 {
-				t.Fatalf("affinity map holds %d elements after the timeout, want 0", n)
+				t.Fatalf("affinity set holds %d elements after the timeout, want 0", n)
 			}
 			seen[one("10.96.0.10:80")] = true
 		}
@@ -373,7 +373,7 @@ func TestSessionAffinity(t *testing.T) {
 			t.Fatalf("Sync: %v", err)
 		}
 		if n := affinityElements(t, d); n == 0 {
-			t.Errorf("affinity map empty right after a connection")
+			t.Errorf("affinity set empty right after a connection")
 		}
 		if stats, err := d.Sync(view); err != nil || stats.Ops != 0 {
 			t.Errorf("second Sync after switching: %d ops, err %v; want 0, nil (affinity memory is not compared)", stats.Ops, err)
@@ -388,11 +388,11 @@ func affinityElements(t *testing.T, d *dataplane.Dataplane) int {
 		t.Fatal(err)
 	}
 	for _, m := range resp.GetMaps() {
-		if m.GetName() == render.MapAffinity {
+		if m.GetName() == render.SetAffinityTCP {
 			return int(m.GetElementCount())
 		}
 	}
-	t.Fatal("no affinity map")
+	t.Fatal("no affinity set")
 	return 0
 }
 

@@ -8,8 +8,9 @@
 //
 // # Layout
 //
-// One table, inet doorman. Every chain is static or exists once per endpoint
-// count K; Services exist only as map elements, so a packet's path and a
+// One table, inet doorman. Every chain is static, exists once per endpoint
+// count K, or (session affinity only) once per endpoint address, port and
+// timeout; Services exist only as map elements, so a packet's path and a
 // change's cost do not depend on how many Services there are:
 //
 //	services:            ip daddr . meta l4proto . th dport vmap @service-ips
@@ -82,11 +83,27 @@
 //     dport @firewall-ips ip daddr . meta l4proto . th dport . ip saddr !=
 //     @firewall-allow drop" (a concatenated interval set).
 //   - sessionAffinity ClientIP: the dispatch element goes to the same chain
-//     kind with "-affinity-T" (T the timeout): it DNATs to the endpoint
-//     remembered in the dynamic map affinity (client . frontend → endpoint,
-//     per-element timeout T refreshed on use) while that endpoint is still
-//     in affinity-members, else forgets it, picks with numgen and
-//     remembers. Services without affinity never reach these chains.
+//     kind with "-affinity-T" (T the timeout). It asks each of the
+//     frontend's endpoints in turn, through affinity-members (frontend .
+//     index → jump affinity-<proto>-<endpoint>-T), whether the kernel
+//     remembers the client there: the set affinity-<proto> holds "client .
+//     frontend address . port . endpoint" with a per-element timeout T,
+//     refreshed on every new connection; the first endpoint that does
+//     DNATs. Else numgen picks an index from 131072 on, whose element goes
+//     to affinity-pick-<proto>-<endpoint>-T: remember, DNAT. A removed
+//     endpoint's member elements go with it, so its memory is not read
+//     while it is out of the Service. The memory itself stays until its
+//     timeout: an endpoint that comes back within T finds its clients
+//     again, also those sent elsewhere meanwhile when it comes first in
+//     the walk (upstream deletes the memory with the endpoint; the set
+//     cannot be searched by endpoint). It is how upstream's nftables mode
+//     remembers (a set of clients per endpoint) and costs up to K lookups
+//     per new connection:
+//     nft 1.0.6 aborts listing a rule that feeds a map lookup's result into
+//     another lookup or a set update (netlink_parse_concat_expr: Assertion
+//     "consumed > 0"), so "the endpoint remembered for this client", read
+//     from a map, can be neither checked nor stored in the kernel's own
+//     rules. Services without affinity never reach these chains.
 //   - hairpin: hairpin-pairs holds "endpoint . endpoint" for every endpoint
 //     address (shared elements); one static rule in nat-postrouting, "ct
 //     status dnat ip saddr . ip daddr @hairpin-pairs masquerade", covers

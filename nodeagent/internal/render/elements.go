@@ -145,6 +145,24 @@ func (b *builder) claim(group uint8, key []byte, kind ClaimKind) {
 func (b *builder) gotoSpec(set string, key []byte, s ChainSpec) {
 	name := chainName(s)
 	b.add(Element{Set: set, Key: key, Verdict: gotoChain(name)})
+	b.useChain(name)
+}
+
+// verdictSpec adds an affinity member element: a jump to an endpoint's
+// affinity chain (which returns when it does not remember the client), a
+// goto to its pick chain.
+func (b *builder) verdictSpec(set string, key []byte, s ChainSpec) {
+	name := chainName(s)
+	v := gotoChain(name)
+	if s.Kind == KindAffinity {
+		v = jumpChain(name)
+	}
+	b.add(Element{Set: set, Key: key, Verdict: v})
+	b.useChain(name)
+}
+
+// useChain records a chain the entry's elements refer to.
+func (b *builder) useChain(name string) {
 	for _, c := range b.chains {
 		if c == name {
 			return
@@ -345,9 +363,10 @@ func putIndex(b []byte, i int) []byte   { return binary.NativeEndian.AppendUint3
 // Verdicts and chain names are interned: a view of 100,000 Services holds a
 // handful of distinct ones.
 var (
-	verdicts    sync.Map // chain name → *expr.Verdict
-	chainNames  sync.Map // ChainSpec → string
-	dropVerdict = &expr.Verdict{Kind: expr.VerdictDrop}
+	verdicts     sync.Map // chain name → *expr.Verdict (goto)
+	jumpVerdicts sync.Map // chain name → *expr.Verdict (jump)
+	chainNames   sync.Map // ChainSpec → string
+	dropVerdict  = &expr.Verdict{Kind: expr.VerdictDrop}
 )
 
 func gotoChain(name string) *expr.Verdict {
@@ -355,6 +374,14 @@ func gotoChain(name string) *expr.Verdict {
 		return v.(*expr.Verdict)
 	}
 	v, _ := verdicts.LoadOrStore(name, &expr.Verdict{Kind: expr.VerdictGoto, Chain: name})
+	return v.(*expr.Verdict)
+}
+
+func jumpChain(name string) *expr.Verdict {
+	if v, ok := jumpVerdicts.Load(name); ok {
+		return v.(*expr.Verdict)
+	}
+	v, _ := jumpVerdicts.LoadOrStore(name, &expr.Verdict{Kind: expr.VerdictJump, Chain: name})
 	return v.(*expr.Verdict)
 }
 
@@ -517,17 +544,23 @@ func (b *builder) servicePort(sp *doormanv1.ServicePort) error {
 			b.add(Element{Set: set, Key: key, Value: value})
 		}
 	}
-	// Affinity members: what a remembered choice for a frontend may still
-	// use. ClusterIP traffic picks from eps; external frontends from the
-	// cluster-wide and the local set.
-	var internalMembers, externalMembers []endpoint
-	if aff > 0 {
-		internalMembers = distinctEndpoints(eps, nil)
-		externalMembers = distinctEndpoints(clusterEps, localEps)
-	}
-	members := func(set string, frontend []byte, list []endpoint) {
-		for _, ep := range list {
-			b.add(Element{Set: set, Key: putPort(putAddr(append(b.take(len(frontend)+addrLen+4), frontend...), ep.addr), ep.port)})
+	// Affinity members: for each endpoint at index i of a frontend's
+	// endpoint maps, i → jump to its affinity chain and
+	// affinityPickOffset + i → goto its pick chain.
+	members := func(set string, frontend []byte, list []endpoint, offset int) {
+		if aff == 0 {
+			return
+		}
+		for i, ep := range list {
+			e := AffinityEndpoint{Proto: proto, Addr: ep.addr, Port: uint16(ep.port)}
+			for _, kind := range []ChainKind{KindAffinity, KindAffinityPick} {
+				idx := offset + i
+				if kind == KindAffinityPick {
+					idx += affinityPickOffset
+				}
+				key := putIndex(append(b.take(len(frontend)+4), frontend...), idx)
+				b.verdictSpec(set, key, ChainSpec{Kind: kind, Affinity: aff, Endpoint: e})
+			}
 		}
 	}
 
@@ -540,7 +573,7 @@ func (b *builder) servicePort(sp *doormanv1.ServicePort) error {
 		} else {
 			b.gotoSpec(names.serviceIPs, f, ChainSpec{Kind: KindService, K: kc, Affinity: aff})
 			endpointsOf(names.serviceEndpoints, f, eps, 0)
-			members(names.affinityMembers, f, internalMembers)
+			members(names.affinityMembers, f, eps, 0)
 		}
 	}
 
@@ -573,10 +606,11 @@ func (b *builder) servicePort(sp *doormanv1.ServicePort) error {
 			} else {
 				b.gotoSpec(names.localExternalIPs, f, ChainSpec{Kind: KindLocal, K: kl, Affinity: aff})
 				endpointsOf(names.serviceEndpoints, f, localEps, localOffset)
+				members(names.affinityMembers, f, localEps, localOffset)
 			}
 		}
 		endpointsOf(names.serviceEndpoints, f, clusterEps, 0)
-		members(names.affinityMembers, f, externalMembers)
+		members(names.affinityMembers, f, clusterEps, 0)
 	}
 
 	if np := sp.GetNodePort(); np != 0 {
@@ -588,7 +622,7 @@ func (b *builder) servicePort(sp *doormanv1.ServicePort) error {
 		case !local:
 			b.gotoSpec(names.serviceNodePorts, f, ChainSpec{Kind: KindNodePort, K: kcc, Affinity: aff})
 			endpointsOf(names.nodePortEndpoints, f, clusterEps, 0)
-			members(names.nodePortAffinityMembers, f, externalMembers)
+			members(names.nodePortAffinityMembers, f, clusterEps, 0)
 		default:
 			b.add(Element{Set: names.serviceNodePorts, Key: f, Verdict: gotoChain(ChainLocalNodePorts)})
 			b.gotoSpec(names.localInternalNodePorts, f, ChainSpec{Kind: KindNodePortInternal, K: kcc, Affinity: aff})
@@ -597,9 +631,10 @@ func (b *builder) servicePort(sp *doormanv1.ServicePort) error {
 			} else {
 				b.gotoSpec(names.localExternalNodePorts, f, ChainSpec{Kind: KindNodePortLocal, K: kl, Affinity: aff})
 				endpointsOf(names.nodePortEndpoints, f, localEps, localOffset)
+				members(names.nodePortAffinityMembers, f, localEps, localOffset)
 			}
 			endpointsOf(names.nodePortEndpoints, f, clusterEps, 0)
-			members(names.nodePortAffinityMembers, f, externalMembers)
+			members(names.nodePortAffinityMembers, f, clusterEps, 0)
 		}
 	}
 
@@ -611,21 +646,6 @@ func (b *builder) servicePort(sp *doormanv1.ServicePort) error {
 		}
 	}
 	return nil
-}
-
-// distinctEndpoints lists the endpoints of both lists once each.
-func distinctEndpoints(a, b []endpoint) []endpoint {
-	out := make([]endpoint, 0, len(a)+len(b))
-	seen := make(map[endpoint]bool, len(a)+len(b))
-	for _, list := range [][]endpoint{a, b} {
-		for _, ep := range list {
-			if !seen[ep] {
-				seen[ep] = true
-				out = append(out, ep)
-			}
-		}
-	}
-	return out
 }
 
 // distinctAddrs lists the endpoint addresses of the lists once each.

@@ -1,9 +1,12 @@
 package render
 
 import (
+	"net/netip"
 	"sort"
 	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
 
 	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
 )
@@ -58,11 +61,20 @@ const (
 	SetFirewallIPs6   = "firewall-ips6"
 	SetFirewallAllow  = "firewall-allow"
 	SetFirewallAllow6 = "firewall-allow6"
-	// sessionAffinity ClientIP: the kernel's memory of client . frontend →
-	// endpoint (dynamic, per-element timeouts; never written by doorman),
-	// and the endpoints a remembered choice may still use.
-	MapAffinity                 = "affinity"
-	MapAffinity6                = "affinity6"
+	// sessionAffinity ClientIP: the kernel's memory of which client went
+	// to which endpoint of a frontend, "client . frontend address . port .
+	// endpoint address . port", one set per protocol (dynamic, per-element
+	// timeouts; never written by doorman); and the verdict maps that send a
+	// frontend's packets to each endpoint's affinity chains: "frontend .
+	// index" → jump affinity-<proto>-<endpoint>-<T> (index as in the
+	// endpoint maps) or, from affinityPickOffset on, → goto
+	// affinity-pick-<proto>-<endpoint>-<T>.
+	SetAffinityTCP              = "affinity-tcp"
+	SetAffinityUDP              = "affinity-udp"
+	SetAffinitySCTP             = "affinity-sctp"
+	SetAffinityTCP6             = "affinity6-tcp"
+	SetAffinityUDP6             = "affinity6-udp"
+	SetAffinitySCTP6            = "affinity6-sctp"
 	SetAffinityMembers          = "affinity-members"
 	SetAffinityMembers6         = "affinity-members6"
 	SetNodePortAffinityMembers  = "nodeport-affinity-members"
@@ -96,6 +108,11 @@ const (
 // maps' index space (its cluster-wide endpoints start at 0), so one map
 // serves both and numgen picks among the local ones with "offset".
 const localOffset = 1 << 16
+
+// affinityPickOffset is where the "pick" elements of the affinity member
+// maps start: a frontend's endpoint at index i has its remembered-choice
+// element at i and its fresh-choice element at affinityPickOffset + i.
+const affinityPickOffset = 2 * localOffset
 
 // Type is the type of one field of a set key or map value.
 type Type int
@@ -212,12 +229,8 @@ var (
 	protoPortIndex     = []Type{TypeProto, TypePort, TypeIndex}
 	addrProtoPortAddr4 = []Type{TypeIPv4, TypeProto, TypePort, TypeIPv4}
 	addrProtoPortAddr6 = []Type{TypeIPv6, TypeProto, TypePort, TypeIPv6}
-	clientFrontend4    = []Type{TypeIPv4, TypeIPv4, TypeProto, TypePort}
-	clientFrontend6    = []Type{TypeIPv6, TypeIPv6, TypeProto, TypePort}
-	frontendMember4    = []Type{TypeIPv4, TypeProto, TypePort, TypeIPv4, TypePort}
-	frontendMember6    = []Type{TypeIPv6, TypeProto, TypePort, TypeIPv6, TypePort}
-	nodePortMember4    = []Type{TypeProto, TypePort, TypeIPv4, TypePort}
-	nodePortMember6    = []Type{TypeProto, TypePort, TypeIPv6, TypePort}
+	clientEndpoint4    = []Type{TypeIPv4, TypeIPv4, TypePort, TypeIPv4, TypePort}
+	clientEndpoint6    = []Type{TypeIPv6, TypeIPv6, TypePort, TypeIPv6, TypePort}
 	addrPair4          = []Type{TypeIPv4, TypeIPv4}
 	addrPair6          = []Type{TypeIPv6, TypeIPv6}
 )
@@ -255,12 +268,16 @@ var allSets = []Set{
 	{Name: SetFirewallIPs6, Key: addrProtoPort6},
 	{Name: SetFirewallAllow, Key: addrProtoPortAddr4, Interval: true},
 	{Name: SetFirewallAllow6, Key: addrProtoPortAddr6, Interval: true},
-	{Name: MapAffinity, Key: clientFrontend4, Data: endpointValue4, Dynamic: true},
-	{Name: MapAffinity6, Key: clientFrontend6, Data: endpointValue6, Dynamic: true},
-	{Name: SetAffinityMembers, Key: frontendMember4},
-	{Name: SetAffinityMembers6, Key: frontendMember6},
-	{Name: SetNodePortAffinityMembers, Key: nodePortMember4},
-	{Name: SetNodePortAffinityMembers6, Key: nodePortMember6},
+	{Name: SetAffinityTCP, Key: clientEndpoint4, Dynamic: true},
+	{Name: SetAffinityUDP, Key: clientEndpoint4, Dynamic: true},
+	{Name: SetAffinitySCTP, Key: clientEndpoint4, Dynamic: true},
+	{Name: SetAffinityTCP6, Key: clientEndpoint6, Dynamic: true},
+	{Name: SetAffinityUDP6, Key: clientEndpoint6, Dynamic: true},
+	{Name: SetAffinitySCTP6, Key: clientEndpoint6, Dynamic: true},
+	{Name: SetAffinityMembers, Key: addrProtoPortI4, Data: verdictData},
+	{Name: SetAffinityMembers6, Key: addrProtoPortI6, Data: verdictData},
+	{Name: SetNodePortAffinityMembers, Key: protoPortIndex, Data: verdictData},
+	{Name: SetNodePortAffinityMembers6, Key: protoPortIndex, Data: verdictData},
 	{Name: SetHairpinPairs, Key: addrPair4},
 	{Name: SetHairpinPairs6, Key: addrPair6},
 }
@@ -390,9 +407,11 @@ func StaticChains() []Chain {
 	}
 }
 
-// ChainKind is a kind of per-endpoint-count chain: how it finds the
-// frontend's endpoints, whether it asks for masquerade, and which part of
-// the index space (cluster-wide or local endpoints) it picks from.
+// ChainKind is a kind of chain built from its name alone. The
+// per-endpoint-count kinds say how the chain finds the frontend's
+// endpoints, whether it asks for masquerade, and which part of the index
+// space (cluster-wide or local endpoints) it picks from; the affinity kinds
+// are per endpoint and sessionAffinity timeout.
 type ChainKind int
 
 const (
@@ -414,15 +433,24 @@ const (
 	// cluster: every endpoint, not masqueraded (node-sourced traffic was
 	// marked by local-nodeports). "nodeport-internal-K".
 	KindNodePortInternal
+	// KindAffinity: DNAT to one endpoint when the kernel remembers that
+	// the client went there through this frontend (refreshing the memory),
+	// else return. "affinity-tcp-10.244.1.10-80-10800".
+	KindAffinity
+	// KindAffinityPick: remember the client and DNAT to one endpoint, a
+	// fresh random choice. "affinity-pick-tcp-10.244.1.10-80-10800".
+	KindAffinityPick
 	numKinds
 )
 
-var kindPrefix = [numKinds]string{"service-", "external-", "local-", "nodeport-", "nodeport-local-", "nodeport-internal-"}
+var kindPrefix = [numKinds]string{"service-", "external-", "local-", "nodeport-", "nodeport-local-", "nodeport-internal-",
+	"affinity-", "affinity-pick-"}
 
 // byFrontendAddr: the kind's endpoints are keyed by destination address .
 // protocol . port (else by protocol . port, for NodePorts).
 func (k ChainKind) byFrontendAddr() bool { return k <= KindLocal }
 func (k ChainKind) masquerade() bool     { return k == KindExternal || k == KindNodePort }
+func (k ChainKind) perEndpoint() bool    { return k == KindAffinity || k == KindAffinityPick }
 func (k ChainKind) offset() int {
 	if k == KindLocal || k == KindNodePortLocal {
 		return localOffset
@@ -430,17 +458,34 @@ func (k ChainKind) offset() int {
 	return 0
 }
 
-// ChainSpec identifies a per-endpoint-count chain: kind, endpoint count K
-// (≥ 1) and sessionAffinity timeout in seconds (0 = none).
+// ChainSpec identifies a chain built from its name: kind, endpoint count K
+// (≥ 1, per-endpoint-count kinds), sessionAffinity timeout in seconds (0 =
+// none) and, for the affinity kinds, the endpoint.
 type ChainSpec struct {
 	Kind     ChainKind
 	K        int
 	Affinity uint32
+	Endpoint AffinityEndpoint
 }
 
+// AffinityEndpoint is the endpoint of an affinity chain: protocol number,
+// address and port.
+type AffinityEndpoint struct {
+	Proto byte
+	Addr  netip.Addr
+	Port  uint16
+}
+
+var protoNames = map[byte]string{unix.IPPROTO_TCP: "tcp", unix.IPPROTO_UDP: "udp", unix.IPPROTO_SCTP: "sctp"}
+
 // Name is the chain's name: "service-2", "nodeport-local-1",
-// "service-3-affinity-10800".
+// "service-3-affinity-10800", "affinity-tcp-10.244.1.10-80-10800".
 func (s ChainSpec) Name() string {
+	if s.Kind.perEndpoint() {
+		e := s.Endpoint
+		return kindPrefix[s.Kind] + protoNames[e.Proto] + "-" + e.Addr.String() + "-" +
+			strconv.Itoa(int(e.Port)) + "-" + strconv.FormatUint(uint64(s.Affinity), 10)
+	}
 	n := kindPrefix[s.Kind] + strconv.Itoa(s.K)
 	if s.Affinity > 0 {
 		n += "-affinity-" + strconv.FormatUint(uint64(s.Affinity), 10)
@@ -456,9 +501,15 @@ func ServiceChainName(k int) string { return ChainSpec{Kind: KindService, K: k}.
 // NodePort traffic of Services with k endpoints: "nodeport-<k>".
 func NodePortChainName(k int) string { return ChainSpec{Kind: KindNodePort, K: k}.Name() }
 
-// ParseChainName reads a per-endpoint-count chain's name back.
+// ParseChainName reads the name of a chain built from its name back.
 func ParseChainName(name string) (ChainSpec, bool) {
-	// Longest prefixes first: "nodeport-local-" before "nodeport-".
+	// Longest prefixes first: "affinity-pick-" before "affinity-",
+	// "nodeport-local-" before "nodeport-".
+	for _, kind := range []ChainKind{KindAffinityPick, KindAffinity} {
+		if rest, ok := strings.CutPrefix(name, kindPrefix[kind]); ok {
+			return parseAffinityChainName(kind, rest)
+		}
+	}
 	for _, kind := range []ChainKind{KindNodePortInternal, KindNodePortLocal, KindNodePort, KindService, KindExternal, KindLocal} {
 		rest, ok := strings.CutPrefix(name, kindPrefix[kind])
 		if !ok {
@@ -471,15 +522,49 @@ func ParseChainName(name string) (ChainSpec, bool) {
 		}
 		spec := ChainSpec{Kind: kind, K: k}
 		if hasAff {
-			t, ok := positive(affText)
-			if !ok || t > AffinityTimeoutMax {
+			t, ok := affinityTimeout(affText)
+			if !ok {
 				return ChainSpec{}, false
 			}
-			spec.Affinity = uint32(t)
+			spec.Affinity = t
 		}
 		return spec, true
 	}
 	return ChainSpec{}, false
+}
+
+// parseAffinityChainName reads "<proto>-<address>-<port>-<timeout>" (an
+// address has no "-").
+func parseAffinityChainName(kind ChainKind, rest string) (ChainSpec, bool) {
+	parts := strings.Split(rest, "-")
+	if len(parts) != 4 {
+		return ChainSpec{}, false
+	}
+	spec := ChainSpec{Kind: kind}
+	for p, n := range protoNames {
+		if n == parts[0] {
+			spec.Endpoint.Proto = p
+		}
+	}
+	addr, err := netip.ParseAddr(parts[1])
+	port, portOK := positive(parts[2])
+	t, tOK := affinityTimeout(parts[3])
+	if spec.Endpoint.Proto == 0 || err != nil || addr.Zone() != "" || addr.Is4In6() || !portOK || port > 65535 || !tOK {
+		return ChainSpec{}, false
+	}
+	spec.Endpoint.Addr, spec.Endpoint.Port, spec.Affinity = addr, uint16(port), t
+	if spec.Name() != kindPrefix[kind]+rest {
+		return ChainSpec{}, false // not the canonical spelling
+	}
+	return spec, true
+}
+
+func affinityTimeout(s string) (uint32, bool) {
+	t, ok := positive(s)
+	if !ok || t > AffinityTimeoutMax {
+		return 0, false
+	}
+	return uint32(t), true
 }
 
 func positive(s string) (int, bool) {
@@ -491,7 +576,8 @@ func positive(s string) (int, bool) {
 }
 
 // EndpointChain returns the chain of that name when it is one of the
-// per-endpoint-count chains.
+// chains built from their names (per endpoint count, per affinity
+// endpoint).
 func EndpointChain(name string) (Chain, bool) {
 	spec, ok := ParseChainName(name)
 	if !ok {
@@ -500,11 +586,17 @@ func EndpointChain(name string) (Chain, bool) {
 	return spec.Chain(), true
 }
 
-// Chain builds the chain: one DNAT rule per family (two with affinity: a
-// remembered choice, else a new one), after a masquerade mark when the kind
-// asks for it.
+// Chain builds the chain. A per-endpoint-count chain has one DNAT rule per
+// family after a masquerade mark when the kind asks for it; with affinity,
+// one rule per endpoint and family that looks for the client's remembered
+// endpoint, then one that picks afresh (see affinityMemberRule). An
+// affinity chain has one rule (see affinityRule).
 func (s ChainSpec) Chain() Chain {
 	c := Chain{Name: s.Name()}
+	if s.Kind.perEndpoint() {
+		c.Rules = []Rule{affinityRule(s)}
+		return c
+	}
 	if s.Kind.masquerade() {
 		c.Rules = append(c.Rules, setMasqMarkRule())
 	}
@@ -513,12 +605,16 @@ func (s ChainSpec) Chain() Chain {
 			c.Rules = append(c.Rules, pickDNATRule(f, s))
 			continue
 		}
-		c.Rules = append(c.Rules, affinityHitRule(f, s), affinityForgetRule(f), affinityPickRule(f, s))
+		for i := range s.K {
+			c.Rules = append(c.Rules, affinityMemberRule(f, s, i))
+		}
+		c.Rules = append(c.Rules, affinityMemberPickRule(f, s))
 	}
 	return c
 }
 
-// sortChainNames orders per-K chain names by kind, then K, then affinity.
+// sortChainNames orders chain names by kind, then K, then affinity, then
+// endpoint.
 func sortChainNames(names []string) {
 	sort.Slice(names, func(i, j int) bool {
 		a, _ := ParseChainName(names[i])
@@ -529,6 +625,16 @@ func sortChainNames(names []string) {
 		if a.K != b.K {
 			return a.K < b.K
 		}
-		return a.Affinity < b.Affinity
+		if a.Affinity != b.Affinity {
+			return a.Affinity < b.Affinity
+		}
+		ea, eb := a.Endpoint, b.Endpoint
+		if ea.Proto != eb.Proto {
+			return ea.Proto < eb.Proto
+		}
+		if c := ea.Addr.Compare(eb.Addr); c != 0 {
+			return c < 0
+		}
+		return ea.Port < eb.Port
 	})
 }

@@ -2,12 +2,16 @@ package render
 
 import (
 	"flag"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
 
 	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
 )
@@ -466,5 +470,85 @@ func TestEndpointChain(t *testing.T) {
 				t.Errorf("EndpointChain(%q) ok = %v, want %v", tc.name, ok, tc.ok)
 			}
 		})
+	}
+}
+
+// TestChainNames: every chain built from its name reads back to the same
+// spec; names that are not the canonical spelling of one are refused.
+func TestChainNames(t *testing.T) {
+	ep := func(proto byte, addr string, port uint16) AffinityEndpoint {
+		return AffinityEndpoint{Proto: proto, Addr: netip.MustParseAddr(addr), Port: port}
+	}
+	for _, spec := range []ChainSpec{
+		{Kind: KindService, K: 3},
+		{Kind: KindNodePortLocal, K: 1, Affinity: 30},
+		{Kind: KindAffinity, Affinity: 10800, Endpoint: ep(unix.IPPROTO_TCP, "10.244.1.10", 80)},
+		{Kind: KindAffinityPick, Affinity: 1, Endpoint: ep(unix.IPPROTO_SCTP, "fd00:244:1::6", 65535)},
+		{Kind: KindAffinity, Affinity: AffinityTimeoutMax, Endpoint: ep(unix.IPPROTO_UDP, "::1", 1)},
+	} {
+		name := spec.Name()
+		got, ok := ParseChainName(name)
+		if !ok {
+			t.Errorf("ParseChainName(%q) refused", name)
+			continue
+		}
+		if got != spec {
+			t.Errorf("ParseChainName(%q) = %+v, want %+v", name, got, spec)
+		}
+	}
+	for _, name := range []string{
+		"affinity-tcp-10.244.1.10-80", "affinity-icmp-10.244.1.10-80-30", "affinity-tcp-10.244.1.010-80-30",
+		"affinity-tcp-10.244.1.10-0-30", "affinity-tcp-10.244.1.10-65536-30", "affinity-tcp-10.244.1.10-80-86401",
+		"affinity-tcp-FD00::1-80-30", "affinity-tcp-::ffff:10.0.0.1-80-30", "affinity-pick-tcp-10.244.1.10-080-30",
+		"affinity-tcp-fe80::1%eth0-80-30",
+	} {
+		if spec, ok := ParseChainName(name); ok {
+			t.Errorf("ParseChainName(%q) = %+v, want refused", name, spec)
+		}
+	}
+}
+
+// TestAffinityChainRule: the rule of an endpoint's affinity chain DNATs
+// to the endpoint its name gives, and only the remembering kind looks the
+// client up before updating the memory.
+func TestAffinityChainRule(t *testing.T) {
+	for _, kind := range []ChainKind{KindAffinity, KindAffinityPick} {
+		spec := ChainSpec{Kind: kind, Affinity: 60, Endpoint: AffinityEndpoint{Proto: unix.IPPROTO_UDP, Addr: netip.MustParseAddr("fd00:244:1::6"), Port: 53}}
+		c := spec.Chain()
+		if len(c.Rules) != 1 {
+			t.Fatalf("%s: %d rules, want 1", c.Name, len(c.Rules))
+		}
+		var imm [][]byte
+		lookups, updates := 0, 0
+		for _, e := range c.Rules[0].Exprs {
+			switch e := e.(type) {
+			case *expr.Immediate:
+				imm = append(imm, e.Data)
+			case *expr.Lookup:
+				lookups++
+				if e.SetName != SetAffinityUDP6 {
+					t.Errorf("%s: looks up %s, want %s", c.Name, e.SetName, SetAffinityUDP6)
+				}
+			case *expr.Dynset:
+				updates++
+				if e.SetName != SetAffinityUDP6 || e.Timeout != 60*time.Second {
+					t.Errorf("%s: updates %s timeout %v, want %s timeout 1m0s", c.Name, e.SetName, e.Timeout, SetAffinityUDP6)
+				}
+			}
+		}
+		want := [][]byte{netip.MustParseAddr("fd00:244:1::6").AsSlice(), {0, 53}}
+		if diff := cmp.Diff(want, imm); diff != "" {
+			t.Errorf("%s: endpoint loaded (-want +got):\n%s", c.Name, diff)
+		}
+		wantLookups := 0
+		if kind == KindAffinity {
+			wantLookups = 1
+		}
+		if lookups != wantLookups || updates != 1 {
+			t.Errorf("%s: %d lookups and %d updates, want %d and 1", c.Name, lookups, updates, wantLookups)
+		}
+		if !strings.HasSuffix(c.Rules[0].Text, "dnat ip6 to [fd00:244:1::6]:53") {
+			t.Errorf("%s: text %q does not end with the DNAT to the endpoint", c.Name, c.Rules[0].Text)
+		}
 	}
 }

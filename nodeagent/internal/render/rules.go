@@ -3,6 +3,7 @@ package render
 import (
 	"encoding/binary"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/google/nftables/expr"
@@ -193,30 +194,71 @@ func numgenText(k, off int) string {
 	return fmt.Sprintf("numgen random mod %d offset %d", k, off)
 }
 
-// Session affinity. The three rules of an affinity chain run a register
-// program that nft's syntax cannot spell in one line; with $client = "ip
-// saddr . ip daddr . meta l4proto . th dport" (the client and the
-// frontend; NodePorts use the node address as daddr) and T the timeout:
+// Session affinity, as upstream's nftables mode remembers it: per endpoint,
+// "which clients went there", in a set with per-element timeouts, so that
+// nothing but the kernel's own set lookup tells where a client goes and a
+// removed endpoint's memory is never reached. A per-endpoint-count chain
+// with affinity asks each of the frontend's K endpoints in turn through the
+// member map (a jump that returns when the client is not remembered there),
+// then picks one at random:
 //
-//	hit:    $ep = $client map @affinity; ip daddr . meta l4proto . th dport . $ep @affinity-members
-//	        update @affinity { $client timeout Ts : $ep }; dnat ip to $ep
-//	forget: delete @affinity { $client }   (absent, or its endpoint left the Service)
-//	pick:   $ep = <pickDNATRule's choice>; update @affinity { $client timeout Ts : $ep }; dnat ip to $ep
+//	ip daddr . meta l4proto . th dport . 0 vmap @affinity-members
+//	…
+//	ip daddr . meta l4proto . th dport . K-1 vmap @affinity-members
+//	ip daddr . meta l4proto . th dport . numgen random mod K offset 131072 vmap @affinity-members
 //
-// The member check keeps a removed endpoint from being reused: its member
-// element goes with it. Registers: the address takes a (1 or 4) 32-bit
-// registers; saddr at 0, daddr at a, protocol at 2a, port at 2a+1, the
-// remembered endpoint (address, port) from 2a+2, a fresh choice from 2a+3.
+// (NodePorts: "meta l4proto . th dport . i vmap @nodeport-affinity-members";
+// kinds that pick among local endpoints add 65536 to every index). The
+// member map sends index i to the endpoint's affinity chain (jump) and
+// 131072 + i to its pick chain (goto); see affinityRule. The memory is keyed
+// by the client and the frontend it asked for ("ip saddr . ip daddr . th
+// dport", the node address for NodePorts, one set per protocol), so it is
+// per Service port, and ends T seconds after the client's last new
+// connection. A new connection costs one lookup per endpoint tried: nft
+// cannot print a rule that feeds what a map lookup returned into another
+// lookup or a set update, so the remembered endpoint cannot be read from a
+// map and checked in one step.
 
-// affinityClient loads "ip saddr . ip daddr . meta l4proto . th dport"
-// into registers 0 … 2a+1.
-func (f fam) affinityClient() []expr.Any {
-	a := f.regs()
-	return []expr.Any{
-		&expr.Payload{DestRegister: r32(0), Base: expr.PayloadBaseNetworkHeader, Offset: f.saddrOff, Len: f.addrLen},
-		&expr.Payload{DestRegister: r32(a), Base: expr.PayloadBaseNetworkHeader, Offset: f.daddrOff, Len: f.addrLen},
-		l4proto(r32(2 * a)),
-		thDport(r32(2*a + 1)),
+// memberKey loads the frontend and an index for a member map lookup: "ip
+// daddr . meta l4proto . th dport . <index>" or "meta l4proto . th dport .
+// <index>", and returns it with its nft text.
+func memberKey(f fam, s ChainSpec, index expr.Any) ([]expr.Any, string) {
+	if s.Kind.byFrontendAddr() {
+		return append(f.nfprotoIs(), f.daddr(), l4proto(f.protoReg), thDport(f.portReg), index),
+			f.name + " daddr . meta l4proto . th dport"
+	}
+	return append(f.nfprotoIs(), l4proto(reg1), thDport(reg32_01), index),
+		"meta nfproto " + f.nfprotoName() + " meta l4proto . th dport"
+}
+
+func (f fam) memberIndexReg(k ChainKind) uint32 {
+	if k.byFrontendAddr() {
+		return f.indexReg
+	}
+	return reg32_02
+}
+
+// affinityMemberRule: "ip daddr . meta l4proto . th dport . <i> vmap
+// @affinity-members": to endpoint i's affinity chain, which DNATs when it
+// remembers the client.
+func affinityMemberRule(f fam, s ChainSpec, i int) Rule {
+	idx := s.Kind.offset() + i
+	exprs, text := memberKey(f, s, &expr.Immediate{Register: f.memberIndexReg(s.Kind), Data: native32(uint32(idx))})
+	return Rule{
+		Text:  fmt.Sprintf("%s . %d vmap @%s", text, idx, f.memberSet(s.Kind)),
+		Exprs: append(exprs, vmap(f.memberSet(s.Kind))),
+	}
+}
+
+// affinityMemberPickRule: "ip daddr . meta l4proto . th dport . numgen
+// random mod K offset 131072 vmap @affinity-members": to a random
+// endpoint's pick chain.
+func affinityMemberPickRule(f fam, s ChainSpec) Rule {
+	off := affinityPickOffset + s.Kind.offset()
+	exprs, text := memberKey(f, s, numgen(f.memberIndexReg(s.Kind), s.K, off))
+	return Rule{
+		Text:  fmt.Sprintf("%s . %s vmap @%s", text, numgenText(s.K, off), f.memberSet(s.Kind)),
+		Exprs: append(exprs, vmap(f.memberSet(s.Kind))),
 	}
 }
 
@@ -232,13 +274,6 @@ func (f fam) memberSet(k ChainKind) string {
 	return SetNodePortAffinityMembers6
 }
 
-func (f fam) affinityMap() string {
-	if f.nfproto == unix.NFPROTO_IPV4 {
-		return MapAffinity
-	}
-	return MapAffinity6
-}
-
 func (f fam) endpointMap(k ChainKind) string {
 	v4 := f.nfproto == unix.NFPROTO_IPV4
 	switch {
@@ -252,79 +287,54 @@ func (f fam) endpointMap(k ChainKind) string {
 	return MapNodePortEndpoints6
 }
 
-func (s ChainSpec) affinityText(f fam) string {
-	return fmt.Sprintf("%s saddr . %s daddr . meta l4proto . th dport timeout %ds", f.name, f.name, s.Affinity)
+// AffinitySet is the set that remembers the clients of endpoints of that
+// protocol number and family.
+func AffinitySet(proto byte, v6 bool) string {
+	sets := map[byte][2]string{
+		unix.IPPROTO_TCP:  {SetAffinityTCP, SetAffinityTCP6},
+		unix.IPPROTO_UDP:  {SetAffinityUDP, SetAffinityUDP6},
+		unix.IPPROTO_SCTP: {SetAffinitySCTP, SetAffinitySCTP6},
+	}[proto]
+	if v6 {
+		return sets[1]
+	}
+	return sets[0]
 }
 
-// affinityHitRule: DNAT to the remembered endpoint while it is a member.
-func affinityHitRule(f fam, s ChainSpec) Rule {
-	a := f.regs()
-	ep := r32(2*a + 2)
-	memberSrc := r32(a)
-	if !s.Kind.byFrontendAddr() {
-		memberSrc = r32(2 * a)
+// affinityRule is the one rule of an endpoint's affinity chain. With
+// $client = "ip saddr . ip daddr . th dport . <endpoint address> .
+// <endpoint port>" (the client, the frontend it asked for, the endpoint):
+//
+//	affinity-tcp-10.244.1.10-80-T:      $client @affinity-tcp update @affinity-tcp { $client timeout Ts } dnat ip to 10.244.1.10:80
+//	affinity-pick-tcp-10.244.1.10-80-T: update @affinity-tcp { $client timeout Ts } dnat ip to 10.244.1.10:80
+func affinityRule(s ChainSpec) Rule {
+	e := s.Endpoint
+	f, to := fam4, e.Addr.String()+":"+strconv.Itoa(int(e.Port))
+	if e.Addr.Is6() {
+		f, to = fam6, "["+e.Addr.String()+"]:"+strconv.Itoa(int(e.Port))
 	}
-	exprs := append(f.nfprotoIs(), f.affinityClient()...)
-	exprs = append(exprs,
-		&expr.Lookup{SourceRegister: r32(0), SetName: f.affinityMap(), IsDestRegSet: true, DestRegister: ep},
-		&expr.Lookup{SourceRegister: memberSrc, SetName: f.memberSet(s.Kind)},
-		&expr.Dynset{SrcRegKey: r32(0), SrcRegData: ep, SetName: f.affinityMap(), Operation: unix.NFT_DYNSET_OP_UPDATE, Timeout: time.Duration(s.Affinity) * time.Second},
-		&expr.NAT{Type: expr.NATTypeDestNAT, Family: f.natFamily(), RegAddrMin: ep, RegProtoMin: r32(3*a + 2)},
+	set := AffinitySet(e.Proto, e.Addr.Is6())
+	a := f.regs()
+	addrReg, portReg := r32(2*a+1), r32(3*a+1)
+	exprs := append(f.nfprotoIs(),
+		&expr.Payload{DestRegister: r32(0), Base: expr.PayloadBaseNetworkHeader, Offset: f.saddrOff, Len: f.addrLen},
+		&expr.Payload{DestRegister: r32(a), Base: expr.PayloadBaseNetworkHeader, Offset: f.daddrOff, Len: f.addrLen},
+		thDport(r32(2*a)),
+		&expr.Immediate{Register: addrReg, Data: e.Addr.AsSlice()},
+		&expr.Immediate{Register: portReg, Data: binary.BigEndian.AppendUint16(nil, e.Port)},
 	)
-	return Rule{
-		Text: fmt.Sprintf("%s saddr . %s daddr . meta l4proto . th dport map @%s @%s update @%s { %s } dnat %s to remembered endpoint",
-			f.name, f.name, f.affinityMap(), f.memberSet(s.Kind), f.affinityMap(), s.affinityText(f), f.name),
-		Exprs: exprs,
+	key := fmt.Sprintf("%s saddr . %s daddr . th dport . %s . %d", f.name, f.name, e.Addr, e.Port)
+	update := fmt.Sprintf("update @%s { %s timeout %ds } dnat %s to %s", set, key, s.Affinity, f.name, to)
+	text := update
+	if s.Kind == KindAffinity {
+		exprs = append(exprs, &expr.Lookup{SourceRegister: r32(0), SetName: set})
+		text = key + " @" + set + " " + update
 	}
-}
-
-// nftDynsetOpDelete is NFT_DYNSET_OP_DELETE (kernel 5.18+).
-const nftDynsetOpDelete = 2
-
-// affinityForgetRule: "delete @affinity { ip saddr . ip daddr . meta
-// l4proto . th dport }", reached when the hit rule did not match: the
-// remembered endpoint, if any, is gone, and "update" would keep it.
-func affinityForgetRule(f fam) Rule {
-	a := f.regs()
-	exprs := append(f.nfprotoIs(), f.affinityClient()...)
-	// The kernel wants an initialised data register for any dynset on a
-	// map; delete does not read it. As nft does, load "ip daddr . th dport".
 	exprs = append(exprs,
-		&expr.Payload{DestRegister: r32(2*a + 2), Base: expr.PayloadBaseNetworkHeader, Offset: f.daddrOff, Len: f.addrLen},
-		thDport(r32(3*a+2)),
-		&expr.Dynset{SrcRegKey: r32(0), SrcRegData: r32(2*a + 2), SetName: f.affinityMap(), Operation: nftDynsetOpDelete})
-	return Rule{
-		Text:  fmt.Sprintf("delete @%s { %s saddr . %s daddr . meta l4proto . th dport }", f.affinityMap(), f.name, f.name),
-		Exprs: exprs,
-	}
-}
-
-// affinityPickRule: a fresh random choice, remembered.
-func affinityPickRule(f fam, s ChainSpec) Rule {
-	a := f.regs()
-	idx := r32(2*a + 2)
-	ep := r32(2*a + 3)
-	src := r32(a)
-	if !s.Kind.byFrontendAddr() {
-		src = r32(2 * a)
-	}
-	set := f.endpointMap(s.Kind)
-	exprs := append(f.nfprotoIs(), f.affinityClient()...)
-	exprs = append(exprs,
-		numgen(idx, s.K, s.Kind.offset()),
-		&expr.Lookup{SourceRegister: src, SetName: set, IsDestRegSet: true, DestRegister: ep},
-		&expr.Dynset{SrcRegKey: r32(0), SrcRegData: ep, SetName: f.affinityMap(), Operation: unix.NFT_DYNSET_OP_UPDATE, Timeout: time.Duration(s.Affinity) * time.Second},
-		&expr.NAT{Type: expr.NATTypeDestNAT, Family: f.natFamily(), RegAddrMin: ep, RegProtoMin: r32(3*a + 3)},
+		&expr.Dynset{SrcRegKey: r32(0), SetName: set, Operation: unix.NFT_DYNSET_OP_UPDATE, Timeout: time.Duration(s.Affinity) * time.Second},
+		&expr.NAT{Type: expr.NATTypeDestNAT, Family: f.natFamily(), RegAddrMin: addrReg, RegProtoMin: portReg},
 	)
-	keyText := f.name + " daddr . meta l4proto . th dport"
-	if !s.Kind.byFrontendAddr() {
-		keyText = "meta l4proto . th dport"
-	}
-	choice := fmt.Sprintf("%s . %s map @%s", keyText, numgenText(s.K, s.Kind.offset()), set)
-	return Rule{
-		Text:  fmt.Sprintf("update @%s { %s : %s } dnat %s to the same", f.affinityMap(), s.affinityText(f), choice, f.name),
-		Exprs: exprs,
-	}
+	return Rule{Text: text, Exprs: exprs}
 }
 
 // hairpinRule: "ct status dnat ip saddr . ip daddr @hairpin-pairs
