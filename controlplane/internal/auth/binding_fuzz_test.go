@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"errors"
 	"io"
 	"slices"
 	"strings"
@@ -78,7 +79,7 @@ func FuzzNodeBinding(f *testing.F) {
 			for i := 0; ; i++ {
 				var req doormanv1.SyncRequest
 				err := s.RecvMsg(&req)
-				if err == io.EOF {
+				if errors.Is(err, io.EOF) {
 					return nil
 				}
 				if err != nil {
