@@ -21,6 +21,8 @@ import (
 	"github.com/doorman-proxy/doorman/controlplane/app"
 	"github.com/doorman-proxy/doorman/controlplane/internal/auth"
 	"github.com/doorman-proxy/doorman/controlplane/internal/certs"
+	"github.com/doorman-proxy/doorman/controlplane/internal/events"
+	"github.com/doorman-proxy/doorman/controlplane/internal/hub"
 	"github.com/doorman-proxy/doorman/controlplane/internal/server"
 )
 
@@ -58,6 +60,11 @@ func run() error {
 	maxAgeGrace := flag.Duration("max-connection-age-grace", server.DefaultMaxConnectionAgeGrace, "after --max-connection-age, how long streams still run before the connection is closed")
 	maxIdle := flag.Duration("max-connection-idle", server.DefaultMaxConnectionIdle, "a gRPC connection with no stream open is closed after this long, pings or not; negative: never")
 	logLevel := flag.String("log-level", "info", "trace, debug, info, warn or error")
+	// Freshness.
+	staleAfter := flag.Duration("stale-after", app.DefaultStaleAfter, "/readyz fails once a watched resource has had no event or bookmark from the API server for longer (the API server sends a bookmark about once a minute); negative: never")
+	// Warning Events on Services.
+	eventQPS := flag.Float64("event-qps", 5, "Events per second posted on Services (address conflicts, refused Services), all Services together, with a client of their own; each Service also gets at most 25 at once, then one per 5 minutes; 0: post none")
+	eventBurst := flag.Int("event-burst", 25, "burst of --event-qps")
 	flag.Parse()
 
 	level := hclog.LevelFromString(*logLevel)
@@ -135,6 +142,10 @@ func run() error {
 	cidrs := splitList(*nodePortAddresses)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	recorder, err := eventRecorder(ctx, cfg, *eventQPS, *eventBurst)
+	if err != nil {
+		return err
+	}
 	return app.Run(ctx, app.Config{
 		Client:            client,
 		GRPCListener:      gl,
@@ -143,11 +154,33 @@ func run() error {
 		VersionSeed:       uint64(time.Now().UnixMicro()),
 		Logger:            log,
 		Security:          security,
+		Events:            recorder,
+		StaleAfter:        *staleAfter,
 		Limits: server.Limits{
 			MaxConnections: *maxConns, MaxConcurrentStreams: *maxStreams,
 			MaxConnectionAge: *maxAge, MaxConnectionAgeGrace: *maxAgeGrace, MaxConnectionIdle: *maxIdle,
 		},
 	})
+}
+
+// eventRecorder starts posting Warning Events on Services, with a client
+// of its own whose rate --event-qps and --event-burst bound; nil when
+// --event-qps is 0 or less.
+func eventRecorder(ctx context.Context, cfg *rest.Config, qps float64, burst int) (hub.Events, error) {
+	if qps <= 0 {
+		return nil, nil
+	}
+	ecfg := rest.CopyConfig(cfg)
+	ecfg.QPS, ecfg.Burst = float32(qps), burst
+	client, err := kubernetes.NewForConfig(ecfg)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client for events: %w", err)
+	}
+	host, err := os.Hostname() // the Pod's name
+	if err != nil {
+		return nil, fmt.Errorf("events: host name: %w", err)
+	}
+	return events.Start(ctx, events.Config{Client: client, Host: host}), nil
 }
 
 // placeholderServer is the host deploy/base puts in the ConfigMap

@@ -36,6 +36,12 @@ type Config struct {
 	// Limits bound connections, streams and their age (zero fields: the
 	// defaults).
 	Limits server.Limits
+	// Events, when set, posts Warning Events on Services that lose an
+	// address to another or are refused (see package events).
+	Events hub.Events
+	// StaleAfter: /readyz fails once a watched resource has had no event
+	// or bookmark for longer (0: DefaultStaleAfter; negative: never).
+	StaleAfter time.Duration
 	// Security, when set, serves gRPC over TLS with a certificate issued
 	// from the CA the control plane keeps in the cluster, and admits only
 	// authenticated agents (each as its own node) and authorised Inspect
@@ -68,6 +74,12 @@ type Security struct {
 	ReviewClient kubernetes.Interface
 }
 
+// DefaultStaleAfter is StaleAfter's default: the API server sends a
+// watch bookmark about once a minute even when nothing changes (the first
+// of a new watch after up to two), so five minutes of silence is a watch
+// that stalled, not a quiet cluster.
+const DefaultStaleAfter = 5 * time.Minute
+
 // shutdownGrace is how long in-flight RPCs get to finish at shutdown.
 const shutdownGrace = 5 * time.Second
 
@@ -85,7 +97,8 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("control plane: %w", err)
 	}
-	h := hub.New(hub.Config{NodePortCIDRs: cidrs, VersionSeed: cfg.VersionSeed, Logger: log.Named("hub")})
+	fresh := watch.NewFreshness(nil, log.Named("watch"))
+	h := hub.New(hub.Config{NodePortCIDRs: cidrs, VersionSeed: cfg.VersionSeed, Logger: log.Named("hub"), Freshness: fresh.Marker, Events: cfg.Events})
 	m, err := metrics.New(h)
 	if err != nil {
 		return fmt.Errorf("control plane: %w", err)
@@ -119,7 +132,11 @@ func Run(ctx context.Context, cfg Config) error {
 	var hs *http.Server
 	if cfg.HTTPListener != nil {
 		mux := http.NewServeMux()
-		mux.Handle("/", health.Handler(h.Ready))
+		staleAfter := cfg.StaleAfter
+		if staleAfter == 0 {
+			staleAfter = DefaultStaleAfter
+		}
+		mux.Handle("/", health.Handler(health.Synced(h.Ready), func() error { return fresh.Check(staleAfter) }))
 		mux.Handle("GET /metrics", m.Handler())
 		hs = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go func() {
@@ -130,7 +147,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}()
 	}
 	go func() {
-		if err := watch.Start(ctx, cfg.Client, m.Sink(h), log.Named("watch")); err != nil {
+		if err := watch.Start(ctx, cfg.Client, m.Sink(h), fresh, log.Named("watch")); err != nil {
 			if ctx.Err() == nil {
 				errc <- err
 			}

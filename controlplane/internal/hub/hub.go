@@ -28,12 +28,21 @@ type Config struct {
 	VersionSeed   uint64
 	LogLimit      int // change records kept; 0: view.DefaultLogLimit
 	Logger        hclog.Logger
+	// Freshness, when set, returns the informers' freshness marker (how
+	// far each watched resource has been read); every update carries it as
+	// taken once the update is made.
+	Freshness func() map[string]wire.Versions
+	// Events, when set, receives what Services' authors should see: a
+	// Service that lost an address to another, a Service refused.
+	Events Events
 }
 
 // Hub owns the model, the view and the differ.
 type Hub struct {
-	log   hclog.Logger
-	cidrs []netip.Prefix
+	log       hclog.Logger
+	cidrs     []netip.Prefix
+	freshness func() map[string]wire.Versions
+	events    Events
 
 	mu     sync.Mutex
 	model  *model.Model
@@ -60,15 +69,17 @@ func New(cfg Config) *Hub {
 	}
 	v := view.New(cfg.VersionSeed, cfg.LogLimit)
 	return &Hub{
-		log:    log,
-		cidrs:  cfg.NodePortCIDRs,
-		model:  model.New(),
-		view:   v,
-		differ: differ.New(v),
-		wake:   map[differ.Token]chan struct{}{},
-		nodes:  map[string]*doormanv1.Node{},
-		ready:  make(chan struct{}),
-		closed: make(chan struct{}),
+		log:       log,
+		cidrs:     cfg.NodePortCIDRs,
+		freshness: cfg.Freshness,
+		events:    cfg.Events,
+		model:     model.New(),
+		view:      v,
+		differ:    differ.New(v),
+		wake:      map[differ.Token]chan struct{}{},
+		nodes:     map[string]*doormanv1.Node{},
+		ready:     make(chan struct{}),
+		closed:    make(chan struct{}),
 
 		serviceCIDRs: model.NewServiceCIDRs(),
 	}
@@ -105,14 +116,18 @@ func (h *Hub) Closed() <-chan struct{} { return h.closed }
 func (h *Hub) SetService(svc *corev1.Service) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.apply(h.model.SetService(svc))
+	for _, r := range h.model.SetService(svc) {
+		h.apply(r)
+	}
 }
 
 // DeleteService feeds a Service deletion.
 func (h *Hub) DeleteService(namespace, name string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.apply(h.model.DeleteService(namespace, name))
+	for _, r := range h.model.DeleteService(namespace, name) {
+		h.apply(r)
+	}
 }
 
 // SetSlice feeds an EndpointSlice add or update.
@@ -217,6 +232,7 @@ func (h *Hub) apply(r model.Result) {
 	if r.Err != nil {
 		h.log.Error("skipping invalid objects", "service", r.Service, "error", r.Err)
 	}
+	h.report(r)
 	changed, err := h.view.SetService(r.Service, r.Values)
 	if err != nil {
 		h.log.Error("cannot encode service", "service", r.Service, "error", err)
@@ -303,8 +319,13 @@ func (s *Session) NextUpdate() (*wire.Update, error) {
 	if err != nil || u == nil {
 		return nil, err
 	}
+	// Taken after the update: the informers had read at least this far
+	// when it was made (see watch.Freshness).
+	if s.h.freshness != nil {
+		u.Freshness = s.h.freshness()
+	}
 	s.h.log.Debug("sending update", "node", s.token.Node, "version", u.Version, "full", u.Full,
-		"replaced_buckets", len(u.ReplacedBuckets), "upserts", len(u.Upserts), "removals", len(u.Removals))
+		"replaced_buckets", len(u.ReplacedBuckets), "upserts", len(u.Upserts), "removals", len(u.Removals), "freshness", u.Freshness)
 	return u, nil
 }
 

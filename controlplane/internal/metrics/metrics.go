@@ -22,9 +22,12 @@ import (
 // SyncMethod is the stream whose traffic the stream series count.
 var SyncMethod = "/" + doormanv1.AgentService_ServiceDesc.ServiceName + "/Sync"
 
-// Source is the hub's view of its nodes (*hub.Hub).
+// Source is the hub's view of its nodes and Services (*hub.Hub).
 type Source interface {
 	Nodes() (uint64, []differ.Status)
+	// AddressConflicts is the number of addresses Services are sent
+	// without because another Service owns them.
+	AddressConflicts() int
 }
 
 // Metrics holds the control plane's series.
@@ -112,10 +115,12 @@ var (
 	ackedDesc     = prometheus.NewDesc("doorman_controlplane_node_acked_version", "Version the node last acknowledged.", []string{"node"}, nil)
 	lagDesc       = prometheus.NewDesc("doorman_controlplane_node_lag_versions", "Versions the node's acknowledged view is behind the newest version that changed it.", []string{"node"}, nil)
 	entriesDesc   = prometheus.NewDesc("doorman_controlplane_node_entries", "Entries in the node's current view.", []string{"node"}, nil)
+	conflictsDesc = prometheus.NewDesc("doorman_service_address_conflicts",
+		"Addresses (address . protocol . port) Services claim and are sent without, because another Service owns them (a Warning Event AddressConflict names each). Every replica computes the same value.", nil, nil)
 )
 
 func (c nodeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{versionDesc, connectedDesc, ackedDesc, lagDesc, entriesDesc} {
+	for _, d := range []*prometheus.Desc{versionDesc, connectedDesc, ackedDesc, lagDesc, entriesDesc, conflictsDesc} {
 		ch <- d
 	}
 }
@@ -133,6 +138,7 @@ func (c nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(entriesDesc, prometheus.GaugeValue, float64(s.Entries), s.Node)
 	}
 	ch <- prometheus.MustNewConstMetric(connectedDesc, prometheus.GaugeValue, float64(connected))
+	ch <- prometheus.MustNewConstMetric(conflictsDesc, prometheus.GaugeValue, float64(c.src.AddressConflicts()))
 }
 
 // StatsHandler counts the Sync streams' traffic; install it with

@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -16,8 +17,10 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/doorman-proxy/doorman/controlplane/internal/differ"
+	"github.com/doorman-proxy/doorman/controlplane/internal/hub"
 	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
 )
 
@@ -27,6 +30,7 @@ type fakeSource struct {
 }
 
 func (f *fakeSource) Nodes() (uint64, []differ.Status) { return f.version, f.nodes }
+func (f *fakeSource) AddressConflicts() int            { return 0 }
 
 // recorder is the sink the decorator wraps.
 type recorder struct{ calls []string }
@@ -91,6 +95,46 @@ func TestNodeSeries(t *testing.T) {
 	src.nodes[1].Acked = 107
 	if got := scrape(t, m); !strings.Contains(got, `doorman_controlplane_node_lag_versions{node="b"} 0`) {
 		t.Error("lag of b did not follow its ack")
+	}
+}
+
+// TestAddressConflictsGauge: the gauge counts, at each scrape, the
+// addresses Services are sent without because another Service owns them.
+func TestAddressConflictsGauge(t *testing.T) {
+	h := hub.New(hub.Config{VersionSeed: 1})
+	m, err := New(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	service := func(name string, created int64) *corev1.Service {
+		return &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name, UID: types.UID(name), CreationTimestamp: metav1.Unix(created, 0)},
+			Spec: corev1.ServiceSpec{
+				ClusterIPs:  []string{fmt.Sprintf("10.96.0.%d", created)},
+				Ports:       []corev1.ServicePort{{Protocol: corev1.ProtocolTCP, Port: 80}, {Protocol: corev1.ProtocolUDP, Port: 53}},
+				ExternalIPs: []string{"192.0.2.1"},
+			},
+		}
+	}
+	gauge := func() string {
+		for _, l := range strings.Split(scrape(t, m), "\n") {
+			if strings.HasPrefix(l, "doorman_service_address_conflicts ") {
+				return l
+			}
+		}
+		return "missing"
+	}
+	if got := gauge(); got != "doorman_service_address_conflicts 0" {
+		t.Errorf("no Services: %q", got)
+	}
+	h.SetService(service("old", 1))
+	h.SetService(service("new", 2))
+	if got := gauge(); got != "doorman_service_address_conflicts 2" {
+		t.Errorf("two ports of ns/new lose 192.0.2.1: %q", got)
+	}
+	h.DeleteService("ns", "old")
+	if got := gauge(); got != "doorman_service_address_conflicts 0" {
+		t.Errorf("owner deleted: %q", got)
 	}
 }
 

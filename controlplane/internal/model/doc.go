@@ -11,4 +11,17 @@
 // few Services whose endpoints depend on where the traffic starts
 // (internalTrafficPolicy/externalTrafficPolicy Local, topology hints). Nodes
 // without an override share the Default.
+//
+// ClusterIPs, externalIPs and LoadBalancer IPs share one address space, so
+// two Services may claim one address . protocol . port (a Frontend). The
+// model decides who owns it, seeing every Service: a ClusterIP is never
+// displaced by an externalIP or LoadBalancer IP; between equals the older
+// Service keeps it (creationTimestamp, then UID), so no choice of name
+// takes another namespace's address. Every other claimant's entries are
+// sent without that address, the rest of the Service unchanged, and its
+// Result lists the Conflicts. An index from frontend to claimants keeps a
+// change's cost that of the changed Service; the change that frees an
+// address hands it to the next claimant in the same Results. Agents keep a
+// rule of their own for what they are sent (defence in depth); what the
+// model sends never claims a frontend twice.
 package model

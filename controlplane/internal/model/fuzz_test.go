@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -16,7 +17,10 @@ import (
 // error must name the Service; every entry it returns must be one an agent
 // accepts, by the agents' own check (doormanv1.ValidateEntry on the entry
 // the view would send: key, digest and every field, source ranges
-// included).
+// included). The Service, a twin of it (same spec, another name, age and
+// UID) and a second Service then go through a Model, and the first is
+// deleted: after each change the entries the Results leave in the view
+// never claim one address . protocol . port twice.
 func FuzzPorts(f *testing.F) {
 	for _, seed := range [][2]string{
 		{`{"metadata":{"namespace":"ns","name":"web"},"spec":{"type":"NodePort","clusterIP":"10.0.0.10","clusterIPs":["10.0.0.10"],"ports":[{"name":"http","protocol":"TCP","port":80,"targetPort":"http","nodePort":30080}]}}`,
@@ -27,9 +31,9 @@ func FuzzPorts(f *testing.F) {
 		{`{"metadata":{"namespace":"ns","name":"lb"},"spec":{"type":"LoadBalancer","clusterIP":"fd00::10","clusterIPs":["fd00::10","10.0.0.10"],"ports":[{"port":80,"nodePort":30080}],"loadBalancerSourceRanges":["::ffff:10.0.0.0/104","fd00::/8"],"externalIPs":["::ffff:192.0.2.1"],"sessionAffinity":"ClientIP","sessionAffinityConfig":{"clientIP":{"timeoutSeconds":86400}}},"status":{"loadBalancer":{"ingress":[{"ip":"2001:db8::1"},{"ip":"::ffff:198.51.100.1"}]}}}`,
 			`{"metadata":{"namespace":"ns","name":"lb-1","labels":{"kubernetes.io/service-name":"lb"}},"addressType":"IPv6","ports":[{"port":8080}],"endpoints":[{"addresses":["::ffff:10.1.0.1"]},{"addresses":["fd01::2"],"nodeName":"n1"}]}`},
 	} {
-		f.Add(seed[0], seed[1])
+		f.Add(seed[0], seed[1], `{"metadata":{"namespace":"aaa","name":"x","creationTimestamp":"2020-01-01T00:00:00Z"},"spec":{"type":"LoadBalancer","clusterIP":"10.0.0.10","ports":[{"port":80},{"port":53,"protocol":"UDP"}],"externalIPs":["10.0.0.10"]},"status":{"loadBalancer":{"ingress":[{"ip":"192.0.2.1"},{"ip":"10.0.0.11"}]}}}`)
 	}
-	f.Fuzz(func(t *testing.T, svcJSON, sliceJSON string) {
+	f.Fuzz(func(t *testing.T, svcJSON, sliceJSON, otherJSON string) {
 		var svc corev1.Service
 		if json.Unmarshal([]byte(svcJSON), &svc) != nil {
 			return
@@ -57,7 +61,67 @@ func FuzzPorts(f *testing.F) {
 				checkServicePort(t, key, sp)
 			}
 		}
+		var other corev1.Service
+		if json.Unmarshal([]byte(otherJSON), &other) != nil {
+			return
+		}
+		checkOneOwner(t, &svc, &other, slices)
 	})
+}
+
+// checkOneOwner feeds a Model the Service, its twin and other, then
+// deletes the Service, and checks after each change that the entries in
+// force claim no frontend twice, that they still pass the agents' check
+// and that every address left out is a reported conflict.
+func checkOneOwner(t *testing.T, svc, other *corev1.Service, sl []*discoveryv1.EndpointSlice) {
+	t.Helper()
+	twin := svc.DeepCopy()
+	twin.Name += "-twin"
+	twin.UID += "-twin"
+	twin.CreationTimestamp.Time = twin.CreationTimestamp.Add(-time.Second)
+	m := New()
+	view := map[string]Result{}
+	steps := []func() []Result{
+		func() []Result { return m.SetService(svc) },
+		func() []Result { return m.SetService(twin) },
+		func() []Result { return m.SetService(other) },
+	}
+	for _, s := range sl {
+		steps = append(steps, func() []Result { return m.SetSlice(s) })
+	}
+	steps = append(steps, func() []Result { return m.DeleteService(svc.Namespace, svc.Name) })
+	for i, step := range steps {
+		for _, r := range step() {
+			view[r.Service] = r
+		}
+		claimed := map[Frontend]string{}
+		conflicts := 0
+		for id, r := range view {
+			conflicts += len(r.Conflicts)
+			for key, v := range r.Values {
+				checkServicePort(t, key, v.Default)
+				for f := range frontendsOf(map[string]Value{key: v}) {
+					if prev, dup := claimed[f]; dup {
+						t.Fatalf("step %d: %s is claimed by %s and by %s", i, f, prev, key)
+					}
+					claimed[f] = key
+				}
+			}
+			for _, c := range r.Conflicts {
+				if owner := view[c.Owner]; c.Owner == id || !holds(owner, c.Frontend) {
+					t.Fatalf("step %d: %s: conflict %s, but %s does not hold it", i, id, c, c.Owner)
+				}
+			}
+		}
+		if conflicts != m.ConflictCount() {
+			t.Fatalf("step %d: ConflictCount %d, Results hold %d", i, m.ConflictCount(), conflicts)
+		}
+	}
+}
+
+func holds(r Result, f Frontend) bool {
+	_, ok := frontendsOf(r.Values)[f]
+	return ok
 }
 
 // checkServicePort checks a value as the entry the view would send: under

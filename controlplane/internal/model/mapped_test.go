@@ -81,18 +81,18 @@ func TestIPv4MappedFailsTheService(t *testing.T) {
 // set before and after it, is unaffected.
 func TestModelDropsOnlyTheBadService(t *testing.T) {
 	m := New()
-	before := m.SetService(dualLB("before"))
+	before := m.SetService(dualLB("before"))[0]
 	if before.Err != nil || len(before.Values) != 2 {
 		t.Fatalf("first Service: %d keys, err %v; want 2, nil", len(before.Values), before.Err)
 	}
 	good := dualLB("bad")
-	if r := m.SetService(good); r.Err != nil || len(r.Values) != 2 {
+	if r := m.SetService(good)[0]; r.Err != nil || len(r.Values) != 2 {
 		t.Fatalf("bad Service while still valid: %d keys, err %v", len(r.Values), r.Err)
 	}
 	// It turns bad: its entries go (Values nil replaces them), the error
 	// names it and the value.
 	bad := dualLB("bad", func(s *corev1.Service) { s.Spec.LoadBalancerSourceRanges = []string{"::ffff:10.0.0.0/104"} })
-	r := m.SetService(bad)
+	r := m.SetService(bad)[0]
 	if r.Service != "ns/bad" || r.Values != nil || r.Err == nil ||
 		!strings.Contains(r.Err.Error(), "service ns/bad") || !strings.Contains(r.Err.Error(), "::ffff:10.0.0.0/104") {
 		t.Fatalf("bad Service: %+v; want no values and an error naming ns/bad and the range", r)
@@ -103,7 +103,7 @@ func TestModelDropsOnlyTheBadService(t *testing.T) {
 	if rs := m.SetSlice(sl); len(rs) != 1 || rs[0].Values != nil || rs[0].Err == nil || !strings.Contains(rs[0].Err.Error(), "service ns/bad") {
 		t.Fatalf("slice of the bad Service: %+v; want one Result without values, naming ns/bad", rs)
 	}
-	after := m.SetService(dualLB("after"))
+	after := m.SetService(dualLB("after"))[0]
 	if after.Err != nil || len(after.Values) != 2 {
 		t.Fatalf("Service after the bad one: %d keys, err %v; want 2, nil", len(after.Values), after.Err)
 	}

@@ -1,6 +1,7 @@
 package model
 
 import (
+	"errors"
 	"slices"
 
 	corev1 "k8s.io/api/core/v1"
@@ -14,6 +15,16 @@ type Result struct {
 	Service string // "<namespace>/<name>"
 	Values  map[string]Value
 	Err     error
+	// Conflicts are the frontends the Service claims and other Services
+	// own: Values are without those addresses. Like Values, the complete
+	// list, sorted.
+	Conflicts []Conflict
+	// NewConflicts are the Conflicts the Service did not have before this
+	// Result, to report once.
+	NewConflicts []Conflict
+	// NewlyInvalid: Err holds an *InvalidServiceError the Service's
+	// previous Result did not (or one for another reason), to report once.
+	NewlyInvalid bool
 }
 
 // Model indexes Services and EndpointSlices and recomputes one Service's
@@ -25,6 +36,14 @@ type Model struct {
 	slices map[string]map[string]*discoveryv1.EndpointSlice
 	// sliceService is the Service each known slice belongs to.
 	sliceService map[string]string
+	// frontends indexes what each Service claims, to decide who owns a
+	// contested frontend.
+	frontends *frontends
+	// conflicts and invalid are the last Result's Conflicts and refusal
+	// of each Service that has any.
+	conflicts     map[string][]Conflict
+	conflictCount int
+	invalid       map[string]string
 }
 
 // New returns an empty Model.
@@ -33,24 +52,39 @@ func New() *Model {
 		services:     map[string]*corev1.Service{},
 		slices:       map[string]map[string]*discoveryv1.EndpointSlice{},
 		sliceService: map[string]string{},
+		frontends:    newFrontends(),
+		conflicts:    map[string][]Conflict{},
+		invalid:      map[string]string{},
 	}
 }
 
 func nsName(namespace, name string) string { return namespace + "/" + name }
 
-// SetService adds or replaces a Service.
-func (m *Model) SetService(svc *corev1.Service) Result {
+// SetService adds or replaces a Service. It returns the Service's Result
+// first, then one for every other Service that gains or loses an address
+// to it (see Conflicts).
+func (m *Model) SetService(svc *corev1.Service) []Result {
 	id := nsName(svc.Namespace, svc.Name)
 	m.services[id] = svc
-	return m.compute(id)
+	return m.update(id)
 }
 
 // DeleteService removes a Service; its slices stay known until deleted.
-func (m *Model) DeleteService(namespace, name string) Result {
+// The Results of the Services that gain an address it held follow its own.
+func (m *Model) DeleteService(namespace, name string) []Result {
 	id := nsName(namespace, name)
 	delete(m.services, id)
-	return Result{Service: id}
+	return m.update(id)
 }
+
+// Service returns the Service known under "<namespace>/<name>", or nil.
+func (m *Model) Service(id string) *corev1.Service { return m.services[id] }
+
+// Conflicts returns a Service's current conflicts (see Result.Conflicts).
+func (m *Model) Conflicts(id string) []Conflict { return m.conflicts[id] }
+
+// ConflictCount is the number of conflicts of every Service.
+func (m *Model) ConflictCount() int { return m.conflictCount }
 
 // SetSlice adds or replaces an EndpointSlice. It returns the Services whose
 // entries it changes: none when the slice belongs to no Service, two when
@@ -63,7 +97,7 @@ func (m *Model) SetSlice(s *discoveryv1.EndpointSlice) []Result {
 		owner = nsName(s.Namespace, name)
 	}
 	if prev, ok := m.sliceService[sid]; ok && prev != owner {
-		out = append(out, m.removeSlice(sid, prev))
+		out = append(out, m.removeSlice(sid, prev)...)
 	}
 	if owner == "" {
 		return out
@@ -73,7 +107,7 @@ func (m *Model) SetSlice(s *discoveryv1.EndpointSlice) []Result {
 		m.slices[owner] = map[string]*discoveryv1.EndpointSlice{}
 	}
 	m.slices[owner][s.Name] = s
-	return append(out, m.compute(owner))
+	return append(out, m.update(owner)...)
 }
 
 // DeleteSlice removes an EndpointSlice.
@@ -83,10 +117,10 @@ func (m *Model) DeleteSlice(namespace, name string) []Result {
 	if !ok {
 		return nil
 	}
-	return []Result{m.removeSlice(sid, owner)}
+	return m.removeSlice(sid, owner)
 }
 
-func (m *Model) removeSlice(sid, owner string) Result {
+func (m *Model) removeSlice(sid, owner string) []Result {
 	delete(m.sliceService, sid)
 	byName := m.slices[owner]
 	for name, s := range byName {
@@ -97,7 +131,52 @@ func (m *Model) removeSlice(sid, owner string) Result {
 	if len(byName) == 0 {
 		delete(m.slices, owner)
 	}
-	return m.compute(owner)
+	return m.update(owner)
+}
+
+// update recomputes a Service, records what it claims and returns its
+// Result, then those of the Services whose addresses changed hands: when
+// an owner goes away or lets an address go, the next claimant gets it in
+// the same update.
+func (m *Model) update(id string) []Result {
+	r := m.compute(id)
+	var a age
+	if svc := m.services[id]; svc != nil {
+		a = ageOf(svc)
+	}
+	others := m.frontends.set(id, a, frontendsOf(r.Values))
+	out := make([]Result, 0, 1+len(others))
+	out = append(out, m.finish(r))
+	for _, o := range others {
+		out = append(out, m.finish(m.compute(o)))
+	}
+	return out
+}
+
+// finish leaves out of a computed Result the addresses other Services own
+// and records its conflicts and refusal against the previous Result's.
+func (m *Model) finish(r Result) Result {
+	r.Values, r.Conflicts = m.frontends.withoutLost(r.Service, r.Values)
+	prev := m.conflicts[r.Service]
+	for _, c := range r.Conflicts {
+		if !slices.Contains(prev, c) {
+			r.NewConflicts = append(r.NewConflicts, c)
+		}
+	}
+	m.conflictCount += len(r.Conflicts) - len(prev)
+	if len(r.Conflicts) == 0 {
+		delete(m.conflicts, r.Service)
+	} else {
+		m.conflicts[r.Service] = r.Conflicts
+	}
+	var inv *InvalidServiceError
+	if errors.As(r.Err, &inv) {
+		r.NewlyInvalid = m.invalid[r.Service] != inv.Error()
+		m.invalid[r.Service] = inv.Error()
+	} else {
+		delete(m.invalid, r.Service)
+	}
+	return r
 }
 
 func (m *Model) compute(id string) Result {

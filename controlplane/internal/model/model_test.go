@@ -530,7 +530,7 @@ func TestModel(t *testing.T) {
 		{"slice before its service", func() []Result {
 			return m.SetSlice(slice("a", discoveryv1.AddressTypeIPv4, map[string]int32{"http": 8080}, ep{ip: "10.1.0.1"}))
 		}, map[string][]string{"ns/web": {}}},
-		{"service arrives", func() []Result { return []Result{m.SetService(svc())} },
+		{"service arrives", func() []Result { return m.SetService(svc()) },
 			map[string][]string{"ns/web": {"ns/web:http/tcp/ipv4 10.1.0.1:8080"}}},
 		{"slice without service label ignored", func() []Result {
 			s := slice("x", discoveryv1.AddressTypeIPv4, nil)
@@ -543,7 +543,7 @@ func TestModel(t *testing.T) {
 			return m.SetSlice(s)
 		}, map[string][]string{"ns/web": {"ns/web:http/tcp/ipv4 "}, "ns/other": {}}},
 		{"slice deleted", func() []Result { return m.DeleteSlice("ns", "a") }, map[string][]string{"ns/other": {}}},
-		{"service deleted", func() []Result { return []Result{m.DeleteService("ns", "web")} }, map[string][]string{"ns/web": {}}},
+		{"service deleted", func() []Result { return m.DeleteService("ns", "web") }, map[string][]string{"ns/web": {}}},
 	}
 	for _, st := range steps {
 		t.Run(st.name, func(t *testing.T) {

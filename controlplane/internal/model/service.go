@@ -85,7 +85,7 @@ func Ports(svc *corev1.Service, endpointSlices []*discoveryv1.EndpointSlice) (ma
 	id := svc.Namespace + "/" + svc.Name
 	base, err := parseService(svc)
 	if err != nil {
-		return nil, fmt.Errorf("service %s: %w", id, err)
+		return nil, &InvalidServiceError{Service: id, Err: err}
 	}
 	var errs []error
 	var good []*parsedSlice
@@ -106,16 +106,27 @@ func Ports(svc *corev1.Service, endpointSlices []*discoveryv1.EndpointSlice) (ma
 			v := base.value(fam, port, good)
 			key := doormanv1.ServicePortKey(v.Default)
 			if _, dup := out[key]; dup {
-				return nil, fmt.Errorf("service %s: two ports map to key %s", id, key)
+				return nil, &InvalidServiceError{Service: id, Err: fmt.Errorf("two ports map to key %s", key)}
 			}
 			if err := validValue(key, v); err != nil {
-				return nil, fmt.Errorf("service %s: %w", id, err)
+				return nil, &InvalidServiceError{Service: id, Err: err}
 			}
 			out[key] = v
 		}
 	}
 	return out, errors.Join(errs...)
 }
+
+// InvalidServiceError is the error of a Service refused as a whole: it
+// has no entries.
+type InvalidServiceError struct {
+	Service string // "<namespace>/<name>"
+	Err     error
+}
+
+func (e *InvalidServiceError) Error() string { return "service " + e.Service + ": " + e.Err.Error() }
+
+func (e *InvalidServiceError) Unwrap() error { return e.Err }
 
 // validValue checks every node's value of a key with the agents' own
 // check, so that what the control plane sends is what an agent accepts.
@@ -227,6 +238,11 @@ func parseService(svc *corev1.Service) (*service, error) {
 			return nil, fmt.Errorf("port %q: port %d out of range", p.Name, p.Port)
 		}
 		pp.port = uint32(p.Port)
+		// The API server refuses two ports of one protocol and number:
+		// their entries would claim the same frontends.
+		if slices.ContainsFunc(s.ports, func(o port) bool { return o.proto == pp.proto && o.port == pp.port }) {
+			return nil, fmt.Errorf("port %q: port %d/%s listed twice", p.Name, p.Port, pp.protocol)
+		}
 		if withNodePorts {
 			if p.NodePort < 0 || p.NodePort > 65535 {
 				return nil, fmt.Errorf("port %q: nodePort %d out of range", p.Name, p.NodePort)

@@ -179,6 +179,12 @@ func (i *inspect) GetService(_ context.Context, req *doormanv1.GetServiceRequest
 		}
 		out.Nodes = append(out.Nodes, &doormanv1.NodeServiceView{NodeName: n.Node, Entries: entries})
 	}
+	for _, c := range i.hub.ServiceConflicts(req.GetNamespace(), req.GetName()) {
+		out.AddressConflicts = append(out.AddressConflicts, &doormanv1.AddressConflict{
+			Address: c.Frontend.Addr.String(), Protocol: c.Frontend.Protocol, Port: c.Frontend.Port,
+			Claim: c.Claim.String(), Owner: c.Owner, OwnerClaim: c.OwnerClaim.String(),
+		})
+	}
 	return out, nil
 }
 

@@ -13,6 +13,9 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	apiwatch "k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -35,11 +38,15 @@ type Sink interface {
 // every object of the initial lists has reached the sink. ServiceCIDRs are
 // watched only when the API server serves networking.k8s.io/v1
 // servicecidrs (Kubernetes 1.33 and later); otherwise the sink never hears
-// of any.
-func Start(ctx context.Context, client kubernetes.Interface, sink Sink, log hclog.Logger) error {
+// of any. fresh, when not nil, hears of every list, event and bookmark the
+// informers read (see Freshness).
+func Start(ctx context.Context, client kubernetes.Interface, sink Sink, fresh *Freshness, log hclog.Logger) error {
 	watchCIDRs, err := servesServiceCIDRs(ctx, client.Discovery(), log)
 	if err != nil {
 		return err
+	}
+	if fresh == nil {
+		fresh = NewFreshness(nil, log)
 	}
 	factory := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(stripManagedFields))
 	var regs []cache.InformerSynced
@@ -51,16 +58,17 @@ func Start(ctx context.Context, client kubernetes.Interface, sink Sink, log hclo
 		regs = append(regs, reg.HasSynced)
 		return nil
 	}
+	core, disc := client.CoreV1(), client.DiscoveryV1()
 	errs := []error{
-		add(factory.Core().V1().Services().Informer(), handler(log, "service",
+		add(informer(factory, &corev1.Service{}, ResourceServices, listWatch(core.Services("")), fresh), handler(log, "service",
 			sink.SetService, func(s *corev1.Service) { sink.DeleteService(s.Namespace, s.Name) })),
-		add(factory.Discovery().V1().EndpointSlices().Informer(), handler(log, "endpointslice",
+		add(informer(factory, &discoveryv1.EndpointSlice{}, ResourceEndpointSlices, listWatch(disc.EndpointSlices("")), fresh), handler(log, "endpointslice",
 			sink.SetSlice, func(s *discoveryv1.EndpointSlice) { sink.DeleteSlice(s.Namespace, s.Name) })),
-		add(factory.Core().V1().Nodes().Informer(), handler(log, "node",
+		add(informer(factory, &corev1.Node{}, ResourceNodes, listWatch(core.Nodes()), fresh), handler(log, "node",
 			sink.SetNode, func(n *corev1.Node) { sink.DeleteNode(n.Name) })),
 	}
 	if watchCIDRs {
-		errs = append(errs, add(factory.Networking().V1().ServiceCIDRs().Informer(), handler(log, "servicecidr",
+		errs = append(errs, add(informer(factory, &networkingv1.ServiceCIDR{}, ResourceServiceCIDRs, listWatch(client.NetworkingV1().ServiceCIDRs()), fresh), handler(log, "servicecidr",
 			sink.SetServiceCIDR, func(c *networkingv1.ServiceCIDR) { sink.DeleteServiceCIDR(c.Name) })))
 	} else {
 		log.Info("servicecidrs not served: unallocated service IPs will not be dropped", "resource", serviceCIDRGroupVersion+" servicecidrs")
@@ -77,6 +85,32 @@ func Start(ctx context.Context, client kubernetes.Interface, sink Sink, log hclo
 		return fmt.Errorf("wait for informers to sync: %w", context.Cause(ctx))
 	}
 	return nil
+}
+
+// lister is a typed client's list and watch (e.g. CoreV1().Services("")).
+type lister[L runtime.Object] interface {
+	List(context.Context, metav1.ListOptions) (L, error)
+	Watch(context.Context, metav1.ListOptions) (apiwatch.Interface, error)
+}
+
+// listWatch is c's list and watch as a cache.ListWatch, as client-go's
+// generated informers build it.
+func listWatch[L runtime.Object](c lister[L]) *cache.ListWatch {
+	return &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
+			return c.List(ctx, opts)
+		},
+		WatchFuncWithContext: c.Watch,
+	}
+}
+
+// informer is the factory's shared informer for obj, reading through lw
+// with fresh tracking it.
+func informer(factory informers.SharedInformerFactory, obj runtime.Object, resource string, lw *cache.ListWatch, fresh *Freshness) cache.SharedIndexInformer {
+	return factory.InformerFor(obj, func(client kubernetes.Interface, resync time.Duration) cache.SharedIndexInformer {
+		return cache.NewSharedIndexInformer(tracked(cache.ToListWatcherWithWatchListSemantics(lw, client), resource, fresh),
+			obj, resync, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
+	})
 }
 
 const serviceCIDRGroupVersion = "networking.k8s.io/v1"

@@ -80,7 +80,7 @@ func start(t *testing.T, client *fake.Clientset) (*recorder, *testlog.Buffer) {
 	t.Cleanup(cancel)
 	rec, logs := &recorder{}, &testlog.Buffer{}
 	log := hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Info})
-	if err := Start(ctx, client, rec, log); err != nil {
+	if err := Start(ctx, client, rec, nil, log); err != nil {
 		t.Fatalf("Start: %v", err)
 	}
 	return rec, logs
@@ -193,7 +193,7 @@ func TestServiceCIDRDiscoveryGivesUpWithContext(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	err := Start(ctx, client, &recorder{}, hclog.NewNullLogger())
+	err := Start(ctx, client, &recorder{}, nil, hclog.NewNullLogger())
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Start = %v, want the context's error", err)
 	}

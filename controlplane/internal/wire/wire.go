@@ -4,6 +4,8 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"maps"
+	"slices"
 
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
@@ -24,7 +26,24 @@ const (
 	respUpserts         protowire.Number = 4
 	respRemovals        protowire.Number = 5
 	respViewDigest      protowire.Number = 6
+	respFreshness       protowire.Number = 7
+
+	// Fields of a map entry, and of doorman.v1.ResourceVersions.
+	mapKey          protowire.Number = 1
+	mapValue        protowire.Number = 2
+	versionsSeen    protowire.Number = 1
+	versionsChanged protowire.Number = 2
 )
+
+// Versions is how far the control plane has read one resource
+// (doorman.v1.ResourceVersions).
+type Versions struct {
+	// Seen is the highest resourceVersion seen (lists, events, bookmarks).
+	Seen uint64
+	// Changed is the highest resourceVersion of a change (an add, update
+	// or delete event, or a list).
+	Changed uint64
+}
 
 // Entry is one view entry, encoded once. It is immutable.
 type Entry struct {
@@ -96,6 +115,9 @@ type Update struct {
 	Shared     *Body
 	Removals   []string
 	ViewDigest uint64
+	// Freshness is the control plane's marker (SyncResponse.freshness),
+	// per watched resource.
+	Freshness map[string]Versions
 }
 
 // Body is the encoding of many upserts (repeated SyncResponse.upserts
@@ -153,6 +175,9 @@ func (u *Update) OwnSize() int {
 	for _, r := range u.Removals {
 		n += len(r) + 4
 	}
+	for r := range u.Freshness {
+		n += len(r) + 32
+	}
 	return n
 }
 
@@ -199,6 +224,33 @@ func (u *Update) AppendOwn(b []byte) []byte {
 	if u.ViewDigest != 0 {
 		b = protowire.AppendTag(b, respViewDigest, protowire.Fixed64Type)
 		b = protowire.AppendFixed64(b, u.ViewDigest)
+	}
+	return appendFreshness(b, u.Freshness)
+}
+
+// appendFreshness appends the marker's map entries, ordered by resource,
+// as proto.Marshal's deterministic mode writes them.
+func appendFreshness(b []byte, freshness map[string]Versions) []byte {
+	for _, r := range slices.Sorted(maps.Keys(freshness)) {
+		value := appendVersions(nil, freshness[r])
+		b = protowire.AppendTag(b, respFreshness, protowire.BytesType)
+		b = protowire.AppendVarint(b, uint64(1+protowire.SizeBytes(len(r))+1+protowire.SizeBytes(len(value))))
+		b = protowire.AppendTag(b, mapKey, protowire.BytesType)
+		b = protowire.AppendString(b, r)
+		b = protowire.AppendTag(b, mapValue, protowire.BytesType)
+		b = protowire.AppendBytes(b, value)
+	}
+	return b
+}
+
+func appendVersions(b []byte, v Versions) []byte {
+	if v.Seen != 0 {
+		b = protowire.AppendTag(b, versionsSeen, protowire.VarintType)
+		b = protowire.AppendVarint(b, v.Seen)
+	}
+	if v.Changed != 0 {
+		b = protowire.AppendTag(b, versionsChanged, protowire.VarintType)
+		b = protowire.AppendVarint(b, v.Changed)
 	}
 	return b
 }

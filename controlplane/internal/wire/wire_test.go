@@ -96,6 +96,12 @@ func TestFrame(t *testing.T) {
 		{"empty", Update{}, &doormanv1.SyncResponse{}},
 		{"version only", Update{Version: 7, ViewDigest: 9}, &doormanv1.SyncResponse{Version: 7, ViewDigest: 9}},
 		{
+			"freshness",
+			Update{Version: 7, Freshness: map[string]Versions{"services": {Seen: 1 << 40, Changed: 1 << 39}, "nodes": {}, "endpointslices": {Seen: 12}}},
+			&doormanv1.SyncResponse{Version: 7, Freshness: map[string]*doormanv1.ResourceVersions{
+				"services": {Seen: 1 << 40, Changed: 1 << 39}, "nodes": {}, "endpointslices": {Seen: 12}}},
+		},
+		{
 			"everything",
 			Update{Version: 1 << 60, Full: true, ReplacedBuckets: []uint32{0, 3, 1023}, Upserts: []*Entry{a, b}, Removals: []string{"x", "y"}, ViewDigest: ^uint64(0)},
 			&doormanv1.SyncResponse{Version: 1 << 60, Full: true, ReplacedBuckets: []uint32{0, 3, 1023}, Upserts: []*doormanv1.Entry{am, bm}, Removals: []string{"x", "y"}, ViewDigest: ^uint64(0)},
@@ -103,6 +109,9 @@ func TestFrame(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			f := tt.update.Frame()
+			if len(f.Bytes) > tt.update.Size() {
+				t.Errorf("frame of %d bytes, Size says at most %d", len(f.Bytes), tt.update.Size())
+			}
 			got := &doormanv1.SyncResponse{}
 			if err := proto.Unmarshal(f.Bytes, got); err != nil {
 				t.Fatal(err)

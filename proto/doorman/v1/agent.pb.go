@@ -361,7 +361,17 @@ type SyncResponse struct {
 	Upserts         []*Entry `protobuf:"bytes,4,rep,name=upserts,proto3" json:"upserts,omitempty"`
 	Removals        []string `protobuf:"bytes,5,rep,name=removals,proto3" json:"removals,omitempty"`
 	// The view's digest once this update is applied.
-	ViewDigest    uint64 `protobuf:"fixed64,6,opt,name=view_digest,json=viewDigest,proto3" json:"view_digest,omitempty"`
+	ViewDigest uint64 `protobuf:"fixed64,6,opt,name=view_digest,json=viewDigest,proto3" json:"view_digest,omitempty"`
+	// How far the control plane had read the API server when it made this
+	// update, per watched resource ("services", "endpointslices", "nodes",
+	// "servicecidrs"). resourceVersions are read as the etcd revisions they
+	// are in every real API server. A resource without a marker is absent
+	// (its resourceVersions do not parse as numbers, or it is not watched).
+	// An agent refuses an update whose seen is below the changed it has
+	// applied on any resource present in both: the control plane has not
+	// seen a change the node already holds (its watch fell behind), and the
+	// update would take the node back to older endpoints.
+	Freshness     map[string]*ResourceVersions `protobuf:"bytes,7,rep,name=freshness,proto3" json:"freshness,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -438,6 +448,69 @@ func (x *SyncResponse) GetViewDigest() uint64 {
 	return 0
 }
 
+func (x *SyncResponse) GetFreshness() map[string]*ResourceVersions {
+	if x != nil {
+		return x.Freshness
+	}
+	return nil
+}
+
+// ResourceVersions is how far a control plane has read one resource.
+type ResourceVersions struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The highest resourceVersion seen: lists, events and watch bookmarks.
+	Seen uint64 `protobuf:"varint,1,opt,name=seen,proto3" json:"seen,omitempty"`
+	// The highest resourceVersion of a change: an add, update or delete
+	// event, or a list (whose deletions have no version of their own).
+	Changed       uint64 `protobuf:"varint,2,opt,name=changed,proto3" json:"changed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResourceVersions) Reset() {
+	*x = ResourceVersions{}
+	mi := &file_doorman_v1_agent_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResourceVersions) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResourceVersions) ProtoMessage() {}
+
+func (x *ResourceVersions) ProtoReflect() protoreflect.Message {
+	mi := &file_doorman_v1_agent_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResourceVersions.ProtoReflect.Descriptor instead.
+func (*ResourceVersions) Descriptor() ([]byte, []int) {
+	return file_doorman_v1_agent_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ResourceVersions) GetSeen() uint64 {
+	if x != nil {
+		return x.Seen
+	}
+	return 0
+}
+
+func (x *ResourceVersions) GetChanged() uint64 {
+	if x != nil {
+		return x.Changed
+	}
+	return 0
+}
+
 var File_doorman_v1_agent_proto protoreflect.FileDescriptor
 
 const file_doorman_v1_agent_proto_rawDesc = "" +
@@ -464,7 +537,7 @@ const file_doorman_v1_agent_proto_rawDesc = "" +
 	"\x0enot_programmed\x18\x03 \x03(\tR\rnotProgrammed\"6\n" +
 	"\x04Nack\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x14\n" +
-	"\x05error\x18\x02 \x01(\tR\x05error\"\xd1\x01\n" +
+	"\x05error\x18\x02 \x01(\tR\x05error\"\xf4\x02\n" +
 	"\fSyncResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x12\n" +
 	"\x04full\x18\x02 \x01(\bR\x04full\x12)\n" +
@@ -472,7 +545,14 @@ const file_doorman_v1_agent_proto_rawDesc = "" +
 	"\aupserts\x18\x04 \x03(\v2\x11.doorman.v1.EntryR\aupserts\x12\x1a\n" +
 	"\bremovals\x18\x05 \x03(\tR\bremovals\x12\x1f\n" +
 	"\vview_digest\x18\x06 \x01(\x06R\n" +
-	"viewDigest2M\n" +
+	"viewDigest\x12E\n" +
+	"\tfreshness\x18\a \x03(\v2'.doorman.v1.SyncResponse.FreshnessEntryR\tfreshness\x1aZ\n" +
+	"\x0eFreshnessEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x122\n" +
+	"\x05value\x18\x02 \x01(\v2\x1c.doorman.v1.ResourceVersionsR\x05value:\x028\x01\"@\n" +
+	"\x10ResourceVersions\x12\x12\n" +
+	"\x04seen\x18\x01 \x01(\x04R\x04seen\x12\x18\n" +
+	"\achanged\x18\x02 \x01(\x04R\achanged2M\n" +
 	"\fAgentService\x12=\n" +
 	"\x04Sync\x12\x17.doorman.v1.SyncRequest\x1a\x18.doorman.v1.SyncResponse(\x010\x01B=Z;github.com/doorman-proxy/doorman/proto/doorman/v1;doormanv1b\x06proto3"
 
@@ -488,29 +568,33 @@ func file_doorman_v1_agent_proto_rawDescGZIP() []byte {
 	return file_doorman_v1_agent_proto_rawDescData
 }
 
-var file_doorman_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_doorman_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_doorman_v1_agent_proto_goTypes = []any{
-	(*SyncRequest)(nil),  // 0: doorman.v1.SyncRequest
-	(*Hello)(nil),        // 1: doorman.v1.Hello
-	(*Holding)(nil),      // 2: doorman.v1.Holding
-	(*Ack)(nil),          // 3: doorman.v1.Ack
-	(*Nack)(nil),         // 4: doorman.v1.Nack
-	(*SyncResponse)(nil), // 5: doorman.v1.SyncResponse
-	(*Entry)(nil),        // 6: doorman.v1.Entry
+	(*SyncRequest)(nil),      // 0: doorman.v1.SyncRequest
+	(*Hello)(nil),            // 1: doorman.v1.Hello
+	(*Holding)(nil),          // 2: doorman.v1.Holding
+	(*Ack)(nil),              // 3: doorman.v1.Ack
+	(*Nack)(nil),             // 4: doorman.v1.Nack
+	(*SyncResponse)(nil),     // 5: doorman.v1.SyncResponse
+	(*ResourceVersions)(nil), // 6: doorman.v1.ResourceVersions
+	nil,                      // 7: doorman.v1.SyncResponse.FreshnessEntry
+	(*Entry)(nil),            // 8: doorman.v1.Entry
 }
 var file_doorman_v1_agent_proto_depIdxs = []int32{
 	1, // 0: doorman.v1.SyncRequest.hello:type_name -> doorman.v1.Hello
 	3, // 1: doorman.v1.SyncRequest.ack:type_name -> doorman.v1.Ack
 	4, // 2: doorman.v1.SyncRequest.nack:type_name -> doorman.v1.Nack
 	2, // 3: doorman.v1.Hello.holding:type_name -> doorman.v1.Holding
-	6, // 4: doorman.v1.SyncResponse.upserts:type_name -> doorman.v1.Entry
-	0, // 5: doorman.v1.AgentService.Sync:input_type -> doorman.v1.SyncRequest
-	5, // 6: doorman.v1.AgentService.Sync:output_type -> doorman.v1.SyncResponse
-	6, // [6:7] is the sub-list for method output_type
-	5, // [5:6] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	8, // 4: doorman.v1.SyncResponse.upserts:type_name -> doorman.v1.Entry
+	7, // 5: doorman.v1.SyncResponse.freshness:type_name -> doorman.v1.SyncResponse.FreshnessEntry
+	6, // 6: doorman.v1.SyncResponse.FreshnessEntry.value:type_name -> doorman.v1.ResourceVersions
+	0, // 7: doorman.v1.AgentService.Sync:input_type -> doorman.v1.SyncRequest
+	5, // 8: doorman.v1.AgentService.Sync:output_type -> doorman.v1.SyncResponse
+	8, // [8:9] is the sub-list for method output_type
+	7, // [7:8] is the sub-list for method input_type
+	7, // [7:7] is the sub-list for extension type_name
+	7, // [7:7] is the sub-list for extension extendee
+	0, // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_doorman_v1_agent_proto_init() }
@@ -530,7 +614,7 @@ func file_doorman_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_doorman_v1_agent_proto_rawDesc), len(file_doorman_v1_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -396,10 +396,14 @@ func (x *GetServiceRequest) GetName() string {
 }
 
 type GetServiceResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Nodes         []*NodeServiceView     `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Nodes []*NodeServiceView     `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	// Addresses the Service claims and is sent without, because another
+	// Service owns them (each also reported by a Warning Event
+	// AddressConflict on the Service).
+	AddressConflicts []*AddressConflict `protobuf:"bytes,2,rep,name=address_conflicts,json=addressConflicts,proto3" json:"address_conflicts,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *GetServiceResponse) Reset() {
@@ -439,6 +443,104 @@ func (x *GetServiceResponse) GetNodes() []*NodeServiceView {
 	return nil
 }
 
+func (x *GetServiceResponse) GetAddressConflicts() []*AddressConflict {
+	if x != nil {
+		return x.AddressConflicts
+	}
+	return nil
+}
+
+// AddressConflict is one address . protocol . port two Services claim,
+// as the Service asked about loses it: a ClusterIP is never displaced by
+// an externalIP or LoadBalancer IP; between equals the older Service
+// (creationTimestamp, then UID) keeps it.
+type AddressConflict struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Address  string                 `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
+	Protocol Protocol               `protobuf:"varint,2,opt,name=protocol,proto3,enum=doorman.v1.Protocol" json:"protocol,omitempty"`
+	Port     uint32                 `protobuf:"varint,3,opt,name=port,proto3" json:"port,omitempty"`
+	// What the Service claims the address as: ClusterIP, externalIP or
+	// LoadBalancer IP.
+	Claim string `protobuf:"bytes,4,opt,name=claim,proto3" json:"claim,omitempty"`
+	// The Service that owns it, "<namespace>/<name>", and as what.
+	Owner         string `protobuf:"bytes,5,opt,name=owner,proto3" json:"owner,omitempty"`
+	OwnerClaim    string `protobuf:"bytes,6,opt,name=owner_claim,json=ownerClaim,proto3" json:"owner_claim,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddressConflict) Reset() {
+	*x = AddressConflict{}
+	mi := &file_doorman_v1_inspect_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddressConflict) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddressConflict) ProtoMessage() {}
+
+func (x *AddressConflict) ProtoReflect() protoreflect.Message {
+	mi := &file_doorman_v1_inspect_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddressConflict.ProtoReflect.Descriptor instead.
+func (*AddressConflict) Descriptor() ([]byte, []int) {
+	return file_doorman_v1_inspect_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *AddressConflict) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *AddressConflict) GetProtocol() Protocol {
+	if x != nil {
+		return x.Protocol
+	}
+	return Protocol_PROTOCOL_UNSPECIFIED
+}
+
+func (x *AddressConflict) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+func (x *AddressConflict) GetClaim() string {
+	if x != nil {
+		return x.Claim
+	}
+	return ""
+}
+
+func (x *AddressConflict) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+func (x *AddressConflict) GetOwnerClaim() string {
+	if x != nil {
+		return x.OwnerClaim
+	}
+	return ""
+}
+
 type NodeServiceView struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	NodeName      string                 `protobuf:"bytes,1,opt,name=node_name,json=nodeName,proto3" json:"node_name,omitempty"`
@@ -449,7 +551,7 @@ type NodeServiceView struct {
 
 func (x *NodeServiceView) Reset() {
 	*x = NodeServiceView{}
-	mi := &file_doorman_v1_inspect_proto_msgTypes[7]
+	mi := &file_doorman_v1_inspect_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -461,7 +563,7 @@ func (x *NodeServiceView) String() string {
 func (*NodeServiceView) ProtoMessage() {}
 
 func (x *NodeServiceView) ProtoReflect() protoreflect.Message {
-	mi := &file_doorman_v1_inspect_proto_msgTypes[7]
+	mi := &file_doorman_v1_inspect_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -474,7 +576,7 @@ func (x *NodeServiceView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeServiceView.ProtoReflect.Descriptor instead.
 func (*NodeServiceView) Descriptor() ([]byte, []int) {
-	return file_doorman_v1_inspect_proto_rawDescGZIP(), []int{7}
+	return file_doorman_v1_inspect_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *NodeServiceView) GetNodeName() string {
@@ -524,9 +626,18 @@ const file_doorman_v1_inspect_proto_rawDesc = "" +
 	"\aentries\x18\x04 \x03(\v2\x11.doorman.v1.EntryR\aentries\"E\n" +
 	"\x11GetServiceRequest\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
-	"\x04name\x18\x02 \x01(\tR\x04name\"G\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"\x91\x01\n" +
 	"\x12GetServiceResponse\x121\n" +
-	"\x05nodes\x18\x01 \x03(\v2\x1b.doorman.v1.NodeServiceViewR\x05nodes\"[\n" +
+	"\x05nodes\x18\x01 \x03(\v2\x1b.doorman.v1.NodeServiceViewR\x05nodes\x12H\n" +
+	"\x11address_conflicts\x18\x02 \x03(\v2\x1b.doorman.v1.AddressConflictR\x10addressConflicts\"\xbe\x01\n" +
+	"\x0fAddressConflict\x12\x18\n" +
+	"\aaddress\x18\x01 \x01(\tR\aaddress\x120\n" +
+	"\bprotocol\x18\x02 \x01(\x0e2\x14.doorman.v1.ProtocolR\bprotocol\x12\x12\n" +
+	"\x04port\x18\x03 \x01(\rR\x04port\x12\x14\n" +
+	"\x05claim\x18\x04 \x01(\tR\x05claim\x12\x14\n" +
+	"\x05owner\x18\x05 \x01(\tR\x05owner\x12\x1f\n" +
+	"\vowner_claim\x18\x06 \x01(\tR\n" +
+	"ownerClaim\"[\n" +
 	"\x0fNodeServiceView\x12\x1b\n" +
 	"\tnode_name\x18\x01 \x01(\tR\bnodeName\x12+\n" +
 	"\aentries\x18\x02 \x03(\v2\x11.doorman.v1.EntryR\aentries2\xf7\x01\n" +
@@ -548,7 +659,7 @@ func file_doorman_v1_inspect_proto_rawDescGZIP() []byte {
 	return file_doorman_v1_inspect_proto_rawDescData
 }
 
-var file_doorman_v1_inspect_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_doorman_v1_inspect_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_doorman_v1_inspect_proto_goTypes = []any{
 	(*ListNodesRequest)(nil),    // 0: doorman.v1.ListNodesRequest
 	(*ListNodesResponse)(nil),   // 1: doorman.v1.ListNodesResponse
@@ -557,25 +668,29 @@ var file_doorman_v1_inspect_proto_goTypes = []any{
 	(*GetNodeViewResponse)(nil), // 4: doorman.v1.GetNodeViewResponse
 	(*GetServiceRequest)(nil),   // 5: doorman.v1.GetServiceRequest
 	(*GetServiceResponse)(nil),  // 6: doorman.v1.GetServiceResponse
-	(*NodeServiceView)(nil),     // 7: doorman.v1.NodeServiceView
-	(*Entry)(nil),               // 8: doorman.v1.Entry
+	(*AddressConflict)(nil),     // 7: doorman.v1.AddressConflict
+	(*NodeServiceView)(nil),     // 8: doorman.v1.NodeServiceView
+	(*Entry)(nil),               // 9: doorman.v1.Entry
+	(Protocol)(0),               // 10: doorman.v1.Protocol
 }
 var file_doorman_v1_inspect_proto_depIdxs = []int32{
-	2, // 0: doorman.v1.ListNodesResponse.nodes:type_name -> doorman.v1.NodeStatus
-	8, // 1: doorman.v1.GetNodeViewResponse.entries:type_name -> doorman.v1.Entry
-	7, // 2: doorman.v1.GetServiceResponse.nodes:type_name -> doorman.v1.NodeServiceView
-	8, // 3: doorman.v1.NodeServiceView.entries:type_name -> doorman.v1.Entry
-	0, // 4: doorman.v1.InspectService.ListNodes:input_type -> doorman.v1.ListNodesRequest
-	3, // 5: doorman.v1.InspectService.GetNodeView:input_type -> doorman.v1.GetNodeViewRequest
-	5, // 6: doorman.v1.InspectService.GetService:input_type -> doorman.v1.GetServiceRequest
-	1, // 7: doorman.v1.InspectService.ListNodes:output_type -> doorman.v1.ListNodesResponse
-	4, // 8: doorman.v1.InspectService.GetNodeView:output_type -> doorman.v1.GetNodeViewResponse
-	6, // 9: doorman.v1.InspectService.GetService:output_type -> doorman.v1.GetServiceResponse
-	7, // [7:10] is the sub-list for method output_type
-	4, // [4:7] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	2,  // 0: doorman.v1.ListNodesResponse.nodes:type_name -> doorman.v1.NodeStatus
+	9,  // 1: doorman.v1.GetNodeViewResponse.entries:type_name -> doorman.v1.Entry
+	8,  // 2: doorman.v1.GetServiceResponse.nodes:type_name -> doorman.v1.NodeServiceView
+	7,  // 3: doorman.v1.GetServiceResponse.address_conflicts:type_name -> doorman.v1.AddressConflict
+	10, // 4: doorman.v1.AddressConflict.protocol:type_name -> doorman.v1.Protocol
+	9,  // 5: doorman.v1.NodeServiceView.entries:type_name -> doorman.v1.Entry
+	0,  // 6: doorman.v1.InspectService.ListNodes:input_type -> doorman.v1.ListNodesRequest
+	3,  // 7: doorman.v1.InspectService.GetNodeView:input_type -> doorman.v1.GetNodeViewRequest
+	5,  // 8: doorman.v1.InspectService.GetService:input_type -> doorman.v1.GetServiceRequest
+	1,  // 9: doorman.v1.InspectService.ListNodes:output_type -> doorman.v1.ListNodesResponse
+	4,  // 10: doorman.v1.InspectService.GetNodeView:output_type -> doorman.v1.GetNodeViewResponse
+	6,  // 11: doorman.v1.InspectService.GetService:output_type -> doorman.v1.GetServiceResponse
+	9,  // [9:12] is the sub-list for method output_type
+	6,  // [6:9] is the sub-list for method input_type
+	6,  // [6:6] is the sub-list for extension type_name
+	6,  // [6:6] is the sub-list for extension extendee
+	0,  // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_doorman_v1_inspect_proto_init() }
@@ -590,7 +705,7 @@ func file_doorman_v1_inspect_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_doorman_v1_inspect_proto_rawDesc), len(file_doorman_v1_inspect_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   8,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
