@@ -21,7 +21,10 @@ import (
 	"github.com/doorman-proxy/doorman/nodeagent/app"
 	"github.com/doorman-proxy/doorman/nodeagent/internal/conntrack"
 	"github.com/doorman-proxy/doorman/nodeagent/internal/credentials"
+	"github.com/doorman-proxy/doorman/nodeagent/internal/healthcheck"
+	"github.com/doorman-proxy/doorman/nodeagent/internal/inspect"
 	"github.com/doorman-proxy/doorman/nodeagent/internal/kube"
+	"github.com/doorman-proxy/doorman/nodeagent/internal/stream"
 )
 
 func main() {
@@ -44,9 +47,12 @@ func run() error {
 		apiServer     = flag.String("apiserver", "", "API server URL for --control-plane-service, overriding the configuration's; in-cluster configuration points at the kubernetes Service VIP, which doorman itself programs, so a fresh node needs a real address here (or in --kubeconfig)")
 		hcAddress     = flag.String("health-check-address", "", "IP the healthCheckNodePort servers listen on (\"\" = every address)")
 		cachePath     = flag.String("cache", "/var/lib/doorman/cache.db", "cache file of the last applied view (\"\" = none)")
-		inspectListen = flag.String("inspect-listen", "127.0.0.1:9410", "address of the local Inspect gRPC service (\"\" = off)")
-		healthListen  = flag.String("health-listen", ":10256", "address of /healthz (\"\" = off)")
-		metricsListen = flag.String("metrics-bind-address", "0.0.0.0:10249", "address of /metrics, Prometheus (\"\" = off)")
+		inspectSocket = flag.String("inspect-socket", "/run/doorman/inspect.sock", "unix socket of the local Inspect gRPC service, mode 0600 (root only); grpcurl -plaintext -unix PATH … (\"\" = off)")
+		inspectListen = flag.String("inspect-listen", "", "TCP address of the Inspect gRPC service too, e.g. 127.0.0.1:9410: unauthenticated, and it shows the whole view, to anyone who can connect (\"\" = off)")
+		healthListen  = flag.String("health-listen", ":10256", "address of /healthz and /livez (\"\" = off)")
+		healthTimeout = flag.Duration("healthz-timeout", healthcheck.DefaultTimeout, "/healthz and /livez answer 503 once an update from the control plane (or a drift repair) has waited this long for the kernel; kube-proxy's is twice its 30s sync period")
+		maxCacheAge   = flag.Duration("max-cache-age", 24*time.Hour, "oldest cached view programmed at start-up, counted from when a control plane last confirmed it: an older one may send traffic to Pod IPs reused since, so the agent waits for a control plane instead (0 = any age)")
+		metricsListen = flag.String("metrics-bind-address", "127.0.0.1:10249", "address of /metrics (Prometheus) and /proxyMode, as kube-proxy's (\"\" = off)")
 		resyncPeriod  = flag.Duration("resync-period", 5*time.Minute, "period of the backstop full reconcile of the kernel table, on top of the event monitor (0 = off)")
 		netns         = flag.String("netns", "", "network namespace to program, e.g. /run/netns/node1 (\"\" = the agent's own)")
 		plaintext     = flag.Bool("insecure", false, "talk to the control plane over plaintext gRPC (local development only)")
@@ -67,6 +73,9 @@ func run() error {
 		ctUDPStream   = flag.Duration("conntrack-udp-timeout-stream", ctDefaults.UDPStream, "timeout of replied UDP conntrack entries (0 = leave it)")
 		ctOnly        = flag.Bool("conntrack-sysctls-only", false, "set the --conntrack-* sysctls in this network namespace and exit (for a privileged init container: the agent's own container cannot write /proc/sys)")
 	)
+	// Freshness of the control planes' updates.
+	acceptBehindAfter := flag.Duration("accept-behind-after", stream.DefaultAcceptBehindAfter,
+		"updates behind what this node applied (a control plane whose API-server watch fell behind) are refused; once refusals have lasted this long with nothing accepted, every control plane is behind (etcd restored from a backup) and the next is accepted, logged as an error (negative: never)")
 	flag.Parse()
 	ctSettings := conntrack.Settings{MaxPerCore: *ctMaxPerCore, Min: *ctMin, TCPEstablished: *ctEstablished,
 		TCPCloseWait: *ctCloseWait, TCPBeLiberal: *ctBeLiberal, UDP: *ctUDP, UDPStream: *ctUDPStream}
@@ -125,9 +134,12 @@ func run() error {
 		NetNSPath:           *netns,
 		HealthCheckAddress:  *hcAddress,
 		ResyncPeriod:        *resyncPeriod,
+		HealthTimeout:       *healthTimeout,
+		MaxCacheAge:         *maxCacheAge,
 		Conntrack:           ctSettings,
 		Logger:              log,
 	}
+	cfg.AcceptBehindAfter = *acceptBehindAfter
 	needCA := !*plaintext && *caFile == ""
 	if *cpService != "" || needCA {
 		// The API server is used only to find the control plane and its CA.
@@ -167,8 +179,23 @@ func run() error {
 	if *resyncPeriod < 0 {
 		return fmt.Errorf("--resync-period must not be negative")
 	}
-	if cfg.InspectListener, err = listen(*inspectListen); err != nil {
+	if *healthTimeout <= 0 {
+		return fmt.Errorf("--healthz-timeout must be positive")
+	}
+	if *maxCacheAge < 0 {
+		return fmt.Errorf("--max-cache-age must not be negative")
+	}
+	if *inspectSocket != "" {
+		lis, err := inspect.ListenSocket(*inspectSocket)
+		if err != nil {
+			return err
+		}
+		cfg.InspectListeners = append(cfg.InspectListeners, lis)
+	}
+	if lis, err := listen(*inspectListen); err != nil {
 		return err
+	} else if lis != nil {
+		cfg.InspectListeners = append(cfg.InspectListeners, lis)
 	}
 	if cfg.HealthListener, err = listen(*healthListen); err != nil {
 		return err

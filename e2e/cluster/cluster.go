@@ -44,7 +44,6 @@ const (
 	ExternalIP6      = "fd00:10:250::100" // the external client's IPv6 address
 	podGatewayIP6    = "fe80::1"          // each node's end of every Pod veth
 	ControlPlanePort = 9400               // doorman control plane gRPC, on GatewayIP
-	AgentInspectAddr = "127.0.0.1:9410"
 	AgentHealthPort  = 10256
 )
 
@@ -594,7 +593,7 @@ func (c *Cluster) StartAgent(nodeName string) error {
 		"--node-name=" + n.Name,
 		"--control-plane=" + hostPort(GatewayIP, ControlPlanePort),
 		"--cache=" + filepath.Join(dir, "agent.db"),
-		"--inspect-listen=" + AgentInspectAddr,
+		"--inspect-socket=" + c.AgentInspectSocket(n.Name),
 		"--health-listen=" + hostPort("0.0.0.0", AgentHealthPort),
 	}
 	security, err := c.agentSecurityArgs(n, dir)
@@ -611,6 +610,13 @@ func (c *Cluster) StartAgent(nodeName string) error {
 	c.agents[n.Name] = p
 	c.mu.Unlock()
 	return nil
+}
+
+// AgentInspectSocket is the unix socket of a node's agent Inspect service
+// (a file: dial it from any namespace, e.g. grpc.NewClient("unix://"+path)
+// or grpcurl -plaintext -unix PATH).
+func (c *Cluster) AgentInspectSocket(nodeName string) string {
+	return filepath.Join(c.work, nodeName, "inspect.sock")
 }
 
 // StopAgent stops the node agent of a node (SIGTERM); its kernel state

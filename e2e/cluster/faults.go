@@ -309,9 +309,23 @@ type Replica struct {
 	NodeAddr string
 	// Log is its log file.
 	Log string
+	// HTTP is its /healthz, /readyz and /metrics address on loopback.
+	HTTP string
 
 	p     *proc
 	relay *relay
+	// api is the relay the replica reaches the API server through, with
+	// ReplicaOptions.FreezableAPIServer; nil otherwise.
+	api *relay
+}
+
+// ReplicaOptions change how StartControlPlaneReplicaWith starts a replica.
+type ReplicaOptions struct {
+	// Args are extra control plane flags, after the first replica's.
+	Args []string
+	// FreezableAPIServer: the replica reaches the API server through a
+	// relay of its own, which FreezeAPIServer turns into a blackhole.
+	FreezableAPIServer bool
 }
 
 // StartControlPlaneReplica starts a second control-plane replica with the
@@ -319,51 +333,121 @@ type Replica struct {
 // GatewayIP:ControlPlaneReplicaPort. Agents reach it when their
 // --control-plane list names that address.
 func (c *Cluster) StartControlPlaneReplica(ctx context.Context) (*Replica, error) {
+	return c.StartControlPlaneReplicaWith(ctx, ReplicaOptions{})
+}
+
+// StartControlPlaneReplicaWith is StartControlPlaneReplica with options.
+func (c *Cluster) StartControlPlaneReplicaWith(ctx context.Context, opts ReplicaOptions) (_ *Replica, err error) {
 	_, first := c.findProc("controlplane")
 	if first == nil {
 		return nil, errors.New("no control plane")
 	}
-	ports, err := freePorts(2)
+	ports, err := freePorts(3)
 	if err != nil {
 		return nil, err
+	}
+	r := &Replica{GRPC: hostPort("127.0.0.1", ports[0]), HTTP: hostPort("127.0.0.1", ports[1]), NodeAddr: hostPort(GatewayIP, ControlPlaneReplicaPort)}
+	defer func() {
+		if err != nil {
+			r.Stop()
+		}
+	}()
+	kubeconfig := c.kubeconfig
+	if opts.FreezableAPIServer {
+		if kubeconfig, err = c.apiRelay(r, hostPort("127.0.0.1", ports[2])); err != nil {
+			return nil, err
+		}
 	}
 	var args []string
 	for _, a := range first.cmd.Args {
 		switch {
 		case strings.HasPrefix(a, "--listen="):
-			a = "--listen=" + hostPort("127.0.0.1", ports[0])
+			a = "--listen=" + r.GRPC
 		case strings.HasPrefix(a, "--http-listen="):
-			a = "--http-listen=" + hostPort("127.0.0.1", ports[1])
+			a = "--http-listen=" + r.HTTP
+		case strings.HasPrefix(a, "--kubeconfig="):
+			a = "--kubeconfig=" + kubeconfig
 		}
 		args = append(args, a)
 	}
-	p, err := startProc(c.logDir, "controlplane-2", "", args...)
-	if err != nil {
+	if r.p, err = startProc(c.logDir, "controlplane-2", "", append(args, opts.Args...)...); err != nil {
 		return nil, err
 	}
-	r := &Replica{GRPC: hostPort("127.0.0.1", ports[0]), NodeAddr: hostPort(GatewayIP, ControlPlaneReplicaPort), Log: p.logPath, p: p}
+	r.Log = r.p.logPath
 	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	if err := waitHTTP(wctx, p, "http://"+hostPort("127.0.0.1", ports[1])+"/readyz", nil); err != nil {
-		p.stop(5 * time.Second)
+	if err := waitHTTP(wctx, r.p, "http://"+r.HTTP+"/readyz", nil); err != nil {
 		return nil, fmt.Errorf("control plane replica: %w", err)
 	}
 	if r.relay, err = startRelay(c.netNS, r.NodeAddr, r.GRPC); err != nil {
-		p.stop(5 * time.Second)
 		return nil, fmt.Errorf("control plane replica relay: %w", err)
 	}
 	return r, nil
 }
 
-// Running reports whether the replica is alive.
-func (r *Replica) Running() bool { return !r.p.exited() }
+// apiRelay starts the replica's own relay to the API server on listen
+// (loopback) and writes a kubeconfig pointing at it.
+func (c *Cluster) apiRelay(r *Replica, listen string) (string, error) {
+	var err error
+	if r.api, err = startLocalRelay(listen, hostPort("127.0.0.1", c.apiPort)); err != nil {
+		return "", fmt.Errorf("api server relay of the replica: %w", err)
+	}
+	path := filepath.Join(c.work, "controlplane-2.kubeconfig")
+	if err := c.pki.kubeconfig(path, "https://"+listen); err != nil {
+		return "", fmt.Errorf("kubeconfig of the replica: %w", err)
+	}
+	return path, nil
+}
 
-// Stop stops the replica and its relay.
+// FreezeAPIServer makes the replica's API server relay a blackhole: its
+// connections stay open, but nothing new is served and nothing is
+// forwarded, so its watches stall without an error (no events, no
+// bookmarks). The replica must have been started with FreezableAPIServer.
+func (r *Replica) FreezeAPIServer() error {
+	if r.api == nil {
+		return errors.New("replica started without FreezableAPIServer")
+	}
+	r.api.Freeze()
+	return nil
+}
+
+// ThawAPIServer ends FreezeAPIServer.
+func (r *Replica) ThawAPIServer() error {
+	if r.api == nil {
+		return errors.New("replica started without FreezableAPIServer")
+	}
+	r.api.Thaw()
+	return nil
+}
+
+// Readyz is the replica's /readyz: status code and body.
+func (r *Replica) Readyz(ctx context.Context) (int, string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+r.HTTP+"/readyz", nil)
+	if err != nil {
+		return 0, "", err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	body, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body), err
+}
+
+// Running reports whether the replica is alive.
+func (r *Replica) Running() bool { return r.p != nil && !r.p.exited() }
+
+// Stop stops the replica and its relays.
 func (r *Replica) Stop() {
-	r.p.stop(10 * time.Second)
-	if r.relay != nil {
-		r.relay.Close()
-		r.relay = nil
+	if r.p != nil {
+		r.p.stop(10 * time.Second)
+	}
+	for _, rl := range []**relay{&r.relay, &r.api} {
+		if *rl != nil {
+			(*rl).Close()
+			*rl = nil
+		}
 	}
 }
 

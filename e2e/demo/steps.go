@@ -566,17 +566,12 @@ func (d *demo) sliceHas(ctx context.Context, svc string, n int) error {
 	return nil
 }
 
-// agentCounts asks a node's agent (Inspect, inside the node's namespace)
-// how many endpoints of svc its view has and how many of the kernel's
-// endpoint elements of svc's ClusterIP point at svc's Pods.
+// agentCounts asks a node's agent (Inspect, on its unix socket) how many
+// endpoints of svc its view has and how many of the kernel's endpoint
+// elements of svc's ClusterIP point at svc's Pods.
 func (d *demo) agentCounts(ctx context.Context, node, svc, clusterIP string, pods []corev1.Pod) (int, int, error) {
-	dial, err := d.c.DialFromNode(node)
-	if err != nil {
-		return 0, 0, err
-	}
-	conn, err := grpc.NewClient("passthrough:///"+cluster.AgentInspectAddr,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) { return dial(ctx, "tcp", addr) }))
+	conn, err := grpc.NewClient("unix://"+d.c.AgentInspectSocket(node),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return 0, 0, err
 	}
@@ -712,8 +707,9 @@ func (d *demo) inspect(ctx context.Context) error {
 	}
 	printIndented(out, 40)
 	node := d.c.Nodes()[0]
-	say("$ ip netns exec %s grpcurl -plaintext %s doorman.v1.AgentInspectService/GetKernel", node.NetNS, cluster.AgentInspectAddr)
-	out, err = d.grpcurl(ctx, node.NetNS, cluster.AgentInspectAddr, "doorman.v1.AgentInspectService/GetKernel")
+	sock := d.c.AgentInspectSocket(node.Name)
+	say("$ grpcurl -plaintext -unix %s doorman.v1.AgentInspectService/GetKernel", sock)
+	out, err = d.grpcurl(ctx, "", "-unix", sock, "doorman.v1.AgentInspectService/GetKernel")
 	if err != nil {
 		return err
 	}
@@ -745,8 +741,8 @@ func (d *demo) next() {
     go tool -modfile=tools/go.mod grpcurl -plaintext %s list
     go tool -modfile=tools/go.mod grpcurl -plaintext -d '{"node_name":"%s"}' %s doorman.v1.InspectService/GetNodeView
 
-    # what a node's agent holds and what its kernel has
-    ip netns exec %s go tool -modfile=tools/go.mod grpcurl -plaintext -d '{"elements":true}' %s doorman.v1.AgentInspectService/GetKernel
+    # what a node's agent holds and what its kernel has (its unix socket)
+    go tool -modfile=tools/go.mod grpcurl -plaintext -unix -d '{"elements":true}' %s doorman.v1.AgentInspectService/GetKernel
 
     # be a Pod-less client outside the cluster
     ip netns exec %s curl -s http://%s:30080/hostname
@@ -755,6 +751,6 @@ func (d *demo) next() {
     tear down: make demo-down
 `, d.pass, d.fail, d.c.Kubeconfig(), d.p.k8sBin, d.p.k8sBin,
 		d.c.ControlPlaneGRPC(), n.Name, d.c.ControlPlaneGRPC(),
-		n.NetNS, cluster.AgentInspectAddr,
+		d.c.AgentInspectSocket(n.Name),
 		d.c.ExternalNetNS(), n.IP, d.c.LogDir())
 }

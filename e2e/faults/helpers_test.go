@@ -162,16 +162,10 @@ func nodeIP(t *testing.T, name string) string {
 	return ""
 }
 
-// agentConn dials the node agent's Inspect service inside the node.
+// agentInspect calls the node agent's Inspect service on its unix socket.
 func agentInspect(ctx context.Context, node string, call func(context.Context, doormanv1.AgentInspectServiceClient) error) error {
-	dial, err := c.DialFromNode(node)
-	if err != nil {
-		return err
-	}
-	conn, err := grpc.NewClient("passthrough:///"+cluster.AgentInspectAddr,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithContextDialer(func(ctx context.Context, a string) (net.Conn, error) { return dial(ctx, "tcp", a) }),
-	)
+	conn, err := grpc.NewClient("unix://"+c.AgentInspectSocket(node),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return err
 	}

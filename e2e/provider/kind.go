@@ -42,8 +42,10 @@ const (
 	// node's host network holds (kubelet 10250, doorman's 9400, 9410,
 	// 10249, 10256, NodePorts 30000-32767), since node dialers listen there.
 	ControlPort = 19090
-	// KindAgentInspectAddr is where deploy/ makes the node agent serve
-	// Inspect: the node's loopback, reached from a dialer on that node.
+	// KindAgentInspectAddr is where the kind overlay
+	// (deploy/overlays/kind/e2e-access.yaml) makes the node agent serve
+	// Inspect besides its root-only unix socket: the node's loopback,
+	// reached from a dialer on that node.
 	KindAgentInspectAddr = "127.0.0.1:9410"
 
 	dialerNamespace = "doorman-e2e-dialers"

@@ -3,7 +3,6 @@ package provider
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 
@@ -105,17 +104,10 @@ func (p *NetNS) FromExternal() Asker {
 // ExternalClientIP is the external client namespace's address.
 func (p *NetNS) ExternalClientIP() string { return cluster.ExternalIP }
 
-// AgentInspect dials the agent's Inspect address inside the node's
-// namespace.
+// AgentInspect dials the agent's Inspect socket on node.
 func (p *NetNS) AgentInspect(node string) (grpc.ClientConnInterface, func(), error) {
-	dial, err := p.DialFromNode(node)
-	if err != nil {
-		return nil, nil, err
-	}
-	conn, err := grpc.NewClient("passthrough:///"+cluster.AgentInspectAddr,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithContextDialer(func(ctx context.Context, a string) (net.Conn, error) { return dial(ctx, "tcp", a) }),
-	)
+	conn, err := grpc.NewClient("unix://"+p.AgentInspectSocket(node),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return nil, nil, fmt.Errorf("inspect %s: %w", node, err)
 	}

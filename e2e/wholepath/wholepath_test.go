@@ -244,13 +244,13 @@ func startAgent(ctx context.Context, t *testing.T, node *testnet.NS, cpAddr, cac
 	done := make(chan error, 1)
 	go func() {
 		done <- agentapp.Run(actx, agentapp.Config{
-			NodeName:        nodeName,
-			ControlPlanes:   []string{cpAddr},
-			DialOptions:     []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())},
-			CachePath:       cachePath,
-			InspectListener: ln,
-			NetNSPath:       node.Path(),
-			Logger:          log.Named("nodeagent"),
+			NodeName:         nodeName,
+			ControlPlanes:    []string{cpAddr},
+			DialOptions:      []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())},
+			CachePath:        cachePath,
+			InspectListeners: []net.Listener{ln},
+			NetNSPath:        node.Path(),
+			Logger:           log.Named("nodeagent"),
 		})
 	}()
 	stopped := false

@@ -10,12 +10,14 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"google.golang.org/grpc"
+	"k8s.io/utils/clock"
 
 	"github.com/doorman-proxy/doorman/nodeagent/internal/agent"
 	"github.com/doorman-proxy/doorman/nodeagent/internal/cache"
@@ -43,11 +45,22 @@ type Config struct {
 	ControlPlaneService string
 	Kubernetes          kube.Interface // for ControlPlaneService
 	DialOptions         []grpc.DialOption
-	CachePath           string       // bbolt file; "" = no cache
-	InspectListener     net.Listener // AgentInspectService + reflection; nil = none
-	HealthListener      net.Listener // /healthz; nil = none
-	MetricsListener     net.Listener // /metrics (Prometheus); nil = none
-	NetNSPath           string       // passed to dataplane.Options, the drift monitor, conntrack and health checks
+	CachePath           string // bbolt file; "" = no cache
+	// MaxCacheAge is the oldest cached view programmed at start-up without
+	// a control plane, counted from when a control plane last confirmed
+	// it; an older one is dropped and the agent waits for a control plane.
+	// 0 = any age.
+	MaxCacheAge time.Duration
+	// InspectListeners serve AgentInspectService + reflection (a unix
+	// socket, a TCP address); none = no Inspect.
+	InspectListeners []net.Listener
+	HealthListener   net.Listener // /healthz and /livez; nil = none
+	// HealthTimeout is how long an update received (or a drift repair)
+	// may wait for the kernel before /healthz and /livez answer 503; 0 =
+	// healthcheck.DefaultTimeout.
+	HealthTimeout   time.Duration
+	MetricsListener net.Listener // /metrics (Prometheus); nil = none
+	NetNSPath       string       // passed to dataplane.Options, the drift monitor, conntrack and health checks
 	// HealthCheckAddress is the IP the healthCheckNodePort servers listen
 	// on (in the NetNSPath namespace); "" = every address.
 	HealthCheckAddress string
@@ -58,6 +71,12 @@ type Config struct {
 	// NetNSPath), as kube-proxy does; the zero value sets none.
 	Conntrack conntrack.Settings
 	Logger    hclog.Logger
+	// AcceptBehindAfter is stream.Config.AcceptBehindAfter (0: the
+	// default).
+	AcceptBehindAfter time.Duration
+
+	// wrapKernel, for tests, wraps the kernel the agent drives.
+	wrapKernel func(agent.Kernel) agent.Kernel
 }
 
 // Run runs the agent until ctx is done, then stops, leaving the kernel's
@@ -97,18 +116,31 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 
-	view := state.New()
+	var view *state.View
 	var store agent.Store
+	var c *cache.Cache
+	var tooOld error
 	loadStart := time.Now()
-	if c, v := openCache(log.Named("cache"), cfg.CachePath, cfg.NodeName); c != nil {
+	if c, view = openCache(ctx, log.Named("cache"), cfg.CachePath, cfg.NodeName); c != nil {
 		defer func() {
 			if err := c.Close(); err != nil {
 				log.Warn("close cache", "error", err)
 			}
 		}()
-		store, view = c, v
+		store = c
 		m.CacheLoaded(time.Since(loadStart))
+		var err error
+		if view, tooOld, err = freshView(c, view, cfg.MaxCacheAge, time.Now()); tooOld != nil {
+			log.Warn("cached view too old to program: waiting for a control plane", "reason", tooOld)
+		}
+		if err != nil {
+			log.Error("no cache: the too-old view could not be cleared from it", "error", err)
+			store = nil
+		}
+	} else {
+		view = state.New()
 	}
+	health := healthcheck.NewProxy(clock.RealClock{}, cfg.HealthTimeout)
 
 	dp, err := dataplane.Open(log, dataplane.Options{NetNSPath: cfg.NetNSPath})
 	if err != nil {
@@ -151,13 +183,20 @@ func Run(ctx context.Context, cfg Config) error {
 		}()
 		cleaner = c
 	}
-	health := healthcheck.New(log, healthcheck.Options{NetNSPath: cfg.NetNSPath, Address: cfg.HealthCheckAddress})
-	defer func() { _ = health.Close() }()
-	kernel = followup.Wrap(kernel, followup.Config{Cleaner: cleaner, Health: health, Observer: m, Logger: log.Named("followup")})
+	hcPorts := healthcheck.New(log, healthcheck.Options{NetNSPath: cfg.NetNSPath, Address: cfg.HealthCheckAddress})
+	defer func() { _ = hcPorts.Close() }()
+	kernel = followup.Wrap(kernel, followup.Config{Cleaner: cleaner, Health: hcPorts, Observer: m, Logger: log.Named("followup")})
+	kernel = &healthKernel{Kernel: kernel, health: health}
+	if cfg.wrapKernel != nil {
+		kernel = cfg.wrapKernel(kernel)
+	}
 
 	a := agent.New(cfg.NodeName, view, kernel, store)
 	if err := m.Watch(reg, a); err != nil {
 		return err
+	}
+	if tooOld != nil {
+		a.SetError(tooOld)
 	}
 	start := time.Now()
 	stats, warning, err := a.Start()
@@ -176,9 +215,12 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 
-	stopInspect := serveInspect(log, cfg.InspectListener, inspect.New(a, dp))
+	stopInspect, err := serveInspect(log, cfg, a, tooOld)
+	if err != nil {
+		return err
+	}
 	defer stopInspect()
-	stopHealth := serveHTTP(log, "health", cfg.HealthListener, inspect.Health(a, m.LastUpdated, time.Now))
+	stopHealth := serveHTTP(log, "health", cfg.HealthListener, health.Handler())
 	defer stopHealth()
 	stopMetrics := serveHTTP(log, "metrics", cfg.MetricsListener, metrics.Handler(reg))
 	defer stopMetrics()
@@ -187,7 +229,7 @@ func Run(ctx context.Context, cfg Config) error {
 	driftDone := make(chan struct{})
 	go func() {
 		defer close(driftDone)
-		drift.Run(driftCtx, drift.Config{Agent: a, Monitor: monitor, Period: cfg.ResyncPeriod, Logger: log.Named("drift")})
+		drift.Run(driftCtx, drift.Config{Agent: a, Monitor: monitor, Period: cfg.ResyncPeriod, Queued: health.QueuedRepair, Logger: log.Named("drift")})
 	}()
 	defer func() {
 		stopDrift()
@@ -213,13 +255,22 @@ func Run(ctx context.Context, cfg Config) error {
 		targets = func() []string { return joinTargets(cfg.ControlPlanes, w.Addresses()) }
 	}
 
+	if store != nil {
+		stopConfirm := confirmWhileConnected(log.Named("cache"), c, a, confirmPeriod)
+		defer stopConfirm()
+	}
+
 	log.Info("starting", "control_planes", cfg.ControlPlanes, "control_plane_service", cfg.ControlPlaneService)
 	err = stream.Run(ctx, stream.Config{
-		Targets:     targets,
-		DialOptions: append([]grpc.DialOption{grpc.WithStatsHandler(m.StatsHandler())}, cfg.DialOptions...),
-		Agent:       a,
-		Observer:    m,
-		Logger:      log.Named("stream"),
+		Targets: targets,
+		DialOptions: append([]grpc.DialOption{
+			grpc.WithStatsHandler(m.StatsHandler()),
+			grpc.WithStatsHandler(&receivedHandler{health: health}),
+		}, cfg.DialOptions...),
+		Agent:             a,
+		AcceptBehindAfter: cfg.AcceptBehindAfter,
+		Observer:          observers{m, &healthObserver{health: health}},
+		Logger:            bounded(log.Named("stream")),
 	})
 	log.Info("stopping; kernel rules stay in place")
 	return err
@@ -238,10 +289,12 @@ func joinTargets(static, discovered []string) []string {
 }
 
 // openCache opens the cache and restores its view. An unreadable file is
-// set aside; a cache that cannot be opened at all leaves the agent without
-// one (it still works, from the stream only) rather than failing start-up
-// on every restart.
-func openCache(log hclog.Logger, path, node string) (*cache.Cache, *state.View) {
+// set aside (the newest few copies kept); a file another process holds
+// locked (an agent that has not exited yet) is waited for a few times.
+// A cache that cannot be opened at all leaves the agent without one (it
+// still works, from the stream only) rather than failing start-up on
+// every restart.
+func openCache(ctx context.Context, log hclog.Logger, path, node string) (*cache.Cache, *state.View) {
 	if path == "" {
 		log.Warn("no cache file: a restart will wait for a control plane")
 		return nil, nil
@@ -250,9 +303,25 @@ func openCache(log hclog.Logger, path, node string) (*cache.Cache, *state.View) 
 		log.Error("no cache: cannot create its directory", "path", path, "error", err)
 		return nil, nil
 	}
-	c, view, reset, err := cache.OpenView(path, node)
+	var c *cache.Cache
+	var view *state.View
+	var reset *cache.Reset
+	var err error
+	for try := 1; ; try++ {
+		c, view, reset, err = cache.OpenView(path, node)
+		if !errors.Is(err, cache.ErrLocked) || try == lockedTries || ctx.Err() != nil {
+			break
+		}
+		log.Warn("cache locked by another process; trying again", "path", path, "try", try, "error", err)
+	}
 	if reset != nil {
 		log.Error("cache unreadable, set aside; starting empty", "path", path, "aside", reset.Aside, "error", reset.Cause)
+		if len(reset.Removed) > 0 {
+			log.Info("older set-aside cache files removed", "removed", reset.Removed, "kept", cache.KeptAside)
+		}
+		if reset.PruneErr != nil {
+			log.Warn("older set-aside cache files not removed", "error", reset.PruneErr)
+		}
 	}
 	if err != nil {
 		log.Error("no cache: cannot open it", "path", path, "error", err)
@@ -262,24 +331,105 @@ func openCache(log hclog.Logger, path, node string) (*cache.Cache, *state.View) 
 	return c, view
 }
 
-func serveInspect(log hclog.Logger, lis net.Listener, s *inspect.Server) (stop func()) {
-	if lis == nil {
-		return func() {}
+// lockedTries is how many times a locked cache is waited for (each open
+// waits several seconds for the lock).
+const lockedTries = 3
+
+// freshView returns view when a control plane confirmed it at most maxAge
+// before now. An older view (or one whose age the file does not record)
+// may send traffic to Pod IPs that belong to someone else by now: the
+// cache is cleared, an empty view returned with the reason (tooOld), and
+// the agent programs nothing until a control plane answers. err: the
+// cache could not be read or cleared, and must not be written to.
+func freshView(c *cache.Cache, view *state.View, maxAge time.Duration, now time.Time) (_ *state.View, tooOld, err error) {
+	if maxAge <= 0 || view.Version() == 0 {
+		return view, nil, nil
 	}
-	g := grpc.NewServer()
-	s.Register(g)
-	done := make(chan struct{})
+	confirmed, err := c.Confirmed()
+	if err != nil {
+		return state.New(), fmt.Errorf("cached view (version %d) not programmed: its age is unknown: %w", view.Version(), err), err
+	}
+	switch age := now.Sub(confirmed); {
+	case confirmed.IsZero():
+		tooOld = fmt.Errorf("cached view (version %d) not programmed: the cache does not say when a control plane last confirmed it; waiting for a control plane", view.Version())
+	case age > maxAge:
+		tooOld = fmt.Errorf("cached view (version %d) not programmed: a control plane last confirmed it %s ago (%s), over --max-cache-age %s; waiting for a control plane",
+			view.Version(), age.Round(time.Second), confirmed.UTC().Format(time.RFC3339), maxAge)
+	default:
+		return view, nil, nil
+	}
+	return state.New(), tooOld, c.Clear()
+}
+
+// confirmPeriod is how often the cache records that a connected control
+// plane still confirms the view, when no update does.
+const confirmPeriod = time.Minute
+
+// confirmWhileConnected records in the cache, every period while a stream
+// is open, that a control plane confirms the view (the control plane
+// sends every change as it happens, so an open stream with nothing new
+// says the view is current).
+func confirmWhileConnected(log hclog.Logger, c *cache.Cache, a *agent.Agent, period time.Duration) (stop func()) {
+	t := time.NewTicker(period)
+	done, quit := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(done)
-		log.Info("inspect listening", "address", lis.Addr().String())
-		if err := g.Serve(lis); err != nil {
-			log.Error("inspect server", "error", err)
+		for {
+			select {
+			case <-quit:
+				return
+			case <-t.C:
+				if !a.Counters().Connected {
+					continue
+				}
+				if err := c.Confirm(); err != nil {
+					log.Warn("cache not confirmed", "error", err)
+				}
+			}
 		}
 	}()
 	return func() {
-		g.Stop()
+		t.Stop()
+		close(quit)
 		<-done
 	}
+}
+
+// serveInspect serves Inspect on every listener of cfg. Kernel reads go
+// through a dataplane of their own (its own netlink connection and lock),
+// so that GetKernel, a full dump, never waits for or holds up an update.
+func serveInspect(log hclog.Logger, cfg Config, a *agent.Agent, waiting error) (stop func(), err error) {
+	if len(cfg.InspectListeners) == 0 {
+		return func() {}, nil
+	}
+	reader, err := dataplane.Open(log.Named("inspect"), dataplane.Options{NetNSPath: cfg.NetNSPath})
+	if err != nil {
+		return nil, fmt.Errorf("open dataplane for inspect: %w", err)
+	}
+	s := inspect.New(a, reader)
+	if waiting != nil {
+		s.Waiting(waiting.Error())
+	}
+	g := grpc.NewServer()
+	s.Register(g)
+	var wg sync.WaitGroup
+	for _, lis := range cfg.InspectListeners {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			log.Info("inspect listening", "address", lis.Addr().String())
+			if err := g.Serve(lis); err != nil {
+				log.Error("inspect server", "address", lis.Addr().String(), "error", err)
+			}
+		}()
+	}
+	return func() {
+		g.Stop()
+		wg.Wait()
+		if err := reader.Close(); err != nil {
+			log.Warn("close inspect dataplane", "error", err)
+		}
+	}, nil
 }
 
 func serveHTTP(log hclog.Logger, name string, lis net.Listener, h http.Handler) (stop func()) {

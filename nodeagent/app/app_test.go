@@ -144,14 +144,14 @@ func startAgentWith(t *testing.T, ns *testnet.NS, cachePath string, mod func(*Co
 		logs:    logs, cancel: cancel, done: make(chan error, 1),
 	}
 	cfg := Config{
-		NodeName:        "node-1",
-		DialOptions:     []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())},
-		CachePath:       cachePath,
-		HealthListener:  health,
-		MetricsListener: metricsLis,
-		InspectListener: inspectLis,
-		NetNSPath:       ns.Path(),
-		Logger:          hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Debug}),
+		NodeName:         "node-1",
+		DialOptions:      []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())},
+		CachePath:        cachePath,
+		HealthListener:   health,
+		MetricsListener:  metricsLis,
+		InspectListeners: []net.Listener{inspectLis},
+		NetNSPath:        ns.Path(),
+		Logger:           hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Debug}),
 	}
 	mod(&cfg)
 	go func() {

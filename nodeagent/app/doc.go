@@ -2,8 +2,13 @@
 // state machine, the stream to the control planes, the drift monitor and
 // its periodic resync, the discovery of control-plane replicas from their
 // Service's EndpointSlices (when asked), the follow-ups of each commit (conntrack clean-up,
-// healthCheckNodePort servers), the local Inspect service, /healthz and
-// /metrics. main.go only parses flags, builds the logger and the
+// healthCheckNodePort servers), the local Inspect service (its kernel reads
+// on a dataplane connection of their own, so they never wait for an
+// update), /healthz and /livez (fed by the stream's receipts, the kernel's
+// commits and the drift monitor's signals, never by asking the agent),
+// and /metrics. A cached view older than MaxCacheAge is dropped, not
+// programmed. Texts of kernel errors and the stream's log values are
+// bounded. main.go only parses flags, builds the logger and the
 // listeners, and calls Run; the whole-path test calls Run too.
 //
 // Cleanup is the other mode (--cleanup, for uninstalling): it waits until

@@ -3,6 +3,7 @@ package agent
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 
@@ -23,9 +24,13 @@ type Kernel interface {
 }
 
 // Store is where applied views are kept across restarts (*cache.Cache).
+// Freshness is the freshness marker restored with the view; SetFreshness
+// sets the one the next Save or Replace writes with it.
 type Store interface {
 	Save(version uint64, changes []state.Change) error
 	Replace(version uint64, view map[string]*doormanv1.Entry) error
+	Freshness() map[string]uint64
+	SetFreshness(map[string]uint64)
 }
 
 // Where the view came from at start-up, as GetState reports it.
@@ -58,6 +63,8 @@ type Agent struct {
 	connected    bool
 	controlPlane string
 	lastError    string
+	// freshness is the highest freshness marker applied (see Freshness).
+	freshness Freshness
 
 	counters Counters
 	// notProgrammed: keys held but left out of the kernel by Sync (they
@@ -102,6 +109,9 @@ func New(node string, view *state.View, kernel Kernel, store Store) *Agent {
 	a := &Agent{node: node, kernel: kernel, store: store, view: view, loadedFrom: LoadedFromNone, needSync: true, notProgrammed: map[string]string{}, rejected: map[string]rejection{}}
 	if view.Version() > 0 {
 		a.loadedFrom = LoadedFromCache
+	}
+	if store != nil {
+		a.freshness = store.Freshness()
 	}
 	return a
 }
@@ -193,6 +203,11 @@ type Outcome struct {
 	// digest mismatch); the stream should be reopened so that the Hello's
 	// bucket digests let the control plane resend what differs.
 	Resume bool
+	// Behind: the update was refused, unapplied and unanswered (Reply is
+	// nil), because its freshness marker is behind what the agent has
+	// applied; the stream should end so that another control plane is
+	// tried.
+	Behind *BehindError
 	// TriggerTimes are the trigger times (Unix nanoseconds) of the
 	// ServicePorts this update changed whose trigger time is new: the
 	// caller measures network programming latency from them to the commit.
@@ -200,11 +215,31 @@ type Outcome struct {
 }
 
 // Handle applies one update: state, kernel, cache, in that order, and
-// returns the Ack or Nack to send.
+// returns the Ack or Nack to send. An update whose freshness marker is
+// behind the one held on any resource is refused first: nothing is applied
+// and Outcome.Behind says why.
 func (a *Agent) Handle(u *doormanv1.SyncResponse) Outcome {
+	return a.handle(u, false)
+}
+
+// HandleBehind is Handle for an update the caller accepts although it is
+// behind the marker held (a refusal that persisted: the cluster's data went
+// back, e.g. etcd restored from a backup). The marker held then takes the
+// update's values.
+func (a *Agent) HandleBehind(u *doormanv1.SyncResponse) Outcome {
+	return a.handle(u, true)
+}
+
+func (a *Agent) handle(u *doormanv1.SyncResponse, acceptBehind bool) Outcome {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	out := Outcome{Version: u.GetVersion()}
+	got := Marker(u.GetFreshness())
+	if lags := Behind(a.freshness, got); len(lags) > 0 && !acceptBehind {
+		out.Behind = &BehindError{Version: u.GetVersion(), Held: maps.Clone(a.freshness), Got: got, Lags: lags}
+		a.lastError = out.Behind.Error()
+		return out
+	}
 	applied, err := a.view.Apply(u)
 	if err != nil {
 		out.Resume = errors.Is(err, state.ErrViewDigest)
@@ -252,6 +287,7 @@ func (a *Agent) Handle(u *doormanv1.SyncResponse) Outcome {
 		a.loadedFrom = LoadedFromStream
 	}
 
+	a.freshness = Advance(a.freshness, got, acceptBehind)
 	if err := a.save(applied, len(res.bad) > 0, p.skipped); err != nil {
 		warning = errors.Join(warning, err)
 	}
@@ -311,6 +347,7 @@ func (a *Agent) save(applied *state.Applied, whole bool, skip []string) error {
 	if a.store == nil {
 		return nil
 	}
+	a.store.SetFreshness(a.freshness)
 	var err error
 	if a.storeStale || whole {
 		err = a.store.Replace(a.view.Version(), a.kernelEntries())

@@ -87,7 +87,14 @@ type fakeStore struct {
 	held    map[string]*doormanv1.Entry
 	err     error // next write fails
 	calls   []string
+	// freshness is the marker written with the view; staged, the one the
+	// next write stores.
+	freshness, staged map[string]uint64
 }
+
+func (s *fakeStore) Freshness() map[string]uint64 { return maps.Clone(s.freshness) }
+
+func (s *fakeStore) SetFreshness(m map[string]uint64) { s.staged = maps.Clone(m) }
 
 func (s *fakeStore) Save(version uint64, changes []state.Change) error {
 	s.calls = append(s.calls, "save")
@@ -105,7 +112,7 @@ func (s *fakeStore) Save(version uint64, changes []state.Change) error {
 			s.held[c.Key] = c.New
 		}
 	}
-	s.version = version
+	s.version, s.freshness = version, s.staged
 	return nil
 }
 
@@ -115,7 +122,7 @@ func (s *fakeStore) Replace(version uint64, view map[string]*doormanv1.Entry) er
 		s.err = nil
 		return err
 	}
-	s.held, s.version = maps.Clone(view), version
+	s.held, s.version, s.freshness = maps.Clone(view), version, s.staged
 	return nil
 }
 

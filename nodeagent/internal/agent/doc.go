@@ -19,6 +19,14 @@
 // programs the kernel from the cached view at start-up, and reports the
 // agent's status for Inspect and /healthz.
 //
+// Freshness: each update carries its control plane's freshness marker
+// (how far its informers had read each resource); the agent keeps the
+// latest change it applied per resource and refuses, before anything else,
+// an update whose control plane has not seen that far (a replica whose
+// watch fell behind would take the node back to older endpoints). The
+// caller decides when a refusal has lasted long enough to accept anyway
+// (HandleBehind).
+//
 // Drift: Resync reconciles the kernel with the view on a foreign change, on
 // lost events or on a long period, and decides whether that was a drift
 // repair (Sync never retires chains, so any change it makes is one); the

@@ -5,12 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/doorman-proxy/doorman/nodeagent/internal/state"
@@ -27,16 +31,30 @@ var (
 	keyFormat     = []byte("format")
 	keyVersion    = []byte("version")
 	keyNode       = []byte("node")
+	// keyConfirmed: when a control plane last confirmed the view (Unix
+	// nanoseconds, big-endian): written with every update and by Confirm.
+	keyConfirmed = []byte("confirmed")
 )
+
+// ErrLocked: another process (an agent that has not exited yet) holds the
+// file's lock longer than the open waits. The file is not corrupt: the
+// caller tries again or goes on without the cache.
+var ErrLocked = errors.New("cache file locked by another process")
 
 // lockTimeout bounds the wait for the file lock held by another process
 // (e.g. an agent that has not exited yet).
-const lockTimeout = 5 * time.Second
+var lockTimeout = 5 * time.Second
 
-// Cache is an open cache file. It is not safe for concurrent use.
+// Cache is an open cache file. Its reads and writes (Load, Save, Replace,
+// Confirm, Confirmed, Clear) may run concurrently, as bbolt serialises
+// them; Close may not run with any of them.
 type Cache struct {
 	db   *bolt.DB
 	node string
+	now  func() time.Time
+	// freshness is the marker loaded with the view, then the one the next
+	// write stores (see freshness.go).
+	freshness map[string]uint64
 }
 
 // Snapshot is what a cache file holds.
@@ -44,6 +62,8 @@ type Snapshot struct {
 	Node    string
 	Version uint64
 	Entries []*doormanv1.Entry
+	// Freshness is the freshness marker applied with the view; nil: none.
+	Freshness map[string]uint64
 }
 
 // Open opens the cache file at path, creating it when missing, for the node
@@ -58,10 +78,13 @@ func Open(path, node string) (c *Cache, err error) {
 		}
 	}()
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: lockTimeout})
+	if errors.Is(err, berrors.ErrTimeout) {
+		return nil, fmt.Errorf("open cache %s: %w (waited %s)", path, ErrLocked, lockTimeout)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open cache %s: %w", path, err)
 	}
-	return &Cache{db: db, node: node}, nil
+	return &Cache{db: db, node: node, now: time.Now}, nil
 }
 
 // remap closes the file and opens it again. Load reads every page of the
@@ -115,6 +138,9 @@ func (c *Cache) Load() (s *Snapshot, err error) {
 			return fmt.Errorf("written for node %q, not %q", node, c.node)
 		}
 		s.Node, s.Version = node, version
+		if s.Freshness, err = decodeFreshness(tx.Bucket(bucketFreshness)); err != nil {
+			return err
+		}
 		if entries == nil {
 			return nil
 		}
@@ -217,16 +243,86 @@ func (c *Cache) prepare(tx *bolt.Tx, version uint64) (*bolt.Bucket, error) {
 	format, v := make([]byte, 4), make([]byte, 8)
 	binary.BigEndian.PutUint32(format, FormatVersion)
 	binary.BigEndian.PutUint64(v, version)
-	for k, val := range map[string][]byte{string(keyFormat): format, string(keyVersion): v, string(keyNode): []byte(c.node)} {
+	for k, val := range map[string][]byte{string(keyFormat): format, string(keyVersion): v, string(keyNode): []byte(c.node), string(keyConfirmed): c.stamp()} {
 		if err := meta.Put([]byte(k), val); err != nil {
 			return nil, fmt.Errorf("meta %s: %w", k, err)
 		}
+	}
+	if err := c.putFreshness(tx); err != nil {
+		return nil, err
 	}
 	entries, err := tx.CreateBucketIfNotExists(bucketEntries)
 	if err != nil {
 		return nil, fmt.Errorf("entries bucket: %w", err)
 	}
 	return entries, nil
+}
+
+// stamp is the time now as the confirmed field holds it.
+func (c *Cache) stamp() []byte {
+	b := make([]byte, 8)
+	binary.BigEndian.PutUint64(b, uint64(c.now().UnixNano()))
+	return b
+}
+
+// Confirmed is when a control plane last confirmed the view the file
+// holds: the last update written, or the last Confirm. Zero when the file
+// holds no view or does not say (written by an older agent).
+func (c *Cache) Confirmed() (time.Time, error) {
+	var t time.Time
+	err := c.db.View(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		if meta == nil {
+			return nil
+		}
+		raw := meta.Get(keyConfirmed)
+		if len(raw) != 8 {
+			return nil
+		}
+		t = time.Unix(0, int64(binary.BigEndian.Uint64(raw)))
+		return nil
+	})
+	if err != nil {
+		return time.Time{}, fmt.Errorf("read cache %s: %w", c.db.Path(), err)
+	}
+	return t, nil
+}
+
+// Confirm records that a control plane confirmed the view now (the agent
+// is connected and up to date), without touching the view. A file that
+// holds no view is left as it is.
+func (c *Cache) Confirm() error {
+	err := c.db.Update(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		if meta == nil {
+			return nil
+		}
+		return meta.Put(keyConfirmed, c.stamp())
+	})
+	if err != nil {
+		return fmt.Errorf("confirm cache %s: %w", c.db.Path(), err)
+	}
+	return nil
+}
+
+// Clear empties the file: it then holds no view, as a new one, and the
+// next Save starts it again. For a view too old to use.
+func (c *Cache) Clear() error {
+	err := c.db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketEntries, bucketMeta} {
+			if tx.Bucket(b) == nil {
+				continue
+			}
+			if err := tx.DeleteBucket(b); err != nil {
+				return fmt.Errorf("drop %s: %w", b, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("clear cache %s: %w", c.db.Path(), err)
+	}
+	return nil
 }
 
 func putEntry(b *bolt.Bucket, e *doormanv1.Entry) error {
@@ -270,38 +366,92 @@ func DecodeMeta(format, version, node []byte) (nodeName string, v uint64, err er
 	return string(node), binary.BigEndian.Uint64(version), nil
 }
 
-// SetAside renames the file at path to path.corrupt-<n>, n the first number
-// not in use, and returns the new name. A missing file is not an error.
+// KeptAside is how many set-aside copies of an unreadable file are kept:
+// enough to look into a repeated failure, not a disk filled by a crash
+// loop.
+const KeptAside = 3
+
+// SetAside renames the file at path to path.corrupt-<n>, n one more than
+// the highest in use, and returns the new name. A missing file is not an
+// error.
 func SetAside(path string) (string, error) {
 	if _, err := os.Lstat(path); errors.Is(err, os.ErrNotExist) {
 		return "", nil
 	}
-	for n := 1; ; n++ {
-		aside := path + ".corrupt-" + strconv.Itoa(n)
-		if _, err := os.Lstat(aside); err == nil {
-			continue
-		} else if !errors.Is(err, os.ErrNotExist) {
-			return "", fmt.Errorf("set aside %s: %w", path, err)
-		}
-		if err := os.Rename(path, aside); err != nil {
-			return "", fmt.Errorf("set aside %s: %w", path, err)
-		}
-		return aside, nil
+	numbers, err := asideNumbers(path)
+	if err != nil {
+		return "", fmt.Errorf("set aside %s: %w", path, err)
 	}
+	n := 1
+	if len(numbers) > 0 {
+		n = numbers[len(numbers)-1] + 1
+	}
+	aside := path + ".corrupt-" + strconv.Itoa(n)
+	if err := os.Rename(path, aside); err != nil {
+		return "", fmt.Errorf("set aside %s: %w", path, err)
+	}
+	return aside, nil
+}
+
+// PruneAside deletes the set-aside copies of path but the newest keep
+// (highest numbers) and returns the names it deleted.
+func PruneAside(path string, keep int) ([]string, error) {
+	numbers, err := asideNumbers(path)
+	if err != nil {
+		return nil, fmt.Errorf("prune set-aside copies of %s: %w", path, err)
+	}
+	var removed []string
+	var errs []error
+	for _, n := range numbers[:max(0, len(numbers)-keep)] {
+		name := path + ".corrupt-" + strconv.Itoa(n)
+		if err := os.Remove(name); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+			continue
+		}
+		removed = append(removed, name)
+	}
+	return removed, errors.Join(errs...)
+}
+
+// asideNumbers returns the numbers of path's set-aside copies, ascending.
+func asideNumbers(path string) ([]int, error) {
+	matches, err := filepath.Glob(globEscape(path) + ".corrupt-*")
+	if err != nil {
+		return nil, err
+	}
+	prefix := path + ".corrupt-"
+	var numbers []int
+	for _, m := range matches {
+		n, err := strconv.Atoi(strings.TrimPrefix(m, prefix))
+		if err == nil && n > 0 {
+			numbers = append(numbers, n)
+		}
+	}
+	slices.Sort(numbers)
+	return numbers, nil
 }
 
 // Reset says why a cache file was set aside.
 type Reset struct {
 	Aside string // where the unreadable file now is; "" if it could not be moved
 	Cause error
+	// Removed are older set-aside copies deleted (KeptAside are kept);
+	// PruneErr is why some could not be.
+	Removed  []string
+	PruneErr error
 }
 
 // OpenView opens the cache at path and restores the view it holds. A file
 // that cannot be opened, read or validated is set aside and a fresh one
-// started with an empty view; the Reset says so. The error is non-nil only
-// when no cache file can be opened at all.
+// started with an empty view; the Reset says so, and only the newest
+// KeptAside copies are kept. The error is non-nil only when no cache file
+// can be opened at all; a file locked by another process (ErrLocked) is
+// not set aside.
 func OpenView(path, node string) (*Cache, *state.View, *Reset, error) {
 	c, view, cause := openView(path, node)
+	if errors.Is(cause, ErrLocked) {
+		return nil, nil, nil, cause
+	}
 	if cause == nil {
 		if err := c.remap(); err != nil {
 			return nil, nil, nil, err
@@ -314,6 +464,7 @@ func OpenView(path, node string) (*Cache, *state.View, *Reset, error) {
 		return nil, nil, reset, fmt.Errorf("%w (after: %w)", err, cause)
 	}
 	reset.Aside = aside
+	reset.Removed, reset.PruneErr = PruneAside(path, KeptAside)
 	c, err = Open(path, node)
 	if err != nil {
 		return nil, nil, reset, err
@@ -328,6 +479,7 @@ func openView(path, node string) (*Cache, *state.View, error) {
 	}
 	s, err := c.Load()
 	if err == nil {
+		c.freshness = s.Freshness
 		var view *state.View
 		if view, err = state.Restore(s.Version, s.Entries); err == nil {
 			return c, view, nil

@@ -4,11 +4,18 @@
 // and reports what it holds when it resumes.
 //
 // The file holds one bucket of entries (key → marshalled doorman.v1.Entry)
-// and a meta bucket (format version, node name, view version). Save writes
+// and a meta bucket (format version, node name, view version, and when a
+// control plane last confirmed the view: each write, and Confirm while a
+// stream is open; the agent refuses to program a view confirmed too long
+// ago, whose Pod IPs may belong to others by now). A freshness bucket holds
+// the control planes' freshness marker the agent applied (see
+// agent.Freshness), written in the same transaction as the view. Save writes
 // only the keys an update changed, in one transaction. Load reads it all
 // back; a file that is not a bbolt database, is truncated, or holds a record
 // that does not decode gives an error, and the caller sets the file aside
-// with SetAside and starts empty.
+// with SetAside (keeping the newest KeptAside copies) and starts empty. A
+// file another process holds locked is not corrupt: Open reports
+// ErrLocked and leaves it.
 //
 // The file is memory-mapped, and what the mapping and bbolt's page pool
 // hold counts in the agent's resident memory: OpenView maps the file afresh

@@ -29,22 +29,14 @@ const (
 )
 
 // Token is per-RPC credentials reading a bearer token from a file on
-// every call.
+// every call. It travels over TLS only.
 type Token struct {
 	Path string
-	// AllowInsecure lets the token travel over plaintext (--insecure).
-	AllowInsecure bool
-	// Optional sends no token, rather than failing, when the file does
-	// not exist (--insecure, where the control plane checks nothing).
-	Optional bool
 }
 
 // GetRequestMetadata implements credentials.PerRPCCredentials.
 func (t Token) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
 	b, err := os.ReadFile(t.Path)
-	if t.Optional && errors.Is(err, os.ErrNotExist) {
-		return map[string]string{}, nil
-	}
 	if err != nil {
 		return nil, fmt.Errorf("read token: %w", err)
 	}
@@ -56,7 +48,7 @@ func (t Token) GetRequestMetadata(context.Context, ...string) (map[string]string
 }
 
 // RequireTransportSecurity implements credentials.PerRPCCredentials.
-func (t Token) RequireTransportSecurity() bool { return !t.AllowInsecure }
+func (t Token) RequireTransportSecurity() bool { return true }
 
 // CASource returns the PEM CA bundle to trust.
 type CASource func(ctx context.Context) ([]byte, error)
@@ -188,10 +180,11 @@ func Transport(trust *Trust, serverName string) credentials.TransportCredentials
 
 // Config is what the agent's flags say about its credentials.
 type Config struct {
-	// Insecure: plaintext gRPC. The token is still sent when TokenFile
-	// exists (a control plane in --insecure mode ignores it).
+	// Insecure: plaintext gRPC, and no token: a bearer token in cleartext
+	// is anyone's on the path (a control plane in --insecure mode checks
+	// none).
 	Insecure  bool
-	TokenFile string // "" = send no token (only with Insecure)
+	TokenFile string // required unless Insecure; ignored with it
 	// CAFile, if set, is the CA bundle; otherwise CAConfigMap
 	// ("namespace/name") is read through Client.
 	CAFile      string
@@ -207,16 +200,14 @@ func DialOptions(cfg Config) ([]grpc.DialOption, error) {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	var opts []grpc.DialOption
-	if cfg.TokenFile != "" {
-		opts = append(opts, grpc.WithPerRPCCredentials(Token{Path: cfg.TokenFile, AllowInsecure: cfg.Insecure, Optional: cfg.Insecure}))
-	} else if !cfg.Insecure {
+	if cfg.Insecure {
+		log.Warn("plaintext grpc to the control plane, no token sent: for local development only")
+		return []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, nil
+	}
+	if cfg.TokenFile == "" {
 		return nil, errors.New("a token file is required unless insecure")
 	}
-	if cfg.Insecure {
-		log.Warn("plaintext grpc to the control plane: for local development only")
-		return append(opts, grpc.WithTransportCredentials(insecure.NewCredentials())), nil
-	}
+	opts := []grpc.DialOption{grpc.WithPerRPCCredentials(Token{Path: cfg.TokenFile})}
 	var source CASource
 	switch {
 	case cfg.CAFile != "":

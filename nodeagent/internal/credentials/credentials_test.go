@@ -18,6 +18,10 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
@@ -34,18 +38,15 @@ func TestToken(t *testing.T) {
 		}
 	}
 	tests := []struct {
-		name     string
-		content  *string // nil = no file
-		optional bool
-		want     map[string]string
-		wantErr  string
+		name    string
+		content *string // nil = no file
+		want    map[string]string
+		wantErr string
 	}{
 		{name: "token", content: ptr("abc\n"), want: map[string]string{"authorization": "Bearer abc"}},
 		{name: "rotated", content: ptr("def"), want: map[string]string{"authorization": "Bearer def"}},
 		{name: "empty", content: ptr(" \n"), wantErr: "is empty"},
 		{name: "missing", wantErr: "no such file"},
-		{name: "missing but optional", optional: true, want: map[string]string{}},
-		{name: "present and optional", content: ptr("ghi"), optional: true, want: map[string]string{"authorization": "Bearer ghi"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -53,7 +54,7 @@ func TestToken(t *testing.T) {
 			if tt.content != nil {
 				write(*tt.content)
 			}
-			got, err := Token{Path: path, Optional: tt.optional}.GetRequestMetadata(context.Background())
+			got, err := Token{Path: path}.GetRequestMetadata(context.Background())
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("error %v, want one containing %q", err, tt.wantErr)
@@ -68,8 +69,8 @@ func TestToken(t *testing.T) {
 			}
 		})
 	}
-	if !(Token{}).RequireTransportSecurity() || (Token{AllowInsecure: true}).RequireTransportSecurity() {
-		t.Error("RequireTransportSecurity must be true unless insecure is allowed")
+	if !(Token{}).RequireTransportSecurity() {
+		t.Error("RequireTransportSecurity must be true")
 	}
 }
 
@@ -251,5 +252,45 @@ func TestDialOptions(t *testing.T) {
 				t.Fatalf("error %v, want one containing %q", err, tt.wantErr)
 			}
 		})
+	}
+}
+
+// TestInsecureSendsNoToken: over plaintext (--insecure) the agent sends no
+// token, even with a token file there.
+func TestInsecureSendsNoToken(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(path, []byte("secret-token"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := make(chan metadata.MD, 1)
+	g := grpc.NewServer(grpc.UnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		md, _ := metadata.FromIncomingContext(ctx)
+		seen <- md
+		return h(ctx, req)
+	}))
+	healthpb.RegisterHealthServer(g, health.NewServer())
+	go func() { _ = g.Serve(lis) }()
+	t.Cleanup(g.Stop)
+
+	opts, err := DialOptions(Config{Insecure: true, TokenFile: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := grpc.NewClient(lis.Addr().String(), opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = conn.Close() }()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	if md := <-seen; len(md.Get("authorization")) != 0 {
+		t.Errorf("plaintext call carried authorization %q", md.Get("authorization"))
 	}
 }

@@ -12,6 +12,7 @@
 //     is loaded again when a certificate does not verify, so a rotated CA
 //     is picked up without a restart.
 //
-// DialOptions assembles both from the agent's flags. It imports gRPC and
+// DialOptions assembles both from the agent's flags; with Insecure
+// (plaintext, for local development) it sends no token at all. It imports gRPC and
 // kube (the API server client); it must not import the dataplane, the agent's state or bbolt.
 package credentials

@@ -22,7 +22,10 @@ type Config struct {
 	Period time.Duration
 	// Debounce after a foreign change; 0 means DefaultDebounce.
 	Debounce time.Duration
-	Logger   hclog.Logger
+	// Queued, when set, is called as each signal arms a resync (health
+	// counts the repair as pending from then).
+	Queued func()
+	Logger hclog.Logger
 }
 
 // Run resyncs the agent's kernel on foreign changes and on the period until
@@ -84,6 +87,9 @@ func Run(ctx context.Context, cfg Config) {
 		case <-ctx.Done():
 			return
 		case s := <-signals:
+			if cfg.Queued != nil {
+				cfg.Queued()
+			}
 			t := agent.TriggerForeignChange
 			if s == SignalLost {
 				t = agent.TriggerEventsLost

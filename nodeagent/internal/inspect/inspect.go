@@ -2,9 +2,16 @@ package inspect
 
 import (
 	"context"
-	"encoding/json"
-	"net/http"
-	"time"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync/atomic"
+	"syscall"
+	"unicode/utf8"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -17,7 +24,6 @@ import (
 // Source is the agent's state (*agent.Agent).
 type Source interface {
 	Status(entries bool) *doormanv1.GetStateResponse
-	Ready() bool
 }
 
 // Kernel reads doorman's table back (*dataplane.Dataplane).
@@ -30,6 +36,9 @@ type Server struct {
 	doormanv1.UnimplementedAgentInspectServiceServer
 	source Source
 	kernel Kernel
+	// waiting: why the agent programmed nothing at start-up and waits for
+	// a control plane ("": it does not).
+	waiting atomic.Pointer[string]
 }
 
 // New returns a Server reading from source and kernel.
@@ -43,12 +52,30 @@ func (s *Server) Register(g *grpc.Server) {
 	reflection.Register(g)
 }
 
-// GetState reports what the agent holds.
+// GetState reports what the agent holds. Its error texts are cut at
+// MaxText bytes each, and at most MaxNotProgrammed not-programmed entries
+// are listed (then "+N more"): one bad Service must not make every
+// answer megabytes long.
 func (s *Server) GetState(_ context.Context, req *doormanv1.GetStateRequest) (*doormanv1.GetStateResponse, error) {
-	return s.source.Status(req.GetEntries()), nil
+	st := s.source.Status(req.GetEntries())
+	if w := s.waiting.Load(); w != nil && st.GetVersion() == 0 {
+		st.LastError = *w + "; last error: " + st.GetLastError()
+	}
+	st.LastError = Cut(st.GetLastError(), MaxText)
+	st.NotProgrammed = CutList(st.GetNotProgrammed(), MaxNotProgrammed, MaxText)
+	return st, nil
 }
 
-// GetKernel reports what the kernel holds in doorman's table.
+// Waiting records why the agent programs nothing until a control plane
+// answers (a cached view too old to serve): GetState says so in
+// last_error until the agent holds a view from the stream.
+func (s *Server) Waiting(reason string) { s.waiting.Store(&reason) }
+
+// GetKernel reports what the kernel holds in doorman's table. The Kernel
+// reads it on a netlink connection of its own, without waiting for the
+// agent's updates (see Config.InspectKernel in nodeagent/app): a read that
+// runs while an update commits may show some maps before the commit and
+// others after it, or fail (Unavailable); ask again for a settled answer.
 func (s *Server) GetKernel(_ context.Context, req *doormanv1.GetKernelRequest) (*doormanv1.GetKernelResponse, error) {
 	resp, err := s.kernel.Inspect(req.GetElements())
 	if err != nil {
@@ -57,32 +84,73 @@ func (s *Server) GetKernel(_ context.Context, req *doormanv1.GetKernelRequest) (
 	return resp, nil
 }
 
-// Health serves /healthz and /livez as kube-proxy does, so probes, load
-// balancers and tools written for it keep working: 200 once the kernel
-// holds a view (from the cache or the stream), 503 before; the body is
-// kube-proxy's JSON, lastUpdated being the last kernel commit (the
-// agent's start before the first). nodeEligible is always true: doorman
-// does not take a node out of load balancers itself.
-func Health(source Source, lastUpdated func() time.Time, now func() time.Time) http.Handler {
-	serve := func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("X-Content-Type-Options", "nosniff")
-		if !source.Ready() {
-			w.WriteHeader(http.StatusServiceUnavailable)
-		}
-		body := struct {
-			LastUpdated  string `json:"lastUpdated"`
-			CurrentTime  string `json:"currentTime"`
-			NodeEligible bool   `json:"nodeEligible"`
-		}{
-			LastUpdated:  lastUpdated().UTC().Format(time.RFC3339Nano),
-			CurrentTime:  now().UTC().Format(time.RFC3339Nano),
-			NodeEligible: true,
-		}
-		_ = json.NewEncoder(w).Encode(body)
+// Bounds of what is reported and logged about errors.
+const (
+	// MaxText is the most bytes of one error text kept.
+	MaxText = 1024
+	// MaxNotProgrammed is the most not-programmed entries listed.
+	MaxNotProgrammed = 100
+)
+
+// Cut returns s cut to about limit bytes (on a rune boundary), marked
+// with its full length.
+func Cut(s string, limit int) string {
+	if len(s) <= limit {
+		return s
 	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("/healthz", serve)
-	mux.HandleFunc("/livez", serve)
-	return mux
+	mark := "… (cut, " + strconv.Itoa(len(s)) + " bytes)"
+	keep := limit - len(mark)
+	for keep > 0 && !utf8.RuneStart(s[keep]) {
+		keep--
+	}
+	return s[:max(keep, 0)] + mark
+}
+
+// CutList returns the first n items of list, each cut to limit bytes, and
+// then "+K more" when K items were left out.
+func CutList(list []string, n, limit int) []string {
+	if len(list) == 0 {
+		return list
+	}
+	out := make([]string, 0, min(len(list), n)+1)
+	for _, s := range list[:min(len(list), n)] {
+		out = append(out, Cut(s, limit))
+	}
+	if more := len(list) - n; more > 0 {
+		out = append(out, fmt.Sprintf("+%d more", more))
+	}
+	return out
+}
+
+// ListenSocket listens on a unix socket at path that only its owner (root,
+// for the agent) may connect to: the socket is made mode 0600, in a
+// directory created 0700 when missing. A socket left at path by an agent
+// that is gone is replaced; any other file there is an error.
+func ListenSocket(path string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("inspect socket directory: %w", err)
+	}
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode().Type() != fs.ModeSocket {
+			return nil, fmt.Errorf("inspect socket %s: a file that is not a socket is in the way", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("inspect socket %s: remove the old one: %w", path, err)
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("inspect socket %s: %w", path, err)
+	}
+	// The umask makes the socket 0600 from its creation: no moment in
+	// which others may connect. Nothing else creates files this early.
+	old := syscall.Umask(0o177)
+	lis, err := net.Listen("unix", path)
+	syscall.Umask(old)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		_ = lis.Close()
+		return nil, fmt.Errorf("inspect socket %s: %w", path, err)
+	}
+	return lis, nil
 }

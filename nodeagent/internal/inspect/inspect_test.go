@@ -2,14 +2,15 @@ package inspect
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
-	"net/http"
-	"net/http/httptest"
-	"sync/atomic"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/grpc"
@@ -24,19 +25,17 @@ import (
 )
 
 type source struct {
-	ready atomic.Bool
 	state *doormanv1.GetStateResponse
 }
 
 func (s *source) Status(entries bool) *doormanv1.GetStateResponse {
-	out := &doormanv1.GetStateResponse{NodeName: s.state.NodeName, Version: s.state.Version, ServicePorts: s.state.ServicePorts, LoadedFrom: s.state.LoadedFrom}
+	out := &doormanv1.GetStateResponse{NodeName: s.state.NodeName, Version: s.state.Version, ServicePorts: s.state.ServicePorts, LoadedFrom: s.state.LoadedFrom,
+		LastError: s.state.LastError, NotProgrammed: s.state.NotProgrammed}
 	if entries {
 		out.Entries = s.state.Entries
 	}
 	return out
 }
-
-func (s *source) Ready() bool { return s.ready.Load() }
 
 type kernel struct {
 	resp *doormanv1.GetKernelResponse
@@ -137,45 +136,92 @@ func TestReflectionListsTheService(t *testing.T) {
 	}
 }
 
-func TestHealth(t *testing.T) {
-	src := &source{state: &doormanv1.GetStateResponse{}}
-	updated := time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
-	now := updated.Add(90 * time.Second)
-	h := Health(src, func() time.Time { return updated }, func() time.Time { return now })
-	// kube-proxy's body: probes and upstream tests read lastUpdated.
-	wantBody := map[string]any{"lastUpdated": "2026-01-02T03:04:05.000000006Z", "currentTime": "2026-01-02T03:05:35.000000006Z", "nodeEligible": true}
-	for _, tc := range []struct {
-		name  string
-		ready bool
-		path  string
-		want  int
-	}{
-		{"before the kernel holds a view", false, "/healthz", http.StatusServiceUnavailable},
-		{"once it does", true, "/healthz", http.StatusOK},
-		{"livez before", false, "/livez", http.StatusServiceUnavailable},
-		{"livez once it does", true, "/livez", http.StatusOK},
-		{"other paths", true, "/metrics", http.StatusNotFound},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			src.ready.Store(tc.ready)
-			rec := httptest.NewRecorder()
-			h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, tc.path, nil))
-			if rec.Code != tc.want {
-				t.Errorf("GET %s = %d, want %d", tc.path, rec.Code, tc.want)
-			}
-			if tc.want == http.StatusNotFound {
-				return
-			}
-			if ct := rec.Header().Get("Content-Type"); ct != "application/json" {
-				t.Errorf("GET %s: Content-Type %q, want application/json", tc.path, ct)
-			}
-			var got map[string]any
-			if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil {
-				t.Fatalf("GET %s: body %q: %v", tc.path, rec.Body.String(), err)
-			}
-			if diff := cmp.Diff(wantBody, got); diff != "" {
-				t.Errorf("GET %s body (-want +got):\n%s", tc.path, diff)
-			}
-		})
+// TestStateTextsBounded: error texts and the not-programmed list are cut,
+// and say so.
+func TestStateTextsBounded(t *testing.T) {
+	long := strings.Repeat("é", 3000) // 6000 bytes
+	var many []string
+	for i := range 250 {
+		many = append(many, fmt.Sprintf("default/svc-%03d:http/tcp/ipv4: refused by the kernel: %s", i, long))
+	}
+	src := &source{state: &doormanv1.GetStateResponse{NodeName: "node-1", LastError: long, NotProgrammed: many}}
+	got, err := doormanv1.NewAgentInspectServiceClient(serve(t, New(src, &kernel{}))).GetState(context.Background(), &doormanv1.GetStateRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func(what, s string) {
+		t.Helper()
+		if len(s) > MaxText || !utf8.ValidString(s) || !strings.HasSuffix(s, "(cut, 6000 bytes)") && !strings.Contains(what, "item") {
+			t.Errorf("%s: %d bytes, valid UTF-8 %v, ends %q; want at most %d, marked as cut", what, len(s), utf8.ValidString(s), s[max(0, len(s)-30):], MaxText)
+		}
+	}
+	check("last error", got.GetLastError())
+	np := got.GetNotProgrammed()
+	if len(np) != MaxNotProgrammed+1 || np[MaxNotProgrammed] != "+150 more" {
+		t.Fatalf("not programmed: %d items ending %q, want %d and \"+150 more\"", len(np), np[len(np)-1], MaxNotProgrammed+1)
+	}
+	for i, s := range np[:MaxNotProgrammed] {
+		check(fmt.Sprintf("not-programmed item %d", i), s)
+		if !strings.HasPrefix(s, fmt.Sprintf("default/svc-%03d:", i)) || !strings.Contains(s, "(cut, ") {
+			t.Errorf("not-programmed item %d = %.40q…, want svc-%03d, marked as cut", i, s, i)
+		}
+	}
+	if short := Cut("short", MaxText); short != "short" {
+		t.Errorf("Cut of a short text = %q", short)
+	}
+}
+
+// TestListenSocket: the socket is 0600 from the start, serves gRPC, and
+// replaces a socket left behind but not another file.
+func TestListenSocket(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "run", "doorman")
+	path := filepath.Join(dir, "inspect.sock")
+	for round := range 2 { // the second finds the first's socket
+		lis, err := ListenSocket(path)
+		if err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Type() != os.ModeSocket || fi.Mode().Perm() != 0o600 {
+			t.Errorf("round %d: socket mode %v, want a socket, 0600", round, fi.Mode())
+		}
+		if di, err := os.Stat(dir); err != nil || di.Mode().Perm() != 0o700 {
+			t.Errorf("directory: %v, %v; want 0700", di.Mode(), err)
+		}
+		g := grpc.NewServer()
+		New(&source{state: &doormanv1.GetStateResponse{NodeName: "node-1"}}, &kernel{}).Register(g)
+		go func() { _ = g.Serve(lis) }()
+		conn, err := grpc.NewClient("unix://"+path, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		st, err := doormanv1.NewAgentInspectServiceClient(conn).GetState(ctx, &doormanv1.GetStateRequest{})
+		cancel()
+		_ = conn.Close()
+		if err != nil || st.GetNodeName() != "node-1" {
+			t.Errorf("round %d: GetState over the socket: %v, %v", round, st, err)
+		}
+		// Stop the server but leave the socket file, as a killed agent does.
+		if ul, ok := lis.(*net.UnixListener); ok {
+			ul.SetUnlinkOnClose(false)
+		}
+		g.Stop()
+		if _, err := os.Lstat(path); err != nil {
+			t.Fatalf("round %d: socket file gone after stop: %v", round, err)
+		}
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte("not a socket"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if lis, err := ListenSocket(path); err == nil {
+		_ = lis.Close()
+		t.Errorf("ListenSocket over a regular file succeeded")
 	}
 }

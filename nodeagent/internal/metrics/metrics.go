@@ -151,15 +151,6 @@ func Handler(g prometheus.Gatherer) http.Handler {
 	return mux
 }
 
-// LastUpdated is when the last kernel transaction committed, or when the
-// agent started before any did.
-func (m *Metrics) LastUpdated() time.Time {
-	if c := m.lastCommit.Load(); c != 0 {
-		return time.Unix(0, c)
-	}
-	return m.start
-}
-
 // CacheLoaded records how long the cache took to load.
 func (m *Metrics) CacheLoaded(d time.Duration) { m.cacheLoad.Set(d.Seconds()) }
 

@@ -109,19 +109,6 @@ func TestTransactionsAndProgrammingLatency(t *testing.T) {
 	if got, want := value(t, reg, "kubeproxy_sync_proxy_rules_last_timestamp_seconds"), float64(commit.UnixNano())/1e9; got != want {
 		t.Errorf("last sync timestamp %v, want the commit's %v (a failed transaction does not move it)", got, want)
 	}
-	if got := m.LastUpdated(); !got.Equal(commit) {
-		t.Errorf("LastUpdated %v, want the last commit %v", got, commit)
-	}
-}
-
-func TestLastUpdatedBeforeAnyCommit(t *testing.T) {
-	m, err := New(prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := m.LastUpdated(); !got.Equal(m.start) {
-		t.Errorf("LastUpdated %v before any commit, want the start %v", got, m.start)
-	}
 }
 
 func TestProxyMode(t *testing.T) {

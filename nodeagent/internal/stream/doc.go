@@ -2,7 +2,11 @@
 // planes in turn, opens AgentService.Sync, says Hello with what the agent
 // holds, hands each update to the agent and sends back its Ack or Nack. When
 // a stream ends it reconnects with capped exponential backoff and jitter,
-// moving on to the next control plane. The addresses come from a
+// moving on to the next control plane. An update the agent refuses as
+// behind what it applied ends the stream the same way, so another replica
+// is tried; once refusals have lasted AcceptBehindAfter with nothing
+// accepted (every replica behind: the cluster's data went back), the next
+// one is accepted and logged as an error. The addresses come from a
 // function read before each attempt, so a watcher of the control plane's
 // endpoints (the discovery package) can change them; while the list is
 // empty the loop waits.

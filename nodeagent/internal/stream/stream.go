@@ -21,6 +21,14 @@ const (
 	DefaultMaxBackoff = 5 * time.Second
 )
 
+// DefaultAcceptBehindAfter is how long updates behind what the agent has
+// applied (see agent.Freshness) are refused before one is accepted: twice
+// the control plane's default --stale-after (5 minutes), so a replica whose
+// watch stalled is taken out of its Service first, and short enough that a
+// cluster whose etcd was restored from a backup (every replica behind) is
+// followed within minutes.
+const DefaultAcceptBehindAfter = 10 * time.Minute
+
 // Keepalive is the default client keepalive: a ping after 30 s without
 // activity, even with no stream open, and the connection is given up when
 // no answer comes within 10 s. A control plane that died without closing
@@ -57,6 +65,12 @@ type Config struct {
 	// MinBackoff and MaxBackoff bound the delay between attempts; zero
 	// means the defaults.
 	MinBackoff, MaxBackoff time.Duration
+	// AcceptBehindAfter: once updates behind what the agent has applied
+	// have been refused for this long, with nothing accepted meanwhile,
+	// the next one is accepted (and logged as such): every control plane
+	// is behind, so the cluster's data went back. Zero means
+	// DefaultAcceptBehindAfter; negative, never.
+	AcceptBehindAfter time.Duration
 }
 
 // Run keeps a stream open to one of the control planes until ctx is done,
@@ -87,6 +101,10 @@ func Run(ctx context.Context, cfg Config) error {
 	failures := 0
 	target := ""
 	waiting := false
+	refusals := &refusals{acceptAfter: cfg.AcceptBehindAfter}
+	if refusals.acceptAfter == 0 {
+		refusals.acceptAfter = DefaultAcceptBehindAfter
+	}
 	for {
 		targets := cfg.Targets()
 		if len(targets) == 0 {
@@ -106,7 +124,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		waiting = false
 		target = Next(targets, target)
-		s := &session{target: target, opts: opts, agent: cfg.Agent, observer: cfg.Observer, log: log.With("control_plane", target)}
+		s := &session{target: target, opts: opts, agent: cfg.Agent, observer: cfg.Observer, refusals: refusals, log: log.With("control_plane", target)}
 		err := s.run(ctx)
 		cfg.Agent.SetConnection(target, false)
 		if ctx.Err() != nil {
@@ -164,9 +182,28 @@ type session struct {
 	opts     []grpc.DialOption
 	agent    *agent.Agent
 	observer Observer
+	refusals *refusals
 	log      hclog.Logger
 	acked    int
 }
+
+// refusals times updates refused for being behind, across sessions.
+type refusals struct {
+	acceptAfter time.Duration
+	since       time.Time // the first refusal since an update was handled; zero: none
+}
+
+// accept reports whether an update behind may be accepted at now, and
+// starts the clock at the first refusal.
+func (r *refusals) accept(now time.Time) bool {
+	if r.since.IsZero() {
+		r.since = now
+	}
+	return r.acceptAfter >= 0 && now.Sub(r.since) >= r.acceptAfter
+}
+
+// handled stops the clock: an update was not behind, or was accepted.
+func (r *refusals) handled() { r.since = time.Time{} }
 
 // errResume ends a session whose view disagrees with the control plane's,
 // so that the next Hello's bucket digests bring it back in line.
@@ -195,7 +232,10 @@ func (s *session) run(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("receive from %s: %w", s.target, err)
 		}
-		out := s.agent.Handle(u)
+		out, err := s.handle(u)
+		if err != nil {
+			return err
+		}
 		s.logOutcome(out)
 		if s.observer != nil {
 			s.observer.Updated(out)
@@ -210,6 +250,30 @@ func (s *session) run(ctx context.Context) error {
 			return errResume
 		}
 	}
+}
+
+// handle hands the update to the agent. An update behind what the agent
+// has applied is refused (the error ends the stream, so another control
+// plane is tried) until refusals have lasted AcceptBehindAfter; then it is
+// accepted.
+func (s *session) handle(u *doormanv1.SyncResponse) (agent.Outcome, error) {
+	out := s.agent.Handle(u)
+	if out.Behind == nil {
+		s.refusals.handled()
+		return out, nil
+	}
+	b := out.Behind
+	if !s.refusals.accept(time.Now()) {
+		s.log.Error("update refused: behind what this node applied; trying another control plane",
+			"control_plane", s.target, "version", b.Version, "control_plane_freshness", b.Got.String(), "node_freshness", b.Held.String(),
+			"refusing_for", time.Since(s.refusals.since).Round(time.Millisecond), "accept_after", s.refusals.acceptAfter)
+		return out, fmt.Errorf("refused update from %s: %w", s.target, b)
+	}
+	s.log.Error("ACCEPTING AN UPDATE BEHIND WHAT THIS NODE APPLIED: every control plane has been behind since the first refusal; the cluster's data went back (etcd restored from a backup?)",
+		"control_plane", s.target, "version", b.Version, "control_plane_freshness", b.Got.String(), "node_freshness", b.Held.String(),
+		"refusing_for", time.Since(s.refusals.since).Round(time.Millisecond))
+	s.refusals.handled()
+	return s.agent.HandleBehind(u), nil
 }
 
 // recvErr returns the stream's real status after Send failed with io.EOF.

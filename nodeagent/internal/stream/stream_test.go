@@ -83,17 +83,24 @@ type network struct {
 }
 
 func (n *network) serve(t *testing.T, name string, cp *controlPlane) {
-	lis := bufconn.Listen(1 << 20)
+	lis := n.listen(t, name)
 	srv := grpc.NewServer()
 	doormanv1.RegisterAgentServiceServer(srv, cp)
 	go func() { _ = srv.Serve(lis) }()
 	t.Cleanup(srv.Stop)
+}
+
+// listen adds an in-memory listener under name.
+func (n *network) listen(t *testing.T, name string) *bufconn.Listener {
+	t.Helper()
+	lis := bufconn.Listen(1 << 20)
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.listeners == nil {
 		n.listeners = map[string]*bufconn.Listener{}
 	}
 	n.listeners[name] = lis
+	return lis
 }
 
 func (n *network) dialOptions() []grpc.DialOption {
