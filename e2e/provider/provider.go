@@ -71,6 +71,11 @@ type Provider interface {
 	// AgentInspect connects to the node agent's Inspect service on node;
 	// unary calls only. Call closer when done.
 	AgentInspect(node string) (conn grpc.ClientConnInterface, closer func(), err error)
+	// PutRaw writes value under key straight into the cluster's etcd,
+	// past the API server's validation, as an older API server may have
+	// stored it (package etcdput encodes objects and names keys). An
+	// error wrapping ErrUnsupported says the provider cannot reach etcd.
+	PutRaw(ctx context.Context, key string, value []byte) error
 	Close() error
 }
 
