@@ -15,9 +15,17 @@
 // and kube-proxy's nftables tables) or iptables-save; commit times come from
 // the nftables generation events of the node's namespace.
 //
-// The second runs the real control plane (controlplane/app, in-process)
+// The second runs the real control plane (two replicas, from the binary)
 // against the cluster's API server and N gRPC clients that speak
-// AgentService.Sync exactly as agents do, minus the kernel.
+// AgentService.Sync exactly as agents do, minus the kernel. It is secured
+// as deploy/base runs it: TLS from the CA the control plane keeps, and
+// each simulated agent presents a token bound to a Pod on its node
+// (TokenRequest, audience doorman, one hour), checked by TokenReview, from
+// an address of its own on loopback. It measures start-up, single
+// changes, failover to the other replica, and a restart of every replica
+// twice in the same run, secured and with --insecure, to compare what
+// admission adds; the TokenReviews come from the API server's metrics.
+// The run fails if an agent is never admitted and acked.
 //
 // Both print a table, write JSON records to $BENCH_OUT and a PNG plot.
 // Timing is reported, never asserted. It needs root; it may import the

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -20,9 +21,11 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/stats"
+	"google.golang.org/grpc/status"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -32,7 +35,12 @@ import (
 	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
 )
 
-const sysScale = "doorman-controlplane"
+// The control plane as deploy/base runs it (TLS, TokenReview), and with
+// --insecure for the restart's comparison in the same run.
+const (
+	sysScale         = "doorman-controlplane"
+	sysScaleInsecure = "doorman-controlplane-insecure"
+)
 
 type scaleFlags struct {
 	common
@@ -43,6 +51,10 @@ type scaleFlags struct {
 	workers    int
 	doormanBin string
 	timeout    time.Duration
+	// reviewQPS and reviewBurst, when set, replace the control plane's
+	// default bound on TokenReviews.
+	reviewQPS   float64
+	reviewBurst int
 }
 
 func runScale(ctx context.Context, args []string) error {
@@ -56,6 +68,8 @@ func runScale(ctx context.Context, args []string) error {
 	fs.IntVar(&f.workers, "workers", 64, "parallel API writers")
 	fs.StringVar(&f.doormanBin, "doorman-bin", "bin", "directory holding controlplane")
 	fs.DurationVar(&f.timeout, "timeout", 5*time.Minute, "longest wait for a convergence")
+	fs.Float64Var(&f.reviewQPS, "token-review-qps", 0, "the control plane's --token-review-qps (0: its default, as deployed; negative: no bound)")
+	fs.IntVar(&f.reviewBurst, "token-review-burst", 0, "the control plane's --token-review-burst (0: its default)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -79,16 +93,17 @@ func runScale(ctx context.Context, args []string) error {
 	s := &scaleSim{f: f, log: f.logger(), rep: &report{}, keys: newKeyTable()}
 	runErr := s.run(ctx)
 	fmt.Println()
-	s.rep.table(os.Stdout, []string{sysScale})
+	systems := []string{sysScale, sysScaleInsecure}
+	s.rep.table(os.Stdout, systems)
 	if err := s.rep.writeJSON(f.out); err != nil {
 		return errors.Join(runErr, err)
 	}
 	if f.plot != "" {
-		if err := writePlot(f.plot, plotPanels(s.rep, []string{sysScale}, []panelSpec{
+		if err := writePlot(f.plot, plotPanels(s.rep, systems, []panelSpec{
 			{Title: "one change -> last agent's ACK", XLabel: "Services", YLabel: "seconds",
 				Metrics: []string{"change_p50_seconds", "change_p99_seconds"}, Short: []string{"p50", "p99"}},
-			{Title: "start-up and failover to full convergence", XLabel: "Services", YLabel: "seconds",
-				Metrics: []string{"startup_convergence_seconds", "failover_convergence_seconds"}, Short: []string{"start-up", "failover"}},
+			{Title: "start-up, failover and restart to full convergence", XLabel: "Services", YLabel: "seconds",
+				Metrics: []string{"startup_convergence_seconds", "failover_convergence_seconds", "restart_convergence_seconds"}, Short: []string{"start-up", "failover", "restart"}},
 		})); err != nil {
 			return errors.Join(runErr, err)
 		}
@@ -115,14 +130,24 @@ type scaleSim struct {
 	rep  *report
 	keys *keyTable
 
+	client   kubernetes.Interface
+	security []string                      // the control plane's flags when secured
+	caPool   *x509.CertPool                // the control plane's CA
+	ca       atomic.Pointer[x509.CertPool] // agents dial with TLS and this CA; nil: plaintext
+
 	agents []*simAgent
-	epoch  atomic.Int64 // bumped at start-up and at failover
+	epoch  atomic.Int64 // bumped at start-up, failover and restarts
 	synced atomic.Int64 // agents that acked in the current epoch
 	allIn  chan struct{}
 	inMu   sync.Mutex
 	lastIn time.Time
 
 	change atomic.Pointer[changeTrack]
+
+	// firstRecv counts the sessions whose control plane answered the
+	// Hello with an error before any update, by gRPC code: admissions
+	// refused or put off, replicas not serving yet.
+	firstRecv [codes.Unauthenticated + 1]atomic.Int64
 }
 
 // changeTrack follows one change to every agent.
@@ -139,34 +164,49 @@ type changeTrack struct {
 // controlPlane is one replica, run from its binary so its RSS and CPU are
 // its own.
 type controlPlane struct {
+	name       string
 	cmd        *exec.Cmd
 	grpc, http string
 	exited     chan struct{}
 }
 
-func (s *scaleSim) startControlPlane(ctx context.Context, c *cluster.Cluster, name string) (*controlPlane, error) {
-	ports := make([]string, 2)
-	for i := range ports {
+// loopbackAddrs returns n free addresses on loopback.
+func loopbackAddrs(n int) ([]string, error) {
+	out := make([]string, n)
+	for i := range out {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			return nil, err
 		}
-		ports[i] = ln.Addr().String()
-		ln.Close()
+		out[i] = ln.Addr().String()
+		_ = ln.Close()
 	}
-	logf, err := os.Create(filepath.Join(c.LogDir(), name+".log"))
+	return out, nil
+}
+
+// startControlPlane starts a replica on the given gRPC and HTTP addresses
+// (a restarted replica keeps its own, as a restarted container keeps its
+// Pod's IP) and waits until it is ready. secure: with deploy/base's
+// security flags; otherwise --insecure. Its log is appended to.
+func (s *scaleSim) startControlPlane(ctx context.Context, c *cluster.Cluster, name, grpcAddr, httpAddr string, secure bool) (*controlPlane, error) {
+	logf, err := os.OpenFile(filepath.Join(c.LogDir(), name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(filepath.Join(s.f.doormanBin, "controlplane"),
-		"--kubeconfig="+c.Kubeconfig(), "--listen="+ports[0], "--http-listen="+ports[1], "--insecure", "--log-level=warn")
+	args := []string{"--kubeconfig=" + c.Kubeconfig(), "--listen=" + grpcAddr, "--http-listen=" + httpAddr, "--log-level=warn"}
+	if secure {
+		args = append(args, s.security...)
+	} else {
+		args = append(args, "--insecure")
+	}
+	cmd := exec.Command(filepath.Join(s.f.doormanBin, "controlplane"), args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		_ = logf.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	cp := &controlPlane{cmd: cmd, grpc: ports[0], http: ports[1], exited: make(chan struct{})}
+	cp := &controlPlane{name: name, cmd: cmd, grpc: grpcAddr, http: httpAddr, exited: make(chan struct{})}
 	go func() {
 		_ = cmd.Wait()
 		_ = logf.Close()
@@ -219,9 +259,32 @@ func (cp *controlPlane) metric(name string) (float64, error) {
 	return 0, fmt.Errorf("no %s in /metrics", name)
 }
 
+// cpuSeconds is the CPU time the replicas used so far.
+func cpuSeconds(cps []*controlPlane) (float64, error) {
+	var sum float64
+	for _, cp := range cps {
+		u, err := readUsage(cp.cmd.Process.Pid)
+		if err != nil {
+			return 0, err
+		}
+		sum += u.CPUSeconds
+	}
+	return sum, nil
+}
+
+// metricSum adds up an unlabelled sample over the replicas that export it.
+func metricSum(cps []*controlPlane, name string) float64 {
+	var sum float64
+	for _, cp := range cps {
+		v, _ := cp.metric(name)
+		sum += v
+	}
+	return sum
+}
+
 func (s *scaleSim) run(ctx context.Context) error {
 	t := time.Now()
-	c, err := cluster.Start(ctx, cluster.Config{Nodes: 1, Prefix: s.f.prefix, K8sBinDir: s.f.k8sBin, Proxy: cluster.ProxyNone, Logger: s.log, KeepWorkDir: s.f.keep, Controllers: benchControllers})
+	c, err := cluster.Start(ctx, cluster.Config{Nodes: 1, Prefix: s.f.prefix, K8sBinDir: s.f.k8sBin, Proxy: cluster.ProxyNone, Secure: true, Logger: s.log, KeepWorkDir: s.f.keep, Controllers: benchControllers})
 	if err != nil {
 		return fmt.Errorf("start cluster: %w", err)
 	}
@@ -233,6 +296,7 @@ func (s *scaleSim) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	s.client = client
 	w := &workload{client: client, etcd: newEtcdLoader(c.EtcdURL()), writers: 4,
 		eps: [2]netip.Addr{netip.MustParseAddr("10.244.1.10"), netip.MustParseAddr("10.244.1.11")}}
 	if err := w.ensureNamespace(ctx); err != nil {
@@ -246,22 +310,52 @@ func (s *scaleSim) run(ctx context.Context) error {
 		return err
 	}
 	fmt.Printf("%d Services, %d Nodes created in %s\n", s.f.services, s.f.agents, time.Since(t).Round(time.Millisecond))
+	t = time.Now()
+	if s.security, err = c.ControlPlaneSecurityArgs(ctx); err != nil {
+		return err
+	}
+	if s.f.reviewQPS != 0 {
+		s.security = append(s.security, fmt.Sprintf("--token-review-qps=%g", s.f.reviewQPS))
+	}
+	if s.f.reviewBurst != 0 {
+		s.security = append(s.security, fmt.Sprintf("--token-review-burst=%d", s.f.reviewBurst))
+	}
+	tokens, err := agentCredentials(ctx, client, s.f.agents, s.f.workers)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("%d agent Pods and bound tokens created in %s\n", s.f.agents, time.Since(t).Round(time.Millisecond))
 	n := s.f.agents
 	add := func(metric string, v float64, unit string) { s.rep.add(sysScale, s.f.services, metric, v, unit) }
 	add("agents", float64(n), "count")
 
+	addrs, err := loopbackAddrs(4)
+	if err != nil {
+		return err
+	}
 	t = time.Now()
-	primary, err := s.startControlPlane(ctx, c, "controlplane-a")
+	primary, err := s.startControlPlane(ctx, c, "controlplane-a", addrs[0], addrs[1], true)
 	if err != nil {
 		return err
 	}
-	defer primary.kill()
+	cps := []*controlPlane{primary}
+	defer func() {
+		for _, cp := range cps {
+			cp.kill()
+		}
+	}()
 	add("controlplane_ready_seconds", time.Since(t).Seconds(), "seconds")
-	secondary, err := s.startControlPlane(ctx, c, "controlplane-b")
+	ca, err := controlPlaneCA(ctx, client)
 	if err != nil {
 		return err
 	}
-	defer secondary.kill()
+	s.caPool = ca
+	s.ca.Store(ca)
+	secondary, err := s.startControlPlane(ctx, c, "controlplane-b", addrs[2], addrs[3], true)
+	if err != nil {
+		return err
+	}
+	cps = append(cps, secondary)
 	base, err := readUsage(primary.cmd.Process.Pid)
 	if err != nil {
 		return err
@@ -275,7 +369,12 @@ func (s *scaleSim) run(ctx context.Context) error {
 	defer wg.Wait()
 	defer stopAgents()
 	for i := range n {
-		s.agents = append(s.agents, &simAgent{name: simNodeName(i), addrs: []string{primary.grpc, secondary.grpc}, view: newAgentView(s.keys)})
+		s.agents = append(s.agents, &simAgent{name: simNodeName(i), addrs: []string{primary.grpc, secondary.grpc},
+			token: tokens[i], source: simSourceIP(i), view: newAgentView(s.keys)})
+	}
+	adm0, err := s.admissionCounts(ctx)
+	if err != nil {
+		return err
 	}
 	t = time.Now()
 	s.beginEpoch()
@@ -291,22 +390,63 @@ func (s *scaleSim) run(ctx context.Context) error {
 	}
 	startup := s.lastInSince(t)
 	add("startup_convergence_seconds", startup.Seconds(), "seconds")
-	fmt.Printf("start-up: %d agents hold their full view %s after connecting\n", n, startup.Round(time.Millisecond))
+	adm, err := s.addAdmission(ctx, sysScale, "startup", adm0)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("start-up: %d agents admitted and hold their full view %s after connecting; %s\n", n, startup.Round(time.Millisecond), adm)
 	time.Sleep(3 * time.Second) // let the start-up's garbage be collected
 	withAgents, err := readUsage(primary.cmd.Process.Pid)
 	if err != nil {
 		return err
 	}
 	heap, _ := primary.metric("go_memstats_heap_inuse_bytes")
-	add("controlplane_rss_bytes", float64(withAgents.RSSBytes), "bytes")
-	add("controlplane_rss_per_node_bytes", float64(withAgents.RSSBytes-base.RSSBytes)/float64(n), "bytes")
-	if heap > 0 && baseHeap > 0 {
-		add("controlplane_heap_per_node_bytes", (heap-baseHeap)/float64(n), "bytes")
+	// Agents the primary deferred (reviews over its rate) went on to the
+	// secondary: per node is per node the primary serves.
+	served, err := primary.metric("doorman_controlplane_connected_nodes")
+	if err != nil || served == 0 {
+		return fmt.Errorf("no node connected to the primary: %w", err)
 	}
+	add("controlplane_nodes_on_primary", served, "count")
+	add("controlplane_rss_bytes", float64(withAgents.RSSBytes), "bytes")
+	add("controlplane_rss_per_node_bytes", float64(withAgents.RSSBytes-base.RSSBytes)/served, "bytes")
+	if heap > 0 && baseHeap > 0 {
+		add("controlplane_heap_per_node_bytes", (heap-baseHeap)/served, "bytes")
+	}
+	if err := s.changes(ctx, w, cps); err != nil {
+		return err
+	}
+	if err := s.failover(ctx, primary); err != nil {
+		return err
+	}
+	secured, err := s.restart(ctx, c, cps, true)
+	if err != nil {
+		return err
+	}
+	plain, err := s.restart(ctx, c, cps, false)
+	if err != nil {
+		return err
+	}
+	add("restart_secured_over_insecure", secured.Seconds()/plain.Seconds(), "ratio")
+	fmt.Printf("restart: secured / insecure = %.3f\n", secured.Seconds()/plain.Seconds())
+	var nacks int64
+	for _, a := range s.agents {
+		nacks += a.nacks.Load()
+	}
+	add("nacks", float64(nacks), "count")
+	return nil
+}
 
-	// Single changes.
-	before := withAgents
-	sentBefore, _ := primary.metric("doorman_controlplane_stream_bytes_sent_total")
+// changes measures single EndpointSlice changes, from the API write to
+// every agent's ACK, and what the replicas serving them spent.
+func (s *scaleSim) changes(ctx context.Context, w *workload, cps []*controlPlane) error {
+	n := len(s.agents)
+	add := func(metric string, v float64, unit string) { s.rep.add(sysScale, s.f.services, metric, v, unit) }
+	cpuBefore, err := cpuSeconds(cps)
+	if err != nil {
+		return err
+	}
+	sentBefore := metricSum(cps, "doorman_controlplane_stream_bytes_sent_total")
 	var lastAck, agentP99 []time.Duration
 	var bytesPer, msgsPer []float64
 	for i := range s.f.changes {
@@ -336,11 +476,11 @@ func (s *scaleSim) run(ctx context.Context) error {
 		msgsPer = append(msgsPer, float64(m1-m0)/float64(n))
 	}
 	s.change.Store(nil)
-	after, err := readUsage(primary.cmd.Process.Pid)
+	cpuAfter, err := cpuSeconds(cps)
 	if err != nil {
 		return err
 	}
-	sentAfter, _ := primary.metric("doorman_controlplane_stream_bytes_sent_total")
+	sentAfter := metricSum(cps, "doorman_controlplane_stream_bytes_sent_total")
 	add("change_p50_seconds", percentile(lastAck, 50).Seconds(), "seconds")
 	add("change_p99_seconds", percentile(lastAck, 99).Seconds(), "seconds")
 	add("change_agent_p99_seconds", percentile(agentP99, 50).Seconds(), "seconds")
@@ -349,43 +489,114 @@ func (s *scaleSim) run(ctx context.Context) error {
 	if sentAfter > sentBefore {
 		add("server_bytes_per_change_per_node", (sentAfter-sentBefore)/float64(s.f.changes*n), "bytes")
 	}
-	add("controlplane_cpu_seconds_per_change", (after.CPUSeconds-before.CPUSeconds)/float64(s.f.changes), "seconds")
+	add("controlplane_cpu_seconds_per_change", (cpuAfter-cpuBefore)/float64(s.f.changes), "seconds")
 	fmt.Printf("changes: last ACK p50 %s p99 %s (per-agent p99, median over changes: %s), %.0f bytes and %.2f messages per change per node\n",
 		percentile(lastAck, 50).Round(time.Millisecond), percentile(lastAck, 99).Round(time.Millisecond),
 		percentile(agentP99, 50).Round(time.Millisecond), meanOf(bytesPer), meanOf(msgsPer))
+	return nil
+}
 
-	// Failover: the serving replica dies; agents move to the other one.
-	var fulls0, upserts0 int64
-	for _, a := range s.agents {
-		fulls0 += a.fulls.Load()
-		upserts0 += a.upserts.Load()
+// failover kills the primary; its agents move to the other replica, which
+// has not admitted them yet.
+func (s *scaleSim) failover(ctx context.Context, primary *controlPlane) error {
+	n := len(s.agents)
+	add := func(metric string, v float64, unit string) { s.rep.add(sysScale, s.f.services, metric, v, unit) }
+	fulls0, upserts0 := s.received()
+	adm0, err := s.admissionCounts(ctx)
+	if err != nil {
+		return err
 	}
 	b0, _ := s.traffic()
 	s.beginEpoch()
-	t = time.Now()
+	t := time.Now()
+	// Agents the primary deferred at start-up are served by the other
+	// replica already: the kill does not move them.
+	stayed := 0
+	for _, a := range s.agents {
+		if addr := a.serving.Load(); addr != nil && *addr != primary.grpc {
+			s.in(a)
+			stayed++
+		}
+	}
 	primary.kill()
 	if err := s.waitEpoch(ctx); err != nil {
 		return fmt.Errorf("failover: %w", err)
 	}
 	failover := s.lastInSince(t)
 	b1, _ := s.traffic()
-	var fulls1, upserts1 int64
-	for _, a := range s.agents {
-		fulls1 += a.fulls.Load()
-		upserts1 += a.upserts.Load()
-	}
+	fulls1, upserts1 := s.received()
 	add("failover_convergence_seconds", failover.Seconds(), "seconds")
-	add("failover_bytes_per_node", float64(b1-b0)/float64(n), "bytes")
+	moved := max(n-stayed, 1)
+	add("failover_bytes_per_node", float64(b1-b0)/float64(moved), "bytes")
 	add("failover_full_views", float64(fulls1-fulls0), "count")
 	add("failover_upserts", float64(upserts1-upserts0), "count")
-	var nacks int64
-	for _, a := range s.agents {
-		nacks += a.nacks.Load()
+	add("failover_agents_moved", float64(n-stayed), "count")
+	adm, err := s.addAdmission(ctx, sysScale, "failover", adm0)
+	if err != nil {
+		return err
 	}
-	add("nacks", float64(nacks), "count")
-	fmt.Printf("failover: every agent re-acked on the other replica %s after the kill; %.0f bytes per node, %d full views, %d upserts\n",
-		failover.Round(time.Millisecond), float64(b1-b0)/float64(n), fulls1-fulls0, upserts1-upserts0)
+	fmt.Printf("failover: the primary's %d agents admitted and re-acked on the other replica %s after the kill; %.0f bytes per moved node, %d full views, %d upserts; %s\n",
+		n-stayed, failover.Round(time.Millisecond), float64(b1-b0)/float64(moved), fulls1-fulls0, upserts1-upserts0, adm)
 	return nil
+}
+
+// restart kills every replica and starts each again on its addresses,
+// secured or --insecure, and returns the time from the kill until every
+// agent was admitted and acked again. The agents keep what they hold and
+// resume by digests, with replicas whose admission caches are empty.
+func (s *scaleSim) restart(ctx context.Context, c *cluster.Cluster, cps []*controlPlane, secure bool) (time.Duration, error) {
+	sys, mode := sysScale, "secured"
+	if !secure {
+		sys, mode = sysScaleInsecure, "insecure"
+	}
+	add := func(metric string, v float64, unit string) { s.rep.add(sys, s.f.services, metric, v, unit) }
+	fulls0, upserts0 := s.received()
+	ca := s.caPool
+	if !secure {
+		ca = nil
+	}
+	s.beginEpoch()
+	t := time.Now()
+	for _, cp := range cps {
+		cp.kill()
+	}
+	s.ca.Store(ca) // agents' next connections
+	// Counted once the old replicas are gone: reviews they had sent are
+	// not this restart's.
+	adm0, err := s.admissionCounts(ctx)
+	if err != nil {
+		return 0, err
+	}
+	var g errgroup.Group
+	for i, cp := range cps {
+		g.Go(func() error {
+			started, err := s.startControlPlane(ctx, c, cp.name, cp.grpc, cp.http, secure)
+			if err == nil {
+				cps[i] = started
+			}
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return 0, fmt.Errorf("restart: %w", err)
+	}
+	ready := time.Since(t)
+	if err := s.waitEpoch(ctx); err != nil {
+		return 0, fmt.Errorf("restart (%s): %w", mode, err)
+	}
+	d := s.lastInSince(t)
+	fulls1, upserts1 := s.received()
+	add("restart_convergence_seconds", d.Seconds(), "seconds")
+	add("restart_controlplane_ready_seconds", ready.Seconds(), "seconds")
+	add("restart_full_views", float64(fulls1-fulls0), "count")
+	add("restart_upserts", float64(upserts1-upserts0), "count")
+	adm, err := s.addAdmission(ctx, sys, "restart", adm0)
+	if err != nil {
+		return 0, err
+	}
+	fmt.Printf("restart (%s): every agent admitted and acked %s after both replicas were killed (ready after %s); %d full views; %s\n",
+		mode, d.Round(time.Millisecond), ready.Round(time.Millisecond), fulls1-fulls0, adm)
+	return d, nil
 }
 
 func meanOf(v []float64) float64 {
@@ -407,6 +618,15 @@ func (s *scaleSim) traffic() (bytes, msgs int64) {
 	return bytes, msgs
 }
 
+// received is the full views and upserts every agent received so far.
+func (s *scaleSim) received() (fulls, upserts int64) {
+	for _, a := range s.agents {
+		fulls += a.fulls.Load()
+		upserts += a.upserts.Load()
+	}
+	return fulls, upserts
+}
+
 func (s *scaleSim) beginEpoch() {
 	s.inMu.Lock()
 	s.allIn = make(chan struct{})
@@ -415,8 +635,8 @@ func (s *scaleSim) beginEpoch() {
 	s.epoch.Add(1)
 }
 
-// acked is called by an agent after each Ack it sent.
-func (s *scaleSim) acked(a *simAgent, u *doormanv1.SyncResponse) {
+// in counts an agent in the current epoch, once.
+func (s *scaleSim) in(a *simAgent) {
 	if e := s.epoch.Load(); a.epoch.Swap(e) != e {
 		s.inMu.Lock()
 		s.lastIn = time.Now()
@@ -425,6 +645,11 @@ func (s *scaleSim) acked(a *simAgent, u *doormanv1.SyncResponse) {
 		}
 		s.inMu.Unlock()
 	}
+}
+
+// acked is called by an agent after each Ack it sent.
+func (s *scaleSim) acked(a *simAgent, u *doormanv1.SyncResponse) {
+	s.in(a)
 	ct := s.change.Load()
 	if ct == nil {
 		return
@@ -470,37 +695,21 @@ func simNodeName(i int) string { return fmt.Sprintf("sim-%05d", i) }
 // createNodes registers the simulated agents' Node objects, so each view
 // holds a node entry as a real node's does.
 func createNodes(ctx context.Context, client kubernetes.Interface, n, workers int) error {
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= n || ctx.Err() != nil {
-					return
-				}
-				node := &corev1.Node{
-					ObjectMeta: metav1.ObjectMeta{Name: simNodeName(i), Labels: map[string]string{"kubernetes.io/hostname": simNodeName(i)}},
-					Status: corev1.NodeStatus{Addresses: []corev1.NodeAddress{
-						{Type: corev1.NodeInternalIP, Address: fmt.Sprintf("10.252.%d.%d", i/250, i%250+1)},
-					}},
-				}
-				_, err := retryCreate(ctx, func() (*corev1.Node, error) {
-					return client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
-				})
-				if err != nil && !apierrors.IsAlreadyExists(err) {
-					cancel(fmt.Errorf("create node %s: %w", node.Name, err))
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	return context.Cause(ctx)
+	return forEachParallel(ctx, n, workers, func(ctx context.Context, i int) error {
+		node := &corev1.Node{
+			ObjectMeta: metav1.ObjectMeta{Name: simNodeName(i), Labels: map[string]string{"kubernetes.io/hostname": simNodeName(i)}},
+			Status: corev1.NodeStatus{Addresses: []corev1.NodeAddress{
+				{Type: corev1.NodeInternalIP, Address: fmt.Sprintf("10.252.%d.%d", i/250, i%250+1)},
+			}},
+		}
+		_, err := retryCreate(ctx, func() (*corev1.Node, error) {
+			return client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
+		})
+		if err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("create node %s: %w", node.Name, err)
+		}
+		return nil
+	})
 }
 
 // retryCreate retries a create the API server throttled.
@@ -521,62 +730,93 @@ func retryCreate[T any](ctx context.Context, f func() (T, error)) (T, error) {
 // simAgent is one simulated node agent: a real gRPC client of
 // AgentService.Sync that applies updates to an agentView and acks them.
 type simAgent struct {
-	name  string
-	addrs []string
-	view  *agentView
-	epoch atomic.Int64
+	name   string
+	addrs  []string
+	token  string // bound to the agent's Pod on its node
+	source net.IP // its address on loopback
+	view   *agentView
+	epoch  atomic.Int64
+	// serving is the address of the control plane the agent's stream
+	// acked an update on, while that stream lasts.
+	serving atomic.Pointer[string]
 
 	bytes, msgs    atomic.Int64 // received on the wire
 	fulls, upserts atomic.Int64
 	nacks          atomic.Int64
 }
 
+// run keeps a stream open to one of the control planes in turn, as the
+// agent does: after a stream ends it waits the agent's backoff, reset
+// once a stream got an update acked. Connections are made again when the
+// control plane's mode (TLS or plaintext) changes.
 func (a *simAgent) run(ctx context.Context, s *scaleSim) {
-	conns := make([]*grpc.ClientConn, len(a.addrs))
-	defer func() {
+	var conns []*grpc.ClientConn
+	var ca *x509.CertPool // what conns were made with
+	closeAll := func() {
 		for _, c := range conns {
 			if c != nil {
 				_ = c.Close()
 			}
 		}
-	}()
+		conns = make([]*grpc.ClientConn, len(a.addrs))
+	}
+	defer closeAll()
+	failures := 0
 	for i := 0; ctx.Err() == nil; i = (i + 1) % len(a.addrs) {
+		if want := s.ca.Load(); conns == nil || want != ca {
+			closeAll()
+			ca = want
+		}
 		if conns[i] == nil {
-			c, err := grpc.NewClient(a.addrs[i], grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithStatsHandler(agentStats{a}))
+			c, err := grpc.NewClient(a.addrs[i], a.dialOptions(ca)...)
 			if err != nil {
 				s.log.Error("dial", "node", a.name, "error", err)
 				return
 			}
 			conns[i] = c
 		}
-		err := a.session(ctx, conns[i], s)
+		acked, err := a.session(ctx, conns[i], s)
 		if ctx.Err() != nil {
 			return
 		}
-		s.log.Debug("stream ended", "node", a.name, "address", a.addrs[i], "error", err)
+		if acked {
+			failures = 0
+		}
+		delay := agentBackoff(failures)
+		failures = min(failures+1, 32)
+		s.log.Debug("stream ended", "node", a.name, "address", a.addrs[i], "error", err, "retry_in", delay)
 		select {
 		case <-ctx.Done():
-		case <-time.After(50 * time.Millisecond):
+		case <-time.After(delay):
 		}
 	}
 }
 
-func (a *simAgent) session(ctx context.Context, cc *grpc.ClientConn, s *scaleSim) error {
+// session runs one Sync stream and reports whether it acked an update.
+func (a *simAgent) session(ctx context.Context, cc *grpc.ClientConn, s *scaleSim) (bool, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stream, err := doormanv1.NewAgentServiceClient(cc).Sync(ctx)
 	if err != nil {
-		return err
+		return false, err
 	}
 	hello := &doormanv1.Hello{NodeName: a.name, Holding: a.view.holding()}
-	if err := stream.Send(&doormanv1.SyncRequest{Message: &doormanv1.SyncRequest_Hello{Hello: hello}}); err != nil {
-		return err
+	// A stream the control plane refused fails Send with io.EOF; its
+	// status comes with Recv.
+	if err := stream.Send(&doormanv1.SyncRequest{Message: &doormanv1.SyncRequest_Hello{Hello: hello}}); err != nil && !errors.Is(err, io.EOF) {
+		return false, err
 	}
+	defer a.serving.Store(nil)
+	got, acked := false, false
 	for {
 		u, err := stream.Recv()
 		if err != nil {
-			return err
+			if !got {
+				s.firstRecv[min(status.Code(err), codes.Unauthenticated)].Add(1)
+			}
+			return acked, err
 		}
+		got = true
 		if u.GetFull() {
 			a.fulls.Add(1)
 		}
@@ -585,13 +825,18 @@ func (a *simAgent) session(ctx context.Context, cc *grpc.ClientConn, s *scaleSim
 			a.nacks.Add(1)
 			s.log.Warn("nack", "node", a.name, "error", err)
 			if err := stream.Send(&doormanv1.SyncRequest{Message: &doormanv1.SyncRequest_Nack{Nack: &doormanv1.Nack{Version: u.GetVersion(), Error: err.Error()}}}); err != nil {
-				return err
+				return acked, err
 			}
 			continue
 		}
 		ack := &doormanv1.Ack{Version: u.GetVersion(), ViewDigest: a.view.d.View()}
 		if err := stream.Send(&doormanv1.SyncRequest{Message: &doormanv1.SyncRequest_Ack{Ack: ack}}); err != nil {
-			return err
+			return acked, err
+		}
+		if !acked {
+			acked = true
+			target := cc.Target()
+			a.serving.Store(&target)
 		}
 		s.acked(a, u)
 	}
