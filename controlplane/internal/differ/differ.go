@@ -219,7 +219,7 @@ func (d *Differ) Ack(t Token, a *doormanv1.Ack) error {
 	}
 	h := d.history[t.Node]
 	h.acked = s.inFlight
-	h.notProgrammed = slices.Clone(a.GetNotProgrammed())
+	h.notProgrammed = doormanv1.CutTexts(a.GetNotProgrammed(), doormanv1.MaxTexts, doormanv1.MaxText)
 	if a.GetViewDigest() != s.inFlightDigest {
 		// The node holds something else than it was sent: what it holds
 		// is unknown, so the next update replaces its view whole.
@@ -245,7 +245,7 @@ func (d *Differ) Nack(t Token, n *doormanv1.Nack) error {
 		return fmt.Errorf("nack from node %s: %w: version %d, in flight %d", t.Node, ErrInvalid, n.GetVersion(), s.inFlight)
 	}
 	h := d.history[t.Node]
-	h.lastNack = n.GetError()
+	h.lastNack = doormanv1.CutText(n.GetError(), doormanv1.MaxNackText)
 	h.lastNackVersion = s.inFlight
 	s.inFlight, s.inFlightBuckets = 0, view.Digests{}
 	return nil

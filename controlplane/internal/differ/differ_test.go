@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"runtime"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -521,5 +522,39 @@ func TestAckReportsUnprogrammedKeys(t *testing.T) {
 	}
 	if got := f.d.NodeStatus("n1").NotProgrammed; len(got) != 0 {
 		t.Errorf("NotProgrammed after a clean ack = %v, want none", got)
+	}
+}
+
+// What a node sends about its refusals is kept bounded, however much it
+// sends: a NACK's error and the not-programmed list of an Ack.
+func TestNodeTextsBounded(t *testing.T) {
+	f := newFixture(t, 0, 3)
+	f.node("n1")
+	a := newAgent()
+	tok := f.hello(a, "n1")
+	u := f.next(tok)
+	if err := f.d.Nack(tok, &doormanv1.Nack{Version: u.Version, Error: strings.Repeat("no ", 1<<20)}); err != nil {
+		t.Fatal(err)
+	}
+	if st := f.d.NodeStatus("n1"); len(st.LastNack) > doormanv1.MaxNackText {
+		t.Errorf("last NACK kept %d bytes, want at most %d", len(st.LastNack), doormanv1.MaxNackText)
+	}
+	f.set("s0", "10.9.0.9")
+	u = f.next(tok)
+	ack := a.apply(t, u)
+	for range 10 * doormanv1.MaxTexts {
+		ack.NotProgrammed = append(ack.NotProgrammed, strings.Repeat("k", 5*doormanv1.MaxText))
+	}
+	if err := f.d.Ack(tok, ack); err != nil {
+		t.Fatal(err)
+	}
+	st := f.d.NodeStatus("n1")
+	if len(st.NotProgrammed) != doormanv1.MaxTexts+1 {
+		t.Fatalf("%d not-programmed items kept, want %d and a count of the rest", len(st.NotProgrammed), doormanv1.MaxTexts+1)
+	}
+	for _, s := range st.NotProgrammed {
+		if len(s) > doormanv1.MaxText {
+			t.Fatalf("a not-programmed item of %d bytes, want at most %d", len(s), doormanv1.MaxText)
+		}
 	}
 }

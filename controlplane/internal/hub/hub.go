@@ -351,7 +351,7 @@ func (s *Session) Nack(n *doormanv1.Nack) error {
 	if err := s.h.differ.Nack(s.token, n); err != nil {
 		return err
 	}
-	s.h.log.Warn("update rejected", "node", s.token.Node, "version", n.GetVersion(), "error", n.GetError())
+	s.h.log.Warn("update rejected", "node", s.token.Node, "version", n.GetVersion(), "error", doormanv1.CutText(n.GetError(), doormanv1.MaxNackText))
 	notify(s.wake)
 	return nil
 }

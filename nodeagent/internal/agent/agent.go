@@ -329,7 +329,7 @@ func (a *Agent) nack(out Outcome, err error) Outcome {
 	a.lastError = err.Error()
 	out.Reply = &doormanv1.SyncRequest{Message: &doormanv1.SyncRequest_Nack{Nack: &doormanv1.Nack{
 		Version: out.Version,
-		Error:   err.Error(),
+		Error:   doormanv1.CutText(err.Error(), doormanv1.MaxNackText),
 	}}}
 	return out
 }

@@ -8,10 +8,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"sync/atomic"
 	"syscall"
-	"unicode/utf8"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -84,43 +82,20 @@ func (s *Server) GetKernel(_ context.Context, req *doormanv1.GetKernelRequest) (
 	return resp, nil
 }
 
-// Bounds of what is reported and logged about errors.
+// Bounds of what is reported and logged about errors: the wire's own.
 const (
 	// MaxText is the most bytes of one error text kept.
-	MaxText = 1024
+	MaxText = doormanv1.MaxText
 	// MaxNotProgrammed is the most not-programmed entries listed.
-	MaxNotProgrammed = 100
+	MaxNotProgrammed = doormanv1.MaxTexts
 )
 
-// Cut returns s cut to about limit bytes (on a rune boundary), marked
-// with its full length.
-func Cut(s string, limit int) string {
-	if len(s) <= limit {
-		return s
-	}
-	mark := "… (cut, " + strconv.Itoa(len(s)) + " bytes)"
-	keep := limit - len(mark)
-	for keep > 0 && !utf8.RuneStart(s[keep]) {
-		keep--
-	}
-	return s[:max(keep, 0)] + mark
-}
+// Cut returns s cut to about limit bytes, marked with its full length.
+func Cut(s string, limit int) string { return doormanv1.CutText(s, limit) }
 
 // CutList returns the first n items of list, each cut to limit bytes, and
 // then "+K more" when K items were left out.
-func CutList(list []string, n, limit int) []string {
-	if len(list) == 0 {
-		return list
-	}
-	out := make([]string, 0, min(len(list), n)+1)
-	for _, s := range list[:min(len(list), n)] {
-		out = append(out, Cut(s, limit))
-	}
-	if more := len(list) - n; more > 0 {
-		out = append(out, fmt.Sprintf("+%d more", more))
-	}
-	return out
-}
+func CutList(list []string, n, limit int) []string { return doormanv1.CutTexts(list, n, limit) }
 
 // ListenSocket listens on a unix socket at path that only its owner (root,
 // for the agent) may connect to: the socket is made mode 0600, in a
