@@ -85,7 +85,7 @@ func encode(key string, field protowire.Number, value proto.Message) (*Entry, er
 	}
 	b = protowire.AppendTag(b, field, protowire.BytesType)
 	b = protowire.AppendBytes(b, v)
-	return &Entry{Key: key, Digest: digest, Bytes: b, Hash: Hash(key, digest)}, nil
+	return &Entry{Key: key, Digest: digest, Bytes: b, Hash: doormanv1.EntryHash(key, digest)}, nil
 }
 
 // Message decodes the entry (for Inspect; never on the send path).
@@ -95,13 +95,6 @@ func (e *Entry) Message() (*doormanv1.Entry, error) {
 		return nil, fmt.Errorf("decode entry %s: %w", e.Key, err)
 	}
 	return m, nil
-}
-
-// Hash is an entry's contribution to bucket and view digests; it equals
-// what doormanv1.Digests.Toggle XORs in, so digests kept as XORs of Hash
-// values compare equal to an agent's doormanv1.Digests.
-func Hash(key string, digest uint64) uint64 {
-	return doormanv1.EntryHash(key, digest)
 }
 
 // Update is one SyncResponse before encoding.

@@ -493,13 +493,6 @@ func (s ChainSpec) Name() string {
 	return n
 }
 
-// ServiceChainName is the chain that DNATs ClusterIP traffic of Services
-// with k endpoints: "service-<k>".
-func ServiceChainName(k int) string { return ChainSpec{Kind: KindService, K: k}.Name() }
-
-// NodePortChainName is the chain that marks for masquerade and DNATs
-// NodePort traffic of Services with k endpoints: "nodeport-<k>".
-func NodePortChainName(k int) string { return ChainSpec{Kind: KindNodePort, K: k}.Name() }
 
 // ParseChainName reads the name of a chain built from its name back.
 func ParseChainName(name string) (ChainSpec, bool) {
