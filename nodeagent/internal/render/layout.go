@@ -493,7 +493,6 @@ func (s ChainSpec) Name() string {
 	return n
 }
 
-
 // ParseChainName reads the name of a chain built from its name back.
 func ParseChainName(name string) (ChainSpec, bool) {
 	// Longest prefixes first: "affinity-pick-" before "affinity-",
