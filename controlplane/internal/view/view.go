@@ -192,8 +192,10 @@ func (v *View) SetService(id string, values map[string]model.Value) (bool, error
 	return changed, nil
 }
 
-// build encodes a Value; overrides equal to the default are dropped and
-// equal overrides share one encoding.
+// build encodes a Value; overrides equal to what the node would program
+// without them are dropped and equal overrides share one encoding. A node
+// override equal to the default still counts while zone overrides exist:
+// it stands before the node's zone's.
 func (v *View) build(key string, val model.Value) (*slot, error) {
 	if val.Default == nil {
 		return nil, fmt.Errorf("key %s: no default value", key)
@@ -215,31 +217,33 @@ func (v *View) build(key string, val model.Value) (*slot, error) {
 		seen[e.Digest] = e
 		return e, nil
 	}
-	for name, sp := range val.ByNode {
-		e, err := intern(sp)
-		if err != nil {
-			return nil, err
-		}
-		if e != s.def {
-			if s.byNode == nil {
-				s.byNode = map[string]*wire.Entry{}
-			}
-			s.byNode[name] = e
-		}
+	if s.byZone, err = overrides(val.ByZone, intern, func(e *wire.Entry) bool { return e == s.def }); err != nil {
+		return nil, err
 	}
-	for zone, sp := range val.ByZone {
-		e, err := intern(sp)
-		if err != nil {
-			return nil, err
-		}
-		if e != s.def {
-			if s.byZone == nil {
-				s.byZone = map[string]*wire.Entry{}
-			}
-			s.byZone[zone] = e
-		}
+	if s.byNode, err = overrides(val.ByNode, intern, func(e *wire.Entry) bool { return e == s.def && len(s.byZone) == 0 }); err != nil {
+		return nil, err
 	}
 	return s, nil
+}
+
+// overrides encodes each override with intern, leaving out those drop
+// accepts; nil when none is left.
+func overrides(in map[string]*doormanv1.ServicePort, intern func(*doormanv1.ServicePort) (*wire.Entry, error), drop func(*wire.Entry) bool) (map[string]*wire.Entry, error) {
+	var out map[string]*wire.Entry
+	for name, sp := range in {
+		e, err := intern(sp)
+		if err != nil {
+			return nil, err
+		}
+		if drop(e) {
+			continue
+		}
+		if out == nil {
+			out = map[string]*wire.Entry{}
+		}
+		out[name] = e
+	}
+	return out, nil
 }
 
 func (v *View) encode(key string, sp *doormanv1.ServicePort) (*wire.Entry, error) {

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/doorman-proxy/doorman/controlplane/internal/model"
+	"github.com/doorman-proxy/doorman/controlplane/internal/wire"
 	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
 )
 
@@ -238,5 +239,51 @@ func TestEncodeErrorNamesService(t *testing.T) {
 	}
 	if v.Stats().Keys != 0 {
 		t.Error("a failed SetService left keys behind")
+	}
+}
+
+// A node override equal to the default still stands before the node's
+// zone's: every endpoint is hinted for the node, one of them for its zone.
+func TestNodeOverrideEqualToDefault(t *testing.T) {
+	all, zoneOnly := port("svc", 80, "10.1.0.1", "10.1.0.2"), port("svc", 80, "10.1.0.2")
+	tests := []struct {
+		name  string
+		value model.Value
+		want  map[string]*doormanv1.ServicePort // by node, all in zone z1
+	}{
+		{
+			name:  "node and zone overrides",
+			value: model.Value{Default: all, ByNode: map[string]*doormanv1.ServicePort{"n1": all}, ByZone: map[string]*doormanv1.ServicePort{"z1": zoneOnly}},
+			want:  map[string]*doormanv1.ServicePort{"n1": all, "n2": zoneOnly},
+		},
+		{
+			name:  "node overrides only",
+			value: model.Value{Default: all, ByNode: map[string]*doormanv1.ServicePort{"n1": all, "n2": zoneOnly}},
+			want:  map[string]*doormanv1.ServicePort{"n1": all, "n2": zoneOnly},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v := New(1, 0)
+			for _, n := range []string{"n1", "n2"} {
+				if _, err := v.SetNode(n, nodeValue(n, "z1")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			key := doormanv1.ServicePortKey(all)
+			if _, err := v.SetService("ns/svc", map[string]model.Value{key: tt.value}); err != nil {
+				t.Fatal(err)
+			}
+			for n, sp := range tt.want {
+				want, err := wire.ServicePort(sp)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := v.Lookup(n, key); got == nil || got.Digest != want.Digest {
+					t.Errorf("node %s: entry %v, want the one of %v", n, got, sp.GetEndpoints())
+				}
+			}
+			check(t, v)
+		})
 	}
 }
