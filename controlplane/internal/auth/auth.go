@@ -18,6 +18,7 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 
 	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
@@ -45,6 +46,11 @@ type Config struct {
 	// Limits bound the reviews and the caches; zero fields take the
 	// defaults.
 	Limits Limits
+	// Local, when set, verifies agents' tokens in the control plane, as
+	// the API server would, instead of a TokenReview each; tokens it
+	// cannot verify, and every token until Start has read the keys and
+	// listed the agents' Pods, still get a TokenReview.
+	Local *LocalConfig
 	// Now is the clock of the caches and of the per-peer budgets (default
 	// time.Now).
 	Now    func() time.Time
@@ -60,6 +66,7 @@ type Authenticator struct {
 	now       func() time.Time
 	log       hclog.Logger
 
+	local  *local // nil: every agent gets a TokenReview
 	cache  *outcomes
 	gate   *gate
 	peers  *peers
@@ -71,6 +78,7 @@ type Authenticator struct {
 type Admission struct {
 	Node    string
 	Expires time.Time
+	pod     objectRef // the Pod the token is bound to, when known
 }
 
 // New returns an Authenticator.
@@ -101,7 +109,23 @@ func New(cfg Config) (*Authenticator, error) {
 	a.cache = newOutcomes(a.limits, a.now)
 	a.gate = newGate(a.limits.ReviewQPS, a.limits.ReviewBurst, a.limits.ReviewTimeout)
 	a.peers = newPeers(a.limits.PeerFailureQPS, a.limits.PeerFailureBurst, a.now)
+	if cfg.Local != nil {
+		l, err := newLocal(*cfg.Local, a.agentUser, a.limits.ReviewTimeout, a.log.Named("local"))
+		if err != nil {
+			return nil, err
+		}
+		a.local = l
+	}
 	return a, nil
+}
+
+// Start reads the API server's service-account keys and watches the
+// agents' Pods, for the local verification of agents' tokens, until ctx
+// is done. Without Config.Local it does nothing.
+func (a *Authenticator) Start(ctx context.Context) {
+	if a.local != nil {
+		a.local.start(ctx)
+	}
 }
 
 // ServiceAccountUser is the user name of a ServiceAccount's tokens.
@@ -136,9 +160,13 @@ func (a *Authenticator) unary(ctx context.Context, req any, info *grpc.UnaryServ
 	}
 }
 
-// errTokenExpired is the cause of a stream's context ending when the
-// token it was admitted with expires.
-var errTokenExpired = errors.New("token expired")
+// errTokenExpired and errPodGone are the causes of a stream's context
+// ending when the token it was admitted with expires, or when the Pod
+// that token is bound to is deleted.
+var (
+	errTokenExpired = errors.New("token expired")
+	errPodGone      = errors.New("pod deleted")
+)
 
 func (a *Authenticator) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	switch {
@@ -158,15 +186,46 @@ func (a *Authenticator) stream(srv any, ss grpc.ServerStream, info *grpc.StreamS
 			ctx, cancel = context.WithTimeoutCause(ctx, life, errTokenExpired)
 			defer cancel()
 		}
+		ctx, unbind, err := a.bindToPod(ctx, adm)
+		if err != nil {
+			return err
+		}
+		defer unbind()
 		err = handler(srv, &boundStream{ServerStream: ss, ctx: ctx, node: adm.Node})
-		if errors.Is(context.Cause(ctx), errTokenExpired) {
+		switch cause := context.Cause(ctx); {
+		case errors.Is(cause, errTokenExpired):
 			a.log.Debug("stream ended: token expired", "node", adm.Node, "expired", adm.Expires)
 			return status.Errorf(codes.Unauthenticated, "the token this stream was admitted with expired at %s: reconnect with a fresh token", adm.Expires.UTC().Format(time.RFC3339))
+		case errors.Is(cause, errPodGone):
+			a.log.Debug("stream ended: pod deleted", "node", adm.Node, "pod", adm.pod.Name)
+			return status.Errorf(codes.Unauthenticated, "the Pod %s the token of this stream is bound to was deleted", adm.pod.Name)
 		}
 		return err
 	default:
 		return status.Errorf(codes.PermissionDenied, "%s: no caller may call it", info.FullMethod)
 	}
+}
+
+// bindToPod ends the stream's context when the Pod the agent's token is
+// bound to is deleted, as its token then is revoked; unbind stops
+// watching. Nothing to watch when the Pod is not known, or the agents'
+// Pods are not listed (TokenReviews only).
+func (a *Authenticator) bindToPod(ctx context.Context, adm Admission) (_ context.Context, unbind func(), _ error) {
+	if adm.pod.UID == "" || a.local == nil || !a.local.pods.synced() {
+		return ctx, func() {}, nil
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	stop := a.local.pods.watch(adm.pod.UID, func() { cancel(errPodGone) })
+	unbind = func() {
+		stop()
+		cancel(nil)
+	}
+	// Checked once watching, so that a deletion in between is not missed.
+	if err := a.local.pods.check(adm.pod, adm.Node); err != nil {
+		unbind()
+		return nil, nil, status.Errorf(codes.Unauthenticated, "invalid token: %v", err)
+	}
+	return ctx, unbind, nil
 }
 
 // boundStream refuses a Hello that names another node than the token's,
@@ -218,7 +277,13 @@ func (a *Authenticator) Agent(ctx context.Context, token string) (Admission, err
 		return Admission{}, status.Error(codes.Unauthenticated, "no bearer token")
 	}
 	out := a.check(ctx, kindAgent, token, a.admitAgent)
-	return Admission{Node: out.node, Expires: out.expires}, out.err
+	if out.err == nil && out.pod.UID != "" && a.local != nil && a.local.pods.synced() {
+		// The admission may be cached from before the Pod was deleted.
+		if err := a.local.pods.check(out.pod, out.node); err != nil {
+			return Admission{}, status.Errorf(codes.Unauthenticated, "invalid token: %v", err)
+		}
+	}
+	return Admission{Node: out.node, Expires: out.expires, pod: out.pod}, out.err
 }
 
 // Inspector checks that a token's user may list Services and
@@ -275,7 +340,14 @@ func (a *Authenticator) check(ctx context.Context, kind byte, token string, deci
 	}
 }
 
+// admitAgent verifies an agent's token locally when it can, else with a
+// TokenReview.
 func (a *Authenticator) admitAgent(ctx context.Context, prio priority, token string) outcome {
+	if a.local != nil {
+		if out, ok := a.local.admit(ctx, token, a.audiences, a.agentUser, a.now()); ok {
+			return out
+		}
+	}
 	user, out := a.review(ctx, prio, token)
 	if out.err != nil {
 		return out
@@ -287,7 +359,22 @@ func (a *Authenticator) admitAgent(ctx context.Context, prio priority, token str
 	if len(nodes) != 1 || nodes[0] == "" {
 		return outcome{err: status.Error(codes.PermissionDenied, "the token is not bound to a Pod on a node")}
 	}
-	return outcome{node: nodes[0], expires: tokenExpiry(token)}
+	return outcome{node: nodes[0], expires: tokenExpiry(token), pod: reviewedPod(user)}
+}
+
+// The user's extras that name the Pod a ServiceAccount token is bound to.
+const (
+	podNameExtra = "authentication.kubernetes.io/pod-name"
+	podUIDExtra  = "authentication.kubernetes.io/pod-uid"
+)
+
+// reviewedPod is the Pod a reviewed token is bound to, or none.
+func reviewedPod(user authenticationv1.UserInfo) objectRef {
+	names, uids := user.Extra[podNameExtra], user.Extra[podUIDExtra]
+	if len(names) != 1 || len(uids) != 1 || names[0] == "" || uids[0] == "" {
+		return objectRef{}
+	}
+	return objectRef{Name: names[0], UID: types.UID(uids[0])}
 }
 
 func (a *Authenticator) admitInspector(ctx context.Context, prio priority, token string) outcome {
@@ -375,14 +462,26 @@ type Stats struct {
 	// AdmittedEvicted counts unexpired admissions pushed out of their
 	// cache by newer admissions (never by refusals).
 	AdmittedEvicted uint64
+	// SignaturesChecked counts the tokens verified locally.
+	SignaturesChecked uint64
 }
 
 // Stats returns the current counters.
-func (a *Authenticator) Stats() Stats { return a.cache.stats() }
+func (a *Authenticator) Stats() Stats {
+	s := a.cache.stats()
+	if a.local != nil {
+		s.SignaturesChecked = a.local.checked.Load()
+	}
+	return s
+}
 
 // String describes the policy for the start-up log.
 func (a *Authenticator) String() string {
 	l := a.limits
-	return fmt.Sprintf("agents as %s (audiences %s), inspect by users who may list services and endpointslices; reviews at %g/s (burst %d, timeout %s), outcomes cached %s (refusals %s), %g failed reviews/s per peer (burst %d)",
-		a.agentUser, strings.Join(a.audiences, ","), l.ReviewQPS, l.ReviewBurst, l.ReviewTimeout, l.SuccessTTL, l.FailureTTL, l.PeerFailureQPS, l.PeerFailureBurst)
+	how := "tokenreview"
+	if a.local != nil {
+		how = "verified locally (tokenreview when they cannot be)"
+	}
+	return fmt.Sprintf("agents as %s (audiences %s) %s, inspect by users who may list services and endpointslices; reviews at %g/s (burst %d, timeout %s), outcomes cached %s (refusals %s), %g failed reviews/s per peer (burst %d)",
+		a.agentUser, strings.Join(a.audiences, ","), how, l.ReviewQPS, l.ReviewBurst, l.ReviewTimeout, l.SuccessTTL, l.FailureTTL, l.PeerFailureQPS, l.PeerFailureBurst)
 }

@@ -10,6 +10,7 @@ import (
 // outcome is what a check decided about a token.
 type outcome struct {
 	node    string    // agent: the node the token is bound to
+	pod     objectRef // agent: the Pod the token is bound to, when known
 	expires time.Time // the token's expiry, when it says (zero: not known)
 	err     error     // a status error, or nil: admitted
 	// transient marks an error that says nothing about the token (the API

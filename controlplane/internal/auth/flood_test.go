@@ -1,6 +1,8 @@
 package auth
 
 import (
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -206,4 +208,79 @@ func TestAdmissionStorm(t *testing.T) {
 	t.Logf("%d agents admitted in %s at %d/s, burst %d (the limiter alone: %s; overhead %s), %d busy refusals retried; at the defaults (%d/s, burst %d): %s + the overhead",
 		agents, elapsed.Round(time.Millisecond), qps, burst, ideal, (elapsed - ideal).Round(time.Millisecond), retries.Load(),
 		DefaultReviewQPS, DefaultReviewBurst, atDefaults)
+}
+
+// TestJunkSignatureFloodDoesNotStarveAgents: many peers present
+// thousands of distinct tokens that name the API server's issuer and
+// key but are signed with another key, each costing a signature check.
+// Each peer's failure budget bounds the checks, and an agent connecting
+// meanwhile is admitted locally, without a review.
+func TestJunkSignatureFloodDoesNotStarveAgents(t *testing.T) {
+	const (
+		junkPeers      = 50
+		workersPerPeer = 10
+		minJunk        = 5000
+	)
+	now := time.Now()
+	fx := newLocalFixture(t, newIssuerServer(t, rsaKey), LocalConfig{}, Limits{}, agentPod("new"))
+	a := fx.auth
+	// Distinct tokens, so that the refusal cache does not absorb them:
+	// the claims change, the signature stays that of other claims.
+	parts := strings.Split(otherKey.sign(t, claimsFor("new", now)), ".")
+	junkToken := func(n int64) string {
+		claims := claimsFor("new", now)
+		claims["jti"] = fmt.Sprint(n)
+		b, _ := json.Marshal(claims)
+		return parts[0] + "." + base64.RawURLEncoding.EncodeToString(b) + "." + parts[2]
+	}
+	stop := make(chan struct{})
+	var presented atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for p := range junkPeers {
+		for range workersPerPeer {
+			wg.Go(func() {
+				ctx := from(fmt.Sprintf("10.2.0.%d", p+1))
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					n := presented.Add(1)
+					_, err := a.Agent(ctx, junkToken(n))
+					switch status.Code(err) {
+					case codes.Unauthenticated, codes.ResourceExhausted:
+					default:
+						t.Errorf("junk token %d: %v", n, err)
+					}
+				}
+			})
+		}
+	}
+	for presented.Load() < minJunk/2 {
+		time.Sleep(time.Millisecond)
+	}
+	t0 := time.Now()
+	adm, err := a.Agent(from("10.3.0.1"), rsaKey.sign(t, claimsFor("new", now)))
+	took := time.Since(t0)
+	if err != nil || adm.Node != "new" {
+		t.Fatalf("agent admitted as %+v, %v", adm, err)
+	}
+	for presented.Load() < minJunk {
+		time.Sleep(time.Millisecond)
+	}
+	close(stop)
+	wg.Wait()
+	elapsed := time.Since(start)
+	checked := int(a.Stats().SignaturesChecked)
+	refill := int(elapsed.Seconds()*DefaultPeerFailureQPS) + 1
+	if bound := junkPeers*(DefaultPeerFailureBurst+refill) + 1; checked > bound {
+		t.Errorf("%d signatures checked, want at most %d (%d peers × (burst %d + refill %d) + the agent's)", checked, bound, junkPeers, DefaultPeerFailureBurst, refill)
+	}
+	if got := fx.api.reviews.Load(); got != 0 {
+		t.Errorf("%d token reviews, want 0", got)
+	}
+	t.Logf("%d junk tokens from %d peers in %s: %d signatures checked; the agent was admitted in %s",
+		presented.Load(), junkPeers, elapsed.Round(time.Millisecond), checked, took.Round(time.Microsecond))
 }
