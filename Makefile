@@ -14,9 +14,9 @@ BENCH_SCALE_OUT ?= $(CURDIR)/out/bench-scale.json
 
 all: build
 
-## build: compile both binaries into bin/
+## build: compile both binaries into bin/ (stamped with the commit: see internal/version)
 build:
-	$(GO) build -o $(BIN)/ ./controlplane ./nodeagent
+	$(GO) build -buildvcs=true -o $(BIN)/ ./controlplane ./nodeagent
 
 ## deps: install what a fresh Debian machine lacks (apt packages, Go modules)
 deps:

@@ -24,6 +24,7 @@ import (
 	"github.com/doorman-proxy/doorman/controlplane/internal/events"
 	"github.com/doorman-proxy/doorman/controlplane/internal/hub"
 	"github.com/doorman-proxy/doorman/controlplane/internal/server"
+	"github.com/doorman-proxy/doorman/internal/version"
 )
 
 func main() {
@@ -37,7 +38,7 @@ func run() error {
 	kubeconfig := flag.String("kubeconfig", "", "kubeconfig file (default: in-cluster configuration)")
 	listen := flag.String("listen", ":9400", "gRPC listen address (agents, Inspect)")
 	httpListen := flag.String("http-listen", ":9401", "HTTP listen address (/healthz, /readyz, /metrics); empty to disable")
-	nodePortAddresses := flag.String("nodeport-addresses", "", "comma-separated CIDRs; NodePorts answer only on node addresses inside them (default: every InternalIP and ExternalIP)")
+	nodePortAddresses := flag.String("nodeport-addresses", "", "NodePorts answer only on the node's addresses inside these comma-separated CIDRs, or with \"primary\" on its primary address of each family (the first InternalIP, else the first ExternalIP), as kube-proxy's --nodeport-addresses (default: every InternalIP and ExternalIP)")
 	insecure := flag.Bool("insecure", false, "serve gRPC in plaintext and admit every caller (local development only)")
 	namespace := flag.String("namespace", envOr("POD_NAMESPACE", "doorman-system"), "namespace of the CA Secret and ConfigMap and of the agents' ServiceAccount (default: $POD_NAMESPACE, then doorman-system)")
 	serviceName := flag.String("service-name", "doorman-controlplane", "the control plane's Service; its cluster DNS names go into the serving certificate")
@@ -54,6 +55,8 @@ func run() error {
 	reviewTimeout := flag.Duration("token-review-timeout", auth.DefaultReviewTimeout, "the most a review waits for its turn under --token-review-qps, and then the most the API server may take to answer it")
 	peerFailureQPS := flag.Float64("auth-failures-per-peer-qps", auth.DefaultPeerFailureQPS, "failed reviews per second each remote address may cause, once its burst is spent (it is then refused without a review)")
 	peerFailureBurst := flag.Int("auth-failures-per-peer-burst", auth.DefaultPeerFailureBurst, "failed reviews a remote address may cause in a burst; negative: no per-peer budget")
+	// Local verification of agents' tokens.
+	localTokens := flag.Bool("local-token-verification", true, "verify agents' tokens in the control plane with the API server's service-account keys (its /openid/v1/jwks) and the agents' Pods, instead of a TokenReview each; TokenReviews remain for tokens it cannot verify, and for all while the keys cannot be read")
 	maxConns := flag.Int("max-connections", server.DefaultMaxConnections, "gRPC connections open at once; more wait in the listen backlog; negative: no cap")
 	maxStreams := flag.Int("max-concurrent-streams", server.DefaultMaxConcurrentStreams, "streams per gRPC connection (an agent opens one)")
 	maxAge := flag.Duration("max-connection-age", server.DefaultMaxConnectionAge, "a gRPC connection is ended (GOAWAY) after this long, ±10 %, so agents authenticate again and resume by digests; negative: never")
@@ -65,13 +68,20 @@ func run() error {
 	// Warning Events on Services.
 	eventQPS := flag.Float64("event-qps", 5, "Events per second posted on Services (address conflicts, refused Services), all Services together, with a client of their own; each Service also gets at most 25 at once, then one per 5 minutes; 0: post none")
 	eventBurst := flag.Int("event-burst", 25, "burst of --event-qps")
+	// Build.
+	printVersion := flag.Bool("version", false, "print the build (version, commit, Go version, stream protocol) and exit")
 	flag.Parse()
+	if *printVersion {
+		fmt.Println(version.Line("controlplane"))
+		return nil
+	}
 
 	level := hclog.LevelFromString(*logLevel)
 	if level == hclog.NoLevel {
 		return fmt.Errorf("--log-level %q: want trace, debug, info, warn or error", *logLevel)
 	}
 	log := hclog.New(&hclog.LoggerOptions{Name: "controlplane", Level: level})
+	log.Info("doorman controlplane", "version", version.Get().String())
 	var security *app.Security
 	if *insecure {
 		log.Warn("serving grpc without tls and without authentication: any client can connect and read every node's view")
@@ -87,7 +97,8 @@ func run() error {
 				ReviewQPS: *reviewQPS, ReviewBurst: *reviewBurst, ReviewTimeout: *reviewTimeout,
 				PeerFailureQPS: *peerFailureQPS, PeerFailureBurst: *peerFailureBurst,
 			},
-			DNSNames: certs.ServiceDNSNames(*namespace, *serviceName),
+			DNSNames:               certs.ServiceDNSNames(*namespace, *serviceName),
+			LocalTokenVerification: *localTokens,
 		}
 		sans := splitList(*tlsSANs)
 		if *podIP != "" {

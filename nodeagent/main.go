@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/doorman-proxy/doorman/internal/version"
 	"github.com/doorman-proxy/doorman/nodeagent/app"
 	"github.com/doorman-proxy/doorman/nodeagent/internal/conntrack"
 	"github.com/doorman-proxy/doorman/nodeagent/internal/credentials"
@@ -76,7 +77,13 @@ func run() error {
 	// Freshness of the control planes' updates.
 	acceptBehindAfter := flag.Duration("accept-behind-after", stream.DefaultAcceptBehindAfter,
 		"updates behind what this node applied (a control plane whose API-server watch fell behind) are refused; once refusals have lasted this long with nothing accepted, every control plane is behind (etcd restored from a backup) and the next is accepted, logged as an error (negative: never)")
+	// Build.
+	printVersion := flag.Bool("version", false, "print the build (version, commit, Go version, stream protocol) and exit")
 	flag.Parse()
+	if *printVersion {
+		fmt.Println(version.Line("nodeagent"))
+		return nil
+	}
 	ctSettings := conntrack.Settings{MaxPerCore: *ctMaxPerCore, Min: *ctMin, TCPEstablished: *ctEstablished,
 		TCPCloseWait: *ctCloseWait, TCPBeLiberal: *ctBeLiberal, UDP: *ctUDP, UDPStream: *ctUDPStream}
 
@@ -85,6 +92,7 @@ func run() error {
 		return fmt.Errorf("unknown --log-level %q", *logLevel)
 	}
 	log := hclog.New(&hclog.LoggerOptions{Name: "nodeagent", Level: level})
+	log.Info("doorman nodeagent", "version", version.Get().String())
 
 	// SIGINT and SIGTERM stop the agent (the kernel keeps doorman's rules)
 	// and a clean-up that waits.

@@ -30,7 +30,7 @@ type Config struct {
 	GRPCListener      net.Listener
 	HTTPListener      net.Listener        // /healthz, /readyz, /metrics; nil = none
 	ServerOptions     []grpc.ServerOption // e.g. TLS credentials
-	NodePortAddresses []string            // CIDRs; empty = every InternalIP/ExternalIP of the Node
+	NodePortAddresses []string            // "primary" or CIDRs; empty = every InternalIP/ExternalIP of the Node
 	VersionSeed       uint64
 	Logger            hclog.Logger
 	// Limits bound connections, streams and their age (zero fields: the
@@ -72,6 +72,12 @@ type Security struct {
 	// (default: Client). AuthLimits bound its rate; its own client-side
 	// limit should be off.
 	ReviewClient kubernetes.Interface
+	// LocalTokenVerification verifies agents' tokens in the control
+	// plane, with the API server's service-account keys (read from its
+	// issuer discovery through ReviewClient) and the agents' Pods
+	// (watched in Namespace), instead of a TokenReview each;
+	// TokenReviews remain for what it cannot verify.
+	LocalTokenVerification bool
 }
 
 // DefaultStaleAfter is StaleAfter's default: the API server sends a
@@ -93,16 +99,31 @@ func Run(ctx context.Context, cfg Config) error {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	cidrs, err := model.ParseCIDRs(cfg.NodePortAddresses)
+	nodePorts, err := model.ParseNodePortAddresses(cfg.NodePortAddresses)
 	if err != nil {
 		return fmt.Errorf("control plane: %w", err)
 	}
 	fresh := watch.NewFreshness(nil, log.Named("watch"))
-	h := hub.New(hub.Config{NodePortCIDRs: cidrs, VersionSeed: cfg.VersionSeed, Logger: log.Named("hub"), Freshness: fresh.Marker, Events: cfg.Events})
+	h := hub.New(hub.Config{NodePortAddresses: nodePorts, VersionSeed: cfg.VersionSeed, Logger: log.Named("hub"), Freshness: fresh.Marker, Events: cfg.Events})
 	m, err := metrics.New(h)
 	if err != nil {
 		return fmt.Errorf("control plane: %w", err)
 	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 3)
+	// The informers start first: the TLS and authentication set-up below
+	// must not delay them (readiness after a restart waits for them).
+	go func() {
+		if err := watch.Start(ctx, cfg.Client, m.Sink(h), fresh, log.Named("watch")); err != nil {
+			if ctx.Err() == nil {
+				errc <- err
+			}
+			return
+		}
+		h.MarkReady()
+	}()
 
 	opts := append(server.Options(), cfg.Limits.ServerOptions()...)
 	opts = append(opts, grpc.StatsHandler(m.StatsHandler()))
@@ -120,9 +141,6 @@ func Run(ctx context.Context, cfg Config) error {
 	server.Register(gs, h, log.Named("server"))
 	reflection.Register(gs)
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	errc := make(chan error, 3)
 	go func() {
 		log.Info("serving grpc", "address", cfg.GRPCListener.Addr().String())
 		if err := gs.Serve(cfg.Limits.Listener(cfg.GRPCListener)); err != nil {
@@ -146,15 +164,6 @@ func Run(ctx context.Context, cfg Config) error {
 			}
 		}()
 	}
-	go func() {
-		if err := watch.Start(ctx, cfg.Client, m.Sink(h), fresh, log.Named("watch")); err != nil {
-			if ctx.Err() == nil {
-				errc <- err
-			}
-			return
-		}
-		h.MarkReady()
-	}()
 
 	var runErr error
 	select {
@@ -189,8 +198,15 @@ func security(ctx context.Context, client kubernetes.Interface, sec Security, lo
 	if sec.Namespace == "" || sec.AgentServiceAccount == "" {
 		return nil, errors.New("security: a namespace and the agents' service account are required")
 	}
+	reviews := sec.ReviewClient
+	if reviews == nil {
+		reviews = client
+	}
+	// The TLS objects and the callers' checks use the reviews' client:
+	// the same credentials and CA, without a client-side limit to share
+	// with the informers' start-up lists.
 	cm, err := certs.New(certs.Config{
-		Client: client, Namespace: sec.Namespace,
+		Client: reviews, Namespace: sec.Namespace,
 		SecretName: sec.SecretName, ConfigMapName: sec.ConfigMapName,
 		DNSNames: sec.DNSNames, IPs: sec.IPs,
 		Logger: log.Named("certs"),
@@ -201,20 +217,22 @@ func security(ctx context.Context, client kubernetes.Interface, sec Security, lo
 	if err := cm.Start(ctx); err != nil {
 		return nil, fmt.Errorf("tls: %w", err)
 	}
-	reviews := sec.ReviewClient
-	if reviews == nil {
-		reviews = client
+	var local *auth.LocalConfig
+	if sec.LocalTokenVerification {
+		local = &auth.LocalConfig{Keys: reviews.Discovery().RESTClient(), Pods: reviews}
 	}
 	a, err := auth.New(auth.Config{
 		Client:    reviews,
 		Audiences: sec.Audiences,
 		AgentUser: auth.ServiceAccountUser(sec.Namespace, sec.AgentServiceAccount),
 		Limits:    sec.AuthLimits,
+		Local:     local,
 		Logger:    log.Named("auth"),
 	})
 	if err != nil {
 		return nil, err
 	}
+	a.Start(ctx)
 	log.Info("grpc secured", "policy", a.String())
 	return append([]grpc.ServerOption{grpc.Creds(credentials.NewTLS(cm.TLSConfig()))}, a.ServerOptions()...), nil
 }

@@ -6,7 +6,9 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/controlplane ./controlplane
+# -buildvcs=true: the version --version and doorman_build_info report is
+# the commit of the .git copied in (see internal/version).
+RUN CGO_ENABLED=0 go build -trimpath -buildvcs=true -ldflags="-s -w" -o /out/controlplane ./controlplane
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/controlplane /controlplane

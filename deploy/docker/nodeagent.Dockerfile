@@ -8,7 +8,9 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/nodeagent ./nodeagent
+# -buildvcs=true: the version --version and doorman_build_info report is
+# the commit of the .git copied in (see internal/version).
+RUN CGO_ENABLED=0 go build -trimpath -buildvcs=true -ldflags="-s -w" -o /out/nodeagent ./nodeagent
 
 FROM gcr.io/distroless/static-debian12
 COPY --from=build /out/nodeagent /nodeagent

@@ -43,7 +43,9 @@ func DoormanBinaries() (dir string, cleanup func(), err error) {
 	if err != nil {
 		return "", nil, err
 	}
-	cmd := exec.Command("go", "build", "-o", dir+"/", "./controlplane", "./nodeagent")
+	// -buildvcs=true: stamped with the commit (see internal/version) even
+	// when GOFLAGS turns stamping off.
+	cmd := exec.Command("go", "build", "-buildvcs=true", "-o", dir+"/", "./controlplane", "./nodeagent")
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
 		_ = os.RemoveAll(dir)

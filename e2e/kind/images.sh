@@ -204,7 +204,7 @@ if want doorman; then
   # an unchanged tree cheap, and an unchanged binary skips the image.
   t=$(date +%s)
   for b in controlplane nodeagent; do
-    (cd "${repo}" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "${bindir}/${b}.tmp" "./${b}")
+    (cd "${repo}" && CGO_ENABLED=0 go build -trimpath -buildvcs=true -ldflags "-s -w" -o "${bindir}/${b}.tmp" "./${b}")
     mv "${bindir}/${b}.tmp" "${bindir}/${b}"
   done
   say "go build ./controlplane ./nodeagent: $(( $(date +%s) - t ))s"

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os/exec"
 	"syscall"
 	"testing"
 	"time"
@@ -340,9 +341,8 @@ func TestSemantics_NoEndpoints_RejectedAtOnce(t *testing.T) {
 }
 
 // SEMANTICS.md: NodePort — which node addresses count is configurable.
-// A cluster of its own (two nodes, a few seconds to start) runs the control
-// plane with --nodeport-addresses naming only the second node's address:
-// the NodePort answers there and nowhere else.
+// Each case starts a cluster of its own (two nodes, a few seconds to
+// start) whose control plane runs with --nodeport-addresses.
 func TestSemantics_NodePort_ConfigurableAddresses(t *testing.T) {
 	track(t)
 	doormanOnly(t)
@@ -350,15 +350,73 @@ func TestSemantics_NodePort_ConfigurableAddresses(t *testing.T) {
 	if doormanBinDir == "" {
 		skipAs(t, "not applicable with -e2e.proxy="+*flagProxy, "no doorman binaries to start a second cluster from")
 	}
+	// CIDRs naming only the second node's address: the NodePort answers
+	// there and nowhere else.
+	t.Run("CIDRs", func(t *testing.T) {
+		np := nodePortCluster(t, "--nodeport-addresses=10.250.0.12/32")
+		nodes := np.c.Nodes()
+		waitAnswers(t, np.ext, "tcp", addr(nodes[1].IP, np.port), set(np.pod))
+		// The ClusterIP is not affected by the flag; once the first node
+		// serves it, that node has programmed the Service.
+		n0dial, err := np.c.DialFromNode(nodes[0].Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n0 := asker{where: "node " + nodes[0].Name, from: provider.DialAsker("node "+nodes[0].Name, n0dial)}
+		waitAnswers(t, n0, "tcp", addr(np.clusterIP, 80), set(np.pod))
+		// The first node's address is outside --nodeport-addresses: nothing
+		// forwards there (the node has no listener, so its kernel resets).
+		if got, err := np.ext.ask("tcp", addr(nodes[0].IP, np.port), "hostname"); err == nil {
+			t.Errorf("NodePort on %s (%s) answered by %q, want nothing outside --nodeport-addresses", nodes[0].Name, nodes[0].IP, got)
+		}
+	})
+	// primary: per family the Node's first InternalIP (else its first
+	// ExternalIP), as kube-proxy's. The first node gets two more addresses
+	// on its interface, listed as a new first InternalIP and an
+	// ExternalIP: the NodePort moves to the new first InternalIP and
+	// answers on neither of the others.
+	t.Run("primary", func(t *testing.T) {
+		np := nodePortCluster(t, "--nodeport-addresses=primary")
+		nodes := np.c.Nodes()
+		for _, n := range nodes {
+			waitAnswers(t, np.ext, "tcp", addr(n.IP, np.port), set(np.pod))
+		}
+		first, external := "10.250.0.60", "10.250.0.61"
+		listNodeAddresses(t, np.c, nodes[0],
+			corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: first},
+			corev1.NodeAddress{Type: corev1.NodeExternalIP, Address: external})
+		waitAnswers(t, np.ext, "tcp", addr(first, np.port), set(np.pod))
+		for _, a := range []string{nodes[0].IP, external} {
+			target := addr(a, np.port)
+			waitFails(t, np.ext, "tcp", target, "refused: not the node's primary address", refusedAtOnce(np.ext, "tcp", target))
+		}
+		waitAnswers(t, np.ext, "tcp", addr(nodes[1].IP, np.port), set(np.pod))
+	})
+}
+
+// nodePortTarget is a NodePort Service with one backend on a cluster of
+// its own.
+type nodePortTarget struct {
+	c         *cluster.Cluster
+	ext       asker
+	pod       string
+	clusterIP string
+	port      int32
+}
+
+// nodePortCluster starts a two-node cluster whose control plane runs with
+// args, and a NodePort Service with one backend on it.
+func nodePortCluster(t *testing.T, args ...string) nodePortTarget {
+	t.Helper()
 	ctx := context.Background()
 	c, err := cluster.Start(ctx, cluster.Config{
 		Nodes:            2,
 		K8sBinDir:        provider.DefaultK8sBinDir(),
 		DoormanBinDir:    doormanBinDir,
-		ControlPlaneArgs: []string{"--nodeport-addresses=10.250.0.12/32"},
+		ControlPlaneArgs: args,
 	})
 	if err != nil {
-		t.Fatalf("start a cluster with --nodeport-addresses: %v", err)
+		t.Fatalf("start a cluster with %v: %v", args, err)
 	}
 	t.Cleanup(func() {
 		if err := c.Close(); err != nil {
@@ -393,22 +451,36 @@ func TestSemantics_NodePort_ConfigurableAddresses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ext := asker{where: "the external client", from: provider.DialAsker("the external client", c.DialFromExternal())}
-	nodes := c.Nodes()
-	np := svc.Spec.Ports[0].NodePort
-	waitAnswers(t, ext, "tcp", addr(nodes[1].IP, np), set(pod.Name))
-	// The ClusterIP is not affected by the flag; once the first node
-	// serves it, that node has programmed the Service.
-	n0dial, err := c.DialFromNode(nodes[0].Name)
-	if err != nil {
-		t.Fatal(err)
+	return nodePortTarget{
+		c:         c,
+		ext:       asker{where: "the external client", from: provider.DialAsker("the external client", c.DialFromExternal())},
+		pod:       pod.Name,
+		clusterIP: svc.Spec.ClusterIP,
+		port:      svc.Spec.Ports[0].NodePort,
 	}
-	n0 := asker{where: "node " + nodes[0].Name, from: provider.DialAsker("node "+nodes[0].Name, n0dial)}
-	waitAnswers(t, n0, "tcp", addr(svc.Spec.ClusterIP, 80), set(pod.Name))
-	// The first node's address is outside --nodeport-addresses: nothing
-	// forwards there (the node has no listener, so its kernel resets).
-	if got, err := ext.ask("tcp", addr(nodes[0].IP, np), "hostname"); err == nil {
-		t.Errorf("NodePort on %s (%s) answered by %q, want nothing outside --nodeport-addresses", nodes[0].Name, nodes[0].IP, got)
+}
+
+// listNodeAddresses assigns each IPv4 address to the node's interface and
+// lists them first in its Node's status.addresses, in the order given.
+func listNodeAddresses(t *testing.T, c *cluster.Cluster, n cluster.Node, addrs ...corev1.NodeAddress) {
+	t.Helper()
+	for _, a := range addrs {
+		if out, err := exec.Command("ip", "-n", n.NetNS, "addr", "add", a.Address+"/24", "dev", "eth0").CombinedOutput(); err != nil {
+			t.Fatalf("add %s to %s: %v: %s", a.Address, n.Name, err, out)
+		}
+	}
+	nodes := c.Client().CoreV1().Nodes()
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		node, err := nodes.Get(context.Background(), n.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		node.Status.Addresses = append(append([]corev1.NodeAddress(nil), addrs...), node.Status.Addresses...)
+		_, err = nodes.UpdateStatus(context.Background(), node, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
+		t.Fatalf("list addresses of node %s: %v", n.Name, err)
 	}
 }
 

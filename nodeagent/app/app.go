@@ -186,6 +186,11 @@ func Run(ctx context.Context, cfg Config) error {
 	hcPorts := healthcheck.New(log, healthcheck.Options{NetNSPath: cfg.NetNSPath, Address: cfg.HealthCheckAddress})
 	defer func() { _ = hcPorts.Close() }()
 	kernel = followup.Wrap(kernel, followup.Config{Cleaner: cleaner, Health: hcPorts, Observer: m, Logger: log.Named("followup")})
+	rules, err := metrics.NewRules(reg)
+	if err != nil {
+		return err
+	}
+	kernel = rules.Kernel(kernel)
 	kernel = &healthKernel{Kernel: kernel, health: health}
 	if cfg.wrapKernel != nil {
 		kernel = cfg.wrapKernel(kernel)
@@ -220,7 +225,11 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer stopInspect()
-	stopHealth := serveHTTP(log, "health", cfg.HealthListener, health.Handler())
+	healthHandler, err := metrics.Health(reg, health.Handler())
+	if err != nil {
+		return err
+	}
+	stopHealth := serveHTTP(log, "health", cfg.HealthListener, healthHandler)
 	defer stopHealth()
 	stopMetrics := serveHTTP(log, "metrics", cfg.MetricsListener, metrics.Handler(reg))
 	defer stopMetrics()

@@ -20,6 +20,7 @@ import (
 
 	"github.com/doorman-proxy/doorman/internal/testlog"
 	"github.com/doorman-proxy/doorman/internal/testnet"
+	"github.com/doorman-proxy/doorman/internal/version"
 	"github.com/doorman-proxy/doorman/nodeagent/internal/dataplane"
 	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
 )
@@ -262,7 +263,8 @@ func TestRestartServesFromCache(t *testing.T) {
 	for _, e := range view {
 		d.Toggle(e.GetKey(), e.GetDigest())
 	}
-	if diff := cmp.Diff(&doormanv1.Hello{NodeName: "node-1", Holding: &doormanv1.Holding{Version: 1, ViewDigest: d.View(), BucketDigests: d.BucketList()}}, h, protocmp.Transform()); diff != "" {
+	if diff := cmp.Diff(&doormanv1.Hello{NodeName: "node-1", Holding: &doormanv1.Holding{Version: 1, ViewDigest: d.View(), BucketDigests: d.BucketList()},
+		Protocol: version.Protocol, AgentVersion: version.Get().String()}, h, protocmp.Transform()); diff != "" {
 		t.Errorf("resumed hello (-want +got):\n%s", diff)
 	}
 	cp.updates <- &doormanv1.SyncResponse{Version: 2, ViewDigest: d.View()}

@@ -14,9 +14,10 @@ import (
 )
 
 // healthKernel tells the health state each committed transaction (a Sync
-// that left some entries out committed too), and bounds the texts of the
-// kernel's errors, which the agent keeps (Inspect, the NACK, the log) for
-// as long as a Service stays refused.
+// that left some entries out committed too) and the Node entry of the
+// view it committed, and bounds the texts of the kernel's errors, which
+// the agent keeps (Inspect, the NACK, the log) for as long as a Service
+// stays refused.
 type healthKernel struct {
 	agent.Kernel
 	health *healthcheck.Proxy
@@ -24,23 +25,40 @@ type healthKernel struct {
 
 func (k *healthKernel) Sync(view map[string]*doormanv1.Entry) (dataplane.Stats, error) {
 	stats, err := k.Kernel.Sync(view)
+	if committed(err) {
+		k.health.SetNode(view[doormanv1.NodeKey].GetNode())
+	}
 	return k.done(stats, err)
 }
 
 func (k *healthKernel) Apply(changes []dataplane.Change) (dataplane.Stats, error) {
 	stats, err := k.Kernel.Apply(changes)
+	if committed(err) {
+		for _, c := range changes {
+			if c.Key == doormanv1.NodeKey {
+				k.health.SetNode(c.New.GetNode())
+			}
+		}
+	}
 	return k.done(stats, err)
 }
 
-func (k *healthKernel) done(stats dataplane.Stats, err error) (dataplane.Stats, error) {
+// committed reports whether a transaction that returned err committed: it
+// did when it left only some entries out.
+func committed(err error) bool {
 	var partial *dataplane.InvalidEntriesError
-	if err == nil || errors.As(err, &partial) {
+	return err == nil || errors.As(err, &partial)
+}
+
+func (k *healthKernel) done(stats dataplane.Stats, err error) (dataplane.Stats, error) {
+	if committed(err) {
 		k.health.Programmed()
 	}
 	for key, why := range stats.NotProgrammed {
 		stats.NotProgrammed[key] = boundError(why)
 	}
-	if partial != nil {
+	var partial *dataplane.InvalidEntriesError
+	if errors.As(err, &partial) {
 		cut := &dataplane.InvalidEntriesError{Entries: make(map[string]error, len(partial.Entries))}
 		for key, why := range partial.Entries {
 			cut.Entries[key] = boundError(why)

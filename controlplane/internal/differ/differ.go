@@ -7,6 +7,7 @@ import (
 
 	"github.com/doorman-proxy/doorman/controlplane/internal/view"
 	"github.com/doorman-proxy/doorman/controlplane/internal/wire"
+	"github.com/doorman-proxy/doorman/internal/version"
 	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
 )
 
@@ -55,6 +56,9 @@ type Status struct {
 	NotProgrammed []string
 	// Entries in the node's current view.
 	Entries int
+	// The node agent's build and stream protocol, from its last Hello.
+	AgentVersion  string
+	AgentProtocol uint32
 }
 
 // Lag is how many versions the node's acknowledged one is behind its
@@ -71,6 +75,8 @@ type history struct {
 	lastNack        string
 	lastNackVersion uint64
 	notProgrammed   []string
+	agentVersion    string
+	agentProtocol   uint32
 }
 
 // Differ tracks the sessions of connected nodes. It is not safe for
@@ -80,20 +86,27 @@ type Differ struct {
 	sessions map[string]*session
 	history  map[string]*history
 	lastID   uint64
+	// The agent protocols served (version.Served); a Hello outside is
+	// refused with a *version.SkewError.
+	protocols version.Range
 }
 
 // New returns a Differ over a view.
 func New(v *view.View) *Differ {
-	return &Differ{view: v, sessions: map[string]*session{}, history: map[string]*history{}}
+	return &Differ{view: v, sessions: map[string]*session{}, history: map[string]*history{}, protocols: version.Served}
 }
 
 // Hello starts a session for the node, replacing any previous one. The
 // next update (see Next) brings the node from what it holds to its current
-// view.
+// view. A Hello from an agent whose protocol is not served is refused with a
+// *version.SkewError, and any previous session goes on.
 func (d *Differ) Hello(h *doormanv1.Hello) (Token, error) {
 	name := h.GetNodeName()
 	if name == "" {
 		return Token{}, fmt.Errorf("hello: %w: empty node name", ErrInvalid)
+	}
+	if err := d.protocols.Check(name, h.GetProtocol(), h.GetAgentVersion()); err != nil {
+		return Token{}, fmt.Errorf("hello: %w", err)
 	}
 	holding := h.GetHolding()
 	s := &session{resume: true}
@@ -117,6 +130,8 @@ func (d *Differ) Hello(h *doormanv1.Hello) (Token, error) {
 	if d.history[name] == nil {
 		d.history[name] = &history{}
 	}
+	d.history[name].agentVersion = h.GetAgentVersion()
+	d.history[name].agentProtocol = version.AgentProtocol(h.GetProtocol())
 	return Token{Node: name, ID: s.id}, nil
 }
 
@@ -273,6 +288,7 @@ func (d *Differ) NodeStatus(name string) Status {
 	if h := d.history[name]; h != nil {
 		st.Acked, st.LastNack, st.LastNackVersion = h.acked, h.lastNack, h.lastNackVersion
 		st.NotProgrammed = h.notProgrammed
+		st.AgentVersion, st.AgentProtocol = h.agentVersion, h.agentProtocol
 	}
 	if s := d.sessions[name]; s != nil {
 		st.Connected = true

@@ -3,7 +3,9 @@
 // full view when the node holds nothing), then one update per change holding
 // the current value of every key that changed since the node's last
 // acknowledged version (coalesced), with at most one update in flight per
-// node. A Nack is recorded and not answered by resending.
+// node. A Nack is recorded and not answered by resending. A Hello from an
+// agent whose stream protocol it does not serve (internal/version's skew
+// rule) is refused with a *version.SkewError.
 //
 // It is pure: it works on a view.View and returns wire.Update values. It
 // must not import gRPC, client-go, logging or read a clock; the stream

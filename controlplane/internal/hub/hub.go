@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 	"sync"
 
 	"github.com/hashicorp/go-hclog"
@@ -24,10 +23,10 @@ var ErrClosed = errors.New("control plane shutting down")
 
 // Config configures a Hub.
 type Config struct {
-	NodePortCIDRs []netip.Prefix
-	VersionSeed   uint64
-	LogLimit      int // change records kept; 0: view.DefaultLogLimit
-	Logger        hclog.Logger
+	NodePortAddresses model.NodePortAddresses
+	VersionSeed       uint64
+	LogLimit          int // change records kept; 0: view.DefaultLogLimit
+	Logger            hclog.Logger
 	// Freshness, when set, returns the informers' freshness marker (how
 	// far each watched resource has been read); every update carries it as
 	// taken once the update is made.
@@ -40,7 +39,7 @@ type Config struct {
 // Hub owns the model, the view and the differ.
 type Hub struct {
 	log       hclog.Logger
-	cidrs     []netip.Prefix
+	nodePorts model.NodePortAddresses
 	freshness func() map[string]wire.Versions
 	events    Events
 
@@ -70,7 +69,7 @@ func New(cfg Config) *Hub {
 	v := view.New(cfg.VersionSeed, cfg.LogLimit)
 	return &Hub{
 		log:       log,
-		cidrs:     cfg.NodePortCIDRs,
+		nodePorts: cfg.NodePortAddresses,
 		freshness: cfg.Freshness,
 		events:    cfg.Events,
 		model:     model.New(),
@@ -151,7 +150,7 @@ func (h *Hub) DeleteSlice(namespace, name string) {
 // SetNode feeds a Node add or update. An invalid Node is logged and loses
 // its node entry.
 func (h *Hub) SetNode(n *corev1.Node) {
-	value, err := model.Node(n, h.cidrs)
+	value, err := model.Node(n, h.nodePorts)
 	if err != nil {
 		h.log.Error("skipping invalid node", "node", n.Name, "error", err)
 	}
@@ -291,7 +290,7 @@ func (h *Hub) Open(ctx context.Context, hello *doormanv1.Hello) (*Session, error
 	}
 	h.wake[t] = s.wake
 	notify(s.wake)
-	h.log.Info("node connected", "node", t.Node, "session", t.ID, "holding_version", hello.GetHolding().GetVersion())
+	h.log.Info("node connected", "node", t.Node, "session", t.ID, "holding_version", hello.GetHolding().GetVersion(), "agent_version", hello.GetAgentVersion())
 	return s, nil
 }
 

@@ -88,7 +88,7 @@ func New(src Source) (*Metrics, error) {
 	}
 	cs := []prometheus.Collector{
 		m.bytesSent, m.messagesSent, m.bytesRecv, m.acks, m.nacks, m.streams, m.events, m.recompute,
-		nodeCollector{src: src},
+		nodeCollector{src: src}, buildInfo(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		collectors.NewGoCollector(),
 	}

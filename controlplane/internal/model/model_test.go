@@ -456,6 +456,55 @@ func TestNode(t *testing.T) {
 			want:  &doormanv1.Node{Name: "n1", Zone: "z1", NodeportAddresses: []string{"172.18.0.3", "fc00::3"}, PodCidrs: []string{"10.244.1.0/24", "fd10:1::/64"}},
 		},
 		{
+			name: "primary: first InternalIP of each family",
+			node: node(func(n *corev1.Node) {
+				n.Status.Addresses = append(n.Status.Addresses, corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: "172.18.0.4"})
+			}),
+			cidrs: []string{"primary"},
+			want:  &doormanv1.Node{Name: "n1", Zone: "z1", NodeportAddresses: []string{"172.18.0.3", "fc00::3"}, PodCidrs: []string{"10.244.1.0/24", "fd10:1::/64"}},
+		},
+		{
+			name: "primary: InternalIPs before ExternalIPs, whatever the order",
+			node: node(func(n *corev1.Node) {
+				n.Status.Addresses = []corev1.NodeAddress{
+					{Type: corev1.NodeExternalIP, Address: "203.0.113.3"},
+					{Type: corev1.NodeExternalIP, Address: "2001:db8::3"},
+					{Type: corev1.NodeInternalIP, Address: "172.18.0.3"},
+				}
+			}),
+			cidrs: []string{"primary"},
+			want:  &doormanv1.Node{Name: "n1", Zone: "z1", NodeportAddresses: []string{"172.18.0.3", "2001:db8::3"}, PodCidrs: []string{"10.244.1.0/24", "fd10:1::/64"}},
+		},
+		{
+			name: "primary: ExternalIP when there is no InternalIP",
+			node: node(func(n *corev1.Node) {
+				n.Status.Addresses = []corev1.NodeAddress{
+					{Type: corev1.NodeExternalIP, Address: "203.0.113.3"},
+					{Type: corev1.NodeExternalIP, Address: "203.0.113.4"},
+				}
+			}),
+			cidrs: []string{"primary"},
+			want:  &doormanv1.Node{Name: "n1", Zone: "z1", NodeportAddresses: []string{"203.0.113.3"}, PodCidrs: []string{"10.244.1.0/24", "fd10:1::/64"}},
+		},
+		{
+			name: "primary: a loopback first address is not used",
+			node: node(func(n *corev1.Node) {
+				n.Status.Addresses = []corev1.NodeAddress{
+					{Type: corev1.NodeInternalIP, Address: "127.0.0.1"},
+					{Type: corev1.NodeInternalIP, Address: "172.18.0.3"},
+					{Type: corev1.NodeInternalIP, Address: "fc00::3"},
+				}
+			}),
+			cidrs: []string{"primary"},
+			want:  &doormanv1.Node{Name: "n1", Zone: "z1", NodeportAddresses: []string{"fc00::3"}, PodCidrs: []string{"10.244.1.0/24", "fd10:1::/64"}},
+		},
+		{
+			name:    "primary: an invalid address is still an error",
+			node:    node(func(n *corev1.Node) { n.Status.Addresses[2].Address = "203.0.113" }),
+			cidrs:   []string{"primary"},
+			wantErr: "node n1: ExternalIP",
+		},
+		{
 			name: "single pod CIDR, no zone",
 			node: node(func(n *corev1.Node) { n.Labels, n.Spec.PodCIDRs = nil, nil }),
 			want: &doormanv1.Node{Name: "n1", NodeportAddresses: []string{"172.18.0.3", "203.0.113.3", "fc00::3"}, PodCidrs: []string{"10.244.1.0/24"}},
@@ -483,11 +532,11 @@ func TestNode(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cidrs, err := ParseCIDRs(tt.cidrs)
+			nodePorts, err := ParseNodePortAddresses(tt.cidrs)
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := Node(tt.node, cidrs)
+			got, err := Node(tt.node, nodePorts)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("Node error = %v, want %q", err, tt.wantErr)
@@ -502,11 +551,36 @@ func TestNode(t *testing.T) {
 			}
 		})
 	}
-	if _, err := ParseCIDRs([]string{"nonsense"}); err == nil {
-		t.Error("ParseCIDRs accepted nonsense")
+}
+
+func TestParseNodePortAddresses(t *testing.T) {
+	tests := []struct {
+		in      []string
+		want    NodePortAddresses
+		wantErr string
+	}{
+		{in: nil, want: NodePortAddresses{}},
+		{in: []string{"primary"}, want: NodePortAddresses{Primary: true}},
+		{in: []string{" 172.18.0.1/16", "fc00::/7"}, want: NodePortAddresses{CIDRs: []netip.Prefix{netip.MustParsePrefix("172.18.0.0/16"), netip.MustParsePrefix("fc00::/7")}}},
+		{in: []string{"primary", "172.18.0.0/16"}, wantErr: `"primary" must be the only value`},
+		{in: []string{"nonsense"}, wantErr: "nodeport address range"},
+		{in: []string{"::ffff:172.18.0.0/112"}, wantErr: "IPv4-mapped"},
 	}
-	if _, err := ParseCIDRs([]string{"::ffff:172.18.0.0/112"}); err == nil {
-		t.Error("ParseCIDRs accepted an IPv4-mapped range")
+	for _, tt := range tests {
+		got, err := ParseNodePortAddresses(tt.in)
+		if tt.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("ParseNodePortAddresses(%q) error = %v, want %q", tt.in, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("ParseNodePortAddresses(%q): %v", tt.in, err)
+			continue
+		}
+		if diff := cmp.Diff(tt.want, got, cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {
+			t.Errorf("ParseNodePortAddresses(%q) (-want +got):\n%s", tt.in, diff)
+		}
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/doorman-proxy/doorman/controlplane/internal/hub"
 	"github.com/doorman-proxy/doorman/controlplane/internal/view"
 	"github.com/doorman-proxy/doorman/controlplane/internal/wire"
+	"github.com/doorman-proxy/doorman/internal/version"
 	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
 )
 
@@ -49,6 +50,9 @@ func (a *agent) Sync(stream grpc.BidiStreamingServer[doormanv1.SyncRequest, door
 	}
 	sess, err := a.hub.Open(ctx, hello)
 	if err != nil {
+		if skew := (*version.SkewError)(nil); errors.As(err, &skew) {
+			a.log.Warn("agent refused: stream protocol not served", "node", skew.Node, "error", err)
+		}
 		return toStatus(err)
 	}
 	defer sess.Close()
@@ -113,6 +117,8 @@ func toStatus(err error) error {
 	switch {
 	case err == nil:
 		return nil
+	case errors.As(err, new(*version.SkewError)):
+		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, differ.ErrInvalid):
 		return status.Error(codes.InvalidArgument, err.Error())
 	case errors.Is(err, differ.ErrStale):
@@ -149,6 +155,8 @@ func (i *inspect) ListNodes(context.Context, *doormanv1.ListNodesRequest) (*door
 			LastNackVersion: n.LastNackVersion,
 			NotProgrammed:   n.NotProgrammed,
 			Entries:         uint32(n.Entries),
+			AgentVersion:    n.AgentVersion,
+			AgentProtocol:   n.AgentProtocol,
 		})
 	}
 	return out, nil

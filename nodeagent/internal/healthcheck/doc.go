@@ -13,7 +13,12 @@
 // unhealthy once work (an update received, a drift repair armed) has
 // waited longer than the timeout for the kernel — with its own state,
 // told by the agent's callers, so that a health request never waits for
-// an update in progress. /healthz also needs the kernel to hold a view.
+// an update in progress. /healthz also needs the kernel to hold a view,
+// and the node to be eligible as kube-proxy means it: the view's Node
+// entry present, its Node object not being deleted nor tainted
+// ToBeDeletedByClusterAutoscaler; otherwise it answers 503 with
+// nodeEligible false, so that load balancers drain a node going away.
+// /livez ignores eligibility.
 //
 // It imports the wire types, hclog, netns and k8s.io/utils/clock; it must
 // not import the dataplane, gRPC or the agent's state.

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"k8s.io/utils/clock"
+
+	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
 )
 
 // DefaultTimeout is how long a received update (or an armed drift repair)
@@ -36,6 +38,9 @@ type Proxy struct {
 	oldestQueued time.Time
 	// programmed: the kernel holds a view (from the cache or the stream).
 	programmed bool
+	// eligible: the Node entry of the view the kernel holds says the
+	// node may receive load-balanced traffic (see Eligible).
+	eligible bool
 }
 
 // NewProxy returns a Proxy that reports unhealthy once work has waited
@@ -86,6 +91,23 @@ func (p *Proxy) Answered() {
 	p.done()
 }
 
+// SetNode records the Node entry of the view a kernel transaction
+// committed; nil when that view has none (the control plane has no Node
+// object for this node).
+func (p *Proxy) SetNode(n *doormanv1.Node) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.eligible = Eligible(n)
+}
+
+// Eligible is kube-proxy's node eligibility: a Node object exists, is not
+// being deleted and is not tainted ToBeDeletedByClusterAutoscaler. A
+// node that is going away answers /healthz with 503, so that cloud load
+// balancers stop sending to it before it goes.
+func Eligible(n *doormanv1.Node) bool {
+	return n != nil && !n.GetDeleting() && !n.GetToBeDeleted()
+}
+
 func (p *Proxy) done() {
 	p.oldestQueued = time.Time{}
 	p.lastUpdated = p.clock.Now()
@@ -96,8 +118,12 @@ type Status struct {
 	// Live: no work has waited longer than the timeout (kube-proxy's
 	// /livez rule).
 	Live bool
-	// Healthy: live, and the kernel holds a view (/healthz).
+	// Healthy: live, and the kernel holds a view.
 	Healthy bool
+	// NodeEligible: the view the kernel holds has a Node entry, and it is
+	// not going away (Eligible). /healthz answers 200 only when Healthy
+	// and NodeEligible; /livez ignores eligibility.
+	NodeEligible bool
 	// LastUpdated is when the agent was last done with its work (zero
 	// before the first time); CurrentTime is now.
 	LastUpdated, CurrentTime time.Time
@@ -109,7 +135,7 @@ func (p *Proxy) Status() Status {
 	defer p.mu.Unlock()
 	now := p.clock.Now()
 	live := p.oldestQueued.IsZero() || now.Sub(p.oldestQueued) < p.timeout
-	return Status{Live: live, Healthy: live && p.programmed, LastUpdated: p.lastUpdated, CurrentTime: now}
+	return Status{Live: live, Healthy: live && p.programmed, NodeEligible: p.eligible, LastUpdated: p.lastUpdated, CurrentTime: now}
 }
 
 // proxyHealth is kube-proxy's /healthz and /livez body.
@@ -120,20 +146,20 @@ type proxyHealth struct {
 	Healthy      bool      `json:"healthy"`
 }
 
-// Handler serves /healthz (200 while Healthy, 503 otherwise) and /livez
-// (200 while Live) with kube-proxy's JSON body, so that probes, load
-// balancers and tools written for kube-proxy keep working. As kube-proxy
-// does, a healthy answer gives lastUpdated as the current time (older
-// releases reported the last sync loop run, which was always recent);
-// an unhealthy one gives the real last update. nodeEligible (in /healthz
-// only) is always true: doorman does not take a node out of load
-// balancers itself.
+// Handler serves /healthz (200 while Healthy and NodeEligible, 503
+// otherwise) and /livez (200 while Live) with kube-proxy's JSON body, so
+// that probes, load balancers and tools written for kube-proxy keep
+// working. As kube-proxy does, a healthy answer gives lastUpdated as the
+// current time (older releases reported the last sync loop run, which was
+// always recent); an unhealthy one gives the real last update. The body's
+// healthy leaves eligibility out, and nodeEligible (in /healthz only)
+// gives it, as in kube-proxy's answer.
 func (p *Proxy) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		s := p.Status()
-		eligible := true
-		writeHealth(w, s.Healthy, proxyHealth{LastUpdated: s.LastUpdated, CurrentTime: s.CurrentTime, NodeEligible: &eligible, Healthy: s.Healthy})
+		eligible := s.NodeEligible
+		writeHealth(w, s.Healthy && eligible, proxyHealth{LastUpdated: s.LastUpdated, CurrentTime: s.CurrentTime, NodeEligible: &eligible, Healthy: s.Healthy})
 	})
 	mux.HandleFunc("/livez", func(w http.ResponseWriter, _ *http.Request) {
 		s := p.Status()

@@ -9,6 +9,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	clocktesting "k8s.io/utils/clock/testing"
+
+	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
 )
 
 func TestProxyStatus(t *testing.T) {
@@ -85,9 +87,10 @@ func TestProxyHandler(t *testing.T) {
 	ts := func(t time.Time) string { return t.Format(time.RFC3339Nano) }
 	zero := ts(time.Time{})
 
-	// Before the first view: /healthz 503 (readiness), /livez 200.
+	// Before the first view: /healthz 503 (readiness; no Node known, so
+	// not eligible either), /livez 200.
 	code, body := get("/healthz")
-	want := map[string]any{"lastUpdated": zero, "currentTime": ts(start), "nodeEligible": true, "healthy": false}
+	want := map[string]any{"lastUpdated": zero, "currentTime": ts(start), "nodeEligible": false, "healthy": false}
 	if code != http.StatusServiceUnavailable {
 		t.Errorf("/healthz before the first view = %d, want 503", code)
 	}
@@ -103,7 +106,9 @@ func TestProxyHandler(t *testing.T) {
 		t.Errorf("/livez body (-want +got):\n%s", diff)
 	}
 
-	// Programmed: healthy, lastUpdated is now as kube-proxy's.
+	// Programmed with a Node entry: healthy, lastUpdated is now as
+	// kube-proxy's.
+	p.SetNode(&doormanv1.Node{Name: "n1"})
 	p.Programmed()
 	clk.SetTime(start.Add(time.Hour))
 	code, body = get("/healthz")
@@ -125,6 +130,75 @@ func TestProxyHandler(t *testing.T) {
 		}
 		if body["lastUpdated"] != ts(start) || body["healthy"] != false {
 			t.Errorf("%s body %v, want lastUpdated %s and healthy false", path, body, ts(start))
+		}
+	}
+}
+
+func TestEligible(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		node *doormanv1.Node
+		want bool
+	}{
+		{"no Node object", nil, false},
+		{"present", &doormanv1.Node{Name: "n1"}, true},
+		{"being deleted", &doormanv1.Node{Name: "n1", Deleting: true}, false},
+		{"tainted by the autoscaler", &doormanv1.Node{Name: "n1", ToBeDeleted: true}, false},
+		{"both", &doormanv1.Node{Name: "n1", Deleting: true, ToBeDeleted: true}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := Eligible(tc.node); got != tc.want {
+				t.Errorf("Eligible(%v) = %v, want %v", tc.node, got, tc.want)
+			}
+		})
+	}
+}
+
+// TestProxyNodeEligibility: a programmed, live agent answers /healthz 503
+// with nodeEligible false (healthy still true, as kube-proxy's body says)
+// while its Node goes away or is missing, and 200 again once it is back;
+// /livez answers 200 throughout.
+func TestProxyNodeEligibility(t *testing.T) {
+	p := NewProxy(clocktesting.NewFakePassiveClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)), time.Minute)
+	p.Programmed()
+	h := p.Handler()
+	type answer struct {
+		Code         int
+		NodeEligible *bool
+		Healthy      bool
+		LiveCode     int
+	}
+	get := func() answer {
+		t.Helper()
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/healthz", nil))
+		var body proxyHealth
+		if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil {
+			t.Fatalf("body %q: %v", rec.Body.String(), err)
+		}
+		live := httptest.NewRecorder()
+		h.ServeHTTP(live, httptest.NewRequest(http.MethodGet, "/livez", nil))
+		return answer{Code: rec.Code, NodeEligible: body.NodeEligible, Healthy: body.Healthy, LiveCode: live.Code}
+	}
+	yes, no := true, false
+	eligible := answer{Code: http.StatusOK, NodeEligible: &yes, Healthy: true, LiveCode: http.StatusOK}
+	ineligible := answer{Code: http.StatusServiceUnavailable, NodeEligible: &no, Healthy: true, LiveCode: http.StatusOK}
+	node := &doormanv1.Node{Name: "n1"}
+	for _, step := range []struct {
+		name string
+		node *doormanv1.Node
+		want answer
+	}{
+		{"present", node, eligible},
+		{"tainted ToBeDeletedByClusterAutoscaler", &doormanv1.Node{Name: "n1", ToBeDeleted: true}, ineligible},
+		{"taint removed", node, eligible},
+		{"being deleted", &doormanv1.Node{Name: "n1", Deleting: true}, ineligible},
+		{"Node object missing", nil, ineligible},
+		{"Node object back", node, eligible},
+	} {
+		p.SetNode(step.node)
+		if diff := cmp.Diff(step.want, get()); diff != "" {
+			t.Errorf("%s: answer (-want +got):\n%s", step.name, diff)
 		}
 	}
 }

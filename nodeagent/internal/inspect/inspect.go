@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
+	"github.com/doorman-proxy/doorman/internal/version"
 	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
 )
 
@@ -56,6 +57,7 @@ func (s *Server) Register(g *grpc.Server) {
 // answer megabytes long.
 func (s *Server) GetState(_ context.Context, req *doormanv1.GetStateRequest) (*doormanv1.GetStateResponse, error) {
 	st := s.source.Status(req.GetEntries())
+	st.AgentVersion = version.Get().String()
 	if w := s.waiting.Load(); w != nil && st.GetVersion() == 0 {
 		st.LastError = *w + "; last error: " + st.GetLastError()
 	}

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/testing/protocmp"
 
+	"github.com/doorman-proxy/doorman/internal/version"
 	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
 )
 
@@ -90,9 +91,9 @@ func TestInspect(t *testing.T) {
 		wantCode codes.Code
 	}{
 		{"state summary", func() (any, error) { return client.GetState(ctx, &doormanv1.GetStateRequest{}) },
-			&doormanv1.GetStateResponse{NodeName: "node-1", Version: 4, ServicePorts: 1, LoadedFrom: "cache"}, codes.OK},
+			&doormanv1.GetStateResponse{NodeName: "node-1", Version: 4, ServicePorts: 1, LoadedFrom: "cache", AgentVersion: version.Get().String()}, codes.OK},
 		{"state with entries", func() (any, error) { return client.GetState(ctx, &doormanv1.GetStateRequest{Entries: true}) },
-			&doormanv1.GetStateResponse{NodeName: "node-1", Version: 4, ServicePorts: 1, LoadedFrom: "cache", Entries: []*doormanv1.Entry{entry}}, codes.OK},
+			&doormanv1.GetStateResponse{NodeName: "node-1", Version: 4, ServicePorts: 1, LoadedFrom: "cache", Entries: []*doormanv1.Entry{entry}, AgentVersion: version.Get().String()}, codes.OK},
 		{"kernel counts", func() (any, error) { return client.GetKernel(ctx, &doormanv1.GetKernelRequest{}) },
 			&doormanv1.GetKernelResponse{Table: "doorman", Maps: []*doormanv1.KernelMap{{Name: "service-ips", Type: "ipv4_addr . inet_proto . inet_service : verdict", ElementCount: 1}}}, codes.OK},
 		{"kernel elements", func() (any, error) { return client.GetKernel(ctx, &doormanv1.GetKernelRequest{Elements: true}) }, table, codes.OK},

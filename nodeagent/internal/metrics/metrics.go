@@ -92,6 +92,9 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 			return nil, fmt.Errorf("register metrics: %w", err)
 		}
 	}
+	if err := reg.Register(buildInfo()); err != nil {
+		return nil, fmt.Errorf("register build info: %w", err)
+	}
 	return m, nil
 }
 

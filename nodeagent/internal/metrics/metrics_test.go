@@ -158,6 +158,7 @@ func TestWatch(t *testing.T) {
 		"doorman_agent_cache_load_seconds": 0, "doorman_agent_stream_bytes_received_total": 0,
 		"doorman_agent_conntrack_clean_errors_total": 1, "doorman_agent_health_check_errors_total": 2,
 		"kubeproxy_sync_proxy_rules_last_timestamp_seconds": 0,
+		"doorman_build_info": 1,
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("series (-want +got):\n%s", diff)

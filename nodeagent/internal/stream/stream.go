@@ -9,8 +9,11 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/status"
 
+	"github.com/doorman-proxy/doorman/internal/version"
 	"github.com/doorman-proxy/doorman/nodeagent/internal/agent"
 	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
 )
@@ -136,7 +139,13 @@ func Run(ctx context.Context, cfg Config) error {
 		delay := Backoff(failures, minB, maxB, rand.Float64())
 		failures = min(failures+1, 32)
 		cfg.Agent.SetError(err)
-		log.Warn("stream ended", "control_plane", target, "error", err, "acked", s.acked, "retry_in", delay)
+		if status.Code(err) == codes.FailedPrecondition {
+			// Not served: version skew. Another replica may serve it
+			// (a control plane upgrade under way); retried as any other.
+			log.Error("control plane refused this agent's version", "control_plane", target, "agent_version", version.Get().String(), "error", err, "retry_in", delay)
+		} else {
+			log.Warn("stream ended", "control_plane", target, "error", err, "acked", s.acked, "retry_in", delay)
+		}
 		select {
 		case <-ctx.Done():
 			return nil
@@ -222,6 +231,8 @@ func (s *session) run(ctx context.Context) error {
 		return fmt.Errorf("open stream to %s: %w", s.target, err)
 	}
 	hello := s.agent.Hello()
+	hello.GetHello().Protocol = version.Protocol
+	hello.GetHello().AgentVersion = version.Get().String()
 	if err := stream.Send(hello); err != nil {
 		return fmt.Errorf("send hello to %s: %w", s.target, recvErr(stream, err))
 	}

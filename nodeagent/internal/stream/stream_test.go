@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/testing/protocmp"
 
+	"github.com/doorman-proxy/doorman/internal/version"
 	"github.com/doorman-proxy/doorman/nodeagent/internal/agent"
 	"github.com/doorman-proxy/doorman/nodeagent/internal/dataplane"
 	"github.com/doorman-proxy/doorman/nodeagent/internal/state"
@@ -220,14 +221,14 @@ func TestHelloCarriesHolding(t *testing.T) {
 		view func() *state.View
 		want *doormanv1.Hello
 	}{
-		{"holding nothing", state.New, &doormanv1.Hello{NodeName: "node-1", Holding: &doormanv1.Holding{}}},
+		{"holding nothing", state.New, &doormanv1.Hello{NodeName: "node-1", Holding: &doormanv1.Holding{}, Protocol: version.Protocol, AgentVersion: version.Get().String()}},
 		{"holding a cached view", func() *state.View {
 			v, err := state.Restore(7, []*doormanv1.Entry{web, db})
 			if err != nil {
 				t.Fatal(err)
 			}
 			return v
-		}, &doormanv1.Hello{NodeName: "node-1", Holding: holdingOf(7, web, db)}},
+		}, &doormanv1.Hello{NodeName: "node-1", Holding: holdingOf(7, web, db), Protocol: version.Protocol, AgentVersion: version.Get().String()}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			n := &network{}
@@ -360,7 +361,7 @@ func TestReconnectReportsHolding(t *testing.T) {
 	}
 	cp.drop <- struct{}{}
 	h := receive(t, cp.hellos, "hello after the stream dropped")
-	if diff := cmp.Diff(&doormanv1.Hello{NodeName: "node-1", Holding: holdingOf(5, web)}, h, protocmp.Transform()); diff != "" {
+	if diff := cmp.Diff(&doormanv1.Hello{NodeName: "node-1", Holding: holdingOf(5, web), Protocol: version.Protocol, AgentVersion: version.Get().String()}, h, protocmp.Transform()); diff != "" {
 		t.Errorf("hello after reconnect (-want +got):\n%s", diff)
 	}
 	// Nothing differs: the control plane sends the version only, and the

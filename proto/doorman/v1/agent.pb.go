@@ -120,9 +120,17 @@ func (*SyncRequest_Ack) isSyncRequest_Message() {}
 func (*SyncRequest_Nack) isSyncRequest_Message() {}
 
 type Hello struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	NodeName      string                 `protobuf:"bytes,1,opt,name=node_name,json=nodeName,proto3" json:"node_name,omitempty"`
-	Holding       *Holding               `protobuf:"bytes,2,opt,name=holding,proto3" json:"holding,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	NodeName string                 `protobuf:"bytes,1,opt,name=node_name,json=nodeName,proto3" json:"node_name,omitempty"`
+	Holding  *Holding               `protobuf:"bytes,2,opt,name=holding,proto3" json:"holding,omitempty"`
+	// The stream protocol the agent speaks (internal/version.Protocol). The
+	// control plane refuses, with FAILED_PRECONDITION, an agent whose
+	// protocol it does not serve. 0: an agent from before this field, which
+	// speaks protocol 1.
+	Protocol uint32 `protobuf:"varint,3,opt,name=protocol,proto3" json:"protocol,omitempty"`
+	// The agent's build (module version, commit, Go version), for people:
+	// the control plane decides by protocol alone.
+	AgentVersion  string `protobuf:"bytes,4,opt,name=agent_version,json=agentVersion,proto3" json:"agent_version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -169,6 +177,20 @@ func (x *Hello) GetHolding() *Holding {
 		return x.Holding
 	}
 	return nil
+}
+
+func (x *Hello) GetProtocol() uint32 {
+	if x != nil {
+		return x.Protocol
+	}
+	return 0
+}
+
+func (x *Hello) GetAgentVersion() string {
+	if x != nil {
+		return x.AgentVersion
+	}
+	return ""
 }
 
 // What an agent holds: enough for the control plane to send only what differs.
@@ -521,10 +543,12 @@ const file_doorman_v1_agent_proto_rawDesc = "" +
 	"\x05hello\x18\x01 \x01(\v2\x11.doorman.v1.HelloH\x00R\x05hello\x12#\n" +
 	"\x03ack\x18\x02 \x01(\v2\x0f.doorman.v1.AckH\x00R\x03ack\x12&\n" +
 	"\x04nack\x18\x03 \x01(\v2\x10.doorman.v1.NackH\x00R\x04nackB\t\n" +
-	"\amessage\"S\n" +
+	"\amessage\"\x94\x01\n" +
 	"\x05Hello\x12\x1b\n" +
 	"\tnode_name\x18\x01 \x01(\tR\bnodeName\x12-\n" +
-	"\aholding\x18\x02 \x01(\v2\x13.doorman.v1.HoldingR\aholding\"k\n" +
+	"\aholding\x18\x02 \x01(\v2\x13.doorman.v1.HoldingR\aholding\x12\x1a\n" +
+	"\bprotocol\x18\x03 \x01(\rR\bprotocol\x12#\n" +
+	"\ragent_version\x18\x04 \x01(\tR\fagentVersion\"k\n" +
 	"\aHolding\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x1f\n" +
 	"\vview_digest\x18\x02 \x01(\x06R\n" +

@@ -89,6 +89,8 @@ type GetStateResponse struct {
 	DriftRepairs uint64 `protobuf:"varint,15,opt,name=drift_repairs,json=driftRepairs,proto3" json:"drift_repairs,omitempty"`
 	// Keys held but not programmed, with why.
 	NotProgrammed []string `protobuf:"bytes,16,rep,name=not_programmed,json=notProgrammed,proto3" json:"not_programmed,omitempty"`
+	// The agent's build: module version, commit, Go version.
+	AgentVersion  string `protobuf:"bytes,17,opt,name=agent_version,json=agentVersion,proto3" json:"agent_version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -233,6 +235,13 @@ func (x *GetStateResponse) GetNotProgrammed() []string {
 		return x.NotProgrammed
 	}
 	return nil
+}
+
+func (x *GetStateResponse) GetAgentVersion() string {
+	if x != nil {
+		return x.AgentVersion
+	}
+	return ""
 }
 
 type GetKernelRequest struct {
@@ -478,7 +487,7 @@ const file_doorman_v1_agent_inspect_proto_rawDesc = "" +
 	"\x1edoorman/v1/agent_inspect.proto\x12\n" +
 	"doorman.v1\x1a\x15doorman/v1/view.proto\"+\n" +
 	"\x0fGetStateRequest\x12\x18\n" +
-	"\aentries\x18\x01 \x01(\bR\aentries\"\xa3\x04\n" +
+	"\aentries\x18\x01 \x01(\bR\aentries\"\xc8\x04\n" +
 	"\x10GetStateResponse\x12\x1b\n" +
 	"\tnode_name\x18\x01 \x01(\tR\bnodeName\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x04R\aversion\x12\x1f\n" +
@@ -500,7 +509,8 @@ const file_doorman_v1_agent_inspect_proto_rawDesc = "" +
 	"\n" +
 	"full_syncs\x18\x0e \x01(\x04R\tfullSyncs\x12#\n" +
 	"\rdrift_repairs\x18\x0f \x01(\x04R\fdriftRepairs\x12%\n" +
-	"\x0enot_programmed\x18\x10 \x03(\tR\rnotProgrammed\".\n" +
+	"\x0enot_programmed\x18\x10 \x03(\tR\rnotProgrammed\x12#\n" +
+	"\ragent_version\x18\x11 \x01(\tR\fagentVersion\".\n" +
 	"\x10GetKernelRequest\x12\x1a\n" +
 	"\belements\x18\x01 \x01(\bR\belements\"\x85\x01\n" +
 	"\x11GetKernelResponse\x12\x14\n" +

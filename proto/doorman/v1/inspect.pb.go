@@ -127,6 +127,11 @@ type NodeStatus struct {
 	Entries         uint32 `protobuf:"varint,9,opt,name=entries,proto3" json:"entries,omitempty"`
 	// Keys the node reported it could not program in its last Ack.
 	NotProgrammed []string `protobuf:"bytes,10,rep,name=not_programmed,json=notProgrammed,proto3" json:"not_programmed,omitempty"`
+	// The build of the node's agent and the stream protocol it speaks, from
+	// its last Hello (none before one; no build from an agent too old to
+	// say it, whose protocol is 1).
+	AgentVersion  string `protobuf:"bytes,11,opt,name=agent_version,json=agentVersion,proto3" json:"agent_version,omitempty"`
+	AgentProtocol uint32 `protobuf:"varint,12,opt,name=agent_protocol,json=agentProtocol,proto3" json:"agent_protocol,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -229,6 +234,20 @@ func (x *NodeStatus) GetNotProgrammed() []string {
 		return x.NotProgrammed
 	}
 	return nil
+}
+
+func (x *NodeStatus) GetAgentVersion() string {
+	if x != nil {
+		return x.AgentVersion
+	}
+	return ""
+}
+
+func (x *NodeStatus) GetAgentProtocol() uint32 {
+	if x != nil {
+		return x.AgentProtocol
+	}
+	return 0
 }
 
 type GetNodeViewRequest struct {
@@ -602,7 +621,7 @@ const file_doorman_v1_inspect_proto_rawDesc = "" +
 	"\x10ListNodesRequest\"[\n" +
 	"\x11ListNodesResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12,\n" +
-	"\x05nodes\x18\x02 \x03(\v2\x16.doorman.v1.NodeStatusR\x05nodes\"\xd4\x02\n" +
+	"\x05nodes\x18\x02 \x03(\v2\x16.doorman.v1.NodeStatusR\x05nodes\"\xa0\x03\n" +
 	"\n" +
 	"NodeStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1c\n" +
@@ -615,7 +634,9 @@ const file_doorman_v1_inspect_proto_rawDesc = "" +
 	"\x11last_nack_version\x18\b \x01(\x04R\x0flastNackVersion\x12\x18\n" +
 	"\aentries\x18\t \x01(\rR\aentries\x12%\n" +
 	"\x0enot_programmed\x18\n" +
-	" \x03(\tR\rnotProgrammed\"1\n" +
+	" \x03(\tR\rnotProgrammed\x12#\n" +
+	"\ragent_version\x18\v \x01(\tR\fagentVersion\x12%\n" +
+	"\x0eagent_protocol\x18\f \x01(\rR\ragentProtocol\"1\n" +
 	"\x12GetNodeViewRequest\x12\x1b\n" +
 	"\tnode_name\x18\x01 \x01(\tR\bnodeName\"\x9a\x01\n" +
 	"\x13GetNodeViewResponse\x12\x1b\n" +

@@ -244,7 +244,15 @@ type Node struct {
 	PodCidrs []string `protobuf:"bytes,4,rep,name=pod_cidrs,json=podCidrs,proto3" json:"pod_cidrs,omitempty"`
 	// The cluster's Service CIDRs, from ServiceCIDR objects: traffic to an
 	// address in them that no Service holds is dropped.
-	ServiceCidrs  []string `protobuf:"bytes,5,rep,name=service_cidrs,json=serviceCidrs,proto3" json:"service_cidrs,omitempty"`
+	ServiceCidrs []string `protobuf:"bytes,5,rep,name=service_cidrs,json=serviceCidrs,proto3" json:"service_cidrs,omitempty"`
+	// The Node object is being deleted (metadata.deletionTimestamp is set; a
+	// finalizer keeps it). The agent's /healthz then answers 503 with
+	// nodeEligible false, as kube-proxy's does, so that load balancers stop
+	// sending to the node.
+	Deleting bool `protobuf:"varint,6,opt,name=deleting,proto3" json:"deleting,omitempty"`
+	// The Node carries the ToBeDeletedByClusterAutoscaler taint: the cluster
+	// autoscaler is about to remove it. /healthz answers as for deleting.
+	ToBeDeleted   bool `protobuf:"varint,7,opt,name=to_be_deleted,json=toBeDeleted,proto3" json:"to_be_deleted,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -312,6 +320,20 @@ func (x *Node) GetServiceCidrs() []string {
 		return x.ServiceCidrs
 	}
 	return nil
+}
+
+func (x *Node) GetDeleting() bool {
+	if x != nil {
+		return x.Deleting
+	}
+	return false
+}
+
+func (x *Node) GetToBeDeleted() bool {
+	if x != nil {
+		return x.ToBeDeleted
+	}
+	return false
 }
 
 // One port of one Service in one IP family, as one node must program it.
@@ -605,13 +627,15 @@ const file_doorman_v1_view_proto_rawDesc = "" +
 	"\x06digest\x18\x02 \x01(\x06R\x06digest\x12<\n" +
 	"\fservice_port\x18\x03 \x01(\v2\x17.doorman.v1.ServicePortH\x00R\vservicePort\x12&\n" +
 	"\x04node\x18\x04 \x01(\v2\x10.doorman.v1.NodeH\x00R\x04nodeB\a\n" +
-	"\x05value\"\x9f\x01\n" +
+	"\x05value\"\xdf\x01\n" +
 	"\x04Node\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12-\n" +
 	"\x12nodeport_addresses\x18\x02 \x03(\tR\x11nodeportAddresses\x12\x12\n" +
 	"\x04zone\x18\x03 \x01(\tR\x04zone\x12\x1b\n" +
 	"\tpod_cidrs\x18\x04 \x03(\tR\bpodCidrs\x12#\n" +
-	"\rservice_cidrs\x18\x05 \x03(\tR\fserviceCidrs\"\xdc\x06\n" +
+	"\rservice_cidrs\x18\x05 \x03(\tR\fserviceCidrs\x12\x1a\n" +
+	"\bdeleting\x18\x06 \x01(\bR\bdeleting\x12\"\n" +
+	"\rto_be_deleted\x18\a \x01(\bR\vtoBeDeleted\"\xdc\x06\n" +
 	"\vServicePort\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1b\n" +

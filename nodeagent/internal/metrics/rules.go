@@ -1,0 +1,243 @@
+package metrics
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/doorman-proxy/doorman/nodeagent/internal/agent"
+	"github.com/doorman-proxy/doorman/nodeagent/internal/dataplane"
+	"github.com/doorman-proxy/doorman/nodeagent/internal/followup"
+	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
+)
+
+// Rules keeps kube-proxy's series about the rules it syncs, read from the
+// entries each kernel transaction carries:
+//
+//   - kubeproxy_sync_proxy_rules_service_changes_total and _pending,
+//     kubeproxy_sync_proxy_rules_endpoint_changes_total and _pending:
+//     kube-proxy counts informer events and what its next sync loop run
+//     has still to program. doorman has no sync loop and its control plane
+//     coalesces API changes, so these count ServicePort entries (one port
+//     of one Service in one IP family) changed by kernel transactions;
+//   - kubeproxy_sync_proxy_rules_no_local_endpoints_total{traffic_policy,
+//     ip_family}: a gauge, despite its name, as in kube-proxy.
+type Rules struct {
+	serviceTotal, endpointTotal     prometheus.Counter
+	servicePending, endpointPending prometheus.Gauge
+	noLocal                         *prometheus.GaugeVec
+
+	mu     sync.Mutex
+	view   map[string]*doormanv1.Entry // as last committed
+	counts map[noLocalKey]int          // no local endpoints, over view
+}
+
+// noLocalKey is one series of kubeproxy_sync_proxy_rules_no_local_endpoints_total.
+type noLocalKey struct{ policy, family string }
+
+// NewRules creates the series and registers them with reg.
+func NewRules(reg prometheus.Registerer) (*Rules, error) {
+	r := &Rules{
+		serviceTotal: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kubeproxy_sync_proxy_rules_service_changes_total",
+			Help: "ServicePort entries (one port of one Service in one IP family) whose Service part changed (added, removed, or changed other than in endpoints) in kernel transactions that committed. The control plane coalesces API changes: several Service updates may count once.",
+		}),
+		endpointTotal: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kubeproxy_sync_proxy_rules_endpoint_changes_total",
+			Help: "ServicePort entries whose endpoints changed (an entry added or removed with endpoints included) in kernel transactions that committed. The control plane coalesces EndpointSlice changes: several may count once.",
+		}),
+		servicePending: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "kubeproxy_sync_proxy_rules_service_changes_pending",
+			Help: "ServicePort entries with Service changes in the kernel transaction under way or, when it failed, not committed since; 0 once one commits. The agent programs each update as it arrives (no sync loop).",
+		}),
+		endpointPending: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "kubeproxy_sync_proxy_rules_endpoint_changes_pending",
+			Help: "ServicePort entries with endpoint changes in the kernel transaction under way or, when it failed, not committed since; 0 once one commits. The agent programs each update as it arrives (no sync loop).",
+		}),
+		noLocal: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "kubeproxy_sync_proxy_rules_no_local_endpoints_total",
+			Help: "ServicePorts of the committed view with a Local traffic policy (internal or external) and no endpoints on this node, while the Service has endpoints elsewhere. For internalTrafficPolicy Local without NodePort, externalIPs or load balancer IPs the view does not say whether it has endpoints elsewhere: it counts when it has none on this node.",
+		}, []string{"traffic_policy", "ip_family"}),
+		view:   map[string]*doormanv1.Entry{},
+		counts: map[noLocalKey]int{},
+	}
+	for _, c := range []prometheus.Collector{r.serviceTotal, r.endpointTotal, r.servicePending, r.endpointPending, r.noLocal} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register rules metrics: %w", err)
+		}
+	}
+	r.setNoLocal()
+	return r, nil
+}
+
+// Kernel wraps k so that each transaction's changes are counted.
+func (r *Rules) Kernel(k agent.Kernel) agent.Kernel { return &rulesKernel{r: r, inner: k} }
+
+type rulesKernel struct {
+	r     *Rules
+	inner agent.Kernel
+}
+
+// Sync counts what the view changes since the last commit (at start-up,
+// the whole view).
+func (k *rulesKernel) Sync(view map[string]*doormanv1.Entry) (dataplane.Stats, error) {
+	k.r.mu.Lock()
+	defer k.r.mu.Unlock()
+	t := tally(followup.Changes(k.r.view, view))
+	k.r.pend(t)
+	stats, err := k.inner.Sync(view)
+	if committed(err) {
+		k.r.view = maps.Clone(view)
+		clear(k.r.counts)
+		for _, e := range view {
+			k.r.count(e, 1)
+		}
+		k.r.commit(t)
+	}
+	return stats, err
+}
+
+func (k *rulesKernel) Apply(changes []dataplane.Change) (dataplane.Stats, error) {
+	k.r.mu.Lock()
+	defer k.r.mu.Unlock()
+	t := tally(changes)
+	k.r.pend(t)
+	stats, err := k.inner.Apply(changes)
+	if committed(err) {
+		for _, c := range changes {
+			k.r.count(c.Old, -1)
+			k.r.count(c.New, 1)
+			if c.New == nil {
+				delete(k.r.view, c.Key)
+			} else {
+				k.r.view[c.Key] = c.New
+			}
+		}
+		k.r.commit(t)
+	}
+	return stats, err
+}
+
+// RetireUnused changes no entry.
+func (k *rulesKernel) RetireUnused() (int, error) { return k.inner.RetireUnused() }
+
+// committed reports whether a transaction that returned err committed: it
+// did when it left only some entries out.
+func committed(err error) bool {
+	var partial *dataplane.InvalidEntriesError
+	return err == nil || errors.As(err, &partial)
+}
+
+// changeTally counts the ServicePort entries of one transaction whose
+// Service part, and whose endpoints, changed.
+type changeTally struct{ services, endpoints int }
+
+func tally(changes []dataplane.Change) changeTally {
+	var t changeTally
+	for _, c := range changes {
+		service, endpoints := differs(c.Old.GetServicePort(), c.New.GetServicePort())
+		if service {
+			t.services++
+		}
+		if endpoints {
+			t.endpoints++
+		}
+	}
+	return t
+}
+
+func (r *Rules) pend(t changeTally) {
+	r.servicePending.Set(float64(t.services))
+	r.endpointPending.Set(float64(t.endpoints))
+}
+
+func (r *Rules) commit(t changeTally) {
+	r.serviceTotal.Add(float64(t.services))
+	r.endpointTotal.Add(float64(t.endpoints))
+	r.pend(changeTally{})
+	r.setNoLocal()
+}
+
+// endpointFields are the ServicePort fields an endpoint change moves: the
+// endpoint sets and the trigger time that comes with them.
+var endpointFields = map[protoreflect.Name]bool{
+	"endpoints": true, "local_endpoints": true, "cluster_endpoints": true, "trigger_time_unix_nano": true,
+}
+
+// differs reports whether the Service part (every field but
+// endpointFields) and the endpoints of two values of one ServicePort
+// entry differ; nil is an absent entry (and a Node entry).
+func differs(a, b *doormanv1.ServicePort) (service, endpoints bool) {
+	if a == nil && b == nil {
+		return false, false
+	}
+	ma, mb := a.ProtoReflect(), b.ProtoReflect()
+	fields := ma.Descriptor().Fields()
+	for i := range fields.Len() {
+		fd := fields.Get(i)
+		if ma.Get(fd).Equal(mb.Get(fd)) {
+			continue
+		}
+		if endpointFields[fd.Name()] {
+			endpoints = true
+		} else {
+			service = true
+		}
+	}
+	return service, endpoints
+}
+
+// count adds n for each series e counts in.
+func (r *Rules) count(e *doormanv1.Entry, n int) {
+	sp := e.GetServicePort()
+	family, ok := ipFamilies[sp.GetFamily()]
+	if sp == nil || !ok {
+		return
+	}
+	internal, external := noLocalEndpoints(sp)
+	if internal {
+		r.counts[noLocalKey{"internal", family}] += n
+	}
+	if external {
+		r.counts[noLocalKey{"external", family}] += n
+	}
+}
+
+// ipFamilies are the ip_family label values, kube-proxy's.
+var ipFamilies = map[doormanv1.IPFamily]string{
+	doormanv1.IPFamily_IP_FAMILY_IPV4: "IPv4",
+	doormanv1.IPFamily_IP_FAMILY_IPV6: "IPv6",
+}
+
+func (r *Rules) setNoLocal() {
+	for _, policy := range []string{"internal", "external"} {
+		for _, family := range ipFamilies {
+			r.noLocal.WithLabelValues(policy, family).Set(float64(r.counts[noLocalKey{policy, family}]))
+		}
+	}
+}
+
+// noLocalEndpoints reports, as kube-proxy counts them, whether sp has a
+// Local internal (external) traffic policy and no endpoint on this node
+// for it, while the Service has endpoints somewhere: with none anywhere,
+// traffic is rejected rather than dropped, and kube-proxy does not count
+// it. The cluster-wide set is in the view unless internalTrafficPolicy is
+// Local and sp has no external address; then sp counts whenever it has
+// no endpoint here.
+func noLocalEndpoints(sp *doormanv1.ServicePort) (internal, external bool) {
+	cluster, known := sp.GetEndpoints(), true
+	if sp.GetInternalPolicyLocal() {
+		cluster = sp.GetClusterEndpoints()
+		known = sp.GetNodePort() != 0 || len(sp.GetExternalIps()) > 0 || len(sp.GetLoadBalancerIps()) > 0
+	}
+	if known && len(cluster) == 0 {
+		return false, false
+	}
+	internal = sp.GetInternalPolicyLocal() && len(sp.GetEndpoints()) == 0
+	external = sp.GetExternalPolicyLocal() && len(sp.GetLocalEndpoints()) == 0
+	return internal, external
+}
