@@ -27,7 +27,7 @@ func TestNodeGoingAwayReachesView(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if _, err := s.Next(); err != nil {
+	if _, err := nextFrame(s); err != nil {
 		t.Fatal(err)
 	}
 	select {

@@ -35,7 +35,7 @@ func TestUpdatesCarryFreshness(t *testing.T) {
 	defer s.Close()
 	next := func() map[string]*doormanv1.ResourceVersions {
 		t.Helper()
-		f, err := s.Next()
+		f, err := nextFrame(s)
 		if err != nil || f == nil {
 			t.Fatalf("Next = %v, %v", f, err)
 		}

@@ -300,15 +300,6 @@ func (s *Session) Node() string { return s.token.Node }
 // Wake receives when the session may have something to send.
 func (s *Session) Wake() <-chan struct{} { return s.wake }
 
-// Next returns the frame to send now, or nil.
-func (s *Session) Next() (*wire.Frame, error) {
-	u, err := s.NextUpdate()
-	if err != nil || u == nil {
-		return nil, err
-	}
-	return u.Frame(), nil
-}
-
 // NextUpdate returns the update to send now, or nil; the caller encodes
 // it (outside the hub's lock: entries are immutable).
 func (s *Session) NextUpdate() (*wire.Update, error) {

@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/doorman-proxy/doorman/controlplane/internal/differ"
+	"github.com/doorman-proxy/doorman/controlplane/internal/wire"
 	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
 )
 
@@ -32,7 +33,7 @@ func TestNothingServedBeforeSync(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	f, err := s.Next()
+	f, err := nextFrame(s)
 	if err != nil || f == nil {
 		t.Fatalf("Next after sync = %v, %v", f, err)
 	}
@@ -46,7 +47,7 @@ func TestReplacedSessionIsWokenAndStale(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer old.Close()
-	if _, err := old.Next(); err != nil {
+	if _, err := nextFrame(old); err != nil {
 		t.Fatal(err)
 	}
 	// Drain the wake-up Open left, so the next one comes from the
@@ -65,7 +66,7 @@ func TestReplacedSessionIsWokenAndStale(t *testing.T) {
 	case <-time.After(time.Second):
 		t.Fatal("the replaced session was not woken")
 	}
-	if _, err := old.Next(); !errors.Is(err, differ.ErrStale) {
+	if _, err := nextFrame(old); !errors.Is(err, differ.ErrStale) {
 		t.Fatalf("Next on the replaced session = %v, want ErrStale", err)
 	}
 }
@@ -125,7 +126,7 @@ func TestServiceCIDRsReachEveryNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if _, err := s.Next(); err != nil {
+	if _, err := nextFrame(s); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -162,4 +163,14 @@ func TestServiceCIDRsReachEveryNode(t *testing.T) {
 	woken(t)
 	h.DeleteServiceCIDR("kubernetes")
 	want(t)
+}
+
+// nextFrame is the frame the session would send now, encoded as the
+// server encodes it, or nil.
+func nextFrame(s *Session) (*wire.Frame, error) {
+	u, err := s.NextUpdate()
+	if err != nil || u == nil {
+		return nil, err
+	}
+	return u.Frame(), nil
 }
