@@ -13,8 +13,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -32,6 +30,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/doorman-proxy/doorman/e2e/cluster"
+	"github.com/doorman-proxy/doorman/e2e/promtext"
 	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
 )
 
@@ -247,16 +246,15 @@ func (cp *controlPlane) metric(name string) (float64, error) {
 		return 0, err
 	}
 	defer func() { _ = resp.Body.Close() }()
-	b, err := io.ReadAll(resp.Body)
+	m, err := promtext.Sums(resp.Body)
 	if err != nil {
 		return 0, err
 	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, name+" "); ok {
-			return strconv.ParseFloat(v, 64)
-		}
+	v, ok := m[name]
+	if !ok {
+		return 0, fmt.Errorf("no %s in /metrics", name)
 	}
-	return 0, fmt.Errorf("no %s in /metrics", name)
+	return v, nil
 }
 
 // cpuSeconds is the CPU time the replicas used so far.

@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"bufio"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -11,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -20,6 +18,8 @@ import (
 	"github.com/mdlayher/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/doorman-proxy/doorman/e2e/promtext"
 )
 
 // Fault injection for the failure-mode tests (e2e/faults): signals to the
@@ -179,8 +179,8 @@ func (c *Cluster) WaitAgentHealthy(ctx context.Context, node string) (time.Durat
 	}
 }
 
-// AgentMetrics scrapes the node agent's /metrics and returns every sample
-// without labels, by name.
+// AgentMetrics scrapes the node agent's /metrics and returns each
+// counter and gauge by name, summed over its labels.
 func (c *Cluster) AgentMetrics(ctx context.Context, node string) (map[string]float64, error) {
 	n, ok := c.node(node)
 	if !ok {
@@ -196,29 +196,7 @@ func (c *Cluster) AgentMetrics(ctx context.Context, node string) (map[string]flo
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("metrics of %s: %s", node, resp.Status)
 	}
-	return parseMetrics(resp.Body)
-}
-
-func parseMetrics(r io.Reader) (map[string]float64, error) {
-	out := map[string]float64{}
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64*1024), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || strings.HasPrefix(line, "#") || strings.Contains(line, "{") {
-			continue
-		}
-		name, val, ok := strings.Cut(line, " ")
-		if !ok {
-			continue
-		}
-		f, err := strconv.ParseFloat(strings.TrimSpace(val), 64)
-		if err != nil {
-			continue
-		}
-		out[name] = f
-	}
-	return out, sc.Err()
+	return promtext.Sums(resp.Body)
 }
 
 // findProc returns the running process started under name.

@@ -20,8 +20,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 	appsv1 "k8s.io/api/apps/v1"
 	authv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -35,6 +33,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/doorman-proxy/doorman/e2e/promtext"
 	"github.com/doorman-proxy/doorman/e2e/provider"
 	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
 )
@@ -525,21 +524,9 @@ func agentMetrics(t *testing.T, nodeIP string) map[string]float64 {
 		t.Fatalf("agent metrics on %s: %v", nodeIP, err)
 	}
 	defer func() { _ = resp.Body.Close() }()
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(resp.Body)
+	out, err := promtext.Sums(resp.Body)
 	if err != nil {
 		t.Fatalf("agent metrics on %s: %v", nodeIP, err)
-	}
-	out := map[string]float64{}
-	for name, f := range families {
-		for _, m := range f.GetMetric() {
-			switch {
-			case m.GetCounter() != nil:
-				out[name] += m.GetCounter().GetValue()
-			case m.GetGauge() != nil:
-				out[name] += m.GetGauge().GetValue()
-			}
-		}
 	}
 	return out
 }

@@ -1,0 +1,37 @@
+// Package promtext reads what a /metrics endpoint serves (Prometheus text
+// format) with Prometheus' own parser, for the e2e tests and benchmarks
+// that read doorman's and kube-proxy's metrics.
+package promtext
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+// Sums returns, for each counter, gauge and untyped family, the sum of its
+// samples over every label set: for a family without labels, its value.
+// Histograms and summaries are left out.
+func Sums(r io.Reader) (map[string]float64, error) {
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(r)
+	if err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	out := map[string]float64{}
+	for name, f := range families {
+		for _, m := range f.GetMetric() {
+			switch {
+			case m.GetCounter() != nil:
+				out[name] += m.GetCounter().GetValue()
+			case m.GetGauge() != nil:
+				out[name] += m.GetGauge().GetValue()
+			case m.GetUntyped() != nil:
+				out[name] += m.GetUntyped().GetValue()
+			}
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,43 @@
+package promtext
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestSums(t *testing.T) {
+	text := `# HELP doorman_agent_nacks_total NACKs sent.
+# TYPE doorman_agent_nacks_total counter
+doorman_agent_nacks_total 3
+# HELP kubeproxy_proxy_healthz_total Answers of /healthz.
+# TYPE kubeproxy_proxy_healthz_total counter
+kubeproxy_proxy_healthz_total{code="200"} 7
+kubeproxy_proxy_healthz_total{code="503"} 2
+# TYPE go_memstats_heap_inuse_bytes gauge
+go_memstats_heap_inuse_bytes 1.5e+06
+# TYPE some_untyped untyped
+some_untyped 4
+# TYPE kubeproxy_sync_proxy_rules_duration_seconds histogram
+kubeproxy_sync_proxy_rules_duration_seconds_bucket{le="+Inf"} 1
+kubeproxy_sync_proxy_rules_duration_seconds_sum 0.1
+kubeproxy_sync_proxy_rules_duration_seconds_count 1
+`
+	got, err := Sums(strings.NewReader(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]float64{
+		"doorman_agent_nacks_total":     3,
+		"kubeproxy_proxy_healthz_total": 9,
+		"go_memstats_heap_inuse_bytes":  1.5e6,
+		"some_untyped":                  4,
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Sums (-want +got):\n%s", diff)
+	}
+	if _, err := Sums(strings.NewReader("not { metrics")); err == nil {
+		t.Error("Sums of garbage: no error")
+	}
+}
