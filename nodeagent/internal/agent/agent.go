@@ -236,8 +236,8 @@ func (a *Agent) handle(u *doormanv1.SyncResponse, acceptBehind bool) Outcome {
 	out := Outcome{Version: u.GetVersion()}
 	got := Marker(u.GetFreshness())
 	if lags := Behind(a.freshness, got); len(lags) > 0 && !acceptBehind {
+		// The caller reports it, naming the control plane it came from.
 		out.Behind = &BehindError{Version: u.GetVersion(), Held: maps.Clone(a.freshness), Got: got, Lags: lags}
-		a.lastError = out.Behind.Error()
 		return out
 	}
 	applied, err := a.view.Apply(u)

@@ -98,8 +98,8 @@ func TestHandleRefusesBehind(t *testing.T) {
 		t.Errorf("view after the refusal (-want +got):\n%s", diff)
 	}
 	for _, want := range []string{"endpointslices seen 150 < changed 200", "endpointslices=150/150", "endpointslices=200"} {
-		if !strings.Contains(st.GetLastError(), want) {
-			t.Errorf("last_error %q does not say %q", st.GetLastError(), want)
+		if !strings.Contains(out.Behind.Error(), want) {
+			t.Errorf("refusal %q does not say %q", out.Behind.Error(), want)
 		}
 	}
 	var be *BehindError

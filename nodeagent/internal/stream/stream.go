@@ -278,7 +278,9 @@ func (s *session) handle(u *doormanv1.SyncResponse) (agent.Outcome, error) {
 		s.log.Error("update refused: behind what this node applied; trying another control plane",
 			"control_plane", s.target, "version", b.Version, "control_plane_freshness", b.Got.String(), "node_freshness", b.Held.String(),
 			"refusing_for", time.Since(s.refusals.since).Round(time.Millisecond), "accept_after", s.refusals.acceptAfter)
-		return out, fmt.Errorf("refused update from %s: %w", s.target, b)
+		err := fmt.Errorf("refused update from %s: %w", s.target, b)
+		s.agent.SetError(err)
+		return out, err
 	}
 	s.log.Error("ACCEPTING AN UPDATE BEHIND WHAT THIS NODE APPLIED: every control plane has been behind since the first refusal; the cluster's data went back (etcd restored from a backup?)",
 		"control_plane", s.target, "version", b.Version, "control_plane_freshness", b.Got.String(), "node_freshness", b.Held.String(),
