@@ -20,6 +20,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/doorman-proxy/doorman/e2e/echo"
+	"github.com/doorman-proxy/doorman/e2e/retry"
 )
 
 func k8sBinDir(t *testing.T) string {
@@ -64,7 +65,7 @@ func TestCluster_PodsEndpointSlicesAndPodNetwork(t *testing.T) {
 	t.Logf("cluster up in %s", time.Since(start).Round(time.Millisecond))
 	cs := c.Client()
 
-	eventually(t, 30*time.Second, func() error {
+	retry.Eventually(t, 30*time.Second, "the default ServiceAccount", func() error {
 		_, err := cs.CoreV1().ServiceAccounts("default").Get(ctx, "default", metav1.GetOptions{})
 		return err
 	})
@@ -105,7 +106,7 @@ func TestCluster_PodsEndpointSlicesAndPodNetwork(t *testing.T) {
 	}
 
 	var pods []corev1.Pod
-	eventually(t, 90*time.Second, func() error {
+	retry.Eventually(t, 90*time.Second, "three web Pods running", func() error {
 		pl, err := cs.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: "app=web"})
 		if err != nil {
 			return err
@@ -127,7 +128,7 @@ func TestCluster_PodsEndpointSlicesAndPodNetwork(t *testing.T) {
 		return nil
 	})
 	t.Logf("3 pods running on 3 nodes in %s", time.Since(start).Round(time.Millisecond))
-	eventually(t, 30*time.Second, func() error { return sliceReady(ctx, c, "web", 3, 0) })
+	retry.Eventually(t, 30*time.Second, "the slice: 3 ready", func() error { return sliceReady(ctx, c, "web", 3, 0) })
 	t.Logf("endpointslice has 3 ready endpoints %s after the deployment", time.Since(start).Round(time.Millisecond))
 
 	// Pod network, both families: every Pod reaches every other Pod
@@ -192,11 +193,11 @@ func TestCluster_PodsEndpointSlicesAndPodNetwork(t *testing.T) {
 	if err := c.SetPodReady(ctx, "default", pods[0].Name, false); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 30*time.Second, func() error { return sliceReady(ctx, c, "web", 2, 0) })
+	retry.Eventually(t, 30*time.Second, "the slice: 2 ready after the readiness flip", func() error { return sliceReady(ctx, c, "web", 2, 0) })
 	if err := c.SetPodReady(ctx, "default", pods[0].Name, true); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 30*time.Second, func() error { return sliceReady(ctx, c, "web", 3, 0) })
+	retry.Eventually(t, 30*time.Second, "the slice: 3 ready again", func() error { return sliceReady(ctx, c, "web", 3, 0) })
 
 	// Graceful deletion: serving and terminating during the grace period,
 	// still answering; then gone and replaced.
@@ -204,12 +205,12 @@ func TestCluster_PodsEndpointSlicesAndPodNetwork(t *testing.T) {
 	if err := cs.CoreV1().Pods("default").Delete(ctx, victim.Name, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 30*time.Second, func() error { return sliceReady(ctx, c, "web", 3, 1) })
+	retry.Eventually(t, 30*time.Second, "the slice: 3 ready, 1 terminating", func() error { return sliceReady(ctx, c, "web", 3, 1) })
 	dial, _ := c.DialFromPod("default", pods[0].Name)
 	if got, err := echo.Ask(ctx, dial, "tcp", net.JoinHostPort(victim.Status.PodIP, "8080"), "hostname"); err != nil || got != victim.Name {
 		t.Errorf("terminating pod %s does not answer during its grace period: %q, %v", victim.Name, got, err)
 	}
-	eventually(t, 30*time.Second, func() error {
+	retry.Eventually(t, 30*time.Second, "the deleted Pod gone", func() error {
 		_, err := cs.CoreV1().Pods("default").Get(ctx, victim.Name, metav1.GetOptions{})
 		if err == nil {
 			return fmt.Errorf("pod %s still there", victim.Name)
@@ -242,19 +243,4 @@ func sliceReady(ctx context.Context, c *Cluster, svc string, ready, terminating 
 		return fmt.Errorf("%d ready and %d serving+terminating endpoints, want %d and %d", r, term, ready, terminating)
 	}
 	return nil
-}
-
-func eventually(t *testing.T, timeout time.Duration, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %s: %v", timeout, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
 }

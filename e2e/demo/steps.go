@@ -28,6 +28,7 @@ import (
 
 	"github.com/doorman-proxy/doorman/e2e/cluster"
 	"github.com/doorman-proxy/doorman/e2e/echo"
+	"github.com/doorman-proxy/doorman/e2e/retry"
 	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
 )
 
@@ -182,7 +183,7 @@ func (d *demo) deploy(ctx context.Context) error {
 	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 		return fmt.Errorf("namespace: %w", err)
 	}
-	if err := wait(ctx, 30*time.Second, func() error {
+	if err := retry.Until(ctx, 30*time.Second, func() error {
 		_, err := cs.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{})
 		return err
 	}); err != nil {
@@ -269,7 +270,7 @@ func countPods(as []app) int {
 // EndpointSlices list them.
 func readyPods(ctx context.Context, c *cluster.Cluster, app string, n int) ([]corev1.Pod, error) {
 	var pods []corev1.Pod
-	err := wait(ctx, 2*time.Minute, func() error {
+	err := retry.Until(ctx, 2*time.Minute, func() error {
 		pl, err := c.Client().CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=" + app})
 		if err != nil {
 			return err
@@ -299,24 +300,6 @@ func isReady(p *corev1.Pod) bool {
 		}
 	}
 	return false
-}
-
-func wait(ctx context.Context, timeout time.Duration, fn func() error) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		err := fn()
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("not within %s: %w", timeout, err)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
 }
 
 func (d *demo) clusterIP(ctx context.Context, name string) (string, int32, error) {
@@ -460,7 +443,7 @@ func (d *demo) rollout(ctx context.Context) error {
 		oldNames[p.Name] = true
 	}
 	var after []corev1.Pod
-	err = wait(ctx, 2*time.Minute, func() error {
+	err = retry.Until(ctx, 2*time.Minute, func() error {
 		pods, err := readyPods(ctx, d.c, "catalog", 3)
 		if err != nil {
 			return err
@@ -532,10 +515,10 @@ func (d *demo) scale(ctx context.Context) error {
 // clusterIP).
 func (d *demo) programmed(ctx context.Context, node, svc, clusterIP string, pods []corev1.Pod) error {
 	n := len(pods)
-	if err := wait(ctx, time.Minute, func() error { return d.sliceHas(ctx, svc, n) }); err != nil {
+	if err := retry.Until(ctx, time.Minute, func() error { return d.sliceHas(ctx, svc, n) }); err != nil {
 		return fmt.Errorf("%s: %w", svc, err)
 	}
-	return wait(ctx, 30*time.Second, func() error {
+	return retry.Until(ctx, 30*time.Second, func() error {
 		state, kernel, err := d.agentCounts(ctx, node, svc, clusterIP, pods)
 		if err != nil {
 			return err

@@ -17,6 +17,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/doorman-proxy/doorman/e2e/cluster"
+	"github.com/doorman-proxy/doorman/e2e/retry"
 	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
 )
 
@@ -146,7 +147,7 @@ func TestBadInput(t *testing.T) {
 			_ = cs.CoreV1().Services(bad).Delete(ctx, h.name, metav1.DeleteOptions{})
 		}
 		for _, n := range c.Nodes() {
-			eventually(t, time.Minute, "agent on "+n.Name+" dropping "+bad, func() error {
+			retry.Eventually(t, time.Minute, "agent on "+n.Name+" dropping "+bad, func() error {
 				st, err := agentState(ctx, n.Name, true)
 				if err != nil {
 					return err

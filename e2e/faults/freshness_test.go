@@ -17,6 +17,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/doorman-proxy/doorman/e2e/cluster"
+	"github.com/doorman-proxy/doorman/e2e/retry"
 )
 
 // freshApp labels the backends of Service fresh.
@@ -42,7 +43,7 @@ func freshPod(t *testing.T, name, node string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cs.CoreV1().Pods(ns).Delete(context.Background(), name, metav1.DeleteOptions{}) })
-	eventually(t, time.Minute, "pod "+name+" running", func() error {
+	retry.Eventually(t, time.Minute, "pod "+name+" running", func() error {
 		p, err := cs.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			return err
@@ -102,7 +103,7 @@ func TestStaleReplicaRefused(t *testing.T) {
 	}
 	defer func() { _ = cs.CoreV1().Services(ns).Delete(context.Background(), "fresh", metav1.DeleteOptions{}) }()
 	target := addr(svc.Spec.ClusterIP, webPort)
-	eventually(t, time.Minute, "every node reaches fresh-old", func() error { return onlyBackend(ctx, target, "fresh-old", 3) })
+	retry.Eventually(t, time.Minute, "every node reaches fresh-old", func() error { return onlyBackend(ctx, target, "fresh-old", 3) })
 
 	second, err := c.StartControlPlaneReplicaWith(ctx, cluster.ReplicaOptions{
 		FreezableAPIServer: true,
@@ -120,7 +121,7 @@ func TestStaleReplicaRefused(t *testing.T) {
 		}
 	}()
 	key := ns + "/fresh:"
-	if err := poll(ctx, 30*time.Second, func() error {
+	if err := retry.Until(ctx, 30*time.Second, func() error {
 		_, err := cpEntryDigest(ctx, second.GRPC, "node1", key)
 		return err
 	}); err != nil {
@@ -145,7 +146,7 @@ func TestStaleReplicaRefused(t *testing.T) {
 		[]byte(`{"metadata":{"labels":{"app":"retired"}}}`), metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, time.Minute, "every node reaches only fresh-new", func() error { return onlyBackend(ctx, target, "fresh-new", 5) })
+	retry.Eventually(t, time.Minute, "every node reaches only fresh-new", func() error { return onlyBackend(ctx, target, "fresh-new", 5) })
 	want := map[string]uint64{}
 	for _, n := range c.Nodes() {
 		waitConverged(t, n.Name, first, 30*time.Second)
@@ -201,7 +202,7 @@ func TestStaleReplicaRefused(t *testing.T) {
 	t.Logf("%d rounds of checks while agents could reach only the stale replica", checks)
 	// last_error is the latest failure: the refusal, or replica 1 down.
 	for _, n := range c.Nodes() {
-		eventually(t, 30*time.Second, n.Name+" last_error shows the refusal", func() error {
+		retry.Eventually(t, 30*time.Second, n.Name+" last_error shows the refusal", func() error {
 			st, err := agentState(ctx, n.Name, false)
 			if err != nil {
 				return err
@@ -217,7 +218,7 @@ func TestStaleReplicaRefused(t *testing.T) {
 	}
 
 	// 3. Its /readyz has turned unready, naming what went quiet.
-	eventually(t, time.Minute, "replica 2 unready", func() error {
+	retry.Eventually(t, time.Minute, "replica 2 unready", func() error {
 		code, body, err := second.Readyz(ctx)
 		if err != nil {
 			return err

@@ -21,6 +21,7 @@ import (
 
 	"github.com/doorman-proxy/doorman/e2e/cluster"
 	"github.com/doorman-proxy/doorman/e2e/echo"
+	"github.com/doorman-proxy/doorman/e2e/retry"
 	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
 )
 
@@ -33,32 +34,6 @@ func ask(ctx context.Context, dial echo.Dialer, target string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, askTimeout)
 	defer cancel()
 	return echo.Ask(ctx, dial, "tcp", target, "hostname")
-}
-
-// poll retries fn every 100 ms until it succeeds or timeout passes.
-func poll(ctx context.Context, timeout time.Duration, fn func() error) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		err := fn()
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("not within %s: %w", timeout, err)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-}
-
-func eventually(t *testing.T, timeout time.Duration, what string, fn func() error) {
-	t.Helper()
-	if err := poll(context.Background(), timeout, fn); err != nil {
-		t.Fatalf("%s: %v", what, err)
-	}
 }
 
 // load is a bounded client loop: it connects to a Service every interval
@@ -269,7 +244,7 @@ func converged(ctx context.Context, node, grpcAddr string) error {
 func waitConverged(t *testing.T, node, grpcAddr string, timeout time.Duration) time.Duration {
 	t.Helper()
 	start := time.Now()
-	eventually(t, timeout, "agent on "+node+" converged with "+grpcAddr, func() error {
+	retry.Eventually(t, timeout, "agent on "+node+" converged with "+grpcAddr, func() error {
 		return converged(context.Background(), node, grpcAddr)
 	})
 	return time.Since(start)
@@ -344,7 +319,7 @@ func changeBulk(t *testing.T, i int, grpcAddr, node string) uint64 {
 		return 0
 	}
 	var after uint64
-	eventually(t, 30*time.Second, "control plane sees the change of "+bulkName(i), func() error {
+	retry.Eventually(t, 30*time.Second, "control plane sees the change of "+bulkName(i), func() error {
 		d, err := cpEntryDigest(ctx, grpcAddr, node, prefix)
 		if err != nil {
 			return err
@@ -362,7 +337,7 @@ func changeBulk(t *testing.T, i int, grpcAddr, node string) uint64 {
 func waitAgentEntry(t *testing.T, node, prefix string, digest uint64, timeout time.Duration) time.Duration {
 	t.Helper()
 	start := time.Now()
-	eventually(t, timeout, "agent on "+node+" holding the new "+prefix, func() error {
+	retry.Eventually(t, timeout, "agent on "+node+" holding the new "+prefix, func() error {
 		d, err := agentEntryDigest(context.Background(), node, prefix)
 		if err != nil {
 			return err
@@ -405,7 +380,7 @@ func sentUpdates(text, node string) []sentUpdate {
 func metric(t *testing.T, node, name string) float64 {
 	t.Helper()
 	var v float64
-	eventually(t, 10*time.Second, "metric "+name+" of "+node, func() error {
+	retry.Eventually(t, 10*time.Second, "metric "+name+" of "+node, func() error {
 		m, err := c.AgentMetrics(context.Background(), node)
 		if err != nil {
 			return err

@@ -15,9 +15,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/client-go/util/retry"
+	k8sretry "k8s.io/client-go/util/retry"
 
 	"github.com/doorman-proxy/doorman/e2e/cluster"
+	"github.com/doorman-proxy/doorman/e2e/retry"
 )
 
 const (
@@ -52,7 +53,7 @@ func TestDrift(t *testing.T) {
 			t.Fatalf("no element of %s in service-ips", svc.Spec.ClusterIP)
 		}
 		start := time.Now()
-		eventually(t, 10*time.Second, "element repaired", func() error {
+		retry.Eventually(t, 10*time.Second, "element repaired", func() error {
 			// Only elements count: the resync may also retire per-K
 			// chains no Service uses any more.
 			if d := elementDiff(snap0.Diff(snapshot(t, node))); len(d) > 0 {
@@ -62,7 +63,7 @@ func TestDrift(t *testing.T) {
 		})
 		took := time.Since(start)
 		t.Logf("deleted %d element(s) of %s; repaired in %s", n, svc.Spec.ClusterIP, took.Round(time.Millisecond))
-		eventually(t, 5*time.Second, "repair counted", func() error {
+		retry.Eventually(t, 5*time.Second, "repair counted", func() error {
 			st, err := agentState(ctx, node, false)
 			if err != nil {
 				return err
@@ -89,7 +90,7 @@ func TestDrift(t *testing.T) {
 		}
 		start := time.Now()
 		var took time.Duration
-		eventually(t, 10*time.Second, "table repaired", func() error {
+		retry.Eventually(t, 10*time.Second, "table repaired", func() error {
 			s, err := c.ReadDoormanTable(node)
 			if err != nil {
 				return err
@@ -105,7 +106,7 @@ func TestDrift(t *testing.T) {
 			return nil
 		})
 		t.Logf("table deleted; back in %s", took.Round(time.Millisecond))
-		eventually(t, 5*time.Second, "repair counted", func() error {
+		retry.Eventually(t, 5*time.Second, "repair counted", func() error {
 			st, err := agentState(ctx, node, false)
 			if err != nil {
 				return err
@@ -165,7 +166,7 @@ func TestNack(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, n := range nodes {
-		eventually(t, 30*time.Second, n.Name+": firewall-ips holds nack-lb1", func() error {
+		retry.Eventually(t, 30*time.Second, n.Name+": firewall-ips holds nack-lb1", func() error {
 			_, els, err := c.DoormanSetSize(n.Name, fwSet)
 			if err != nil {
 				return err
@@ -193,7 +194,7 @@ func TestNack(t *testing.T) {
 	createNackLB(t, lbName, "10.0.0.0/8")
 	key := ns + "/" + lbName + ":http/tcp/ipv4"
 	for _, n := range nodes {
-		eventually(t, 30*time.Second, n.Name+": "+key+" with endpoints in the control plane's view", func() error {
+		retry.Eventually(t, 30*time.Second, n.Name+": "+key+" with endpoints in the control plane's view", func() error {
 			v, err := cpView(ctx, cp, n.Name)
 			if err != nil {
 				return err
@@ -234,7 +235,7 @@ func TestNack(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, n := range nodes {
-		eventually(t, 30*time.Second, "NACK from "+n.Name, func() error {
+		retry.Eventually(t, 30*time.Second, "NACK from "+n.Name, func() error {
 			st, err := agentState(ctx, n.Name, false)
 			if err != nil {
 				return err
@@ -330,7 +331,7 @@ func TestNack(t *testing.T) {
 
 	// (c) The refused Service without source ranges (no firewall-ips
 	// element): it applies and nothing is left out.
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+	err := k8sretry.RetryOnConflict(k8sretry.DefaultRetry, func() error {
 		s, err := c.Client().CoreV1().Services(ns).Get(ctx, lbName, metav1.GetOptions{})
 		if err != nil {
 			return err
@@ -343,7 +344,7 @@ func TestNack(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, n := range nodes {
-		eventually(t, 30*time.Second, n.Name+" programs "+lbName, func() error {
+		retry.Eventually(t, 30*time.Second, n.Name+" programs "+lbName, func() error {
 			if err := converged(ctx, n.Name, cp); err != nil {
 				return err
 			}
@@ -376,7 +377,7 @@ func TestNack(t *testing.T) {
 	if err := c.RouteFromExternal(lbIP2+"/32", "node2"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "load balancer answers once the good update applied", func() error {
+	retry.Eventually(t, 20*time.Second, "load balancer answers once the good update applied", func() error {
 		_, err := ask(ctx, c.DialFromExternal(), addr(lbIP2, 80))
 		return err
 	})
@@ -420,7 +421,7 @@ func capSet(t *testing.T, node, set string) {
 	}
 	// Lifted when the test ends, so that later tests are not affected.
 	t.Cleanup(func() { uncapSet(t, node, set) })
-	eventually(t, 10*time.Second, node+": rules using "+set+" put back", func() error {
+	retry.Eventually(t, 10*time.Second, node+": rules using "+set+" put back", func() error {
 		return setRepaired(node, set, s0, repairs0, size)
 	})
 	t.Logf("%s: %s capped at %d elements; the agent put back its rules", node, set, size)
@@ -443,7 +444,7 @@ func uncapSet(t *testing.T, node, set string) {
 		t.Errorf("%s: uncap %s: %v", node, set, err)
 		return
 	}
-	if err := poll(context.Background(), 10*time.Second, func() error {
+	if err := retry.Until(context.Background(), 10*time.Second, func() error {
 		return setRepaired(node, set, s0, st.GetDriftRepairs(), 0)
 	}); err != nil {
 		t.Errorf("%s: rules using %s not put back after lifting the cap: %v", node, set, err)

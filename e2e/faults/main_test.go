@@ -22,6 +22,7 @@ import (
 
 	"github.com/doorman-proxy/doorman/e2e/cluster"
 	"github.com/doorman-proxy/doorman/e2e/provider"
+	"github.com/doorman-proxy/doorman/e2e/retry"
 )
 
 // The cluster every test shares, and what TestMain puts in it.
@@ -134,7 +135,7 @@ func setup(ctx context.Context) error {
 	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 		return err
 	}
-	if err := poll(ctx, time.Minute, func() error {
+	if err := retry.Until(ctx, time.Minute, func() error {
 		_, err := cs.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{})
 		return err
 	}); err != nil {
@@ -203,7 +204,7 @@ func setup(ctx context.Context) error {
 		}
 	}
 	// Every Pod ready, every agent holding every Service and acked.
-	if err := poll(ctx, 2*time.Minute, func() error {
+	if err := retry.Until(ctx, 2*time.Minute, func() error {
 		for _, n := range c.Nodes() {
 			p, err := cs.CoreV1().Pods(ns).Get(ctx, "web-"+n.Name, metav1.GetOptions{})
 			if err != nil {
@@ -217,7 +218,7 @@ func setup(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
-	return poll(ctx, 2*time.Minute, func() error {
+	return retry.Until(ctx, 2*time.Minute, func() error {
 		for _, n := range c.Nodes() {
 			if err := converged(ctx, n.Name, c.ControlPlaneGRPC()); err != nil {
 				return err

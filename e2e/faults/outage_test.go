@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/doorman-proxy/doorman/e2e/cluster"
+	"github.com/doorman-proxy/doorman/e2e/retry"
 )
 
 // Row 4: the API server stops for a while: the dataplane keeps serving,
@@ -89,7 +90,7 @@ func TestAPIServerOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	var want uint64
-	eventually(t, 2*time.Minute, "control plane sees the change made after the outage", func() error {
+	retry.Eventually(t, 2*time.Minute, "control plane sees the change made after the outage", func() error {
 		d, err := cpEntryDigest(ctx, cp, "node1", prefix)
 		if err != nil {
 			return err

@@ -31,6 +31,7 @@ import (
 
 	"github.com/doorman-proxy/doorman/e2e/cluster"
 	"github.com/doorman-proxy/doorman/e2e/echo"
+	"github.com/doorman-proxy/doorman/e2e/retry"
 )
 
 const (
@@ -421,7 +422,7 @@ func (k *Kind) startDialers(ctx context.Context) error {
 	cs := k.client
 	nsObj := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: dialerNamespace}}
 	// A namespace left by a killed run may still be terminating.
-	if err := waitFor(ctx, 2*time.Minute, func() error {
+	if err := retry.Until(ctx, 2*time.Minute, func() error {
 		_, err := cs.CoreV1().Namespaces().Create(ctx, nsObj, metav1.CreateOptions{})
 		if apierrors.IsAlreadyExists(err) {
 			if delErr := cs.CoreV1().Namespaces().Delete(ctx, dialerNamespace, metav1.DeleteOptions{}); delErr != nil && !apierrors.IsNotFound(delErr) {
@@ -456,7 +457,7 @@ func (k *Kind) startDialers(ctx context.Context) error {
 	if _, err := cs.AppsV1().DaemonSets(dialerNamespace).Create(ctx, ds, metav1.CreateOptions{}); err != nil {
 		return fmt.Errorf("create daemonset %s/%s: %w", dialerNamespace, dialerName, err)
 	}
-	return waitFor(ctx, 3*time.Minute, func() error {
+	return retry.Until(ctx, 3*time.Minute, func() error {
 		pl, err := cs.CoreV1().Pods(dialerNamespace).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=doorman-e2e-dialer"})
 		if err != nil {
 			return err
@@ -542,7 +543,7 @@ func (k *Kind) startExternal(ctx context.Context) error {
 	// Every node's kubelet answers on the link: the client is attached.
 	for _, n := range k.nodes {
 		target := net.JoinHostPort(n.IP, "10250")
-		if err := waitFor(ctx, 10*time.Second, func() error {
+		if err := retry.Until(ctx, 10*time.Second, func() error {
 			dctx, cancel := context.WithTimeout(ctx, time.Second)
 			defer cancel()
 			c, err := k.extDial(dctx, "tcp", target)
@@ -634,23 +635,4 @@ func run(name string, args ...string) error {
 		return fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
 	}
 	return nil
-}
-
-// waitFor retries fn until it succeeds or timeout passes.
-func waitFor(ctx context.Context, timeout time.Duration, fn func() error) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		err := fn()
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("not within %s: %w", timeout, err)
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%w (last: %w)", ctx.Err(), err)
-		case <-time.After(500 * time.Millisecond):
-		}
-	}
 }

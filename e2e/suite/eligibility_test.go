@@ -13,6 +13,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/doorman-proxy/doorman/e2e/retry"
 )
 
 // proxyHealthPort is where kube-proxy, and doorman's agent, answer
@@ -52,7 +54,7 @@ func proxyHealthz(nodeIP string) (int, *bool, error) {
 // nodeEligible as wanted.
 func waitProxyHealthz(t *testing.T, nodeIP string, code int, eligible bool) {
 	t.Helper()
-	eventually(t, 30*time.Second, fmt.Sprintf("/healthz of %s answers %d, nodeEligible %v", nodeIP, code, eligible), func() error {
+	retry.Eventually(t, 30*time.Second, fmt.Sprintf("/healthz of %s answers %d, nodeEligible %v", nodeIP, code, eligible), func() error {
 		got, ne, err := proxyHealthz(nodeIP)
 		if err != nil {
 			return err

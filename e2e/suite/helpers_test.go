@@ -23,11 +23,12 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/client-go/util/retry"
+	k8sretry "k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 
 	"github.com/doorman-proxy/doorman/e2e/echo"
 	"github.com/doorman-proxy/doorman/e2e/provider"
+	"github.com/doorman-proxy/doorman/e2e/retry"
 	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
 )
 
@@ -50,27 +51,11 @@ func namespace(t *testing.T) string {
 	t.Cleanup(func() {
 		_ = cs.CoreV1().Namespaces().Delete(context.Background(), name, metav1.DeleteOptions{})
 	})
-	eventually(t, 30*time.Second, "default service account in "+name, func() error {
+	retry.Eventually(t, 30*time.Second, "default service account in "+name, func() error {
 		_, err := cs.CoreV1().ServiceAccounts(name).Get(ctx, "default", metav1.GetOptions{})
 		return err
 	})
 	return name
-}
-
-// eventually retries fn until it succeeds or timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s: %v", what, timeout, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
 }
 
 // everyNode lets a test's Pods run on every node, control-plane nodes
@@ -111,7 +96,7 @@ func echoDeployment(t *testing.T, ns, name string, replicas int32, ports ...core
 func readyPods(t *testing.T, ns, selector string, n int) []corev1.Pod {
 	t.Helper()
 	var pods []corev1.Pod
-	eventually(t, 2*time.Minute, fmt.Sprintf("%d ready pods %s in %s", n, selector, ns), func() error {
+	retry.Eventually(t, 2*time.Minute, fmt.Sprintf("%d ready pods %s in %s", n, selector, ns), func() error {
 		pl, err := prov.Client().CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{LabelSelector: selector})
 		if err != nil {
 			return err
@@ -173,7 +158,7 @@ func containerPort(name string, proto corev1.Protocol, port int32) corev1.Contai
 // endpoints.
 func readyEndpoints(t *testing.T, ns, svc string, n int) {
 	t.Helper()
-	eventually(t, time.Minute, fmt.Sprintf("%d ready endpoints of %s/%s", n, ns, svc), func() error {
+	retry.Eventually(t, time.Minute, fmt.Sprintf("%d ready endpoints of %s/%s", n, ns, svc), func() error {
 		sl, err := prov.Client().DiscoveryV1().EndpointSlices(ns).List(context.Background(), metav1.ListOptions{
 			LabelSelector: discoveryv1.LabelServiceName + "=" + svc,
 		})
@@ -310,7 +295,7 @@ func fromExternal(t *testing.T) asker {
 func waitAnswers(t *testing.T, a asker, proto, target string, want map[string]bool) map[string]int {
 	t.Helper()
 	seen := map[string]int{}
-	eventually(t, time.Minute, fmt.Sprintf("%s %s answered by each of %v from %s", proto, target, keys(want), a.where), func() error {
+	retry.Eventually(t, time.Minute, fmt.Sprintf("%s %s answered by each of %v from %s", proto, target, keys(want), a.where), func() error {
 		got, err := a.ask(proto, target, "hostname")
 		if err != nil {
 			return err
@@ -331,7 +316,7 @@ func waitAnswers(t *testing.T, a asker, proto, target string, want map[string]bo
 // want: the set a proxy uses after a change, once the change has landed.
 func waitOnly(t *testing.T, a asker, proto, target string, want map[string]bool, n int) {
 	t.Helper()
-	eventually(t, time.Minute, fmt.Sprintf("%d answers in a row from %v to %s %s from %s", n, keys(want), proto, target, a.where), func() error {
+	retry.Eventually(t, time.Minute, fmt.Sprintf("%d answers in a row from %v to %s %s from %s", n, keys(want), proto, target, a.where), func() error {
 		for i := range n {
 			got, err := a.ask(proto, target, "hostname")
 			if err != nil {
@@ -362,7 +347,7 @@ func sample(t *testing.T, a asker, proto, target string, n int) map[string]int {
 // waitFails polls until a request fails in the way check accepts.
 func waitFails(t *testing.T, a asker, proto, target, what string, check func(error) error) {
 	t.Helper()
-	eventually(t, time.Minute, fmt.Sprintf("%s %s from %s %s", proto, target, a.where, what), func() error {
+	retry.Eventually(t, time.Minute, fmt.Sprintf("%s %s from %s %s", proto, target, a.where, what), func() error {
 		got, err := a.ask(proto, target, "hostname")
 		if err == nil {
 			return fmt.Errorf("answered by %q", got)
@@ -449,7 +434,7 @@ func echoPod(t *testing.T, ns, name, node string, labels map[string]string, grac
 		t.Fatalf("create pod %s/%s: %v", ns, name, err)
 	}
 	var got *corev1.Pod
-	eventually(t, time.Minute, "pod "+ns+"/"+name+" ready", func() error {
+	retry.Eventually(t, time.Minute, "pod "+ns+"/"+name+" ready", func() error {
 		var err error
 		got, err = prov.Client().CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
@@ -479,7 +464,7 @@ func createService(t *testing.T, ns string, svc *corev1.Service) *corev1.Service
 func updateService(t *testing.T, ns, name string, mutate func(*corev1.Service)) *corev1.Service {
 	t.Helper()
 	var out *corev1.Service
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+	err := k8sretry.RetryOnConflict(k8sretry.DefaultRetry, func() error {
 		svc, err := prov.Client().CoreV1().Services(ns).Get(context.Background(), name, metav1.GetOptions{})
 		if err != nil {
 			return err
@@ -519,7 +504,7 @@ func slices(t *testing.T, ns, svc string) []discoveryv1.EndpointSlice {
 // podIP with the given conditions.
 func waitEndpoint(t *testing.T, ns, svc, podIP string, ready, serving, terminating bool) {
 	t.Helper()
-	eventually(t, time.Minute, fmt.Sprintf("endpoint %s of %s/%s ready=%t serving=%t terminating=%t", podIP, ns, svc, ready, serving, terminating), func() error {
+	retry.Eventually(t, time.Minute, fmt.Sprintf("endpoint %s of %s/%s ready=%t serving=%t terminating=%t", podIP, ns, svc, ready, serving, terminating), func() error {
 		for _, s := range slices(t, ns, svc) {
 			for _, e := range s.Endpoints {
 				if len(e.Addresses) == 0 || e.Addresses[0] != podIP {
@@ -577,7 +562,7 @@ func waitAgentsHold(t *testing.T, ns, name string) {
 	t.Helper()
 	doormanOnly(t)
 	for _, n := range prov.Nodes() {
-		eventually(t, time.Minute, fmt.Sprintf("agent on %s holding %s/%s", n.Name, ns, name), func() error {
+		retry.Eventually(t, time.Minute, fmt.Sprintf("agent on %s holding %s/%s", n.Name, ns, name), func() error {
 			ks, err := agentKeys(n.Name, ns, name)
 			if err != nil {
 				return err
@@ -707,7 +692,7 @@ func wantFamilies(t *testing.T, svc *corev1.Service, want []corev1.IPFamily) {
 func waitSliceAddresses(t *testing.T, ns, svc string, fam corev1.IPFamily, want map[string]bool) {
 	t.Helper()
 	at := discoveryv1.AddressType(fam)
-	eventually(t, time.Minute, fmt.Sprintf("%s endpoints of %s/%s = %v", fam, ns, svc, keys(want)), func() error {
+	retry.Eventually(t, time.Minute, fmt.Sprintf("%s endpoints of %s/%s = %v", fam, ns, svc, keys(want)), func() error {
 		got := map[string]bool{}
 		for _, s := range slices(t, ns, svc) {
 			for _, e := range s.Endpoints {
@@ -737,7 +722,7 @@ func waitAgentFamilies(t *testing.T, ns, name string, fams []corev1.IPFamily) {
 		want[strings.ToLower(string(f))] = true
 	}
 	for _, n := range prov.Nodes() {
-		eventually(t, time.Minute, fmt.Sprintf("agent on %s holding %s/%s in families %v", n.Name, ns, name, fams), func() error {
+		retry.Eventually(t, time.Minute, fmt.Sprintf("agent on %s holding %s/%s in families %v", n.Name, ns, name, fams), func() error {
 			ks, err := agentKeys(n.Name, ns, name)
 			if err != nil {
 				return err

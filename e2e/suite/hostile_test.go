@@ -21,6 +21,7 @@ import (
 	"github.com/doorman-proxy/doorman/e2e/cluster"
 	"github.com/doorman-proxy/doorman/e2e/etcdput"
 	"github.com/doorman-proxy/doorman/e2e/provider"
+	"github.com/doorman-proxy/doorman/e2e/retry"
 	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
 )
 
@@ -90,7 +91,7 @@ func roleNamespaces(t *testing.T, roles ...string) map[string]string {
 		out[role] = name
 	}
 	for _, name := range out {
-		eventually(t, 30*time.Second, "default service account in "+name, func() error {
+		retry.Eventually(t, 30*time.Second, "default service account in "+name, func() error {
 			_, err := cs.CoreV1().ServiceAccounts(name).Get(context.Background(), "default", metav1.GetOptions{})
 			return err
 		})
@@ -373,7 +374,7 @@ func reportedOnEvery(lists map[string][]string, want bool) error {
 func waitReported(t *testing.T, what, id string, want bool, list func() (map[string][]string, error)) {
 	t.Helper()
 	var last map[string][]string
-	eventually(t, 30*time.Second, fmt.Sprintf("%s reporting %s not programmed on every node: %t", what, id, want), func() error {
+	retry.Eventually(t, 30*time.Second, fmt.Sprintf("%s reporting %s not programmed on every node: %t", what, id, want), func() error {
 		l, err := list()
 		if err != nil {
 			return err
@@ -412,7 +413,7 @@ func TestHostileTenant_MappedSourceRangeInEtcd_OthersConverge(t *testing.T) {
 	}
 	attacked := time.Now()
 	tn.victimKeepsBackends(t, "during the attack")
-	eventually(t, 30*time.Second, "the API server serving "+attackerNS+"/"+name+" with "+mapped, func() error {
+	retry.Eventually(t, 30*time.Second, "the API server serving "+attackerNS+"/"+name+" with "+mapped, func() error {
 		got, err := prov.Client().CoreV1().Services(attackerNS).Get(context.Background(), name, metav1.GetOptions{})
 		if err != nil {
 			return err
@@ -438,7 +439,7 @@ func TestHostileTenant_MappedSourceRangeInEtcd_OthersConverge(t *testing.T) {
 		doormanOnly(t)
 		id := attackerNS + "/" + name
 		var line string
-		eventually(t, 30*time.Second, "control plane log naming "+id, func() error {
+		retry.Eventually(t, 30*time.Second, "control plane log naming "+id, func() error {
 			text, err := cpLog()
 			if err != nil {
 				return err
@@ -459,7 +460,7 @@ func TestHostileTenant_MappedSourceRangeInEtcd_OthersConverge(t *testing.T) {
 func invalidServiceEvent(t *testing.T, ns, name string) {
 	t.Helper()
 	var evs *corev1.EventList
-	eventually(t, 30*time.Second, "a Warning Event InvalidService on "+ns+"/"+name, func() error {
+	retry.Eventually(t, 30*time.Second, "a Warning Event InvalidService on "+ns+"/"+name, func() error {
 		var err error
 		evs, err = prov.Client().CoreV1().Events(ns).List(context.Background(), metav1.ListOptions{FieldSelector: "reason=InvalidService"})
 		if err == nil && len(evs.Items) == 0 {
@@ -482,7 +483,7 @@ func invalidServiceEvent(t *testing.T, ns, name string) {
 // nothing to refuse and list nothing.
 func conflictReported(t *testing.T, ns, name, owner string) {
 	t.Helper()
-	eventually(t, 30*time.Second, fmt.Sprintf("a Warning Event AddressConflict on %s/%s naming %s", ns, name, owner), func() error {
+	retry.Eventually(t, 30*time.Second, fmt.Sprintf("a Warning Event AddressConflict on %s/%s naming %s", ns, name, owner), func() error {
 		evs, err := prov.Client().CoreV1().Events(ns).List(context.Background(), metav1.ListOptions{FieldSelector: "reason=AddressConflict"})
 		if err != nil {
 			return err
@@ -498,7 +499,7 @@ func conflictReported(t *testing.T, ns, name, owner string) {
 	if _, ok := prov.(*provider.NetNS); !ok {
 		return
 	}
-	eventually(t, 30*time.Second, fmt.Sprintf("the control plane's GetService listing %s/%s's conflict with %s", ns, name, owner), func() error {
+	retry.Eventually(t, 30*time.Second, fmt.Sprintf("the control plane's GetService listing %s/%s's conflict with %s", ns, name, owner), func() error {
 		c, err := serviceConflicts(t, ns, name)
 		if err != nil {
 			return err
@@ -699,7 +700,7 @@ func TestHostileTenant_ContestedExternalIP_OlderServiceKeepsIt(t *testing.T) {
 		doormanOnly(t)
 		waitReported(t, "agents", youngerID, false, func() (map[string][]string, error) { return agentsNotProgrammed(youngerID) })
 		waitReported(t, "control plane", youngerID, false, func() (map[string][]string, error) { return controlPlaneNotProgrammed(t, youngerID) })
-		eventually(t, 30*time.Second, "the control plane's GetService listing no conflict of "+youngerID, func() error {
+		retry.Eventually(t, 30*time.Second, "the control plane's GetService listing no conflict of "+youngerID, func() error {
 			c, err := serviceConflicts(t, youngerNS, younger.Name)
 			if err == nil && len(c) > 0 {
 				err = fmt.Errorf("conflicts: %v", c)

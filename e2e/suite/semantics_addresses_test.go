@@ -10,6 +10,8 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/doorman-proxy/doorman/e2e/retry"
 )
 
 // SEMANTICS.md, "Addresses on the way": Pod → ClusterIP → Pod — the
@@ -110,7 +112,7 @@ func TestSemantics_OffClusterNodePort_Masqueraded(t *testing.T) {
 func waitFlowAnswer(t *testing.T, f *flow, want map[string]bool, within time.Duration) string {
 	t.Helper()
 	var got string
-	eventually(t, within, fmt.Sprintf("%s answered by one of %v", f.what, keys(want)), func() error {
+	retry.Eventually(t, within, fmt.Sprintf("%s answered by one of %v", f.what, keys(want)), func() error {
 		var err error
 		got, err = f.ask("hostname")
 		if err != nil {

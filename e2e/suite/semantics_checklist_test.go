@@ -15,6 +15,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
+
+	"github.com/doorman-proxy/doorman/e2e/retry"
 )
 
 // Upstream checklist: ports added and removed on a live Service.
@@ -103,7 +105,7 @@ func TestSemantics_ServiceRecreated(t *testing.T) {
 	}
 	waitFails(t, c, "tcp", target, "gone with its Service", anyError)
 	// The ClusterIP is released asynchronously: retry until it is free.
-	eventually(t, 30*time.Second, "recreate "+ns+"/again with ClusterIP "+svc.Spec.ClusterIP, func() error {
+	retry.Eventually(t, 30*time.Second, "recreate "+ns+"/again with ClusterIP "+svc.Spec.ClusterIP, func() error {
 		_, err := prov.Client().CoreV1().Services(ns).Create(ctx, &corev1.Service{
 			ObjectMeta: metav1.ObjectMeta{Name: "again"},
 			Spec: corev1.ServiceSpec{
@@ -174,7 +176,7 @@ func TestSemantics_TypeChanges(t *testing.T) {
 	t.Run("ClusterIP to ExternalName", func(t *testing.T) {
 		waitFails(t, c, "tcp", clusterIP, "the ClusterIP gone", anyError)
 		for _, n := range prov.Nodes() {
-			eventually(t, 30*time.Second, "agent on "+n.Name+" dropping "+ns+"/flip", func() error {
+			retry.Eventually(t, 30*time.Second, "agent on "+n.Name+" dropping "+ns+"/flip", func() error {
 				ks, err := agentKeys(n.Name, ns, "flip")
 				if err != nil {
 					return err
@@ -307,7 +309,7 @@ func TestSemantics_AgentRestart_NoDisruption(t *testing.T) {
 	if err := nn.StartAgent(nodes[0]); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, time.Minute, "agent on "+nodes[0]+" back, connected and holding its kernel", func() error {
+	retry.Eventually(t, time.Minute, "agent on "+nodes[0]+" back, connected and holding its kernel", func() error {
 		return agentInspect(nodes[0], func(ctx context.Context, c doormanv1.AgentInspectServiceClient) error {
 			st, err := c.GetState(ctx, &doormanv1.GetStateRequest{})
 			if err != nil {

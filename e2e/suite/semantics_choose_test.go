@@ -15,6 +15,8 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
+
+	"github.com/doorman-proxy/doorman/e2e/retry"
 )
 
 // SEMANTICS.md, "Choosing an endpoint": readiness — only ready endpoints;
@@ -139,7 +141,7 @@ func affinityService(t *testing.T, ns string, typ corev1.ServiceType, timeout in
 func waitSticky(t *testing.T, a asker, proto, target string, names map[string]bool, n int) string {
 	t.Helper()
 	var first string
-	eventually(t, time.Minute, fmt.Sprintf("%d answers in a row by one backend of %s from %s", n, target, a.where), func() error {
+	retry.Eventually(t, time.Minute, fmt.Sprintf("%d answers in a row by one backend of %s from %s", n, target, a.where), func() error {
 		first = ""
 		for i := range n {
 			got, err := a.ask(proto, target, "hostname")
@@ -462,7 +464,7 @@ func TestSemantics_HealthCheckNodePort(t *testing.T) {
 	readyEndpoints(t, ns, "lb", 3)
 	expect := func(t *testing.T, node string, code, count int) {
 		t.Helper()
-		eventually(t, time.Minute, fmt.Sprintf("health check of %s/lb on %s: %d with %d local endpoints", ns, node, code, count), func() error {
+		retry.Eventually(t, time.Minute, fmt.Sprintf("health check of %s/lb on %s: %d with %d local endpoints", ns, node, code, count), func() error {
 			got, hc, err := askHealth(t, nodeOf(t, node).IP, hcnp)
 			if err != nil {
 				return err
@@ -550,7 +552,7 @@ func TestSemantics_Topology_PreferClose(t *testing.T) {
 		},
 	})
 	readyEndpoints(t, ns, "close", 3)
-	eventually(t, time.Minute, "zone hints on every endpoint", func() error {
+	retry.Eventually(t, time.Minute, "zone hints on every endpoint", func() error {
 		for _, s := range slices(t, ns, "close") {
 			for _, e := range s.Endpoints {
 				if e.Hints == nil || len(e.Hints.ForZones) == 0 {

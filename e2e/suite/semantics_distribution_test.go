@@ -12,6 +12,8 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
+
+	"github.com/doorman-proxy/doorman/e2e/retry"
 )
 
 // The tests below judge spec.trafficDistribution by which backend Pods
@@ -68,7 +70,7 @@ func answeredBy(t *testing.T, a asker, target string, want map[string]bool) {
 // endpoint of the Service for its own zone and, with byNode, its own node.
 func waitControllerHints(t *testing.T, ns, svc string, byNode bool) {
 	t.Helper()
-	eventually(t, time.Minute, "hints on every endpoint of "+svc, func() error {
+	retry.Eventually(t, time.Minute, "hints on every endpoint of "+svc, func() error {
 		for _, s := range slices(t, ns, svc) {
 			for _, e := range s.Endpoints {
 				h := e.Hints

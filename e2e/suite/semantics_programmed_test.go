@@ -15,6 +15,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
+
+	"github.com/doorman-proxy/doorman/e2e/retry"
 )
 
 // SEMANTICS.md, "Which Services are programmed": type ClusterIP with a
@@ -275,7 +277,7 @@ func TestSemantics_SCTP(t *testing.T) {
 			{"service-endpoints", fmt.Sprintf("%s . sctp . 9999 . ", svc.Spec.ClusterIP)},
 			{"service-nodeports", fmt.Sprintf("sctp . %d ", np)},
 		} {
-			eventually(t, 30*time.Second, fmt.Sprintf("%s on %s holding %q", want.m, n.Name, want.prefix), func() error {
+			retry.Eventually(t, 30*time.Second, fmt.Sprintf("%s on %s holding %q", want.m, n.Name, want.prefix), func() error {
 				ok, err := kernelHasElement(n.Name, want.m, want.prefix)
 				if err != nil {
 					return err

@@ -14,11 +14,12 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/util/retry"
+	k8sretry "k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 
 	"github.com/doorman-proxy/doorman/e2e/cluster"
 	"github.com/doorman-proxy/doorman/e2e/provider"
+	"github.com/doorman-proxy/doorman/e2e/retry"
 )
 
 // SEMANTICS.md, "Reaching a Service": ClusterIP — from Pods and from the
@@ -119,7 +120,7 @@ func TestSemantics_LoadBalancer_IngressIP(t *testing.T) {
 	// Proxy entry has reached the nodes too.
 	vip, proxied := externalAddr(), externalAddr()
 	ctx := context.Background()
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+	err := k8sretry.RetryOnConflict(k8sretry.DefaultRetry, func() error {
 		svc, err := prov.Client().CoreV1().Services(ns).Get(ctx, "lb", metav1.GetOptions{})
 		if err != nil {
 			return err
@@ -156,7 +157,7 @@ func TestSemantics_LoadBalancer_IngressIP(t *testing.T) {
 	t.Run("ipMode Proxy not programmed", func(t *testing.T) {
 		doormanOnly(t)
 		for _, n := range prov.Nodes() {
-			eventually(t, 30*time.Second, "VIP "+vip+" in service-ips on "+n.Name, func() error {
+			retry.Eventually(t, 30*time.Second, "VIP "+vip+" in service-ips on "+n.Name, func() error {
 				ok, err := kernelHasElement(n.Name, "service-ips", vip+" ")
 				if err == nil && !ok {
 					err = errors.New("not there")
@@ -424,7 +425,7 @@ func nodePortCluster(t *testing.T, args ...string) nodePortTarget {
 		}
 	})
 	cs := c.Client()
-	eventually(t, 30*time.Second, "default service account", func() error {
+	retry.Eventually(t, 30*time.Second, "default service account", func() error {
 		_, err := cs.CoreV1().ServiceAccounts("default").Get(ctx, "default", metav1.GetOptions{})
 		return err
 	})
@@ -470,7 +471,7 @@ func listNodeAddresses(t *testing.T, c *cluster.Cluster, n cluster.Node, addrs .
 		}
 	}
 	nodes := c.Client().CoreV1().Nodes()
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+	err := k8sretry.RetryOnConflict(k8sretry.DefaultRetry, func() error {
 		node, err := nodes.Get(context.Background(), n.Name, metav1.GetOptions{})
 		if err != nil {
 			return err
@@ -505,7 +506,7 @@ func clientRange(t *testing.T) string {
 // status.loadBalancer.ingress (ipMode unset: VIP), as a load-balancer
 // controller would.
 func setLoadBalancerIngress(ctx context.Context, ns, name string, ips ...string) error {
-	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+	return k8sretry.RetryOnConflict(k8sretry.DefaultRetry, func() error {
 		svc, err := prov.Client().CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			return err

@@ -21,6 +21,7 @@ import (
 
 	"github.com/doorman-proxy/doorman/e2e/echo"
 	"github.com/doorman-proxy/doorman/e2e/provider"
+	"github.com/doorman-proxy/doorman/e2e/retry"
 )
 
 // SEMANTICS.md, "Reaching a Service": an address inside the cluster's
@@ -149,7 +150,7 @@ func TestSemantics_ServiceCIDR(t *testing.T) {
 		deleted = true
 		// The ServiceCIDR controller lifts its finalizer once no Service
 		// holds an address of the range (none ever did).
-		eventually(t, time.Minute, "ServiceCIDR "+name+" gone", func() error {
+		retry.Eventually(t, time.Minute, "ServiceCIDR "+name+" gone", func() error {
 			_, err := cs.NetworkingV1().ServiceCIDRs().Get(ctx, name, metav1.GetOptions{})
 			if apierrors.IsNotFound(err) {
 				return nil

@@ -15,6 +15,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/doorman-proxy/doorman/e2e/retry"
 )
 
 // SEMANTICS.md, "Reaching a Service": ClusterIP — from Pods and from the
@@ -38,7 +40,7 @@ func TestClusterIP_FromPodsAndNodes(t *testing.T) {
 	}{{"tcp", 80}, {"udp", 53}} {
 		t.Run("from a Pod over "+tc.proto, func(t *testing.T) {
 			target := addr(svc.Spec.ClusterIP, tc.port)
-			eventually(t, time.Minute, "answer from "+target, func() error {
+			retry.Eventually(t, time.Minute, "answer from "+target, func() error {
 				got, err := fromPod(t, client).ask(tc.proto, target, "hostname")
 				if err != nil {
 					return err
@@ -62,7 +64,7 @@ func TestClusterIP_FromPodsAndNodes(t *testing.T) {
 		for _, n := range prov.Nodes() {
 			from := fromNode(t, n.Name)
 			target := addr(svc.Spec.ClusterIP, 80)
-			eventually(t, time.Minute, "answer from "+target+" on "+n.Name, func() error {
+			retry.Eventually(t, time.Minute, "answer from "+target+" on "+n.Name, func() error {
 				got, err := from.ask("tcp", target, "hostname")
 				if err != nil {
 					return err
@@ -87,14 +89,14 @@ func TestSpread_PerConnectionEvenOverEndpoints(t *testing.T) {
 	readyEndpoints(t, ns, "backend", 3)
 	c := fromPod(t, &clients[0])
 	target := addr(svc.Spec.ClusterIP, 80)
-	eventually(t, time.Minute, "first answer from "+target, func() error {
+	retry.Eventually(t, time.Minute, "first answer from "+target, func() error {
 		_, err := c.ask("tcp", target, "hostname")
 		return err
 	})
 	// Every backend must have been programmed: wait until each answered once.
 	names := podNames(backends)
 	seen := map[string]bool{}
-	eventually(t, time.Minute, "every backend answering", func() error {
+	retry.Eventually(t, time.Minute, "every backend answering", func() error {
 		got, err := c.ask("tcp", target, "hostname")
 		if err != nil {
 			return err
@@ -144,7 +146,7 @@ func TestNodePort_EveryNodeWithOrWithoutBackend(t *testing.T) {
 		for _, n := range prov.Nodes() {
 			target := addr(n.IP, p.NodePort)
 			t.Run(fmt.Sprintf("%s via %s", proto, n.Name), func(t *testing.T) {
-				eventually(t, time.Minute, "answer from "+target, func() error {
+				retry.Eventually(t, time.Minute, "answer from "+target, func() error {
 					got, err := fromExternal(t).ask(proto, target, "hostname")
 					if err != nil {
 						return err

@@ -23,6 +23,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 
 	cpapp "github.com/doorman-proxy/doorman/controlplane/app"
+	"github.com/doorman-proxy/doorman/e2e/retry"
 	"github.com/doorman-proxy/doorman/internal/testnet"
 	agentapp "github.com/doorman-proxy/doorman/nodeagent/app"
 	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
@@ -154,7 +155,7 @@ func TestWholePath(t *testing.T) {
 	// holds the Service.
 	cp := dial(t, cpAddr)
 	inspect := doormanv1.NewInspectServiceClient(cp)
-	eventually(t, "node acknowledged the newest version", func() error {
+	retry.Eventually(t, 20*time.Second, "node acknowledged the newest version", func() error {
 		resp, err := inspect.ListNodes(ctx, &doormanv1.ListNodesRequest{})
 		if err != nil {
 			return err
@@ -190,7 +191,7 @@ func TestWholePath(t *testing.T) {
 	}
 	_, agentAddr = startAgent(ctx, t, top.node, cpAddr, cachePath, log)
 	agent := doormanv1.NewAgentInspectServiceClient(dial(t, agentAddr))
-	eventually(t, "restarted agent loaded its cache", func() error {
+	retry.Eventually(t, 20*time.Second, "restarted agent loaded its cache", func() error {
 		st, err := agent.GetState(ctx, &doormanv1.GetStateRequest{})
 		if err != nil {
 			return err
@@ -304,21 +305,6 @@ func waitForBackends(t *testing.T, ns *testnet.NS, addr string, want, gone []str
 			t.Fatalf("via %s: want backends %v and none of %v; saw %v (last error: %v)", addr, want, gone, seen, lastErr)
 		}
 		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-func eventually(t *testing.T, what string, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %v", what, err)
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }
 
