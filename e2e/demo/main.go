@@ -109,7 +109,8 @@ func run(p paths) int {
 			fmt.Println("    FAIL:", err)
 			return 1
 		}
-		gb := exec.Command("go", "build", "-o", p.bin+"/", "./controlplane", "./nodeagent")
+		// -buildvcs=true: stamped with the commit (see internal/version).
+		gb := exec.Command("go", "build", "-buildvcs=true", "-o", p.bin+"/", "./controlplane", "./nodeagent")
 		gb.Dir = p.root
 		gb.Stdout, gb.Stderr = os.Stdout, os.Stdout
 		fmt.Println("    go build ./controlplane ./nodeagent")
