@@ -16,6 +16,7 @@ import (
 
 	"github.com/doorman-proxy/doorman/controlplane/internal/differ"
 	"github.com/doorman-proxy/doorman/controlplane/internal/watch"
+	"github.com/doorman-proxy/doorman/internal/version"
 	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
 )
 
@@ -88,7 +89,7 @@ func New(src Source) (*Metrics, error) {
 	}
 	cs := []prometheus.Collector{
 		m.bytesSent, m.messagesSent, m.bytesRecv, m.acks, m.nacks, m.streams, m.events, m.recompute,
-		nodeCollector{src: src}, buildInfo(),
+		nodeCollector{src: src}, version.Collector("controlplane"),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		collectors.NewGoCollector(),
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc/stats"
 
+	"github.com/doorman-proxy/doorman/internal/version"
 	"github.com/doorman-proxy/doorman/nodeagent/internal/agent"
 	"github.com/doorman-proxy/doorman/nodeagent/internal/dataplane"
 	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
@@ -92,7 +93,7 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 			return nil, fmt.Errorf("register metrics: %w", err)
 		}
 	}
-	if err := reg.Register(buildInfo()); err != nil {
+	if err := reg.Register(version.Collector("nodeagent")); err != nil {
 		return nil, fmt.Errorf("register build info: %w", err)
 	}
 	return m, nil
