@@ -579,7 +579,11 @@ func (c *Cluster) startDoorman(ctx context.Context) error {
 }
 
 // StartAgent starts (or restarts) the node agent of a node.
-func (c *Cluster) StartAgent(nodeName string) error {
+func (c *Cluster) StartAgent(nodeName string) error { return c.StartAgentWith(nodeName) }
+
+// StartAgentWith starts (or restarts) the node agent of a node with extra
+// flags after the cluster's own (a later flag wins).
+func (c *Cluster) StartAgentWith(nodeName string, extraArgs ...string) error {
 	n, ok := c.node(nodeName)
 	if !ok {
 		return fmt.Errorf("no node %q", nodeName)
@@ -602,6 +606,7 @@ func (c *Cluster) StartAgent(nodeName string) error {
 	}
 	args = append(args, security...)
 	args = append(args, c.cfg.AgentArgs...)
+	args = append(args, extraArgs...)
 	p, err := startProc(c.logDir, "nodeagent-"+n.Name, n.NetNS, args...)
 	if err != nil {
 		return err
