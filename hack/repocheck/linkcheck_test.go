@@ -61,7 +61,7 @@ func readPage(t *testing.T, path string) page {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read only
 	p := page{anchors: map[string]bool{}}
 	seen := map[string]int{}
 	fenced := false
