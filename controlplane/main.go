@@ -24,17 +24,21 @@ import (
 	"github.com/doorman-proxy/doorman/controlplane/internal/events"
 	"github.com/doorman-proxy/doorman/controlplane/internal/hub"
 	"github.com/doorman-proxy/doorman/controlplane/internal/server"
+	"github.com/doorman-proxy/doorman/internal/config"
 	"github.com/doorman-proxy/doorman/internal/version"
 )
 
 func main() {
-	if err := run(); err != nil {
+	if err := run(flag.CommandLine, os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, "controlplane:", err)
 		os.Exit(1)
 	}
 }
 
-func run() error {
+// run registers the control plane's flags on the set named flag (the
+// parameter stands in for the package's global set, so each flag line
+// reads as in any command), parses args and runs the control plane.
+func run(flag *flag.FlagSet, args []string) error {
 	kubeconfig := flag.String("kubeconfig", "", "kubeconfig file (default: in-cluster configuration)")
 	listen := flag.String("listen", ":9400", "gRPC listen address (agents, Inspect)")
 	httpListen := flag.String("http-listen", ":9401", "HTTP listen address (/healthz, /readyz, /metrics); empty to disable")
@@ -68,12 +72,23 @@ func run() error {
 	// Warning Events on Services.
 	eventQPS := flag.Float64("event-qps", 5, "Events per second posted on Services (address conflicts, refused Services), all Services together, with a client of their own; each Service also gets at most 25 at once, then one per 5 minutes; 0: post none")
 	eventBurst := flag.Int("event-burst", 25, "burst of --event-qps")
+	// Configuration file.
+	configFile := config.Register(flag, config.ControlPlaneKind)
 	// Build.
 	printVersion := flag.Bool("version", false, "print the build (version, commit, Go version, stream protocol) and exit")
-	flag.Parse()
+	if err := flag.Parse(args); err != nil {
+		return err
+	}
 	if *printVersion {
 		fmt.Println(version.Line("controlplane"))
 		return nil
+	}
+	effective, loadErr := configFile.Load()
+	if loadErr != nil {
+		return loadErr
+	}
+	if path := configFile.WriteTo(); path != "" {
+		return effective.Write(path)
 	}
 
 	level := hclog.LevelFromString(*logLevel)
@@ -82,6 +97,7 @@ func run() error {
 	}
 	log := hclog.New(&hclog.LoggerOptions{Name: "controlplane", Level: level})
 	log.Info("doorman controlplane", "version", version.Get().String())
+	log.Info("configuration", effective.KeyValues()...)
 	var security *app.Security
 	if *insecure {
 		log.Warn("serving grpc without tls and without authentication: any client can connect and read every node's view")
@@ -167,6 +183,7 @@ func run() error {
 		Security:          security,
 		Events:            recorder,
 		StaleAfter:        *staleAfter,
+		Configuration:     effective,
 		Limits: server.Limits{
 			MaxConnections: *maxConns, MaxConcurrentStreams: *maxStreams,
 			MaxConnectionAge: *maxAge, MaxConnectionAgeGrace: *maxAgeGrace, MaxConnectionIdle: *maxIdle,

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"syscall"
@@ -18,6 +19,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/doorman-proxy/doorman/internal/config"
 	"github.com/doorman-proxy/doorman/internal/version"
 	"github.com/doorman-proxy/doorman/nodeagent/app"
 	"github.com/doorman-proxy/doorman/nodeagent/internal/conntrack"
@@ -25,17 +27,21 @@ import (
 	"github.com/doorman-proxy/doorman/nodeagent/internal/healthcheck"
 	"github.com/doorman-proxy/doorman/nodeagent/internal/inspect"
 	"github.com/doorman-proxy/doorman/nodeagent/internal/kube"
+	"github.com/doorman-proxy/doorman/nodeagent/internal/kubeproxy"
 	"github.com/doorman-proxy/doorman/nodeagent/internal/stream"
 )
 
 func main() {
-	if err := run(); err != nil {
+	if err := run(flag.CommandLine, os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, "nodeagent:", err)
 		os.Exit(1)
 	}
 }
 
-func run() error {
+// run registers the agent's flags on the set named flag (the parameter
+// stands in for the package's global set, so each flag line reads as in
+// any command), parses args and runs the agent.
+func run(flag *flag.FlagSet, args []string) error {
 	defaultNode := os.Getenv("NODE_NAME")
 	if defaultNode == "" {
 		defaultNode, _ = os.Hostname()
@@ -72,20 +78,52 @@ func run() error {
 		ctBeLiberal   = flag.Bool("conntrack-tcp-be-liberal", ctDefaults.TCPBeLiberal, "set nf_conntrack_tcp_be_liberal: out-of-window TCP packets are not marked invalid (false = leave it)")
 		ctUDP         = flag.Duration("conntrack-udp-timeout", ctDefaults.UDP, "timeout of unreplied UDP conntrack entries (0 = leave it)")
 		ctUDPStream   = flag.Duration("conntrack-udp-timeout-stream", ctDefaults.UDPStream, "timeout of replied UDP conntrack entries (0 = leave it)")
+		sysctlRecord  = flag.String("sysctl-record", "", "file recording each sysctl the agent changes and its value before, for --cleanup to put back (\"\" = "+conntrack.RecordFile+" beside --cache, /var/lib/doorman/"+conntrack.RecordFile+" by default)")
+		rmKubeProxy   = flag.Bool("remove-kube-proxy-rules", false, "remove the rules a stopped kube-proxy left on this node (nftables tables ip/ip6 kube-proxy; its KUBE-* chains, and the jumps to them, in iptables-nft's nat, filter and mangle tables) and exit; legacy iptables rules stay: run kube-proxy --cleanup for those")
 		ctOnly        = flag.Bool("conntrack-sysctls-only", false, "set the --conntrack-* sysctls in this network namespace and exit (for a privileged init container: the agent's own container cannot write /proc/sys)")
 	)
+	// Local traffic detection and ClusterIP masquerade, as kube-proxy's.
+	localFlags := app.LocalTrafficFlags{}
+	flag.StringVar(&localFlags.DetectLocalMode, "detect-local-mode", "NodeCIDR",
+		"how traffic from a local Pod is told from other traffic, for externalTrafficPolicy Local (Pods count as inside the cluster) and ClusterIP masquerade (other sources are masqueraded): NodeCIDR (the source is in the node's spec.podCIDRs), ClusterCIDR (in --cluster-cidr), BridgeInterface (it arrived on --pod-bridge-interface) or InterfaceNamePrefix (on an interface named --pod-interface-name-prefix*); kube-proxy's default is ClusterCIDR, doorman's NodeCIDR: the control plane sends every node its spec.podCIDRs, so it needs no flag and stays right when the cluster's Pod ranges change")
+	flag.StringVar(&localFlags.ClusterCIDR, "cluster-cidr", "",
+		"the cluster's Pod CIDRs, comma-separated, at most one per family, for --detect-local-mode=ClusterCIDR (otherwise unused)")
+	flag.StringVar(&localFlags.PodBridgeInterface, "pod-bridge-interface", "",
+		"the Pods' bridge, for --detect-local-mode=BridgeInterface: traffic arriving on it is from a local Pod")
+	flag.StringVar(&localFlags.PodInterfaceNamePrefix, "pod-interface-name-prefix", "",
+		"a name prefix of the Pods' interfaces, for --detect-local-mode=InterfaceNamePrefix: traffic arriving on an interface whose name starts with it is from a local Pod")
+	flag.BoolVar(&localFlags.MasqueradeAll, "masquerade-all", false,
+		"masquerade all traffic to ClusterIPs, not only what is not from a local Pod (some CNI plugins need it)")
+	// NodePorts on 127.0.0.0/8 for the node's own processes.
+	localhostNodePorts := flag.Bool("localhost-nodeports", false,
+		"serve NodePorts on 127.0.0.0/8 to the node's own processes (IPv4 only), as kube-proxy's --iptables-localhost-nodeports: sets net.ipv4.conf.all.route_localnet=1 with the --conntrack-* sysctls (pass it to the --conntrack-sysctls-only init container too); packets to 127.0.0.0/8 from other hosts are dropped whether or not it is set (CVE-2020-8558)")
 	// Freshness of the control planes' updates.
 	acceptBehindAfter := flag.Duration("accept-behind-after", stream.DefaultAcceptBehindAfter,
 		"updates behind what this node applied (a control plane whose API-server watch fell behind) are refused; once refusals have lasted this long with nothing accepted, every control plane is behind (etcd restored from a backup) and the next is accepted, logged as an error (negative: never)")
+	// Configuration file. --cleanup, --wait, --conntrack-sysctls-only and
+	// --remove-kube-proxy-rules are actions of one run, not settings:
+	// command line only.
+	configFile := config.Register(flag, config.NodeAgentKind, "cleanup", "wait", "conntrack-sysctls-only", "remove-kube-proxy-rules")
 	// Build.
 	printVersion := flag.Bool("version", false, "print the build (version, commit, Go version, stream protocol) and exit")
-	flag.Parse()
+	if err := flag.Parse(args); err != nil {
+		return err
+	}
 	if *printVersion {
 		fmt.Println(version.Line("nodeagent"))
 		return nil
 	}
+	effective, loadErr := configFile.Load()
+	if loadErr != nil {
+		return loadErr
+	}
+	if path := configFile.WriteTo(); path != "" {
+		return effective.Write(path)
+	}
 	ctSettings := conntrack.Settings{MaxPerCore: *ctMaxPerCore, Min: *ctMin, TCPEstablished: *ctEstablished,
-		TCPCloseWait: *ctCloseWait, TCPBeLiberal: *ctBeLiberal, UDP: *ctUDP, UDPStream: *ctUDPStream}
+		TCPCloseWait: *ctCloseWait, TCPBeLiberal: *ctBeLiberal, UDP: *ctUDP, UDPStream: *ctUDPStream,
+		Record: recordPath(*sysctlRecord, *cachePath)}
+	ctSettings.RouteLocalnet = *localhostNodePorts
 
 	level := hclog.LevelFromString(*logLevel)
 	if level == hclog.NoLevel {
@@ -93,6 +131,7 @@ func run() error {
 	}
 	log := hclog.New(&hclog.LoggerOptions{Name: "nodeagent", Level: level})
 	log.Info("doorman nodeagent", "version", version.Get().String())
+	log.Info("configuration", effective.KeyValues()...)
 
 	// SIGINT and SIGTERM stop the agent (the kernel keeps doorman's rules)
 	// and a clean-up that waits.
@@ -103,19 +142,25 @@ func run() error {
 		_, err := conntrack.Apply(log, *netns, runtime.NumCPU(), ctSettings)
 		return err
 	}
+	if *rmKubeProxy {
+		if *cleanup {
+			return fmt.Errorf("--remove-kube-proxy-rules and --cleanup are separate runs")
+		}
+		if _, err := kubeproxy.Remove(log, *netns); err != nil {
+			return err
+		}
+		return waitIf(ctx, log, *wait)
+	}
 	if *wait && !*cleanup {
-		return fmt.Errorf("--wait is only for --cleanup")
+		return fmt.Errorf("--wait is only for --cleanup and --remove-kube-proxy-rules")
 	}
 	if *cleanup {
-		if err := app.Cleanup(ctx, app.CleanupConfig{CachePath: *cachePath, NetNSPath: *netns, Logger: log}); err != nil {
+		if err := app.Cleanup(ctx, app.CleanupConfig{CachePath: *cachePath, SysctlRecord: ctSettings.Record,
+			NetNSPath: *netns, Logger: log}); err != nil {
 			return err
 		}
 		log.Info("node cleaned up")
-		if *wait {
-			log.Info("waiting for a signal (--wait)")
-			<-ctx.Done()
-		}
-		return nil
+		return waitIf(ctx, log, *wait)
 	}
 
 	var targets []string
@@ -134,6 +179,11 @@ func run() error {
 		return fmt.Errorf("--node-name is required (no $NODE_NAME and no hostname)")
 	}
 
+	table, err := localFlags.TableOptions()
+	if err != nil {
+		return err
+	}
+	table.LocalhostNodePorts = *localhostNodePorts
 	cfg := app.Config{
 		NodeName:            *nodeName,
 		ControlPlanes:       targets,
@@ -145,8 +195,10 @@ func run() error {
 		HealthTimeout:       *healthTimeout,
 		MaxCacheAge:         *maxCacheAge,
 		Conntrack:           ctSettings,
+		Table:               table,
 		Logger:              log,
 	}
+	cfg.Configuration = effective
 	cfg.AcceptBehindAfter = *acceptBehindAfter
 	needCA := !*plaintext && *caFile == ""
 	if *cpService != "" || needCA {
@@ -180,7 +232,6 @@ func run() error {
 	if needCA {
 		creds.CAConfigMap = *caConfigMap
 	}
-	var err error
 	if cfg.DialOptions, err = credentials.DialOptions(creds); err != nil {
 		return err
 	}
@@ -213,6 +264,23 @@ func run() error {
 	}
 
 	return app.Run(ctx, cfg)
+}
+
+// waitIf, for --wait, stays until SIGINT or SIGTERM.
+func waitIf(ctx context.Context, log hclog.Logger, wait bool) error {
+	if wait {
+		log.Info("waiting for a signal (--wait)")
+		<-ctx.Done()
+	}
+	return nil
+}
+
+// recordPath is --sysctl-record, by default beside the cache.
+func recordPath(flagValue, cachePath string) string {
+	if flagValue != "" || cachePath == "" {
+		return flagValue
+	}
+	return filepath.Join(filepath.Dir(cachePath), conntrack.RecordFile)
 }
 
 // placeholderServer is the host deploy/base puts in the ConfigMap

@@ -22,6 +22,7 @@ import (
 	"github.com/doorman-proxy/doorman/controlplane/internal/model"
 	"github.com/doorman-proxy/doorman/controlplane/internal/server"
 	"github.com/doorman-proxy/doorman/controlplane/internal/watch"
+	"github.com/doorman-proxy/doorman/internal/config"
 )
 
 // Config configures the control plane.
@@ -47,6 +48,9 @@ type Config struct {
 	// authenticated agents (each as its own node) and authorised Inspect
 	// callers. nil = plaintext, no checks (local development only).
 	Security *Security
+	// Configuration is the control plane's effective configuration, shown
+	// by Inspect's GetConfig (nil: GetConfig answers Unavailable).
+	Configuration *config.Effective
 }
 
 // Security configures TLS and the callers' authentication.
@@ -138,7 +142,7 @@ func Run(ctx context.Context, cfg Config) error {
 		opts = append(opts, secure...)
 	}
 	gs := grpc.NewServer(opts...)
-	server.Register(gs, h, log.Named("server"))
+	server.Register(gs, h, log.Named("server"), server.WithConfiguration(cfg.Configuration))
 	reflection.Register(gs)
 
 	go func() {

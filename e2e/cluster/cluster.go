@@ -645,16 +645,8 @@ func (c *Cluster) waitNodeHealth(ctx context.Context, n Node, p *proc) error {
 
 func (c *Cluster) startKubeProxy(ctx context.Context) error {
 	for _, n := range c.nodes {
-		p, err := startProc(c.logDir, "kube-proxy-"+n.Name, n.NetNS, c.bin("kube-proxy"),
-			"--kubeconfig="+c.NodeKubeconfig(),
-			"--hostname-override="+n.Name,
-			"--proxy-mode=nftables",
-			"--cluster-cidr="+PodCIDR+","+PodCIDR6,
-			"--conntrack-max-per-core=0",
-			"--metrics-bind-address=127.0.0.1:10249",
-			"--healthz-bind-address="+hostPort("0.0.0.0", AgentHealthPort),
-			"--v=1",
-		)
+		p, err := startProc(c.logDir, "kube-proxy-"+n.Name, n.NetNS,
+			append([]string{c.bin("kube-proxy")}, c.kubeProxyArgs(n, clusterKubeProxy)...)...)
 		if err != nil {
 			return err
 		}

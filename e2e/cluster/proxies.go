@@ -88,16 +88,10 @@ func (c *Cluster) StartKubeProxyOn(ctx context.Context, nodeName string, mode Ku
 	if !ok {
 		return nil, fmt.Errorf("no node %q", nodeName)
 	}
-	p, err := startProc(c.logDir, "kube-proxy-"+string(mode)+"-"+n.Name, n.NetNS, c.bin("kube-proxy"),
-		"--kubeconfig="+c.NodeKubeconfig(),
-		"--hostname-override="+n.Name,
-		"--proxy-mode="+string(mode),
-		"--cluster-cidr="+PodCIDR,
-		"--conntrack-max-per-core=0",
-		"--metrics-bind-address=127.0.0.1:10249",
-		"--healthz-bind-address="+hostPort("0.0.0.0", AgentHealthPort),
-		"--v=1",
-	)
+	run := clusterKubeProxy
+	run.mode, run.clusterCIDR = mode, PodCIDR
+	p, err := startProc(c.logDir, "kube-proxy-"+string(mode)+"-"+n.Name, n.NetNS,
+		append([]string{c.bin("kube-proxy")}, c.kubeProxyArgs(n, run)...)...)
 	if err != nil {
 		return nil, err
 	}

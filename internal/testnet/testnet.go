@@ -295,6 +295,23 @@ func (n *NS) Sysctl(t testing.TB, path, value string) {
 	}
 }
 
+// ReadSysctl reads a value under /proc/sys (path like
+// "net/ipv4/ip_forward") inside the namespace, without the trailing
+// newline.
+func (n *NS) ReadSysctl(t testing.TB, path string) string {
+	t.Helper()
+	var v string
+	err := n.Do(func() error {
+		b, err := os.ReadFile(filepath.Join("/proc/sys", path))
+		v = strings.TrimSpace(string(b))
+		return err
+	})
+	if err != nil {
+		t.Fatalf("testnet: read sysctl %s in %s: %v", path, n.Name, err)
+	}
+	return v
+}
+
 // TCPEcho serves TCP on addr (ip:port, port 0 picks one) inside the
 // namespace: every connection gets "<name> <client-ip:port>\n" and is closed.
 // It returns the address it listens on; it stops when the test ends.

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc"
 	"k8s.io/utils/clock"
 
+	"github.com/doorman-proxy/doorman/internal/config"
 	"github.com/doorman-proxy/doorman/nodeagent/internal/agent"
 	"github.com/doorman-proxy/doorman/nodeagent/internal/cache"
 	"github.com/doorman-proxy/doorman/nodeagent/internal/conntrack"
@@ -30,6 +31,7 @@ import (
 	"github.com/doorman-proxy/doorman/nodeagent/internal/inspect"
 	"github.com/doorman-proxy/doorman/nodeagent/internal/kube"
 	"github.com/doorman-proxy/doorman/nodeagent/internal/metrics"
+	"github.com/doorman-proxy/doorman/nodeagent/internal/render"
 	"github.com/doorman-proxy/doorman/nodeagent/internal/state"
 	"github.com/doorman-proxy/doorman/nodeagent/internal/stream"
 )
@@ -51,6 +53,9 @@ type Config struct {
 	// it; an older one is dropped and the agent waits for a control plane.
 	// 0 = any age.
 	MaxCacheAge time.Duration
+	// Configuration is the agent's effective configuration, shown by
+	// Inspect's GetConfig (nil: GetConfig answers Unavailable).
+	Configuration *config.Effective
 	// InspectListeners serve AgentInspectService + reflection (a unix
 	// socket, a TCP address); none = no Inspect.
 	InspectListeners []net.Listener
@@ -61,6 +66,9 @@ type Config struct {
 	HealthTimeout   time.Duration
 	MetricsListener net.Listener // /metrics (Prometheus); nil = none
 	NetNSPath       string       // passed to dataplane.Options, the drift monitor, conntrack and health checks
+	// Table shapes the static part of the nftables table (local traffic
+	// detection, ClusterIP masquerade): dataplane.Options.Render.
+	Table render.Options
 	// HealthCheckAddress is the IP the healthCheckNodePort servers listen
 	// on (in the NetNSPath namespace); "" = every address.
 	HealthCheckAddress string
@@ -142,7 +150,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	health := healthcheck.NewProxy(clock.RealClock{}, cfg.HealthTimeout)
 
-	dp, err := dataplane.Open(log, dataplane.Options{NetNSPath: cfg.NetNSPath})
+	dp, err := dataplane.Open(log, dataplane.Options{NetNSPath: cfg.NetNSPath, Render: cfg.Table})
 	if err != nil {
 		return fmt.Errorf("open dataplane: %w", err)
 	}
@@ -416,6 +424,7 @@ func serveInspect(log hclog.Logger, cfg Config, a *agent.Agent, waiting error) (
 		return nil, fmt.Errorf("open dataplane for inspect: %w", err)
 	}
 	s := inspect.New(a, reader)
+	s.SetConfig(cfg.Configuration)
 	if waiting != nil {
 		s.Waiting(waiting.Error())
 	}

@@ -14,19 +14,33 @@ import (
 	"github.com/doorman-proxy/doorman/controlplane/internal/hub"
 	"github.com/doorman-proxy/doorman/controlplane/internal/view"
 	"github.com/doorman-proxy/doorman/controlplane/internal/wire"
+	"github.com/doorman-proxy/doorman/internal/config"
 	"github.com/doorman-proxy/doorman/internal/version"
 	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
 )
 
 // Register registers AgentService and InspectService on s, which must have
 // been built with the Codec option.
-func Register(s grpc.ServiceRegistrar, h *hub.Hub, log hclog.Logger) {
+func Register(s grpc.ServiceRegistrar, h *hub.Hub, log hclog.Logger, opts ...Option) {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
 	enc := &encoder{budget: newBudget(frameBudgetBytes), wait: frameBudgetWait}
 	doormanv1.RegisterAgentServiceServer(s, &agent{hub: h, enc: enc, log: log.Named("agent")})
-	doormanv1.RegisterInspectServiceServer(s, &inspect{hub: h})
+	in := &inspect{hub: h}
+	for _, o := range opts {
+		o(in)
+	}
+	doormanv1.RegisterInspectServiceServer(s, in)
+}
+
+// An Option adds to what Register serves.
+type Option func(*inspect)
+
+// WithConfiguration makes InspectService's GetConfig answer with the
+// control plane's effective configuration (without it: Unavailable).
+func WithConfiguration(c *config.Effective) Option {
+	return func(i *inspect) { i.config = c }
 }
 
 type agent struct {
@@ -137,7 +151,22 @@ func toStatus(err error) error {
 
 type inspect struct {
 	doormanv1.UnimplementedInspectServiceServer
-	hub *hub.Hub
+	hub    *hub.Hub
+	config *config.Effective
+}
+
+func (i *inspect) GetConfig(context.Context, *doormanv1.GetConfigRequest) (*doormanv1.GetConfigResponse, error) {
+	if i.config == nil {
+		return nil, status.Error(codes.Unavailable, "no configuration recorded")
+	}
+	text, err := i.config.YAML()
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "configuration: %v", err)
+	}
+	return &doormanv1.GetConfigResponse{
+		ApiVersion: config.APIVersion, Kind: i.config.Kind, Path: i.config.Path,
+		Yaml: string(text), Fields: i.config.Strings(),
+	}, nil
 }
 
 func (i *inspect) ListNodes(context.Context, *doormanv1.ListNodesRequest) (*doormanv1.ListNodesResponse, error) {

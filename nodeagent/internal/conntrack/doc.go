@@ -14,7 +14,10 @@
 // (table size, TCP established and CLOSE_WAIT timeouts, be_liberal, UDP
 // timeouts), with its flags' meanings and defaults; Settings.Wanted is the
 // pure part, Apply reads and writes /proc/sys/net/netfilter in the node's
-// namespace and logs each sysctl.
+// namespace and logs each sysctl. Before Apply first changes a sysctl it
+// records the value it found (record.go, a JSON file beside the agent's
+// cache that survives restarts); Restore, run by --cleanup, puts back
+// each recorded value doorman's still holds and deletes the record.
 //
 // conntrack imports the dataplane only for its Change type and the wire
 // types; it must not import nftables, gRPC or the agent's state.

@@ -2,6 +2,8 @@ package conntrack
 
 import (
 	"fmt"
+	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -25,6 +27,14 @@ type Settings struct {
 	// replied (streams).
 	UDP       time.Duration
 	UDPStream time.Duration
+	// RouteLocalnet sets net.ipv4.conf.all.route_localnet = 1, which
+	// localhost NodePorts (--localhost-nodeports) need: the kernel then
+	// routes packets from 127.0.0.1 that DNAT sent off the node. false
+	// leaves it alone.
+	RouteLocalnet bool
+	// Record is the file where Apply records each sysctl's value before
+	// its first change, for Restore ("" = none).
+	Record string
 }
 
 // DefaultSettings are kube-proxy v1.36's defaults.
@@ -40,6 +50,9 @@ const (
 	SysctlTCPBeLiberal   = "nf_conntrack_tcp_be_liberal"
 	SysctlUDP            = "nf_conntrack_udp_timeout"
 	SysctlUDPStream      = "nf_conntrack_udp_timeout_stream"
+	// SysctlRouteLocalnet is not a conntrack sysctl: it is named with its
+	// directory, under /proc/sys/net (see Setting.path).
+	SysctlRouteLocalnet = "ipv4/conf/all/route_localnet"
 )
 
 // Setting is one sysctl the settings ask for.
@@ -82,7 +95,19 @@ func (s Settings) Wanted(cpus int) ([]Setting, error) {
 	}
 	seconds(SysctlUDP, s.UDP)
 	seconds(SysctlUDPStream, s.UDPStream)
+	if s.RouteLocalnet {
+		out = append(out, Setting{Name: SysctlRouteLocalnet, Value: 1})
+	}
 	return out, nil
+}
+
+// path is the sysctl's file: a bare name under /proc/sys/net/netfilter,
+// a name with a directory under /proc/sys/net.
+func (w Setting) path() string {
+	if strings.Contains(w.Name, "/") {
+		return filepath.Join(filepath.Dir(procNetfilter), w.Name)
+	}
+	return filepath.Join(procNetfilter, w.Name)
 }
 
 // Needs reports whether the sysctl must be written, given its current

@@ -1,10 +1,14 @@
 package conntrack
 
 import (
+	"os"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/doorman-proxy/doorman/internal/testnet"
 )
 
 func TestSettingsWanted(t *testing.T) {
@@ -47,6 +51,14 @@ func TestSettingsWanted(t *testing.T) {
 				{Name: SysctlUDPStream, Value: 120},
 			},
 		},
+		{
+			name: "localhost NodePorts: route_localnet, last",
+			s:    Settings{TCPCloseWait: time.Hour, RouteLocalnet: true}, cpus: 2,
+			want: []Setting{
+				{Name: SysctlTCPCloseWait, Value: 3600},
+				{Name: SysctlRouteLocalnet, Value: 1},
+			},
+		},
 		{name: "all zero: nothing", s: Settings{}, cpus: 2},
 		{name: "negative", s: Settings{TCPCloseWait: -time.Second}, cpus: 2, wantErr: true},
 	}
@@ -77,5 +89,47 @@ func TestSettingNeeds(t *testing.T) {
 		if got := tc.s.Needs(tc.current); got != tc.want {
 			t.Errorf("%s=%d (want %d).Needs(%d) = %v, want %v", tc.s.Name, tc.s.Value, tc.s.Value, tc.current, got, tc.want)
 		}
+	}
+}
+
+func TestSettingPath(t *testing.T) {
+	for name, want := range map[string]string{
+		SysctlTCPCloseWait:  "/proc/sys/net/netfilter/nf_conntrack_tcp_timeout_close_wait",
+		SysctlRouteLocalnet: "/proc/sys/net/ipv4/conf/all/route_localnet",
+	} {
+		if got := (Setting{Name: name}).path(); got != want {
+			t.Errorf("Setting{Name: %q}.path() = %q, want %q", name, got, want)
+		}
+	}
+}
+
+// TestApplyRouteLocalnet sets route_localnet in a fresh network namespace
+// only (it is per namespace) and reads it back there.
+func TestApplyRouteLocalnet(t *testing.T) {
+	ns := testnet.NewNS(t, "rl")
+	const file = "/proc/sys/net/ipv4/conf/all/route_localnet"
+	read := func() string { t.Helper(); return ns.ReadSysctl(t, strings.TrimPrefix(file, "/proc/sys/")) }
+	host, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := read(); got != "0" {
+		t.Fatalf("a fresh namespace has route_localnet=%s: the test could not tell", got)
+	}
+	got, err := Apply(nil, ns.Path(), 2, Settings{RouteLocalnet: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].Name != SysctlRouteLocalnet || got[0].Err != nil || !got[0].Written {
+		t.Fatalf("Apply = %+v, want route_localnet written", got)
+	}
+	if v := read(); v != "1" {
+		t.Errorf("route_localnet in the namespace = %s, want 1", v)
+	}
+	if after, _ := os.ReadFile(file); string(after) != string(host) {
+		t.Errorf("the caller's namespace changed: route_localnet %q, was %q", after, host)
+	}
+	if got, err := Apply(nil, ns.Path(), 2, Settings{}); err != nil || len(got) != 0 {
+		t.Errorf("Apply without RouteLocalnet = %+v, %v; want nothing", got, err)
 	}
 }

@@ -32,7 +32,12 @@ type Applied struct {
 // (read-only /proc/sys in an unprivileged container, nf_conntrack_max in a
 // namespace other than the host's, conntrack not loaded) is logged with
 // the reason and left: the rules work without it. The error is only for
-// settings that make no sense.
+// settings that make no sense, or a record that cannot be read.
+//
+// Before it first changes a sysctl, Apply records the value it found in
+// the file s.Record ("" = no record), which Restore reads at uninstall;
+// a sysctl it cannot record is not changed. Every setting goes through
+// here, so every one is recorded, whatever its name.
 func Apply(log hclog.Logger, netnsPath string, cpus int, s Settings) ([]Applied, error) {
 	if log == nil {
 		log = hclog.NewNullLogger()
@@ -45,10 +50,14 @@ func Apply(log hclog.Logger, netnsPath string, cpus int, s Settings) ([]Applied,
 	if len(wanted) == 0 {
 		return nil, nil
 	}
+	rec, err := loadRecord(s.Record)
+	if err != nil {
+		return nil, err
+	}
 	var out []Applied
 	err = inNetNS(netnsPath, func() error {
 		for _, w := range wanted {
-			out = append(out, apply(w))
+			out = append(out, apply(w, rec))
 		}
 		return nil
 	})
@@ -68,11 +77,15 @@ func Apply(log hclog.Logger, netnsPath string, cpus int, s Settings) ([]Applied,
 	return out, nil
 }
 
-func apply(w Setting) Applied {
+func apply(w Setting, rec *record) Applied {
 	a := Applied{Setting: w}
-	path := filepath.Join(procNetfilter, w.Name)
+	path := w.path()
 	a.Was, a.Err = readInt(path)
 	if a.Err != nil || !w.Needs(a.Was) {
+		return a
+	}
+	if err := rec.note(path, a.Was, w.Value); err != nil {
+		a.Err = err
 		return a
 	}
 	if err := os.WriteFile(path, []byte(strconv.Itoa(w.Value)), 0o644); err != nil {

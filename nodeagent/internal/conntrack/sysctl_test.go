@@ -2,7 +2,6 @@ package conntrack_test
 
 import (
 	"os"
-	"strings"
 	"testing"
 	"time"
 
@@ -16,18 +15,7 @@ import (
 // read-only, so raising it is reported, not done.
 func TestApplySysctls(t *testing.T) {
 	ns := testnet.NewNS(t, "ct")
-	read := func(name string) string {
-		t.Helper()
-		var v string
-		if err := ns.Do(func() error {
-			b, err := os.ReadFile("/proc/sys/net/netfilter/" + name)
-			v = strings.TrimSpace(string(b))
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
-		return v
-	}
+	read := func(name string) string { t.Helper(); return ns.ReadSysctl(t, "net/netfilter/"+name) }
 	hostCloseWait, err := os.ReadFile("/proc/sys/net/netfilter/" + conntrack.SysctlTCPCloseWait)
 	if err != nil {
 		t.Fatalf("conntrack sysctls missing on this machine: %v", err)

@@ -21,6 +21,9 @@ type Options struct {
 	// NetNSPath is the network namespace to program: "" for the current
 	// one, else a path such as /run/netns/node1.
 	NetNSPath string
+	// Render shapes the table's static chains (local traffic detection,
+	// ClusterIP masquerade); the zero value is the default.
+	Render render.Options
 }
 
 // Change moves one view entry from Old to New (Key, Old: nil when the key
@@ -72,6 +75,7 @@ type Dataplane struct {
 	netns *os.File
 	table *nftables.Table
 	sets  map[string]*nftables.Set // the layout's sets, for element messages
+	opts  render.Options
 
 	mu sync.Mutex
 	// Learnt by Sync, kept by Apply:
@@ -90,7 +94,10 @@ func Open(log hclog.Logger, opts Options) (*Dataplane, error) {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	d := &Dataplane{log: log.Named("dataplane")}
+	if err := opts.Render.Validate(); err != nil {
+		return nil, fmt.Errorf("table options: %w", err)
+	}
+	d := &Dataplane{log: log.Named("dataplane"), opts: opts.Render}
 	connOpts := []nftables.ConnOption{nftables.AsLasting(), nftables.WithSockOptions(enlargeBuffers)}
 	if opts.NetNSPath != "" {
 		f, err := os.Open(opts.NetNSPath)

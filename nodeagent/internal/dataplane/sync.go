@@ -139,7 +139,7 @@ func (d *Dataplane) Sync(view map[string]*doormanv1.Entry) (Stats, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.synced = false
-	want := render.View(view)
+	want := d.opts.View(view)
 
 	kt, err := d.read(true, false)
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
+	"github.com/doorman-proxy/doorman/internal/config"
 	"github.com/doorman-proxy/doorman/internal/version"
 	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
 )
@@ -38,6 +39,7 @@ type Server struct {
 	// waiting: why the agent programmed nothing at start-up and waits for
 	// a control plane ("": it does not).
 	waiting atomic.Pointer[string]
+	config  atomic.Pointer[config.Effective]
 }
 
 // New returns a Server reading from source and kernel.
@@ -70,6 +72,26 @@ func (s *Server) GetState(_ context.Context, req *doormanv1.GetStateRequest) (*d
 // answers (a cached view too old to serve): GetState says so in
 // last_error until the agent holds a view from the stream.
 func (s *Server) Waiting(reason string) { s.waiting.Store(&reason) }
+
+// SetConfig records the agent's effective configuration, for GetConfig.
+func (s *Server) SetConfig(c *config.Effective) { s.config.Store(c) }
+
+// GetConfig reports the agent's effective configuration: flag defaults,
+// then the --config file, then the command line.
+func (s *Server) GetConfig(context.Context, *doormanv1.AgentInspectServiceGetConfigRequest) (*doormanv1.AgentInspectServiceGetConfigResponse, error) {
+	c := s.config.Load()
+	if c == nil {
+		return nil, status.Error(codes.Unavailable, "no configuration recorded")
+	}
+	text, err := c.YAML()
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "configuration: %v", err)
+	}
+	return &doormanv1.AgentInspectServiceGetConfigResponse{
+		ApiVersion: config.APIVersion, Kind: c.Kind, Path: c.Path,
+		Yaml: string(text), Fields: c.Strings(),
+	}, nil
+}
 
 // GetKernel reports what the kernel holds in doorman's table. The Kernel
 // reads it on a netlink connection of its own, without waiting for the

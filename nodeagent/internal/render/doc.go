@@ -13,7 +13,9 @@
 // timeout; Services exist only as map elements, so a packet's path and a
 // change's cost do not depend on how many Services there are:
 //
-//	services:            ip daddr . meta l4proto . th dport vmap @service-ips
+//	services:            ip daddr @cluster-ips ip saddr != @pod-cidrs meta mark set meta mark | 0x4000
+//	                     (the local test as Options say; every ClusterIP with MasqueradeAll)
+//	                     ip daddr . meta l4proto . th dport vmap @service-ips
 //	                     (and ip6 … @service-ips6)
 //	                     ip daddr @nodeport-ips meta l4proto . th dport vmap @service-nodeports
 //	                     (and ip6 … @nodeport-ips6 … @service-nodeports6)
@@ -27,6 +29,11 @@
 //	cluster-ips-check:   ip daddr @cluster-ips goto reject-chain
 //	                     ip daddr @service-cidrs drop
 //	reject-chain:        TCP reset, else ICMP port unreachable
+//
+// nat-output-localhost (nat output, dstnat) DNATs the node's own packets
+// to 127.0.0.0/8:<nodePort> through service-nodeports, with
+// Options.LocalhostNodePorts only; filter-input-localnet drops packets to
+// 127.0.0.0/8 from other hosts (CVE-2020-8558), always (see localhost.go).
 //
 // nat-prerouting and nat-output (priority dstnat) jump to services.
 // filter-input, filter-forward and filter-output (dstnat - 10) jump to
@@ -68,12 +75,18 @@
 //     keyed by that frontend).
 //   - externalTrafficPolicy Local (external addresses and NodePorts): the
 //     dispatch element goes to the static chain local-ips / local-nodeports,
-//     which sends sources in @pod-cidrs, and the node itself (marked for
+//     which sends local Pods (by default sources in @pod-cidrs; see
+//     Options for the other local traffic tests), and the node itself (marked for
 //     masquerade), through local-internal-* (every endpoint: service-K,
 //     nodeport-internal-K) and everything else through local-external-*
 //     ("local-K" / "nodeport-local-K": the local endpoints, stored in the
 //     same endpoint maps from index 65536, picked with numgen offset, no
 //     masquerade; "drop" when the node has none).
+//   - ClusterIP traffic that is not from a local Pod (a client routed to a
+//     ClusterIP from outside, the node itself) is marked for masquerade
+//     ahead of the dispatch, one static rule per family, as kube-proxy
+//     does, so replies come back through this node; all of it with
+//     Options.MasqueradeAll.
 //   - No endpoints: the frontend's element in no-endpoint-services /
 //     no-endpoint-nodeports goes to reject-chain; with internalTrafficPolicy
 //     Local it is "drop" (the Service may have endpoints on other nodes, as

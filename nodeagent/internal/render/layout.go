@@ -334,8 +334,12 @@ const (
 	priorityAfterDstNAT  = -90
 )
 
+// StaticChains returns the chains every table has, in a fixed order, with
+// the default Options.
+func StaticChains() []Chain { return Options{}.StaticChains() }
+
 // StaticChains returns the chains every table has, in a fixed order.
-func StaticChains() []Chain {
+func (o Options) StaticChains() []Chain {
 	return []Chain{
 		{Name: ChainNATPrerouting, Hook: &Hook{"nat", "prerouting", priorityDstNAT}, Rules: []Rule{jumpRule(ChainServices)}},
 		{Name: ChainNATOutput, Hook: &Hook{"nat", "output", priorityDstNAT}, Rules: []Rule{jumpRule(ChainServices)}},
@@ -363,30 +367,26 @@ func StaticChains() []Chain {
 		{Name: ChainFilterOutputPostDNAT, Hook: &Hook{"filter", "output", priorityAfterDstNAT}, Rules: []Rule{
 			ctNewJumpRule(ChainClusterIPsCheck),
 		}},
-		{Name: ChainServices, Rules: []Rule{
+		{Name: ChainServices, Rules: append(o.clusterIPMasqRules(),
 			addrPortVmapRule(fam4, MapServiceIPs),
 			addrPortVmapRule(fam6, MapServiceIPs6),
 			nodePortVmapRule(fam4, SetNodePortIPs, MapServiceNodePorts),
 			nodePortVmapRule(fam6, SetNodePortIPs6, MapServiceNodePorts6),
-		}},
-		{Name: ChainLocalIPs, Rules: []Rule{
-			fromPodsAddrPortVmapRule(fam4, SetPodCIDRs, MapLocalInternalIPs),
-			fromPodsAddrPortVmapRule(fam6, SetPodCIDRs6, MapLocalInternalIPs6),
+		)},
+		{Name: ChainLocalIPs, Rules: append(o.fromPodsRules(false, MapLocalInternalIPs, MapLocalInternalIPs6),
 			fromNodeMarkRule(),
 			fromNodeAddrPortVmapRule(fam4, MapLocalInternalIPs),
 			fromNodeAddrPortVmapRule(fam6, MapLocalInternalIPs6),
 			addrPortVmapRule(fam4, MapLocalExternalIPs),
 			addrPortVmapRule(fam6, MapLocalExternalIPs6),
-		}},
-		{Name: ChainLocalNodePorts, Rules: []Rule{
-			fromPodsPortVmapRule(fam4, SetPodCIDRs, MapLocalInternalNodePorts),
-			fromPodsPortVmapRule(fam6, SetPodCIDRs6, MapLocalInternalNodePorts6),
+		)},
+		{Name: ChainLocalNodePorts, Rules: append(o.fromPodsRules(true, MapLocalInternalNodePorts, MapLocalInternalNodePorts6),
 			fromNodeMarkRule(),
 			fromNodePortVmapRule(fam4, MapLocalInternalNodePorts),
 			fromNodePortVmapRule(fam6, MapLocalInternalNodePorts6),
 			portVmapRule(fam4, MapLocalExternalNodePorts),
 			portVmapRule(fam6, MapLocalExternalNodePorts6),
-		}},
+		)},
 		{Name: ChainFirewallCheck, Rules: []Rule{
 			firewallRule(fam4, SetFirewallIPs, SetFirewallAllow),
 			firewallRule(fam6, SetFirewallIPs6, SetFirewallAllow6),
@@ -404,6 +404,8 @@ func StaticChains() []Chain {
 			addrInSetDropRule(fam6, SetServiceCIDRs6),
 		}},
 		{Name: ChainReject, Rules: []Rule{rejectTCPRule(), rejectRule()}},
+		{Name: ChainNATOutputLocalhost, Hook: &Hook{"nat", "output", priorityDstNAT}, Rules: o.localhostNodePortRules()},
+		{Name: ChainFilterInputLocalnet, Hook: &Hook{"filter", "input", priorityFilter}, Rules: []Rule{localnetDropRule()}},
 	}
 }
 

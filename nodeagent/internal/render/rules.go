@@ -371,13 +371,6 @@ func firewallRule(f fam, ips, allow string) Rule {
 	}
 }
 
-func (f fam) saddrIn(set string) []expr.Any {
-	return []expr.Any{
-		&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseNetworkHeader, Offset: f.saddrOff, Len: f.addrLen},
-		lookup(set),
-	}
-}
-
 // fibSaddrLocal: "fib saddr type local".
 func fibSaddrLocal() []expr.Any {
 	return []expr.Any{
@@ -392,20 +385,6 @@ func (f fam) addrPortVmap(set string) []expr.Any {
 
 func portVmap(set string) []expr.Any {
 	return []expr.Any{l4proto(reg1), thDport(reg32_01), vmap(set)}
-}
-
-// fromPodsAddrPortVmapRule: "ip saddr @pod-cidrs ip daddr . meta l4proto .
-// th dport vmap @<set>".
-func fromPodsAddrPortVmapRule(f fam, pods, set string) Rule {
-	exprs := append(append(f.nfprotoIs(), f.saddrIn(pods)...), f.addrPortVmap(set)...)
-	return Rule{Text: fmt.Sprintf("%s saddr @%s %s daddr . meta l4proto . th dport vmap @%s", f.name, pods, f.name, set), Exprs: exprs}
-}
-
-// fromPodsPortVmapRule: "ip saddr @pod-cidrs meta l4proto . th dport vmap
-// @<set>".
-func fromPodsPortVmapRule(f fam, pods, set string) Rule {
-	exprs := append(append(f.nfprotoIs(), f.saddrIn(pods)...), portVmap(set)...)
-	return Rule{Text: fmt.Sprintf("%s saddr @%s meta l4proto . th dport vmap @%s", f.name, pods, set), Exprs: exprs}
 }
 
 // fromNodeMarkRule: "fib saddr type local meta mark set meta mark |

@@ -48,7 +48,10 @@ type Table struct {
 // are decided once every entry is rendered (a ClusterIP takes its frontend
 // from an external address whatever the keys' order), then each entry's
 // elements are kept, less those of the frontends it does not own.
-func View(view map[string]*doormanv1.Entry) *Table {
+func View(view map[string]*doormanv1.Entry) *Table { return Options{}.View(view) }
+
+// View renders a whole view with these Options (see View).
+func (o Options) View(view map[string]*doormanv1.Entry) *Table {
 	keys := make([]string, 0, len(view))
 	for k := range view {
 		keys = append(keys, k)
@@ -111,7 +114,7 @@ func View(view map[string]*doormanv1.Entry) *Table {
 	b.elems = b.elems[:w]
 	t.Refused = t.Claims.Refused()
 	t.Elements = b.elems
-	t.Chains = StaticChains()
+	t.Chains = o.StaticChains()
 	names := make([]string, 0, len(t.ChainUsers))
 	for c := range t.ChainUsers {
 		names = append(names, c)

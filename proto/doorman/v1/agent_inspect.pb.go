@@ -480,6 +480,124 @@ func (x *KernelMap) GetElements() []string {
 	return nil
 }
 
+type AgentInspectServiceGetConfigRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AgentInspectServiceGetConfigRequest) Reset() {
+	*x = AgentInspectServiceGetConfigRequest{}
+	mi := &file_doorman_v1_agent_inspect_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AgentInspectServiceGetConfigRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AgentInspectServiceGetConfigRequest) ProtoMessage() {}
+
+func (x *AgentInspectServiceGetConfigRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_doorman_v1_agent_inspect_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AgentInspectServiceGetConfigRequest.ProtoReflect.Descriptor instead.
+func (*AgentInspectServiceGetConfigRequest) Descriptor() ([]byte, []int) {
+	return file_doorman_v1_agent_inspect_proto_rawDescGZIP(), []int{6}
+}
+
+// The agent's effective configuration, as --write-config-to writes it.
+type AgentInspectServiceGetConfigResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// config.doorman.io/v1alpha1.
+	ApiVersion string `protobuf:"bytes,1,opt,name=api_version,json=apiVersion,proto3" json:"api_version,omitempty"`
+	// NodeAgentConfiguration.
+	Kind string `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	// The file given with --config ("" = none).
+	Path string `protobuf:"bytes,3,opt,name=path,proto3" json:"path,omitempty"`
+	// The whole configuration as a file --config reads.
+	Yaml string `protobuf:"bytes,4,opt,name=yaml,proto3" json:"yaml,omitempty"`
+	// Every field (lowerCamelCase flag name) and its value as a flag takes it.
+	Fields        map[string]string `protobuf:"bytes,5,rep,name=fields,proto3" json:"fields,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AgentInspectServiceGetConfigResponse) Reset() {
+	*x = AgentInspectServiceGetConfigResponse{}
+	mi := &file_doorman_v1_agent_inspect_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AgentInspectServiceGetConfigResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AgentInspectServiceGetConfigResponse) ProtoMessage() {}
+
+func (x *AgentInspectServiceGetConfigResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_doorman_v1_agent_inspect_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AgentInspectServiceGetConfigResponse.ProtoReflect.Descriptor instead.
+func (*AgentInspectServiceGetConfigResponse) Descriptor() ([]byte, []int) {
+	return file_doorman_v1_agent_inspect_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *AgentInspectServiceGetConfigResponse) GetApiVersion() string {
+	if x != nil {
+		return x.ApiVersion
+	}
+	return ""
+}
+
+func (x *AgentInspectServiceGetConfigResponse) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *AgentInspectServiceGetConfigResponse) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *AgentInspectServiceGetConfigResponse) GetYaml() string {
+	if x != nil {
+		return x.Yaml
+	}
+	return ""
+}
+
+func (x *AgentInspectServiceGetConfigResponse) GetFields() map[string]string {
+	if x != nil {
+		return x.Fields
+	}
+	return nil
+}
+
 var File_doorman_v1_agent_inspect_proto protoreflect.FileDescriptor
 
 const file_doorman_v1_agent_inspect_proto_rawDesc = "" +
@@ -525,10 +643,22 @@ const file_doorman_v1_agent_inspect_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12#\n" +
 	"\relement_count\x18\x03 \x01(\rR\felementCount\x12\x1a\n" +
-	"\belements\x18\x04 \x03(\tR\belements2\xa6\x01\n" +
+	"\belements\x18\x04 \x03(\tR\belements\"%\n" +
+	"#AgentInspectServiceGetConfigRequest\"\x94\x02\n" +
+	"$AgentInspectServiceGetConfigResponse\x12\x1f\n" +
+	"\vapi_version\x18\x01 \x01(\tR\n" +
+	"apiVersion\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x12\n" +
+	"\x04path\x18\x03 \x01(\tR\x04path\x12\x12\n" +
+	"\x04yaml\x18\x04 \x01(\tR\x04yaml\x12T\n" +
+	"\x06fields\x18\x05 \x03(\v2<.doorman.v1.AgentInspectServiceGetConfigResponse.FieldsEntryR\x06fields\x1a9\n" +
+	"\vFieldsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x012\x96\x02\n" +
 	"\x13AgentInspectService\x12E\n" +
 	"\bGetState\x12\x1b.doorman.v1.GetStateRequest\x1a\x1c.doorman.v1.GetStateResponse\x12H\n" +
-	"\tGetKernel\x12\x1c.doorman.v1.GetKernelRequest\x1a\x1d.doorman.v1.GetKernelResponseB=Z;github.com/doorman-proxy/doorman/proto/doorman/v1;doormanv1b\x06proto3"
+	"\tGetKernel\x12\x1c.doorman.v1.GetKernelRequest\x1a\x1d.doorman.v1.GetKernelResponse\x12n\n" +
+	"\tGetConfig\x12/.doorman.v1.AgentInspectServiceGetConfigRequest\x1a0.doorman.v1.AgentInspectServiceGetConfigResponseB=Z;github.com/doorman-proxy/doorman/proto/doorman/v1;doormanv1b\x06proto3"
 
 var (
 	file_doorman_v1_agent_inspect_proto_rawDescOnce sync.Once
@@ -542,29 +672,35 @@ func file_doorman_v1_agent_inspect_proto_rawDescGZIP() []byte {
 	return file_doorman_v1_agent_inspect_proto_rawDescData
 }
 
-var file_doorman_v1_agent_inspect_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_doorman_v1_agent_inspect_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_doorman_v1_agent_inspect_proto_goTypes = []any{
-	(*GetStateRequest)(nil),   // 0: doorman.v1.GetStateRequest
-	(*GetStateResponse)(nil),  // 1: doorman.v1.GetStateResponse
-	(*GetKernelRequest)(nil),  // 2: doorman.v1.GetKernelRequest
-	(*GetKernelResponse)(nil), // 3: doorman.v1.GetKernelResponse
-	(*KernelChain)(nil),       // 4: doorman.v1.KernelChain
-	(*KernelMap)(nil),         // 5: doorman.v1.KernelMap
-	(*Entry)(nil),             // 6: doorman.v1.Entry
+	(*GetStateRequest)(nil),                      // 0: doorman.v1.GetStateRequest
+	(*GetStateResponse)(nil),                     // 1: doorman.v1.GetStateResponse
+	(*GetKernelRequest)(nil),                     // 2: doorman.v1.GetKernelRequest
+	(*GetKernelResponse)(nil),                    // 3: doorman.v1.GetKernelResponse
+	(*KernelChain)(nil),                          // 4: doorman.v1.KernelChain
+	(*KernelMap)(nil),                            // 5: doorman.v1.KernelMap
+	(*AgentInspectServiceGetConfigRequest)(nil),  // 6: doorman.v1.AgentInspectServiceGetConfigRequest
+	(*AgentInspectServiceGetConfigResponse)(nil), // 7: doorman.v1.AgentInspectServiceGetConfigResponse
+	nil,           // 8: doorman.v1.AgentInspectServiceGetConfigResponse.FieldsEntry
+	(*Entry)(nil), // 9: doorman.v1.Entry
 }
 var file_doorman_v1_agent_inspect_proto_depIdxs = []int32{
-	6, // 0: doorman.v1.GetStateResponse.entries:type_name -> doorman.v1.Entry
+	9, // 0: doorman.v1.GetStateResponse.entries:type_name -> doorman.v1.Entry
 	4, // 1: doorman.v1.GetKernelResponse.chains:type_name -> doorman.v1.KernelChain
 	5, // 2: doorman.v1.GetKernelResponse.maps:type_name -> doorman.v1.KernelMap
-	0, // 3: doorman.v1.AgentInspectService.GetState:input_type -> doorman.v1.GetStateRequest
-	2, // 4: doorman.v1.AgentInspectService.GetKernel:input_type -> doorman.v1.GetKernelRequest
-	1, // 5: doorman.v1.AgentInspectService.GetState:output_type -> doorman.v1.GetStateResponse
-	3, // 6: doorman.v1.AgentInspectService.GetKernel:output_type -> doorman.v1.GetKernelResponse
-	5, // [5:7] is the sub-list for method output_type
-	3, // [3:5] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	8, // 3: doorman.v1.AgentInspectServiceGetConfigResponse.fields:type_name -> doorman.v1.AgentInspectServiceGetConfigResponse.FieldsEntry
+	0, // 4: doorman.v1.AgentInspectService.GetState:input_type -> doorman.v1.GetStateRequest
+	2, // 5: doorman.v1.AgentInspectService.GetKernel:input_type -> doorman.v1.GetKernelRequest
+	6, // 6: doorman.v1.AgentInspectService.GetConfig:input_type -> doorman.v1.AgentInspectServiceGetConfigRequest
+	1, // 7: doorman.v1.AgentInspectService.GetState:output_type -> doorman.v1.GetStateResponse
+	3, // 8: doorman.v1.AgentInspectService.GetKernel:output_type -> doorman.v1.GetKernelResponse
+	7, // 9: doorman.v1.AgentInspectService.GetConfig:output_type -> doorman.v1.AgentInspectServiceGetConfigResponse
+	7, // [7:10] is the sub-list for method output_type
+	4, // [4:7] is the sub-list for method input_type
+	4, // [4:4] is the sub-list for extension type_name
+	4, // [4:4] is the sub-list for extension extendee
+	0, // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_doorman_v1_agent_inspect_proto_init() }
@@ -579,7 +715,7 @@ func file_doorman_v1_agent_inspect_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_doorman_v1_agent_inspect_proto_rawDesc), len(file_doorman_v1_agent_inspect_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

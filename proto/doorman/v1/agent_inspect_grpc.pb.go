@@ -21,6 +21,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	AgentInspectService_GetState_FullMethodName  = "/doorman.v1.AgentInspectService/GetState"
 	AgentInspectService_GetKernel_FullMethodName = "/doorman.v1.AgentInspectService/GetKernel"
+	AgentInspectService_GetConfig_FullMethodName = "/doorman.v1.AgentInspectService/GetConfig"
 )
 
 // AgentInspectServiceClient is the client API for AgentInspectService service.
@@ -32,6 +33,10 @@ const (
 type AgentInspectServiceClient interface {
 	GetState(ctx context.Context, in *GetStateRequest, opts ...grpc.CallOption) (*GetStateResponse, error)
 	GetKernel(ctx context.Context, in *GetKernelRequest, opts ...grpc.CallOption) (*GetKernelResponse, error)
+	// The agent's effective configuration (flag defaults, then --config,
+	// then the command line). Request and response carry the service's
+	// name: the control plane's InspectService has a GetConfig of its own.
+	GetConfig(ctx context.Context, in *AgentInspectServiceGetConfigRequest, opts ...grpc.CallOption) (*AgentInspectServiceGetConfigResponse, error)
 }
 
 type agentInspectServiceClient struct {
@@ -62,6 +67,16 @@ func (c *agentInspectServiceClient) GetKernel(ctx context.Context, in *GetKernel
 	return out, nil
 }
 
+func (c *agentInspectServiceClient) GetConfig(ctx context.Context, in *AgentInspectServiceGetConfigRequest, opts ...grpc.CallOption) (*AgentInspectServiceGetConfigResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AgentInspectServiceGetConfigResponse)
+	err := c.cc.Invoke(ctx, AgentInspectService_GetConfig_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AgentInspectServiceServer is the server API for AgentInspectService service.
 // All implementations must embed UnimplementedAgentInspectServiceServer
 // for forward compatibility.
@@ -71,6 +86,10 @@ func (c *agentInspectServiceClient) GetKernel(ctx context.Context, in *GetKernel
 type AgentInspectServiceServer interface {
 	GetState(context.Context, *GetStateRequest) (*GetStateResponse, error)
 	GetKernel(context.Context, *GetKernelRequest) (*GetKernelResponse, error)
+	// The agent's effective configuration (flag defaults, then --config,
+	// then the command line). Request and response carry the service's
+	// name: the control plane's InspectService has a GetConfig of its own.
+	GetConfig(context.Context, *AgentInspectServiceGetConfigRequest) (*AgentInspectServiceGetConfigResponse, error)
 	mustEmbedUnimplementedAgentInspectServiceServer()
 }
 
@@ -86,6 +105,9 @@ func (UnimplementedAgentInspectServiceServer) GetState(context.Context, *GetStat
 }
 func (UnimplementedAgentInspectServiceServer) GetKernel(context.Context, *GetKernelRequest) (*GetKernelResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetKernel not implemented")
+}
+func (UnimplementedAgentInspectServiceServer) GetConfig(context.Context, *AgentInspectServiceGetConfigRequest) (*AgentInspectServiceGetConfigResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetConfig not implemented")
 }
 func (UnimplementedAgentInspectServiceServer) mustEmbedUnimplementedAgentInspectServiceServer() {}
 func (UnimplementedAgentInspectServiceServer) testEmbeddedByValue()                             {}
@@ -144,6 +166,24 @@ func _AgentInspectService_GetKernel_Handler(srv interface{}, ctx context.Context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AgentInspectService_GetConfig_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AgentInspectServiceGetConfigRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentInspectServiceServer).GetConfig(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AgentInspectService_GetConfig_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentInspectServiceServer).GetConfig(ctx, req.(*AgentInspectServiceGetConfigRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AgentInspectService_ServiceDesc is the grpc.ServiceDesc for AgentInspectService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -158,6 +198,10 @@ var AgentInspectService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetKernel",
 			Handler:    _AgentInspectService_GetKernel_Handler,
+		},
+		{
+			MethodName: "GetConfig",
+			Handler:    _AgentInspectService_GetConfig_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

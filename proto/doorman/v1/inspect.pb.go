@@ -612,6 +612,125 @@ func (x *NodeServiceView) GetEntries() []*Entry {
 	return nil
 }
 
+type GetConfigRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetConfigRequest) Reset() {
+	*x = GetConfigRequest{}
+	mi := &file_doorman_v1_inspect_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetConfigRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetConfigRequest) ProtoMessage() {}
+
+func (x *GetConfigRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_doorman_v1_inspect_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetConfigRequest.ProtoReflect.Descriptor instead.
+func (*GetConfigRequest) Descriptor() ([]byte, []int) {
+	return file_doorman_v1_inspect_proto_rawDescGZIP(), []int{9}
+}
+
+// The control plane's effective configuration, as --write-config-to writes
+// it.
+type GetConfigResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// config.doorman.io/v1alpha1.
+	ApiVersion string `protobuf:"bytes,1,opt,name=api_version,json=apiVersion,proto3" json:"api_version,omitempty"`
+	// ControlPlaneConfiguration.
+	Kind string `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	// The file given with --config ("" = none).
+	Path string `protobuf:"bytes,3,opt,name=path,proto3" json:"path,omitempty"`
+	// The whole configuration as a file --config reads.
+	Yaml string `protobuf:"bytes,4,opt,name=yaml,proto3" json:"yaml,omitempty"`
+	// Every field (lowerCamelCase flag name) and its value as a flag takes it.
+	Fields        map[string]string `protobuf:"bytes,5,rep,name=fields,proto3" json:"fields,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetConfigResponse) Reset() {
+	*x = GetConfigResponse{}
+	mi := &file_doorman_v1_inspect_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetConfigResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetConfigResponse) ProtoMessage() {}
+
+func (x *GetConfigResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_doorman_v1_inspect_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetConfigResponse.ProtoReflect.Descriptor instead.
+func (*GetConfigResponse) Descriptor() ([]byte, []int) {
+	return file_doorman_v1_inspect_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *GetConfigResponse) GetApiVersion() string {
+	if x != nil {
+		return x.ApiVersion
+	}
+	return ""
+}
+
+func (x *GetConfigResponse) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *GetConfigResponse) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *GetConfigResponse) GetYaml() string {
+	if x != nil {
+		return x.Yaml
+	}
+	return ""
+}
+
+func (x *GetConfigResponse) GetFields() map[string]string {
+	if x != nil {
+		return x.Fields
+	}
+	return nil
+}
+
 var File_doorman_v1_inspect_proto protoreflect.FileDescriptor
 
 const file_doorman_v1_inspect_proto_rawDesc = "" +
@@ -661,12 +780,24 @@ const file_doorman_v1_inspect_proto_rawDesc = "" +
 	"ownerClaim\"[\n" +
 	"\x0fNodeServiceView\x12\x1b\n" +
 	"\tnode_name\x18\x01 \x01(\tR\bnodeName\x12+\n" +
-	"\aentries\x18\x02 \x03(\v2\x11.doorman.v1.EntryR\aentries2\xf7\x01\n" +
+	"\aentries\x18\x02 \x03(\v2\x11.doorman.v1.EntryR\aentries\"\x12\n" +
+	"\x10GetConfigRequest\"\xee\x01\n" +
+	"\x11GetConfigResponse\x12\x1f\n" +
+	"\vapi_version\x18\x01 \x01(\tR\n" +
+	"apiVersion\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x12\n" +
+	"\x04path\x18\x03 \x01(\tR\x04path\x12\x12\n" +
+	"\x04yaml\x18\x04 \x01(\tR\x04yaml\x12A\n" +
+	"\x06fields\x18\x05 \x03(\v2).doorman.v1.GetConfigResponse.FieldsEntryR\x06fields\x1a9\n" +
+	"\vFieldsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x012\xc1\x02\n" +
 	"\x0eInspectService\x12H\n" +
 	"\tListNodes\x12\x1c.doorman.v1.ListNodesRequest\x1a\x1d.doorman.v1.ListNodesResponse\x12N\n" +
 	"\vGetNodeView\x12\x1e.doorman.v1.GetNodeViewRequest\x1a\x1f.doorman.v1.GetNodeViewResponse\x12K\n" +
 	"\n" +
-	"GetService\x12\x1d.doorman.v1.GetServiceRequest\x1a\x1e.doorman.v1.GetServiceResponseB=Z;github.com/doorman-proxy/doorman/proto/doorman/v1;doormanv1b\x06proto3"
+	"GetService\x12\x1d.doorman.v1.GetServiceRequest\x1a\x1e.doorman.v1.GetServiceResponse\x12H\n" +
+	"\tGetConfig\x12\x1c.doorman.v1.GetConfigRequest\x1a\x1d.doorman.v1.GetConfigResponseB=Z;github.com/doorman-proxy/doorman/proto/doorman/v1;doormanv1b\x06proto3"
 
 var (
 	file_doorman_v1_inspect_proto_rawDescOnce sync.Once
@@ -680,7 +811,7 @@ func file_doorman_v1_inspect_proto_rawDescGZIP() []byte {
 	return file_doorman_v1_inspect_proto_rawDescData
 }
 
-var file_doorman_v1_inspect_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_doorman_v1_inspect_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_doorman_v1_inspect_proto_goTypes = []any{
 	(*ListNodesRequest)(nil),    // 0: doorman.v1.ListNodesRequest
 	(*ListNodesResponse)(nil),   // 1: doorman.v1.ListNodesResponse
@@ -691,27 +822,33 @@ var file_doorman_v1_inspect_proto_goTypes = []any{
 	(*GetServiceResponse)(nil),  // 6: doorman.v1.GetServiceResponse
 	(*AddressConflict)(nil),     // 7: doorman.v1.AddressConflict
 	(*NodeServiceView)(nil),     // 8: doorman.v1.NodeServiceView
-	(*Entry)(nil),               // 9: doorman.v1.Entry
-	(Protocol)(0),               // 10: doorman.v1.Protocol
+	(*GetConfigRequest)(nil),    // 9: doorman.v1.GetConfigRequest
+	(*GetConfigResponse)(nil),   // 10: doorman.v1.GetConfigResponse
+	nil,                         // 11: doorman.v1.GetConfigResponse.FieldsEntry
+	(*Entry)(nil),               // 12: doorman.v1.Entry
+	(Protocol)(0),               // 13: doorman.v1.Protocol
 }
 var file_doorman_v1_inspect_proto_depIdxs = []int32{
 	2,  // 0: doorman.v1.ListNodesResponse.nodes:type_name -> doorman.v1.NodeStatus
-	9,  // 1: doorman.v1.GetNodeViewResponse.entries:type_name -> doorman.v1.Entry
+	12, // 1: doorman.v1.GetNodeViewResponse.entries:type_name -> doorman.v1.Entry
 	8,  // 2: doorman.v1.GetServiceResponse.nodes:type_name -> doorman.v1.NodeServiceView
 	7,  // 3: doorman.v1.GetServiceResponse.address_conflicts:type_name -> doorman.v1.AddressConflict
-	10, // 4: doorman.v1.AddressConflict.protocol:type_name -> doorman.v1.Protocol
-	9,  // 5: doorman.v1.NodeServiceView.entries:type_name -> doorman.v1.Entry
-	0,  // 6: doorman.v1.InspectService.ListNodes:input_type -> doorman.v1.ListNodesRequest
-	3,  // 7: doorman.v1.InspectService.GetNodeView:input_type -> doorman.v1.GetNodeViewRequest
-	5,  // 8: doorman.v1.InspectService.GetService:input_type -> doorman.v1.GetServiceRequest
-	1,  // 9: doorman.v1.InspectService.ListNodes:output_type -> doorman.v1.ListNodesResponse
-	4,  // 10: doorman.v1.InspectService.GetNodeView:output_type -> doorman.v1.GetNodeViewResponse
-	6,  // 11: doorman.v1.InspectService.GetService:output_type -> doorman.v1.GetServiceResponse
-	9,  // [9:12] is the sub-list for method output_type
-	6,  // [6:9] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	13, // 4: doorman.v1.AddressConflict.protocol:type_name -> doorman.v1.Protocol
+	12, // 5: doorman.v1.NodeServiceView.entries:type_name -> doorman.v1.Entry
+	11, // 6: doorman.v1.GetConfigResponse.fields:type_name -> doorman.v1.GetConfigResponse.FieldsEntry
+	0,  // 7: doorman.v1.InspectService.ListNodes:input_type -> doorman.v1.ListNodesRequest
+	3,  // 8: doorman.v1.InspectService.GetNodeView:input_type -> doorman.v1.GetNodeViewRequest
+	5,  // 9: doorman.v1.InspectService.GetService:input_type -> doorman.v1.GetServiceRequest
+	9,  // 10: doorman.v1.InspectService.GetConfig:input_type -> doorman.v1.GetConfigRequest
+	1,  // 11: doorman.v1.InspectService.ListNodes:output_type -> doorman.v1.ListNodesResponse
+	4,  // 12: doorman.v1.InspectService.GetNodeView:output_type -> doorman.v1.GetNodeViewResponse
+	6,  // 13: doorman.v1.InspectService.GetService:output_type -> doorman.v1.GetServiceResponse
+	10, // 14: doorman.v1.InspectService.GetConfig:output_type -> doorman.v1.GetConfigResponse
+	11, // [11:15] is the sub-list for method output_type
+	7,  // [7:11] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_doorman_v1_inspect_proto_init() }
@@ -726,7 +863,7 @@ func file_doorman_v1_inspect_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_doorman_v1_inspect_proto_rawDesc), len(file_doorman_v1_inspect_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   9,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

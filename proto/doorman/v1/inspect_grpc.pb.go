@@ -22,6 +22,7 @@ const (
 	InspectService_ListNodes_FullMethodName   = "/doorman.v1.InspectService/ListNodes"
 	InspectService_GetNodeView_FullMethodName = "/doorman.v1.InspectService/GetNodeView"
 	InspectService_GetService_FullMethodName  = "/doorman.v1.InspectService/GetService"
+	InspectService_GetConfig_FullMethodName   = "/doorman.v1.InspectService/GetConfig"
 )
 
 // InspectServiceClient is the client API for InspectService service.
@@ -34,6 +35,9 @@ type InspectServiceClient interface {
 	ListNodes(ctx context.Context, in *ListNodesRequest, opts ...grpc.CallOption) (*ListNodesResponse, error)
 	GetNodeView(ctx context.Context, in *GetNodeViewRequest, opts ...grpc.CallOption) (*GetNodeViewResponse, error)
 	GetService(ctx context.Context, in *GetServiceRequest, opts ...grpc.CallOption) (*GetServiceResponse, error)
+	// The control plane's effective configuration (flag defaults, then
+	// --config, then the command line).
+	GetConfig(ctx context.Context, in *GetConfigRequest, opts ...grpc.CallOption) (*GetConfigResponse, error)
 }
 
 type inspectServiceClient struct {
@@ -74,6 +78,16 @@ func (c *inspectServiceClient) GetService(ctx context.Context, in *GetServiceReq
 	return out, nil
 }
 
+func (c *inspectServiceClient) GetConfig(ctx context.Context, in *GetConfigRequest, opts ...grpc.CallOption) (*GetConfigResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetConfigResponse)
+	err := c.cc.Invoke(ctx, InspectService_GetConfig_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // InspectServiceServer is the server API for InspectService service.
 // All implementations must embed UnimplementedInspectServiceServer
 // for forward compatibility.
@@ -84,6 +98,9 @@ type InspectServiceServer interface {
 	ListNodes(context.Context, *ListNodesRequest) (*ListNodesResponse, error)
 	GetNodeView(context.Context, *GetNodeViewRequest) (*GetNodeViewResponse, error)
 	GetService(context.Context, *GetServiceRequest) (*GetServiceResponse, error)
+	// The control plane's effective configuration (flag defaults, then
+	// --config, then the command line).
+	GetConfig(context.Context, *GetConfigRequest) (*GetConfigResponse, error)
 	mustEmbedUnimplementedInspectServiceServer()
 }
 
@@ -102,6 +119,9 @@ func (UnimplementedInspectServiceServer) GetNodeView(context.Context, *GetNodeVi
 }
 func (UnimplementedInspectServiceServer) GetService(context.Context, *GetServiceRequest) (*GetServiceResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetService not implemented")
+}
+func (UnimplementedInspectServiceServer) GetConfig(context.Context, *GetConfigRequest) (*GetConfigResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetConfig not implemented")
 }
 func (UnimplementedInspectServiceServer) mustEmbedUnimplementedInspectServiceServer() {}
 func (UnimplementedInspectServiceServer) testEmbeddedByValue()                        {}
@@ -178,6 +198,24 @@ func _InspectService_GetService_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _InspectService_GetConfig_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetConfigRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InspectServiceServer).GetConfig(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: InspectService_GetConfig_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InspectServiceServer).GetConfig(ctx, req.(*GetConfigRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // InspectService_ServiceDesc is the grpc.ServiceDesc for InspectService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -196,6 +234,10 @@ var InspectService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetService",
 			Handler:    _InspectService_GetService_Handler,
+		},
+		{
+			MethodName: "GetConfig",
+			Handler:    _InspectService_GetConfig_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
