@@ -9,12 +9,10 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 
@@ -155,31 +153,9 @@ func clusterNode(t *testing.T, nn *provider.NetNS, name string) cluster.Node {
 	return cluster.Node{}
 }
 
-// inNS runs fn on a thread in the named network namespace; the thread is
-// never unlocked, so the runtime discards it. Sockets opened there stay in
-// that namespace.
-func inNS(name string, fn func() error) error {
-	done := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		h, err := netns.GetFromName(name)
-		if err != nil {
-			done <- err
-			return
-		}
-		defer func() { _ = h.Close() }()
-		if err := netns.Set(h); err != nil {
-			done <- err
-			return
-		}
-		done <- fn()
-	}()
-	return <-done
-}
-
 func readSysctlIn(ns, path string) (string, error) {
 	var v string
-	err := inNS(ns, func() error {
+	err := cluster.InNetNS(ns, func() error {
 		b, err := os.ReadFile(path)
 		v = strings.TrimSpace(string(b))
 		return err
@@ -190,7 +166,7 @@ func readSysctlIn(ns, path string) (string, error) {
 func listenUDPIn(t *testing.T, ns string, at netip.AddrPort) *net.UDPConn {
 	t.Helper()
 	var c *net.UDPConn
-	if err := inNS(ns, func() (err error) {
+	if err := cluster.InNetNS(ns, func() (err error) {
 		c, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(at))
 		return err
 	}); err != nil {
@@ -203,7 +179,7 @@ func listenUDPIn(t *testing.T, ns string, at netip.AddrPort) *net.UDPConn {
 func macIn(t *testing.T, ns, dev string) net.HardwareAddr {
 	t.Helper()
 	var mac net.HardwareAddr
-	if err := inNS(ns, func() error {
+	if err := cluster.InNetNS(ns, func() error {
 		i, err := net.InterfaceByName(dev)
 		if err == nil {
 			mac = i.HardwareAddr
@@ -240,7 +216,7 @@ func rawSenderIn(t *testing.T, ns, dev string, dstMAC net.HardwareAddr) func(*te
 	t.Helper()
 	var fd, ifindex int
 	var srcMAC net.HardwareAddr
-	if err := inNS(ns, func() error {
+	if err := cluster.InNetNS(ns, func() error {
 		i, err := net.InterfaceByName(dev)
 		if err != nil {
 			return err

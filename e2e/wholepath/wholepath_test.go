@@ -66,10 +66,7 @@ func newTopology(t *testing.T) *topology {
 func objects() (*corev1.Node, *corev1.Service, *discoveryv1.EndpointSlice) {
 	node := &corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{Name: nodeName, Labels: map[string]string{"topology.kubernetes.io/zone": "zone-a"}},
-		// The client plays a Pod of this node: its link is the node's
-		// Pod CIDR, so its ClusterIP traffic is local and keeps its
-		// source (traffic from outside the Pod CIDRs is masqueraded).
-		Spec: corev1.NodeSpec{PodCIDR: "10.0.1.0/24", PodCIDRs: []string{"10.0.1.0/24"}},
+		Spec:       corev1.NodeSpec{PodCIDR: "10.244.1.0/24", PodCIDRs: []string{"10.244.1.0/24"}},
 		Status: corev1.NodeStatus{Addresses: []corev1.NodeAddress{
 			{Type: corev1.NodeInternalIP, Address: nodeIP},
 			{Type: corev1.NodeHostName, Address: nodeName},

@@ -170,11 +170,9 @@ func TestTraffic(t *testing.T) {
 		name, addr  string
 		wantSources []string
 	}{
-		// ClusterIP from outside the cluster (the client is in no Pod CIDR
-		// of the node): masqueraded to the node's address toward each
-		// server, as kube-proxy masquerades off-cluster ClusterIP traffic.
-		{"clusterIP", "10.96.0.10:80", []string{"10.0.2.1", "10.0.3.1"}},
-		{"clusterIP6", "[fd00:96::10]:80", []string{"fd00:2::1", "fd00:3::1"}},
+		// ClusterIP: DNAT only, the server sees the client itself.
+		{"clusterIP", "10.96.0.10:80", []string{clientIP}},
+		{"clusterIP6", "[fd00:96::10]:80", []string{"fd00:1::2"}},
 		// NodePort: masqueraded to the node's address toward each server.
 		{"nodePort", nodeIP + ":30080", []string{"10.0.2.1", "10.0.3.1"}},
 		{"nodePort6", "[" + nodeIP6 + "]:30080", []string{"fd00:2::1", "fd00:3::1"}},
@@ -349,9 +347,9 @@ func TestSyncChangesOnlyWhatDiffers(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Sync after drift: %v", err)
 	}
-	// 1 element + flush of services + its 6 rules.
-	if stats.Ops != 8 {
-		t.Errorf("Sync repairing drift touched %d objects, want 8", stats.Ops)
+	// 1 element + flush of services + its 4 rules.
+	if stats.Ops != 6 {
+		t.Errorf("Sync repairing drift touched %d objects, want 6", stats.Ops)
 	}
 	if stats, _ := restarted.Sync(view); stats.Ops != 0 {
 		t.Errorf("Sync after repair touched %d objects, want 0", stats.Ops)

@@ -213,8 +213,7 @@ func TestInternalTrafficPolicyLocalWithoutEndpoints(t *testing.T) {
 	if _, err := d.Apply([]dataplane.Change{{Key: svc.GetKey(), Old: svc, New: next}}); err != nil {
 		t.Fatalf("Apply: %v", err)
 	}
-	// The client is outside the cluster: masqueraded to the node's address.
-	expect(t, top.client, "10.96.0.20:80", 5, []string{"server1"}, []string{"10.0.2.1"})
+	expect(t, top.client, "10.96.0.20:80", 5, []string{"server1"}, []string{clientIP})
 }
 
 // TestSourceRanges: a LoadBalancer IP with loadBalancerSourceRanges drops
