@@ -84,8 +84,8 @@ func run(flag *flag.FlagSet, args []string) error {
 	)
 	// Local traffic detection and ClusterIP masquerade, as kube-proxy's.
 	localFlags := app.LocalTrafficFlags{}
-	flag.StringVar(&localFlags.DetectLocalMode, "detect-local-mode", "NodeCIDR",
-		"how traffic from a local Pod is told from other traffic, for externalTrafficPolicy Local (Pods count as inside the cluster) and ClusterIP masquerade (other sources are masqueraded): NodeCIDR (the source is in the node's spec.podCIDRs), ClusterCIDR (in --cluster-cidr), BridgeInterface (it arrived on --pod-bridge-interface) or InterfaceNamePrefix (on an interface named --pod-interface-name-prefix*); kube-proxy's default is ClusterCIDR, doorman's NodeCIDR: the control plane sends every node its spec.podCIDRs, so it needs no flag and stays right when the cluster's Pod ranges change")
+	flag.StringVar(&localFlags.DetectLocalMode, "detect-local-mode", "",
+		"how traffic from a local Pod is told from other traffic, for externalTrafficPolicy Local (Pods count as inside the cluster) and ClusterIP masquerade (other sources are masqueraded): NodeCIDR (the source is in the node's spec.podCIDRs), ClusterCIDR (in --cluster-cidr), BridgeInterface (it arrived on --pod-bridge-interface) or InterfaceNamePrefix (on an interface named --pod-interface-name-prefix*). Unset: the node's spec.podCIDRs decide externalTrafficPolicy Local's split and no ClusterIP traffic is masqueraded, as kube-proxy with its default ClusterCIDR and no --cluster-cidr; so a CNI whose Pod addresses are outside spec.podCIDRs keeps its Pods' source addresses")
 	flag.StringVar(&localFlags.ClusterCIDR, "cluster-cidr", "",
 		"the cluster's Pod CIDRs, comma-separated, at most one per family, for --detect-local-mode=ClusterCIDR (otherwise unused)")
 	flag.StringVar(&localFlags.PodBridgeInterface, "pod-bridge-interface", "",

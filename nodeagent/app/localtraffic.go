@@ -19,13 +19,19 @@ type LocalTrafficFlags struct {
 }
 
 // TableOptions checks the flags and turns them into the table's options;
-// an error names the flag at fault.
+// an error names the flag at fault. Without --detect-local-mode the node's
+// Pod CIDRs decide externalTrafficPolicy Local's split and no ClusterIP
+// traffic is masqueraded (but with --masquerade-all); a mode given
+// masquerades ClusterIP traffic it does not count as from a local Pod.
 func (f LocalTrafficFlags) TableOptions() (render.Options, error) {
+	if f.DetectLocalMode == "" {
+		return render.Options{LocalMode: render.LocalNodeCIDR, MasqueradeAll: f.MasqueradeAll}, nil
+	}
 	mode, err := render.ParseLocalMode(f.DetectLocalMode)
 	if err != nil {
 		return render.Options{}, fmt.Errorf("--detect-local-mode: %w", err)
 	}
-	opts := render.Options{LocalMode: mode, MasqueradeAll: f.MasqueradeAll}
+	opts := render.Options{LocalMode: mode, MasqueradeNonLocal: true, MasqueradeAll: f.MasqueradeAll}
 	switch mode {
 	case render.LocalClusterCIDR:
 		if opts.ClusterCIDRs, err = parseClusterCIDRs(f.ClusterCIDR); err != nil {

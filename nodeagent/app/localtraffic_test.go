@@ -18,14 +18,16 @@ func TestLocalTrafficFlags(t *testing.T) {
 		want    render.Options
 		wantErr string // a part of the error: the flag at fault
 	}{
-		{name: "default", flags: LocalTrafficFlags{DetectLocalMode: "NodeCIDR"}, want: render.Options{}},
-		{name: "masquerade all", flags: LocalTrafficFlags{DetectLocalMode: "NodeCIDR", MasqueradeAll: true}, want: render.Options{MasqueradeAll: true}},
+		{name: "default", flags: LocalTrafficFlags{}, want: render.Options{}},
+		{name: "default, masquerade all", flags: LocalTrafficFlags{MasqueradeAll: true}, want: render.Options{MasqueradeAll: true}},
+		{name: "node CIDR", flags: LocalTrafficFlags{DetectLocalMode: "NodeCIDR"}, want: render.Options{MasqueradeNonLocal: true}},
+		{name: "masquerade all", flags: LocalTrafficFlags{DetectLocalMode: "NodeCIDR", MasqueradeAll: true}, want: render.Options{MasqueradeNonLocal: true, MasqueradeAll: true}},
 		{name: "cluster CIDR dual-stack", flags: LocalTrafficFlags{DetectLocalMode: "ClusterCIDR", ClusterCIDR: "10.244.0.0/16, fd00:10:244::/56"},
-			want: render.Options{LocalMode: render.LocalClusterCIDR, ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16"), netip.MustParsePrefix("fd00:10:244::/56")}}},
+			want: render.Options{LocalMode: render.LocalClusterCIDR, MasqueradeNonLocal: true, ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16"), netip.MustParsePrefix("fd00:10:244::/56")}}},
 		{name: "bridge", flags: LocalTrafficFlags{DetectLocalMode: "BridgeInterface", PodBridgeInterface: "cni0"},
-			want: render.Options{LocalMode: render.LocalBridgeInterface, Interface: "cni0"}},
+			want: render.Options{LocalMode: render.LocalBridgeInterface, MasqueradeNonLocal: true, Interface: "cni0"}},
 		{name: "prefix", flags: LocalTrafficFlags{DetectLocalMode: "InterfaceNamePrefix", PodInterfaceNamePrefix: "veth"},
-			want: render.Options{LocalMode: render.LocalInterfaceNamePrefix, Interface: "veth"}},
+			want: render.Options{LocalMode: render.LocalInterfaceNamePrefix, MasqueradeNonLocal: true, Interface: "veth"}},
 		{name: "unknown mode", flags: LocalTrafficFlags{DetectLocalMode: "PodCIDR"}, wantErr: "--detect-local-mode"},
 		{name: "cluster CIDR missing", flags: LocalTrafficFlags{DetectLocalMode: "ClusterCIDR"}, wantErr: "--cluster-cidr"},
 		{name: "cluster CIDR malformed", flags: LocalTrafficFlags{DetectLocalMode: "ClusterCIDR", ClusterCIDR: "10.244.0.0/33"}, wantErr: "--cluster-cidr"},

@@ -26,6 +26,7 @@ func TestNftListsTable(t *testing.T) {
 		t.Fatalf("nft not found on PATH (%v): install the Debian package nftables (make deps)", err)
 	}
 	modes := map[string][]string{ // what nft prints of the mode's tests
+		"Default":             {"ip saddr @pod-cidrs"},
 		"NodeCIDR":            {"ip saddr != @pod-cidrs", "ip saddr @pod-cidrs"},
 		"ClusterCIDR":         {"ip saddr != 10.244.0.0/16", "ip6 saddr != fd00:10:244::/56", "ip saddr 10.244.0.0/16"},
 		"ClusterCIDR-v4only":  {"ip saddr != 10.244.0.0/16", "ip saddr 10.244.0.0/16"},

@@ -52,10 +52,17 @@ func ParseLocalMode(s string) (LocalMode, error) {
 }
 
 // Options shape the static part of the table. The zero value is doorman's
-// default: local traffic by the node's Pod CIDRs, ClusterIP traffic
-// masqueraded only when it is not from a Pod.
+// default: local traffic by the node's Pod CIDRs for externalTrafficPolicy
+// Local, and no ClusterIP traffic masqueraded (as kube-proxy without a
+// local traffic mode: a cluster whose Pod addresses are not in its Nodes'
+// spec.podCIDRs keeps its Pods' source addresses).
 type Options struct {
 	LocalMode LocalMode
+	// MasqueradeNonLocal masquerades ClusterIP traffic the mode does not
+	// count as from a local Pod (a client outside the cluster routed to a
+	// ClusterIP, the node itself), so its replies come back through this
+	// node, as kube-proxy does once a mode is configured.
+	MasqueradeNonLocal bool
 	// ClusterCIDRs, for LocalClusterCIDR: at most one prefix per family; a
 	// family without one has no local traffic test (nothing counts as from
 	// a Pod, and nothing is masqueraded for not being from one).
@@ -234,8 +241,8 @@ func (o Options) fromPodsRules(byPort bool, set4, set6 string) []Rule {
 }
 
 // clusterIPMasqRules ask for ClusterIP traffic to be masqueraded, ahead
-// of the dispatch in the services chain, one per family: all of it with
-// MasqueradeAll,
+// of the dispatch in the services chain, one per family (none without
+// MasqueradeAll or MasqueradeNonLocal): all of it with MasqueradeAll,
 //
 //	ip daddr @cluster-ips meta mark set meta mark | 0x4000
 //
@@ -245,6 +252,9 @@ func (o Options) fromPodsRules(byPort bool, set4, set6 string) []Rule {
 //
 //	ip daddr @cluster-ips ip saddr != @pod-cidrs meta mark set meta mark | 0x4000
 func (o Options) clusterIPMasqRules() []Rule {
+	if !o.MasqueradeAll && !o.MasqueradeNonLocal {
+		return nil
+	}
 	var rules []Rule
 	for _, fs := range []struct {
 		f   fam

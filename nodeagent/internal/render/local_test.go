@@ -8,15 +8,17 @@ import (
 	"github.com/google/nftables/expr"
 )
 
-// localModeOptions is one Options per local traffic mode, with and without
-// --masquerade-all, for the table tests.
+// localModeOptions is one Options per local traffic mode given (which
+// masquerades ClusterIP traffic not from a local Pod), the default (no mode
+// given), and --masquerade-all, for the table tests.
 var localModeOptions = map[string]Options{
-	"NodeCIDR":            {},
-	"ClusterCIDR":         {LocalMode: LocalClusterCIDR, ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16"), netip.MustParsePrefix("fd00:10:244::/56")}},
-	"ClusterCIDR-v4only":  {LocalMode: LocalClusterCIDR, ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16")}},
-	"BridgeInterface":     {LocalMode: LocalBridgeInterface, Interface: "cni0"},
-	"InterfaceNamePrefix": {LocalMode: LocalInterfaceNamePrefix, Interface: "veth"},
-	"MasqueradeAll":       {LocalMode: LocalBridgeInterface, Interface: "cni0", MasqueradeAll: true},
+	"Default":             {},
+	"NodeCIDR":            {MasqueradeNonLocal: true},
+	"ClusterCIDR":         {LocalMode: LocalClusterCIDR, MasqueradeNonLocal: true, ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16"), netip.MustParsePrefix("fd00:10:244::/56")}},
+	"ClusterCIDR-v4only":  {LocalMode: LocalClusterCIDR, MasqueradeNonLocal: true, ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16")}},
+	"BridgeInterface":     {LocalMode: LocalBridgeInterface, MasqueradeNonLocal: true, Interface: "cni0"},
+	"InterfaceNamePrefix": {LocalMode: LocalInterfaceNamePrefix, MasqueradeNonLocal: true, Interface: "veth"},
+	"MasqueradeAll":       {LocalMode: LocalBridgeInterface, MasqueradeNonLocal: true, Interface: "cni0", MasqueradeAll: true},
 }
 
 // TestLocalModeRules checks the rules each mode puts where "from a local
@@ -30,6 +32,19 @@ func TestLocalModeRules(t *testing.T) {
 	tests := map[string]struct {
 		services, localIPs, localNodePorts []string // the rules before the dispatch / before the node's own
 	}{
+		// No mode given: the node's Pod CIDRs split externalTrafficPolicy
+		// Local, and no ClusterIP traffic is masqueraded.
+		"Default": {
+			services: []string{},
+			localIPs: []string{
+				"ip saddr @pod-cidrs ip daddr . meta l4proto . th dport vmap @local-internal-ips",
+				"ip6 saddr @pod-cidrs6 ip6 daddr . meta l4proto . th dport vmap @local-internal-ips6",
+			},
+			localNodePorts: []string{
+				"ip saddr @pod-cidrs meta l4proto . th dport vmap @local-internal-nodeports",
+				"ip6 saddr @pod-cidrs6 meta l4proto . th dport vmap @local-internal-nodeports6",
+			},
+		},
 		"NodeCIDR": {
 			services: []string{
 				"ip daddr @cluster-ips ip saddr != @pod-cidrs meta mark set meta mark | 0x4000",
