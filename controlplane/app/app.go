@@ -142,7 +142,7 @@ func Run(ctx context.Context, cfg Config) error {
 		opts = append(opts, secure...)
 	}
 	gs := grpc.NewServer(opts...)
-	server.Register(gs, h, log.Named("server"), server.WithConfiguration(cfg.Configuration))
+	server.Register(gs, h, log.Named("server"), server.WithConfiguration(cfg.Configuration), server.WithSent(m.Sent))
 	reflection.Register(gs)
 
 	go func() {

@@ -389,6 +389,12 @@ func (b *proxyBench) measure(ctx context.Context, system string, n int) error {
 		return err
 	}
 	defer g.close()
+	var shares *shareReader
+	if system == sysDoorman {
+		if shares, err = newShareReader(ctx, b.c, b.node(system)); err != nil {
+			return err
+		}
+	}
 	var lat []time.Duration
 	for i := range b.f.changes {
 		svc := changeTarget(i, 101, n)
@@ -416,6 +422,11 @@ func (b *proxyBench) measure(ctx context.Context, system string, n int) error {
 		d := max(at.Sub(t), 0)
 		log.Debug("change programmed", "service", serviceName(svc), "endpoint", ip, "latency", d)
 		lat = append(lat, d)
+		if shares != nil {
+			if err := shares.changed(ctx, 2*time.Second); err != nil {
+				return fmt.Errorf("change %d: %w", i, err)
+			}
+		}
 		time.Sleep(b.f.gap)
 	}
 	if len(lat) > 0 {
@@ -423,6 +434,9 @@ func (b *proxyBench) measure(ctx context.Context, system string, n int) error {
 		b.rep.add(system, n, "change_p99_seconds", percentile(lat, 99).Seconds(), "seconds")
 		b.rep.add(system, n, "changes", float64(len(lat)), "count")
 		fmt.Printf("change p50 %s p99 %s, ", percentile(lat, 50).Round(100*time.Microsecond), percentile(lat, 99).Round(100*time.Microsecond))
+	}
+	if shares != nil {
+		shares.report(b.rep, system, n)
 	}
 
 	if _, over := b.stopped[system]; !over && b.f.churnRate > 0 {

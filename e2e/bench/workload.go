@@ -255,6 +255,12 @@ func (w *workload) changeEndpoint(ctx context.Context, i int, ip netip.Addr) err
 	s := w.slices[i].DeepCopy()
 	w.mu.Unlock()
 	s.Endpoints[1] = endpoint(ip)
+	// As the EndpointSlice controller does: the latency series of both
+	// proxies time the change from here.
+	if s.Annotations == nil {
+		s.Annotations = map[string]string{}
+	}
+	s.Annotations[corev1.EndpointsLastChangeTriggerTime] = time.Now().Format(time.RFC3339Nano)
 	got, err := w.client.DiscoveryV1().EndpointSlices(benchNamespace).Update(ctx, s, metav1.UpdateOptions{})
 	if err != nil {
 		return fmt.Errorf("update endpointslice %s: %w", s.Name, err)

@@ -13,7 +13,8 @@ import (
 
 // Sums returns, for each counter, gauge and untyped family, the sum of its
 // samples over every label set: for a family without labels, its value.
-// Histograms and summaries are left out.
+// A histogram gives its name with "_count" and "_sum" appended, summed
+// likewise; its buckets and summaries are left out.
 func Sums(r io.Reader) (map[string]float64, error) {
 	parser := expfmt.NewTextParser(model.UTF8Validation)
 	families, err := parser.TextToMetricFamilies(r)
@@ -30,6 +31,9 @@ func Sums(r io.Reader) (map[string]float64, error) {
 				out[name] += m.GetGauge().GetValue()
 			case m.GetUntyped() != nil:
 				out[name] += m.GetUntyped().GetValue()
+			case m.GetHistogram() != nil:
+				out[name+"_count"] += float64(m.GetHistogram().GetSampleCount())
+				out[name+"_sum"] += m.GetHistogram().GetSampleSum()
 			}
 		}
 	}

@@ -29,10 +29,12 @@ kubeproxy_sync_proxy_rules_duration_seconds_count 1
 		t.Fatal(err)
 	}
 	want := map[string]float64{
-		"doorman_agent_nacks_total":     3,
-		"kubeproxy_proxy_healthz_total": 9,
-		"go_memstats_heap_inuse_bytes":  1.5e6,
-		"some_untyped":                  4,
+		"doorman_agent_nacks_total":                         3,
+		"kubeproxy_proxy_healthz_total":                     9,
+		"go_memstats_heap_inuse_bytes":                      1.5e6,
+		"some_untyped":                                      4,
+		"kubeproxy_sync_proxy_rules_duration_seconds_count": 1,
+		"kubeproxy_sync_proxy_rules_duration_seconds_sum":   0.1,
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("Sums (-want +got):\n%s", diff)

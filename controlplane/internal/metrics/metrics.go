@@ -16,6 +16,7 @@ import (
 
 	"github.com/doorman-proxy/doorman/controlplane/internal/differ"
 	"github.com/doorman-proxy/doorman/controlplane/internal/watch"
+	"github.com/doorman-proxy/doorman/controlplane/internal/wire"
 	"github.com/doorman-proxy/doorman/internal/version"
 	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
 )
@@ -43,12 +44,20 @@ type Metrics struct {
 	streams      prometheus.Counter
 	events       *prometheus.CounterVec
 	recompute    prometheus.Histogram
+	sliceDelay   prometheus.Histogram
+	sendDelay    prometheus.Histogram
+	// start: trigger times before it are not measured (a restart would
+	// report the age of every EndpointSlice), as the agent does.
+	start time.Time
 }
+
+// delayBuckets spread 100 µs … about 13 s, for the trigger-time latencies.
+var delayBuckets = prometheus.ExponentialBuckets(1e-4, 1.5, 30)
 
 // New creates the series in a private registry, with the per-node ones
 // read from src at every scrape.
 func New(src Source) (*Metrics, error) {
-	m := &Metrics{reg: prometheus.NewRegistry()}
+	m := &Metrics{reg: prometheus.NewRegistry(), start: time.Now()}
 	m.bytesSent = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "doorman_controlplane_stream_bytes_sent_total",
 		Help: "Bytes sent to agents on AgentService.Sync streams, on the wire (gRPC messages with their headers).",
@@ -82,13 +91,23 @@ func New(src Source) (*Metrics, error) {
 		Help:    "Time to fold one informer event into the model and the per-node views, in seconds.",
 		Buckets: prometheus.ExponentialBuckets(1e-6, 4, 12), // 1 µs … 4 s
 	})
+	m.sliceDelay = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "doorman_controlplane_endpointslice_event_delay_seconds",
+		Help:    "Time from an EndpointSlice's last-change-trigger-time annotation to its informer event reaching the control plane (the API server's and the watch's share of network programming latency), in seconds.",
+		Buckets: delayBuckets,
+	})
+	m.sendDelay = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "doorman_controlplane_update_send_delay_seconds",
+		Help:    "Time from the newest trigger time an incremental update brings to its write on an agent's stream, per agent, in seconds.",
+		Buckets: delayBuckets,
+	})
 	for _, kind := range []string{"service", "endpointslice", "node", "servicecidr"} {
 		for _, op := range []string{"set", "delete"} {
 			m.events.WithLabelValues(kind, op)
 		}
 	}
 	cs := []prometheus.Collector{
-		m.bytesSent, m.messagesSent, m.bytesRecv, m.acks, m.nacks, m.streams, m.events, m.recompute,
+		m.bytesSent, m.messagesSent, m.bytesRecv, m.acks, m.nacks, m.streams, m.events, m.recompute, m.sliceDelay, m.sendDelay,
 		nodeCollector{src: src}, version.Collector("controlplane"),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		collectors.NewGoCollector(),
@@ -207,7 +226,33 @@ func (s *sink) DeleteService(namespace, name string) {
 }
 
 func (s *sink) SetSlice(v *discoveryv1.EndpointSlice) {
+	s.m.observeDelay(s.m.sliceDelay, triggerTime(v))
 	s.observe("endpointslice", "set", func() { s.next.SetSlice(v) })
+}
+
+// triggerTime reads a slice's last-change-trigger-time; zero when it has
+// none or it does not parse.
+func triggerTime(v *discoveryv1.EndpointSlice) time.Time {
+	t, err := time.Parse(time.RFC3339Nano, v.Annotations[corev1.EndpointsLastChangeTriggerTime])
+	if err != nil {
+		return time.Time{}
+	}
+	return t
+}
+
+// Sent times an update written to an agent's stream from the newest
+// trigger time it brings.
+func (m *Metrics) Sent(u *wire.Update) {
+	if t := u.NewestTrigger(); t > 0 {
+		m.observeDelay(m.sendDelay, time.Unix(0, t))
+	}
+}
+
+func (m *Metrics) observeDelay(h prometheus.Histogram, trigger time.Time) {
+	if trigger.IsZero() || trigger.Before(m.start) {
+		return
+	}
+	h.Observe(max(0, time.Since(trigger).Seconds()))
 }
 
 func (s *sink) DeleteSlice(namespace, name string) {

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/doorman-proxy/doorman/controlplane/internal/differ"
 	"github.com/doorman-proxy/doorman/controlplane/internal/hub"
+	"github.com/doorman-proxy/doorman/controlplane/internal/wire"
 	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
 )
 
@@ -234,4 +236,52 @@ func counter(t *testing.T, c prometheus.Counter) float64 {
 		t.Fatal(err)
 	}
 	return m.GetCounter().GetValue()
+}
+
+// histogram reads a histogram's sample count and sum.
+func histogram(t *testing.T, h prometheus.Histogram) (uint64, float64) {
+	t.Helper()
+	var m dto.Metric
+	if err := h.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetHistogram().GetSampleCount(), m.GetHistogram().GetSampleSum()
+}
+
+// The trigger-time delays count each annotated slice event and each
+// incremental update once, from the trigger time; times from before the
+// control plane started, full views and values without a trigger are not
+// measured.
+func TestTriggerDelays(t *testing.T) {
+	m, err := New(&fakeSource{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.start = time.Now().Add(-time.Minute)
+	s := m.Sink(&recorder{})
+	slice := func(name string, trigger time.Time) *discoveryv1.EndpointSlice {
+		es := &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Name: name}}
+		if !trigger.IsZero() {
+			es.Annotations = map[string]string{corev1.EndpointsLastChangeTriggerTime: trigger.Format(time.RFC3339Nano)}
+		}
+		return es
+	}
+	recent := time.Now().Add(-50 * time.Millisecond)
+	s.SetSlice(slice("annotated", recent))
+	s.SetSlice(slice("plain", time.Time{}))
+	s.SetSlice(slice("before start", m.start.Add(-time.Hour)))
+	s.SetSlice(&discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Name: "garbage",
+		Annotations: map[string]string{corev1.EndpointsLastChangeTriggerTime: "yesterday"}}})
+	if n, sum := histogram(t, m.sliceDelay); n != 1 || sum < 0.05 || sum > 60 {
+		t.Errorf("slice delay: %d samples summing %vs, want 1 of at least 0.05s", n, sum)
+	}
+
+	entry := func(trigger int64) *wire.Entry { return &wire.Entry{Key: "k", Trigger: trigger} }
+	m.Sent(&wire.Update{Upserts: []*wire.Entry{entry(0), entry(recent.UnixNano()), entry(recent.Add(-time.Second).UnixNano())}})
+	m.Sent(&wire.Update{Full: true, Upserts: []*wire.Entry{entry(recent.UnixNano())}})
+	m.Sent(&wire.Update{Upserts: []*wire.Entry{entry(0)}})
+	m.Sent(&wire.Update{Removals: []string{"k"}})
+	if n, sum := histogram(t, m.sendDelay); n != 1 || sum < 0.05 || sum > 60 {
+		t.Errorf("send delay: %d samples summing %vs, want 1 of at least 0.05s (the newest trigger)", n, sum)
+	}
 }

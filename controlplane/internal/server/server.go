@@ -25,29 +25,41 @@ func Register(s grpc.ServiceRegistrar, h *hub.Hub, log hclog.Logger, opts ...Opt
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	enc := &encoder{budget: newBudget(frameBudgetBytes), wait: frameBudgetWait}
-	doormanv1.RegisterAgentServiceServer(s, &agent{hub: h, enc: enc, log: log.Named("agent")})
-	in := &inspect{hub: h}
-	for _, o := range opts {
-		o(in)
+	var o options
+	for _, opt := range opts {
+		opt(&o)
 	}
-	doormanv1.RegisterInspectServiceServer(s, in)
+	enc := &encoder{budget: newBudget(frameBudgetBytes), wait: frameBudgetWait}
+	doormanv1.RegisterAgentServiceServer(s, &agent{hub: h, enc: enc, log: log.Named("agent"), sent: o.sent})
+	doormanv1.RegisterInspectServiceServer(s, &inspect{hub: h, config: o.config})
 }
 
 // An Option adds to what Register serves.
-type Option func(*inspect)
+type Option func(*options)
+
+type options struct {
+	config *config.Effective
+	sent   func(*wire.Update)
+}
 
 // WithConfiguration makes InspectService's GetConfig answer with the
 // control plane's effective configuration (without it: Unavailable).
 func WithConfiguration(c *config.Effective) Option {
-	return func(i *inspect) { i.config = c }
+	return func(o *options) { o.config = c }
+}
+
+// WithSent calls f with each update once it was written to an agent's
+// stream (the metrics time it).
+func WithSent(f func(*wire.Update)) Option {
+	return func(o *options) { o.sent = f }
 }
 
 type agent struct {
 	doormanv1.UnimplementedAgentServiceServer
-	hub *hub.Hub
-	enc *encoder
-	log hclog.Logger
+	hub  *hub.Hub
+	enc  *encoder
+	log  hclog.Logger
+	sent func(*wire.Update)
 }
 
 // Sync serves one node: the Hello opens a session; then frames go out when
@@ -85,6 +97,9 @@ func (a *agent) Sync(stream grpc.BidiStreamingServer[doormanv1.SyncRequest, door
 			}
 			if err := stream.SendMsg(frame); err != nil {
 				return err
+			}
+			if a.sent != nil {
+				a.sent(u)
 			}
 			continue
 		}

@@ -151,8 +151,13 @@ func servesServiceCIDRs(ctx context.Context, d discovery.DiscoveryInterface, log
 // handler adapts typed set/delete functions, unwrapping tombstones.
 func handler[T any](log hclog.Logger, kind string, set func(T), del func(T)) cache.ResourceEventHandler {
 	return cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(obj any) { typed(log, kind, obj, set) },
-		UpdateFunc: func(_, obj any) { typed(log, kind, obj, set) },
+		AddFunc: func(obj any) { typed(log, kind, obj, set) },
+		UpdateFunc: func(old, obj any) {
+			if sameVersion(old, obj) {
+				return // a relist delivering what the handler already has
+			}
+			typed(log, kind, obj, set)
+		},
 		DeleteFunc: func(obj any) {
 			if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 				obj = t.Obj
@@ -160,6 +165,14 @@ func handler[T any](log hclog.Logger, kind string, set func(T), del func(T)) cac
 			typed(log, kind, obj, del)
 		},
 	}
+}
+
+// sameVersion reports whether two states of an object carry the same
+// resourceVersion, so that nothing changed between them.
+func sameVersion(old, obj any) bool {
+	o, ok1 := old.(metav1.Object)
+	n, ok2 := obj.(metav1.Object)
+	return ok1 && ok2 && o.GetResourceVersion() != "" && o.GetResourceVersion() == n.GetResourceVersion()
 }
 
 func typed[T any](log hclog.Logger, kind string, obj any, f func(T)) {

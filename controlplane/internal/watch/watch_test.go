@@ -198,3 +198,22 @@ func TestServiceCIDRDiscoveryGivesUpWithContext(t *testing.T) {
 		t.Fatalf("Start = %v, want the context's error", err)
 	}
 }
+
+// An update whose resourceVersion did not change (a relist redelivering
+// what the handler has) is not passed on; any other update is.
+func TestHandlerSkipsSameVersion(t *testing.T) {
+	var got []string
+	h := handler(hclog.NewNullLogger(), "endpointslice",
+		func(s *discoveryv1.EndpointSlice) { got = append(got, s.Name+"@"+s.ResourceVersion) },
+		func(*discoveryv1.EndpointSlice) {})
+	slice := func(rv string) *discoveryv1.EndpointSlice {
+		return &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Name: "web", ResourceVersion: rv}}
+	}
+	h.OnUpdate(slice("5"), slice("5"))
+	h.OnUpdate(slice("5"), slice("6"))
+	h.OnUpdate(slice(""), slice(""))
+	h.OnUpdate(nil, slice("7"))
+	if diff := cmp.Diff([]string{"web@6", "web@", "web@7"}, got); diff != "" {
+		t.Errorf("updates passed on (-want +got):\n%s", diff)
+	}
+}

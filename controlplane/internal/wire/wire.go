@@ -54,11 +54,20 @@ type Entry struct {
 	// Hash is the entry's contribution to bucket and view digests (see
 	// doormanv1.Digests).
 	Hash uint64
+	// Trigger is the value's trigger time (ServicePort's
+	// trigger_time_unix_nano: its EndpointSlices' last change), for the
+	// latency metrics; 0: none.
+	Trigger int64
 }
 
 // ServicePort encodes a ServicePort entry under its key.
 func ServicePort(sp *doormanv1.ServicePort) (*Entry, error) {
-	return encode(doormanv1.ServicePortKey(sp), entryServicePort, sp)
+	e, err := encode(doormanv1.ServicePortKey(sp), entryServicePort, sp)
+	if err != nil {
+		return nil, err
+	}
+	e.Trigger = sp.GetTriggerTimeUnixNano()
+	return e, nil
 }
 
 // Node encodes the node entry.
@@ -95,6 +104,19 @@ func (e *Entry) Message() (*doormanv1.Entry, error) {
 		return nil, fmt.Errorf("decode entry %s: %w", e.Key, err)
 	}
 	return m, nil
+}
+
+// NewestTrigger returns the newest trigger time among an incremental
+// update's upserts, or 0 (a full view brings every old one too).
+func (u *Update) NewestTrigger() int64 {
+	if u.Full {
+		return 0
+	}
+	var t int64
+	for _, e := range u.Upserts {
+		t = max(t, e.Trigger)
+	}
+	return t
 }
 
 // Update is one SyncResponse before encoding.

@@ -6,6 +6,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/doorman-proxy/doorman/nodeagent/internal/dataplane"
 	"github.com/doorman-proxy/doorman/nodeagent/internal/state"
@@ -212,6 +213,9 @@ type Outcome struct {
 	// ServicePorts this update changed whose trigger time is new: the
 	// caller measures network programming latency from them to the commit.
 	TriggerTimes []int64
+	// Received is when the update came off the stream (set by the
+	// stream's reader; zero when it did not come from one).
+	Received time.Time
 }
 
 // Handle applies one update: state, kernel, cache, in that order, and

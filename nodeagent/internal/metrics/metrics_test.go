@@ -3,6 +3,7 @@ package metrics
 import (
 	"context"
 	"errors"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -88,8 +89,8 @@ func TestTransactionsAndProgrammingLatency(t *testing.T) {
 		t.Fatal(err)
 	}
 	commit := clock
-	m.Updated(agent.Outcome{TriggerTimes: []int64{
-		commit.Add(-250 * time.Millisecond).UnixNano(), // measured: 0.25 s
+	m.Updated(agent.Outcome{Received: commit.Add(-200 * time.Millisecond), TriggerTimes: []int64{
+		commit.Add(-250 * time.Millisecond).UnixNano(), // measured: 0.25 s, of which 0.05 s before it was received
 		time.Unix(998, 0).UnixNano(),                   // before the agent started: not measured
 	}})
 	k.err, k.ops = errors.New("EPERM"), 0
@@ -105,6 +106,9 @@ func TestTransactionsAndProgrammingLatency(t *testing.T) {
 	}
 	if got := histogram(t, reg, "kubeproxy_network_programming_duration_seconds"); got.GetSampleCount() != 1 || got.GetSampleSum() != 0.25 {
 		t.Errorf("programming latency: count %d sum %v, want one of 0.25 s", got.GetSampleCount(), got.GetSampleSum())
+	}
+	if got := histogram(t, reg, "doorman_agent_update_receive_delay_seconds"); got.GetSampleCount() != 1 || math.Abs(got.GetSampleSum()-0.05) > 1e-9 {
+		t.Errorf("receive delay: count %d sum %v, want one of 0.05 s", got.GetSampleCount(), got.GetSampleSum())
 	}
 	if got, want := value(t, reg, "kubeproxy_sync_proxy_rules_last_timestamp_seconds"), float64(commit.UnixNano())/1e9; got != want {
 		t.Errorf("last sync timestamp %v, want the commit's %v (a failed transaction does not move it)", got, want)

@@ -243,10 +243,12 @@ func (s *session) run(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("receive from %s: %w", s.target, err)
 		}
+		received := time.Now()
 		out, err := s.handle(u)
 		if err != nil {
 			return err
 		}
+		out.Received = received
 		s.logOutcome(out)
 		if s.observer != nil {
 			s.observer.Updated(out)
