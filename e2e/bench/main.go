@@ -34,8 +34,10 @@ func run(args []string) error {
 		return runProxy(ctx, args)
 	case "scale":
 		return runScale(ctx, args)
+	case "soak":
+		return runSoak(ctx, args)
 	default:
-		return fmt.Errorf("unknown command %q: want proxy (default) or scale", cmd)
+		return fmt.Errorf("unknown command %q: want proxy (default), scale or soak", cmd)
 	}
 }
 

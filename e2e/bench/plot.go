@@ -23,10 +23,12 @@ type series struct {
 	X, Y   []float64
 }
 
-// panel is one chart: log-scaled axes, since sizes grow by 10×.
+// panel is one chart: log-scaled axes, since sizes grow by 10×, unless
+// Linear (values against time).
 type panel struct {
 	Title, XLabel, YLabel string
 	Series                []series
+	Linear                bool
 }
 
 var palette = []color.RGBA{
@@ -34,6 +36,8 @@ var palette = []color.RGBA{
 	{0xd6, 0x27, 0x28, 0xff}, // kube-proxy nftables
 	{0x2c, 0xa0, 0x2c, 0xff}, // kube-proxy iptables
 	{0x94, 0x67, 0xbd, 0xff},
+	{0xff, 0x7f, 0x0e, 0xff},
+	{0x8c, 0x56, 0x4b, 0xff},
 }
 
 // writePlot draws the panels side by side into a PNG at path.
@@ -66,7 +70,7 @@ func drawPanel(img *image.RGBA, r image.Rectangle, p panel) {
 	xmin, xmax, ymin, ymax := math.Inf(1), math.Inf(-1), math.Inf(1), math.Inf(-1)
 	for _, s := range p.Series {
 		for i := range s.X {
-			if s.X[i] <= 0 || s.Y[i] <= 0 {
+			if !p.Linear && (s.X[i] <= 0 || s.Y[i] <= 0) {
 				continue
 			}
 			xmin, xmax = math.Min(xmin, s.X[i]), math.Max(xmax, s.X[i])
@@ -77,30 +81,18 @@ func drawPanel(img *image.RGBA, r image.Rectangle, p panel) {
 		text(img, plot.Min.X+10, plot.Min.Y+20, "no data", black)
 		return
 	}
-	// Whole decades around the data.
-	xlo, xhi := math.Floor(math.Log10(xmin)), math.Ceil(math.Log10(xmax))
-	ylo, yhi := math.Floor(math.Log10(ymin)), math.Ceil(math.Log10(ymax))
-	if xhi == xlo {
-		xhi++
-	}
-	if yhi == ylo {
-		yhi++
-	}
-	px := func(x float64) int {
-		return plot.Min.X + int((math.Log10(x)-xlo)/(xhi-xlo)*float64(plot.Dx()))
-	}
-	py := func(y float64) int {
-		return plot.Max.Y - int((math.Log10(y)-ylo)/(yhi-ylo)*float64(plot.Dy()))
-	}
-	for d := xlo; d <= xhi; d++ {
-		x := px(math.Pow(10, d))
+	xa, ya := newAxis(xmin, xmax, p.Linear), newAxis(ymin, ymax, p.Linear)
+	px := func(x float64) int { return plot.Min.X + int(xa.frac(x)*float64(plot.Dx())) }
+	py := func(y float64) int { return plot.Max.Y - int(ya.frac(y)*float64(plot.Dy())) }
+	for _, t := range xa.ticks() {
+		x := px(t)
 		line(img, x, plot.Min.Y, x, plot.Max.Y, grey, false)
-		text(img, x-12, plot.Max.Y+16, decade(d), black)
+		text(img, x-12, plot.Max.Y+16, xa.label(t), black)
 	}
-	for d := ylo; d <= yhi; d++ {
-		y := py(math.Pow(10, d))
+	for _, t := range ya.ticks() {
+		y := py(t)
 		line(img, plot.Min.X, y, plot.Max.X, y, grey, false)
-		text(img, plot.Min.X-62, y+4, decade(d), black)
+		text(img, plot.Min.X-62, y+4, ya.label(t), black)
 	}
 	line(img, plot.Min.X, plot.Max.Y, plot.Max.X, plot.Max.Y, black, false)
 	line(img, plot.Min.X, plot.Min.Y, plot.Min.X, plot.Max.Y, black, false)
@@ -113,7 +105,7 @@ func drawPanel(img *image.RGBA, r image.Rectangle, p panel) {
 	for i, s := range p.Series {
 		prevX, prevY, have := 0, 0, false
 		for j := range s.X {
-			if s.X[j] <= 0 || s.Y[j] <= 0 {
+			if !p.Linear && (s.X[j] <= 0 || s.Y[j] <= 0) {
 				continue
 			}
 			x, y := px(s.X[j]), py(s.Y[j])
@@ -130,6 +122,72 @@ func drawPanel(img *image.RGBA, r image.Rectangle, p panel) {
 		line(img, lx, ly-4, lx+20, ly-4, s.Color, s.Dashed)
 		text(img, lx+25, ly, s.Label, black)
 	}
+}
+
+// axis maps values to [0, 1]: whole decades around the data on a log
+// axis, from 0 to a round number above the data on a linear one.
+type axis struct {
+	lo, hi float64 // decades on a log axis
+	step   float64 // between ticks on a linear axis
+	log    bool
+}
+
+func newAxis(vmin, vmax float64, linear bool) axis {
+	if linear {
+		step := niceStep(vmax / 5)
+		hi := math.Ceil(vmax/step) * step
+		if hi <= 0 {
+			hi, step = 1, 0.2
+		}
+		return axis{lo: 0, hi: hi, step: step}
+	}
+	lo, hi := math.Floor(math.Log10(vmin)), math.Ceil(math.Log10(vmax))
+	if hi == lo {
+		hi++
+	}
+	return axis{lo: lo, hi: hi, log: true}
+}
+
+// niceStep rounds v up to 1, 2 or 5 times a power of ten.
+func niceStep(v float64) float64 {
+	if v <= 0 {
+		return 1
+	}
+	p := math.Pow(10, math.Floor(math.Log10(v)))
+	for _, m := range []float64{1, 2, 5, 10} {
+		if m*p >= v {
+			return m * p
+		}
+	}
+	return 10 * p
+}
+
+func (a axis) frac(v float64) float64 {
+	if a.log {
+		return (math.Log10(v) - a.lo) / (a.hi - a.lo)
+	}
+	return (v - a.lo) / (a.hi - a.lo)
+}
+
+func (a axis) ticks() []float64 {
+	var out []float64
+	if a.log {
+		for d := a.lo; d <= a.hi; d++ {
+			out = append(out, math.Pow(10, d))
+		}
+		return out
+	}
+	for v := a.lo; v <= a.hi+a.step/2; v += a.step {
+		out = append(out, v)
+	}
+	return out
+}
+
+func (a axis) label(v float64) string {
+	if a.log {
+		return decade(math.Log10(v))
+	}
+	return fmt.Sprintf("%g", math.Round(v*1000)/1000)
 }
 
 // decade labels 10^d readably: 1ms, 10, 100k …
