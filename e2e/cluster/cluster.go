@@ -138,55 +138,15 @@ type Cluster struct {
 // Start brings a cluster up. On error everything started so far is torn
 // down.
 func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
-	if os.Geteuid() != 0 {
-		return nil, errors.New("the netns cluster needs root (network namespaces)")
+	if cfg, err = withDefaults(cfg); err != nil {
+		return nil, err
 	}
-	if cfg.Nodes <= 0 {
-		cfg.Nodes = 3
+	if err := checkBinaries(cfg); err != nil {
+		return nil, err
 	}
-	if cfg.Nodes > 200 {
-		return nil, fmt.Errorf("%d nodes: at most 200", cfg.Nodes)
-	}
-	if cfg.Proxy == "" {
-		cfg.Proxy = ProxyDoorman
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = hclog.NewNullLogger()
-	}
-	if cfg.Prefix == "" {
-		var b [2]byte
-		_, _ = rand.Read(b[:])
-		cfg.Prefix = "dm" + hex.EncodeToString(b[:])
-	}
-	if cfg.K8sBinDir == "" {
-		return nil, errors.New("K8sBinDir is required (run e2e/hack/build-k8s.sh)")
-	}
-	need := []string{"etcd", "kube-apiserver", "kube-controller-manager"}
-	if cfg.Proxy == ProxyKubeProxy {
-		need = append(need, "kube-proxy")
-	}
-	for _, b := range need {
-		if _, err := os.Stat(filepath.Join(cfg.K8sBinDir, b)); err != nil {
-			return nil, fmt.Errorf("%s missing in %s (run e2e/hack/build-k8s.sh): %w", b, cfg.K8sBinDir, err)
-		}
-	}
-	if cfg.Proxy == ProxyDoorman {
-		for _, b := range []string{"controlplane", "nodeagent"} {
-			if _, err := os.Stat(filepath.Join(cfg.DoormanBinDir, b)); err != nil {
-				return nil, fmt.Errorf("%s missing in %q (go build -o DIR ./controlplane ./nodeagent): %w", b, cfg.DoormanBinDir, err)
-			}
-		}
-	}
-	c := &Cluster{cfg: cfg, log: cfg.Logger.Named("cluster"), agents: map[string]*proc{}}
-	c.work = cfg.WorkDir
-	if c.work == "" {
-		if c.work, err = os.MkdirTemp("", "doorman-cluster-"); err != nil {
-			return nil, fmt.Errorf("work dir: %w", err)
-		}
-	}
-	c.logDir = filepath.Join(c.work, "logs")
-	if err := os.MkdirAll(c.logDir, 0o755); err != nil {
-		return nil, fmt.Errorf("log dir: %w", err)
+	c, err := newCluster(cfg)
+	if err != nil {
+		return nil, err
 	}
 	bgctx, cancel := context.WithCancel(context.Background())
 	c.cancel = cancel
@@ -207,8 +167,87 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 	if err := c.startControlPlane(ctx); err != nil {
 		return nil, err
 	}
+	if err := c.startNodes(ctx, bgctx); err != nil {
+		return nil, err
+	}
+	if err := c.startProxy(ctx); err != nil {
+		return nil, err
+	}
+	c.log.Info("cluster up", "prefix", cfg.Prefix, "kubeconfig", c.kubeconfig, "elapsed", time.Since(t0).Round(time.Millisecond))
+	return c, nil
+}
+
+// withDefaults checks cfg and fills in its defaults.
+func withDefaults(cfg Config) (Config, error) {
+	if os.Geteuid() != 0 {
+		return cfg, errors.New("the netns cluster needs root (network namespaces)")
+	}
+	if cfg.Nodes <= 0 {
+		cfg.Nodes = 3
+	}
+	if cfg.Nodes > 200 {
+		return cfg, fmt.Errorf("%d nodes: at most 200", cfg.Nodes)
+	}
+	if cfg.Proxy == "" {
+		cfg.Proxy = ProxyDoorman
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.NewNullLogger()
+	}
+	if cfg.Prefix == "" {
+		var b [2]byte
+		_, _ = rand.Read(b[:])
+		cfg.Prefix = "dm" + hex.EncodeToString(b[:])
+	}
+	if cfg.K8sBinDir == "" {
+		return cfg, errors.New("K8sBinDir is required (run e2e/hack/build-k8s.sh)")
+	}
+	return cfg, nil
+}
+
+// checkBinaries checks that the binaries cfg.Proxy needs are there.
+func checkBinaries(cfg Config) error {
+	need := []string{"etcd", "kube-apiserver", "kube-controller-manager"}
+	if cfg.Proxy == ProxyKubeProxy {
+		need = append(need, "kube-proxy")
+	}
+	for _, b := range need {
+		if _, err := os.Stat(filepath.Join(cfg.K8sBinDir, b)); err != nil {
+			return fmt.Errorf("%s missing in %s (run e2e/hack/build-k8s.sh): %w", b, cfg.K8sBinDir, err)
+		}
+	}
+	if cfg.Proxy == ProxyDoorman {
+		for _, b := range []string{"controlplane", "nodeagent"} {
+			if _, err := os.Stat(filepath.Join(cfg.DoormanBinDir, b)); err != nil {
+				return fmt.Errorf("%s missing in %q (go build -o DIR ./controlplane ./nodeagent): %w", b, cfg.DoormanBinDir, err)
+			}
+		}
+	}
+	return nil
+}
+
+// newCluster makes the cluster's work and log directories.
+func newCluster(cfg Config) (*Cluster, error) {
+	c := &Cluster{cfg: cfg, log: cfg.Logger.Named("cluster"), agents: map[string]*proc{}}
+	c.work = cfg.WorkDir
+	if c.work == "" {
+		var err error
+		if c.work, err = os.MkdirTemp("", "doorman-cluster-"); err != nil {
+			return nil, fmt.Errorf("work dir: %w", err)
+		}
+	}
+	c.logDir = filepath.Join(c.work, "logs")
+	if err := os.MkdirAll(c.logDir, 0o755); err != nil {
+		return nil, fmt.Errorf("log dir: %w", err)
+	}
+	return c, nil
+}
+
+// startNodes registers the nodes and keeps them alive (heartbeats, the
+// kubelet's part) until bgctx ends.
+func (c *Cluster) startNodes(ctx, bgctx context.Context) error {
 	if err := c.registerNodes(ctx); err != nil {
-		return nil, fmt.Errorf("register nodes: %w", err)
+		return fmt.Errorf("register nodes: %w", err)
 	}
 	c.bg.Add(1)
 	go func() {
@@ -217,23 +256,22 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 	}()
 	c.sim = newSimulator(c, c.log.Named("sim"))
 	if err := c.sim.start(bgctx); err != nil {
-		return nil, fmt.Errorf("node simulator: %w", err)
+		return fmt.Errorf("node simulator: %w", err)
 	}
-	switch cfg.Proxy {
+	return nil
+}
+
+// startProxy starts what implements Services on the nodes.
+func (c *Cluster) startProxy(ctx context.Context) error {
+	switch c.cfg.Proxy {
 	case ProxyDoorman:
-		if err := c.startDoorman(ctx); err != nil {
-			return nil, err
-		}
+		return c.startDoorman(ctx)
 	case ProxyKubeProxy:
-		if err := c.startKubeProxy(ctx); err != nil {
-			return nil, err
-		}
+		return c.startKubeProxy(ctx)
 	case ProxyNone:
-	default:
-		return nil, fmt.Errorf("unknown proxy %q", cfg.Proxy)
+		return nil
 	}
-	c.log.Info("cluster up", "prefix", cfg.Prefix, "kubeconfig", c.kubeconfig, "elapsed", time.Since(t0).Round(time.Millisecond))
-	return c, nil
+	return fmt.Errorf("unknown proxy %q", c.cfg.Proxy)
 }
 
 // Cleanup removes the network namespaces "<prefix>-…" a previous run left
@@ -252,75 +290,99 @@ func Cleanup(prefix string) error {
 	return errors.Join(errs...)
 }
 
+// startNetwork makes the gateway namespace with the node network's
+// bridge, the external client's namespace and a namespace per node, routed
+// to every other node's Pods.
 func (c *Cluster) startNetwork() error {
 	p := c.cfg.Prefix
 	c.netNS, c.extNS = p+"-net", p+"-ext"
-	if err := addNetNS(c.netNS); err != nil {
-		return err
-	}
-	netl, err := openNS(c.netNS)
+	netl, err := startGateway(c.netNS)
 	if err != nil {
 		return err
 	}
 	defer netl.Close()
-	if err := setSysctls(c.netNS, hostSysctls...); err != nil {
-		return err
-	}
-	if err := netl.up("lo"); err != nil {
-		return err
-	}
-	if err := netl.bridge("br0"); err != nil {
-		return err
-	}
-	if err := netl.addAddr("br0", GatewayIP+"/24"); err != nil {
-		return err
-	}
-	if err := netl.addAddr("br0", GatewayIP6+"/64"); err != nil {
-		return err
-	}
-
-	attach := func(nsName, hostSide, ip, ip6 string, sysctls []string) (*nsLink, error) {
-		if err := addNetNS(nsName); err != nil {
-			return nil, err
-		}
-		if err := setSysctls(nsName, sysctls...); err != nil {
-			return nil, err
-		}
-		l, err := openNS(nsName)
-		if err != nil {
-			return nil, err
-		}
-		if err := netl.veth(hostSide, "br0", l, "eth0"); err != nil {
-			l.Close()
-			return nil, err
-		}
-		for _, step := range []func() error{
-			func() error { return l.up("lo") },
-			func() error { return l.up("eth0") },
-			func() error { return l.addAddr("eth0", ip+"/24") },
-			func() error { return l.addAddr("eth0", ip6+"/64") },
-			func() error { return l.route("default", GatewayIP, "eth0", false) },
-			func() error { return l.route("default", GatewayIP6, "eth0", false) },
-		} {
-			if err := step(); err != nil {
-				l.Close()
-				return nil, err
-			}
-		}
-		return l, nil
-	}
-
-	ext, err := attach(c.extNS, "ext", ExternalIP, ExternalIP6, noDADSysctls)
+	ext, err := attach(netl, c.extNS, "ext", ExternalIP, ExternalIP6, noDADSysctls)
 	if err != nil {
 		return err
 	}
 	ext.Close()
 
+	c.nodes = append(c.nodes, planNodes(p, c.cfg.Nodes)...)
+	for _, n := range c.nodes {
+		if err := c.attachNode(netl, n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// startGateway makes the gateway namespace: the bridge br0 with
+// GatewayIP and GatewayIP6.
+func startGateway(name string) (*nsLink, error) {
+	if err := addNetNS(name); err != nil {
+		return nil, err
+	}
+	netl, err := openNS(name)
+	if err != nil {
+		return nil, err
+	}
+	for _, step := range []func() error{
+		func() error { return setSysctls(name, hostSysctls...) },
+		func() error { return netl.up("lo") },
+		func() error { return netl.bridge("br0") },
+		func() error { return netl.addAddr("br0", GatewayIP+"/24") },
+		func() error { return netl.addAddr("br0", GatewayIP6+"/64") },
+	} {
+		if err := step(); err != nil {
+			netl.Close()
+			return nil, err
+		}
+	}
+	return netl, nil
+}
+
+// attach makes namespace nsName and plugs its eth0, with addresses ip and
+// ip6, into the gateway's bridge through hostSide, routed by default to
+// the gateway.
+func attach(netl *nsLink, nsName, hostSide, ip, ip6 string, sysctls []string) (*nsLink, error) {
+	if err := addNetNS(nsName); err != nil {
+		return nil, err
+	}
+	if err := setSysctls(nsName, sysctls...); err != nil {
+		return nil, err
+	}
+	l, err := openNS(nsName)
+	if err != nil {
+		return nil, err
+	}
+	if err := netl.veth(hostSide, "br0", l, "eth0"); err != nil {
+		l.Close()
+		return nil, err
+	}
+	for _, step := range []func() error{
+		func() error { return l.up("lo") },
+		func() error { return l.up("eth0") },
+		func() error { return l.addAddr("eth0", ip+"/24") },
+		func() error { return l.addAddr("eth0", ip6+"/64") },
+		func() error { return l.route("default", GatewayIP, "eth0", false) },
+		func() error { return l.route("default", GatewayIP6, "eth0", false) },
+	} {
+		if err := step(); err != nil {
+			l.Close()
+			return nil, err
+		}
+	}
+	return l, nil
+}
+
+// planNodes names and addresses n nodes, spread over three zones.
+func planNodes(prefix string, n int) []Node {
 	zones := []string{"zone-a", "zone-b", "zone-c"}
-	for i := 1; i <= c.cfg.Nodes; i++ {
-		c.nodes = append(c.nodes, Node{
+	nodes := make([]Node, 0, n)
+	for i := 1; i <= n; i++ {
+		nodes = append(nodes, Node{
 			Name:     fmt.Sprintf("node%d", i),
-			NetNS:    fmt.Sprintf("%s-node%d", p, i),
+			NetNS:    fmt.Sprintf("%s-node%d", prefix, i),
 			IP:       nodeIP(i),
 			IP6:      nodeIP6(i),
 			PodCIDR:  fmt.Sprintf("10.244.%d.0/24", i),
@@ -329,35 +391,33 @@ func (c *Cluster) startNetwork() error {
 			index:    i,
 		})
 	}
-	for _, n := range c.nodes {
-		l, err := attach(n.NetNS, "n"+strconv.Itoa(n.index), n.IP, n.IP6, hostSysctls)
-		if err != nil {
+	return nodes
+}
+
+// attachNode makes node n's namespace, routes the other nodes' Pod CIDRs
+// from it, and n's Pod CIDRs from the gateway (debugging, and the API
+// server's replies to Pods through the relay).
+func (c *Cluster) attachNode(netl *nsLink, n Node) error {
+	l, err := attach(netl, n.NetNS, "n"+strconv.Itoa(n.index), n.IP, n.IP6, hostSysctls)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	for _, o := range c.nodes {
+		if o.index == n.index {
+			continue
+		}
+		if err := l.route(o.PodCIDR, o.IP, "eth0", false); err != nil {
 			return err
 		}
-		for _, o := range c.nodes {
-			if o.index == n.index {
-				continue
-			}
-			if err := l.route(o.PodCIDR, o.IP, "eth0", false); err != nil {
-				l.Close()
-				return err
-			}
-			if err := l.route(o.PodCIDR6, o.IP6, "eth0", false); err != nil {
-				l.Close()
-				return err
-			}
-		}
-		l.Close()
-		// The gateway namespace reaches every Pod too (debugging, and
-		// the API server's replies to Pods through the relay).
-		if err := netl.route(n.PodCIDR, n.IP, "br0", false); err != nil {
-			return err
-		}
-		if err := netl.route(n.PodCIDR6, n.IP6, "br0", false); err != nil {
+		if err := l.route(o.PodCIDR6, o.IP6, "eth0", false); err != nil {
 			return err
 		}
 	}
-	return nil
+	if err := netl.route(n.PodCIDR, n.IP, "br0", false); err != nil {
+		return err
+	}
+	return netl.route(n.PodCIDR6, n.IP6, "br0", false)
 }
 
 func nodeIP(i int) string { return fmt.Sprintf("10.250.0.%d", 10+i) }
@@ -373,6 +433,9 @@ func (c *Cluster) addProc(p *proc) {
 
 func (c *Cluster) bin(name string) string { return filepath.Join(c.cfg.K8sBinDir, name) }
 
+// startControlPlane starts etcd, kube-apiserver (reached from the nodes
+// through a relay on GatewayIP) and kube-controller-manager, each waited
+// for.
 func (c *Cluster) startControlPlane(ctx context.Context) error {
 	ports, err := freePorts(5)
 	if err != nil {
@@ -380,7 +443,22 @@ func (c *Cluster) startControlPlane(ctx context.Context) error {
 	}
 	etcdClient, etcdPeer, apiPort, kcmPort := ports[0], ports[1], ports[2], ports[3]
 	c.apiPort = apiPort
+	if err := c.writeCredentials(apiPort); err != nil {
+		return err
+	}
+	if err := c.startEtcd(ctx, etcdClient, etcdPeer); err != nil {
+		return err
+	}
+	if err := c.startAPIServer(ctx, apiPort); err != nil {
+		return err
+	}
+	return c.startControllerManager(ctx, kcmPort)
+}
 
+// writeCredentials makes the cluster's certificates, the admin kubeconfig
+// and the nodes' (the API server through the gateway relay).
+func (c *Cluster) writeCredentials(apiPort int) error {
+	var err error
 	c.pki, err = newPKI(filepath.Join(c.work, "pki"), []net.IP{
 		net.ParseIP("127.0.0.1"), net.ParseIP(GatewayIP), net.ParseIP("10.96.0.1"),
 	})
@@ -391,15 +469,17 @@ func (c *Cluster) startControlPlane(ctx context.Context) error {
 	if err := c.pki.kubeconfig(c.kubeconfig, "https://"+hostPort("127.0.0.1", apiPort)); err != nil {
 		return fmt.Errorf("kubeconfig: %w", err)
 	}
-	// Node-side kubeconfig: the API server through the gateway relay.
 	if err := c.pki.kubeconfig(c.NodeKubeconfig(), "https://"+hostPort(GatewayIP, apiPort)); err != nil {
 		return fmt.Errorf("node kubeconfig: %w", err)
 	}
+	return nil
+}
 
+func (c *Cluster) startEtcd(ctx context.Context, clientPort, peerPort int) error {
 	t := time.Now()
-	etcdURL := "http://" + hostPort("127.0.0.1", etcdClient)
+	etcdURL := "http://" + hostPort("127.0.0.1", clientPort)
 	c.etcdURL = etcdURL
-	peerURL := "http://" + hostPort("127.0.0.1", etcdPeer)
+	peerURL := "http://" + hostPort("127.0.0.1", peerPort)
 	etcd, err := startProc(c.logDir, "etcd", "", c.bin("etcd"),
 		"--name=default",
 		"--data-dir="+filepath.Join(c.work, "etcd"),
@@ -420,10 +500,15 @@ func (c *Cluster) startControlPlane(ctx context.Context) error {
 		return fmt.Errorf("etcd: %w", err)
 	}
 	c.log.Info("etcd ready", "url", etcdURL, "elapsed", time.Since(t).Round(time.Millisecond))
+	return nil
+}
 
-	t = time.Now()
+// startAPIServer starts kube-apiserver, makes the cluster's client, waits
+// for it to be ready and relays GatewayIP:apiPort to it.
+func (c *Cluster) startAPIServer(ctx context.Context, apiPort int) error {
+	t := time.Now()
 	api, err := startProc(c.logDir, "kube-apiserver", "", c.bin("kube-apiserver"),
-		"--etcd-servers="+etcdURL,
+		"--etcd-servers="+c.etcdURL,
 		"--bind-address=127.0.0.1",
 		"--advertise-address="+GatewayIP,
 		"--secure-port="+strconv.Itoa(apiPort),
@@ -453,9 +538,9 @@ func (c *Cluster) startControlPlane(ctx context.Context) error {
 	if c.client, err = kubernetes.NewForConfig(c.rest); err != nil {
 		return fmt.Errorf("client: %w", err)
 	}
-	wctx2, cancel2 := context.WithTimeout(ctx, 90*time.Second)
-	defer cancel2()
-	if err := c.waitAPIServer(wctx2, api); err != nil {
+	wctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	defer cancel()
+	if err := c.waitAPIServer(wctx, api); err != nil {
 		return fmt.Errorf("kube-apiserver: %w", err)
 	}
 	c.log.Info("kube-apiserver ready", "url", c.rest.Host, "elapsed", time.Since(t).Round(time.Millisecond))
@@ -464,8 +549,11 @@ func (c *Cluster) startControlPlane(ctx context.Context) error {
 		return fmt.Errorf("api server relay: %w", err)
 	}
 	c.relays = append(c.relays, r)
+	return nil
+}
 
-	t = time.Now()
+func (c *Cluster) startControllerManager(ctx context.Context, port int) error {
+	t := time.Now()
 	controllers := c.cfg.Controllers
 	if len(controllers) == 0 {
 		controllers = DefaultControllers
@@ -475,7 +563,7 @@ func (c *Cluster) startControlPlane(ctx context.Context) error {
 		"--authentication-kubeconfig=" + c.kubeconfig,
 		"--authorization-kubeconfig=" + c.kubeconfig,
 		"--bind-address=127.0.0.1",
-		"--secure-port=" + strconv.Itoa(kcmPort),
+		"--secure-port=" + strconv.Itoa(port),
 		"--leader-elect=false",
 		"--controllers=" + strings.Join(controllers, ","),
 		"--service-account-private-key-file=" + c.pki.SAKeyFile,
@@ -497,9 +585,9 @@ func (c *Cluster) startControlPlane(ctx context.Context) error {
 		return err
 	}
 	c.addProc(kcm)
-	wctx3, cancel3 := context.WithTimeout(ctx, 60*time.Second)
-	defer cancel3()
-	if err := waitHTTP(wctx3, kcm, "https://"+hostPort("127.0.0.1", kcmPort)+"/healthz", nil); err != nil {
+	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	if err := waitHTTP(wctx, kcm, "https://"+hostPort("127.0.0.1", port)+"/healthz", nil); err != nil {
 		return fmt.Errorf("kube-controller-manager: %w", err)
 	}
 	c.log.Info("kube-controller-manager ready", "elapsed", time.Since(t).Round(time.Millisecond))

@@ -208,6 +208,27 @@ func triggerTime(in []*discoveryv1.EndpointSlice) int64 {
 
 func parseService(svc *corev1.Service) (*service, error) {
 	s := &service{namespace: svc.Namespace, name: svc.Name}
+	if err := s.parseClusterIPs(svc); err != nil {
+		return nil, err
+	}
+	withNodePorts := svc.Spec.Type == corev1.ServiceTypeNodePort || svc.Spec.Type == corev1.ServiceTypeLoadBalancer
+	if err := s.parsePorts(svc.Spec.Ports, withNodePorts); err != nil {
+		return nil, err
+	}
+	if err := s.parseExternalAddresses(svc); err != nil {
+		return nil, err
+	}
+	if err := s.parseAffinity(svc); err != nil {
+		return nil, err
+	}
+	if err := s.parseTrafficPolicies(svc, withNodePorts); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// parseClusterIPs reads the ClusterIPs, at most one per family.
+func (s *service) parseClusterIPs(svc *corev1.Service) error {
 	ips := svc.Spec.ClusterIPs
 	if len(ips) == 0 {
 		ips = []string{svc.Spec.ClusterIP}
@@ -215,96 +236,119 @@ func parseService(svc *corev1.Service) (*service, error) {
 	for _, raw := range ips {
 		a, fam, err := parseIP(raw)
 		if err != nil {
-			return nil, fmt.Errorf("clusterIP: %w", err)
+			return fmt.Errorf("clusterIP: %w", err)
 		}
 		for _, f := range s.families {
 			if f.family == fam {
-				return nil, fmt.Errorf("clusterIPs: two addresses of family %s", doormanv1.FamilyName(fam))
+				return fmt.Errorf("clusterIPs: two addresses of family %s", doormanv1.FamilyName(fam))
 			}
 		}
 		s.families = append(s.families, family{family: fam, clusterIP: a})
 	}
-	withNodePorts := svc.Spec.Type == corev1.ServiceTypeNodePort || svc.Spec.Type == corev1.ServiceTypeLoadBalancer
-	for _, p := range svc.Spec.Ports {
+	return nil
+}
+
+// parsePorts reads the ports, with their nodePorts when the Service has
+// them; a Service needs one port at least.
+func (s *service) parsePorts(ports []corev1.ServicePort, withNodePorts bool) error {
+	for _, p := range ports {
 		pp := port{name: p.Name, protocol: p.Protocol}
 		if pp.protocol == "" {
 			pp.protocol = corev1.ProtocolTCP
 		}
 		var err error
 		if pp.proto, err = parseProtocol(pp.protocol); err != nil {
-			return nil, fmt.Errorf("port %q: %w", p.Name, err)
+			return fmt.Errorf("port %q: %w", p.Name, err)
 		}
 		if p.Port < 1 || p.Port > 65535 {
-			return nil, fmt.Errorf("port %q: port %d out of range", p.Name, p.Port)
+			return fmt.Errorf("port %q: port %d out of range", p.Name, p.Port)
 		}
 		pp.port = uint32(p.Port)
 		// The API server refuses two ports of one protocol and number:
 		// their entries would claim the same frontends.
 		if slices.ContainsFunc(s.ports, func(o port) bool { return o.proto == pp.proto && o.port == pp.port }) {
-			return nil, fmt.Errorf("port %q: port %d/%s listed twice", p.Name, p.Port, pp.protocol)
+			return fmt.Errorf("port %q: port %d/%s listed twice", p.Name, p.Port, pp.protocol)
 		}
 		if withNodePorts {
 			if p.NodePort < 0 || p.NodePort > 65535 {
-				return nil, fmt.Errorf("port %q: nodePort %d out of range", p.Name, p.NodePort)
+				return fmt.Errorf("port %q: nodePort %d out of range", p.Name, p.NodePort)
 			}
 			pp.nodePort = uint32(p.NodePort)
 		}
 		s.ports = append(s.ports, pp)
 	}
 	if len(s.ports) == 0 {
-		return nil, errors.New("no ports")
+		return errors.New("no ports")
 	}
+	return nil
+}
+
+// parseExternalAddresses reads the externalIPs and, for a LoadBalancer,
+// its ingress IPs and source ranges.
+func (s *service) parseExternalAddresses(svc *corev1.Service) error {
 	for _, raw := range svc.Spec.ExternalIPs {
 		a, _, err := parseIP(raw)
 		if err != nil {
-			return nil, fmt.Errorf("externalIPs: %w", err)
+			return fmt.Errorf("externalIPs: %w", err)
 		}
 		s.externalIPs = append(s.externalIPs, a)
 	}
-	if svc.Spec.Type == corev1.ServiceTypeLoadBalancer {
-		for _, ing := range svc.Status.LoadBalancer.Ingress {
-			if ing.IP == "" || (ing.IPMode != nil && *ing.IPMode == corev1.LoadBalancerIPModeProxy) {
-				continue
-			}
-			a, _, err := parseIP(ing.IP)
-			if err != nil {
-				return nil, fmt.Errorf("status.loadBalancer.ingress: %w", err)
-			}
-			s.lbIPs = append(s.lbIPs, a)
-		}
-		// An IPv4-mapped range (::ffff:10.0.0.0/104, which API servers
-		// before 1.36 accept) fails the whole Service: sending it as IPv6
-		// would match no packet, and dropping it could leave a family's
-		// list empty, which allows every source.
-		for _, raw := range svc.Spec.LoadBalancerSourceRanges {
-			p, err := doormanv1.ParsePrefix(strings.TrimSpace(raw))
-			if err != nil {
-				return nil, fmt.Errorf("loadBalancerSourceRanges: %w", err)
-			}
-			s.sourceRanges = append(s.sourceRanges, p.Masked())
-		}
+	if svc.Spec.Type != corev1.ServiceTypeLoadBalancer {
+		return nil
 	}
-	if svc.Spec.SessionAffinity == corev1.ServiceAffinityClientIP {
-		s.affinity = defaultAffinityTimeout
-		if c := svc.Spec.SessionAffinityConfig; c != nil && c.ClientIP != nil && c.ClientIP.TimeoutSeconds != nil {
-			t := *c.ClientIP.TimeoutSeconds
-			if t < 1 || t > 86400 {
-				return nil, fmt.Errorf("sessionAffinityConfig: timeoutSeconds %d out of range", t)
-			}
-			s.affinity = uint32(t)
+	for _, ing := range svc.Status.LoadBalancer.Ingress {
+		if ing.IP == "" || (ing.IPMode != nil && *ing.IPMode == corev1.LoadBalancerIPModeProxy) {
+			continue
 		}
+		a, _, err := parseIP(ing.IP)
+		if err != nil {
+			return fmt.Errorf("status.loadBalancer.ingress: %w", err)
+		}
+		s.lbIPs = append(s.lbIPs, a)
 	}
+	// An IPv4-mapped range (::ffff:10.0.0.0/104, which API servers
+	// before 1.36 accept) fails the whole Service: sending it as IPv6
+	// would match no packet, and dropping it could leave a family's
+	// list empty, which allows every source.
+	for _, raw := range svc.Spec.LoadBalancerSourceRanges {
+		p, err := doormanv1.ParsePrefix(strings.TrimSpace(raw))
+		if err != nil {
+			return fmt.Errorf("loadBalancerSourceRanges: %w", err)
+		}
+		s.sourceRanges = append(s.sourceRanges, p.Masked())
+	}
+	return nil
+}
+
+func (s *service) parseAffinity(svc *corev1.Service) error {
+	if svc.Spec.SessionAffinity != corev1.ServiceAffinityClientIP {
+		return nil
+	}
+	s.affinity = defaultAffinityTimeout
+	if c := svc.Spec.SessionAffinityConfig; c != nil && c.ClientIP != nil && c.ClientIP.TimeoutSeconds != nil {
+		t := *c.ClientIP.TimeoutSeconds
+		if t < 1 || t > 86400 {
+			return fmt.Errorf("sessionAffinityConfig: timeoutSeconds %d out of range", t)
+		}
+		s.affinity = uint32(t)
+	}
+	return nil
+}
+
+// parseTrafficPolicies reads the external and internal traffic policies
+// and the healthCheckNodePort (only under external policy Local).
+func (s *service) parseTrafficPolicies(svc *corev1.Service, withNodePorts bool) error {
 	externallyReachable := withNodePorts || len(s.externalIPs) > 0 || len(s.lbIPs) > 0
 	s.externallyReachable = externallyReachable
 	s.externalLocal = externallyReachable && svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal
 	s.internalLocal = svc.Spec.InternalTrafficPolicy != nil && *svc.Spec.InternalTrafficPolicy == corev1.ServiceInternalTrafficPolicyLocal
 	if s.externalLocal && svc.Spec.HealthCheckNodePort != 0 {
 		if svc.Spec.HealthCheckNodePort < 0 || svc.Spec.HealthCheckNodePort > 65535 {
-			return nil, fmt.Errorf("healthCheckNodePort %d out of range", svc.Spec.HealthCheckNodePort)
+			return fmt.Errorf("healthCheckNodePort %d out of range", svc.Spec.HealthCheckNodePort)
 		}
 		s.healthCheckPort = uint32(svc.Spec.HealthCheckNodePort)
 	}
-	return s, nil
+	return nil
 }
 
 // parseIP reads an address as agents accept it (doormanv1.ParseAddr: no

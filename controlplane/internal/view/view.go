@@ -290,39 +290,10 @@ func (v *View) replace(key string, old, next *slot, version uint64) bool {
 		v.shared = nil
 	}
 	if defChanged {
-		h := uint64(0)
-		if oldDef != nil {
-			h ^= oldDef.Hash
-		}
-		if nextDef != nil {
-			h ^= nextDef.Hash
-		}
-		v.base[bucket] ^= h
-		v.baseView ^= h
-		v.baseCopy = nil
-	}
-	// Nodes whose override may differ between old and next.
-	affected := map[string]struct{}{}
-	for _, s := range []*slot{old, next} {
-		if s == nil {
-			continue
-		}
-		for name := range s.byNode {
-			affected[name] = struct{}{}
-		}
-		for zone := range s.byZone {
-			for name := range v.zones[zone] {
-				affected[name] = struct{}{}
-			}
-		}
+		v.replaceDefault(bucket, oldDef, nextDef)
 	}
 	changed := defChanged
-	names := make([]string, 0, len(affected))
-	for name := range affected {
-		names = append(names, name)
-	}
-	slices.Sort(names)
-	for _, name := range names {
+	for _, name := range v.affectedNodes(old, next) {
 		n := v.nodes[name]
 		if n == nil {
 			// Untracked nodes get their delta computed when tracked.
@@ -340,23 +311,68 @@ func (v *View) replace(key string, old, next *slot, version uint64) bool {
 		v.lastAll = version
 	}
 	// Keep the new pointers even when nothing changed: they are equal.
+	v.store(key, bucket, next)
+	return changed
+}
+
+// replaceDefault moves the base digests from the default value oldDef to
+// nextDef (either may be nil).
+func (v *View) replaceDefault(bucket uint32, oldDef, nextDef *wire.Entry) {
+	h := uint64(0)
+	if oldDef != nil {
+		h ^= oldDef.Hash
+	}
+	if nextDef != nil {
+		h ^= nextDef.Hash
+	}
+	v.base[bucket] ^= h
+	v.baseView ^= h
+	v.baseCopy = nil
+}
+
+// affectedNodes lists, sorted, the nodes whose override may differ between
+// old and next (either may be nil).
+func (v *View) affectedNodes(old, next *slot) []string {
+	affected := map[string]struct{}{}
+	for _, s := range []*slot{old, next} {
+		if s == nil {
+			continue
+		}
+		for name := range s.byNode {
+			affected[name] = struct{}{}
+		}
+		for zone := range s.byZone {
+			for name := range v.zones[zone] {
+				affected[name] = struct{}{}
+			}
+		}
+	}
+	names := make([]string, 0, len(affected))
+	for name := range affected {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// store keeps next as key's slot, or forgets key when next is nil.
+func (v *View) store(key string, bucket uint32, next *slot) {
 	if next == nil {
 		delete(v.slots, key)
 		delete(v.variants, key)
 		delete(v.bucketKeys[bucket], key)
-	} else {
-		v.slots[key] = next
-		if next.variant() {
-			v.variants[key] = next
-		} else {
-			delete(v.variants, key)
-		}
-		if v.bucketKeys[bucket] == nil {
-			v.bucketKeys[bucket] = map[string]struct{}{}
-		}
-		v.bucketKeys[bucket][key] = struct{}{}
+		return
 	}
-	return changed
+	v.slots[key] = next
+	if next.variant() {
+		v.variants[key] = next
+	} else {
+		delete(v.variants, key)
+	}
+	if v.bucketKeys[bucket] == nil {
+		v.bucketKeys[bucket] = map[string]struct{}{}
+	}
+	v.bucketKeys[bucket][key] = struct{}{}
 }
 
 func (v *View) record(version uint64, key, node string) {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
-	"sync"
 
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
@@ -123,6 +122,8 @@ type builder struct {
 	claims []Claim
 	arena  []byte
 	chunk  int
+	// chainRefs holds the chains the builder's elements lead to.
+	chainRefs map[ChainSpec]chainRef
 }
 
 // take returns an empty slice with room for n bytes.
@@ -142,23 +143,39 @@ func (b *builder) claim(group uint8, key []byte, kind ClaimKind) {
 	b.claims = append(b.claims, Claim{id: newFrontendID(group, key), Kind: kind})
 }
 
-func (b *builder) gotoSpec(set string, key []byte, s ChainSpec) {
-	name := chainName(s)
-	b.add(Element{Set: set, Key: key, Verdict: gotoChain(name)})
-	b.useChain(name)
+// chainElement adds an element that leads to the chain of s: a goto, or a
+// jump to an endpoint's affinity chain (which returns when it does not
+// remember the client).
+func (b *builder) chainElement(set string, key []byte, s ChainSpec) {
+	c := b.chain(s)
+	b.add(Element{Set: set, Key: key, Verdict: c.verdict})
+	b.useChain(c.name)
 }
 
-// verdictSpec adds an affinity member element: a jump to an endpoint's
-// affinity chain (which returns when it does not remember the client), a
-// goto to its pick chain.
-func (b *builder) verdictSpec(set string, key []byte, s ChainSpec) {
-	name := chainName(s)
-	v := gotoChain(name)
-	if s.Kind == KindAffinity {
-		v = jumpChain(name)
+// chainRef is a chain's name and the verdict of the elements that lead to
+// it.
+type chainRef struct {
+	name    string
+	verdict *expr.Verdict
+}
+
+// chain returns the chain of s. The builder makes each name and verdict
+// once: a view of 100,000 Services refers to a handful of chains.
+func (b *builder) chain(s ChainSpec) chainRef {
+	if c, ok := b.chainRefs[s]; ok {
+		return c
 	}
-	b.add(Element{Set: set, Key: key, Verdict: v})
-	b.useChain(name)
+	if b.chainRefs == nil {
+		b.chainRefs = make(map[ChainSpec]chainRef)
+	}
+	name := s.Name()
+	kind := expr.VerdictGoto
+	if s.Kind == KindAffinity {
+		kind = expr.VerdictJump
+	}
+	c := chainRef{name: name, verdict: &expr.Verdict{Kind: kind, Chain: name}}
+	b.chainRefs[s] = c
+	return c
 }
 
 // useChain records a chain the entry's elements refer to.
@@ -291,28 +308,54 @@ func lastAddr(p netip.Prefix) netip.Addr {
 
 // per-family names.
 type familyNames struct {
-	clusterIPs, serviceIPs, serviceNodePorts, serviceEndpoints, nodePortEndpoints string
-	noEndpointServices, noEndpointNodePorts                                       string
-	localInternalIPs, localExternalIPs, localInternalNodePorts                    string
-	localExternalNodePorts, firewallIPs, firewallAllow                            string
-	affinityMembers, nodePortAffinityMembers, hairpinPairs                        string
-	addrLen                                                                       int
-	serviceGroup, nodePortGroup                                                   uint8
+	clusterIPs, firewallIPs, firewallAllow, hairpinPairs string
+	addrLen                                              int
+	serviceGroup, nodePortGroup                          uint8
+	// external is what the service addresses (ClusterIP, externalIPs,
+	// LoadBalancer IPs) render to, nodePorts what the nodePorts do.
+	external, nodePorts dispatchNames
+}
+
+// dispatchNames are the maps and chain kinds one kind of frontend renders
+// to: service addresses or nodePorts.
+type dispatchNames struct {
+	dispatch, noEndpoints, endpoints, members string
+	// Under externalTrafficPolicy Local: the dispatch element's verdict,
+	// the maps it looks up, and the chain kinds.
+	localVerdict                         *expr.Verdict
+	localInternal, localExternal         string
+	clusterKind, internalKind, localKind ChainKind
 }
 
 var (
-	names4 = familyNames{SetClusterIPs, MapServiceIPs, MapServiceNodePorts, MapServiceEndpoints, MapNodePortEndpoints,
-		MapNoEndpointServices, MapNoEndpointNodePorts,
-		MapLocalInternalIPs, MapLocalExternalIPs, MapLocalInternalNodePorts,
-		MapLocalExternalNodePorts, SetFirewallIPs, SetFirewallAllow,
-		SetAffinityMembers, SetNodePortAffinityMembers, SetHairpinPairs, 4,
-		groupServiceIPs4, groupNodePorts4}
-	names6 = familyNames{SetClusterIPs6, MapServiceIPs6, MapServiceNodePorts6, MapServiceEndpoints6, MapNodePortEndpoints6,
-		MapNoEndpointServices6, MapNoEndpointNodePorts6,
-		MapLocalInternalIPs6, MapLocalExternalIPs6, MapLocalInternalNodePorts6,
-		MapLocalExternalNodePorts6, SetFirewallIPs6, SetFirewallAllow6,
-		SetAffinityMembers6, SetNodePortAffinityMembers6, SetHairpinPairs6, 16,
-		groupServiceIPs6, groupNodePorts6}
+	names4 = familyNames{
+		clusterIPs: SetClusterIPs, firewallIPs: SetFirewallIPs, firewallAllow: SetFirewallAllow, hairpinPairs: SetHairpinPairs,
+		addrLen: 4, serviceGroup: groupServiceIPs4, nodePortGroup: groupNodePorts4,
+		external: dispatchNames{
+			dispatch: MapServiceIPs, noEndpoints: MapNoEndpointServices, endpoints: MapServiceEndpoints, members: SetAffinityMembers,
+			localVerdict: localIPsVerdict, localInternal: MapLocalInternalIPs, localExternal: MapLocalExternalIPs,
+			clusterKind: KindExternal, internalKind: KindService, localKind: KindLocal,
+		},
+		nodePorts: dispatchNames{
+			dispatch: MapServiceNodePorts, noEndpoints: MapNoEndpointNodePorts, endpoints: MapNodePortEndpoints, members: SetNodePortAffinityMembers,
+			localVerdict: localNodePortsVerdict, localInternal: MapLocalInternalNodePorts, localExternal: MapLocalExternalNodePorts,
+			clusterKind: KindNodePort, internalKind: KindNodePortInternal, localKind: KindNodePortLocal,
+		},
+	}
+	names6 = familyNames{
+		clusterIPs: SetClusterIPs6, firewallIPs: SetFirewallIPs6, firewallAllow: SetFirewallAllow6, hairpinPairs: SetHairpinPairs6,
+		addrLen: 16, serviceGroup: groupServiceIPs6, nodePortGroup: groupNodePorts6,
+		external: dispatchNames{
+			dispatch: MapServiceIPs6, noEndpoints: MapNoEndpointServices6, endpoints: MapServiceEndpoints6, members: SetAffinityMembers6,
+			localVerdict: localIPsVerdict, localInternal: MapLocalInternalIPs6, localExternal: MapLocalExternalIPs6,
+			clusterKind: KindExternal, internalKind: KindService, localKind: KindLocal,
+		},
+		nodePorts: dispatchNames{
+			dispatch: MapServiceNodePorts6, noEndpoints: MapNoEndpointNodePorts6, endpoints: MapNodePortEndpoints6, members: SetNodePortAffinityMembers6,
+			localVerdict: localNodePortsVerdict, localInternal: MapLocalInternalNodePorts6, localExternal: MapLocalExternalNodePorts6,
+			clusterKind: KindNodePort, internalKind: KindNodePortInternal, localKind: KindNodePortLocal,
+		},
+	}
 )
 
 func protoNumber(p doormanv1.Protocol) (byte, error) {
@@ -360,38 +403,14 @@ func putProto(b []byte, p byte) []byte  { return append(b, p, 0, 0, 0) }
 func putPort(b []byte, p uint32) []byte { return append(b, byte(p>>8), byte(p), 0, 0) }
 func putIndex(b []byte, i int) []byte   { return binary.NativeEndian.AppendUint32(b, uint32(i)) }
 
-// Verdicts and chain names are interned: a view of 100,000 Services holds a
-// handful of distinct ones.
+// The verdicts of static chains, shared by every element that refers to
+// them: never modify one.
 var (
-	verdicts     sync.Map // chain name → *expr.Verdict (goto)
-	jumpVerdicts sync.Map // chain name → *expr.Verdict (jump)
-	chainNames   sync.Map // ChainSpec → string
-	dropVerdict  = &expr.Verdict{Kind: expr.VerdictDrop}
+	dropVerdict           = &expr.Verdict{Kind: expr.VerdictDrop}
+	rejectVerdict         = &expr.Verdict{Kind: expr.VerdictGoto, Chain: ChainReject}
+	localIPsVerdict       = &expr.Verdict{Kind: expr.VerdictGoto, Chain: ChainLocalIPs}
+	localNodePortsVerdict = &expr.Verdict{Kind: expr.VerdictGoto, Chain: ChainLocalNodePorts}
 )
-
-func gotoChain(name string) *expr.Verdict {
-	if v, ok := verdicts.Load(name); ok {
-		return v.(*expr.Verdict)
-	}
-	v, _ := verdicts.LoadOrStore(name, &expr.Verdict{Kind: expr.VerdictGoto, Chain: name})
-	return v.(*expr.Verdict)
-}
-
-func jumpChain(name string) *expr.Verdict {
-	if v, ok := jumpVerdicts.Load(name); ok {
-		return v.(*expr.Verdict)
-	}
-	v, _ := jumpVerdicts.LoadOrStore(name, &expr.Verdict{Kind: expr.VerdictJump, Chain: name})
-	return v.(*expr.Verdict)
-}
-
-func chainName(s ChainSpec) string {
-	if n, ok := chainNames.Load(s); ok {
-		return n.(string)
-	}
-	n, _ := chainNames.LoadOrStore(s, s.Name())
-	return n.(string)
-}
 
 type endpoint struct {
 	addr netip.Addr
@@ -422,21 +441,75 @@ type externalFrontend struct {
 	lb   bool
 }
 
+// parsedPort is a ServicePort entry checked and parsed.
+type parsedPort struct {
+	names    *familyNames
+	v6       bool
+	proto    byte
+	port     uint32
+	nodePort uint32
+	affinity uint32
+	// eps is what ClusterIP traffic reaches: with internalTrafficPolicy
+	// Local, this node's endpoints only. clusterEps is the cluster-wide
+	// set, for external traffic under Cluster policy and for traffic from
+	// Pods and the node to external addresses. localEps is this node's
+	// endpoints under externalTrafficPolicy Local (local).
+	eps, clusterEps, localEps []endpoint
+	internalLocal, local      bool
+	clusterIP                 netip.Addr
+	externals                 []externalFrontend
+	// ranges are the loadBalancerSourceRanges, merged: one interval per
+	// frontend for overlapping or touching ranges.
+	ranges []addrRange
+}
+
 func (b *builder) servicePort(sp *doormanv1.ServicePort) error {
-	var names familyNames
-	var v6 bool
+	var p parsedPort
+	if err := p.parse(sp); err != nil {
+		return err
+	}
+	b.clusterIPFrontend(&p)
+	for _, x := range p.externals {
+		b.externalFrontend(&p, x)
+	}
+	b.nodePortFrontend(&p)
+	b.hairpinPairs(&p)
+	return nil
+}
+
+func (p *parsedPort) parse(sp *doormanv1.ServicePort) error {
+	*p = parsedPort{port: sp.GetPort(), nodePort: sp.GetNodePort(), affinity: sp.GetAffinityTimeoutSeconds(),
+		internalLocal: sp.GetInternalPolicyLocal(), local: sp.GetExternalPolicyLocal()}
 	switch sp.GetFamily() {
 	case doormanv1.IPFamily_IP_FAMILY_IPV4:
-		names = names4
+		p.names = &names4
 	case doormanv1.IPFamily_IP_FAMILY_IPV6:
-		names, v6 = names6, true
+		p.names, p.v6 = &names6, true
 	default:
 		return fmt.Errorf("IP family %v not supported", sp.GetFamily())
 	}
-	proto, err := protoNumber(sp.GetProtocol())
-	if err != nil {
+	var err error
+	if p.proto, err = protoNumber(sp.GetProtocol()); err != nil {
 		return err
 	}
+	if err := checkPorts(sp); err != nil {
+		return err
+	}
+	if err := p.parseEndpointSets(sp); err != nil {
+		return err
+	}
+	if err := p.parseFrontends(sp); err != nil {
+		return err
+	}
+	if p.ranges, err = parseSourceRanges(sp.GetLoadBalancerSourceRanges(), p.v6); err != nil {
+		return err
+	}
+	return nil
+}
+
+// checkPorts checks the port, nodePort and healthCheckNodePort (0 for
+// none) and the affinity timeout.
+func checkPorts(sp *doormanv1.ServicePort) error {
 	if err := checkPort("port", sp.GetPort()); err != nil {
 		return err
 	}
@@ -450,202 +523,219 @@ func (b *builder) servicePort(sp *doormanv1.ServicePort) error {
 			return err
 		}
 	}
-	aff := sp.GetAffinityTimeoutSeconds()
-	if aff > AffinityTimeoutMax {
+	if aff := sp.GetAffinityTimeoutSeconds(); aff > AffinityTimeoutMax {
 		return fmt.Errorf("affinity timeout %ds above %ds", aff, AffinityTimeoutMax)
 	}
-	eps, err := parseEndpoints(sp.GetEndpoints(), v6, "endpoint")
-	if err != nil {
+	return nil
+}
+
+func (p *parsedPort) parseEndpointSets(sp *doormanv1.ServicePort) error {
+	var err error
+	if p.eps, err = parseEndpoints(sp.GetEndpoints(), p.v6, "endpoint"); err != nil {
 		return err
 	}
-	// The cluster-wide set, for external traffic under Cluster policy and
-	// for traffic from Pods and the node to external addresses: with
-	// internalTrafficPolicy Local, eps holds only this node's endpoints.
-	clusterEps := eps
-	if sp.GetInternalPolicyLocal() {
-		if clusterEps, err = parseEndpoints(sp.GetClusterEndpoints(), v6, "cluster endpoint"); err != nil {
+	p.clusterEps = p.eps
+	if p.internalLocal {
+		if p.clusterEps, err = parseEndpoints(sp.GetClusterEndpoints(), p.v6, "cluster endpoint"); err != nil {
 			return err
 		}
 	}
-	local := sp.GetExternalPolicyLocal()
-	var localEps []endpoint
-	if local {
-		if localEps, err = parseEndpoints(sp.GetLocalEndpoints(), v6, "local endpoint"); err != nil {
+	if p.local {
+		if p.localEps, err = parseEndpoints(sp.GetLocalEndpoints(), p.v6, "local endpoint"); err != nil {
 			return err
 		}
 	}
-	var cip netip.Addr
+	return nil
+}
+
+// parseFrontends reads the ClusterIP and the external addresses: each
+// once, none equal to the ClusterIP, a LoadBalancer IP that is also an
+// externalIP counted as a LoadBalancer IP.
+func (p *parsedPort) parseFrontends(sp *doormanv1.ServicePort) error {
 	if s := sp.GetClusterIp(); s != "" {
-		if cip, err = parseAddr(s, v6); err != nil {
+		var err error
+		if p.clusterIP, err = parseAddr(s, p.v6); err != nil {
 			return fmt.Errorf("clusterIP: %w", err)
 		}
 	}
-	var externals []externalFrontend
-	addExternal := func(what string, list []string, lb bool) error {
-		for _, s := range list {
-			a, err := parseAddr(s, v6)
-			if err != nil {
-				return fmt.Errorf("%s: %w", what, err)
-			}
-			dup := a == cip
-			for i := range externals {
-				if externals[i].addr == a {
-					externals[i].lb = externals[i].lb || lb
-					dup = true
-				}
-			}
-			if !dup {
-				externals = append(externals, externalFrontend{a, lb})
+	if err := p.addExternals("externalIP", sp.GetExternalIps(), false); err != nil {
+		return err
+	}
+	return p.addExternals("load balancer IP", sp.GetLoadBalancerIps(), true)
+}
+
+func (p *parsedPort) addExternals(what string, list []string, lb bool) error {
+	for _, s := range list {
+		a, err := parseAddr(s, p.v6)
+		if err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		dup := a == p.clusterIP
+		for i := range p.externals {
+			if p.externals[i].addr == a {
+				p.externals[i].lb = p.externals[i].lb || lb
+				dup = true
 			}
 		}
-		return nil
+		if !dup {
+			p.externals = append(p.externals, externalFrontend{a, lb})
+		}
 	}
-	if err := addExternal("externalIP", sp.GetExternalIps(), false); err != nil {
-		return err
-	}
-	if err := addExternal("load balancer IP", sp.GetLoadBalancerIps(), true); err != nil {
-		return err
-	}
+	return nil
+}
+
+// parseSourceRanges reads loadBalancerSourceRanges of the entry's family,
+// merged: one interval per frontend for overlapping or touching ranges.
+func parseSourceRanges(list []string, v6 bool) ([]addrRange, error) {
 	var ranges []addrRange
-	for _, s := range sp.GetLoadBalancerSourceRanges() {
+	for _, s := range list {
 		p, err := doormanv1.ParsePrefix(s)
 		if err != nil {
-			return fmt.Errorf("load balancer source range: %w", err)
+			return nil, fmt.Errorf("load balancer source range: %w", err)
 		}
 		if p.Addr().Is6() != v6 {
-			return fmt.Errorf("load balancer source range %q is not of the entry's family", s)
+			return nil, fmt.Errorf("load balancer source range %q is not of the entry's family", s)
 		}
 		p = p.Masked()
 		ranges = append(ranges, addrRange{p.Addr(), lastAddr(p)})
 	}
-	// One interval per frontend for overlapping or touching ranges.
-	ranges = mergeRanges(ranges)
+	return mergeRanges(ranges), nil
+}
 
-	kc, kcc, kl := len(eps), len(clusterEps), len(localEps)
-	hasExternal := len(externals) > 0 || sp.GetNodePort() != 0
-	// Without endpoints every frontend refuses new connections. With
-	// internalTrafficPolicy Local the ClusterIP drops instead, as upstream,
-	// while the Service may have endpoints on other nodes: always, unless
-	// the cluster-wide set (sent when the Service has external addresses)
-	// shows it has none at all. External frontends use the cluster-wide
-	// set: when that is empty there is no endpoint anywhere.
-	none := gotoChain(ChainReject)
-	if sp.GetInternalPolicyLocal() && (!hasExternal || kcc > 0) {
-		none = dropVerdict
+// clusterIPNoEndpoints is the ClusterIP's verdict when it has no endpoints:
+// it refuses new connections. With internalTrafficPolicy Local it drops
+// instead, as upstream, while the Service may have endpoints on other
+// nodes: always, unless the cluster-wide set (sent when the Service has
+// external addresses) shows it has none at all.
+func (p *parsedPort) clusterIPNoEndpoints() *expr.Verdict {
+	hasExternal := len(p.externals) > 0 || p.nodePort != 0
+	if p.internalLocal && (!hasExternal || len(p.clusterEps) > 0) {
+		return dropVerdict
 	}
-	noneExternal := gotoChain(ChainReject)
-	addrLen := names.addrLen
-	frontendLen := addrLen + 8
+	return rejectVerdict
+}
 
-	endpointsOf := func(set string, frontend []byte, list []endpoint, offset int) {
-		for i, ep := range list {
-			key := putIndex(append(b.take(len(frontend)+4), frontend...), offset+i)
-			value := putPort(putAddr(b.take(addrLen+4), ep.addr), ep.port)
-			b.add(Element{Set: set, Key: key, Value: value})
-		}
-	}
-	// Affinity members: for each endpoint at index i of a frontend's
-	// endpoint maps, i → jump to its affinity chain and
-	// affinityPickOffset + i → goto its pick chain.
-	members := func(set string, frontend []byte, list []endpoint, offset int) {
-		if aff == 0 {
-			return
-		}
-		for i, ep := range list {
-			e := AffinityEndpoint{Proto: proto, Addr: ep.addr, Port: uint16(ep.port)}
-			for _, kind := range []ChainKind{KindAffinity, KindAffinityPick} {
-				idx := offset + i
-				if kind == KindAffinityPick {
-					idx += affinityPickOffset
-				}
-				key := putIndex(append(b.take(len(frontend)+4), frontend...), idx)
-				b.verdictSpec(set, key, ChainSpec{Kind: kind, Affinity: aff, Endpoint: e})
-			}
-		}
-	}
+// frontendKey is "address . protocol . port".
+func (b *builder) frontendKey(p *parsedPort, a netip.Addr) []byte {
+	return putPort(putProto(putAddr(b.take(p.names.addrLen+8), a), p.proto), p.port)
+}
 
-	if cip.IsValid() {
-		b.add(Element{Set: names.clusterIPs, Key: putAddr(b.take(addrLen), cip), Shared: true})
-		f := putPort(putProto(putAddr(b.take(frontendLen), cip), proto), sp.GetPort())
-		b.claim(names.serviceGroup, f, ClaimClusterIP)
-		if kc == 0 {
-			b.add(Element{Set: names.noEndpointServices, Key: f, Verdict: none})
+func (b *builder) clusterIPFrontend(p *parsedPort) {
+	if !p.clusterIP.IsValid() {
+		return
+	}
+	n := p.names
+	b.add(Element{Set: n.clusterIPs, Key: putAddr(b.take(n.addrLen), p.clusterIP), Shared: true})
+	f := b.frontendKey(p, p.clusterIP)
+	b.claim(n.serviceGroup, f, ClaimClusterIP)
+	if len(p.eps) == 0 {
+		b.add(Element{Set: n.external.noEndpoints, Key: f, Verdict: p.clusterIPNoEndpoints()})
+		return
+	}
+	b.chainElement(n.external.dispatch, f, ChainSpec{Kind: KindService, K: len(p.eps), Affinity: p.affinity})
+	b.endpoints(p, &n.external, f, p.eps, 0)
+}
+
+// externalFrontend renders an externalIP or LoadBalancer IP, with its
+// firewall elements when it is a LoadBalancer IP with source ranges.
+func (b *builder) externalFrontend(p *parsedPort, x externalFrontend) {
+	n := p.names
+	f := b.frontendKey(p, x.addr)
+	kind := ClaimExternalIP
+	if x.lb {
+		kind = ClaimLoadBalancerIP
+	}
+	b.claim(n.serviceGroup, f, kind)
+	if x.lb && len(p.ranges) > 0 {
+		b.firewall(p, f)
+	}
+	b.externalDispatch(p, &n.external, f)
+}
+
+// firewall lets only the source ranges reach frontend f.
+func (b *builder) firewall(p *parsedPort, f []byte) {
+	n := p.names
+	b.add(Element{Set: n.firewallIPs, Key: f})
+	for _, r := range p.ranges {
+		start := putAddr(append(b.take(len(f)+n.addrLen), f...), r.first)
+		end := putAddr(append(b.take(len(f)+n.addrLen), f...), r.last)
+		b.add(Element{Set: n.firewallAllow, Key: start, KeyEnd: end})
+	}
+}
+
+func (b *builder) nodePortFrontend(p *parsedPort) {
+	if p.nodePort == 0 {
+		return
+	}
+	n := p.names
+	f := putPort(putProto(b.take(8), p.proto), p.nodePort)
+	b.claim(n.nodePortGroup, f, ClaimNodePort)
+	b.externalDispatch(p, &n.nodePorts, f)
+}
+
+// externalDispatch renders the dispatch of an external frontend (an
+// external address or a nodePort) under its external traffic policy: the
+// cluster-wide endpoints at index 0 and, under policy Local, this node's
+// endpoints from localOffset. Without any endpoint anywhere it refuses new
+// connections.
+func (b *builder) externalDispatch(p *parsedPort, d *dispatchNames, f []byte) {
+	kcc, kl := len(p.clusterEps), len(p.localEps)
+	switch {
+	case kcc == 0:
+		b.add(Element{Set: d.noEndpoints, Key: f, Verdict: rejectVerdict})
+		return
+	case !p.local:
+		b.chainElement(d.dispatch, f, ChainSpec{Kind: d.clusterKind, K: kcc, Affinity: p.affinity})
+	default:
+		b.add(Element{Set: d.dispatch, Key: f, Verdict: d.localVerdict})
+		b.chainElement(d.localInternal, f, ChainSpec{Kind: d.internalKind, K: kcc, Affinity: p.affinity})
+		if kl == 0 {
+			b.add(Element{Set: d.localExternal, Key: f, Verdict: dropVerdict})
 		} else {
-			b.gotoSpec(names.serviceIPs, f, ChainSpec{Kind: KindService, K: kc, Affinity: aff})
-			endpointsOf(names.serviceEndpoints, f, eps, 0)
-			members(names.affinityMembers, f, eps, 0)
+			b.chainElement(d.localExternal, f, ChainSpec{Kind: d.localKind, K: kl, Affinity: p.affinity})
+			b.endpoints(p, d, f, p.localEps, localOffset)
 		}
 	}
+	b.endpoints(p, d, f, p.clusterEps, 0)
+}
 
-	for _, x := range externals {
-		f := putPort(putProto(putAddr(b.take(frontendLen), x.addr), proto), sp.GetPort())
-		kind := ClaimExternalIP
-		if x.lb {
-			kind = ClaimLoadBalancerIP
-		}
-		b.claim(names.serviceGroup, f, kind)
-		if x.lb && len(ranges) > 0 {
-			b.add(Element{Set: names.firewallIPs, Key: f})
-			for _, r := range ranges {
-				start := putAddr(append(b.take(frontendLen+addrLen), f...), r.first)
-				end := putAddr(append(b.take(frontendLen+addrLen), f...), r.last)
-				b.add(Element{Set: names.firewallAllow, Key: start, KeyEnd: end})
-			}
-		}
-		switch {
-		case kcc == 0:
-			b.add(Element{Set: names.noEndpointServices, Key: f, Verdict: noneExternal})
-			continue
-		case !local:
-			b.gotoSpec(names.serviceIPs, f, ChainSpec{Kind: KindExternal, K: kcc, Affinity: aff})
-		default:
-			b.add(Element{Set: names.serviceIPs, Key: f, Verdict: gotoChain(ChainLocalIPs)})
-			b.gotoSpec(names.localInternalIPs, f, ChainSpec{Kind: KindService, K: kcc, Affinity: aff})
-			if kl == 0 {
-				b.add(Element{Set: names.localExternalIPs, Key: f, Verdict: dropVerdict})
-			} else {
-				b.gotoSpec(names.localExternalIPs, f, ChainSpec{Kind: KindLocal, K: kl, Affinity: aff})
-				endpointsOf(names.serviceEndpoints, f, localEps, localOffset)
-				members(names.affinityMembers, f, localEps, localOffset)
-			}
-		}
-		endpointsOf(names.serviceEndpoints, f, clusterEps, 0)
-		members(names.affinityMembers, f, clusterEps, 0)
+// endpoints adds frontend f's endpoint elements from index offset and,
+// with session affinity, its affinity members: for each endpoint at index
+// i, i → jump to its affinity chain and affinityPickOffset + i → goto its
+// pick chain.
+func (b *builder) endpoints(p *parsedPort, d *dispatchNames, f []byte, list []endpoint, offset int) {
+	addrLen := p.names.addrLen
+	for i, ep := range list {
+		key := putIndex(append(b.take(len(f)+4), f...), offset+i)
+		value := putPort(putAddr(b.take(addrLen+4), ep.addr), ep.port)
+		b.add(Element{Set: d.endpoints, Key: key, Value: value})
 	}
+	if p.affinity == 0 {
+		return
+	}
+	for i, ep := range list {
+		e := AffinityEndpoint{Proto: p.proto, Addr: ep.addr, Port: uint16(ep.port)}
+		for _, kind := range []ChainKind{KindAffinity, KindAffinityPick} {
+			idx := offset + i
+			if kind == KindAffinityPick {
+				idx += affinityPickOffset
+			}
+			key := putIndex(append(b.take(len(f)+4), f...), idx)
+			b.chainElement(d.members, key, ChainSpec{Kind: kind, Affinity: p.affinity, Endpoint: e})
+		}
+	}
+}
 
-	if np := sp.GetNodePort(); np != 0 {
-		f := putPort(putProto(b.take(8), proto), np)
-		b.claim(names.nodePortGroup, f, ClaimNodePort)
-		switch {
-		case kcc == 0:
-			b.add(Element{Set: names.noEndpointNodePorts, Key: f, Verdict: noneExternal})
-		case !local:
-			b.gotoSpec(names.serviceNodePorts, f, ChainSpec{Kind: KindNodePort, K: kcc, Affinity: aff})
-			endpointsOf(names.nodePortEndpoints, f, clusterEps, 0)
-			members(names.nodePortAffinityMembers, f, clusterEps, 0)
-		default:
-			b.add(Element{Set: names.serviceNodePorts, Key: f, Verdict: gotoChain(ChainLocalNodePorts)})
-			b.gotoSpec(names.localInternalNodePorts, f, ChainSpec{Kind: KindNodePortInternal, K: kcc, Affinity: aff})
-			if kl == 0 {
-				b.add(Element{Set: names.localExternalNodePorts, Key: f, Verdict: dropVerdict})
-			} else {
-				b.gotoSpec(names.localExternalNodePorts, f, ChainSpec{Kind: KindNodePortLocal, K: kl, Affinity: aff})
-				endpointsOf(names.nodePortEndpoints, f, localEps, localOffset)
-				members(names.nodePortAffinityMembers, f, localEps, localOffset)
-			}
-			endpointsOf(names.nodePortEndpoints, f, clusterEps, 0)
-			members(names.nodePortAffinityMembers, f, clusterEps, 0)
-		}
+// hairpinPairs adds one "address . address" element per endpoint address
+// the node may DNAT to.
+func (b *builder) hairpinPairs(p *parsedPort) {
+	if len(p.eps) == 0 && len(p.clusterEps) == 0 && len(p.localEps) == 0 {
+		return
 	}
-
-	// Hairpin: one "address . address" element per endpoint address the
-	// node may DNAT to.
-	if kc > 0 || kcc > 0 || kl > 0 {
-		for _, a := range distinctAddrs(eps, clusterEps, localEps) {
-			b.add(Element{Set: names.hairpinPairs, Key: putAddr(putAddr(b.take(2*addrLen), a), a), Shared: true})
-		}
+	addrLen := p.names.addrLen
+	for _, a := range distinctAddrs(p.eps, p.clusterEps, p.localEps) {
+		b.add(Element{Set: p.names.hairpinPairs, Key: putAddr(putAddr(b.take(2*addrLen), a), a), Shared: true})
 	}
-	return nil
 }
 
 // distinctAddrs lists the endpoint addresses of the lists once each.
