@@ -93,8 +93,8 @@ const DefaultStaleAfter = 5 * time.Minute
 // shutdownGrace is how long in-flight RPCs get to finish at shutdown.
 const shutdownGrace = 5 * time.Second
 
-// Run serves until ctx is done, then shuts down and returns. Agents are
-// served only once the informers have synced.
+// Run serves until ctx is done, then shuts down and returns. gRPC
+// connections are accepted only once the informers have synced.
 func Run(ctx context.Context, cfg Config) error {
 	if cfg.Client == nil || cfg.GRPCListener == nil {
 		return errors.New("control plane: a client and a gRPC listener are required")
@@ -119,6 +119,7 @@ func Run(ctx context.Context, cfg Config) error {
 	errc := make(chan error, 3)
 	// The informers start first: the TLS and authentication set-up below
 	// must not delay them (readiness after a restart waits for them).
+	synced := make(chan struct{})
 	go func() {
 		if err := watch.Start(ctx, cfg.Client, m.Sink(h), fresh, log.Named("watch")); err != nil {
 			if ctx.Err() == nil {
@@ -127,6 +128,7 @@ func Run(ctx context.Context, cfg Config) error {
 			return
 		}
 		h.MarkReady()
+		close(synced)
 	}()
 
 	opts := append(server.Options(), cfg.Limits.ServerOptions()...)
@@ -145,7 +147,18 @@ func Run(ctx context.Context, cfg Config) error {
 	server.Register(gs, h, log.Named("server"), server.WithConfiguration(cfg.Configuration), server.WithSent(m.Sent))
 	reflection.Register(gs)
 
+	// Connections are accepted once the informers have synced: agents
+	// that connect before wait in the listener's backlog instead of
+	// having their handshakes and admissions (TLS, token signatures)
+	// take the CPU the informers' first lists need, and a replica that
+	// restarts is ready as soon as it has the cluster's state.
 	go func() {
+		select {
+		case <-synced:
+		case <-ctx.Done():
+			_ = cfg.GRPCListener.Close()
+			return
+		}
 		log.Info("serving grpc", "address", cfg.GRPCListener.Addr().String())
 		if err := gs.Serve(cfg.Limits.Listener(cfg.GRPCListener)); err != nil {
 			errc <- fmt.Errorf("serve grpc: %w", err)

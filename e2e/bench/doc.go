@@ -27,6 +27,15 @@
 // admission adds; the TokenReviews come from the API server's metrics.
 // The run fails if an agent is never admitted and acked.
 //
+// Every simulated agent lives in the benchmark's one process, where each
+// real agent has its node's memory: an agent holding nothing receives its
+// full view (a few MB from the first byte to its ACK: gRPC's buffers, the
+// message, its decoding) only while fewer than -full-views others do, and
+// between updates an agent keeps a digest per key. Each stream is dialled
+// on a connection of its own and closed after it, as the agent does.
+// -heap-profile writes the process's heap profile nearest its peak, and
+// the records hold its peak RSS and the replicas'.
+//
 // Both print a table, write JSON records to $BENCH_OUT and a PNG plot.
 // Timing is reported, never asserted. It needs root; it may import the
 // control plane's app package but no internal package of either binary.

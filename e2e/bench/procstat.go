@@ -13,6 +13,7 @@ const clockTicks = 100
 // usage is what /proc says about one process.
 type usage struct {
 	RSSBytes   int64
+	PeakRSS    int64   // VmHWM: the most RSS the process has had
 	CPUSeconds float64 // user + system since the process started
 }
 
@@ -28,22 +29,38 @@ func readUsage(pid int) (usage, error) {
 	return parseUsage(string(status), string(stat))
 }
 
-// parseUsage reads VmRSS from /proc/PID/status and utime+stime (fields 14
+// parseKB reads the "N kB" of a /proc/PID/status line.
+func parseKB(line, rest string) (int64, error) {
+	f := strings.Fields(rest)
+	if len(f) != 2 || f[1] != "kB" {
+		return 0, fmt.Errorf("status line %q", line)
+	}
+	kb, err := strconv.ParseInt(f[0], 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("status line %q: %w", line, err)
+	}
+	return kb, nil
+}
+
+// parseUsage reads VmRSS and VmHWM from /proc/PID/status and utime+stime (fields 14
 // and 15) from /proc/PID/stat.
 func parseUsage(status, stat string) (usage, error) {
 	var u usage
 	found := false
 	for _, l := range strings.Split(status, "\n") {
 		if rest, ok := strings.CutPrefix(l, "VmRSS:"); ok {
-			f := strings.Fields(rest)
-			if len(f) != 2 || f[1] != "kB" {
-				return u, fmt.Errorf("VmRSS line %q", l)
-			}
-			kb, err := strconv.ParseInt(f[0], 10, 64)
+			kb, err := parseKB(l, rest)
 			if err != nil {
-				return u, fmt.Errorf("VmRSS line %q: %w", l, err)
+				return u, err
 			}
 			u.RSSBytes, found = kb*1024, true
+		}
+		if rest, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			kb, err := parseKB(l, rest)
+			if err != nil {
+				return u, err
+			}
+			u.PeakRSS = kb * 1024
 		}
 	}
 	if !found {

@@ -15,9 +15,9 @@ func TestParseUsage(t *testing.T) {
 	}{
 		{
 			name:   "process with spaces in its name",
-			status: "Name:\tkube proxy\nVmPeak:\t  9000 kB\nVmRSS:\t   80128 kB\nThreads:\t12\n",
+			status: "Name:\tkube proxy\nVmPeak:\t  9000 kB\nVmHWM:\t   90112 kB\nVmRSS:\t   80128 kB\nThreads:\t12\n",
 			stat:   "4242 (kube proxy) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 12 0 100 0 0",
-			want:   usage{RSSBytes: 80128 * 1024, CPUSeconds: 3.25},
+			want:   usage{RSSBytes: 80128 * 1024, PeakRSS: 90112 * 1024, CPUSeconds: 3.25},
 		},
 		{name: "no VmRSS (zombie)", status: "Name:\tx\n", stat: "1 (x) Z 0 0 0 0 0 0 0 0 0 0 0 0", wantErr: true},
 		{name: "truncated stat", status: "VmRSS:\t1 kB\n", stat: "1 (x) S 0 0", wantErr: true},

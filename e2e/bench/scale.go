@@ -20,6 +20,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/semaphore"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/stats"
@@ -54,6 +55,16 @@ type scaleFlags struct {
 	// default bound on TokenReviews.
 	reviewQPS   float64
 	reviewBurst int
+	// heapProfile, when set, is where the harness writes its heap
+	// profile nearest its peak.
+	heapProfile string
+	// fullViews bounds the agents receiving their full view at once.
+	fullViews int
+	// cpLogLevel is the replicas' --log-level.
+	cpLogLevel string
+	// restartProfile, when set, is where the harness writes its CPU
+	// profile of the secured restart.
+	restartProfile string
 }
 
 func runScale(ctx context.Context, args []string) error {
@@ -69,6 +80,10 @@ func runScale(ctx context.Context, args []string) error {
 	fs.DurationVar(&f.timeout, "timeout", 5*time.Minute, "longest wait for a convergence")
 	fs.Float64Var(&f.reviewQPS, "token-review-qps", 0, "the control plane's --token-review-qps (0: its default, as deployed; negative: no bound)")
 	fs.IntVar(&f.reviewBurst, "token-review-burst", 0, "the control plane's --token-review-burst (0: its default)")
+	fs.StringVar(&f.restartProfile, "restart-cpu-profile", "", "write the harness's CPU profile of the secured restart to this file (go tool pprof)")
+	fs.StringVar(&f.cpLogLevel, "controlplane-log-level", "warn", "the replicas' --log-level (their logs are in the cluster's log directory; -keep keeps it)")
+	fs.IntVar(&f.fullViews, "full-views", 128, "agents of the harness receiving and decoding their full view at once (each takes a few MB while it does; negative: no bound)")
+	fs.StringVar(&f.heapProfile, "heap-profile", "", "write the harness's heap profile nearest its peak to this file (go tool pprof)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -89,8 +104,15 @@ func runScale(ctx context.Context, args []string) error {
 		return err
 	}
 	raiseFileLimit(uint64(4*f.agents + 1024))
-	s := &scaleSim{f: f, log: f.logger(), rep: &report{}, keys: newKeyTable()}
+	s := &scaleSim{f: f, log: f.logger(), rep: &report{}, keys: newKeyTable(), heap: newHeapWatch(f.heapProfile)}
+	if f.fullViews > 0 {
+		s.fullViews = semaphore.NewWeighted(int64(f.fullViews))
+	}
+	wctx, stopWatch := context.WithCancel(ctx)
+	go s.heap.run(wctx, 100*time.Millisecond)
 	runErr := s.run(ctx)
+	stopWatch()
+	s.reportHarnessMemory()
 	fmt.Println()
 	systems := []string{sysScale, sysScaleInsecure}
 	s.rep.table(os.Stdout, systems)
@@ -128,6 +150,14 @@ type scaleSim struct {
 	log  hclog.Logger
 	rep  *report
 	keys *keyTable
+	heap *heapWatch
+	// fullViews, when set, bounds the agents that hold nothing and are
+	// being sent their full view: every agent runs in this one process,
+	// and a full view takes a few MB from its first byte to its ACK
+	// (gRPC's buffers, the message, its decoding), where each real agent
+	// has its own node's memory. Agents that hold a view resume by
+	// digests and are not bounded.
+	fullViews *semaphore.Weighted
 
 	client   kubernetes.Interface
 	security []string                      // the control plane's flags when secured
@@ -192,7 +222,7 @@ func (s *scaleSim) startControlPlane(ctx context.Context, c *cluster.Cluster, na
 	if err != nil {
 		return nil, err
 	}
-	args := []string{"--kubeconfig=" + c.Kubeconfig(), "--listen=" + grpcAddr, "--http-listen=" + httpAddr, "--log-level=warn"}
+	args := []string{"--kubeconfig=" + c.Kubeconfig(), "--listen=" + grpcAddr, "--http-listen=" + httpAddr, "--log-level=" + s.f.cpLogLevel}
 	if secure {
 		args = append(args, s.security...)
 	} else {
@@ -407,6 +437,11 @@ func (s *scaleSim) run(ctx context.Context) error {
 	}
 	add("controlplane_nodes_on_primary", served, "count")
 	add("controlplane_rss_bytes", float64(withAgents.RSSBytes), "bytes")
+	add("controlplane_peak_rss_bytes", float64(withAgents.PeakRSS), "bytes")
+	if self, err := readUsage(os.Getpid()); err == nil {
+		add("startup_harness_peak_rss_bytes", float64(self.PeakRSS), "bytes")
+		fmt.Printf("start-up: peak RSS of the primary %d MiB, of the harness %d MiB\n", withAgents.PeakRSS>>20, self.PeakRSS>>20)
+	}
 	add("controlplane_rss_per_node_bytes", float64(withAgents.RSSBytes-base.RSSBytes)/served, "bytes")
 	if heap > 0 && baseHeap > 0 {
 		add("controlplane_heap_per_node_bytes", (heap-baseHeap)/served, "bytes")
@@ -553,6 +588,13 @@ func (s *scaleSim) restart(ctx context.Context, c *cluster.Cluster, cps []*contr
 	if !secure {
 		ca = nil
 	}
+	if secure && s.f.restartProfile != "" {
+		stop, err := startCPUProfile(s.f.restartProfile)
+		if err != nil {
+			return 0, err
+		}
+		defer stop()
+	}
 	s.beginEpoch()
 	t := time.Now()
 	for _, cp := range cps {
@@ -584,6 +626,13 @@ func (s *scaleSim) restart(ctx context.Context, c *cluster.Cluster, cps []*contr
 	}
 	d := s.lastInSince(t)
 	fulls1, upserts1 := s.received()
+	var peak int64
+	for _, cp := range cps {
+		if u, err := readUsage(cp.cmd.Process.Pid); err == nil {
+			peak = max(peak, u.PeakRSS)
+		}
+	}
+	add("restart_controlplane_peak_rss_bytes", float64(peak), "bytes")
 	add("restart_convergence_seconds", d.Seconds(), "seconds")
 	add("restart_controlplane_ready_seconds", ready.Seconds(), "seconds")
 	add("restart_full_views", float64(fulls1-fulls0), "count")
@@ -592,8 +641,8 @@ func (s *scaleSim) restart(ctx context.Context, c *cluster.Cluster, cps []*contr
 	if err != nil {
 		return 0, err
 	}
-	fmt.Printf("restart (%s): every agent admitted and acked %s after both replicas were killed (ready after %s); %d full views; %s\n",
-		mode, d.Round(time.Millisecond), ready.Round(time.Millisecond), fulls1-fulls0, adm)
+	fmt.Printf("restart (%s): every agent admitted and acked %s after both replicas were killed (ready after %s); %d full views; replica peak RSS %d MiB; %s\n",
+		mode, d.Round(time.Millisecond), ready.Round(time.Millisecond), fulls1-fulls0, peak>>20, adm)
 	return d, nil
 }
 
@@ -744,36 +793,22 @@ type simAgent struct {
 }
 
 // run keeps a stream open to one of the control planes in turn, as the
-// agent does: after a stream ends it waits the agent's backoff, reset
-// once a stream got an update acked. Connections are made again when the
-// control plane's mode (TLS or plaintext) changes.
+// agent does: each stream on a connection of its own, dialled for it and
+// closed after it (a connection kept across streams would carry gRPC's
+// reconnection backoff from one to the next, which the agent never
+// waits for); after a stream ends it waits the agent's backoff, reset
+// once a stream got an update acked. The connection is TLS or plaintext
+// as the control plane's mode is when it is dialled.
 func (a *simAgent) run(ctx context.Context, s *scaleSim) {
-	var conns []*grpc.ClientConn
-	var ca *x509.CertPool // what conns were made with
-	closeAll := func() {
-		for _, c := range conns {
-			if c != nil {
-				_ = c.Close()
-			}
-		}
-		conns = make([]*grpc.ClientConn, len(a.addrs))
-	}
-	defer closeAll()
 	failures := 0
 	for i := 0; ctx.Err() == nil; i = (i + 1) % len(a.addrs) {
-		if want := s.ca.Load(); conns == nil || want != ca {
-			closeAll()
-			ca = want
+		cc, err := grpc.NewClient(a.addrs[i], a.dialOptions(s.ca.Load())...)
+		if err != nil {
+			s.log.Error("dial", "node", a.name, "error", err)
+			return
 		}
-		if conns[i] == nil {
-			c, err := grpc.NewClient(a.addrs[i], a.dialOptions(ca)...)
-			if err != nil {
-				s.log.Error("dial", "node", a.name, "error", err)
-				return
-			}
-			conns[i] = c
-		}
-		acked, err := a.session(ctx, conns[i], s)
+		acked, err := a.session(ctx, cc, s)
+		_ = cc.Close()
 		if ctx.Err() != nil {
 			return
 		}
@@ -794,11 +829,16 @@ func (a *simAgent) run(ctx context.Context, s *scaleSim) {
 func (a *simAgent) session(ctx context.Context, cc *grpc.ClientConn, s *scaleSim) (bool, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	hello := &doormanv1.Hello{NodeName: a.name, Holding: a.view.holding()}
+	release, err := s.awaitFullView(ctx, hello)
+	if err != nil {
+		return false, err
+	}
+	defer release()
 	stream, err := doormanv1.NewAgentServiceClient(cc).Sync(ctx)
 	if err != nil {
 		return false, err
 	}
-	hello := &doormanv1.Hello{NodeName: a.name, Holding: a.view.holding()}
 	// A stream the control plane refused fails Send with io.EOF; its
 	// status comes with Recv.
 	if err := stream.Send(&doormanv1.SyncRequest{Message: &doormanv1.SyncRequest_Hello{Hello: hello}}); err != nil && !errors.Is(err, io.EOF) {
@@ -833,11 +873,27 @@ func (a *simAgent) session(ctx context.Context, cc *grpc.ClientConn, s *scaleSim
 		}
 		if !acked {
 			acked = true
+			release()
 			target := cc.Target()
 			a.serving.Store(&target)
 		}
 		s.acked(a, u)
 	}
+}
+
+// awaitFullView waits, before an agent that holds nothing opens its
+// stream, until fewer than fullViews such agents are receiving their
+// full view. release, called once the first update is acked or the
+// stream ended, lets the next one in; it may be called more than once.
+func (s *scaleSim) awaitFullView(ctx context.Context, hello *doormanv1.Hello) (release func(), err error) {
+	if s.fullViews == nil || hello.GetHolding() != nil {
+		return func() {}, nil
+	}
+	if err := s.fullViews.Acquire(ctx, 1); err != nil {
+		return nil, err
+	}
+	var once sync.Once
+	return func() { once.Do(func() { s.fullViews.Release(1) }) }, nil
 }
 
 // agentStats counts what an agent receives on the wire.

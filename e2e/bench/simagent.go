@@ -64,8 +64,8 @@ type undo struct {
 func newAgentView(keys *keyTable) *agentView { return &agentView{keys: keys} }
 
 func (v *agentView) set(i int32, key string, digest uint64) {
-	for int(i) >= len(v.digest) {
-		v.digest = append(v.digest, 0)
+	if int(i) >= len(v.digest) {
+		v.grow(int(i) + 1)
 	}
 	v.journal = append(v.journal, undo{i, v.digest[i]})
 	if old := v.digest[i]; old != 0 {
@@ -78,6 +78,38 @@ func (v *agentView) set(i int32, key string, digest uint64) {
 	}
 	v.digest[i] = digest
 }
+
+// grow makes room for a digest per key index below n, and for every key
+// interned so far.
+func (v *agentView) grow(n int) {
+	keys, _ := v.keys.snapshot()
+	want := max(n, len(keys))
+	if want <= cap(v.digest) {
+		v.digest = v.digest[:want]
+		return
+	}
+	d := make([]uint64, want, max(want, 2*cap(v.digest)))
+	copy(d, v.digest)
+	v.digest = d
+}
+
+// fit lets go of the room grow made beyond the keys and of a full
+// view's journal (an entry per key): thousands of simulated agents each
+// keep a view between updates, and keep no more than a digest per key.
+func (v *agentView) fit() {
+	if cap(v.digest) > len(v.digest) {
+		d := make([]uint64, len(v.digest))
+		copy(d, v.digest)
+		v.digest = d
+	}
+	if cap(v.journal) > journalKeep {
+		v.journal = nil
+	}
+}
+
+// journalKeep is the most journal capacity a view keeps between
+// updates.
+const journalKeep = 1024
 
 // apply moves the view by one update. On error the view is unchanged (the
 // agent Nacks and keeps what it had).
@@ -128,9 +160,11 @@ func (v *agentView) apply(u *doormanv1.SyncResponse) error {
 	}
 	if got, want := v.d.View(), u.GetViewDigest(); got != want {
 		v.rollback()
+		v.fit()
 		return fmt.Errorf("update %d: view digest %#x after applying, update says %#x", u.GetVersion(), got, want)
 	}
 	v.version = u.GetVersion()
+	v.fit()
 	return nil
 }
 

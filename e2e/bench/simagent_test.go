@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -90,5 +91,29 @@ func TestAgentViewApply(t *testing.T) {
 	}
 	if h := v.holding(); h.GetVersion() != 16 || len(h.GetBucketDigests()) != doormanv1.Buckets {
 		t.Errorf("holding %v", h)
+	}
+}
+
+// Thousands of simulated agents each keep a view: after a full view an
+// agent keeps a digest per key and no more, and not the journal it
+// applied the full view with.
+func TestAgentViewKeepsNoSpare(t *testing.T) {
+	keys := newKeyTable()
+	var entries []*doormanv1.Entry
+	for i := range 3000 {
+		entries = append(entries, sp(t, fmt.Sprintf("svc-%d", i), fmt.Sprintf("10.0.%d.%d", i/250, i%250+1)))
+	}
+	full := &doormanv1.SyncResponse{Version: 1, Full: true, Upserts: entries, ViewDigest: digestOf(entries...)}
+	for _, name := range []string{"first agent", "second agent"} {
+		v := newAgentView(keys)
+		if err := v.apply(full); err != nil {
+			t.Fatal(err)
+		}
+		if len(v.digest) != 3000 || cap(v.digest) != 3000 {
+			t.Errorf("%s: %d digests in room for %d, want 3000 in 3000", name, len(v.digest), cap(v.digest))
+		}
+		if cap(v.journal) > journalKeep {
+			t.Errorf("%s: journal of capacity %d kept after the full view, want at most %d", name, cap(v.journal), journalKeep)
+		}
 	}
 }
