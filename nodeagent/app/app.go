@@ -34,6 +34,7 @@ import (
 	"github.com/doorman-proxy/doorman/nodeagent/internal/render"
 	"github.com/doorman-proxy/doorman/nodeagent/internal/state"
 	"github.com/doorman-proxy/doorman/nodeagent/internal/stream"
+	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
 )
 
 // Config configures Run.
@@ -161,6 +162,13 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}()
 
+	if store != nil {
+		// The start-up Sync skips reading the table back while the kernel
+		// is still as the cache's last write recorded it.
+		dp.Trust(dataplane.DecodeMark(c.KernelMark()))
+		store = &markedStore{cache: c, dp: dp}
+	}
+
 	// The monitor subscribes before the cached view is programmed, so no
 	// foreign change after start-up goes unseen.
 	kernel := m.Kernel(dp)
@@ -217,9 +225,14 @@ func Run(ctx context.Context, cfg Config) error {
 	case err != nil:
 		log.Error("cached view not programmed; the first update will program the whole view", "error", err)
 	case warning != nil:
-		log.Warn("cached view programmed without some entries", "version", view.Version(), "ops", stats.Ops, "error", warning, "took", time.Since(start))
+		log.Warn("cached view programmed without some entries", "version", view.Version(), "ops", stats.Ops, "read", stats.Read, "error", warning, "took", time.Since(start))
 	case view.Version() > 0:
-		log.Info("cached view programmed", "version", view.Version(), "entries", view.Len(), "ops", stats.Ops, "took", time.Since(start))
+		log.Info("cached view programmed", "version", view.Version(), "entries", view.Len(), "ops", stats.Ops, "read", stats.Read, "took", time.Since(start))
+	}
+	if err == nil && view.Version() > 0 && store != nil {
+		if err := c.SaveKernelMark(dp.Mark().Encode()); err != nil {
+			log.Warn("kernel mark not saved: the next start reads the table back", "error", err)
+		}
 	}
 
 	// After the start-up Sync: doorman's rules use conntrack, so its
@@ -470,3 +483,25 @@ func serveHTTP(log hclog.Logger, name string, lis net.Listener, h http.Handler) 
 		<-done
 	}
 }
+
+// markedStore is the cache that writes, with each view, the dataplane's
+// Mark of what the kernel holds after its last own commit: the next start
+// then needs not read the table back while nothing changed.
+type markedStore struct {
+	cache *cache.Cache
+	dp    *dataplane.Dataplane
+}
+
+func (s *markedStore) Save(version uint64, changes []state.Change) error {
+	s.cache.SetKernelMark(s.dp.Mark().Encode())
+	return s.cache.Save(version, changes)
+}
+
+func (s *markedStore) Replace(version uint64, view map[string]*doormanv1.Entry) error {
+	s.cache.SetKernelMark(s.dp.Mark().Encode())
+	return s.cache.Replace(version, view)
+}
+
+func (s *markedStore) Freshness() map[string]uint64 { return s.cache.Freshness() }
+
+func (s *markedStore) SetFreshness(m map[string]uint64) { s.cache.SetFreshness(m) }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/nftables"
 	"github.com/hashicorp/go-hclog"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -248,13 +249,26 @@ func TestRestartServesFromCache(t *testing.T) {
 	down.Close()
 	second := startAgent(t, ns, cachePath, downAddr)
 	second.waitHealth(t, http.StatusOK)
-	if line := logLine(second.logs.String(), "cached view programmed"); !strings.Contains(line, " ops=0 ") {
-		t.Errorf("restart did not program the cached view with 0 ops; logs:\n%s", second.logs.String())
+	// Nobody committed since the first agent's last commit: the cache's
+	// mark spares reading the table back.
+	if line := logLine(second.logs.String(), "cached view programmed"); !strings.Contains(line, " ops=0 ") || !strings.Contains(line, " read=generation_unchanged ") {
+		t.Errorf("restart did not program the cached view with 0 ops and no read; logs:\n%s", second.logs.String())
 	}
 	if diff := cmp.Diff(programmed, kernelTable(t, ns), protocmp.Transform()); diff != "" {
 		t.Errorf("restart changed the kernel (-before +after):\n%s", diff)
 	}
 	second.stop(t)
+
+	// A commit to another table moves the generation on: the next start
+	// reads the table back.
+	other, err := nftables.New(nftables.WithNetNSFd(ns.FD()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	other.AddTable(&nftables.Table{Name: "other", Family: nftables.TableFamilyIPv4})
+	if err := other.Flush(); err != nil {
+		t.Fatal(err)
+	}
 
 	// Start again with a control plane: the hello reports what is held.
 	third := startAgent(t, ns, cachePath, lis.Addr().String())
@@ -270,6 +284,9 @@ func TestRestartServesFromCache(t *testing.T) {
 	cp.updates <- &doormanv1.SyncResponse{Version: 2, ViewDigest: d.View()}
 	if r := receive(t, cp.replies, "ack"); r.GetAck().GetVersion() != 2 {
 		t.Fatalf("reply %v, want an ack of version 2\nlogs:\n%s", r, third.logs.String())
+	}
+	if line := logLine(third.logs.String(), "cached view programmed"); !strings.Contains(line, " ops=0 ") || !strings.Contains(line, " read=generation_changed ") {
+		t.Errorf("start after an outside commit did not read the table back; logs:\n%s", third.logs.String())
 	}
 }
 

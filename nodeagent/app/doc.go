@@ -16,7 +16,9 @@
 //
 // app owns no logic of its own beyond the order of start-up and shutdown:
 // the drift monitor subscribes before the cached view is programmed, the
-// cached view is programmed before any control plane is dialled, and on the
+// cached view is programmed before any control plane is dialled (with the
+// dataplane's Mark the cache stored with the view, so that a kernel nobody
+// changed since is not read back), and on the
 // way out the kernel's rules are left in place (never flushed). Its
 // Prometheus registry is private to each Run.
 package app

@@ -23,6 +23,9 @@ type healthKernel struct {
 	health *healthcheck.Proxy
 }
 
+// Unchanged passes the question on (see agent.Unchanging).
+func (k *healthKernel) Unchanged() bool { return agent.Unchanged(k.Kernel) }
+
 func (k *healthKernel) Sync(view map[string]*doormanv1.Entry) (dataplane.Stats, error) {
 	stats, err := k.Kernel.Sync(view)
 	if committed(err) {

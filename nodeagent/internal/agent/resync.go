@@ -37,6 +37,10 @@ type ResyncOutcome struct {
 	Trigger Trigger
 	// Skipped: the agent holds no view yet; the first update programs it.
 	Skipped bool
+	// Unchanged: a periodic resync found that nobody committed to the
+	// kernel since the agent's own last commit (see Unchanging), so the
+	// kernel holds the view: nothing was read back.
+	Unchanged bool
 	// Ops is the number of kernel objects the Sync changed: 0 when the
 	// kernel was right.
 	Ops int
@@ -60,7 +64,9 @@ type ResyncOutcome struct {
 // foreign change (debounced), after lost events, and on a long period as a
 // backstop; never per update. Sync never retires chains, so a Sync that
 // changed something found the kernel changed by someone else: a drift
-// repair. The periodic resync then retires the per-endpoint-count chains
+// repair. A periodic resync while nobody committed to the kernel since the
+// agent's own last commit (Unchanged) reads nothing back: the kernel holds
+// the view. The periodic resync then retires the per-endpoint-count chains
 // the agent's own updates left unused (not drift, not counted as such).
 func (a *Agent) Resync(t Trigger) ResyncOutcome {
 	a.mu.Lock()
@@ -70,6 +76,11 @@ func (a *Agent) Resync(t Trigger) ResyncOutcome {
 		// Nothing was ever programmed: whatever the kernel holds keeps
 		// serving until the first update.
 		out.Skipped = true
+		return out
+	}
+	if t == TriggerPeriodic && !a.needSync && a.kernelHolds && Unchanged(a.kernel) {
+		out.Unchanged = true
+		a.retire(&out)
 		return out
 	}
 	var stats dataplane.Stats
@@ -91,10 +102,30 @@ func (a *Agent) Resync(t Trigger) ResyncOutcome {
 		a.counters.DriftRepairs++
 	}
 	if t == TriggerPeriodic {
-		out.Retired, out.RetireErr = a.kernel.RetireUnused()
-		if out.RetireErr != nil {
-			out.RetireErr = fmt.Errorf("retire unused chains: %w", out.RetireErr)
-		}
+		a.retire(&out)
 	}
 	return out
+}
+
+// retire deletes the per-endpoint-count chains no entry uses any more.
+func (a *Agent) retire(out *ResyncOutcome) {
+	out.Retired, out.RetireErr = a.kernel.RetireUnused()
+	if out.RetireErr != nil {
+		out.RetireErr = fmt.Errorf("retire unused chains: %w", out.RetireErr)
+	}
+}
+
+// Unchanging is a Kernel that can tell whether anyone committed to the
+// kernel (any table of its network namespace) since its own last commit
+// (*dataplane.Dataplane, through the generation; the wrappers around it
+// pass the question on).
+type Unchanging interface {
+	Unchanged() bool
+}
+
+// Unchanged reports whether k says nobody committed since its own last
+// commit; false when k cannot tell.
+func Unchanged(k Kernel) bool {
+	u, ok := k.(Unchanging)
+	return ok && u.Unchanged()
 }

@@ -19,7 +19,11 @@ type driftKernel struct {
 	fakeKernel
 	syncOps   int
 	retireErr error
+	// unchanged: nobody committed since the last own commit.
+	unchanged bool
 }
+
+func (k *driftKernel) Unchanged() bool { return k.unchanged }
 
 func (k *driftKernel) RetireUnused() (int, error) {
 	_, _ = k.fakeKernel.RetireUnused()
@@ -41,6 +45,7 @@ func TestResync(t *testing.T) {
 		syncOps     int
 		syncErr     error
 		retireErr   error
+		unchanged   bool
 		want        ResyncOutcome
 		wantCalls   []string
 		wantRepairs uint64
@@ -60,6 +65,12 @@ func TestResync(t *testing.T) {
 			want: ResyncOutcome{Trigger: TriggerPeriodic, Ops: 2, Repaired: true, Retired: 2}, wantCalls: []string{"sync", "retire"}, wantRepairs: 1, wantSyncs: 2},
 		{name: "periodic, a chain cannot be retired: reported, not drift", update: true, trigger: TriggerPeriodic, retireErr: errors.New("EPERM"),
 			want: ResyncOutcome{Trigger: TriggerPeriodic, Retired: 2, RetireErr: errors.New("retire unused chains: EPERM")}, wantCalls: []string{"sync", "retire"}, wantSyncs: 2},
+		{name: "periodic, kernel unchanged since the own last commit: nothing read", update: true, trigger: TriggerPeriodic, unchanged: true,
+			want: ResyncOutcome{Trigger: TriggerPeriodic, Unchanged: true, Retired: 2}, wantCalls: []string{"retire"}, wantSyncs: 1},
+		{name: "foreign change: a full Sync whatever the kernel says", update: true, trigger: TriggerForeignChange, unchanged: true, syncOps: 1,
+			want: ResyncOutcome{Trigger: TriggerForeignChange, Ops: 1, Repaired: true}, wantCalls: []string{"sync"}, wantRepairs: 1, wantSyncs: 2},
+		{name: "lost events: a full Sync whatever the kernel says", update: true, trigger: TriggerEventsLost, unchanged: true,
+			want: ResyncOutcome{Trigger: TriggerEventsLost}, wantCalls: []string{"sync"}, wantSyncs: 2},
 		{name: "resync fails", update: true, trigger: TriggerForeignChange, syncErr: errors.New("EPERM"),
 			want: ResyncOutcome{Trigger: TriggerForeignChange, Err: errors.New("resync (foreign change): EPERM")}, wantCalls: []string{"sync"}, wantSyncs: 2},
 	} {
@@ -71,7 +82,7 @@ func TestResync(t *testing.T) {
 					t.Fatal(out.Err)
 				}
 			}
-			k.calls, k.syncOps, k.syncErr, k.retireErr = nil, tc.syncOps, tc.syncErr, tc.retireErr
+			k.calls, k.syncOps, k.syncErr, k.retireErr, k.unchanged = nil, tc.syncOps, tc.syncErr, tc.retireErr, tc.unchanged
 			got := a.Resync(tc.trigger)
 			if diff := cmp.Diff(tc.want, got, cmp.Comparer(func(x, y error) bool {
 				return (x == nil) == (y == nil) && (x == nil || x.Error() == y.Error())
@@ -116,7 +127,7 @@ func TestResyncProgramsCachedView(t *testing.T) {
 	if a.Ready() {
 		t.Fatal("ready after a failed start")
 	}
-	k.syncOps = 5
+	k.syncOps, k.unchanged = 5, true
 	out := a.Resync(TriggerPeriodic)
 	if out.Err != nil || !a.Ready() {
 		t.Fatalf("resync: %+v, ready %v", out, a.Ready())

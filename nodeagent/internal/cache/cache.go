@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -55,6 +56,9 @@ type Cache struct {
 	// freshness is the marker loaded with the view, then the one the next
 	// write stores (see freshness.go).
 	freshness map[string]uint64
+	// kernelMark is the mark loaded with the view, then the one the next
+	// write stores (see kernelmark.go).
+	kernelMark []byte
 }
 
 // Snapshot is what a cache file holds.
@@ -64,6 +68,9 @@ type Snapshot struct {
 	Entries []*doormanv1.Entry
 	// Freshness is the freshness marker applied with the view; nil: none.
 	Freshness map[string]uint64
+	// KernelMark is what the kernel held when the view was written (see
+	// SetKernelMark); nil: none.
+	KernelMark []byte
 }
 
 // Open opens the cache file at path, creating it when missing, for the node
@@ -138,6 +145,9 @@ func (c *Cache) Load() (s *Snapshot, err error) {
 			return fmt.Errorf("written for node %q, not %q", node, c.node)
 		}
 		s.Node, s.Version = node, version
+		if m := meta.Get(keyKernelMark); len(m) > 0 {
+			s.KernelMark = bytes.Clone(m)
+		}
 		if s.Freshness, err = decodeFreshness(tx.Bucket(bucketFreshness)); err != nil {
 			return err
 		}
@@ -249,6 +259,9 @@ func (c *Cache) prepare(tx *bolt.Tx, version uint64) (*bolt.Bucket, error) {
 		}
 	}
 	if err := c.putFreshness(tx); err != nil {
+		return nil, err
+	}
+	if err := c.putKernelMark(meta); err != nil {
 		return nil, err
 	}
 	entries, err := tx.CreateBucketIfNotExists(bucketEntries)
@@ -480,6 +493,7 @@ func openView(path, node string) (*Cache, *state.View, error) {
 	s, err := c.Load()
 	if err == nil {
 		c.freshness = s.Freshness
+		c.kernelMark = s.KernelMark
 		var view *state.View
 		if view, err = state.Restore(s.Version, s.Entries); err == nil {
 			return c, view, nil

@@ -9,7 +9,10 @@
 // stream is open; the agent refuses to program a view confirmed too long
 // ago, whose Pod IPs may belong to others by now). A freshness bucket holds
 // the control planes' freshness marker the agent applied (see
-// agent.Freshness), written in the same transaction as the view. Save writes
+// agent.Freshness), written in the same transaction as the view, and the
+// meta record kernel-mark what the kernel held when the view was written
+// (the dataplane's Mark, opaque here: SetKernelMark, SaveKernelMark), so
+// that a restart with nothing changed does not read the table back. Save writes
 // only the keys an update changed, in one transaction. Load reads it all
 // back; a file that is not a bbolt database, is truncated, or holds a record
 // that does not decode gives an error, and the caller sets the file aside

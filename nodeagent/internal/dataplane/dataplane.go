@@ -12,6 +12,8 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/hashicorp/go-hclog"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/doorman-proxy/doorman/nodeagent/internal/render"
 )
@@ -42,6 +44,9 @@ type Stats struct {
 	// Apply may program an entry it was not given, whose frontend the
 	// changes freed.
 	NotProgrammed map[string]error
+	// Read says, for a Sync, whether it read the table's elements back
+	// and why (ReadSkipped: it did not); "" for an Apply.
+	Read ReadCheck
 }
 
 // ErrNotSynced is returned by Apply before a successful Sync: Apply needs to
@@ -72,6 +77,7 @@ func (e *InvalidEntriesError) Error() string {
 type Dataplane struct {
 	log   hclog.Logger
 	conn  *nftables.Conn
+	query *netlink.Conn // generation and table handle requests
 	netns *os.File
 	table *nftables.Table
 	sets  map[string]*nftables.Set // the layout's sets, for element messages
@@ -87,6 +93,10 @@ type Dataplane struct {
 	owners     map[render.SharedID]int // owner counts of shared elements
 	invalid    map[string]error        // entries Sync left out, why (they own nothing)
 	claims     *render.Claims          // who owns each frontend
+	// known: what the kernel holds since the last own commit (zero: not
+	// known); trusted: the Mark an earlier process recorded, for the next
+	// Sync only (see Trust).
+	known, trusted Mark
 }
 
 // Open connects to nftables in the network namespace of opts.
@@ -115,6 +125,14 @@ func Open(log hclog.Logger, opts Options) (*Dataplane, error) {
 		return nil, fmt.Errorf("open nftables connection: %w", err)
 	}
 	d.conn = conn
+	d.query, err = netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: int(netnsFd(d.netns))})
+	if err != nil {
+		_ = conn.CloseLasting()
+		if d.netns != nil {
+			_ = d.netns.Close()
+		}
+		return nil, fmt.Errorf("open nftables query connection: %w", err)
+	}
 	d.table = &nftables.Table{Name: render.TableName, Family: nftables.TableFamilyINet}
 	d.sets = make(map[string]*nftables.Set)
 	for _, s := range render.Sets() {
@@ -125,11 +143,20 @@ func Open(log hclog.Logger, opts Options) (*Dataplane, error) {
 
 // Close releases the netlink socket. The kernel keeps the table.
 func (d *Dataplane) Close() error {
-	err := d.conn.CloseLasting()
+	err := errors.Join(d.conn.CloseLasting(), d.query.Close())
 	if d.netns != nil {
 		err = errors.Join(err, d.netns.Close())
 	}
 	return err
+}
+
+// netnsFd is the descriptor netlink.Config takes: 0 for the current
+// network namespace.
+func netnsFd(f *os.File) uintptr {
+	if f == nil {
+		return 0
+	}
+	return f.Fd()
 }
 
 // batch queues the messages of one transaction and counts their objects.
@@ -215,7 +242,7 @@ func (b *batch) flush() error {
 	if b.ops == 0 {
 		return nil
 	}
-	return b.d.conn.Flush()
+	return b.d.commit()
 }
 
 // Apply moves the kernel from each change's Old to its New in one
@@ -297,6 +324,9 @@ func (d *Dataplane) Apply(changes []Change) (Stats, error) {
 		return Stats{}, fmt.Errorf("apply %d changes: %w", len(changes), err)
 	}
 	d.claims.Commit(plan)
+	if !d.known.IsZero() {
+		d.known.Elements += elementsDigest(adds) - elementsDigest(dels)
+	}
 	for id, n := range delta {
 		if v := d.owners[id] + n; v > 0 {
 			d.owners[id] = v

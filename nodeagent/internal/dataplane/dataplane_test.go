@@ -632,27 +632,64 @@ func TestSyncRebuildsForeignShape(t *testing.T) {
 }
 
 // BenchmarkSyncUnchanged measures a Sync of the view the table already
-// holds (what a restart from the cache costs: read the table, compare,
-// change nothing) at 10,000 and 100,000 Services × 2 endpoints.
+// holds at 10,000 and 100,000 Services × 2 endpoints: read=skipped while
+// the kernel is as the dataplane's own commits left it (the backstop
+// resync, or a restart with the cache's mark: only the table's skeleton is
+// read), read=full after an outside commit (to another table) before each
+// Sync (a restart without a mark: read the whole table, compare, change
+// nothing). cpu-s/op is the process's CPU time per Sync.
 func BenchmarkSyncUnchanged(b *testing.B) {
 	for _, n := range []int{10000, 100000} {
-		b.Run(fmt.Sprintf("services=%d", n), func(b *testing.B) {
-			node := testnet.NewNS(b, "bench")
-			d := open(b, node)
-			view := bigView(n)
-			if _, err := d.Sync(view); err != nil {
-				b.Fatalf("Sync: %v", err)
+		for _, full := range []bool{false, true} {
+			name := fmt.Sprintf("services=%d/read=skipped", n)
+			want := dataplane.ReadSkipped
+			if full {
+				name = fmt.Sprintf("services=%d/read=full", n)
+				want = dataplane.ReadGenerationChanged
 			}
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				stats, err := d.Sync(view)
-				if err != nil {
+			b.Run(name, func(b *testing.B) {
+				node := testnet.NewNS(b, "bench")
+				d := open(b, node)
+				view := bigView(n)
+				if _, err := d.Sync(view); err != nil {
 					b.Fatalf("Sync: %v", err)
 				}
-				if stats.Ops != 0 {
-					b.Fatalf("Sync of an unchanged view: %d ops, want 0", stats.Ops)
+				other, err := nftables.New(nftables.WithNetNSFd(node.FD()))
+				if err != nil {
+					b.Fatal(err)
 				}
-			}
-		})
+				b.ResetTimer()
+				var cpu time.Duration
+				for i := 0; i < b.N; i++ {
+					if full {
+						b.StopTimer()
+						other.AddTable(&nftables.Table{Name: fmt.Sprintf("other%d", i), Family: nftables.TableFamilyIPv4})
+						if err := other.Flush(); err != nil {
+							b.Fatal(err)
+						}
+						b.StartTimer()
+					}
+					before := processCPU(b)
+					stats, err := d.Sync(view)
+					cpu += processCPU(b) - before
+					if err != nil {
+						b.Fatalf("Sync: %v", err)
+					}
+					if stats.Ops != 0 || stats.Read != want {
+						b.Fatalf("Sync of an unchanged view: %d ops, read %q; want 0 ops, read %q", stats.Ops, stats.Read, want)
+					}
+				}
+				b.ReportMetric(cpu.Seconds()/float64(b.N), "cpu-s/op")
+			})
+		}
 	}
+}
+
+// processCPU is the CPU time (user and system) the process used so far.
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

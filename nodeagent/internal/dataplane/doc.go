@@ -8,6 +8,17 @@
 //     shape (a set of another type, a base chain on another hook) is replaced
 //     whole, atomically. Sync never retires chains: per-K chains no longer
 //     used stay (a restart changes nothing in the kernel).
+//   - Every commit notes the nftables generation before and after it: when
+//     the kernel went from the generation of the dataplane's last own
+//     commit to the next one, the commit was its own and nobody else
+//     committed in between, and Mark describes what the kernel holds
+//     (generation, table handle, a digest of the elements). A Sync while
+//     the kernel is still at that generation and the view renders to those
+//     elements reads only the table's skeleton back, not the elements (the
+//     kernel's dump of a large set costs seconds at 100,000 Services). Any
+//     commit by anyone to any table of the network namespace moves the
+//     generation on and brings the full read back. Trust hands a Mark an
+//     earlier process recorded (in the agent's cache) to the next Sync.
 //   - RetireUnused deletes the per-K chains no programmed entry uses, one
 //     transaction each, leaving those still busy (EBUSY) for the next call;
 //     the agent's periodic resync calls it.

@@ -122,10 +122,15 @@ const freeAfterSyncEntries = 1000
 // Sync makes doorman's table hold exactly the view (the Node entry plus
 // every ServicePort entry). It reads the table once, compares, and changes
 // only what differs, in one transaction; a table that is right is not
-// touched (0 ops). Per-K chains no view entry uses any more are kept (and
-// their rules repaired like any other chain's): Sync never retires chains,
-// so a restart after an endpoint-count change leaves the kernel as it is.
-// RetireUnused deletes them. Chains that are neither the layout's nor
+// touched (0 ops). While the kernel is still at the generation of the
+// dataplane's last own commit (or of the Mark given by Trust), with the
+// same table, and the view renders to the elements that commit left, the
+// elements are not read back: only the skeleton (chains, rules, sets) is
+// read and compared. Stats.Read says which it did and why. Per-K chains
+// no view entry uses any more are kept (and their rules repaired like any
+// other chain's): Sync never retires chains, so a restart after an
+// endpoint-count change leaves the kernel as it is. RetireUnused deletes
+// them. Chains that are neither the layout's nor
 // per-K chains are deleted afterwards, best-effort, one transaction each.
 //
 // Entries that cannot be rendered are left out, and entries claiming a
@@ -141,10 +146,11 @@ func (d *Dataplane) Sync(view map[string]*doormanv1.Entry) (Stats, error) {
 	d.synced = false
 	want := d.opts.View(view)
 
-	kt, err := d.read(true, false)
+	kt, check, err := d.readUnlessKnown(want)
 	if err != nil {
 		return Stats{}, fmt.Errorf("sync: %w", err)
 	}
+	trust := check == ReadSkipped
 	b := &batch{d: d}
 	if kt != nil {
 		if rebuild, why := needsRebuild(kt, want); rebuild {
@@ -155,6 +161,7 @@ func (d *Dataplane) Sync(view map[string]*doormanv1.Entry) (Stats, error) {
 		}
 	}
 	if kt == nil {
+		trust = false
 		d.conn.AddTable(d.table)
 		b.ops++
 		kt = &kernelTable{chains: map[string]*nftables.Chain{}, sets: map[string]*nftables.Set{}}
@@ -207,8 +214,75 @@ func (d *Dataplane) Sync(view map[string]*doormanv1.Entry) (Stats, error) {
 		b.addRules(nftChain(d.table, c), c.Rules)
 	}
 
-	// Elements: delete what the view lacks or maps elsewhere, add the rest.
-	var dels, adds []render.Element
+	// Elements: delete what the view lacks or maps elsewhere, add the
+	// rest; none when the kernel is known to hold them.
+	if !trust {
+		dels, adds := diffElements(kt, want)
+		b.elements(dels, true)
+		b.elements(adds, false)
+	}
+	if err := b.flush(); err != nil {
+		return Stats{}, fmt.Errorf("sync: commit %d ops: %w", b.ops, err)
+	}
+
+	d.chains = map[string]bool{}
+	for _, c := range want.Chains {
+		if _, ok := render.EndpointChain(c.Name); ok {
+			d.chains[c.Name] = true
+		}
+	}
+	for name := range kt.chains {
+		if _, ok := render.EndpointChain(name); ok {
+			d.chains[name] = true
+		}
+	}
+	d.chainUsers = want.ChainUsers
+	stats := Stats{Ops: b.ops, Read: check}
+	stats.Ops += d.deleteForeignChains(kt, wantChains)
+	d.settle()
+
+	d.owners = want.Owners
+	d.invalid = want.Invalid
+	d.claims = want.Claims
+	d.synced = true
+	stats.NotProgrammed = d.notProgrammed()
+	d.log.Debug("synced", "entries", len(view), "ops", stats.Ops, "read", check, "invalid", len(want.Invalid), "refused", len(want.Refused))
+	if len(stats.NotProgrammed) > 0 {
+		return stats, &InvalidEntriesError{Entries: stats.NotProgrammed}
+	}
+	return stats, nil
+}
+
+// readUnlessKnown reads doorman's table for Sync: its skeleton only when
+// the kernel is known to hold want's elements (see check), else the whole
+// table. It consumes the Mark given by Trust and starts d.known afresh at
+// the generation before the read: the commit that follows keeps it only
+// if nobody committed in between.
+func (d *Dataplane) readUnlessKnown(want *render.Table) (*kernelTable, ReadCheck, error) {
+	record := d.known
+	if record.IsZero() {
+		record = d.trusted
+	}
+	d.known, d.trusted = Mark{}, Mark{}
+	digest := elementsDigest(want.Elements)
+	start, genErr := d.generation()
+	if genErr != nil {
+		d.log.Warn("cannot read nftables generation", "error", genErr)
+	}
+	check := d.check(record, start, genErr, digest)
+	kt, err := d.read(check != ReadSkipped, false)
+	if err != nil {
+		return nil, check, err
+	}
+	if genErr == nil {
+		d.known = Mark{Generation: start, Elements: digest}
+	}
+	return kt, check, nil
+}
+
+// diffElements returns the elements to delete from the kernel (those the
+// view lacks or maps elsewhere) and to add.
+func diffElements(kt *kernelTable, want *render.Table) (dels, adds []render.Element) {
 	kernelElements := 0
 	for _, m := range kt.elements {
 		kernelElements += len(m)
@@ -241,37 +315,7 @@ func (d *Dataplane) Sync(view map[string]*doormanv1.Entry) (Stats, error) {
 		}
 	}
 	render.SortElements(dels)
-	b.elements(dels, true)
-	b.elements(adds, false)
-	if err := b.flush(); err != nil {
-		return Stats{}, fmt.Errorf("sync: commit %d ops: %w", b.ops, err)
-	}
-
-	d.chains = map[string]bool{}
-	for _, c := range want.Chains {
-		if _, ok := render.EndpointChain(c.Name); ok {
-			d.chains[c.Name] = true
-		}
-	}
-	for name := range kt.chains {
-		if _, ok := render.EndpointChain(name); ok {
-			d.chains[name] = true
-		}
-	}
-	d.chainUsers = want.ChainUsers
-	stats := Stats{Ops: b.ops}
-	stats.Ops += d.deleteForeignChains(kt, wantChains)
-
-	d.owners = want.Owners
-	d.invalid = want.Invalid
-	d.claims = want.Claims
-	d.synced = true
-	stats.NotProgrammed = d.notProgrammed()
-	d.log.Debug("synced", "entries", len(view), "ops", stats.Ops, "invalid", len(want.Invalid), "refused", len(want.Refused))
-	if len(stats.NotProgrammed) > 0 {
-		return stats, &InvalidEntriesError{Entries: stats.NotProgrammed}
-	}
-	return stats, nil
+	return dels, adds
 }
 
 // deleteForeignChains deletes chains in doorman's table that are neither

@@ -288,6 +288,9 @@ func (k *ownKernel) RetireUnused() (int, error) {
 	return n, err
 }
 
+// Unchanged makes no transaction: it only asks.
+func (k *ownKernel) Unchanged() bool { return agent.Unchanged(k.inner) }
+
 func (k *ownKernel) begin() (uint32, bool) {
 	gen, err := k.m.generation()
 	if err != nil {

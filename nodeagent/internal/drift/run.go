@@ -62,6 +62,8 @@ func Run(ctx context.Context, cfg Config) {
 		switch {
 		case out.Skipped:
 			log.Debug("resync skipped: no view yet", "trigger", t)
+		case out.Unchanged:
+			log.Debug("resync found the kernel unchanged since the last own commit", "trigger", t, "took", took)
 		case out.Err != nil:
 			log.Error("resync failed", "trigger", t, "error", out.Err, "took", took)
 		case out.Repaired:

@@ -128,6 +128,9 @@ func (k *Kernel) Apply(changes []dataplane.Change) (dataplane.Stats, error) {
 // up.
 func (k *Kernel) RetireUnused() (int, error) { return k.inner.RetireUnused() }
 
+// Unchanged passes the question on (see agent.Unchanging).
+func (k *Kernel) Unchanged() bool { return agent.Unchanged(k.inner) }
+
 func (k *Kernel) clean(changes []dataplane.Change) {
 	if k.cfg.Cleaner == nil || len(changes) == 0 {
 		return

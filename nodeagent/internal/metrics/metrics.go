@@ -37,6 +37,7 @@ type Metrics struct {
 	streamBytes  prometheus.Counter
 	cleanErrors  prometheus.Counter
 	healthErrors prometheus.Counter
+	syncReads    *prometheus.CounterVec
 
 	lastCommit atomic.Int64 // Unix nanoseconds of the last committed transaction
 }
@@ -94,7 +95,11 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 		Name: "doorman_agent_health_check_errors_total",
 		Help: "Updates of the healthCheckNodePort servers that left a port unserved (cannot listen, or claimed twice).",
 	})
-	for _, c := range []prometheus.Collector{m.syncDuration, m.programming, m.receiveDelay, m.lastSync, m.ops, m.cacheLoad, m.streamBytes, m.cleanErrors, m.healthErrors} {
+	m.syncReads = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "doorman_agent_sync_reads_total",
+		Help: "Full Syncs of the kernel table by whether they read its elements back: reason generation_unchanged did not (the kernel is as the agent's last own commit left it); no_record, generation_changed, table_changed and view_changed did.",
+	}, []string{"reason"})
+	for _, c := range []prometheus.Collector{m.syncDuration, m.programming, m.receiveDelay, m.lastSync, m.ops, m.cacheLoad, m.streamBytes, m.cleanErrors, m.healthErrors, m.syncReads} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register metrics: %w", err)
 		}
@@ -200,6 +205,9 @@ func (k *timedKernel) Sync(view map[string]*doormanv1.Entry) (dataplane.Stats, e
 	start := k.m.now()
 	stats, err := k.inner.Sync(view)
 	k.m.transaction(start, stats, err)
+	if stats.Read != "" {
+		k.m.syncReads.WithLabelValues(string(stats.Read)).Inc()
+	}
 	return stats, err
 }
 
@@ -213,6 +221,16 @@ func (k *timedKernel) Apply(changes []dataplane.Change) (dataplane.Stats, error)
 // RetireUnused is not timed: it is a few small transactions on the
 // resync period, not the programming of an update.
 func (k *timedKernel) RetireUnused() (int, error) { return k.inner.RetireUnused() }
+
+// Unchanged counts a periodic resync that reads nothing back with the
+// Syncs that did not read the elements.
+func (k *timedKernel) Unchanged() bool {
+	unchanged := agent.Unchanged(k.inner)
+	if unchanged {
+		k.m.syncReads.WithLabelValues(string(dataplane.ReadSkipped)).Inc()
+	}
+	return unchanged
+}
 
 func (m *Metrics) transaction(start time.Time, stats dataplane.Stats, err error) {
 	end := m.now()

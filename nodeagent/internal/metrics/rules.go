@@ -125,6 +125,8 @@ func (k *rulesKernel) Apply(changes []dataplane.Change) (dataplane.Stats, error)
 // RetireUnused changes no entry.
 func (k *rulesKernel) RetireUnused() (int, error) { return k.inner.RetireUnused() }
 
+func (k *rulesKernel) Unchanged() bool { return agent.Unchanged(k.inner) }
+
 // committed reports whether a transaction that returned err committed: it
 // did when it left only some entries out.
 func committed(err error) bool {
