@@ -310,7 +310,6 @@ func (b *proxyBench) start(ctx context.Context, system string, n int) (running, 
 // measure starts one system on its node with n Services present and
 // measures it, then stops it so the next system has the CPUs alone.
 func (b *proxyBench) measure(ctx context.Context, system string, n int) error {
-	log := b.log.With("system", system, "services", n)
 	k, err := b.openKernel(system)
 	if err != nil {
 		return err
@@ -319,36 +318,75 @@ func (b *proxyBench) measure(ctx context.Context, system string, n int) error {
 	if err := k.reset(); err != nil {
 		return err
 	}
-	target := n + 1 // and default/kubernetes
 	fmt.Printf("%s, %d Services: ", system, n)
-
-	// Full programming: process start → every Service port in the kernel
-	// (read back by netlink / iptables-save; the time is the end of the
-	// first read that finds them all).
-	t0 := time.Now()
-	r, err := b.start(ctx, system, n)
-	if err != nil {
+	r, err := b.fullProgramming(ctx, system, n, k)
+	if err != nil || r.stop == nil {
 		return err
 	}
 	defer r.stop()
+	time.Sleep(settleBefore)
+	if err := b.connections(system, n); err != nil {
+		return err
+	}
+	g, err := watchGenerations(b.netns(b.node(system)))
+	if err != nil {
+		return err
+	}
+	defer g.close()
+	if err := b.singleChanges(ctx, system, n, k, g); err != nil {
+		return err
+	}
+	if _, over := b.stopped[system]; !over && b.f.churnRate > 0 {
+		if err := b.churnPhase(ctx, system, n, k, g); err != nil {
+			return err
+		}
+	}
+	if err := b.usage(system, n, r, k); err != nil {
+		return err
+	}
+	if _, over := b.stopped[system]; !over {
+		if err := b.restartPhase(ctx, system, n, r, k, g); err != nil {
+			return err
+		}
+	}
+	fmt.Println()
+	return nil
+}
+
+// fullProgramming starts the system and times its start to every Service
+// port in the kernel (read back by netlink / iptables-save; the time is
+// the end of the first read that finds them all). A system over the bound
+// is stopped and marked; the running value it returns then has no stop.
+func (b *proxyBench) fullProgramming(ctx context.Context, system string, n int, k kernel) (running, error) {
+	target := n + 1 // and default/kubernetes
+	t0 := time.Now()
+	r, err := b.start(ctx, system, n)
+	if err != nil {
+		return running{}, err
+	}
 	if system == sysDoorman {
 		t0 = time.Now() // the agent's start, after the control plane's
 	}
 	done, err := untilProgrammed(ctx, k, target, b.w.clusterIP(n-1), b.f.bound)
 	if err != nil {
+		r.stop()
 		if errors.Is(err, errOverBound) {
 			b.stopped[system] = n
 			fmt.Printf("full sync over %s, stopped\n", b.f.bound)
-			return nil
+			return running{}, nil
 		}
-		return err
+		return running{}, err
 	}
 	full := done.Sub(t0)
 	b.rep.add(system, n, "full_sync_seconds", full.Seconds(), "seconds")
 	fmt.Printf("full sync %s, ", full.Round(time.Millisecond))
-	time.Sleep(settleBefore)
+	return r, nil
+}
 
-	// Per-connection cost from a Pod on the same node.
+// connections measures the per-connection cost from a Pod on the system's
+// node: through ClusterIPs, to Pod IPs directly, and to Pod IPs from a
+// node no proxy has run on.
+func (b *proxyBench) connections(system string, n int) error {
 	podNS, err := b.c.PodNetNS(benchNamespace, "client-"+b.node(system))
 	if err != nil {
 		return err
@@ -381,46 +419,31 @@ func (b *proxyBench) measure(ctx context.Context, system string, n int) error {
 		b.rep.add(system, n, "connect_failures", float64(cc.Failures), "count")
 	}
 	fmt.Printf("connect %s, direct %s, with no proxy %s, ", service, direct, noProxy)
+	return nil
+}
 
-	// Single changes: API write → the commit that put the new endpoint
-	// in the kernel.
-	g, err := watchGenerations(b.netns(b.node(system)))
-	if err != nil {
-		return err
-	}
-	defer g.close()
+// singleChanges writes changes one at a time and times each, API write →
+// the commit that put the new endpoint in the kernel; for doorman it
+// splits each into shares.
+func (b *proxyBench) singleChanges(ctx context.Context, system string, n int, k kernel, g *generations) error {
 	var shares *shareReader
 	if system == sysDoorman {
+		var err error
 		if shares, err = newShareReader(ctx, b.c, b.node(system)); err != nil {
 			return err
 		}
 	}
 	var lat []time.Duration
 	for i := range b.f.changes {
-		svc := changeTarget(i, 101, n)
-		ip := b.w.freshIP()
-		g.drain()
-		t := time.Now()
-		if err := b.w.changeEndpoint(ctx, svc, ip); err != nil {
-			return err
+		d, err := b.oneChange(ctx, n, i, k, g)
+		if errors.Is(err, errOverBound) {
+			b.stopped[system] = n
+			fmt.Printf("a change took over %s, stopped\n", b.f.bound)
+			break
 		}
-		cctx, cancel := context.WithTimeout(ctx, b.f.bound)
-		want := map[string]wanted{serviceName(svc): {b.w.clusterIP(svc), ip}}
-		at, err := waitFor(cctx, g, changeTick, func() (bool, error) {
-			found, err := k.present(want)
-			return len(found) == 1, err
-		})
-		cancel()
 		if err != nil {
-			if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
-				b.stopped[system] = n
-				fmt.Printf("a change took over %s, stopped\n", b.f.bound)
-				break
-			}
 			return fmt.Errorf("change %d: %w", i, err)
 		}
-		d := max(at.Sub(t), 0)
-		log.Debug("change programmed", "service", serviceName(svc), "endpoint", ip, "latency", d)
 		lat = append(lat, d)
 		if shares != nil {
 			if err := shares.changed(ctx, 2*time.Second); err != nil {
@@ -438,19 +461,53 @@ func (b *proxyBench) measure(ctx context.Context, system string, n int) error {
 	if shares != nil {
 		shares.report(b.rep, system, n)
 	}
+	return nil
+}
 
-	if _, over := b.stopped[system]; !over && b.f.churnRate > 0 {
-		lat, err := b.churn(ctx, system, k, g, n)
-		if err != nil {
-			return fmt.Errorf("churn: %w", err)
-		}
-		if len(lat) > 0 {
-			b.rep.add(system, n, "churn_p50_seconds", percentile(lat, 50).Seconds(), "seconds")
-			b.rep.add(system, n, "churn_p99_seconds", percentile(lat, 99).Seconds(), "seconds")
-			fmt.Printf("under churn (%.0f/s) p50 %s p99 %s, ", b.f.churnRate, percentile(lat, 50).Round(100*time.Microsecond), percentile(lat, 99).Round(100*time.Microsecond))
-		}
+// oneChange writes change i and returns the time to its commit; errOverBound
+// when it was not in the kernel within the bound.
+func (b *proxyBench) oneChange(ctx context.Context, n, i int, k kernel, g *generations) (time.Duration, error) {
+	svc := changeTarget(i, 101, n)
+	ip := b.w.freshIP()
+	g.drain()
+	t := time.Now()
+	if err := b.w.changeEndpoint(ctx, svc, ip); err != nil {
+		return 0, err
 	}
+	cctx, cancel := context.WithTimeout(ctx, b.f.bound)
+	defer cancel()
+	want := map[string]wanted{serviceName(svc): {b.w.clusterIP(svc), ip}}
+	at, err := waitFor(cctx, g, changeTick, func() (bool, error) {
+		found, err := k.present(want)
+		return len(found) == 1, err
+	})
+	if err != nil {
+		if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+			return 0, errOverBound
+		}
+		return 0, err
+	}
+	d := max(at.Sub(t), 0)
+	b.log.Debug("change programmed", "services", n, "service", serviceName(svc), "endpoint", ip, "latency", d)
+	return d, nil
+}
 
+// churnPhase times changes written at the churn rate.
+func (b *proxyBench) churnPhase(ctx context.Context, system string, n int, k kernel, g *generations) error {
+	lat, err := b.churn(ctx, system, k, g, n)
+	if err != nil {
+		return fmt.Errorf("churn: %w", err)
+	}
+	if len(lat) > 0 {
+		b.rep.add(system, n, "churn_p50_seconds", percentile(lat, 50).Seconds(), "seconds")
+		b.rep.add(system, n, "churn_p99_seconds", percentile(lat, 99).Seconds(), "seconds")
+		fmt.Printf("under churn (%.0f/s) p50 %s p99 %s, ", b.f.churnRate, percentile(lat, 50).Round(100*time.Microsecond), percentile(lat, 99).Round(100*time.Microsecond))
+	}
+	return nil
+}
+
+// usage records the process's RSS and CPU and what it put in the kernel.
+func (b *proxyBench) usage(system string, n int, r running, k kernel) error {
 	u, err := readUsage(r.pid)
 	if err != nil {
 		return err
@@ -466,24 +523,24 @@ func (b *proxyBench) measure(ctx context.Context, system string, n int) error {
 	b.rep.add(system, n, "kernel_chains", float64(o.Chains), "count")
 	b.rep.add(system, n, "kernel_elements", float64(o.Elements), "count")
 	fmt.Printf("RSS %.1f MiB, CPU %.2fs, %d kernel objects", float64(u.RSSBytes)/(1<<20), u.CPUSeconds, o.total())
+	return nil
+}
 
-	// Restart: the process stops and starts again with everything it
-	// programmed still in the kernel; one change is written as it starts
-	// and timed to the kernel — how long a restarted proxy leaves the node
-	// blind to the cluster.
-	if _, over := b.stopped[system]; !over {
-		d, err := b.restartChange(ctx, r, k, g, n)
-		switch {
-		case errors.Is(err, errOverBound):
-			fmt.Printf(", restart: the change was not in the kernel within %s", b.f.bound)
-		case err != nil:
-			return fmt.Errorf("restart: %w", err)
-		default:
-			b.rep.add(system, n, "restart_change_seconds", d.Seconds(), "seconds")
-			fmt.Printf(", restart to a change in the kernel %s", d.Round(time.Millisecond))
-		}
+// restartPhase stops and starts the process with everything it programmed
+// still in the kernel; one change is written as it starts and timed to
+// the kernel — how long a restarted proxy leaves the node blind to the
+// cluster.
+func (b *proxyBench) restartPhase(ctx context.Context, system string, n int, r running, k kernel, g *generations) error {
+	d, err := b.restartChange(ctx, r, k, g, n)
+	switch {
+	case errors.Is(err, errOverBound):
+		fmt.Printf(", restart: the change was not in the kernel within %s", b.f.bound)
+	case err != nil:
+		return fmt.Errorf("restart: %w", err)
+	default:
+		b.rep.add(system, n, "restart_change_seconds", d.Seconds(), "seconds")
+		fmt.Printf(", restart to a change in the kernel %s", d.Round(time.Millisecond))
 	}
-	fmt.Println()
 	return nil
 }
 

@@ -311,79 +311,28 @@ func metricSum(cps []*controlPlane, name string) float64 {
 }
 
 func (s *scaleSim) run(ctx context.Context) error {
-	t := time.Now()
-	c, err := cluster.Start(ctx, cluster.Config{Nodes: 1, Prefix: s.f.prefix, K8sBinDir: s.f.k8sBin, Proxy: cluster.ProxyNone, Secure: true, Logger: s.log, KeepWorkDir: s.f.keep, Controllers: benchControllers})
+	c, w, err := s.setUp(ctx)
 	if err != nil {
-		return fmt.Errorf("start cluster: %w", err)
+		return err
 	}
 	defer func() { _ = c.Close() }()
-	fmt.Printf("cluster up in %s (logs %s)\n", time.Since(t).Round(time.Millisecond), c.LogDir())
-	rc := c.RESTConfig()
-	rc.QPS, rc.Burst = 5000, 10000
-	client, err := kubernetes.NewForConfig(rc)
+	tokens, err := s.credentials(ctx, c)
 	if err != nil {
 		return err
 	}
-	s.client = client
-	w := &workload{client: client, etcd: newEtcdLoader(c.EtcdURL()), writers: 4,
-		eps: [2]netip.Addr{netip.MustParseAddr("10.244.1.10"), netip.MustParseAddr("10.244.1.11")}}
-	if err := w.ensureNamespace(ctx); err != nil {
-		return err
-	}
-	t = time.Now()
-	if err := w.grow(ctx, s.f.services); err != nil {
-		return err
-	}
-	if err := createNodes(ctx, client, s.f.agents, s.f.workers); err != nil {
-		return err
-	}
-	fmt.Printf("%d Services, %d Nodes created in %s\n", s.f.services, s.f.agents, time.Since(t).Round(time.Millisecond))
-	t = time.Now()
-	if s.security, err = c.ControlPlaneSecurityArgs(ctx); err != nil {
-		return err
-	}
-	if s.f.reviewQPS != 0 {
-		s.security = append(s.security, fmt.Sprintf("--token-review-qps=%g", s.f.reviewQPS))
-	}
-	if s.f.reviewBurst != 0 {
-		s.security = append(s.security, fmt.Sprintf("--token-review-burst=%d", s.f.reviewBurst))
-	}
-	tokens, err := agentCredentials(ctx, client, s.f.agents, s.f.workers)
-	if err != nil {
-		return err
-	}
-	fmt.Printf("%d agent Pods and bound tokens created in %s\n", s.f.agents, time.Since(t).Round(time.Millisecond))
-	n := s.f.agents
-	add := func(metric string, v float64, unit string) { s.rep.add(sysScale, s.f.services, metric, v, unit) }
-	add("agents", float64(n), "count")
-
-	addrs, err := loopbackAddrs(4)
-	if err != nil {
-		return err
-	}
-	t = time.Now()
-	primary, err := s.startControlPlane(ctx, c, "controlplane-a", addrs[0], addrs[1], true)
-	if err != nil {
-		return err
-	}
-	cps := []*controlPlane{primary}
+	s.add("agents", float64(s.f.agents), "count")
+	t := time.Now()
+	cps, err := s.startReplicas(ctx, c)
 	defer func() {
 		for _, cp := range cps {
 			cp.kill()
 		}
 	}()
-	add("controlplane_ready_seconds", time.Since(t).Seconds(), "seconds")
-	ca, err := controlPlaneCA(ctx, client)
 	if err != nil {
 		return err
 	}
-	s.caPool = ca
-	s.ca.Store(ca)
-	secondary, err := s.startControlPlane(ctx, c, "controlplane-b", addrs[2], addrs[3], true)
-	if err != nil {
-		return err
-	}
-	cps = append(cps, secondary)
+	s.add("controlplane_ready_seconds", time.Since(t).Seconds(), "seconds")
+	primary := cps[0]
 	base, err := readUsage(primary.cmd.Process.Pid)
 	if err != nil {
 		return err
@@ -392,59 +341,15 @@ func (s *scaleSim) run(ctx context.Context) error {
 
 	// Start-up: every agent connects with nothing held → a full view each.
 	actx, stopAgents := context.WithCancel(ctx)
-	defer stopAgents()
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer stopAgents()
-	for i := range n {
-		s.agents = append(s.agents, &simAgent{name: simNodeName(i), addrs: []string{primary.grpc, secondary.grpc},
-			token: tokens[i], source: simSourceIP(i), view: newAgentView(s.keys)})
-	}
-	adm0, err := s.admissionCounts(ctx)
-	if err != nil {
+	if err := s.startUp(ctx, actx, &wg, cps, tokens); err != nil {
 		return err
 	}
-	t = time.Now()
-	s.beginEpoch()
-	for _, a := range s.agents {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			a.run(actx, s)
-		}()
-	}
-	if err := s.waitEpoch(ctx); err != nil {
-		return fmt.Errorf("start-up: %w", err)
-	}
-	startup := s.lastInSince(t)
-	add("startup_convergence_seconds", startup.Seconds(), "seconds")
-	adm, err := s.addAdmission(ctx, sysScale, "startup", adm0)
-	if err != nil {
-		return err
-	}
-	fmt.Printf("start-up: %d agents admitted and hold their full view %s after connecting; %s\n", n, startup.Round(time.Millisecond), adm)
 	time.Sleep(3 * time.Second) // let the start-up's garbage be collected
-	withAgents, err := readUsage(primary.cmd.Process.Pid)
-	if err != nil {
+	if err := s.perNodeCost(primary, base, baseHeap); err != nil {
 		return err
-	}
-	heap, _ := primary.metric("go_memstats_heap_inuse_bytes")
-	// Agents the primary deferred (reviews over its rate) went on to the
-	// secondary: per node is per node the primary serves.
-	served, err := primary.metric("doorman_controlplane_connected_nodes")
-	if err != nil || served == 0 {
-		return fmt.Errorf("no node connected to the primary: %w", err)
-	}
-	add("controlplane_nodes_on_primary", served, "count")
-	add("controlplane_rss_bytes", float64(withAgents.RSSBytes), "bytes")
-	add("controlplane_peak_rss_bytes", float64(withAgents.PeakRSS), "bytes")
-	if self, err := readUsage(os.Getpid()); err == nil {
-		add("startup_harness_peak_rss_bytes", float64(self.PeakRSS), "bytes")
-		fmt.Printf("start-up: peak RSS of the primary %d MiB, of the harness %d MiB\n", withAgents.PeakRSS>>20, self.PeakRSS>>20)
-	}
-	add("controlplane_rss_per_node_bytes", float64(withAgents.RSSBytes-base.RSSBytes)/served, "bytes")
-	if heap > 0 && baseHeap > 0 {
-		add("controlplane_heap_per_node_bytes", (heap-baseHeap)/served, "bytes")
 	}
 	if err := s.changes(ctx, w, cps); err != nil {
 		return err
@@ -460,13 +365,161 @@ func (s *scaleSim) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	add("restart_secured_over_insecure", secured.Seconds()/plain.Seconds(), "ratio")
+	s.add("restart_secured_over_insecure", secured.Seconds()/plain.Seconds(), "ratio")
 	fmt.Printf("restart: secured / insecure = %.3f\n", secured.Seconds()/plain.Seconds())
 	var nacks int64
 	for _, a := range s.agents {
 		nacks += a.nacks.Load()
 	}
-	add("nacks", float64(nacks), "count")
+	s.add("nacks", float64(nacks), "count")
+	return nil
+}
+
+// add records one of the run's figures.
+func (s *scaleSim) add(metric string, v float64, unit string) {
+	s.rep.add(sysScale, s.f.services, metric, v, unit)
+}
+
+// setUp starts a one-node secured cluster and loads the Services and the
+// simulated agents' Nodes.
+func (s *scaleSim) setUp(ctx context.Context) (*cluster.Cluster, *workload, error) {
+	t := time.Now()
+	c, err := cluster.Start(ctx, cluster.Config{Nodes: 1, Prefix: s.f.prefix, K8sBinDir: s.f.k8sBin, Proxy: cluster.ProxyNone, Secure: true, Logger: s.log, KeepWorkDir: s.f.keep, Controllers: benchControllers})
+	if err != nil {
+		return nil, nil, fmt.Errorf("start cluster: %w", err)
+	}
+	fmt.Printf("cluster up in %s (logs %s)\n", time.Since(t).Round(time.Millisecond), c.LogDir())
+	fail := func(err error) (*cluster.Cluster, *workload, error) {
+		_ = c.Close()
+		return nil, nil, err
+	}
+	rc := c.RESTConfig()
+	rc.QPS, rc.Burst = 5000, 10000
+	if s.client, err = kubernetes.NewForConfig(rc); err != nil {
+		return fail(err)
+	}
+	w := &workload{client: s.client, etcd: newEtcdLoader(c.EtcdURL()), writers: 4,
+		eps: [2]netip.Addr{netip.MustParseAddr("10.244.1.10"), netip.MustParseAddr("10.244.1.11")}}
+	if err := w.ensureNamespace(ctx); err != nil {
+		return fail(err)
+	}
+	t = time.Now()
+	if err := w.grow(ctx, s.f.services); err != nil {
+		return fail(err)
+	}
+	if err := createNodes(ctx, s.client, s.f.agents, s.f.workers); err != nil {
+		return fail(err)
+	}
+	fmt.Printf("%d Services, %d Nodes created in %s\n", s.f.services, s.f.agents, time.Since(t).Round(time.Millisecond))
+	return c, w, nil
+}
+
+// credentials sets the control plane's security flags and makes each
+// agent's Pod and bound token.
+func (s *scaleSim) credentials(ctx context.Context, c *cluster.Cluster) ([]string, error) {
+	t := time.Now()
+	var err error
+	if s.security, err = c.ControlPlaneSecurityArgs(ctx); err != nil {
+		return nil, err
+	}
+	if s.f.reviewQPS != 0 {
+		s.security = append(s.security, fmt.Sprintf("--token-review-qps=%g", s.f.reviewQPS))
+	}
+	if s.f.reviewBurst != 0 {
+		s.security = append(s.security, fmt.Sprintf("--token-review-burst=%d", s.f.reviewBurst))
+	}
+	tokens, err := agentCredentials(ctx, s.client, s.f.agents, s.f.workers)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Printf("%d agent Pods and bound tokens created in %s\n", s.f.agents, time.Since(t).Round(time.Millisecond))
+	return tokens, nil
+}
+
+// startReplicas starts the primary, reads the CA it keeps, and starts the
+// secondary; it returns those started even on error, for the caller to
+// kill.
+func (s *scaleSim) startReplicas(ctx context.Context, c *cluster.Cluster) ([]*controlPlane, error) {
+	addrs, err := loopbackAddrs(4)
+	if err != nil {
+		return nil, err
+	}
+	primary, err := s.startControlPlane(ctx, c, "controlplane-a", addrs[0], addrs[1], true)
+	if err != nil {
+		return nil, err
+	}
+	cps := []*controlPlane{primary}
+	ca, err := controlPlaneCA(ctx, s.client)
+	if err != nil {
+		return cps, err
+	}
+	s.caPool = ca
+	s.ca.Store(ca)
+	secondary, err := s.startControlPlane(ctx, c, "controlplane-b", addrs[2], addrs[3], true)
+	if err != nil {
+		return cps, err
+	}
+	return append(cps, secondary), nil
+}
+
+// startUp starts every simulated agent (they run until actx ends) and
+// waits until each holds its full view.
+func (s *scaleSim) startUp(ctx, actx context.Context, wg *sync.WaitGroup, cps []*controlPlane, tokens []string) error {
+	for i := range s.f.agents {
+		s.agents = append(s.agents, &simAgent{name: simNodeName(i), addrs: []string{cps[0].grpc, cps[1].grpc},
+			token: tokens[i], source: simSourceIP(i), view: newAgentView(s.keys)})
+	}
+	adm0, err := s.admissionCounts(ctx)
+	if err != nil {
+		return err
+	}
+	t := time.Now()
+	s.beginEpoch()
+	for _, a := range s.agents {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a.run(actx, s)
+		}()
+	}
+	if err := s.waitEpoch(ctx); err != nil {
+		return fmt.Errorf("start-up: %w", err)
+	}
+	startup := s.lastInSince(t)
+	s.add("startup_convergence_seconds", startup.Seconds(), "seconds")
+	adm, err := s.addAdmission(ctx, sysScale, "startup", adm0)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("start-up: %d agents admitted and hold their full view %s after connecting; %s\n", len(s.agents), startup.Round(time.Millisecond), adm)
+	return nil
+}
+
+// perNodeCost records what the connected nodes cost the primary: its RSS
+// and heap now against before the agents came.
+func (s *scaleSim) perNodeCost(primary *controlPlane, base usage, baseHeap float64) error {
+	withAgents, err := readUsage(primary.cmd.Process.Pid)
+	if err != nil {
+		return err
+	}
+	heap, _ := primary.metric("go_memstats_heap_inuse_bytes")
+	// Agents the primary deferred (reviews over its rate) went on to the
+	// secondary: per node is per node the primary serves.
+	served, err := primary.metric("doorman_controlplane_connected_nodes")
+	if err != nil || served == 0 {
+		return fmt.Errorf("no node connected to the primary: %w", err)
+	}
+	s.add("controlplane_nodes_on_primary", served, "count")
+	s.add("controlplane_rss_bytes", float64(withAgents.RSSBytes), "bytes")
+	s.add("controlplane_peak_rss_bytes", float64(withAgents.PeakRSS), "bytes")
+	if self, err := readUsage(os.Getpid()); err == nil {
+		s.add("startup_harness_peak_rss_bytes", float64(self.PeakRSS), "bytes")
+		fmt.Printf("start-up: peak RSS of the primary %d MiB, of the harness %d MiB\n", withAgents.PeakRSS>>20, self.PeakRSS>>20)
+	}
+	s.add("controlplane_rss_per_node_bytes", float64(withAgents.RSSBytes-base.RSSBytes)/served, "bytes")
+	if heap > 0 && baseHeap > 0 {
+		s.add("controlplane_heap_per_node_bytes", (heap-baseHeap)/served, "bytes")
+	}
 	return nil
 }
 
