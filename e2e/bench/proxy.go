@@ -471,20 +471,8 @@ func (b *proxyBench) oneChange(ctx context.Context, n, i int, k kernel, g *gener
 	ip := b.w.freshIP()
 	g.drain()
 	t := time.Now()
-	if err := b.w.changeEndpoint(ctx, svc, ip); err != nil {
-		return 0, err
-	}
-	cctx, cancel := context.WithTimeout(ctx, b.f.bound)
-	defer cancel()
-	want := map[string]wanted{serviceName(svc): {b.w.clusterIP(svc), ip}}
-	at, err := waitFor(cctx, g, changeTick, func() (bool, error) {
-		found, err := k.present(want)
-		return len(found) == 1, err
-	})
+	at, err := b.writeAndWait(ctx, svc, ip, k, g)
 	if err != nil {
-		if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
-			return 0, errOverBound
-		}
 		return 0, err
 	}
 	d := max(at.Sub(t), 0)
@@ -555,8 +543,19 @@ func (b *proxyBench) restartChange(ctx context.Context, r running, k kernel, g *
 	if err != nil {
 		return 0, err
 	}
-	if err := b.w.changeEndpoint(ctx, svc, ip); err != nil {
+	at, err := b.writeAndWait(ctx, svc, ip, k, g)
+	if err != nil {
 		return 0, err
+	}
+	return max(at.Sub(t), 0), nil
+}
+
+// writeAndWait puts ip behind Service svc through the API and returns the
+// time of the commit that put it in the kernel; errOverBound when it was
+// not there within the bound.
+func (b *proxyBench) writeAndWait(ctx context.Context, svc int, ip netip.Addr, k kernel, g *generations) (time.Time, error) {
+	if err := b.w.changeEndpoint(ctx, svc, ip); err != nil {
+		return time.Time{}, err
 	}
 	cctx, cancel := context.WithTimeout(ctx, b.f.bound)
 	defer cancel()
@@ -565,13 +564,10 @@ func (b *proxyBench) restartChange(ctx context.Context, r running, k kernel, g *
 		found, err := k.present(want)
 		return len(found) == 1, err
 	})
-	if err != nil {
-		if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
-			return 0, errOverBound
-		}
-		return 0, err
+	if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+		return time.Time{}, errOverBound
 	}
-	return max(at.Sub(t), 0), nil
+	return at, err
 }
 
 var errOverBound = errors.New("over the bound")
