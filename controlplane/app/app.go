@@ -131,56 +131,12 @@ func Run(ctx context.Context, cfg Config) error {
 		close(synced)
 	}()
 
-	opts := append(server.Options(), cfg.Limits.ServerOptions()...)
-	opts = append(opts, grpc.StatsHandler(m.StatsHandler()))
-	opts = append(opts, cfg.ServerOptions...)
-	if cfg.Security != nil {
-		sctx, scancel := context.WithCancel(ctx)
-		defer scancel()
-		secure, err := security(sctx, cfg.Client, *cfg.Security, log)
-		if err != nil {
-			return fmt.Errorf("control plane: %w", err)
-		}
-		opts = append(opts, secure...)
+	gs, err := newGRPCServer(ctx, cfg, h, m, log)
+	if err != nil {
+		return err
 	}
-	gs := grpc.NewServer(opts...)
-	server.Register(gs, h, log.Named("server"), server.WithConfiguration(cfg.Configuration), server.WithSent(m.Sent))
-	reflection.Register(gs)
-
-	// Connections are accepted once the informers have synced: agents
-	// that connect before wait in the listener's backlog instead of
-	// having their handshakes and admissions (TLS, token signatures)
-	// take the CPU the informers' first lists need, and a replica that
-	// restarts is ready as soon as it has the cluster's state.
-	go func() {
-		select {
-		case <-synced:
-		case <-ctx.Done():
-			_ = cfg.GRPCListener.Close()
-			return
-		}
-		log.Info("serving grpc", "address", cfg.GRPCListener.Addr().String())
-		if err := gs.Serve(cfg.Limits.Listener(cfg.GRPCListener)); err != nil {
-			errc <- fmt.Errorf("serve grpc: %w", err)
-		}
-	}()
-	var hs *http.Server
-	if cfg.HTTPListener != nil {
-		mux := http.NewServeMux()
-		staleAfter := cfg.StaleAfter
-		if staleAfter == 0 {
-			staleAfter = DefaultStaleAfter
-		}
-		mux.Handle("/", health.Handler(health.Synced(h.Ready), func() error { return fresh.Check(staleAfter) }))
-		mux.Handle("GET /metrics", m.Handler())
-		hs = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-		go func() {
-			log.Info("serving http", "address", cfg.HTTPListener.Addr().String())
-			if err := hs.Serve(cfg.HTTPListener); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				errc <- fmt.Errorf("serve http: %w", err)
-			}
-		}()
-	}
+	go serveGRPC(ctx, gs, cfg, synced, errc, log)
+	hs := serveHTTP(cfg, h, m, fresh, errc, log)
 
 	var runErr error
 	select {
@@ -191,6 +147,73 @@ func Run(ctx context.Context, cfg Config) error {
 	log.Info("shutting down")
 	cancel()
 	h.Close()
+	shutdown(gs, hs)
+	return runErr
+}
+
+// newGRPCServer builds the gRPC server with both services, reflection,
+// the limits, the metrics' stats handler and, when secured, TLS and the
+// callers' checks (whose set-up runs until ctx ends).
+func newGRPCServer(ctx context.Context, cfg Config, h *hub.Hub, m *metrics.Metrics, log hclog.Logger) (*grpc.Server, error) {
+	opts := append(server.Options(), cfg.Limits.ServerOptions()...)
+	opts = append(opts, grpc.StatsHandler(m.StatsHandler()))
+	opts = append(opts, cfg.ServerOptions...)
+	if cfg.Security != nil {
+		secure, err := security(ctx, cfg.Client, *cfg.Security, log)
+		if err != nil {
+			return nil, fmt.Errorf("control plane: %w", err)
+		}
+		opts = append(opts, secure...)
+	}
+	gs := grpc.NewServer(opts...)
+	server.Register(gs, h, log.Named("server"), server.WithConfiguration(cfg.Configuration), server.WithSent(m.Sent))
+	reflection.Register(gs)
+	return gs, nil
+}
+
+// serveGRPC accepts connections once the informers have synced: agents
+// that connect before wait in the listener's backlog instead of having
+// their handshakes and admissions (TLS, token signatures) take the CPU the
+// informers' first lists need, and a replica that restarts is ready as
+// soon as it has the cluster's state.
+func serveGRPC(ctx context.Context, gs *grpc.Server, cfg Config, synced <-chan struct{}, errc chan<- error, log hclog.Logger) {
+	select {
+	case <-synced:
+	case <-ctx.Done():
+		_ = cfg.GRPCListener.Close()
+		return
+	}
+	log.Info("serving grpc", "address", cfg.GRPCListener.Addr().String())
+	if err := gs.Serve(cfg.Limits.Listener(cfg.GRPCListener)); err != nil {
+		errc <- fmt.Errorf("serve grpc: %w", err)
+	}
+}
+
+// serveHTTP serves health and metrics when an HTTP listener is given;
+// nil otherwise.
+func serveHTTP(cfg Config, h *hub.Hub, m *metrics.Metrics, fresh *watch.Freshness, errc chan<- error, log hclog.Logger) *http.Server {
+	if cfg.HTTPListener == nil {
+		return nil
+	}
+	mux := http.NewServeMux()
+	staleAfter := cfg.StaleAfter
+	if staleAfter == 0 {
+		staleAfter = DefaultStaleAfter
+	}
+	mux.Handle("/", health.Handler(health.Synced(h.Ready), func() error { return fresh.Check(staleAfter) }))
+	mux.Handle("GET /metrics", m.Handler())
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		log.Info("serving http", "address", cfg.HTTPListener.Addr().String())
+		if err := hs.Serve(cfg.HTTPListener); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("serve http: %w", err)
+		}
+	}()
+	return hs
+}
+
+// shutdown gives in-flight RPCs and requests shutdownGrace to finish.
+func shutdown(gs *grpc.Server, hs *http.Server) {
 	stopped := make(chan struct{})
 	go func() {
 		gs.GracefulStop()
@@ -206,7 +229,6 @@ func Run(ctx context.Context, cfg Config) error {
 		defer scancel()
 		_ = hs.Shutdown(sctx)
 	}
-	return runErr
 }
 
 // security starts the certificate manager and returns the server options
