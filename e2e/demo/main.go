@@ -93,21 +93,41 @@ func run(p paths) int {
 		fmt.Fprintln(os.Stderr, "demo: needs root (it creates network namespaces); try: sudo make demo")
 		return 1
 	}
+	if err := buildAll(p); err != nil {
+		fmt.Println("    FAIL:", err)
+		return 1
+	}
+	if err := down(p); err != nil {
+		fmt.Println("    FAIL: stopping the previous demo:", err)
+		return 1
+	}
+	child, err := startServe(p)
+	if err != nil {
+		fmt.Println("    FAIL:", err)
+		return 1
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- child.Wait() }()
+	tearDownOnSignal(p, child, exited)
+	return follow(p.logFile, exited)
+}
+
+// buildAll builds what is missing: the Kubernetes binaries, doorman
+// (unless DOORMAN_BIN names them) and grpcurl, which the last step uses.
+func buildAll(p paths) error {
 	t0 := time.Now()
 	fmt.Println("==> building what is missing")
 	build := exec.Command(filepath.Join(p.root, "e2e", "hack", "build-k8s.sh"))
 	build.Dir = p.root
 	build.Stdout, build.Stderr = io.Discard, os.Stdout
 	if err := build.Run(); err != nil {
-		fmt.Println("    FAIL: building the Kubernetes binaries:", err)
-		return 1
+		return fmt.Errorf("building the Kubernetes binaries: %w", err)
 	}
 	if dir := os.Getenv("DOORMAN_BIN"); dir != "" {
 		fmt.Println("    doorman binaries from DOORMAN_BIN=" + dir)
 	} else {
 		if err := os.MkdirAll(p.bin, 0o755); err != nil {
-			fmt.Println("    FAIL:", err)
-			return 1
+			return err
 		}
 		// -buildvcs=true: stamped with the commit (see internal/version).
 		gb := exec.Command("go", "build", "-buildvcs=true", "-o", p.bin+"/", "./controlplane", "./nodeagent")
@@ -115,51 +135,48 @@ func run(p paths) int {
 		gb.Stdout, gb.Stderr = os.Stdout, os.Stdout
 		fmt.Println("    go build ./controlplane ./nodeagent")
 		if err := gb.Run(); err != nil {
-			fmt.Println("    FAIL: building doorman:", err)
-			return 1
+			return fmt.Errorf("building doorman: %w", err)
 		}
 	}
-	// grpcurl, used by the last step, is a pinned tool: build it now.
 	gt := exec.Command("go", "tool", "-modfile=tools/go.mod", "grpcurl", "-version")
 	gt.Dir = p.root
 	_ = gt.Run()
 	fmt.Printf("    built in %s\n", time.Since(t0).Round(time.Second))
+	return nil
+}
 
-	if err := down(p); err != nil {
-		fmt.Println("    FAIL: stopping the previous demo:", err)
-		return 1
-	}
+// startServe starts the cluster process ("demo serve") in its own session,
+// logging to the demo's log, and records its pid.
+func startServe(p paths) (*exec.Cmd, error) {
 	if err := os.MkdirAll(p.state, 0o755); err != nil {
-		fmt.Println("    FAIL:", err)
-		return 1
+		return nil, err
 	}
 	logf, err := os.Create(p.logFile)
 	if err != nil {
-		fmt.Println("    FAIL:", err)
-		return 1
+		return nil, err
 	}
+	// The child holds its own descriptor of the log once started.
+	defer func() { _ = logf.Close() }()
 	self, err := os.Executable()
 	if err != nil {
-		fmt.Println("    FAIL:", err)
-		return 1
+		return nil, err
 	}
 	child := exec.Command(self, "serve")
 	child.Dir = p.root
 	child.Stdout, child.Stderr = logf, logf
 	child.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := child.Start(); err != nil {
-		fmt.Println("    FAIL: start the cluster process:", err)
-		return 1
+		return nil, fmt.Errorf("start the cluster process: %w", err)
 	}
-	// The child holds its own descriptor of the log now.
-	_ = logf.Close()
 	if err := os.WriteFile(p.pidFile, []byte(strconv.Itoa(child.Process.Pid)), 0o644); err != nil {
-		fmt.Println("    FAIL:", err)
-		return 1
+		return nil, err
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- child.Wait() }()
-	// Ctrl-C while the steps run: tear the cluster down too.
+	return child, nil
+}
+
+// tearDownOnSignal tears the cluster down too on Ctrl-C while the steps
+// run.
+func tearDownOnSignal(p paths, child *exec.Cmd, exited <-chan error) {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	go func() {
@@ -173,7 +190,6 @@ func run(p paths) int {
 		_ = os.Remove(p.pidFile)
 		os.Exit(130)
 	}()
-	return follow(p.logFile, exited)
 }
 
 // follow prints the log as it grows until the result line.

@@ -401,49 +401,39 @@ func (d *demo) rollout(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var (
-		ok, failed atomic.Int64
-		mu         sync.Mutex
-		firstErr   error
-		seen       = map[string]int{}
-	)
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(20 * time.Millisecond):
-			}
-			got, err := d.ask(ctx, target)
-			mu.Lock()
-			if err != nil {
-				failed.Add(1)
-				if firstErr == nil {
-					firstErr = err
-				}
-			} else {
-				ok.Add(1)
-				seen[got]++
-			}
-			mu.Unlock()
-		}
-	}()
+	calls := d.callEvery(ctx, target, 20*time.Millisecond)
 	say("calling %s every 20ms from %s; kubectl rollout restart deployment/catalog", target, d.shopper.Name)
 	patch := fmt.Sprintf(`{"spec":{"template":{"metadata":{"annotations":{"kubectl.kubernetes.io/restartedAt":%q}}}}}`, time.Now().Format(time.RFC3339))
 	if _, err := d.c.Client().AppsV1().Deployments(ns).Patch(ctx, "catalog", types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
-		close(stop)
-		<-done
+		calls.stop()
 		return err
 	}
+	after, err := replaced(ctx, d, before)
+	// Keep calling a moment on the new set.
+	time.Sleep(time.Second)
+	calls.stop()
+	if err != nil {
+		return err
+	}
+	say("old Pods %s → new Pods %s", names(before), names(after))
+	say("%d calls answered, %d failed; ClusterIP %s unchanged", calls.ok.Load(), calls.failed.Load(), ip)
+	if calls.failed.Load() > 0 {
+		return fmt.Errorf("%d calls failed during the rollout, first: %w", calls.failed.Load(), calls.firstErr)
+	}
+	if ip2, _, _ := d.clusterIP(ctx, "catalog"); ip2 != ip {
+		return fmt.Errorf("ClusterIP changed from %s to %s", ip, ip2)
+	}
+	return nil
+}
+
+// replaced waits until the catalog's three ready Pods are all new ones.
+func replaced(ctx context.Context, d *demo, before []corev1.Pod) ([]corev1.Pod, error) {
 	oldNames := map[string]bool{}
 	for _, p := range before {
 		oldNames[p.Name] = true
 	}
 	var after []corev1.Pod
-	err = retry.Until(ctx, 2*time.Minute, func() error {
+	err := retry.Until(ctx, 2*time.Minute, func() error {
 		pods, err := readyPods(ctx, d.c, "catalog", 3)
 		if err != nil {
 			return err
@@ -456,22 +446,50 @@ func (d *demo) rollout(ctx context.Context) error {
 		after = pods
 		return nil
 	})
-	// Keep calling a moment on the new set.
-	time.Sleep(time.Second)
-	close(stop)
-	<-done
-	if err != nil {
-		return err
-	}
-	say("old Pods %s → new Pods %s", names(before), names(after))
-	say("%d calls answered, %d failed; ClusterIP %s unchanged", ok.Load(), failed.Load(), ip)
-	if failed.Load() > 0 {
-		return fmt.Errorf("%d calls failed during the rollout, first: %w", failed.Load(), firstErr)
-	}
-	if ip2, _, _ := d.clusterIP(ctx, "catalog"); ip2 != ip {
-		return fmt.Errorf("ClusterIP changed from %s to %s", ip, ip2)
-	}
-	return nil
+	return after, err
+}
+
+// caller calls a target at a fixed pace until stopped, counting answers
+// and failures.
+type caller struct {
+	ok, failed atomic.Int64
+	mu         sync.Mutex
+	firstErr   error
+	seen       map[string]int
+	quit, done chan struct{}
+}
+
+func (d *demo) callEvery(ctx context.Context, target string, every time.Duration) *caller {
+	c := &caller{seen: map[string]int{}, quit: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(c.done)
+		for {
+			select {
+			case <-c.quit:
+				return
+			case <-time.After(every):
+			}
+			got, err := d.ask(ctx, target)
+			c.mu.Lock()
+			if err != nil {
+				c.failed.Add(1)
+				if c.firstErr == nil {
+					c.firstErr = err
+				}
+			} else {
+				c.ok.Add(1)
+				c.seen[got]++
+			}
+			c.mu.Unlock()
+		}
+	}()
+	return c
+}
+
+// stop ends the calls and waits for the last.
+func (c *caller) stop() {
+	close(c.quit)
+	<-c.done
 }
 
 func names(pods []corev1.Pod) string {

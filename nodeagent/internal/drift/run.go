@@ -55,34 +55,7 @@ func Run(ctx context.Context, cfg Config) {
 	defer timer.Stop()
 	var pending agent.Trigger // 0: no resync armed
 
-	resync := func(t agent.Trigger) {
-		start := time.Now()
-		out := cfg.Agent.Resync(t)
-		took := time.Since(start)
-		switch {
-		case out.Skipped:
-			log.Debug("resync skipped: no view yet", "trigger", t)
-		case out.Unchanged:
-			log.Debug("resync found the kernel unchanged since the last own commit", "trigger", t, "took", took)
-		case out.Err != nil:
-			log.Error("resync failed", "trigger", t, "error", out.Err, "took", took)
-		case out.Repaired:
-			log.Warn("kernel drift repaired", "trigger", t, "ops", out.Ops, "took", took)
-		case out.Ops > 0:
-			log.Info("resync changed the kernel", "trigger", t, "ops", out.Ops, "took", took)
-		default:
-			log.Debug("resync found the kernel right", "trigger", t, "took", took)
-		}
-		if out.Warning != nil {
-			log.Warn("resync left entries out", "trigger", t, "error", out.Warning)
-		}
-		if out.Retired > 0 {
-			log.Debug("unused chains retired", "chains", out.Retired)
-		}
-		if out.RetireErr != nil {
-			log.Warn("unused chains not retired", "error", out.RetireErr)
-		}
-	}
+	resync := func(t agent.Trigger) { resyncAndLog(cfg.Agent, t, log) }
 
 	for {
 		select {
@@ -113,5 +86,36 @@ func Run(ctx context.Context, cfg Config) {
 		case <-tick:
 			resync(agent.TriggerPeriodic)
 		}
+	}
+}
+
+// resyncAndLog runs one resync and logs what it found, at a level that
+// says whether an operator should look.
+func resyncAndLog(a *agent.Agent, t agent.Trigger, log hclog.Logger) {
+	start := time.Now()
+	out := a.Resync(t)
+	took := time.Since(start)
+	switch {
+	case out.Skipped:
+		log.Debug("resync skipped: no view yet", "trigger", t)
+	case out.Unchanged:
+		log.Debug("resync found the kernel unchanged since the last own commit", "trigger", t, "took", took)
+	case out.Err != nil:
+		log.Error("resync failed", "trigger", t, "error", out.Err, "took", took)
+	case out.Repaired:
+		log.Warn("kernel drift repaired", "trigger", t, "ops", out.Ops, "took", took)
+	case out.Ops > 0:
+		log.Info("resync changed the kernel", "trigger", t, "ops", out.Ops, "took", took)
+	default:
+		log.Debug("resync found the kernel right", "trigger", t, "took", took)
+	}
+	if out.Warning != nil {
+		log.Warn("resync left entries out", "trigger", t, "error", out.Warning)
+	}
+	if out.Retired > 0 {
+		log.Debug("unused chains retired", "chains", out.Retired)
+	}
+	if out.RetireErr != nil {
+		log.Warn("unused chains not retired", "error", out.RetireErr)
 	}
 }
