@@ -636,36 +636,10 @@ func (b *proxyBench) churn(ctx context.Context, system string, k kernel, g *gene
 	if n > 2*sampleLimit {
 		count = min(count, n-sampleLimit) // each to a different Service
 	}
-	type change struct {
-		clusterIP, ip netip.Addr
-		at            time.Time
-	}
-	var mu sync.Mutex
-	pending := map[string]change{}
+	pending := &pendingChanges{m: map[string]pendingChange{}}
 	written := make(chan error, 1)
 	g.drain()
-	go func() {
-		t := time.NewTicker(time.Duration(float64(time.Second) / b.f.churnRate))
-		defer t.Stop()
-		for i := range count {
-			select {
-			case <-ctx.Done():
-				written <- ctx.Err()
-				return
-			case <-t.C:
-			}
-			svc := changeTarget(i, 557, n)
-			ip := b.w.freshIP()
-			mu.Lock()
-			pending[serviceName(svc)] = change{clusterIP: b.w.clusterIP(svc), ip: ip, at: time.Now()}
-			mu.Unlock()
-			if err := b.w.changeEndpoint(ctx, svc, ip); err != nil {
-				written <- err
-				return
-			}
-		}
-		written <- nil
-	}()
+	go func() { written <- b.writeChurn(ctx, count, n, pending) }()
 	clock := newCommitClock(g, changeTick)
 	defer clock.stop()
 	var lat []time.Duration
@@ -679,9 +653,7 @@ func (b *proxyBench) churn(ctx context.Context, system string, k kernel, g *gene
 			deadline = time.Now().Add(b.f.bound)
 		default:
 		}
-		mu.Lock()
-		left := len(pending)
-		mu.Unlock()
+		left := pending.left()
 		if !deadline.IsZero() && left == 0 {
 			return lat, nil
 		}
@@ -695,25 +667,84 @@ func (b *proxyBench) churn(ctx context.Context, system string, k kernel, g *gene
 		}
 		// What is pending now, after the commit: a change written while
 		// the clock waited may be the one this commit carried.
-		mu.Lock()
-		want := make(map[string]wanted, len(pending))
-		for svc, c := range pending {
-			want[svc] = wanted{c.clusterIP, c.ip}
-		}
-		mu.Unlock()
+		want := pending.wanted()
 		found, err := k.present(want)
 		if err != nil {
 			return nil, err
 		}
-		mu.Lock()
-		for svc := range found {
-			if c, ok := pending[svc]; ok && c.ip == want[svc].endpoint {
-				lat = append(lat, max(at.Sub(c.at), 0))
-				delete(pending, svc)
-			}
-		}
-		mu.Unlock()
+		lat = append(lat, pending.settle(found, want, at)...)
 	}
+}
+
+// writeChurn writes count changes at the churn rate, each recorded as
+// pending before its write.
+func (b *proxyBench) writeChurn(ctx context.Context, count, n int, pending *pendingChanges) error {
+	t := time.NewTicker(time.Duration(float64(time.Second) / b.f.churnRate))
+	defer t.Stop()
+	for i := range count {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+		svc := changeTarget(i, 557, n)
+		ip := b.w.freshIP()
+		pending.add(serviceName(svc), pendingChange{clusterIP: b.w.clusterIP(svc), ip: ip, at: time.Now()})
+		if err := b.w.changeEndpoint(ctx, svc, ip); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// pendingChange is a change written and not yet seen in the kernel.
+type pendingChange struct {
+	clusterIP, ip netip.Addr
+	at            time.Time
+}
+
+// pendingChanges are the churn's changes not yet seen, by Service.
+type pendingChanges struct {
+	mu sync.Mutex
+	m  map[string]pendingChange
+}
+
+func (p *pendingChanges) add(svc string, c pendingChange) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.m[svc] = c
+}
+
+func (p *pendingChanges) left() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.m)
+}
+
+func (p *pendingChanges) wanted() map[string]wanted {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	want := make(map[string]wanted, len(p.m))
+	for svc, c := range p.m {
+		want[svc] = wanted{c.clusterIP, c.ip}
+	}
+	return want
+}
+
+// settle removes the changes the kernel was found to hold (unless a newer
+// change to the same Service came since) and returns their latencies to
+// the commit at.
+func (p *pendingChanges) settle(found map[string]bool, want map[string]wanted, at time.Time) []time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var lat []time.Duration
+	for svc := range found {
+		if c, ok := p.m[svc]; ok && c.ip == want[svc].endpoint {
+			lat = append(lat, max(at.Sub(c.at), 0))
+			delete(p.m, svc)
+		}
+	}
+	return lat
 }
 
 // changeTarget picks the Service of the i-th change: spread over the
