@@ -3,6 +3,7 @@ package agent
 import (
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"maps"
 	"slices"
 	"strings"
@@ -17,70 +18,8 @@ import (
 	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
 )
 
-// fakeKernel holds a view in memory. Apply checks each change's Old against
-// what it holds, as a kernel whose objects do not match would fail.
-type fakeKernel struct {
-	held      map[string]*doormanv1.Entry
-	applyErr  error // next Apply fails with it
-	syncErr   error // next Sync fails with it (an *InvalidEntriesError still programs)
-	syncFails int   // with syncErr: so many Syncs fail with it (0: one)
-	// refuse: values (by digest) the kernel refuses, as it refuses an
-	// element it cannot hold: any Apply or Sync carrying one fails.
-	refuse    map[uint64]bool
-	calls     []string
-	lastApply []dataplane.Change
-	// leftOut: what Apply reports the kernel leaves out after it commits.
-	leftOut map[string]error
-}
-
-func (k *fakeKernel) Sync(view map[string]*doormanv1.Entry) (dataplane.Stats, error) {
-	k.calls = append(k.calls, "sync")
-	err := k.syncErr
-	if k.syncFails--; k.syncFails <= 0 {
-		k.syncErr = nil
-	}
-	for key, e := range view {
-		if k.refuse[e.GetDigest()] {
-			return dataplane.Stats{}, fmt.Errorf("entry %q: file exists", key)
-		}
-	}
-	var partial *dataplane.InvalidEntriesError
-	if err != nil && !errors.As(err, &partial) {
-		return dataplane.Stats{}, err
-	}
-	k.held = maps.Clone(view)
-	return dataplane.Stats{Ops: len(view)}, err
-}
-
-func (k *fakeKernel) RetireUnused() (int, error) {
-	k.calls = append(k.calls, "retire")
-	return 0, nil
-}
-
-func (k *fakeKernel) Apply(changes []dataplane.Change) (dataplane.Stats, error) {
-	k.calls = append(k.calls, "apply")
-	k.lastApply = changes
-	if err := k.applyErr; err != nil {
-		k.applyErr = nil
-		return dataplane.Stats{}, err
-	}
-	for _, c := range changes {
-		if k.held[c.Key] != c.Old {
-			return dataplane.Stats{}, fmt.Errorf("change %q: kernel holds another value", c.Key)
-		}
-		if c.New != nil && k.refuse[c.New.GetDigest()] {
-			return dataplane.Stats{}, fmt.Errorf("entry %q: file exists", c.Key)
-		}
-	}
-	for _, c := range changes {
-		if c.New == nil {
-			delete(k.held, c.Key)
-		} else {
-			k.held[c.Key] = c.New
-		}
-	}
-	return dataplane.Stats{Ops: len(changes), NotProgrammed: k.leftOut}, nil
-}
+// newKernel is the kernel in memory the agent tests drive.
+func newKernel() *dataplane.Fake { return dataplane.NewFake(dataplane.Options{}) }
 
 type fakeStore struct {
 	version uint64
@@ -126,12 +65,21 @@ func (s *fakeStore) Replace(version uint64, view map[string]*doormanv1.Entry) er
 	return nil
 }
 
+// clusterIP gives each Service name its own ClusterIP, so that the
+// kernel programs every Service of a view (no two claim one frontend).
+func clusterIP(name string) string {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(name))
+	n := h.Sum32()
+	return fmt.Sprintf("10.96.%d.%d", byte(n>>8), byte(n)|1)
+}
+
 func servicePort(t testing.TB, name string, endpoints ...string) *doormanv1.Entry {
 	t.Helper()
 	sp := &doormanv1.ServicePort{
 		Namespace: "default", Name: name, PortName: "http",
 		Protocol: doormanv1.Protocol_PROTOCOL_TCP, Family: doormanv1.IPFamily_IP_FAMILY_IPV4,
-		ClusterIp: "10.96.0.10", Port: 80,
+		ClusterIp: clusterIP(name), Port: 80,
 	}
 	for _, ip := range endpoints {
 		sp.Endpoints = append(sp.Endpoints, &doormanv1.Endpoint{Ip: ip, Port: 8080})
@@ -300,11 +248,14 @@ func TestHandle(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			k := &fakeKernel{}
+			k := newKernel()
 			s := &fakeStore{}
 			a := New("node-1", state.New(), k, s)
 			for i, st := range tc.steps {
-				k.calls, k.applyErr, k.syncErr, k.syncFails, s.err = nil, st.applyErr, st.syncErr, st.syncFails, st.storeErr
+				k.ResetCalls()
+				k.FailApply(st.applyErr)
+				k.FailSyncs(st.syncErr, st.syncFails)
+				s.err = st.storeErr
 				before := a.Status(true)
 				out := a.Handle(st.update)
 				if st.wantReply != nil {
@@ -312,7 +263,7 @@ func TestHandle(t *testing.T) {
 						t.Errorf("step %d reply (-want +got):\n%s", i, diff)
 					}
 				}
-				if diff := cmp.Diff(st.wantCalls, k.calls); diff != "" {
+				if diff := cmp.Diff(st.wantCalls, k.Calls()); diff != "" {
 					t.Errorf("step %d kernel calls (-want +got):\n%s", i, diff)
 				}
 				if !errContains(out.Err, st.wantErr) || !errContains(out.Warning, st.warning) {
@@ -333,13 +284,13 @@ func TestHandle(t *testing.T) {
 					}
 				}
 			}
-			if diff := cmp.Diff(tc.wantKernel, k.held, protocmp.Transform()); diff != "" {
+			if diff := cmp.Diff(tc.wantKernel, k.Entries(), protocmp.Transform()); diff != "" {
 				t.Errorf("kernel (-want +got):\n%s", diff)
 			}
 			if diff := cmp.Diff(tc.wantStore, s.calls); diff != "" {
 				t.Errorf("store calls (-want +got):\n%s", diff)
 			}
-			if diff := cmp.Diff(k.held, s.held, protocmp.Transform()); diff != "" {
+			if diff := cmp.Diff(k.Entries(), s.held, protocmp.Transform()); diff != "" {
 				t.Errorf("store differs from kernel (-kernel +store):\n%s", diff)
 			}
 			c := a.Counters()
@@ -385,13 +336,14 @@ func TestStart(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			view, _ := state.Restore(tc.view.Version(), tc.view.Sorted())
-			k := &fakeKernel{syncErr: tc.syncErr}
+			k := newKernel()
+			k.FailSyncs(tc.syncErr, 1)
 			a := New("node-1", view, k, nil)
 			_, _, err := a.Start()
 			if (err != nil) != tc.wantErr {
 				t.Fatalf("Start error = %v, want error %v", err, tc.wantErr)
 			}
-			if diff := cmp.Diff(tc.wantCalls, k.calls); diff != "" {
+			if diff := cmp.Diff(tc.wantCalls, k.Calls()); diff != "" {
 				t.Errorf("kernel calls (-want +got):\n%s", diff)
 			}
 			if a.Ready() != tc.wantReady {
@@ -404,7 +356,7 @@ func TestStart(t *testing.T) {
 			if got := a.Status(false).LoadedFrom; got != tc.wantFrom {
 				t.Errorf("loaded from %q, want %q", got, tc.wantFrom)
 			}
-			k.calls = nil
+			k.ResetCalls()
 			web2 := servicePort(t, "web", "10.244.1.9")
 			u := &doormanv1.SyncResponse{Version: 8, ReplacedBuckets: []uint32{doormanv1.Bucket(web.Key)}, Upserts: []*doormanv1.Entry{web2}}
 			want := map[string]*doormanv1.Entry{web2.Key: web2}
@@ -420,10 +372,10 @@ func TestStart(t *testing.T) {
 			if out.Err != nil {
 				t.Fatalf("update after start: %v", out.Err)
 			}
-			if diff := cmp.Diff(tc.thenUpdate, k.calls); diff != "" {
+			if diff := cmp.Diff(tc.thenUpdate, k.Calls()); diff != "" {
 				t.Errorf("kernel calls for the first update (-want +got):\n%s", diff)
 			}
-			if diff := cmp.Diff(want, k.held, protocmp.Transform()); diff != "" {
+			if diff := cmp.Diff(want, k.Entries(), protocmp.Transform()); diff != "" {
 				t.Errorf("kernel after the first update (-want +got):\n%s", diff)
 			}
 		})
@@ -446,7 +398,7 @@ func TestStatus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := New("node-1", view, &fakeKernel{}, nil)
+	a := New("node-1", view, newKernel(), nil)
 	a.SetConnection("cp-0:9400", true)
 	a.SetError(errors.New("stream: EOF"))
 	want := &doormanv1.GetStateResponse{
@@ -467,7 +419,7 @@ func TestApplyReportsLeftOut(t *testing.T) {
 	web2 := servicePort(t, "web", "10.244.1.2")
 	web3 := servicePort(t, "web", "10.244.1.3")
 	db := servicePort(t, "db", "10.244.2.1")
-	k := &fakeKernel{}
+	k := newKernel()
 	a := New("node-1", state.New(), k, nil)
 	conflict := map[string]error{db.Key: errors.New(`entry "default/db:http/tcp/ipv4": externalIP 10.96.0.10:80/tcp is the ClusterIP of "default/web:http/tcp/ipv4"`)}
 
@@ -484,7 +436,7 @@ func TestApplyReportsLeftOut(t *testing.T) {
 		{"programmed by an update that did not carry it", &doormanv1.SyncResponse{Version: 4, Upserts: []*doormanv1.Entry{web3}, ViewDigest: digestOf(web3, db)}, nil, nil, false},
 	}
 	for _, s := range steps {
-		k.leftOut = s.leftOut
+		k.LeaveOut(s.leftOut)
 		out := a.Handle(s.update)
 		if out.Reply.GetAck() == nil {
 			t.Fatalf("%s: %v, want an ack", s.name, out.Reply)

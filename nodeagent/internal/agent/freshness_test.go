@@ -64,7 +64,7 @@ func TestAdvance(t *testing.T) {
 func TestHandleRefusesBehind(t *testing.T) {
 	web := servicePort(t, "web", "10.244.1.1")
 	web2 := servicePort(t, "web", "10.244.1.2")
-	k, s := &fakeKernel{}, &fakeStore{}
+	k, s := newKernel(), &fakeStore{}
 	a := New("n1", state.New(), k, s)
 	first := &doormanv1.SyncResponse{Version: 10, Full: true, Upserts: []*doormanv1.Entry{web2}, ViewDigest: digestOf(web2),
 		Freshness: Marker{"services": rv(120, 100), "endpointslices": rv(200, 200)}}
@@ -74,7 +74,7 @@ func TestHandleRefusesBehind(t *testing.T) {
 	if diff := cmp.Diff(map[string]uint64{"services": 100, "endpointslices": 200}, s.freshness); diff != "" {
 		t.Errorf("marker in the cache (-want +got):\n%s", diff)
 	}
-	calls, writes := len(k.calls), len(s.calls)
+	calls, writes := len(k.Calls()), len(s.calls)
 
 	// A stale replica: the old endpoint, endpointslices behind.
 	stale := &doormanv1.SyncResponse{Version: 3, ReplacedBuckets: []uint32{doormanv1.Bucket(web.GetKey())}, Upserts: []*doormanv1.Entry{web}, ViewDigest: digestOf(web),
@@ -90,8 +90,8 @@ func TestHandleRefusesBehind(t *testing.T) {
 	if diff := cmp.Diff(wantLags, out.Behind.Lags); diff != "" {
 		t.Errorf("lags (-want +got):\n%s", diff)
 	}
-	if len(k.calls) != calls || len(s.calls) != writes {
-		t.Errorf("refused update touched the kernel %v or the cache %v", k.calls[calls:], s.calls[writes:])
+	if len(k.Calls()) != calls || len(s.calls) != writes {
+		t.Errorf("refused update touched the kernel %v or the cache %v", k.Calls()[calls:], s.calls[writes:])
 	}
 	st := a.Status(true)
 	if diff := cmp.Diff([]*doormanv1.Entry{web2}, st.GetEntries(), protocmp.Transform()); diff != "" {
@@ -124,7 +124,7 @@ func TestHandleBehindFollowsRestoredCluster(t *testing.T) {
 	web := servicePort(t, "web", "10.244.1.1")
 	web2 := servicePort(t, "web", "10.244.1.2")
 	s := &fakeStore{freshness: map[string]uint64{"services": 500}}
-	a := New("n1", state.New(), &fakeKernel{}, s)
+	a := New("n1", state.New(), newKernel(), s)
 	restored := &doormanv1.SyncResponse{Version: 4, Full: true, Upserts: []*doormanv1.Entry{web}, ViewDigest: digestOf(web), Freshness: Marker{"services": rv(40, 40)}}
 	if out := a.Handle(restored); out.Behind == nil {
 		t.Fatal("update behind the cached marker not refused")

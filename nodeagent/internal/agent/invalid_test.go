@@ -95,11 +95,11 @@ func TestInvalidEntryRefusedAlone(t *testing.T) {
 		wantKernel: byKey(web2, db),
 		wantStore:  byKey(web2, db),
 	}}
-	k := &fakeKernel{}
+	k := newKernel()
 	s := &fakeStore{}
 	a := New("node-1", state.New(), k, s)
 	for _, st := range steps {
-		k.calls = nil
+		k.ResetCalls()
 		out := a.Handle(st.update)
 		if diff := cmp.Diff(st.wantReply, out.Reply, protocmp.Transform()); diff != "" {
 			t.Errorf("%s: reply (-want +got):\n%s", st.name, diff)
@@ -107,10 +107,10 @@ func TestInvalidEntryRefusedAlone(t *testing.T) {
 		if out.Err != nil || !errContains(out.Warning, st.wantWarning) || (st.wantWarning == "") != (out.Warning == nil) {
 			t.Errorf("%s: err %v, warning %v; want nil, %q", st.name, out.Err, out.Warning, st.wantWarning)
 		}
-		if diff := cmp.Diff(st.wantCalls, k.calls); diff != "" {
+		if diff := cmp.Diff(st.wantCalls, k.Calls()); diff != "" {
 			t.Errorf("%s: kernel calls (-want +got):\n%s", st.name, diff)
 		}
-		if diff := cmp.Diff(st.wantKernel, k.held, protocmp.Transform()); diff != "" {
+		if diff := cmp.Diff(st.wantKernel, k.Entries(), protocmp.Transform()); diff != "" {
 			t.Errorf("%s: kernel (-want +got):\n%s", st.name, diff)
 		}
 		if diff := cmp.Diff(st.wantStore, s.held, protocmp.Transform()); diff != "" {
@@ -133,7 +133,7 @@ func TestInvalidEntryRefusedAlone(t *testing.T) {
 func TestBrokenMessageStillNacked(t *testing.T) {
 	web := servicePort(t, "web", "10.244.1.1")
 	bad := lbPort(t, "::ffff:10.0.0.0/104")
-	a := New("node-1", state.New(), &fakeKernel{}, nil)
+	a := New("node-1", state.New(), newKernel(), nil)
 	out := a.Handle(&doormanv1.SyncResponse{Version: 1, Full: true, Upserts: []*doormanv1.Entry{web, bad, web}})
 	if out.Reply.GetNack() == nil || !strings.Contains(out.Err.Error(), "upserted twice") {
 		t.Fatalf("reply %v, err %v; want a NACK for the duplicate key", out.Reply, out.Err)

@@ -103,18 +103,19 @@ func TestKernelRefusesAValue(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			k := &fakeKernel{refuse: refuse}
+			k := newKernel()
+			k.Refuse(slices.Collect(maps.Keys(refuse))...)
 			s := &fakeStore{}
 			a := New("node-1", state.New(), k, s)
 			for _, st := range tc.steps {
-				k.calls, k.lastApply = nil, nil
+				k.ResetCalls()
 				out := a.Handle(st.update)
-				if diff := cmp.Diff(st.wantCalls, k.calls); diff != "" {
+				if diff := cmp.Diff(st.wantCalls, k.Calls()); diff != "" {
 					t.Errorf("%s: kernel calls (-want +got):\n%s", st.name, diff)
 				}
 				if st.wantApplied != nil {
 					var got []string
-					for _, c := range k.lastApply {
+					for _, c := range k.LastApply() {
 						got = append(got, c.Key)
 					}
 					if diff := cmp.Diff(st.wantApplied, got); diff != "" {
@@ -144,12 +145,12 @@ func TestKernelRefusesAValue(t *testing.T) {
 				if diff := cmp.Diff(st.wantNotProg, listed); diff != "" {
 					t.Errorf("%s: status not_programmed (-want +got):\n%s", st.name, diff)
 				}
-				if diff := cmp.Diff(st.wantKernel, k.held, protocmp.Transform()); diff != "" {
+				if diff := cmp.Diff(st.wantKernel, k.Entries(), protocmp.Transform()); diff != "" {
 					t.Errorf("%s: kernel (-want +got):\n%s", st.name, diff)
 				}
 				// The cache holds what the kernel holds: a restart programs
 				// a view the kernel takes.
-				if diff := cmp.Diff(k.held, s.held, protocmp.Transform()); diff != "" {
+				if diff := cmp.Diff(k.Entries(), s.held, protocmp.Transform()); diff != "" {
 					t.Errorf("%s: cache differs from the kernel (-kernel +cache):\n%s", st.name, diff)
 				}
 				c := a.Counters()
@@ -159,12 +160,12 @@ func TestKernelRefusesAValue(t *testing.T) {
 			}
 
 			// A full Sync leaves the refused value out and keeps the rest.
-			want := maps.Clone(k.held)
-			k.calls = nil
+			want := maps.Clone(k.Entries())
+			k.ResetCalls()
 			if r := a.Resync(TriggerForeignChange); r.Err != nil {
 				t.Fatalf("resync: %v", r.Err)
 			}
-			if diff := cmp.Diff(want, k.held, protocmp.Transform()); diff != "" {
+			if diff := cmp.Diff(want, k.Entries(), protocmp.Transform()); diff != "" {
 				t.Errorf("kernel after a resync (-want +got):\n%s", diff)
 			}
 
@@ -174,12 +175,12 @@ func TestKernelRefusesAValue(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			k.calls = nil
+			k.ResetCalls()
 			b := New("node-1", restored, k, s)
 			if _, _, err := b.Start(); err != nil {
 				t.Fatalf("start from the cache: %v", err)
 			}
-			if diff := cmp.Diff(want, k.held, protocmp.Transform()); diff != "" {
+			if diff := cmp.Diff(want, k.Entries(), protocmp.Transform()); diff != "" {
 				t.Errorf("kernel after a restart (-want +got):\n%s", diff)
 			}
 			if got, want := b.Hello().GetHello().GetHolding().GetViewDigest(), digestOf(slices.Collect(maps.Values(want))...); got != want {

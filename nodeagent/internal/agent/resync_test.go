@@ -12,13 +12,12 @@ import (
 	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
 )
 
-// driftKernel reports ops for each Sync as the test sets them: a kernel
-// that differs from the view needs ops to be put back. RetireUnused
-// deletes two chains, or fails with retireErr.
+// driftKernel is the kernel in memory, reporting ops for each Sync as the
+// test sets them: a kernel that differs from the view needs ops to be put
+// back. RetireUnused deletes two chains, or fails as the Fake is told.
 type driftKernel struct {
-	fakeKernel
-	syncOps   int
-	retireErr error
+	*dataplane.Fake
+	syncOps int
 	// unchanged: nobody committed since the last own commit.
 	unchanged bool
 }
@@ -26,12 +25,12 @@ type driftKernel struct {
 func (k *driftKernel) Unchanged() bool { return k.unchanged }
 
 func (k *driftKernel) RetireUnused() (int, error) {
-	_, _ = k.fakeKernel.RetireUnused()
-	return 2, k.retireErr
+	_, err := k.Fake.RetireUnused()
+	return 2, err
 }
 
 func (k *driftKernel) Sync(view map[string]*doormanv1.Entry) (dataplane.Stats, error) {
-	_, err := k.fakeKernel.Sync(view)
+	_, err := k.Fake.Sync(view)
 	return dataplane.Stats{Ops: k.syncOps}, err
 }
 
@@ -75,21 +74,24 @@ func TestResync(t *testing.T) {
 			want: ResyncOutcome{Trigger: TriggerForeignChange, Err: errors.New("resync (foreign change): EPERM")}, wantCalls: []string{"sync"}, wantSyncs: 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			k := &driftKernel{}
+			k := &driftKernel{Fake: newKernel()}
 			a := New("node-1", state.New(), k, nil)
 			if tc.update {
 				if out := a.Handle(full); out.Err != nil {
 					t.Fatal(out.Err)
 				}
 			}
-			k.calls, k.syncOps, k.syncErr, k.retireErr, k.unchanged = nil, tc.syncOps, tc.syncErr, tc.retireErr, tc.unchanged
+			k.ResetCalls()
+			k.FailSyncs(tc.syncErr, 1)
+			k.FailRetire(tc.retireErr)
+			k.syncOps, k.unchanged = tc.syncOps, tc.unchanged
 			got := a.Resync(tc.trigger)
 			if diff := cmp.Diff(tc.want, got, cmp.Comparer(func(x, y error) bool {
 				return (x == nil) == (y == nil) && (x == nil || x.Error() == y.Error())
 			})); diff != "" {
 				t.Errorf("outcome (-want +got):\n%s", diff)
 			}
-			if diff := cmp.Diff(tc.wantCalls, k.calls); diff != "" {
+			if diff := cmp.Diff(tc.wantCalls, k.Calls()); diff != "" {
 				t.Errorf("kernel calls (-want +got):\n%s", diff)
 			}
 			c := a.Counters()
@@ -98,12 +100,12 @@ func TestResync(t *testing.T) {
 			}
 			if tc.syncErr != nil {
 				// The next update programs the whole view again.
-				k.calls = nil
+				k.ResetCalls()
 				web2 := servicePort(t, "web", "10.244.1.2")
 				if out := a.Handle(&doormanv1.SyncResponse{Version: 2, Upserts: []*doormanv1.Entry{web2}, ViewDigest: digestOf(web2)}); out.Err != nil {
 					t.Fatal(out.Err)
 				}
-				if diff := cmp.Diff([]string{"sync"}, k.calls); diff != "" {
+				if diff := cmp.Diff([]string{"sync"}, k.Calls()); diff != "" {
 					t.Errorf("kernel calls of the next update (-want +got):\n%s", diff)
 				}
 			}
@@ -119,7 +121,8 @@ func TestResyncProgramsCachedView(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	k := &driftKernel{fakeKernel: fakeKernel{syncErr: errors.New("EBUSY")}}
+	k := &driftKernel{Fake: newKernel()}
+	k.FailSyncs(errors.New("EBUSY"), 1)
 	a := New("node-1", view, k, nil)
 	if _, _, err := a.Start(); err == nil {
 		t.Fatal("Start succeeded, want the injected error")
@@ -132,7 +135,7 @@ func TestResyncProgramsCachedView(t *testing.T) {
 	if out.Err != nil || !a.Ready() {
 		t.Fatalf("resync: %+v, ready %v", out, a.Ready())
 	}
-	if diff := cmp.Diff(byKey(web), k.held, protocmp.Transform()); diff != "" {
+	if diff := cmp.Diff(byKey(web), k.Entries(), protocmp.Transform()); diff != "" {
 		t.Errorf("kernel (-want +got):\n%s", diff)
 	}
 }
@@ -141,9 +144,9 @@ func TestNotProgrammed(t *testing.T) {
 	web := servicePort(t, "web", "10.244.1.1")
 	db := servicePort(t, "db", "10.244.2.1")
 	db2 := servicePort(t, "db", "10.244.2.2")
-	k := &fakeKernel{}
+	k := newKernel()
 	a := New("node-1", state.New(), k, nil)
-	k.syncErr = &dataplane.InvalidEntriesError{Entries: map[string]error{db.Key: errors.New(`entry "default/db:http/tcp/ipv4": bad address`)}}
+	k.FailSyncs(&dataplane.InvalidEntriesError{Entries: map[string]error{db.Key: errors.New(`entry "default/db:http/tcp/ipv4": bad address`)}}, 1)
 	out := a.Handle(&doormanv1.SyncResponse{Version: 1, Full: true, Upserts: []*doormanv1.Entry{web, db}, ViewDigest: digestOf(web, db)})
 	if diff := cmp.Diff([]string{db.Key}, out.Reply.GetAck().GetNotProgrammed()); diff != "" {
 		t.Errorf("ack not_programmed (-want +got):\n%s", diff)
@@ -176,7 +179,7 @@ func TestTriggerTimes(t *testing.T) {
 	db := servicePort(t, "db", "10.244.2.1")
 	webSameTrigger := withTrigger(servicePort(t, "web", "10.244.1.3"), 100)
 	webNewTrigger := withTrigger(servicePort(t, "web", "10.244.1.4"), 200)
-	a := New("node-1", state.New(), &fakeKernel{}, nil)
+	a := New("node-1", state.New(), newKernel(), nil)
 	for _, tc := range []struct {
 		name   string
 		update *doormanv1.SyncResponse

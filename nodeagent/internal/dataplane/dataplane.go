@@ -73,6 +73,20 @@ func (e *InvalidEntriesError) Error() string {
 	return fmt.Sprintf("%d entries not programmed: %s", len(keys), strings.Join(msgs, "; "))
 }
 
+// programmed is what a Sync learns of the table and each Apply keeps up
+// to date: the Dataplane and the Fake share it, and with it the planning
+// of an Apply.
+type programmed struct {
+	synced bool
+	chains map[string]bool // per-K chains present in the kernel
+	// chainUsers counts the programmed entries that jump to each per-K
+	// chain; a chain in chains with none is unused (RetireUnused).
+	chainUsers map[string]int
+	owners     map[render.SharedID]int // owner counts of shared elements
+	invalid    map[string]error        // entries Sync left out, why (they own nothing)
+	claims     *render.Claims          // who owns each frontend
+}
+
 // Dataplane programs doorman's nftables table in one network namespace.
 type Dataplane struct {
 	log   hclog.Logger
@@ -84,15 +98,7 @@ type Dataplane struct {
 	opts  render.Options
 
 	mu sync.Mutex
-	// Learnt by Sync, kept by Apply:
-	synced bool
-	chains map[string]bool // per-K chains present in the kernel
-	// chainUsers counts the programmed entries that jump to each per-K
-	// chain; a chain in chains with none is unused (RetireUnused).
-	chainUsers map[string]int
-	owners     map[render.SharedID]int // owner counts of shared elements
-	invalid    map[string]error        // entries Sync left out, why (they own nothing)
-	claims     *render.Claims          // who owns each frontend
+	programmed
 	// known: what the kernel holds since the last own commit (zero: not
 	// known); trusted: the Mark an earlier process recorded, for the next
 	// Sync only (see Trust).
@@ -259,107 +265,141 @@ func (d *Dataplane) Apply(changes []Change) (Stats, error) {
 	if !d.synced {
 		return Stats{}, ErrNotSynced
 	}
+	ap, err := d.planApply(changes)
+	if err != nil {
+		return Stats{}, fmt.Errorf("apply: %w", err)
+	}
+	b := &batch{d: d}
+	for _, name := range ap.newChains {
+		c, _ := render.EndpointChain(name)
+		b.addChain(c)
+	}
+	b.elements(ap.dels, true)
+	b.elements(ap.adds, false)
+	if err := b.flush(); err != nil {
+		return Stats{}, fmt.Errorf("apply %d changes: %w", len(changes), err)
+	}
+	d.commitApply(ap)
+	if !d.known.IsZero() {
+		d.known.Elements += elementsDigest(ap.adds) - elementsDigest(ap.dels)
+	}
+	d.log.Debug("applied", "changes", len(changes), "moves", len(ap.plan.Moves), "ops", b.ops)
+	return Stats{Ops: b.ops, NotProgrammed: d.notProgrammed()}, nil
+}
+
+// applyPlan is what one Apply sends to the kernel (new per-K chains, then
+// element deletes and adds) and the bookkeeping it commits afterwards.
+type applyPlan struct {
+	changes    []Change
+	plan       *render.Plan
+	newChains  []string // per-K chains to add, in order
+	dels, adds []render.Element
+	delta      map[render.SharedID]int // owner count changes of shared elements
+	users      map[string]int          // chainUsers changes
+}
+
+// planApply works out, without changing anything, what moving the table
+// through changes takes.
+func (p *programmed) planApply(changes []Change) (*applyPlan, error) {
 	planned, cloned := changes, false
 	for i, c := range changes {
-		if _, bad := d.invalid[c.Key]; bad && c.Old != nil {
+		if _, bad := p.invalid[c.Key]; bad && c.Old != nil {
 			if !cloned {
 				planned, cloned = slices.Clone(changes), true
 			}
 			planned[i].Old = nil // Sync left it out: it owns nothing
 		}
 	}
-	plan, err := d.claims.Plan(planned)
+	plan, err := p.claims.Plan(planned)
 	if err != nil {
-		return Stats{}, fmt.Errorf("apply: %w", err)
+		return nil, err
 	}
-	var dels, adds []render.Element
-	delta := map[render.SharedID]int{} // pending owner count changes of shared elements
+	ap := &applyPlan{changes: changes, plan: plan, delta: map[render.SharedID]int{}, users: map[string]int{}}
 	newChains := map[string]bool{}
-	var newChainOrder []string
-	users := map[string]int{} // pending changes of chainUsers
 	for _, m := range plan.Moves {
 		del, add := render.Diff(m.Old, m.New)
-		for _, e := range del {
-			if !e.Shared {
-				dels = append(dels, e)
-				continue
-			}
-			id := e.SharedID()
-			if d.owners[id]+delta[id] == 1 {
-				dels = append(dels, e)
-			}
-			delta[id]--
-		}
-		for _, e := range add {
-			if !e.Shared {
-				adds = append(adds, e)
-				continue
-			}
-			id := e.SharedID()
-			if d.owners[id]+delta[id] == 0 {
-				adds = append(adds, e)
-			}
-			delta[id]++
-		}
+		ap.shared(p, del, true)
+		ap.shared(p, add, false)
 		for _, name := range m.New.Chains {
-			if !d.chains[name] && !newChains[name] {
+			if !p.chains[name] && !newChains[name] {
 				newChains[name] = true
-				newChainOrder = append(newChainOrder, name)
+				ap.newChains = append(ap.newChains, name)
 			}
-			users[name]++
+			ap.users[name]++
 		}
 		for _, name := range m.Old.Chains {
-			users[name]--
+			ap.users[name]--
 		}
 	}
+	return ap, nil
+}
 
-	b := &batch{d: d}
-	for _, name := range newChainOrder {
-		c, _ := render.EndpointChain(name)
-		b.addChain(c)
+// shared queues one move's element deletes (or adds): a shared element
+// goes with its last owner and comes with its first.
+func (ap *applyPlan) shared(p *programmed, es []render.Element, del bool) {
+	for _, e := range es {
+		if !e.Shared {
+			ap.queue(e, del)
+			continue
+		}
+		id := e.SharedID()
+		n := p.owners[id] + ap.delta[id]
+		if del {
+			if n == 1 {
+				ap.queue(e, del)
+			}
+			ap.delta[id]--
+			continue
+		}
+		if n == 0 {
+			ap.queue(e, del)
+		}
+		ap.delta[id]++
 	}
-	b.elements(dels, true)
-	b.elements(adds, false)
-	if err := b.flush(); err != nil {
-		return Stats{}, fmt.Errorf("apply %d changes: %w", len(changes), err)
+}
+
+func (ap *applyPlan) queue(e render.Element, del bool) {
+	if del {
+		ap.dels = append(ap.dels, e)
+	} else {
+		ap.adds = append(ap.adds, e)
 	}
-	d.claims.Commit(plan)
-	if !d.known.IsZero() {
-		d.known.Elements += elementsDigest(adds) - elementsDigest(dels)
-	}
-	for id, n := range delta {
-		if v := d.owners[id] + n; v > 0 {
-			d.owners[id] = v
+}
+
+// commitApply records a committed Apply.
+func (p *programmed) commitApply(ap *applyPlan) {
+	p.claims.Commit(ap.plan)
+	for id, n := range ap.delta {
+		if v := p.owners[id] + n; v > 0 {
+			p.owners[id] = v
 		} else {
-			delete(d.owners, id)
+			delete(p.owners, id)
 		}
 	}
-	for name := range newChains {
-		d.chains[name] = true
+	for _, name := range ap.newChains {
+		p.chains[name] = true
 	}
-	for name, n := range users {
-		if v := d.chainUsers[name] + n; v > 0 {
-			d.chainUsers[name] = v
+	for name, n := range ap.users {
+		if v := p.chainUsers[name] + n; v > 0 {
+			p.chainUsers[name] = v
 		} else {
-			delete(d.chainUsers, name)
+			delete(p.chainUsers, name)
 		}
 	}
-	for _, c := range changes {
+	for _, c := range ap.changes {
 		// Its new value rendered (or it is gone): it is no longer left out.
-		delete(d.invalid, c.Key)
+		delete(p.invalid, c.Key)
 	}
-	d.log.Debug("applied", "changes", len(changes), "moves", len(plan.Moves), "ops", b.ops)
-	return Stats{Ops: b.ops, NotProgrammed: d.notProgrammed()}, nil
 }
 
 // notProgrammed lists the entries left out in whole or in part; its cost
 // is that of those entries, not of the table.
-func (d *Dataplane) notProgrammed() map[string]error {
-	refused := d.claims.Refused()
-	if len(d.invalid) == 0 {
+func (p *programmed) notProgrammed() map[string]error {
+	refused := p.claims.Refused()
+	if len(p.invalid) == 0 {
 		return refused
 	}
-	out := maps.Clone(d.invalid)
+	out := maps.Clone(p.invalid)
 	maps.Copy(out, refused)
 	return out
 }

@@ -3,6 +3,7 @@ package dataplane
 import (
 	"fmt"
 	"sort"
+	"strings"
 
 	"github.com/doorman-proxy/doorman/nodeagent/internal/render"
 	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
@@ -20,9 +21,16 @@ func (d *Dataplane) Inspect(elements bool) (*doormanv1.GetKernelResponse, error)
 	if err != nil {
 		return nil, fmt.Errorf("inspect: %w", err)
 	}
+	return describe(kt, elements), nil
+}
+
+// describe lists a table (nil: none) as Inspect answers: chains in the
+// layout's order, then the others by name; sets in the layout's order,
+// then unknown ones by name; elements sorted.
+func describe(kt *kernelTable, elements bool) *doormanv1.GetKernelResponse {
 	resp := &doormanv1.GetKernelResponse{Table: render.TableFamily + " " + render.TableName}
 	if kt == nil {
-		return resp, nil
+		return resp
 	}
 	order := map[string]int{}
 	for i, c := range render.StaticChains() {
@@ -82,5 +90,33 @@ func (d *Dataplane) Inspect(elements bool) (*doormanv1.GetKernelResponse, error)
 		// Not doorman's layout (drift); the next Sync removes it.
 		resp.Maps = append(resp.Maps, &doormanv1.KernelMap{Name: name, Type: "unknown"})
 	}
-	return resp, nil
+	return resp
+}
+
+// Format prints what Inspect answered as text, one line per chain, rule,
+// set and element, in Inspect's order:
+//
+//	table inet doorman
+//	chain services
+//		ip daddr . meta l4proto . th dport vmap @service-ips
+//	map service-ips { type ipv4_addr . inet_proto . inet_service : verdict; 1 elements }
+//		10.96.0.10 . tcp . 80 : goto service-1
+//
+// Fake.Dump prints its table so, and a kernel test compares the two.
+func Format(resp *doormanv1.GetKernelResponse) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "table %s\n", resp.GetTable())
+	for _, c := range resp.GetChains() {
+		fmt.Fprintf(&b, "chain %s\n", c.GetName())
+		for _, r := range c.GetText() {
+			fmt.Fprintf(&b, "\t%s\n", r)
+		}
+	}
+	for _, m := range resp.GetMaps() {
+		fmt.Fprintf(&b, "map %s { type %s; %d elements }\n", m.GetName(), m.GetType(), m.GetElementCount())
+		for _, e := range m.GetElements() {
+			fmt.Fprintf(&b, "\t%s\n", e)
+		}
+	}
+	return b.String()
 }

@@ -2,8 +2,6 @@ package drift
 
 import (
 	"context"
-	"maps"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,37 +11,18 @@ import (
 	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
 )
 
-// countingKernel counts Syncs (each finds something to repair) and chain
-// retirements.
-type countingKernel struct {
-	mu      sync.Mutex
-	syncs   int
-	retires int
+// driftingKernel is the kernel in memory, which someone else keeps
+// changing: its services chain is flushed before each Sync, so that each
+// Sync repairs it, and it is never unchanged since the last own commit.
+type driftingKernel struct {
+	*dataplane.Fake
 }
 
-func (k *countingKernel) RetireUnused() (int, error) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	k.retires++
-	return 1, nil
-}
+func (k driftingKernel) Unchanged() bool { return false }
 
-func (k *countingKernel) Sync(view map[string]*doormanv1.Entry) (dataplane.Stats, error) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	k.syncs++
-	_ = maps.Clone(view)
-	return dataplane.Stats{Ops: 1}, nil
-}
-
-func (k *countingKernel) Apply([]dataplane.Change) (dataplane.Stats, error) {
-	return dataplane.Stats{}, nil
-}
-
-func (k *countingKernel) count() int {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	return k.syncs
+func (k driftingKernel) Sync(view map[string]*doormanv1.Entry) (dataplane.Stats, error) {
+	k.FlushChain("services")
+	return k.Fake.Sync(view)
 }
 
 func TestRun(t *testing.T) {
@@ -85,7 +64,7 @@ func TestRun(t *testing.T) {
 			wantRepairs: func(n uint64) bool { return n == 1 }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			k := &countingKernel{}
+			k := driftingKernel{dataplane.NewFake(dataplane.Options{})}
 			view, err := state.Restore(3, nil)
 			if err != nil {
 				t.Fatal(err)
@@ -106,12 +85,10 @@ func TestRun(t *testing.T) {
 			time.Sleep(tc.wait)
 			cancel()
 			<-done
-			if n := k.count(); !tc.wantSyncs(n) {
+			if n := k.Count("sync"); !tc.wantSyncs(n) {
 				t.Errorf("syncs: %d", n)
 			}
-			k.mu.Lock()
-			retires := k.retires
-			k.mu.Unlock()
+			retires := k.Count("retire")
 			// Unused chains are retired by the periodic resync only.
 			if (tc.period > 0) != (retires > 0) {
 				t.Errorf("chain retirements: %d with period %v", retires, tc.period)

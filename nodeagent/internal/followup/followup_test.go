@@ -4,6 +4,7 @@ import (
 	"errors"
 	"maps"
 	"slices"
+	"strconv"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -15,7 +16,7 @@ import (
 
 func svc(name string, hc uint32, eps ...string) *doormanv1.Entry {
 	sp := &doormanv1.ServicePort{Namespace: "default", Name: name, Protocol: doormanv1.Protocol_PROTOCOL_UDP,
-		Family: doormanv1.IPFamily_IP_FAMILY_IPV4, ClusterIp: "10.96.0.1", Port: 53, HealthCheckNodePort: hc}
+		Family: doormanv1.IPFamily_IP_FAMILY_IPV4, ClusterIp: "10.96.0." + strconv.Itoa(int(name[0])), Port: 53, HealthCheckNodePort: hc}
 	for _, ip := range eps {
 		sp.Endpoints = append(sp.Endpoints, &doormanv1.Endpoint{Ip: ip, Port: 53})
 	}
@@ -28,17 +29,6 @@ func viewOf(es ...*doormanv1.Entry) map[string]*doormanv1.Entry {
 		m[e.GetKey()] = e
 	}
 	return m
-}
-
-type fakeKernel struct{ err error }
-
-func (k *fakeKernel) Sync(map[string]*doormanv1.Entry) (dataplane.Stats, error) {
-	return dataplane.Stats{}, k.err
-}
-func (k *fakeKernel) RetireUnused() (int, error) { return 0, nil }
-
-func (k *fakeKernel) Apply([]dataplane.Change) (dataplane.Stats, error) {
-	return dataplane.Stats{}, k.err
 }
 
 type recorder struct {
@@ -69,7 +59,7 @@ func (r *recorder) HealthCheckFailed()    { r.failed = append(r.failed, "health"
 func TestKernel(t *testing.T) {
 	a, b, hc := svc("a", 0, "10.0.0.1"), svc("b", 0, "10.0.0.2"), svc("hc", 32000, "10.0.0.3")
 	a2 := svc("a", 0, "10.0.0.9")
-	inner := &fakeKernel{}
+	inner := dataplane.NewFake(dataplane.Options{})
 	r := &recorder{}
 	k := Wrap(inner, Config{Cleaner: r, Health: r, Observer: r})
 
@@ -106,7 +96,7 @@ func TestKernel(t *testing.T) {
 	}
 
 	// A failed Apply: no follow-up, the error is the kernel's.
-	inner.err = errors.New("boom")
+	inner.FailApply(errors.New("boom"))
 	before := len(r.cleaned)
 	if _, err := k.Apply([]dataplane.Change{{Key: b.GetKey(), New: b}}); err == nil {
 		t.Fatal("Apply: no error")
@@ -117,7 +107,6 @@ func TestKernel(t *testing.T) {
 
 	// The Sync that follows it cleans what differs from the last commit
 	// (b is new; a2 unchanged), and follow-up errors stay inside.
-	inner.err = nil
 	r.cleanErr, r.hcErr = errors.New("no conntrack"), errors.New("port busy")
 	if _, err := k.Sync(viewOf(a2, b)); err != nil {
 		t.Fatalf("Sync: %v", err)
@@ -131,7 +120,7 @@ func TestKernel(t *testing.T) {
 	}
 
 	// A partial Sync committed: followed up.
-	inner.err = &dataplane.InvalidEntriesError{Entries: map[string]error{"x": errors.New("bad")}}
+	inner.FailSyncs(&dataplane.InvalidEntriesError{Entries: map[string]error{"x": errors.New("bad")}}, 1)
 	if _, err := k.Sync(viewOf(a2)); err == nil {
 		t.Fatal("partial Sync: the error must be passed on")
 	}
