@@ -1,6 +1,7 @@
 package drift
 
 import (
+	"cmp"
 	"context"
 	"testing"
 	"time"
@@ -32,9 +33,12 @@ func TestRun(t *testing.T) {
 		period      time.Duration
 		act         func(m *Monitor)
 		wait        time.Duration
+		debounce    time.Duration // 150 ms unless set
 		wantSyncs   func(n int) bool
 		wantRepairs func(n uint64) bool
 	}{
+		// The debounce is long beside the burst's 25 ms, so that a
+		// loaded machine stretching the sleeps cannot split it.
 		{name: "a burst of foreign changes costs one resync", monitor: true,
 			act: func(m *Monitor) {
 				for range 5 {
@@ -42,7 +46,8 @@ func TestRun(t *testing.T) {
 					time.Sleep(5 * time.Millisecond)
 				}
 			},
-			wait:        600 * time.Millisecond,
+			debounce:    time.Second,
+			wait:        1600 * time.Millisecond,
 			wantSyncs:   func(n int) bool { return n == 1 },
 			wantRepairs: func(n uint64) bool { return n == 1 }},
 		{name: "no signal, no period: no resync", monitor: true, act: func(*Monitor) {},
@@ -78,7 +83,8 @@ func TestRun(t *testing.T) {
 			done := make(chan struct{})
 			go func() {
 				defer close(done)
-				Run(ctx, Config{Agent: a, Monitor: m, Period: tc.period, Debounce: 150 * time.Millisecond})
+				debounce := cmp.Or(tc.debounce, 150*time.Millisecond)
+				Run(ctx, Config{Agent: a, Monitor: m, Period: tc.period, Debounce: debounce})
 			}()
 			time.Sleep(20 * time.Millisecond)
 			tc.act(m)
