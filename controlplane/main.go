@@ -24,6 +24,7 @@ import (
 	"github.com/doorman-proxy/doorman/controlplane/internal/events"
 	"github.com/doorman-proxy/doorman/controlplane/internal/hub"
 	"github.com/doorman-proxy/doorman/controlplane/internal/server"
+	"github.com/doorman-proxy/doorman/controlplane/internal/view"
 	"github.com/doorman-proxy/doorman/internal/config"
 	"github.com/doorman-proxy/doorman/internal/version"
 )
@@ -57,6 +58,9 @@ func run(flag *flag.FlagSet, args []string) error {
 	}
 	if path := configFile.WriteTo(); path != "" {
 		return effective.Write(path)
+	}
+	if f.changeLogLimit < 1 {
+		return fmt.Errorf("--change-log-limit %d: keep at least 1 change record", f.changeLogLimit)
 	}
 	log, err := newLogger(f.logLevel)
 	if err != nil {
@@ -92,6 +96,7 @@ func run(flag *flag.FlagSet, args []string) error {
 		StaleAfter:        f.staleAfter,
 		Configuration:     effective,
 		Limits:            f.limits,
+		LogLimit:          f.changeLogLimit,
 	})
 }
 
@@ -108,6 +113,7 @@ type flags struct {
 	staleAfter                                            time.Duration
 	eventQPS                                              float64
 	eventBurst                                            int
+	changeLogLimit                                        int
 }
 
 func registerFlags(flag *flag.FlagSet) *flags {
@@ -124,6 +130,8 @@ func registerFlags(flag *flag.FlagSet) *flags {
 	// Warning Events on Services.
 	flag.Float64Var(&f.eventQPS, "event-qps", 5, "Events per second posted on Services (address conflicts, refused Services), all Services together, with a client of their own; each Service also gets at most 25 at once, then one per 5 minutes; 0: post none")
 	flag.IntVar(&f.eventBurst, "event-burst", 25, "burst of --event-qps")
+	// Memory.
+	flag.IntVar(&f.changeLogLimit, "change-log-limit", view.DefaultLogLimit, "change records kept (which keys changed at which version), so that an agent that reconnects is sent only what changed since its version; an agent further behind resumes by bucket digests. The log grows until it holds this many, then stays that size")
 	return f
 }
 

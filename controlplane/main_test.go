@@ -1,6 +1,8 @@
 package main
 
 import (
+	"flag"
+	"strings"
 	"testing"
 
 	"github.com/doorman-proxy/doorman/internal/config"
@@ -18,4 +20,14 @@ func TestConfigFile(t *testing.T) {
 		Want:            map[string]any{"maxConnections": 5.0, "staleAfter": "1m0s"},
 		BadField:        "maxConnections",
 	})
+}
+
+// A change log that keeps nothing is refused at start, naming the flag.
+func TestChangeLogLimitValidated(t *testing.T) {
+	for _, v := range []string{"0", "-5"} {
+		err := run(flag.NewFlagSet("controlplane", flag.ContinueOnError), []string{"--change-log-limit=" + v})
+		if err == nil || !strings.Contains(err.Error(), "--change-log-limit") {
+			t.Errorf("--change-log-limit=%s: error %v, want one naming the flag", v, err)
+		}
+	}
 }

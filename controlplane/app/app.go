@@ -33,6 +33,9 @@ type Config struct {
 	ServerOptions     []grpc.ServerOption // e.g. TLS credentials
 	NodePortAddresses []string            // "primary" or CIDRs; empty = every InternalIP/ExternalIP of the Node
 	VersionSeed       uint64
+	// LogLimit is how many change records the views keep (0: the
+	// default, view.DefaultLogLimit).
+	LogLimit int
 	Logger            hclog.Logger
 	// Limits bound connections, streams and their age (zero fields: the
 	// defaults).
@@ -108,7 +111,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("control plane: %w", err)
 	}
 	fresh := watch.NewFreshness(nil, log.Named("watch"))
-	h := hub.New(hub.Config{NodePortAddresses: nodePorts, VersionSeed: cfg.VersionSeed, Logger: log.Named("hub"), Freshness: fresh.Marker, Events: cfg.Events})
+	h := hub.New(hub.Config{NodePortAddresses: nodePorts, VersionSeed: cfg.VersionSeed, LogLimit: cfg.LogLimit, Logger: log.Named("hub"), Freshness: fresh.Marker, Events: cfg.Events})
 	m, err := metrics.New(h)
 	if err != nil {
 		return fmt.Errorf("control plane: %w", err)
