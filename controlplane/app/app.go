@@ -36,7 +36,7 @@ type Config struct {
 	// LogLimit is how many change records the views keep (0: the
 	// default, view.DefaultLogLimit).
 	LogLimit int
-	Logger            hclog.Logger
+	Logger   hclog.Logger
 	// Limits bound connections, streams and their age (zero fields: the
 	// defaults).
 	Limits server.Limits
