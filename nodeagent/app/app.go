@@ -125,6 +125,8 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 
+	endStartGC := relaxGC()
+	defer endStartGC()
 	var view *state.View
 	var store agent.Store
 	var c *cache.Cache
@@ -221,6 +223,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	start := time.Now()
 	stats, warning, err := a.Start()
+	endStartGC()
 	switch {
 	case err != nil:
 		log.Error("cached view not programmed; the first update will program the whole view", "error", err)

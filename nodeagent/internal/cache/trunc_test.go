@@ -12,7 +12,8 @@ import (
 // TestTruncatedAtEverySize cuts a cache file at every page boundary: each
 // cut either still loads the whole view (the cut fell in unused space) or
 // is set aside with an empty view; none crashes the process (bbolt maps the
-// file, and reading past its end faults).
+// file, and reading past its end faults). The view is large enough
+// (over parallelFrom records) to be decoded on every CPU.
 func TestTruncatedAtEverySize(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "cache.db")
 	c, err := Open(path, "node-1")
@@ -20,7 +21,7 @@ func TestTruncatedAtEverySize(t *testing.T) {
 		t.Fatal(err)
 	}
 	var changes []state.Change
-	for i := range 600 {
+	for i := range 2 * parallelFrom {
 		e := entry(t, fmt.Sprintf("svc-%04d", i), "10.244.1.1", "10.244.1.2")
 		changes = append(changes, state.Change{Key: e.Key, New: e})
 	}

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/google/nftables"
 	"github.com/hashicorp/go-hclog"
@@ -103,6 +104,9 @@ type Dataplane struct {
 	// known); trusted: the Mark an earlier process recorded, for the next
 	// Sync only (see Trust).
 	known, trusted Mark
+	// free returns the heap to the OS a while after a large Sync (see
+	// freeLater); nil before the first.
+	free *time.Timer
 }
 
 // Open connects to nftables in the network namespace of opts.
@@ -149,6 +153,11 @@ func Open(log hclog.Logger, opts Options) (*Dataplane, error) {
 
 // Close releases the netlink socket. The kernel keeps the table.
 func (d *Dataplane) Close() error {
+	d.mu.Lock()
+	if d.free != nil {
+		d.free.Stop()
+	}
+	d.mu.Unlock()
 	err := errors.Join(d.conn.CloseLasting(), d.query.Close())
 	if d.netns != nil {
 		err = errors.Join(err, d.netns.Close())

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime/debug"
 	"sort"
+	"time"
 
 	"github.com/google/nftables"
 
@@ -111,13 +112,30 @@ func needsRebuild(kt *kernelTable, want *render.Table) (bool, string) {
 }
 
 // freeAfterSyncEntries is the view size from which Sync returns the freed
-// heap to the OS when it is done. A Sync reads the whole table back and
+// heap to the OS after it is done. A Sync reads the whole table back and
 // commits one transaction holding every message; both are garbage once
 // the transaction is committed, but the Go runtime would keep their pages
 // for minutes: at 10,000 Services they are about 40 MiB, more than the
 // agent's steady state. Syncs are rare (start-up, resync, after a failed
 // Apply), so the extra collection is cheap.
 const freeAfterSyncEntries = 1000
+
+// freeDelay is how long after a large Sync the heap is returned to the OS.
+// The forced collection stops the process and takes a good part of a
+// second's CPU at 100,000 Services: run at once it would delay what comes
+// right after a start-up Sync (the first update, connecting to the control
+// plane); a Sync that follows within the delay pushes it back.
+const freeDelay = 3 * time.Second
+
+// freeLater returns the freed heap to the OS freeDelay from now, once.
+// Called with d.mu held.
+func (d *Dataplane) freeLater() {
+	if d.free == nil {
+		d.free = time.AfterFunc(freeDelay, debug.FreeOSMemory)
+		return
+	}
+	d.free.Reset(freeDelay)
+}
 
 // Sync makes doorman's table hold exactly the view (the Node entry plus
 // every ServicePort entry). It reads the table once, compares, and changes
@@ -138,11 +156,11 @@ const freeAfterSyncEntries = 1000
 // reported with an *InvalidEntriesError after every other entry was
 // programmed.
 func (d *Dataplane) Sync(view map[string]*doormanv1.Entry) (Stats, error) {
-	if len(view) >= freeAfterSyncEntries {
-		defer debug.FreeOSMemory()
-	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if len(view) >= freeAfterSyncEntries {
+		defer d.freeLater()
+	}
 	d.synced = false
 	want := d.opts.View(view)
 

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -52,11 +53,17 @@ func View(view map[string]*doormanv1.Entry) *Table { return Options{}.View(view)
 
 // View renders a whole view with these Options (see View).
 func (o Options) View(view map[string]*doormanv1.Entry) *Table {
-	keys := make([]string, 0, len(view))
-	for k := range view {
-		keys = append(keys, k)
+	// Sorted with their entries: looking each key up again in a large view
+	// costs more than the rendering of most entries.
+	type keyed struct {
+		key   string
+		entry *doormanv1.Entry
 	}
-	sort.Strings(keys)
+	keys := make([]keyed, 0, len(view))
+	for k, e := range view {
+		keys = append(keys, keyed{k, e})
+	}
+	slices.SortFunc(keys, func(x, y keyed) int { return strings.Compare(x.key, y.key) })
 
 	t := &Table{Sets: Sets(), Owners: make(map[SharedID]int, len(view)), Invalid: map[string]error{}, ChainUsers: map[string]int{}}
 	t.Claims = &Claims{owner: make(map[frontendID]claimant, len(view)), others: map[frontendID][]claimant{}}
@@ -72,16 +79,17 @@ func (o Options) View(view map[string]*doormanv1.Entry) *Table {
 	}
 	spans := make([]span, 0, len(keys))
 	var chains []string // every entry's per-K chains, back to back
-	for _, key := range keys {
+	for _, ke := range keys {
+		key := ke.key
 		start, claimStart := len(b.elems), len(b.claims)
 		b.chains = b.chains[:0]
-		if err := b.entry(view[key]); err != nil {
+		if err := b.entry(ke.entry); err != nil {
 			t.Invalid[key] = err
 			b.elems, b.claims = b.elems[:start], b.claims[:claimStart]
 			continue
 		}
 		for _, cl := range b.claims[claimStart:] {
-			t.Claims.add(cl.id, claimant{key: key, entry: view[key], kind: cl.Kind})
+			t.Claims.add(cl.id, claimant{key: key, entry: ke.entry, kind: cl.Kind})
 		}
 		chainStart := len(chains)
 		chains = append(chains, b.chains...)
