@@ -16,7 +16,6 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/doorman-proxy/doorman/controlplane/app"
 	"github.com/doorman-proxy/doorman/controlplane/internal/auth"
@@ -26,6 +25,7 @@ import (
 	"github.com/doorman-proxy/doorman/controlplane/internal/server"
 	"github.com/doorman-proxy/doorman/controlplane/internal/view"
 	"github.com/doorman-proxy/doorman/internal/config"
+	"github.com/doorman-proxy/doorman/internal/kubeconfig"
 	"github.com/doorman-proxy/doorman/internal/version"
 )
 
@@ -211,13 +211,7 @@ func (f *flags) security(log hclog.Logger) *app.Security {
 // kubernetesClients returns the API server's configuration and the
 // control plane's client, and sets security's ReviewClient.
 func (f *flags) kubernetesClients(security *app.Security) (*rest.Config, kubernetes.Interface, error) {
-	var cfg *rest.Config
-	var err error
-	if f.kubeconfig == "" {
-		cfg, err = rest.InClusterConfig()
-	} else {
-		cfg, err = clientcmd.BuildConfigFromFlags("", f.kubeconfig)
-	}
+	cfg, err := kubeconfig.Load(f.kubeconfig)
 	if err != nil {
 		return nil, nil, fmt.Errorf("kubernetes client configuration: %w", err)
 	}

@@ -17,10 +17,9 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"google.golang.org/grpc"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/doorman-proxy/doorman/internal/config"
+	"github.com/doorman-proxy/doorman/internal/kubeconfig"
 	"github.com/doorman-proxy/doorman/internal/version"
 	"github.com/doorman-proxy/doorman/nodeagent/app"
 	"github.com/doorman-proxy/doorman/nodeagent/internal/conntrack"
@@ -290,13 +289,7 @@ func (f *flags) checkNode() ([]string, error) {
 }
 
 func (f *flags) kubernetesClient(log hclog.Logger) (kube.Interface, error) {
-	var rc *rest.Config
-	var err error
-	if f.kubeconfig == "" {
-		rc, err = rest.InClusterConfig()
-	} else {
-		rc, err = clientcmd.BuildConfigFromFlags("", f.kubeconfig)
-	}
+	rc, err := kubeconfig.Load(f.kubeconfig)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client configuration: %w", err)
 	}
