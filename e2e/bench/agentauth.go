@@ -207,15 +207,15 @@ func (s *scaleSim) admissionCounts(ctx context.Context) (admissionCounts, error)
 
 // addAdmission records what admission cost in a phase, since before, and
 // describes it.
-func (s *scaleSim) addAdmission(ctx context.Context, system, phase string, before admissionCounts) (string, error) {
+func (s *scaleSim) addAdmission(ctx context.Context, system string, phase admission, before admissionCounts) (string, error) {
 	after, err := s.admissionCounts(ctx)
 	if err != nil {
 		return "", err
 	}
 	reviews, refused, unavailable := after.reviews-before.reviews, after.refused-before.refused, after.unavailable-before.unavailable
-	s.rep.add(system, s.f.services, phase+"_token_reviews", reviews, "count")
-	s.rep.add(system, s.f.services, phase+"_streams_refused", float64(refused), "count")
-	s.rep.add(system, s.f.services, phase+"_streams_unavailable", float64(unavailable), "count")
+	s.rep.add(system, s.f.services, phase.reviews, reviews)
+	s.rep.add(system, s.f.services, phase.refused, float64(refused))
+	s.rep.add(system, s.f.services, phase.unavailable, float64(unavailable))
 	return fmt.Sprintf("%.0f TokenReviews, %d streams refused, %d unavailable before their first update", reviews, refused, unavailable), nil
 }
 

@@ -83,8 +83,8 @@ func (s *scaleSim) reportHarnessMemory() {
 	if err != nil {
 		return
 	}
-	s.rep.add(sysScale, s.f.services, "harness_peak_rss_bytes", float64(u.PeakRSS), "bytes")
-	s.rep.add(sysScale, s.f.services, "harness_peak_heap_bytes", float64(s.heap.peakBytes()), "bytes")
+	s.rep.add(sysScale, s.f.services, mHarnessPeakRSS, float64(u.PeakRSS))
+	s.rep.add(sysScale, s.f.services, mHarnessPeakHeap, float64(s.heap.peakBytes()))
 	fmt.Printf("harness: peak RSS %d MiB, peak heap %d MiB (%d agents)\n", u.PeakRSS>>20, s.heap.peakBytes()>>20, len(s.agents))
 	if s.f.heapProfile != "" {
 		fmt.Println("heap profile:", s.f.heapProfile)

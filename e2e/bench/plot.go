@@ -249,20 +249,24 @@ func sign(v int) int {
 	return 0
 }
 
-// plotPanels turns records into panels: one per metric group, one series
-// per system and metric.
-func plotPanels(r *report, systems []string, groups []panelSpec) []panel {
+// plotPanels turns records into the panels of the view (registry's
+// panels, in order): one series per system and metric the panel shows.
+func plotPanels(r *report, systems []string, v view) []panel {
 	var out []panel
-	for _, g := range groups {
+	for _, g := range panels {
+		if g.View&v == 0 {
+			continue
+		}
 		p := panel{Title: g.Title, XLabel: g.XLabel, YLabel: g.YLabel}
+		metrics := metricsShown(g.View)
 		for si, sys := range systems {
-			for mi, m := range g.Metrics {
+			for mi, m := range metrics {
 				s := series{Label: sys, Color: palette[si%len(palette)], Dashed: mi > 0}
-				if len(g.Metrics) > 1 {
-					s.Label = sys + " " + g.Short[mi]
+				if len(metrics) > 1 {
+					s.Label = sys + " " + m.Legend
 				}
 				for _, rec := range r.records {
-					if rec.System == sys && rec.Metric == m {
+					if rec.System == sys && rec.Metric == m.Key {
 						s.X = append(s.X, float64(rec.Services))
 						s.Y = append(s.Y, rec.Value)
 					}
@@ -277,7 +281,8 @@ func plotPanels(r *report, systems []string, groups []panelSpec) []panel {
 	return out
 }
 
+// panelSpec is one panel of a plot: the metrics registered with its view.
 type panelSpec struct {
+	View                  view
 	Title, XLabel, YLabel string
-	Metrics, Short        []string
 }

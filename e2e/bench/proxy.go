@@ -100,7 +100,7 @@ func runProxy(ctx context.Context, args []string) error {
 	b := &proxyBench{f: f, log: log, systems: systems, rep: &report{}, stopped: map[string]int{}}
 	runErr := b.run(ctx, sizes)
 	fmt.Println()
-	b.rep.table(os.Stdout, allSystems)
+	b.rep.table(os.Stdout, allSystems, proxyTable)
 	for s, n := range b.stopped {
 		fmt.Printf("%s stopped at %d Services: over the %s bound\n", s, n, f.bound)
 	}
@@ -108,12 +108,7 @@ func runProxy(ctx context.Context, args []string) error {
 		return errors.Join(runErr, err)
 	}
 	if f.plot != "" {
-		if err := writePlot(f.plot, plotPanels(b.rep, allSystems, []panelSpec{
-			{Title: "one EndpointSlice change -> kernel", XLabel: "Services", YLabel: "seconds",
-				Metrics: []string{"change_p50_seconds", "change_p99_seconds"}, Short: []string{"p50", "p99"}},
-			{Title: "full programming (start -> all Services)", XLabel: "Services", YLabel: "seconds",
-				Metrics: []string{"full_sync_seconds"}},
-		})); err != nil {
+		if err := writePlot(f.plot, plotPanels(b.rep, allSystems, proxyPlot)); err != nil {
 			return errors.Join(runErr, err)
 		}
 		fmt.Println("plot:", f.plot)
@@ -260,7 +255,7 @@ func (b *proxyBench) start(ctx context.Context, system string, n int) (running, 
 		if err != nil {
 			return running{}, err
 		}
-		b.rep.add(system, n, "controlplane_ready_seconds", time.Since(t).Seconds(), "seconds")
+		b.rep.add(system, n, mControlPlaneReady, time.Since(t).Seconds())
 		if err := b.c.StartAgent(node); err != nil {
 			cp.Stop(5 * time.Second)
 			return running{}, err
@@ -269,8 +264,8 @@ func (b *proxyBench) start(ctx context.Context, system string, n int) (running, 
 			pid: b.c.AgentPID(node),
 			stop: func() {
 				if u, err := readUsage(cp.PID()); err == nil {
-					b.rep.add(system, n, "controlplane_rss_bytes", float64(u.RSSBytes), "bytes")
-					b.rep.add(system, n, "controlplane_cpu_seconds", u.CPUSeconds, "seconds")
+					b.rep.add(system, n, mControlPlaneRSS, float64(u.RSSBytes))
+					b.rep.add(system, n, mControlPlaneCPU, u.CPUSeconds)
 				}
 				b.c.StopAgent(node)
 				cp.Stop(5 * time.Second)
@@ -378,7 +373,7 @@ func (b *proxyBench) fullProgramming(ctx context.Context, system string, n int, 
 		return running{}, err
 	}
 	full := done.Sub(t0)
-	b.rep.add(system, n, "full_sync_seconds", full.Seconds(), "seconds")
+	b.rep.add(system, n, mFullSync, full.Seconds())
 	fmt.Printf("full sync %s, ", full.Round(time.Millisecond))
 	return r, nil
 }
@@ -410,13 +405,13 @@ func (b *proxyBench) connections(system string, n int) error {
 		return fmt.Errorf("connections: %w", err)
 	}
 	service, direct, noProxy := cc.Medians[0], cc.Medians[1], cc.Medians[2]
-	b.rep.add(system, n, "connect_ratio_vs_direct", float64(service)/float64(direct), "ratio")
-	b.rep.add(system, n, "connect_ratio_non_service_vs_no_proxy", float64(direct)/float64(noProxy), "ratio")
-	b.rep.add(system, n, "connect_service_seconds", service.Seconds(), "seconds")
-	b.rep.add(system, n, "connect_direct_seconds", direct.Seconds(), "seconds")
-	b.rep.add(system, n, "connect_no_proxy_seconds", noProxy.Seconds(), "seconds")
+	b.rep.add(system, n, mConnectRatioVsDirect, float64(service)/float64(direct))
+	b.rep.add(system, n, mConnectRatioNonService, float64(direct)/float64(noProxy))
+	b.rep.add(system, n, mConnectService, service.Seconds())
+	b.rep.add(system, n, mConnectDirect, direct.Seconds())
+	b.rep.add(system, n, mConnectNoProxy, noProxy.Seconds())
 	if cc.Failures > 0 {
-		b.rep.add(system, n, "connect_failures", float64(cc.Failures), "count")
+		b.rep.add(system, n, mConnectFailures, float64(cc.Failures))
 	}
 	fmt.Printf("connect %s, direct %s, with no proxy %s, ", service, direct, noProxy)
 	return nil
@@ -453,9 +448,9 @@ func (b *proxyBench) singleChanges(ctx context.Context, system string, n int, k 
 		time.Sleep(b.f.gap)
 	}
 	if len(lat) > 0 {
-		b.rep.add(system, n, "change_p50_seconds", percentile(lat, 50).Seconds(), "seconds")
-		b.rep.add(system, n, "change_p99_seconds", percentile(lat, 99).Seconds(), "seconds")
-		b.rep.add(system, n, "changes", float64(len(lat)), "count")
+		b.rep.add(system, n, mChangeP50, percentile(lat, 50).Seconds())
+		b.rep.add(system, n, mChangeP99, percentile(lat, 99).Seconds())
+		b.rep.add(system, n, mChanges, float64(len(lat)))
 		fmt.Printf("change p50 %s p99 %s, ", percentile(lat, 50).Round(100*time.Microsecond), percentile(lat, 99).Round(100*time.Microsecond))
 	}
 	if shares != nil {
@@ -487,8 +482,8 @@ func (b *proxyBench) churnPhase(ctx context.Context, system string, n int, k ker
 		return fmt.Errorf("churn: %w", err)
 	}
 	if len(lat) > 0 {
-		b.rep.add(system, n, "churn_p50_seconds", percentile(lat, 50).Seconds(), "seconds")
-		b.rep.add(system, n, "churn_p99_seconds", percentile(lat, 99).Seconds(), "seconds")
+		b.rep.add(system, n, mChurnP50, percentile(lat, 50).Seconds())
+		b.rep.add(system, n, mChurnP99, percentile(lat, 99).Seconds())
 		fmt.Printf("under churn (%.0f/s) p50 %s p99 %s, ", b.f.churnRate, percentile(lat, 50).Round(100*time.Microsecond), percentile(lat, 99).Round(100*time.Microsecond))
 	}
 	return nil
@@ -500,16 +495,16 @@ func (b *proxyBench) usage(system string, n int, r running, k kernel) error {
 	if err != nil {
 		return err
 	}
-	b.rep.add(system, n, "rss_bytes", float64(u.RSSBytes), "bytes")
-	b.rep.add(system, n, "cpu_seconds", u.CPUSeconds, "seconds")
+	b.rep.add(system, n, mRSS, float64(u.RSSBytes))
+	b.rep.add(system, n, mCPU, u.CPUSeconds)
 	o, err := k.objects()
 	if err != nil {
 		return err
 	}
-	b.rep.add(system, n, "kernel_objects", float64(o.total()), "count")
-	b.rep.add(system, n, "kernel_rules", float64(o.Rules), "count")
-	b.rep.add(system, n, "kernel_chains", float64(o.Chains), "count")
-	b.rep.add(system, n, "kernel_elements", float64(o.Elements), "count")
+	b.rep.add(system, n, mKernelObjects, float64(o.total()))
+	b.rep.add(system, n, mKernelRules, float64(o.Rules))
+	b.rep.add(system, n, mKernelChains, float64(o.Chains))
+	b.rep.add(system, n, mKernelElements, float64(o.Elements))
 	fmt.Printf("RSS %.1f MiB, CPU %.2fs, %d kernel objects", float64(u.RSSBytes)/(1<<20), u.CPUSeconds, o.total())
 	return nil
 }
@@ -526,7 +521,7 @@ func (b *proxyBench) restartPhase(ctx context.Context, system string, n int, r r
 	case err != nil:
 		return fmt.Errorf("restart: %w", err)
 	default:
-		b.rep.add(system, n, "restart_change_seconds", d.Seconds(), "seconds")
+		b.rep.add(system, n, mRestartChange, d.Seconds())
 		fmt.Printf(", restart to a change in the kernel %s", d.Round(time.Millisecond))
 	}
 	return nil
@@ -658,7 +653,7 @@ func (b *proxyBench) churn(ctx context.Context, system string, k kernel, g *gene
 			return lat, nil
 		}
 		if !deadline.IsZero() && time.Now().After(deadline) {
-			b.rep.add(system, n, "churn_over_bound", float64(left), "count")
+			b.rep.add(system, n, mChurnOverBound, float64(left))
 			return lat, nil
 		}
 		at, err := clock.next(ctx)

@@ -24,8 +24,9 @@ type report struct {
 	records []Record
 }
 
-func (r *report) add(system string, services int, metric string, value float64, unit string) {
-	r.records = append(r.records, Record{System: system, Services: services, Metric: metric, Value: value, Unit: unit})
+// add records one measured figure of a registered metric.
+func (r *report) add(system string, services int, m *metric, value float64) {
+	r.records = append(r.records, Record{System: system, Services: services, Metric: m.Key, Value: value, Unit: string(m.Unit)})
 }
 
 func (r *report) get(system string, services int, metric string) (Record, bool) {
@@ -52,51 +53,105 @@ func (r *report) writeJSON(path string) error {
 	return nil
 }
 
-// table prints one row per (services, metric) and one column per system,
-// then the ratio of the first system to each other one.
-func (r *report) table(w io.Writer, systems []string) {
+// table prints one row per (services, metric) the view shows, in the
+// registry's order, and one column per system, then the ratio of the
+// first system to each other one; under it, what each metric measures
+// and any recorded metric the view does not show.
+func (r *report) table(w io.Writer, systems []string, v view) {
 	type row struct {
-		n      int
-		metric string
+		n int
+		m *metric
 	}
-	var rows []row
-	seen := map[row]bool{}
+	var sizes []int
 	for _, rec := range r.records {
-		k := row{rec.Services, rec.Metric}
-		if !seen[k] {
-			seen[k] = true
-			rows = append(rows, k)
+		if !slices.Contains(sizes, rec.Services) {
+			sizes = append(sizes, rec.Services)
 		}
 	}
-	slices.SortStableFunc(rows, func(a, b row) int { return a.n - b.n })
+	slices.Sort(sizes)
+	var rows []row
+	var shown []*metric
+	for _, n := range sizes {
+		for _, m := range metricsShown(v) {
+			if r.recorded(n, m.Key) {
+				rows = append(rows, row{n, m})
+				if !slices.Contains(shown, m) {
+					shown = append(shown, m)
+				}
+			}
+		}
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	head := []string{"services", "metric"}
+	head := []string{"services", "metric", "better"}
 	head = append(head, systems...)
 	for _, s := range systems[1:] {
 		head = append(head, systems[0]+"/"+s)
 	}
 	_, _ = fmt.Fprintln(tw, strings.Join(head, "\t")+"\t")
 	for _, k := range rows {
-		cells := []string{fmt.Sprint(k.n), k.metric}
-		first, haveFirst := r.get(systems[0], k.n, k.metric)
-		for _, s := range systems {
-			if rec, ok := r.get(s, k.n, k.metric); ok {
-				cells = append(cells, format(rec))
-			} else {
-				cells = append(cells, "-")
-			}
-		}
-		for _, s := range systems[1:] {
-			rec, ok := r.get(s, k.n, k.metric)
-			if ok && haveFirst && rec.Value != 0 {
-				cells = append(cells, fmt.Sprintf("%.3g", first.Value/rec.Value))
-			} else {
-				cells = append(cells, "-")
-			}
-		}
-		_, _ = fmt.Fprintln(tw, strings.Join(cells, "\t")+"\t")
+		_, _ = fmt.Fprintln(tw, strings.Join(r.cells(systems, k.n, k.m), "\t")+"\t")
 	}
 	_ = tw.Flush()
+	r.legend(w, shown, v)
+}
+
+// cells are one table row: the figure of each system and the ratios.
+func (r *report) cells(systems []string, n int, m *metric) []string {
+	cells := []string{fmt.Sprint(n), m.Key, m.Better.String()}
+	first, haveFirst := r.get(systems[0], n, m.Key)
+	for _, s := range systems {
+		if rec, ok := r.get(s, n, m.Key); ok {
+			cells = append(cells, format(rec))
+		} else {
+			cells = append(cells, "-")
+		}
+	}
+	for _, s := range systems[1:] {
+		rec, ok := r.get(s, n, m.Key)
+		if ok && haveFirst && rec.Value != 0 {
+			cells = append(cells, fmt.Sprintf("%.3g", first.Value/rec.Value))
+		} else {
+			cells = append(cells, "-")
+		}
+	}
+	return cells
+}
+
+// legend says what the shown metrics measure and names recorded ones the
+// view leaves out.
+func (r *report) legend(w io.Writer, shown []*metric, v view) {
+	if len(shown) > 0 {
+		_, _ = fmt.Fprintln(w)
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, m := range shown {
+		_, _ = fmt.Fprintf(tw, "%s\t%s\n", m.Key, m.Desc)
+	}
+	_ = tw.Flush()
+	var missing []string
+	for _, rec := range r.records {
+		if !slices.ContainsFunc(metricsShown(v), func(m *metric) bool { return m.Key == rec.Metric }) && !slices.Contains(missing, rec.Metric) {
+			missing = append(missing, rec.Metric)
+		}
+	}
+	if len(missing) > 0 {
+		_, _ = fmt.Fprintln(w, "recorded but not in this table (see metrics.go):", strings.Join(missing, ", "))
+	}
+}
+
+func (r *report) recorded(services int, key string) bool {
+	return slices.ContainsFunc(r.records, func(rec Record) bool { return rec.Services == services && rec.Metric == key })
+}
+
+// metricsShown are the registered metrics the view shows, in order.
+func metricsShown(v view) []*metric {
+	var out []*metric
+	for _, m := range registry {
+		if m.Shown&v != 0 {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 func format(rec Record) string {

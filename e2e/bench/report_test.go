@@ -17,23 +17,38 @@ import (
 
 func TestReportTableAndJSON(t *testing.T) {
 	var r report
-	r.add("doorman", 1000, "full_sync_seconds", 0.05, "seconds")
-	r.add("kube-proxy-nftables", 1000, "full_sync_seconds", 0.5, "seconds")
-	r.add("doorman", 1000, "rss_bytes", 20<<20, "bytes")
-	r.add("kube-proxy-nftables", 1000, "rss_bytes", 80<<20, "bytes")
-	r.add("doorman", 10000, "kernel_objects", 50000, "count")
+	r.add("doorman", 10000, mKernelObjects, 50000)
+	r.add("doorman", 1000, mRSS, 20<<20)
+	r.add("kube-proxy-nftables", 1000, mRSS, 80<<20)
+	r.add("doorman", 1000, mFullSync, 0.05)
+	r.add("kube-proxy-nftables", 1000, mFullSync, 0.5)
 
 	var buf bytes.Buffer
-	r.table(&buf, []string{"doorman", "kube-proxy-nftables", "kube-proxy-iptables"})
+	r.table(&buf, []string{"doorman", "kube-proxy-nftables", "kube-proxy-iptables"}, proxyTable)
 	got := buf.String()
-	for _, want := range []string{"50.0ms", "500.0ms", "0.1", "20.0MiB", "80.0MiB", "0.25", "50000"} {
+	for _, want := range []string{"50.0ms", "500.0ms", "0.1", "20.0MiB", "80.0MiB", "0.25", "50000", "lower", mFullSync.Desc} {
 		if !strings.Contains(got, want) {
 			t.Errorf("table lacks %q:\n%s", want, got)
 		}
 	}
-	if lines := strings.Count(got, "\n"); lines != 4 {
-		t.Errorf("table has %d lines, want header + 3 rows:\n%s", lines, got)
+	// Rows by size, then in the registry's order, whatever the order
+	// of the measurements.
+	var rows []string
+	for _, l := range strings.Split(got, "\n")[1:4] {
+		f := strings.Fields(l)
+		rows = append(rows, f[0]+" "+f[1])
 	}
+	if diff := cmp.Diff([]string{"1000 full_sync_seconds", "1000 rss_bytes", "10000 kernel_objects"}, rows); diff != "" {
+		t.Errorf("rows (-want +got):\n%s", diff)
+	}
+	// A metric the view does not show is named, not dropped silently.
+	buf.Reset()
+	r.add("doorman-controlplane", 1000, mNacks, 1)
+	r.table(&buf, []string{"doorman"}, proxyTable)
+	if !strings.Contains(buf.String(), "not in this table (see metrics.go): nacks") {
+		t.Errorf("table does not name the unshown metric:\n%s", buf.String())
+	}
+	r.records = r.records[:len(r.records)-1]
 
 	path := filepath.Join(t.TempDir(), "out.json")
 	if err := r.writeJSON(path); err != nil {
@@ -118,17 +133,24 @@ COMMIT
 func TestWritePlot(t *testing.T) {
 	var r report
 	for _, n := range []int{1000, 10000, 100000} {
-		r.add("doorman", n, "change_p50_seconds", 0.01, "seconds")
-		r.add("doorman", n, "change_p99_seconds", 0.02, "seconds")
-		r.add("kube-proxy-nftables", n, "change_p50_seconds", float64(n)/1e4, "seconds")
+		r.add("doorman", n, mChangeP50, 0.01)
+		r.add("doorman", n, mChangeP99, 0.02)
+		r.add("kube-proxy-nftables", n, mChangeP50, float64(n)/1e4)
 	}
 	path := filepath.Join(t.TempDir(), "plot.png")
-	panels := plotPanels(&r, []string{"doorman", "kube-proxy-nftables"}, []panelSpec{
-		{Title: "one change", XLabel: "services", YLabel: "s", Metrics: []string{"change_p50_seconds", "change_p99_seconds"}, Short: []string{"p50", "p99"}},
-		{Title: "empty", Metrics: []string{"full_sync_seconds"}},
-	})
-	if got := len(panels[0].Series); got != 3 {
-		t.Fatalf("%d series, want 3 (doorman p50, p99, kube-proxy p50)", got)
+	panels := plotPanels(&r, []string{"doorman", "kube-proxy-nftables"}, proxyPlot)
+	if len(panels) != 2 {
+		t.Fatalf("%d panels, want the proxy plot's 2 (changes, full sync)", len(panels))
+	}
+	var labels []string
+	for _, s := range panels[0].Series {
+		labels = append(labels, s.Label)
+	}
+	if diff := cmp.Diff([]string{"doorman p50", "doorman p99", "kube-proxy-nftables p50"}, labels); diff != "" {
+		t.Fatalf("series (-want +got):\n%s", diff)
+	}
+	if got := len(panels[1].Series); got != 0 {
+		t.Errorf("full-sync panel has %d series, want none", got)
 	}
 	if err := writePlot(path, panels); err != nil {
 		t.Fatal(err)

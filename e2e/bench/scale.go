@@ -115,17 +115,12 @@ func runScale(ctx context.Context, args []string) error {
 	s.reportHarnessMemory()
 	fmt.Println()
 	systems := []string{sysScale, sysScaleInsecure}
-	s.rep.table(os.Stdout, systems)
+	s.rep.table(os.Stdout, systems, scaleTable)
 	if err := s.rep.writeJSON(f.out); err != nil {
 		return errors.Join(runErr, err)
 	}
 	if f.plot != "" {
-		if err := writePlot(f.plot, plotPanels(s.rep, systems, []panelSpec{
-			{Title: "one change -> last agent's ACK", XLabel: "Services", YLabel: "seconds",
-				Metrics: []string{"change_p50_seconds", "change_p99_seconds"}, Short: []string{"p50", "p99"}},
-			{Title: "start-up, failover and restart to full convergence", XLabel: "Services", YLabel: "seconds",
-				Metrics: []string{"startup_convergence_seconds", "failover_convergence_seconds", "restart_convergence_seconds"}, Short: []string{"start-up", "failover", "restart"}},
-		})); err != nil {
+		if err := writePlot(f.plot, plotPanels(s.rep, systems, scalePlot)); err != nil {
 			return errors.Join(runErr, err)
 		}
 		fmt.Println("plot:", f.plot)
@@ -320,7 +315,7 @@ func (s *scaleSim) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.add("agents", float64(s.f.agents), "count")
+	s.add(mAgents, float64(s.f.agents))
 	t := time.Now()
 	cps, err := s.startReplicas(ctx, c)
 	defer func() {
@@ -331,7 +326,7 @@ func (s *scaleSim) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.add("controlplane_ready_seconds", time.Since(t).Seconds(), "seconds")
+	s.add(mScaleControlPlaneReady, time.Since(t).Seconds())
 	primary := cps[0]
 	base, err := readUsage(primary.cmd.Process.Pid)
 	if err != nil {
@@ -365,19 +360,19 @@ func (s *scaleSim) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.add("restart_secured_over_insecure", secured.Seconds()/plain.Seconds(), "ratio")
+	s.add(mRestartSecuredOverInsecure, secured.Seconds()/plain.Seconds())
 	fmt.Printf("restart: secured / insecure = %.3f\n", secured.Seconds()/plain.Seconds())
 	var nacks int64
 	for _, a := range s.agents {
 		nacks += a.nacks.Load()
 	}
-	s.add("nacks", float64(nacks), "count")
+	s.add(mNacks, float64(nacks))
 	return nil
 }
 
 // add records one of the run's figures.
-func (s *scaleSim) add(metric string, v float64, unit string) {
-	s.rep.add(sysScale, s.f.services, metric, v, unit)
+func (s *scaleSim) add(m *metric, v float64) {
+	s.rep.add(sysScale, s.f.services, m, v)
 }
 
 // setUp starts a one-node secured cluster and loads the Services and the
@@ -486,8 +481,8 @@ func (s *scaleSim) startUp(ctx, actx context.Context, wg *sync.WaitGroup, cps []
 		return fmt.Errorf("start-up: %w", err)
 	}
 	startup := s.lastInSince(t)
-	s.add("startup_convergence_seconds", startup.Seconds(), "seconds")
-	adm, err := s.addAdmission(ctx, sysScale, "startup", adm0)
+	s.add(mStartupConvergence, startup.Seconds())
+	adm, err := s.addAdmission(ctx, sysScale, startupAdmission, adm0)
 	if err != nil {
 		return err
 	}
@@ -509,16 +504,16 @@ func (s *scaleSim) perNodeCost(primary *controlPlane, base usage, baseHeap float
 	if err != nil || served == 0 {
 		return fmt.Errorf("no node connected to the primary: %w", err)
 	}
-	s.add("controlplane_nodes_on_primary", served, "count")
-	s.add("controlplane_rss_bytes", float64(withAgents.RSSBytes), "bytes")
-	s.add("controlplane_peak_rss_bytes", float64(withAgents.PeakRSS), "bytes")
+	s.add(mNodesOnPrimary, served)
+	s.add(mScaleControlPlaneRSS, float64(withAgents.RSSBytes))
+	s.add(mControlPlanePeakRSS, float64(withAgents.PeakRSS))
 	if self, err := readUsage(os.Getpid()); err == nil {
-		s.add("startup_harness_peak_rss_bytes", float64(self.PeakRSS), "bytes")
+		s.add(mStartupHarnessPeakRSS, float64(self.PeakRSS))
 		fmt.Printf("start-up: peak RSS of the primary %d MiB, of the harness %d MiB\n", withAgents.PeakRSS>>20, self.PeakRSS>>20)
 	}
-	s.add("controlplane_rss_per_node_bytes", float64(withAgents.RSSBytes-base.RSSBytes)/served, "bytes")
+	s.add(mRSSPerNode, float64(withAgents.RSSBytes-base.RSSBytes)/served)
 	if heap > 0 && baseHeap > 0 {
-		s.add("controlplane_heap_per_node_bytes", (heap-baseHeap)/served, "bytes")
+		s.add(mHeapPerNode, (heap-baseHeap)/served)
 	}
 	return nil
 }
@@ -527,7 +522,7 @@ func (s *scaleSim) perNodeCost(primary *controlPlane, base usage, baseHeap float
 // every agent's ACK, and what the replicas serving them spent.
 func (s *scaleSim) changes(ctx context.Context, w *workload, cps []*controlPlane) error {
 	n := len(s.agents)
-	add := func(metric string, v float64, unit string) { s.rep.add(sysScale, s.f.services, metric, v, unit) }
+	add := s.add
 	cpuBefore, err := cpuSeconds(cps)
 	if err != nil {
 		return err
@@ -567,15 +562,15 @@ func (s *scaleSim) changes(ctx context.Context, w *workload, cps []*controlPlane
 		return err
 	}
 	sentAfter := metricSum(cps, "doorman_controlplane_stream_bytes_sent_total")
-	add("change_p50_seconds", percentile(lastAck, 50).Seconds(), "seconds")
-	add("change_p99_seconds", percentile(lastAck, 99).Seconds(), "seconds")
-	add("change_agent_p99_seconds", percentile(agentP99, 50).Seconds(), "seconds")
-	add("bytes_per_change_per_node", meanOf(bytesPer), "bytes")
-	add("messages_per_change_per_node", meanOf(msgsPer), "count")
+	add(mScaleChangeP50, percentile(lastAck, 50).Seconds())
+	add(mScaleChangeP99, percentile(lastAck, 99).Seconds())
+	add(mChangeAgentP99, percentile(agentP99, 50).Seconds())
+	add(mBytesPerChange, meanOf(bytesPer))
+	add(mMessagesPerChange, meanOf(msgsPer))
 	if sentAfter > sentBefore {
-		add("server_bytes_per_change_per_node", (sentAfter-sentBefore)/float64(s.f.changes*n), "bytes")
+		add(mServerBytesPerChange, (sentAfter-sentBefore)/float64(s.f.changes*n))
 	}
-	add("controlplane_cpu_seconds_per_change", (cpuAfter-cpuBefore)/float64(s.f.changes), "seconds")
+	add(mCPUPerChange, (cpuAfter-cpuBefore)/float64(s.f.changes))
 	fmt.Printf("changes: last ACK p50 %s p99 %s (per-agent p99, median over changes: %s), %.0f bytes and %.2f messages per change per node\n",
 		percentile(lastAck, 50).Round(time.Millisecond), percentile(lastAck, 99).Round(time.Millisecond),
 		percentile(agentP99, 50).Round(time.Millisecond), meanOf(bytesPer), meanOf(msgsPer))
@@ -586,7 +581,7 @@ func (s *scaleSim) changes(ctx context.Context, w *workload, cps []*controlPlane
 // has not admitted them yet.
 func (s *scaleSim) failover(ctx context.Context, primary *controlPlane) error {
 	n := len(s.agents)
-	add := func(metric string, v float64, unit string) { s.rep.add(sysScale, s.f.services, metric, v, unit) }
+	add := s.add
 	fulls0, upserts0 := s.received()
 	adm0, err := s.admissionCounts(ctx)
 	if err != nil {
@@ -611,13 +606,13 @@ func (s *scaleSim) failover(ctx context.Context, primary *controlPlane) error {
 	failover := s.lastInSince(t)
 	b1, _ := s.traffic()
 	fulls1, upserts1 := s.received()
-	add("failover_convergence_seconds", failover.Seconds(), "seconds")
+	add(mFailoverConvergence, failover.Seconds())
 	moved := max(n-stayed, 1)
-	add("failover_bytes_per_node", float64(b1-b0)/float64(moved), "bytes")
-	add("failover_full_views", float64(fulls1-fulls0), "count")
-	add("failover_upserts", float64(upserts1-upserts0), "count")
-	add("failover_agents_moved", float64(n-stayed), "count")
-	adm, err := s.addAdmission(ctx, sysScale, "failover", adm0)
+	add(mFailoverBytesPerNode, float64(b1-b0)/float64(moved))
+	add(mFailoverFullViews, float64(fulls1-fulls0))
+	add(mFailoverUpserts, float64(upserts1-upserts0))
+	add(mFailoverAgentsMoved, float64(n-stayed))
+	adm, err := s.addAdmission(ctx, sysScale, failoverAdmission, adm0)
 	if err != nil {
 		return err
 	}
@@ -635,7 +630,7 @@ func (s *scaleSim) restart(ctx context.Context, c *cluster.Cluster, cps []*contr
 	if !secure {
 		sys, mode = sysScaleInsecure, "insecure"
 	}
-	add := func(metric string, v float64, unit string) { s.rep.add(sys, s.f.services, metric, v, unit) }
+	add := func(m *metric, v float64) { s.rep.add(sys, s.f.services, m, v) }
 	fulls0, upserts0 := s.received()
 	ca := s.caPool
 	if !secure {
@@ -685,12 +680,12 @@ func (s *scaleSim) restart(ctx context.Context, c *cluster.Cluster, cps []*contr
 			peak = max(peak, u.PeakRSS)
 		}
 	}
-	add("restart_controlplane_peak_rss_bytes", float64(peak), "bytes")
-	add("restart_convergence_seconds", d.Seconds(), "seconds")
-	add("restart_controlplane_ready_seconds", ready.Seconds(), "seconds")
-	add("restart_full_views", float64(fulls1-fulls0), "count")
-	add("restart_upserts", float64(upserts1-upserts0), "count")
-	adm, err := s.addAdmission(ctx, sys, "restart", adm0)
+	add(mRestartPeakRSS, float64(peak))
+	add(mRestartConvergence, d.Seconds())
+	add(mRestartReady, ready.Seconds())
+	add(mRestartFullViews, float64(fulls1-fulls0))
+	add(mRestartUpserts, float64(upserts1-upserts0))
+	adm, err := s.addAdmission(ctx, sys, restartAdmission, adm0)
 	if err != nil {
 		return 0, err
 	}

@@ -17,11 +17,14 @@ import (
 // time (the EndpointSlice annotation the benchmark writes just before its
 // update) to a later point: cumulative, so each share is the difference
 // with the stage before.
-var stages = []struct{ share, series string }{
-	{"api", "doorman_controlplane_endpointslice_event_delay_seconds"}, // API write and watch
-	{"controlplane", "doorman_controlplane_update_send_delay_seconds"},
-	{"stream", "doorman_agent_update_receive_delay_seconds"},
-	{"kernel", "kubeproxy_network_programming_duration_seconds"}, // decode, render, commit
+var stages = []struct {
+	share, series string
+	p50, p99      *metric
+}{
+	{"api", "doorman_controlplane_endpointslice_event_delay_seconds", mShareAPIP50, mShareAPIP99}, // API write and watch
+	{"controlplane", "doorman_controlplane_update_send_delay_seconds", mShareControlPlaneP50, mShareControlPlaneP99},
+	{"stream", "doorman_agent_update_receive_delay_seconds", mShareStreamP50, mShareStreamP99},
+	{"kernel", "kubeproxy_network_programming_duration_seconds", mShareKernelP50, mShareKernelP99}, // decode, render, commit
 }
 
 // shareReader splits each change's latency into the API server's, the
@@ -137,12 +140,12 @@ func (r *shareReader) report(rep *report, system string, n int) {
 			continue
 		}
 		p50, p99 := percentile(d, 50), percentile(d, 99)
-		rep.add(system, n, "change_share_"+s.share+"_p50_seconds", p50.Seconds(), "seconds")
-		rep.add(system, n, "change_share_"+s.share+"_p99_seconds", p99.Seconds(), "seconds")
+		rep.add(system, n, s.p50, p50.Seconds())
+		rep.add(system, n, s.p99, p99.Seconds())
 		fmt.Printf(" %s %s/%s", s.share, p50.Round(10*time.Microsecond), p99.Round(10*time.Microsecond))
 	}
 	if r.unsplit > 0 {
-		rep.add(system, n, "changes_unsplit", float64(r.unsplit), "count")
+		rep.add(system, n, mChangesUnsplit, float64(r.unsplit))
 		fmt.Printf(" (%d changes unsplit)", r.unsplit)
 	}
 	fmt.Print(", ")

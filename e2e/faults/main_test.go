@@ -4,16 +4,12 @@ package faults
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"os"
-	"os/signal"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -48,56 +44,9 @@ const (
 )
 
 func TestMain(m *testing.M) {
-	flag.Parse()
-	os.Exit(run(m))
-}
-
-func run(m *testing.M) int {
-	if os.Geteuid() != 0 {
-		fmt.Fprintln(os.Stderr, "faults: the netns cluster needs root (it creates network namespaces); run the tests as root")
-		return 1
-	}
-	bin, cleanup, err := cluster.DoormanBinaries()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "faults:", err)
-		return 1
-	}
-	defer cleanup()
-	level := hclog.Warn
-	if testing.Verbose() {
-		level = hclog.Info
-	}
-	log := hclog.New(&hclog.LoggerOptions{Name: "faults", Level: level})
-
-	startCtx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	var (
-		mu      sync.Mutex
-		started *cluster.Cluster
-	)
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
-	defer signal.Stop(sigs)
-	go func() {
-		if _, ok := <-sigs; !ok {
-			return
-		}
-		fmt.Fprintln(os.Stderr, "faults: interrupted, tearing the cluster down")
-		cancel()
-		mu.Lock()
-		if started != nil {
-			_ = started.Close()
-		}
-		mu.Unlock()
-		os.Exit(130)
-	}()
-	cl, err := cluster.Start(startCtx, cluster.Config{
-		Nodes:         3,
-		K8sBinDir:     provider.DefaultK8sBinDir(),
-		DoormanBinDir: bin,
-		Proxy:         cluster.ProxyDoorman,
-		KeepWorkDir:   os.Getenv("DOORMAN_E2E_KEEP") != "",
-		Logger:        log,
+	os.Exit(provider.RunCluster(m, "faults", cluster.Config{
+		Nodes: 3,
+		Proxy: cluster.ProxyDoorman,
 		AgentArgs: []string{
 			// Both replicas, tried in turn; the Go flag package keeps the
 			// last value of a repeated flag.
@@ -106,27 +55,19 @@ func run(m *testing.M) int {
 			"--log-level=debug",
 		},
 		ControlPlaneArgs: []string{"--log-level=debug"},
-	})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "faults: start cluster:", err)
-		return 1
-	}
-	mu.Lock()
-	started, c = cl, cl
-	mu.Unlock()
-	defer func() {
-		if err := cl.Close(); err != nil {
-			fmt.Fprintln(os.Stderr, "faults: tear down:", err)
-		}
-	}()
+	}, start))
+}
+
+// start keeps the started cluster in c and sets the workload up.
+func start(ctx context.Context, cl *cluster.Cluster) error {
+	c = cl
 	fmt.Fprintln(os.Stderr, "faults: cluster up; logs in", cl.LogDir())
 	t0 := time.Now()
-	if err := setup(startCtx); err != nil {
-		fmt.Fprintln(os.Stderr, "faults: workload:", err)
-		return 1
+	if err := setup(ctx); err != nil {
+		return err
 	}
 	fmt.Fprintln(os.Stderr, "faults: workload ready in", time.Since(t0).Round(time.Millisecond))
-	return m.Run()
+	return nil
 }
 
 // setup creates the shared workload and waits until every agent holds it.

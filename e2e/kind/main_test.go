@@ -7,9 +7,7 @@ import (
 	"fmt"
 	"os"
 	"testing"
-	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/doorman-proxy/doorman/e2e/provider"
@@ -24,31 +22,24 @@ var (
 	kubectlBin string
 )
 
-func TestMain(m *testing.M) {
-	os.Exit(run(m))
-}
-
-// run never passes without running: this package tests a deployed
+// TestMain never passes without running: this package tests a deployed
 // cluster, so a missing one is a failure, not a skip.
-func run(m *testing.M) int {
+func TestMain(m *testing.M) {
 	kc, kubectl := os.Getenv("KUBECONFIG"), os.Getenv("KUBECTL")
 	if kc == "" || kubectl == "" {
 		fmt.Fprintln(os.Stderr, "e2e/kind: needs KUBECONFIG (a kind cluster with doorman deployed) and KUBECTL; run `make e2e-kind`")
-		return 1
+		os.Exit(1)
 	}
 	kubectlBin = kubectl
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	log := hclog.New(&hclog.LoggerOptions{Name: "e2e-kind", Level: hclog.Info})
-	p, err := provider.OpenKind(ctx, kc, provider.KindOptions{Logger: log})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "e2e/kind: open cluster:", err)
-		return 1
-	}
-	prov, cs = p, p.Client()
-	code := m.Run()
-	if err := p.Close(); err != nil {
-		fmt.Fprintln(os.Stderr, "e2e/kind: close:", err)
-	}
-	return code
+	os.Exit(provider.Run(m, provider.Package[*provider.Kind]{
+		Name:    "e2e/kind",
+		LogInfo: true,
+		Start: func(ctx context.Context, env provider.Env) (*provider.Kind, error) {
+			return provider.OpenKind(ctx, kc, provider.KindOptions{Logger: env.Log})
+		},
+		Setup: func(_ context.Context, p *provider.Kind) error {
+			prov, cs = p, p.Client()
+			return nil
+		},
+	}))
 }

@@ -13,4 +13,8 @@
 // each node's host network; the external client is a network namespace of
 // this machine attached to kind's Docker bridge, so it needs root there
 // too. It must not import doorman's controlplane or nodeagent packages.
+//
+// Run (and RunCluster for a netns cluster of the package's own) is every
+// e2e test package's TestMain: root check, doorman's binaries, start-up
+// within StartTimeout, the package's workload, teardown on exit or signal.
 package provider

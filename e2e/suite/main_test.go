@@ -7,12 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
 	"testing"
-	"time"
-
-	"github.com/hashicorp/go-hclog"
 
 	"github.com/doorman-proxy/doorman/e2e/cluster"
 	"github.com/doorman-proxy/doorman/e2e/provider"
@@ -37,76 +32,34 @@ var doormanBinDir string
 
 func TestMain(m *testing.M) {
 	flag.Parse()
-	os.Exit(run(m))
-}
-
-func run(m *testing.M) int {
-	ctx := context.Background()
 	name := provider.Selected(*flagProvider)
-	level := hclog.Warn
-	if *flagVerbose || testing.Verbose() {
-		level = hclog.Info
-	}
-	log := hclog.New(&hclog.LoggerOptions{Name: "e2e", Level: level})
 	opts := provider.NetNSOptions{
 		Nodes:       *flagNodes,
 		Proxy:       cluster.Proxy(*flagProxy),
 		KeepWorkDir: *flagKeep,
-		Logger:      log,
 	}
-	if name == "netns" {
-		if os.Geteuid() != 0 {
-			fmt.Fprintln(os.Stderr, "e2e: the netns provider needs root (it creates network namespaces); run the suite as root, or against kind with DOORMAN_E2E_PROVIDER=kind KUBECONFIG=…")
-			return 1
-		}
-		if opts.Proxy == cluster.ProxyDoorman {
-			dir, cleanup, err := cluster.DoormanBinaries()
-			if err != nil {
-				fmt.Fprintln(os.Stderr, "e2e:", err)
+	netns := name == "netns"
+	os.Exit(provider.Run(m, provider.Package[provider.Provider]{
+		Name:      "e2e",
+		NeedsRoot: netns,
+		NotRoot:   "the netns provider needs root (it creates network namespaces); run the suite as root, or against kind with DOORMAN_E2E_PROVIDER=kind KUBECONFIG=…",
+		Binaries:  netns && opts.Proxy == cluster.ProxyDoorman,
+		LogInfo:   *flagVerbose,
+		// The kind provider starts a dialer Pod per node and needs root
+		// for its external client, as netns does.
+		Start: func(ctx context.Context, env provider.Env) (provider.Provider, error) {
+			opts.Logger, opts.DoormanBinDir = env.Log, env.DoormanBinDir
+			doormanBinDir = env.DoormanBinDir
+			p, err := provider.Open(ctx, name, opts)
+			prov = p
+			return p, err
+		},
+		Done: func(p provider.Provider, code int) int {
+			if !summarize(os.Stdout, p.Name()) {
+				fmt.Fprintln(os.Stderr, "e2e: no test ran (does -run match any?)")
 				return 1
 			}
-			defer cleanup()
-			opts.DoormanBinDir = dir
-			doormanBinDir = dir
-		}
-	}
-	// Ctrl-C, during start-up or tests: tear the cluster down before dying.
-	startCtx, cancel := context.WithTimeout(ctx, 5*time.Minute)
-	defer cancel()
-	started := make(chan struct{})
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
-	defer signal.Stop(sigs)
-	go func() {
-		if _, ok := <-sigs; !ok {
-			return
-		}
-		fmt.Fprintln(os.Stderr, "e2e: interrupted, tearing the cluster down")
-		cancel()
-		<-started
-		if prov != nil {
-			_ = prov.Close()
-		}
-		os.Exit(130)
-	}()
-	// The kind provider starts a dialer Pod per node and needs root for its
-	// external client, as netns does.
-	p, err := provider.Open(startCtx, name, opts)
-	if err == nil {
-		prov = p
-	}
-	close(started)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "e2e: start provider:", err)
-		return 1
-	}
-	code := m.Run()
-	if err := p.Close(); err != nil {
-		fmt.Fprintln(os.Stderr, "e2e: tear down:", err)
-	}
-	if !summarize(os.Stdout, p.Name()) {
-		fmt.Fprintln(os.Stderr, "e2e: no test ran (does -run match any?)")
-		return 1
-	}
-	return code
+			return code
+		},
+	}))
 }
