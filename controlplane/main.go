@@ -88,6 +88,7 @@ func run(flag *flag.FlagSet, args []string) error {
 		Client:            client,
 		GRPCListener:      gl,
 		HTTPListener:      hl,
+		Profiling:         f.profiling,
 		NodePortAddresses: cidrs,
 		VersionSeed:       uint64(time.Now().UnixMicro()),
 		Logger:            log,
@@ -108,6 +109,7 @@ type flags struct {
 	tlsSecret, caConfigMap, agentSA, audience             string
 	authLimits                                            auth.Limits
 	localTokens                                           bool
+	profiling                                             bool
 	limits                                                server.Limits
 	logLevel                                              string
 	staleAfter                                            time.Duration
@@ -121,6 +123,7 @@ func registerFlags(flag *flag.FlagSet) *flags {
 	flag.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster configuration)")
 	flag.StringVar(&f.grpcListen, "listen", ":9400", "gRPC listen address (agents, Inspect)")
 	flag.StringVar(&f.httpListen, "http-listen", ":9401", "HTTP listen address (/healthz, /readyz, /metrics); empty to disable")
+	flag.BoolVar(&f.profiling, "profiling", false, "serve Go's profiles under /debug/pprof/ on --http-listen (anyone who reaches that address can read them)")
 	flag.StringVar(&f.nodePortAddresses, "nodeport-addresses", "", "NodePorts answer only on the node's addresses inside these comma-separated CIDRs, or with \"primary\" on its primary address of each family (the first InternalIP, else the first ExternalIP), as kube-proxy's --nodeport-addresses (default: every InternalIP and ExternalIP)")
 	f.registerSecurityFlags(flag)
 	f.registerConnectionFlags(flag)

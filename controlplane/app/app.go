@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -27,9 +28,13 @@ import (
 
 // Config configures the control plane.
 type Config struct {
-	Client            kubernetes.Interface
-	GRPCListener      net.Listener
-	HTTPListener      net.Listener        // /healthz, /readyz, /metrics; nil = none
+	Client       kubernetes.Interface
+	GRPCListener net.Listener
+	HTTPListener net.Listener // /healthz, /readyz, /metrics; nil = none
+	// Profiling serves Go's profiles under /debug/pprof/ on HTTPListener
+	// (kube-proxy's --profiling). Off by default: a profile shows the
+	// process's memory to anyone who reaches the port.
+	Profiling         bool
 	ServerOptions     []grpc.ServerOption // e.g. TLS credentials
 	NodePortAddresses []string            // "primary" or CIDRs; empty = every InternalIP/ExternalIP of the Node
 	VersionSeed       uint64
@@ -205,6 +210,13 @@ func serveHTTP(cfg Config, h *hub.Hub, m *metrics.Metrics, fresh *watch.Freshnes
 	}
 	mux.Handle("/", health.Handler(health.Synced(h.Ready), func() error { return fresh.Check(staleAfter) }))
 	mux.Handle("GET /metrics", m.Handler())
+	if cfg.Profiling {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		log.Info("serving http", "address", cfg.HTTPListener.Addr().String())
