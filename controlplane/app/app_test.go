@@ -1,16 +1,12 @@
 package app
 
 import (
-	"context"
 	"io"
-	"net"
 	"net/http"
 	"slices"
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -40,19 +36,8 @@ func TestRun(t *testing.T) {
 			Status:     corev1.NodeStatus{Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "172.18.0.2"}, {Type: corev1.NodeExternalIP, Address: "203.0.113.2"}}},
 		},
 	)
-	gl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- Run(ctx, Config{Client: client, GRPCListener: gl, HTTPListener: hl, NodePortAddresses: []string{"172.16.0.0/12"}, VersionSeed: 42})
-	}()
+	gl, hl := listenLoopback(t), listenLoopback(t)
+	run := startRun(t, Config{Client: client, GRPCListener: gl, HTTPListener: hl, NodePortAddresses: []string{"172.16.0.0/12"}, VersionSeed: 42})
 	get := func(path string) int {
 		resp, err := http.Get("http://" + hl.Addr().String() + path)
 		if err != nil {
@@ -73,18 +58,7 @@ func TestRun(t *testing.T) {
 		t.Errorf("/healthz %d", code)
 	}
 
-	cc, err := grpc.NewClient(gl.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = cc.Close() }()
-	stream, err := doormanv1.NewAgentServiceClient(cc).Sync(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := stream.Send(&doormanv1.SyncRequest{Message: &doormanv1.SyncRequest_Hello{Hello: &doormanv1.Hello{NodeName: "n1"}}}); err != nil {
-		t.Fatal(err)
-	}
+	cc, stream := run.syncAs(t, gl.Addr().String(), "n1")
 	r, err := stream.Recv()
 	if err != nil {
 		t.Fatal(err)
@@ -108,7 +82,7 @@ func TestRun(t *testing.T) {
 		}
 	}
 
-	refl, err := reflectionpb.NewServerReflectionClient(cc).ServerReflectionInfo(ctx)
+	refl, err := reflectionpb.NewServerReflectionClient(cc).ServerReflectionInfo(run.ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,13 +103,5 @@ func TestRun(t *testing.T) {
 		}
 	}
 
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Run did not return after cancel")
-	}
+	run.stop(t)
 }

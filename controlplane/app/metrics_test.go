@@ -1,17 +1,13 @@
 package app
 
 import (
-	"context"
 	"io"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -39,37 +35,11 @@ func TestMetrics(t *testing.T) {
 		slice,
 		&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1"}},
 	)
-	gl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- Run(ctx, Config{Client: client, GRPCListener: gl, HTTPListener: hl, VersionSeed: 42}) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("run: %v", err)
-		}
-	}()
+	gl, hl := listenLoopback(t), listenLoopback(t)
+	run := startRun(t, Config{Client: client, GRPCListener: gl, HTTPListener: hl, VersionSeed: 42})
+	defer run.stop(t)
 
-	cc, err := grpc.NewClient(gl.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = cc.Close() }()
-	stream, err := doormanv1.NewAgentServiceClient(cc).Sync(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := stream.Send(&doormanv1.SyncRequest{Message: &doormanv1.SyncRequest_Hello{Hello: &doormanv1.Hello{NodeName: "n1"}}}); err != nil {
-		t.Fatal(err)
-	}
+	_, stream := run.syncAs(t, gl.Addr().String(), "n1")
 	ackNext := func() uint64 {
 		t.Helper()
 		r, err := stream.Recv()
@@ -105,7 +75,7 @@ func TestMetrics(t *testing.T) {
 
 	slice = slice.DeepCopy()
 	slice.Endpoints = append(slice.Endpoints, discoveryv1.Endpoint{Addresses: []string{"10.1.0.2"}})
-	if _, err := client.DiscoveryV1().EndpointSlices("ns").Update(ctx, slice, metav1.UpdateOptions{}); err != nil {
+	if _, err := client.DiscoveryV1().EndpointSlices("ns").Update(run.ctx, slice, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	v2 := ackNext()

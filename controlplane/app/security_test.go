@@ -43,19 +43,12 @@ func TestRunSecured(t *testing.T) {
 		}
 		return true, tr, nil
 	})
-	gl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() {
-		done <- Run(ctx, Config{Client: client, GRPCListener: gl, VersionSeed: 42, Security: &Security{
-			Namespace: "doorman-system", AgentServiceAccount: "doorman-nodeagent",
-			DNSNames: []string{"doorman-controlplane.doorman-system.svc"}, IPs: []net.IP{net.ParseIP("127.0.0.1")},
-		}})
-	}()
+	gl := listenLoopback(t)
+	run := startRun(t, Config{Client: client, GRPCListener: gl, VersionSeed: 42, Security: &Security{
+		Namespace: "doorman-system", AgentServiceAccount: "doorman-nodeagent",
+		DNSNames: []string{"doorman-controlplane.doorman-system.svc"}, IPs: []net.IP{net.ParseIP("127.0.0.1")},
+	}})
+	ctx := run.ctx
 
 	var caPEM string
 	deadline := time.Now().Add(10 * time.Second)
@@ -121,13 +114,5 @@ func TestRunSecured(t *testing.T) {
 		})
 	}
 
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Run did not return after cancel")
-	}
+	run.stop(t)
 }

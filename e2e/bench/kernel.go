@@ -61,15 +61,25 @@ type nftKernel struct {
 	get      *elementGetter
 }
 
-func openNFT(nsName string, family nftables.TableFamily, table, dispatch string, others ...*nftables.Table) (*nftKernel, error) {
+// nftIn opens the network namespace nsName and an nftables connection in
+// it; the caller closes the handle.
+func nftIn(nsName string) (netns.NsHandle, *nftables.Conn, error) {
 	h, err := netns.GetFromName(nsName)
 	if err != nil {
-		return nil, fmt.Errorf("netns %s: %w", nsName, err)
+		return h, nil, fmt.Errorf("netns %s: %w", nsName, err)
 	}
 	conn, err := nftables.New(nftables.WithNetNSFd(int(h)))
 	if err != nil {
 		_ = h.Close()
-		return nil, fmt.Errorf("nftables in %s: %w", nsName, err)
+		return h, nil, fmt.Errorf("nftables in %s: %w", nsName, err)
+	}
+	return h, conn, nil
+}
+
+func openNFT(nsName string, family nftables.TableFamily, table, dispatch string, others ...*nftables.Table) (*nftKernel, error) {
+	h, conn, err := nftIn(nsName)
+	if err != nil {
+		return nil, err
 	}
 	get, err := newElementGetter(h, uint8(family), table)
 	if err != nil {
@@ -367,13 +377,8 @@ type generations struct {
 const pollTick = 20 * time.Millisecond
 
 func watchGenerations(nsName string) (*generations, error) {
-	h, err := netns.GetFromName(nsName)
+	h, conn, err := nftIn(nsName)
 	if err != nil {
-		return nil, fmt.Errorf("netns %s: %w", nsName, err)
-	}
-	conn, err := nftables.New(nftables.WithNetNSFd(int(h)))
-	if err != nil {
-		_ = h.Close()
 		return nil, err
 	}
 	mon := nftables.NewMonitor(nftables.WithMonitorEventBuffer(4096))

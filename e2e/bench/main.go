@@ -13,6 +13,8 @@ import (
 	"syscall"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/doorman-proxy/doorman/e2e/cluster"
 )
 
 func main() {
@@ -41,18 +43,22 @@ func run(args []string) error {
 	}
 }
 
-// common are the flags both commands take.
+// common are the flags every command takes.
 type common struct {
-	full     bool
-	out      string
-	plot     string
-	k8sBin   string
-	logLevel string
-	prefix   string
-	keep     bool
+	full       bool
+	out        string
+	plot       string
+	k8sBin     string
+	doormanBin string
+	logLevel   string
+	prefix     string
+	keep       bool
 }
 
-func (c *common) register(fs *flag.FlagSet, plot string) {
+// flagSet is the flag set of the command name, the common flags defined
+// on it: plot is -plot's default, binaries what -doorman-bin holds.
+func (c *common) flagSet(name, plot, binaries string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	home, _ := os.UserHomeDir()
 	cache := os.Getenv("DOORMAN_CACHE")
 	if cache == "" {
@@ -62,20 +68,60 @@ func (c *common) register(fs *flag.FlagSet, plot string) {
 	fs.StringVar(&c.out, "out", os.Getenv("BENCH_OUT"), "JSON records file (default $BENCH_OUT; empty: none)")
 	fs.StringVar(&c.plot, "plot", plot, "PNG plot file (empty: none)")
 	fs.StringVar(&c.k8sBin, "k8s-bin", filepath.Join(cache, "k8s-v1.36.3", "bin"), "etcd, kube-apiserver, kube-controller-manager, kube-proxy (e2e/hack/build-k8s.sh)")
+	fs.StringVar(&c.doormanBin, "doorman-bin", "bin", "directory holding "+binaries)
 	fs.StringVar(&c.logLevel, "log-level", "warn", "trace, debug, info, warn or error")
 	fs.StringVar(&c.prefix, "prefix", "", "network namespace prefix (default: random)")
 	fs.BoolVar(&c.keep, "keep", false, "keep the cluster's work directory (logs, etcd data) after the run")
+	return fs
 }
 
 func (c *common) logger() hclog.Logger {
 	return hclog.New(&hclog.LoggerOptions{Name: "bench", Level: hclog.LevelFromString(c.logLevel)})
 }
 
-func needRoot() error {
+// prepare checks that the run can start (as root) and makes -doorman-bin
+// absolute.
+func (c *common) prepare() error {
 	if os.Geteuid() != 0 {
 		return errors.New("run as root: the cluster lives in network namespaces")
 	}
-	return nil
+	var err error
+	c.doormanBin, err = filepath.Abs(c.doormanBin)
+	return err
+}
+
+// clusterConfig is the cluster of nodes nodes, with proxy on them, as the
+// common flags ask for it.
+func (c *common) clusterConfig(nodes int, proxy cluster.Proxy, log hclog.Logger) cluster.Config {
+	return cluster.Config{
+		Nodes:         nodes,
+		Prefix:        c.prefix,
+		K8sBinDir:     c.k8sBin,
+		DoormanBinDir: c.doormanBin,
+		Proxy:         proxy,
+		Logger:        log,
+		KeepWorkDir:   c.keep,
+		Controllers:   benchControllers,
+	}
+}
+
+// writeResults writes rep's records (-out) and systems' plot, the panels
+// of view plot (-plot), and says where; runErr, the run's own error, is returned
+// with any of theirs.
+func (c *common) writeResults(rep *report, systems []string, plot view, runErr error) error {
+	if err := rep.writeJSON(c.out); err != nil {
+		return errors.Join(runErr, err)
+	}
+	if c.plot != "" {
+		if err := writePlot(c.plot, plotPanels(rep, systems, plot)); err != nil {
+			return errors.Join(runErr, err)
+		}
+		fmt.Println("plot:", c.plot)
+	}
+	if c.out != "" {
+		fmt.Println("records:", c.out)
+	}
+	return runErr
 }
 
 // sizes parses "1000,10000".

@@ -3,12 +3,10 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -38,27 +36,24 @@ var allSystems = []string{sysDoorman, sysKPNFT, sysKPIPT}
 
 type proxyFlags struct {
 	common
-	sizes      string
-	changes    int
-	connects   int
-	bound      time.Duration
-	gap        time.Duration
-	doormanBin string
-	systems    string
-	churnRate  float64
-	churnFor   time.Duration
+	sizes     string
+	changes   int
+	connects  int
+	bound     time.Duration
+	gap       time.Duration
+	systems   string
+	churnRate float64
+	churnFor  time.Duration
 }
 
 func runProxy(ctx context.Context, args []string) error {
 	var f proxyFlags
-	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	f.register(fs, "bench.png")
+	fs := f.flagSet("bench", "bench.png", "controlplane and nodeagent (go build -o bin/ ./controlplane ./nodeagent)")
 	fs.StringVar(&f.sizes, "sizes", "", "comma-separated Service counts (default 1000; -full: 1000,10000,100000)")
 	fs.IntVar(&f.changes, "changes", 0, "single EndpointSlice changes per system and size (default 20; -full: 50)")
 	fs.IntVar(&f.connects, "connects", 0, "connections per path for the per-connection cost (default 200; -full: 1000)")
 	fs.DurationVar(&f.bound, "bound", 120*time.Second, "a system whose full sync or one change takes longer stops at that size")
 	fs.DurationVar(&f.gap, "gap", 1100*time.Millisecond, "pause between changes (kube-proxy's default --*-min-sync-period is 1s)")
-	fs.StringVar(&f.doormanBin, "doorman-bin", "bin", "directory holding controlplane and nodeagent (go build -o bin/ ./controlplane ./nodeagent)")
 	fs.Float64Var(&f.churnRate, "churn-rate", 50, "changes per second under churn (0: no churn phase)")
 	fs.DurationVar(&f.churnFor, "churn-for", 0, "length of the churn phase (default 4s; -full: 10s)")
 	fs.StringVar(&f.systems, "systems", strings.Join(allSystems, ","), "systems to measure")
@@ -87,13 +82,10 @@ func runProxy(ctx context.Context, args []string) error {
 			return fmt.Errorf("-systems: unknown %q (want %s)", s, strings.Join(allSystems, ","))
 		}
 	}
-	if err := needRoot(); err != nil {
+	if err := f.prepare(); err != nil {
 		return err
 	}
 	if err := checkTools(systems); err != nil {
-		return err
-	}
-	if f.doormanBin, err = filepath.Abs(f.doormanBin); err != nil {
 		return err
 	}
 	log := f.logger()
@@ -104,19 +96,7 @@ func runProxy(ctx context.Context, args []string) error {
 	for s, n := range b.stopped {
 		fmt.Printf("%s stopped at %d Services: over the %s bound\n", s, n, f.bound)
 	}
-	if err := b.rep.writeJSON(f.out); err != nil {
-		return errors.Join(runErr, err)
-	}
-	if f.plot != "" {
-		if err := writePlot(f.plot, plotPanels(b.rep, allSystems, proxyPlot)); err != nil {
-			return errors.Join(runErr, err)
-		}
-		fmt.Println("plot:", f.plot)
-	}
-	if f.out != "" {
-		fmt.Println("records:", f.out)
-	}
-	return runErr
+	return f.writeResults(b.rep, allSystems, proxyPlot, runErr)
 }
 
 // checkTools names what kube-proxy needs on this machine.
@@ -153,16 +133,7 @@ type proxyBench struct {
 
 func (b *proxyBench) run(ctx context.Context, sizes []int) error {
 	t := time.Now()
-	c, err := cluster.Start(ctx, cluster.Config{
-		Nodes:         5,
-		Prefix:        b.f.prefix,
-		K8sBinDir:     b.f.k8sBin,
-		DoormanBinDir: b.f.doormanBin,
-		Proxy:         cluster.ProxyNone,
-		Logger:        b.log,
-		KeepWorkDir:   b.f.keep,
-		Controllers:   benchControllers,
-	})
+	c, err := cluster.Start(ctx, b.f.clusterConfig(5, cluster.ProxyNone, b.log))
 	if err != nil {
 		return fmt.Errorf("start cluster: %w", err)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -44,13 +43,12 @@ const (
 
 type scaleFlags struct {
 	common
-	agents     int
-	services   int
-	changes    int
-	gap        time.Duration
-	workers    int
-	doormanBin string
-	timeout    time.Duration
+	agents   int
+	services int
+	changes  int
+	gap      time.Duration
+	workers  int
+	timeout  time.Duration
 	// reviewQPS and reviewBurst, when set, replace the control plane's
 	// default bound on TokenReviews.
 	reviewQPS   float64
@@ -69,14 +67,12 @@ type scaleFlags struct {
 
 func runScale(ctx context.Context, args []string) error {
 	var f scaleFlags
-	fs := flag.NewFlagSet("bench scale", flag.ContinueOnError)
-	f.register(fs, "bench-scale.png")
+	fs := f.flagSet("bench scale", "bench-scale.png", "controlplane")
 	fs.IntVar(&f.agents, "agents", 0, "simulated agents (default 1000; -full: 5000)")
 	fs.IntVar(&f.services, "services", 0, "Services (default 2000; -full: 10000)")
 	fs.IntVar(&f.changes, "changes", 0, "single EndpointSlice changes (default 20; -full: 50)")
 	fs.DurationVar(&f.gap, "gap", 200*time.Millisecond, "pause between changes")
 	fs.IntVar(&f.workers, "workers", 64, "parallel API writers")
-	fs.StringVar(&f.doormanBin, "doorman-bin", "bin", "directory holding controlplane")
 	fs.DurationVar(&f.timeout, "timeout", 5*time.Minute, "longest wait for a convergence")
 	fs.Float64Var(&f.reviewQPS, "token-review-qps", 0, "the control plane's --token-review-qps (0: its default, as deployed; negative: no bound)")
 	fs.IntVar(&f.reviewBurst, "token-review-burst", 0, "the control plane's --token-review-burst (0: its default)")
@@ -96,11 +92,7 @@ func runScale(ctx context.Context, args []string) error {
 	if f.changes == 0 {
 		f.changes = map[bool]int{false: 20, true: 50}[f.full]
 	}
-	if err := needRoot(); err != nil {
-		return err
-	}
-	var err error
-	if f.doormanBin, err = filepath.Abs(f.doormanBin); err != nil {
+	if err := f.prepare(); err != nil {
 		return err
 	}
 	raiseFileLimit(uint64(4*f.agents + 1024))
@@ -116,19 +108,7 @@ func runScale(ctx context.Context, args []string) error {
 	fmt.Println()
 	systems := []string{sysScale, sysScaleInsecure}
 	s.rep.table(os.Stdout, systems, scaleTable)
-	if err := s.rep.writeJSON(f.out); err != nil {
-		return errors.Join(runErr, err)
-	}
-	if f.plot != "" {
-		if err := writePlot(f.plot, plotPanels(s.rep, systems, scalePlot)); err != nil {
-			return errors.Join(runErr, err)
-		}
-		fmt.Println("plot:", f.plot)
-	}
-	if f.out != "" {
-		fmt.Println("records:", f.out)
-	}
-	return runErr
+	return f.writeResults(s.rep, systems, scalePlot, runErr)
 }
 
 func raiseFileLimit(n uint64) {
@@ -379,7 +359,9 @@ func (s *scaleSim) add(m *metric, v float64) {
 // simulated agents' Nodes.
 func (s *scaleSim) setUp(ctx context.Context) (*cluster.Cluster, *workload, error) {
 	t := time.Now()
-	c, err := cluster.Start(ctx, cluster.Config{Nodes: 1, Prefix: s.f.prefix, K8sBinDir: s.f.k8sBin, Proxy: cluster.ProxyNone, Secure: true, Logger: s.log, KeepWorkDir: s.f.keep, Controllers: benchControllers})
+	cfg := s.f.clusterConfig(1, cluster.ProxyNone, s.log)
+	cfg.Secure = true
+	c, err := cluster.Start(ctx, cfg)
 	if err != nil {
 		return nil, nil, fmt.Errorf("start cluster: %w", err)
 	}

@@ -3,11 +3,9 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"net"
 	"net/http"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"time"
@@ -23,15 +21,14 @@ import (
 // soakFlags are the flags of "bench soak".
 type soakFlags struct {
 	common
-	services   int
-	duration   time.Duration
-	rate       float64
-	sample     time.Duration
-	warmup     time.Duration
-	window     time.Duration
-	maxGrowth  float64
-	logLimit   int
-	doormanBin string
+	services  int
+	duration  time.Duration
+	rate      float64
+	sample    time.Duration
+	warmup    time.Duration
+	window    time.Duration
+	maxGrowth float64
+	logLimit  int
 }
 
 // runSoak runs doorman for a long time under endpoint churn, with an agent
@@ -39,8 +36,7 @@ type soakFlags struct {
 // neither binary grows (RSS, goroutines) and that no update was lost.
 func runSoak(ctx context.Context, args []string) error {
 	var f soakFlags
-	fs := flag.NewFlagSet("bench soak", flag.ContinueOnError)
-	f.register(fs, "soak.png")
+	fs := f.flagSet("bench soak", "soak.png", "controlplane and nodeagent")
 	fs.IntVar(&f.services, "services", 10000, "Services")
 	fs.DurationVar(&f.duration, "duration", 30*time.Minute, "length of the churn")
 	fs.Float64Var(&f.rate, "rate", 50, "endpoint changes per second")
@@ -49,15 +45,10 @@ func runSoak(ctx context.Context, args []string) error {
 	fs.DurationVar(&f.window, "window", 2*time.Minute, "readings averaged at each end of a phase (a Go process's RSS moves with every collection)")
 	fs.Float64Var(&f.maxGrowth, "max-growth", 0.05, "largest growth of RSS or goroutines allowed between a phase's first and last readings")
 	fs.IntVar(&f.logLimit, "change-log-limit", 4096, "the control planes' --change-log-limit: their change log grows until it holds this many records, which must happen within the warm-up for growth to mean a leak (65,536, the default, takes 22 minutes at 50 changes/s)")
-	fs.StringVar(&f.doormanBin, "doorman-bin", "bin", "directory holding controlplane and nodeagent")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if err := needRoot(); err != nil {
-		return err
-	}
-	var err error
-	if f.doormanBin, err = filepath.Abs(f.doormanBin); err != nil {
+	if err := f.prepare(); err != nil {
 		return err
 	}
 	s := &soak{f: f, log: f.logger(), series: map[string]*procSeries{}}
@@ -133,20 +124,12 @@ func (s *soak) run(ctx context.Context) error {
 // control-plane replica, and loads the Services.
 func (s *soak) setUp(ctx context.Context) error {
 	t := time.Now()
-	c, err := cluster.Start(ctx, cluster.Config{
-		Nodes:         3,
-		Prefix:        s.f.prefix,
-		K8sBinDir:     s.f.k8sBin,
-		DoormanBinDir: s.f.doormanBin,
-		Proxy:         cluster.ProxyDoorman,
-		Logger:        s.log,
-		KeepWorkDir:   s.f.keep,
-		Controllers:   benchControllers,
-		// Both replicas, tried in turn (the last --control-plane counts).
-		AgentArgs: []string{"--control-plane=" + net.JoinHostPort(cluster.GatewayIP, strconv.Itoa(cluster.ControlPlanePort)) + "," +
-			net.JoinHostPort(cluster.GatewayIP, strconv.Itoa(cluster.ControlPlaneReplicaPort))},
-		ControlPlaneArgs: []string{"--change-log-limit=" + strconv.Itoa(s.f.logLimit)},
-	})
+	cfg := s.f.clusterConfig(3, cluster.ProxyDoorman, s.log)
+	// Both replicas, tried in turn (the last --control-plane counts).
+	cfg.AgentArgs = []string{"--control-plane=" + net.JoinHostPort(cluster.GatewayIP, strconv.Itoa(cluster.ControlPlanePort)) + "," +
+		net.JoinHostPort(cluster.GatewayIP, strconv.Itoa(cluster.ControlPlaneReplicaPort))}
+	cfg.ControlPlaneArgs = []string{"--change-log-limit=" + strconv.Itoa(s.f.logLimit)}
+	c, err := cluster.Start(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("start cluster: %w", err)
 	}

@@ -26,7 +26,6 @@ import (
 	"github.com/doorman-proxy/doorman/nodeagent/internal/dataplane"
 	"github.com/doorman-proxy/doorman/nodeagent/internal/discovery"
 	"github.com/doorman-proxy/doorman/nodeagent/internal/drift"
-	"github.com/doorman-proxy/doorman/nodeagent/internal/followup"
 	"github.com/doorman-proxy/doorman/nodeagent/internal/healthcheck"
 	"github.com/doorman-proxy/doorman/nodeagent/internal/inspect"
 	"github.com/doorman-proxy/doorman/nodeagent/internal/kube"
@@ -90,223 +89,270 @@ type Config struct {
 
 // Run runs the agent until ctx is done, then stops, leaving the kernel's
 // rules in place. It returns an error when it cannot start.
+//
+// Start-up opens, in this order: the metrics registry, the cache (and the
+// view it holds), the dataplane, the layers around it (the drift monitor
+// subscribes here, before the cached view is programmed), the agent; it
+// then programs the cached view, sets the conntrack sysctls and serves
+// (see serve). Shutdown closes all of it in the reverse order.
 func Run(ctx context.Context, cfg Config) error {
+	cpService, err := checkConfig(cfg)
+	if err != nil {
+		return err
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	if cfg.NodeName == "" {
-		return errors.New("no node name")
-	}
-	if len(cfg.ControlPlanes) == 0 && cfg.ControlPlaneService == "" {
-		return errors.New("no control plane: give addresses or a control-plane service")
-	}
-	var cpService discovery.Service
-	if cfg.ControlPlaneService != "" {
-		var err error
-		if cpService, err = discovery.ParseService(cfg.ControlPlaneService); err != nil {
-			return err
-		}
-		if cfg.Kubernetes == nil {
-			return fmt.Errorf("control-plane service %s: no Kubernetes client", cfg.ControlPlaneService)
-		}
-	}
-	log = log.With("node", cfg.NodeName)
-
-	reg := prometheus.NewRegistry()
-	if err := reg.Register(collectors.NewGoCollector()); err != nil {
-		return fmt.Errorf("register go metrics: %w", err)
-	}
-	if err := reg.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
-		return fmt.Errorf("register process metrics: %w", err)
-	}
-	m, err := metrics.New(reg)
-	if err != nil {
+	p := &parts{cfg: cfg, log: log.With("node", cfg.NodeName)}
+	if p.reg, p.m, err = newRegistry(); err != nil {
 		return err
 	}
 
 	endStartGC := relaxGC()
 	defer endStartGC()
-	var view *state.View
-	var store agent.Store
-	var c *cache.Cache
-	var tooOld error
-	loadStart := time.Now()
-	if c, view = openCache(ctx, log.Named("cache"), cfg.CachePath, cfg.NodeName); c != nil {
-		defer func() {
-			if err := c.Close(); err != nil {
-				log.Warn("close cache", "error", err)
-			}
-		}()
-		store = c
-		m.CacheLoaded(time.Since(loadStart))
-		var err error
-		if view, tooOld, err = freshView(c, view, cfg.MaxCacheAge, time.Now()); tooOld != nil {
-			log.Warn("cached view too old to program: waiting for a control plane", "reason", tooOld)
-		}
-		if err != nil {
-			log.Error("no cache: the too-old view could not be cleared from it", "error", err)
-			store = nil
-		}
-	} else {
-		view = state.New()
-	}
-	health := healthcheck.NewProxy(clock.RealClock{}, cfg.HealthTimeout)
+	var closeCache func()
+	p.cached, closeCache = loadCache(ctx, p.log, cfg, p.m)
+	defer closeCache()
+	p.health = healthcheck.NewProxy(clock.RealClock{}, cfg.HealthTimeout)
 
-	dp, err := dataplane.Open(log, dataplane.Options{NetNSPath: cfg.NetNSPath, Render: cfg.Table})
-	if err != nil {
+	if p.dp, err = dataplane.Open(p.log, dataplane.Options{NetNSPath: cfg.NetNSPath, Render: cfg.Table}); err != nil {
 		return fmt.Errorf("open dataplane: %w", err)
 	}
-	defer func() {
-		// Close releases the netlink socket; the table stays in the kernel.
-		if err := dp.Close(); err != nil {
-			log.Warn("close dataplane", "error", err)
-		}
-	}()
+	// Close releases the netlink socket; the table stays in the kernel.
+	defer closeOrWarn(p.log, "close dataplane", p.dp.Close)
+	p.cached.trustKernel(p.dp)
 
-	if store != nil {
-		// The start-up Sync skips reading the table back while the kernel
-		// is still as the cache's last write recorded it.
-		dp.Trust(dataplane.DecodeMark(c.KernelMark()))
-		store = &markedStore{cache: c, dp: dp}
-	}
-
-	// The monitor subscribes before the cached view is programmed, so no
-	// foreign change after start-up goes unseen.
-	kernel := m.Kernel(dp)
-	monitor, err := drift.Open(log.Named("drift"), cfg.NetNSPath)
-	if err != nil {
-		log.Error("no nftables event monitor: drift is found by the periodic resync only", "error", err, "period", cfg.ResyncPeriod)
-		monitor = nil
-	} else {
-		defer func() {
-			if err := monitor.Close(); err != nil {
-				log.Warn("close drift monitor", "error", err)
-			}
-		}()
-		kernel = monitor.Kernel(kernel)
-	}
-
-	// After every committed transaction (the start-up Sync from the cache
-	// included): stale UDP conntrack entries go, health check ports follow
-	// the view.
-	var cleaner followup.Cleaner
-	if c, err := conntrack.New(log, conntrack.Options{NetNSPath: cfg.NetNSPath}); err != nil {
-		log.Error("no conntrack clean-up: stale UDP entries are left to time out", "error", err)
-	} else {
-		defer func() {
-			if err := c.Close(); err != nil {
-				log.Warn("close conntrack", "error", err)
-			}
-		}()
-		cleaner = c
-	}
-	hcPorts := healthcheck.New(log, healthcheck.Options{NetNSPath: cfg.NetNSPath, Address: cfg.HealthCheckAddress})
-	defer func() { _ = hcPorts.Close() }()
-	kernel = followup.Wrap(kernel, followup.Config{Cleaner: cleaner, Health: hcPorts, Observer: m, Logger: log.Named("followup")})
-	rules, err := metrics.NewRules(reg)
+	layers, closeLayers, err := p.openLayers()
 	if err != nil {
 		return err
 	}
-	kernel = rules.Kernel(kernel)
-	kernel = &healthKernel{Kernel: kernel, health: health}
-	if cfg.wrapKernel != nil {
-		kernel = cfg.wrapKernel(kernel)
-	}
-
-	a := agent.New(cfg.NodeName, view, kernel, store)
-	if err := m.Watch(reg, a); err != nil {
+	defer closeLayers()
+	p.monitor = layers.monitor
+	p.agent = agent.New(cfg.NodeName, p.cached.view, layers.stack(p.dp), p.cached.store)
+	if err := p.m.Watch(p.reg, p.agent); err != nil {
 		return err
 	}
-	if tooOld != nil {
-		a.SetError(tooOld)
-	}
-	start := time.Now()
-	stats, warning, err := a.Start()
-	endStartGC()
-	switch {
-	case err != nil:
-		log.Error("cached view not programmed; the first update will program the whole view", "error", err)
-	case warning != nil:
-		log.Warn("cached view programmed without some entries", "version", view.Version(), "ops", stats.Ops, "read", stats.Read, "error", warning, "took", time.Since(start))
-	case view.Version() > 0:
-		log.Info("cached view programmed", "version", view.Version(), "entries", view.Len(), "ops", stats.Ops, "read", stats.Read, "took", time.Since(start))
-	}
-	if err == nil && view.Version() > 0 && store != nil {
-		if err := c.SaveKernelMark(dp.Mark().Encode()); err != nil {
-			log.Warn("kernel mark not saved: the next start reads the table back", "error", err)
-		}
-	}
+	p.programCached(endStartGC)
 
 	// After the start-up Sync: doorman's rules use conntrack, so its
 	// sysctls exist by now.
-	if _, err := conntrack.Apply(log, cfg.NetNSPath, runtime.NumCPU(), cfg.Conntrack); err != nil {
+	if _, err := conntrack.Apply(p.log, cfg.NetNSPath, runtime.NumCPU(), cfg.Conntrack); err != nil {
 		return err
 	}
+	return p.serve(ctx, cpService)
+}
 
-	stopInspect, err := serveInspect(log, cfg, a, tooOld)
+// checkConfig checks what Run cannot start without, and returns the
+// control plane's Service (zero when none is given).
+func checkConfig(cfg Config) (discovery.Service, error) {
+	if cfg.NodeName == "" {
+		return discovery.Service{}, errors.New("no node name")
+	}
+	if len(cfg.ControlPlanes) == 0 && cfg.ControlPlaneService == "" {
+		return discovery.Service{}, errors.New("no control plane: give addresses or a control-plane service")
+	}
+	if cfg.ControlPlaneService == "" {
+		return discovery.Service{}, nil
+	}
+	cpService, err := discovery.ParseService(cfg.ControlPlaneService)
+	if err != nil {
+		return discovery.Service{}, err
+	}
+	if cfg.Kubernetes == nil {
+		return discovery.Service{}, fmt.Errorf("control-plane service %s: no Kubernetes client", cfg.ControlPlaneService)
+	}
+	return cpService, nil
+}
+
+// newRegistry is a Run's own Prometheus registry, with the Go runtime's
+// and the process's metrics and the agent's.
+func newRegistry() (*prometheus.Registry, *metrics.Metrics, error) {
+	reg := prometheus.NewRegistry()
+	if err := reg.Register(collectors.NewGoCollector()); err != nil {
+		return nil, nil, fmt.Errorf("register go metrics: %w", err)
+	}
+	if err := reg.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
+		return nil, nil, fmt.Errorf("register process metrics: %w", err)
+	}
+	m, err := metrics.New(reg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return reg, m, nil
+}
+
+// parts is what one Run's start-up built, for the steps after it.
+type parts struct {
+	cfg     Config
+	log     hclog.Logger
+	reg     *prometheus.Registry
+	m       *metrics.Metrics
+	health  *healthcheck.Proxy
+	cached  startView
+	dp      *dataplane.Dataplane
+	monitor *drift.Monitor // nil: drift is found by the periodic resync only
+	agent   *agent.Agent
+}
+
+// startView is what the cache gives the start-up.
+type startView struct {
+	view  *state.View  // programmed at start-up (empty: nothing to program)
+	cache *cache.Cache // nil: no cache
+	// store is where the agent writes its view: the cache, nil when there
+	// is none or it could not be cleared of a too-old view.
+	store agent.Store
+	// tooOld is why the cached view was dropped unprogrammed (nil: it was
+	// not).
+	tooOld error
+}
+
+// loadCache opens the cache and takes from it the view to program,
+// dropping one older than cfg.MaxCacheAge. close closes the cache.
+func loadCache(ctx context.Context, log hclog.Logger, cfg Config, m *metrics.Metrics) (_ startView, close func()) {
+	loadStart := time.Now()
+	c, view := openCache(ctx, log.Named("cache"), cfg.CachePath, cfg.NodeName)
+	if c == nil {
+		return startView{view: state.New()}, func() {}
+	}
+	sv := startView{cache: c, store: c}
+	m.CacheLoaded(time.Since(loadStart))
+	var err error
+	if sv.view, sv.tooOld, err = freshView(c, view, cfg.MaxCacheAge, time.Now()); sv.tooOld != nil {
+		log.Warn("cached view too old to program: waiting for a control plane", "reason", sv.tooOld)
+	}
+	if err != nil {
+		log.Error("no cache: the too-old view could not be cleared from it", "error", err)
+		sv.store = nil
+	}
+	return sv, func() { closeOrWarn(log, "close cache", c.Close) }
+}
+
+// trustKernel lets the start-up Sync skip reading the table back while
+// the kernel is still as the cache's last write recorded it, and has
+// every later write record the kernel's Mark with the view.
+func (sv *startView) trustKernel(dp *dataplane.Dataplane) {
+	if sv.store == nil {
+		return
+	}
+	dp.Trust(dataplane.DecodeMark(sv.cache.KernelMark()))
+	sv.store = &markedStore{cache: sv.cache, dp: dp}
+}
+
+// programCached programs the cached view (when there is one), ends the
+// start-up's relaxed garbage collection, and records in the cache the
+// Mark of the kernel that now holds the view.
+func (p *parts) programCached(endStartGC func()) {
+	view := p.cached.view
+	if p.cached.tooOld != nil {
+		p.agent.SetError(p.cached.tooOld)
+	}
+	start := time.Now()
+	stats, warning, err := p.agent.Start()
+	endStartGC()
+	switch {
+	case err != nil:
+		p.log.Error("cached view not programmed; the first update will program the whole view", "error", err)
+	case warning != nil:
+		p.log.Warn("cached view programmed without some entries", "version", view.Version(), "ops", stats.Ops, "read", stats.Read, "error", warning, "took", time.Since(start))
+	case view.Version() > 0:
+		p.log.Info("cached view programmed", "version", view.Version(), "entries", view.Len(), "ops", stats.Ops, "read", stats.Read, "took", time.Since(start))
+	}
+	if err == nil && view.Version() > 0 && p.cached.store != nil {
+		if err := p.cached.cache.SaveKernelMark(p.dp.Mark().Encode()); err != nil {
+			p.log.Warn("kernel mark not saved: the next start reads the table back", "error", err)
+		}
+	}
+}
+
+// serve serves Inspect, /healthz and /livez, and /metrics, runs the drift
+// monitor's loop, the discovery of control planes and the cache's
+// confirmation, then streams from the control planes until ctx is done.
+// It stops them in the reverse order.
+func (p *parts) serve(ctx context.Context, cpService discovery.Service) error {
+	stopInspect, err := serveInspect(p.log, p.cfg, p.agent, p.cached.tooOld)
 	if err != nil {
 		return err
 	}
 	defer stopInspect()
-	healthHandler, err := metrics.Health(reg, health.Handler())
+	healthHandler, err := metrics.Health(p.reg, p.health.Handler())
 	if err != nil {
 		return err
 	}
-	stopHealth := serveHTTP(log, "health", cfg.HealthListener, healthHandler)
+	stopHealth := serveHTTP(p.log, "health", p.cfg.HealthListener, healthHandler)
 	defer stopHealth()
-	stopMetrics := serveHTTP(log, "metrics", cfg.MetricsListener, metrics.Handler(reg))
+	stopMetrics := serveHTTP(p.log, "metrics", p.cfg.MetricsListener, metrics.Handler(p.reg))
 	defer stopMetrics()
 
-	driftCtx, stopDrift := context.WithCancel(ctx)
-	driftDone := make(chan struct{})
-	go func() {
-		defer close(driftDone)
-		drift.Run(driftCtx, drift.Config{Agent: a, Monitor: monitor, Period: cfg.ResyncPeriod, Queued: health.QueuedRepair, Logger: log.Named("drift")})
-	}()
-	defer func() {
-		stopDrift()
-		<-driftDone
-	}()
-
-	targets := stream.Static(cfg.ControlPlanes...)
-	if cfg.ControlPlaneService != "" {
-		w, err := discovery.New(log.Named("discovery"), cfg.Kubernetes, cpService)
-		if err != nil {
-			return err
-		}
-		discoveryCtx, stopDiscovery := context.WithCancel(ctx)
-		discoveryDone := make(chan struct{})
-		go func() {
-			defer close(discoveryDone)
-			w.Run(discoveryCtx)
-		}()
-		defer func() {
-			stopDiscovery()
-			<-discoveryDone
-		}()
-		targets = func() []string { return joinTargets(cfg.ControlPlanes, w.Addresses()) }
+	stopDrift := runUntilStopped(ctx, func(ctx context.Context) {
+		drift.Run(ctx, drift.Config{Agent: p.agent, Monitor: p.monitor, Period: p.cfg.ResyncPeriod, Queued: p.health.QueuedRepair, Logger: p.log.Named("drift")})
+	})
+	defer stopDrift()
+	targets, stopDiscovery, err := p.discoverTargets(ctx, cpService)
+	if err != nil {
+		return err
 	}
-
-	if store != nil {
-		stopConfirm := confirmWhileConnected(log.Named("cache"), c, a, confirmPeriod)
+	defer stopDiscovery()
+	if p.cached.store != nil {
+		stopConfirm := confirmWhileConnected(p.log.Named("cache"), p.cached.cache, p.agent, confirmPeriod)
 		defer stopConfirm()
 	}
+	return p.stream(ctx, targets)
+}
 
-	log.Info("starting", "control_planes", cfg.ControlPlanes, "control_plane_service", cfg.ControlPlaneService)
-	err = stream.Run(ctx, stream.Config{
+// discoverTargets returns the control planes to dial: the configured
+// addresses, then (with a control-plane Service) the ready endpoints the
+// discovery watcher finds, which stop stops watching.
+func (p *parts) discoverTargets(ctx context.Context, cpService discovery.Service) (_ func() []string, stop func(), err error) {
+	if p.cfg.ControlPlaneService == "" {
+		return stream.Static(p.cfg.ControlPlanes...), func() {}, nil
+	}
+	w, err := discovery.New(p.log.Named("discovery"), p.cfg.Kubernetes, cpService)
+	if err != nil {
+		return nil, nil, err
+	}
+	stop = runUntilStopped(ctx, w.Run)
+	return func() []string { return joinTargets(p.cfg.ControlPlanes, w.Addresses()) }, stop, nil
+}
+
+// stream runs the stream to the control planes until ctx is done.
+func (p *parts) stream(ctx context.Context, targets func() []string) error {
+	p.log.Info("starting", "control_planes", p.cfg.ControlPlanes, "control_plane_service", p.cfg.ControlPlaneService)
+	err := stream.Run(ctx, stream.Config{
 		Targets: targets,
 		DialOptions: append([]grpc.DialOption{
-			grpc.WithStatsHandler(m.StatsHandler()),
-			grpc.WithStatsHandler(&receivedHandler{health: health}),
-		}, cfg.DialOptions...),
-		Agent:             a,
-		AcceptBehindAfter: cfg.AcceptBehindAfter,
-		Observer:          observers{m, &healthObserver{health: health}},
-		Logger:            bounded(log.Named("stream")),
+			grpc.WithStatsHandler(p.m.StatsHandler()),
+			grpc.WithStatsHandler(&receivedHandler{health: p.health}),
+		}, p.cfg.DialOptions...),
+		Agent:             p.agent,
+		AcceptBehindAfter: p.cfg.AcceptBehindAfter,
+		Observer:          observers{p.m, &healthObserver{health: p.health}},
+		Logger:            bounded(p.log.Named("stream")),
 	})
-	log.Info("stopping; kernel rules stay in place")
+	p.log.Info("stopping; kernel rules stay in place")
 	return err
+}
+
+// runUntilStopped runs run in a goroutine, with a context derived from
+// ctx; stop cancels that context and waits for run to return.
+func runUntilStopped(ctx context.Context, run func(context.Context)) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		run(ctx)
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
+}
+
+// closeOrWarn closes with close and logs, at Warn with msg, its error.
+func closeOrWarn(log hclog.Logger, msg string, close func() error) {
+	if err := close(); err != nil {
+		log.Warn(msg, "error", err)
+	}
 }
 
 // joinTargets is the static addresses, then the discovered ones not
@@ -460,9 +506,7 @@ func serveInspect(log hclog.Logger, cfg Config, a *agent.Agent, waiting error) (
 	return func() {
 		g.Stop()
 		wg.Wait()
-		if err := reader.Close(); err != nil {
-			log.Warn("close inspect dataplane", "error", err)
-		}
+		closeOrWarn(log, "close inspect dataplane", reader.Close)
 	}, nil
 }
 

@@ -3,7 +3,6 @@ package app
 import (
 	"context"
 	"errors"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,7 +13,6 @@ import (
 
 	"github.com/doorman-proxy/doorman/internal/testlog"
 	"github.com/doorman-proxy/doorman/internal/testnet"
-	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
 )
 
 // TestCleanup: --cleanup on a node where an agent programmed a view and
@@ -29,18 +27,7 @@ func TestCleanup(t *testing.T) {
 
 	dir := filepath.Join(t.TempDir(), "doorman")
 	cachePath := filepath.Join(dir, "agent.db")
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cp := serveControlPlane(t, lis)
-	run := startAgent(t, ns, cachePath, lis.Addr().String())
-	receive(t, cp.hellos, "hello")
-	view := entries(t)
-	cp.updates <- &doormanv1.SyncResponse{Version: 1, Full: true, Upserts: view, ViewDigest: digestOf(view)}
-	if r := receive(t, cp.replies, "ack"); r.GetAck().GetVersion() != 1 {
-		t.Fatalf("reply %v, want an ack of version 1\nlogs:\n%s", r, run.logs.String())
-	}
+	run, _ := programmedAgentIn(t, ns, cachePath)
 	if err := os.WriteFile(cachePath+".corrupt-1", []byte("not bbolt"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -108,22 +95,11 @@ func TestCleanup(t *testing.T) {
 func TestCleanupGivesUp(t *testing.T) {
 	ns := testnet.NewNS(t, "agent")
 	cachePath := filepath.Join(t.TempDir(), "doorman", "agent.db")
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cp := serveControlPlane(t, lis)
-	run := startAgent(t, ns, cachePath, lis.Addr().String())
-	receive(t, cp.hellos, "hello")
-	view := entries(t)
-	cp.updates <- &doormanv1.SyncResponse{Version: 1, Full: true, Upserts: view, ViewDigest: digestOf(view)}
-	if r := receive(t, cp.replies, "ack"); r.GetAck().GetVersion() != 1 {
-		t.Fatalf("reply %v, want an ack of version 1\nlogs:\n%s", r, run.logs.String())
-	}
+	programmedAgentIn(t, ns, cachePath)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
-	err = Cleanup(ctx, CleanupConfig{CachePath: cachePath, NetNSPath: ns.Path()})
+	err := Cleanup(ctx, CleanupConfig{CachePath: cachePath, NetNSPath: ns.Path()})
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Cleanup while the agent runs: %v, want the deadline", err)
 	}

@@ -38,19 +38,27 @@ func (r *agentRun) getState(t *testing.T) *doormanv1.GetStateResponse {
 func programmedAgent(t *testing.T) (*testnet.NS, *agentRun, *controlPlane) {
 	t.Helper()
 	ns := testnet.NewNS(t, "agent")
+	run, cp := programmedAgentIn(t, ns, "")
+	return ns, run, cp
+}
+
+// programmedAgentIn starts an agent in ns, with the cache at cachePath
+// ("" = none), and has it program one full view.
+func programmedAgentIn(t *testing.T, ns *testnet.NS, cachePath string) (*agentRun, *controlPlane) {
+	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	cp := serveControlPlane(t, lis)
-	run := startAgent(t, ns, "", lis.Addr().String())
+	run := startAgent(t, ns, cachePath, lis.Addr().String())
 	receive(t, cp.hellos, "hello")
 	view := entries(t)
 	cp.updates <- &doormanv1.SyncResponse{Version: 1, Full: true, Upserts: view, ViewDigest: digestOf(view)}
 	if r := receive(t, cp.replies, "ack"); r.GetAck().GetVersion() != 1 {
 		t.Fatalf("reply %v, want an ack of version 1\nlogs:\n%s", r, run.logs.String())
 	}
-	return ns, run, cp
+	return run, cp
 }
 
 // changedView is entries with the web Service's second endpoint moved to

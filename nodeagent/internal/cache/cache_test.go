@@ -83,18 +83,8 @@ func TestSaveLoad(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), "cache.db")
+			path := written(t, "node-1", tc.steps)
 			c, err := Open(path, "node-1")
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := tc.steps(c); err != nil {
-				t.Fatal(err)
-			}
-			if err := c.Close(); err != nil {
-				t.Fatal(err)
-			}
-			c, err = Open(path, "node-1")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -110,22 +100,31 @@ func TestSaveLoad(t *testing.T) {
 	}
 }
 
-// writeValid writes a cache file holding two entries and returns its path.
-func writeValid(t *testing.T) string {
+// written returns the path of a new cache file for node that steps
+// wrote, closed.
+func written(t *testing.T, node string, steps func(c *Cache) error) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "cache.db")
-	c, err := Open(path, "node-1")
+	c, err := Open(path, node)
 	if err != nil {
 		t.Fatal(err)
 	}
-	web, db := entry(t, "web", "10.244.1.1"), entry(t, "db", "10.244.2.1")
-	if err := c.Save(7, []state.Change{{Key: web.Key, New: web}, {Key: db.Key, New: db}}); err != nil {
+	if err := steps(c); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
 	}
 	return path
+}
+
+// writeValid writes a cache file holding two entries and returns its path.
+func writeValid(t *testing.T) string {
+	t.Helper()
+	web, db := entry(t, "web", "10.244.1.1"), entry(t, "db", "10.244.2.1")
+	return written(t, "node-1", func(c *Cache) error {
+		return c.Save(7, []state.Change{{Key: web.Key, New: web}, {Key: db.Key, New: db}})
+	})
 }
 
 // rawUpdate edits the file through bbolt directly.

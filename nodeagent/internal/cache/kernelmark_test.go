@@ -1,7 +1,6 @@
 package cache
 
 import (
-	"path/filepath"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -16,6 +15,7 @@ import (
 func TestKernelMark(t *testing.T) {
 	web := entry(t, "web", "10.244.1.1")
 	web2 := entry(t, "web", "10.244.1.2")
+	saveWeb := func(c *Cache) error { return c.Save(1, []state.Change{{Key: web.Key, New: web}}) }
 	for _, tc := range []struct {
 		name  string
 		steps func(c *Cache) error
@@ -23,13 +23,13 @@ func TestKernelMark(t *testing.T) {
 	}{
 		{
 			name:  "written without a mark",
-			steps: func(c *Cache) error { return c.Save(1, []state.Change{{Key: web.Key, New: web}}) },
+			steps: saveWeb,
 		},
 		{
 			name: "saved with the view",
 			steps: func(c *Cache) error {
 				c.SetKernelMark([]byte("one"))
-				return c.Save(1, []state.Change{{Key: web.Key, New: web}})
+				return saveWeb(c)
 			},
 			want: []byte("one"),
 		},
@@ -37,7 +37,7 @@ func TestKernelMark(t *testing.T) {
 			name: "each write replaces it",
 			steps: func(c *Cache) error {
 				c.SetKernelMark([]byte("one"))
-				if err := c.Save(1, []state.Change{{Key: web.Key, New: web}}); err != nil {
+				if err := saveWeb(c); err != nil {
 					return err
 				}
 				c.SetKernelMark([]byte("two"))
@@ -49,7 +49,7 @@ func TestKernelMark(t *testing.T) {
 			name: "a write without one removes it",
 			steps: func(c *Cache) error {
 				c.SetKernelMark([]byte("one"))
-				if err := c.Save(1, []state.Change{{Key: web.Key, New: web}}); err != nil {
+				if err := saveWeb(c); err != nil {
 					return err
 				}
 				c.SetKernelMark(nil)
@@ -59,7 +59,7 @@ func TestKernelMark(t *testing.T) {
 		{
 			name: "saved alone",
 			steps: func(c *Cache) error {
-				if err := c.Save(1, []state.Change{{Key: web.Key, New: web}}); err != nil {
+				if err := saveWeb(c); err != nil {
 					return err
 				}
 				return c.SaveKernelMark([]byte("alone"))
@@ -74,7 +74,7 @@ func TestKernelMark(t *testing.T) {
 			name: "cleared with the view",
 			steps: func(c *Cache) error {
 				c.SetKernelMark([]byte("one"))
-				if err := c.Save(1, []state.Change{{Key: web.Key, New: web}}); err != nil {
+				if err := saveWeb(c); err != nil {
 					return err
 				}
 				return c.Clear()
@@ -82,18 +82,7 @@ func TestKernelMark(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), "cache.db")
-			c, err := Open(path, "node")
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := tc.steps(c); err != nil {
-				t.Fatal(err)
-			}
-			if err := c.Close(); err != nil {
-				t.Fatal(err)
-			}
-			c, _, err = openView(path, "node")
+			c, _, err := openView(written(t, "node", tc.steps), "node")
 			if err != nil {
 				t.Fatal(err)
 			}

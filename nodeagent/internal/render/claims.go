@@ -267,7 +267,30 @@ type Plan struct {
 // kernel took it. The cost is that of the changed entries (and of the
 // few entries whose frontends change hands), not of the table.
 func (c *Claims) Plan(changes []Change) (*Plan, error) {
-	p := &Plan{Moves: make([]Move, 0, len(changes)), after: map[frontendID][]claimant{}}
+	changed, err := changedKeys(changes)
+	if err != nil {
+		return nil, err
+	}
+	pl := &planner{
+		claims:  c,
+		changed: changed,
+		plan:    &Plan{Moves: make([]Move, 0, len(changes)), after: map[frontendID][]claimant{}},
+	}
+	for _, ch := range changes {
+		if err := pl.move(ch); err != nil {
+			return nil, err
+		}
+	}
+	if err := pl.moveBystanders(pl.electOwners()); err != nil {
+		return nil, err
+	}
+	pl.keepOwned()
+	return pl.plan, nil
+}
+
+// changedKeys is the set of keys changes change; a key changed twice is
+// an error.
+func changedKeys(changes []Change) (map[string]bool, error) {
 	changed := make(map[string]bool, len(changes))
 	for _, ch := range changes {
 		if changed[ch.Key] {
@@ -275,47 +298,68 @@ func (c *Claims) Plan(changes []Change) (*Plan, error) {
 		}
 		changed[ch.Key] = true
 	}
-	claimants := func(id frontendID) []claimant {
-		if list, ok := p.after[id]; ok {
-			return list
-		}
-		var list []claimant
-		if cur, ok := c.owner[id]; ok && !changed[cur.key] {
-			list = append(list, cur)
-		}
-		for _, o := range c.others[id] {
-			if !changed[o.key] {
-				list = append(list, o)
-			}
-		}
+	return changed, nil
+}
+
+// planner builds one Plan of claims.
+type planner struct {
+	claims  *Claims
+	changed map[string]bool // the keys the update changes
+	plan    *Plan
+}
+
+// claimants returns the claimants of id after the update as planned so
+// far: at first, its owner and other claimants but for the entries the
+// update changes.
+func (pl *planner) claimants(id frontendID) []claimant {
+	if list, ok := pl.plan.after[id]; ok {
 		return list
 	}
-	for _, ch := range changes {
-		oldObjs, err := Entry(ch.Old)
-		if err != nil {
-			return nil, fmt.Errorf("old value of %w", err)
-		}
-		newObjs, err := Entry(ch.New)
-		if err != nil {
-			return nil, err
-		}
-		for _, cl := range oldObjs.Claims {
-			// An old value the table does not hold would delete nothing
-			// (or what another entry owns): refuse it, as the kernel
-			// refuses to delete an element it does not have.
-			if !c.holds(ch.Key, cl.id) {
-				return nil, fmt.Errorf("entry %q: old value claims %s, which the table does not record for it", ch.Key, cl)
-			}
-			p.after[cl.id] = claimants(cl.id)
-		}
-		for _, cl := range newObjs.Claims {
-			p.after[cl.id] = append(claimants(cl.id), claimant{key: ch.Key, entry: ch.New, kind: cl.Kind})
-		}
-		p.Moves = append(p.Moves, Move{Key: ch.Key, Old: oldObjs, New: newObjs})
+	var list []claimant
+	if cur, ok := pl.claims.owner[id]; ok && !pl.changed[cur.key] {
+		list = append(list, cur)
 	}
-	// Owner first; unchanged entries that gain or lose a frontend move too.
-	bystanders := map[string]*doormanv1.Entry{}
-	for id, list := range p.after {
+	for _, o := range pl.claims.others[id] {
+		if !pl.changed[o.key] {
+			list = append(list, o)
+		}
+	}
+	return list
+}
+
+// move renders ch's old and new value and plans its claims: the old
+// value's are dropped, the new value's added.
+func (pl *planner) move(ch Change) error {
+	oldObjs, err := Entry(ch.Old)
+	if err != nil {
+		return fmt.Errorf("old value of %w", err)
+	}
+	newObjs, err := Entry(ch.New)
+	if err != nil {
+		return err
+	}
+	for _, cl := range oldObjs.Claims {
+		// An old value the table does not hold would delete nothing
+		// (or what another entry owns): refuse it, as the kernel
+		// refuses to delete an element it does not have.
+		if !pl.claims.holds(ch.Key, cl.id) {
+			return fmt.Errorf("entry %q: old value claims %s, which the table does not record for it", ch.Key, cl)
+		}
+		pl.plan.after[cl.id] = pl.claimants(cl.id)
+	}
+	for _, cl := range newObjs.Claims {
+		pl.plan.after[cl.id] = append(pl.claimants(cl.id), claimant{key: ch.Key, entry: ch.New, kind: cl.Kind})
+	}
+	pl.plan.Moves = append(pl.plan.Moves, Move{Key: ch.Key, Old: oldObjs, New: newObjs})
+	return nil
+}
+
+// electOwners puts each touched frontend's owner first among its
+// claimants, and returns the unchanged entries that gain or lose a
+// frontend by it (bystanders): they move too.
+func (pl *planner) electOwners() (bystanders map[string]*doormanv1.Entry) {
+	bystanders = map[string]*doormanv1.Entry{}
+	for id, list := range pl.plan.after {
 		best := 0
 		for i := range list {
 			if list[i].before(list[best]) {
@@ -325,41 +369,54 @@ func (c *Claims) Plan(changes []Change) (*Plan, error) {
 		if best != 0 {
 			list[0], list[best] = list[best], list[0]
 		}
-		prev, had := c.owner[id]
+		prev, had := pl.claims.owner[id]
 		switch {
 		case len(list) > 0 && (!had || list[0].key != prev.key):
-			if !changed[list[0].key] {
+			if !pl.changed[list[0].key] {
 				bystanders[list[0].key] = list[0].entry
 			}
-			if had && !changed[prev.key] {
+			if had && !pl.changed[prev.key] {
 				bystanders[prev.key] = prev.entry
 			}
-		case len(list) == 0 && had && !changed[prev.key]:
+		case len(list) == 0 && had && !pl.changed[prev.key]:
 			bystanders[prev.key] = prev.entry
 		}
 	}
+	return bystanders
+}
+
+// moveBystanders adds a Move for each bystander, in the order of their
+// keys, from and to its unchanged value.
+func (pl *planner) moveBystanders(bystanders map[string]*doormanv1.Entry) error {
 	for _, key := range slices.Sorted(maps.Keys(bystanders)) {
 		objs, err := Entry(bystanders[key])
 		if err != nil {
-			return nil, err
+			return err
 		}
-		p.Moves = append(p.Moves, Move{Key: key, Old: objs, New: objs})
+		pl.plan.Moves = append(pl.plan.Moves, Move{Key: key, Old: objs, New: objs})
 	}
-	ownerAfter := func(id frontendID) string {
-		if list, ok := p.after[id]; ok {
-			if len(list) == 0 {
-				return ""
-			}
-			return list[0].key
+	return nil
+}
+
+// keepOwned takes out of each Move the frontends its entry does not own:
+// before the update from its old objects, after it from its new ones.
+func (pl *planner) keepOwned() {
+	for i := range pl.plan.Moves {
+		m := &pl.plan.Moves[i]
+		m.Old = m.Old.owned(m.Key, pl.claims.ownerOf)
+		m.New = m.New.owned(m.Key, pl.ownerAfter)
+	}
+}
+
+// ownerAfter is the key of id's owner after the update ("" for none).
+func (pl *planner) ownerAfter(id frontendID) string {
+	if list, ok := pl.plan.after[id]; ok {
+		if len(list) == 0 {
+			return ""
 		}
-		return c.ownerOf(id)
+		return list[0].key
 	}
-	for i := range p.Moves {
-		m := &p.Moves[i]
-		m.Old = m.Old.owned(m.Key, c.ownerOf)
-		m.New = m.New.owned(m.Key, ownerAfter)
-	}
-	return p, nil
+	return pl.claims.ownerOf(id)
 }
 
 // Commit records a plan the kernel took.
