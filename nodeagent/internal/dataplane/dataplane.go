@@ -189,7 +189,7 @@ func (b *batch) addChain(c render.Chain) {
 
 func (b *batch) addRules(nc *nftables.Chain, rules []render.Rule) {
 	for _, r := range rules {
-		b.d.conn.AddRule(&nftables.Rule{Table: b.d.table, Chain: nc, Exprs: r.Exprs, UserData: ruleComment(r.Text)})
+		b.d.conn.AddRule(&nftables.Rule{Table: b.d.table, Chain: nc, Exprs: r.Exprs, UserData: ruleComment(r)})
 		b.ops++
 	}
 }

@@ -284,7 +284,7 @@ func (f *Fake) fillChain(c render.Chain) int {
 	nc := f.kt.chains[c.Name]
 	rules := make([]*nftables.Rule, 0, len(c.Rules))
 	for _, r := range c.Rules {
-		rules = append(rules, &nftables.Rule{Table: f.table, Chain: nc, Exprs: r.Exprs, UserData: ruleComment(r.Text)})
+		rules = append(rules, &nftables.Rule{Table: f.table, Chain: nc, Exprs: r.Exprs, UserData: ruleComment(r)})
 	}
 	f.kt.rules[c.Name] = rules
 	return len(rules)

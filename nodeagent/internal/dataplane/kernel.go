@@ -173,24 +173,31 @@ func chainHookMatches(k *nftables.Chain, want render.Chain) bool {
 		(k.Policy == nil || *k.Policy == nftables.ChainPolicyAccept)
 }
 
-// ruleComment is how a rule carries its nft text into the kernel.
-func ruleComment(text string) []byte {
-	return userdata.AppendString(nil, userdata.TypeComment, text)
+// ruleComment is how a rule carries its nft text and the hash of its
+// expressions into the kernel (see render.Rule.Comment).
+func ruleComment(r render.Rule) []byte {
+	return userdata.AppendString(nil, userdata.TypeComment, r.Comment())
 }
 
-func ruleText(r *nftables.Rule) string {
+// kernelComment is a kernel rule's comment, "" when it has none.
+func kernelComment(r *nftables.Rule) string {
 	s, _ := userdata.GetString(r.UserData, userdata.TypeComment)
 	return s
 }
 
+// ruleText is a kernel rule's nft text: its comment less the key.
+func ruleText(r *nftables.Rule) string { return render.CommentText(kernelComment(r)) }
+
 // rulesMatch reports whether the kernel's rules of a chain are the wanted
-// ones: same texts (stored as comments) and expression counts, in order.
+// ones: same comments (text and the hash of the expressions they were
+// written from) and expression counts, in order. A rule written from other
+// expressions, or by a version that stored only the text, does not match.
 func rulesMatch(kernel []*nftables.Rule, want []render.Rule) bool {
 	if len(kernel) != len(want) {
 		return false
 	}
 	for i, r := range kernel {
-		if ruleText(r) != want[i].Text || len(r.Exprs) != len(want[i].Exprs) {
+		if len(r.Exprs) != len(want[i].Exprs) || kernelComment(r) != want[i].Comment() {
 			return false
 		}
 	}

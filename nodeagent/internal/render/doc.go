@@ -2,9 +2,14 @@
 // entries of proto/doorman/v1) into doorman's nftables table as plain data:
 // sets and maps with typed elements in kernel byte layout, chains with rules
 // built from github.com/google/nftables/expr values, each rule carrying the
-// nft text it stands for. It is pure: values in, values out. It must not
-// import netlink, gRPC, bbolt, logging or the clock; it imports the
-// nftables expr package only for its data types.
+// nft text it stands for: exactly what `nft list` prints for those
+// expressions (kernel tests check it), and, with a hash of the
+// expressions, the rule's comment in the kernel (Rule.Comment), by which
+// the dataplane recognises rules that are its own and current. The golden
+// files in testdata are files `nft -c -f` reads. It is pure: values in,
+// values out. It must not import netlink, gRPC, bbolt, logging or the
+// clock; it imports the nftables expr package only for its data types (and
+// their netlink encoding, for the hash).
 //
 // # Layout
 //
@@ -13,7 +18,7 @@
 // timeout; Services exist only as map elements, so a packet's path and a
 // change's cost do not depend on how many Services there are:
 //
-//	services:            ip daddr @cluster-ips ip saddr != @pod-cidrs meta mark set meta mark | 0x4000
+//	services:            ip daddr @cluster-ips ip saddr != @pod-cidrs meta mark set meta mark | 0x00004000
 //	                     (the local test as Options say; every ClusterIP with MasqueradeAll)
 //	                     ip daddr . meta l4proto . th dport vmap @service-ips
 //	                     (and ip6 … @service-ips6)
@@ -22,7 +27,7 @@
 //	service-K:           dnat ip to ip daddr . meta l4proto . th dport . numgen random mod K map @service-endpoints
 //	                     (external-K, local-K, nodeport-local-K, nodeport-internal-K and the
 //	                     "-affinity-T" variants alike: see ChainKind)
-//	nodeport-K:          meta mark set meta mark | 0x4000
+//	nodeport-K:          meta mark set meta mark | 0x00004000
 //	                     dnat ip to meta l4proto . th dport . numgen random mod K map @nodeport-endpoints
 //	nat-postrouting:     masquerade what carries mark 0x4000 (clearing it)
 //	endpoints-check:     no-endpoint-services / no-endpoint-nodeports vmaps → goto reject-chain

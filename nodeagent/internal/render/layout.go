@@ -1,7 +1,9 @@
 package render
 
 import (
+	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -195,6 +197,52 @@ func (s Set) TypeText() string {
 		writeTypes(&b, s.Data)
 	}
 	return b.String()
+}
+
+// DeclText declares the set's type in nft syntax: "type <TypeText>",
+// or, for a set holding an endpoint index, "typeof" with the expressions
+// that fill it ("typeof ip daddr . meta l4proto . th dport . numgen random
+// mod 1 : ip daddr . th dport"). nft lists such a set's index as "mark",
+// but reads numgen's value as an integer, which it accepts only in a set
+// declared by typeof.
+func (s Set) DeclText() string {
+	if !slices.Contains(s.Key, TypeIndex) {
+		return "type " + s.TypeText()
+	}
+	var b strings.Builder
+	b.WriteString("typeof ")
+	writeTypeofs(&b, s.Key)
+	if s.IsMap() {
+		b.WriteString(" : ")
+		writeTypeofs(&b, s.Data)
+	}
+	return b.String()
+}
+
+func writeTypeofs(b *strings.Builder, ts []Type) {
+	for i, t := range ts {
+		if i > 0 {
+			b.WriteString(" . ")
+		}
+		b.WriteString(t.typeof())
+	}
+}
+
+// typeof is an expression of the field's type, for a typeof declaration.
+func (t Type) typeof() string {
+	switch t {
+	case TypeIPv4:
+		return "ip daddr"
+	case TypeIPv6:
+		return "ip6 daddr"
+	case TypeProto:
+		return "meta l4proto"
+	case TypePort:
+		return "th dport"
+	case TypeIndex:
+		return "numgen random mod 1"
+	}
+	return t.String()
 }
 
 // FlagsText is the set's flags as nft prints them, "" when none.
@@ -485,7 +533,7 @@ var protoNames = map[byte]string{unix.IPPROTO_TCP: "tcp", unix.IPPROTO_UDP: "udp
 func (s ChainSpec) Name() string {
 	if s.Kind.perEndpoint() {
 		e := s.Endpoint
-		return kindPrefix[s.Kind] + protoNames[e.Proto] + "-" + e.Addr.String() + "-" +
+		return kindPrefix[s.Kind] + protoNames[e.Proto] + "-" + addrNameText(e.Addr) + "-" +
 			strconv.Itoa(int(e.Port)) + "-" + strconv.FormatUint(uint64(s.Affinity), 10)
 	}
 	n := kindPrefix[s.Kind] + strconv.Itoa(s.K)
@@ -540,7 +588,7 @@ func parseAffinityChainName(kind ChainKind, rest string) (ChainSpec, bool) {
 			spec.Endpoint.Proto = p
 		}
 	}
-	addr, err := netip.ParseAddr(parts[1])
+	addr, err := parseAddrNameText(parts[1])
 	port, portOK := positive(parts[2])
 	t, tOK := affinityTimeout(parts[3])
 	if spec.Endpoint.Proto == 0 || err != nil || addr.Zone() != "" || addr.Is4In6() || !portOK || port > 65535 || !tOK {
@@ -551,6 +599,30 @@ func parseAffinityChainName(kind ChainKind, rest string) (ChainSpec, bool) {
 		return ChainSpec{}, false // not the canonical spelling
 	}
 	return spec, true
+}
+
+// addrNameText spells an address for a chain name: an IPv6 address with
+// "." for ":" ("fd00.244.1..6"), as nft reads no ":" in a chain name.
+func addrNameText(a netip.Addr) string {
+	if a.Is6() {
+		return strings.ReplaceAll(a.String(), ":", ".")
+	}
+	return a.String()
+}
+
+// parseAddrNameText reads addrNameText's spelling.
+func parseAddrNameText(s string) (netip.Addr, error) {
+	if strings.Contains(s, ":") {
+		return netip.Addr{}, fmt.Errorf("address %q in a chain name has a colon", s)
+	}
+	if a, err := netip.ParseAddr(s); err == nil {
+		return a, nil
+	}
+	a, err := netip.ParseAddr(strings.ReplaceAll(s, ".", ":"))
+	if err != nil || !a.Is6() {
+		return netip.Addr{}, fmt.Errorf("address %q in a chain name: not an address", s)
+	}
+	return a, nil
 }
 
 func affinityTimeout(s string) (uint32, bool) {

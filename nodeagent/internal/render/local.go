@@ -244,13 +244,13 @@ func (o Options) fromPodsRules(byPort bool, set4, set6 string) []Rule {
 // of the dispatch in the services chain, one per family (none without
 // MasqueradeAll or MasqueradeNonLocal): all of it with MasqueradeAll,
 //
-//	ip daddr @cluster-ips meta mark set meta mark | 0x4000
+//	ip daddr @cluster-ips meta mark set meta mark | 0x00004000
 //
 // else what is not from a Pod of this node (a client outside the cluster
 // routed to a ClusterIP, or the node itself), so its replies come back
 // through this node whichever node the endpoint is on:
 //
-//	ip daddr @cluster-ips ip saddr != @pod-cidrs meta mark set meta mark | 0x4000
+//	ip daddr @cluster-ips ip saddr != @pod-cidrs meta mark set meta mark | 0x00004000
 func (o Options) clusterIPMasqRules() []Rule {
 	if !o.MasqueradeAll && !o.MasqueradeNonLocal {
 		return nil

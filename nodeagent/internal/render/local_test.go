@@ -27,7 +27,7 @@ var localModeOptions = map[string]Options{
 func TestLocalModeRules(t *testing.T) {
 	const (
 		dispatch4 = "ip daddr . meta l4proto . th dport vmap @service-ips"
-		fromNode  = "fib saddr type local meta mark set meta mark | 0x4000"
+		fromNode  = "fib saddr type local meta mark set meta mark | 0x00004000"
 	)
 	tests := map[string]struct {
 		services, localIPs, localNodePorts []string // the rules before the dispatch / before the node's own
@@ -47,8 +47,8 @@ func TestLocalModeRules(t *testing.T) {
 		},
 		"NodeCIDR": {
 			services: []string{
-				"ip daddr @cluster-ips ip saddr != @pod-cidrs meta mark set meta mark | 0x4000",
-				"ip6 daddr @cluster-ips6 ip6 saddr != @pod-cidrs6 meta mark set meta mark | 0x4000",
+				"ip daddr @cluster-ips ip saddr != @pod-cidrs meta mark set meta mark | 0x00004000",
+				"ip6 daddr @cluster-ips6 ip6 saddr != @pod-cidrs6 meta mark set meta mark | 0x00004000",
 			},
 			localIPs: []string{
 				"ip saddr @pod-cidrs ip daddr . meta l4proto . th dport vmap @local-internal-ips",
@@ -61,8 +61,8 @@ func TestLocalModeRules(t *testing.T) {
 		},
 		"ClusterCIDR": {
 			services: []string{
-				"ip daddr @cluster-ips ip saddr != 10.244.0.0/16 meta mark set meta mark | 0x4000",
-				"ip6 daddr @cluster-ips6 ip6 saddr != fd00:10:244::/56 meta mark set meta mark | 0x4000",
+				"ip daddr @cluster-ips ip saddr != 10.244.0.0/16 meta mark set meta mark | 0x00004000",
+				"ip6 daddr @cluster-ips6 ip6 saddr != fd00:10:244::/56 meta mark set meta mark | 0x00004000",
 			},
 			localIPs: []string{
 				"ip saddr 10.244.0.0/16 ip daddr . meta l4proto . th dport vmap @local-internal-ips",
@@ -76,14 +76,14 @@ func TestLocalModeRules(t *testing.T) {
 		// A family without a cluster CIDR has no local test, as kube-proxy's
 		// no-op detector: no split, no masquerade.
 		"ClusterCIDR-v4only": {
-			services:       []string{"ip daddr @cluster-ips ip saddr != 10.244.0.0/16 meta mark set meta mark | 0x4000"},
+			services:       []string{"ip daddr @cluster-ips ip saddr != 10.244.0.0/16 meta mark set meta mark | 0x00004000"},
 			localIPs:       []string{"ip saddr 10.244.0.0/16 ip daddr . meta l4proto . th dport vmap @local-internal-ips"},
 			localNodePorts: []string{"ip saddr 10.244.0.0/16 meta l4proto . th dport vmap @local-internal-nodeports"},
 		},
 		"BridgeInterface": {
 			services: []string{
-				`ip daddr @cluster-ips iifname != "cni0" meta mark set meta mark | 0x4000`,
-				`ip6 daddr @cluster-ips6 iifname != "cni0" meta mark set meta mark | 0x4000`,
+				`ip daddr @cluster-ips iifname != "cni0" meta mark set meta mark | 0x00004000`,
+				`ip6 daddr @cluster-ips6 iifname != "cni0" meta mark set meta mark | 0x00004000`,
 			},
 			localIPs: []string{
 				`iifname "cni0" ip daddr . meta l4proto . th dport vmap @local-internal-ips`,
@@ -96,8 +96,8 @@ func TestLocalModeRules(t *testing.T) {
 		},
 		"InterfaceNamePrefix": {
 			services: []string{
-				`ip daddr @cluster-ips iifname != "veth*" meta mark set meta mark | 0x4000`,
-				`ip6 daddr @cluster-ips6 iifname != "veth*" meta mark set meta mark | 0x4000`,
+				`ip daddr @cluster-ips iifname != "veth*" meta mark set meta mark | 0x00004000`,
+				`ip6 daddr @cluster-ips6 iifname != "veth*" meta mark set meta mark | 0x00004000`,
 			},
 			localIPs: []string{
 				`iifname "veth*" ip daddr . meta l4proto . th dport vmap @local-internal-ips`,
@@ -110,8 +110,8 @@ func TestLocalModeRules(t *testing.T) {
 		},
 		"MasqueradeAll": {
 			services: []string{
-				"ip daddr @cluster-ips meta mark set meta mark | 0x4000",
-				"ip6 daddr @cluster-ips6 meta mark set meta mark | 0x4000",
+				"ip daddr @cluster-ips meta mark set meta mark | 0x00004000",
+				"ip6 daddr @cluster-ips6 meta mark set meta mark | 0x00004000",
 			},
 			localIPs: []string{
 				`iifname "cni0" ip daddr . meta l4proto . th dport vmap @local-internal-ips`,

@@ -500,7 +500,8 @@ func TestChainNames(t *testing.T) {
 		"affinity-tcp-10.244.1.10-80", "affinity-icmp-10.244.1.10-80-30", "affinity-tcp-10.244.1.010-80-30",
 		"affinity-tcp-10.244.1.10-0-30", "affinity-tcp-10.244.1.10-65536-30", "affinity-tcp-10.244.1.10-80-86401",
 		"affinity-tcp-FD00::1-80-30", "affinity-tcp-::ffff:10.0.0.1-80-30", "affinity-pick-tcp-10.244.1.10-080-30",
-		"affinity-tcp-fe80::1%eth0-80-30",
+		"affinity-tcp-fe80::1%eth0-80-30", "affinity-tcp-fd00:244:1::6-8443-60", "affinity-tcp-FD00..1-80-30",
+		"affinity-tcp-fd00.0.0.0.0.0.0.1-80-30", "affinity-tcp-10.244.1-80-30",
 	} {
 		if spec, ok := ParseChainName(name); ok {
 			t.Errorf("ParseChainName(%q) = %+v, want refused", name, spec)

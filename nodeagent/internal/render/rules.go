@@ -1,21 +1,82 @@
 package render
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
 )
 
 // Rule is one nftables rule: the expressions the kernel runs and the nft
-// text they stand for. Text is also stored in the kernel as the rule's
-// comment, which is how the dataplane recognises its own rules.
+// text they stand for, exactly as `nft list` prints those expressions.
+// Text and a hash of the expressions are stored in the kernel as the
+// rule's comment (see Comment), which is how the dataplane recognises its
+// own rules.
 type Rule struct {
 	Text  string
 	Exprs []expr.Any
+	// Untyped: nft prints the constants of this rule's looked-up
+	// concatenation as untyped hex and cannot read Text back (see
+	// affinityRule), so Table.String shows Text as an nft comment.
+	Untyped bool
+}
+
+// MaxComment is the longest comment a rule carries: the kernel keeps at
+// most NFT_USERDATA_MAXLEN (256) bytes of a rule's user data, of which the
+// comment's type, length and closing NUL take 3.
+const MaxComment = 253
+
+// keySep separates a comment's text from its key.
+const keySep = " #"
+
+// Key is a short hash of the rule's expressions as the kernel receives
+// them (8 hex digits of the SHA-256 of their netlink encodings): any
+// change to the expressions changes it, whatever Text says.
+func (r Rule) Key() string {
+	h := sha256.New()
+	for _, e := range r.Exprs {
+		b, err := expr.Marshal(byte(unix.NFPROTO_INET), e)
+		if err != nil {
+			b = fmt.Appendf(nil, "%T: %v", e, err) // unencodable: still told apart
+		}
+		h.Write(b)
+	}
+	return hex.EncodeToString(h.Sum(nil)[:4])
+}
+
+// Comment is what the kernel stores as the rule's comment, and how the
+// dataplane recognises its rules: Text, then " #" and Key ("ip daddr . meta
+// l4proto . th dport vmap @service-ips #1a2b3c4d"), the text cut short
+// ("...") when the whole would pass MaxComment. A rule whose expressions
+// change gets another comment even if its Text stays the same.
+func (r Rule) Comment() string {
+	key := keySep + r.Key()
+	text := r.Text
+	if len(text)+len(key) > MaxComment {
+		const more = "..."
+		n := MaxComment - len(key) - len(more)
+		for n > 0 && !utf8.RuneStart(text[n]) {
+			n--
+		}
+		text = text[:n] + more
+	}
+	return text + key
+}
+
+// CommentText is the text of a comment Comment made: the comment without
+// its key.
+func CommentText(comment string) string {
+	if i := strings.LastIndex(comment, keySep); i >= 0 {
+		return comment[:i]
+	}
+	return comment
 }
 
 // Registers. nft concatenations load each field into consecutive 32-bit
@@ -34,6 +95,9 @@ const (
 
 // masqMark is the packet mark bit that asks nat-postrouting to masquerade.
 const masqMark = 0x4000
+
+// markText is a mark as nft prints it: 32 bits in hex, "0x00004000".
+func markText(v uint32) string { return fmt.Sprintf("0x%08x", v) }
 
 func native32(v uint32) []byte {
 	b := make([]byte, 4)
@@ -202,12 +266,19 @@ func numgenText(k, off int) string {
 // member map (a jump that returns when the client is not remembered there),
 // then picks one at random:
 //
-//	ip daddr . meta l4proto . th dport . 0 vmap @affinity-members
+//	ip daddr . meta l4proto . th dport . numgen random mod 1 vmap @affinity-members
+//	ip daddr . meta l4proto . th dport . numgen random mod 1 offset 1 vmap @affinity-members
 //	…
-//	ip daddr . meta l4proto . th dport . K-1 vmap @affinity-members
+//	ip daddr . meta l4proto . th dport . numgen random mod 1 offset K-1 vmap @affinity-members
 //	ip daddr . meta l4proto . th dport . numgen random mod K offset 131072 vmap @affinity-members
 //
-// (NodePorts: "meta l4proto . th dport . i vmap @nodeport-affinity-members";
+// Index i is "numgen random mod 1 offset i", which is always i: nft reads
+// no constant inside a concatenation it looks up (it has no type to read
+// it as), and prints one as untyped hex, so a plain "i" could be neither
+// written nor listed as nft syntax.
+//
+// (NodePorts: "meta l4proto . th dport . <index> vmap
+// @nodeport-affinity-members";
 // kinds that pick among local endpoints add 65536 to every index). The
 // member map sends index i to the endpoint's affinity chain (jump) and
 // 131072 + i to its pick chain (goto); see affinityRule. The memory is keyed
@@ -238,14 +309,14 @@ func (f fam) memberIndexReg(k ChainKind) uint32 {
 	return reg32_02
 }
 
-// affinityMemberRule: "ip daddr . meta l4proto . th dport . <i> vmap
-// @affinity-members": to endpoint i's affinity chain, which DNATs when it
-// remembers the client.
+// affinityMemberRule: "ip daddr . meta l4proto . th dport . numgen random
+// mod 1 offset <i> vmap @affinity-members": to endpoint i's affinity
+// chain, which DNATs when it remembers the client.
 func affinityMemberRule(f fam, s ChainSpec, i int) Rule {
 	idx := s.Kind.offset() + i
-	exprs, text := memberKey(f, s, &expr.Immediate{Register: f.memberIndexReg(s.Kind), Data: native32(uint32(idx))})
+	exprs, text := memberKey(f, s, numgen(f.memberIndexReg(s.Kind), 1, idx))
 	return Rule{
-		Text:  fmt.Sprintf("%s . %d vmap @%s", text, idx, f.memberSet(s.Kind)),
+		Text:  fmt.Sprintf("%s . %s vmap @%s", text, numgenText(1, idx), f.memberSet(s.Kind)),
 		Exprs: append(exprs, vmap(f.memberSet(s.Kind))),
 	}
 }
@@ -302,11 +373,22 @@ func AffinitySet(proto byte, v6 bool) string {
 }
 
 // affinityRule is the one rule of an endpoint's affinity chain. With
-// $client = "ip saddr . ip daddr . th dport . <endpoint address> .
-// <endpoint port>" (the client, the frontend it asked for, the endpoint):
+// $client = "ip saddr . ip daddr . tcp dport . <endpoint address> .
+// <endpoint port>" (the client, the frontend it asked for, the endpoint)
+// and T the timeout as nft prints it ("3h", "1m30s"):
 //
-//	affinity-tcp-10.244.1.10-80-T:      $client @affinity-tcp update @affinity-tcp { $client timeout Ts } dnat ip to 10.244.1.10:80
-//	affinity-pick-tcp-10.244.1.10-80-T: update @affinity-tcp { $client timeout Ts } dnat ip to 10.244.1.10:80
+//	affinity-tcp-10.244.1.10-80-T:      $client @affinity-tcp update @affinity-tcp { $client timeout T } dnat ip to 10.244.1.10:80
+//	affinity-pick-tcp-10.244.1.10-80-T: update @affinity-tcp { $client timeout T } dnat ip to 10.244.1.10:80
+//
+// The rule matches the chain's protocol first ("meta l4proto tcp", which
+// nft folds into "tcp dport"): nft asks for it before a DNAT to a port,
+// though the member maps send only that protocol there.
+//
+// The lookup of the first is the one rule nft cannot express: it neither
+// reads the endpoint's address and port inside the looked-up
+// concatenation nor prints them as such ("0xaf4010a [invalid type]"), so
+// its text is what nft would print if it knew their types, as it does in
+// the update.
 func affinityRule(s ChainSpec) Rule {
 	e := s.Endpoint
 	f, to := fam4, e.Addr.String()+":"+strconv.Itoa(int(e.Port))
@@ -317,14 +399,16 @@ func affinityRule(s ChainSpec) Rule {
 	a := f.regs()
 	addrReg, portReg := r32(2*a+1), r32(3*a+1)
 	exprs := append(f.nfprotoIs(),
+		l4proto(reg1),
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{e.Proto}},
 		&expr.Payload{DestRegister: r32(0), Base: expr.PayloadBaseNetworkHeader, Offset: f.saddrOff, Len: f.addrLen},
 		&expr.Payload{DestRegister: r32(a), Base: expr.PayloadBaseNetworkHeader, Offset: f.daddrOff, Len: f.addrLen},
 		thDport(r32(2*a)),
 		&expr.Immediate{Register: addrReg, Data: e.Addr.AsSlice()},
 		&expr.Immediate{Register: portReg, Data: binary.BigEndian.AppendUint16(nil, e.Port)},
 	)
-	key := fmt.Sprintf("%s saddr . %s daddr . th dport . %s . %d", f.name, f.name, e.Addr, e.Port)
-	update := fmt.Sprintf("update @%s { %s timeout %ds } dnat %s to %s", set, key, s.Affinity, f.name, to)
+	key := fmt.Sprintf("%s saddr . %s daddr . %s dport . %s . %d", f.name, f.name, protoNames[e.Proto], e.Addr, e.Port)
+	update := fmt.Sprintf("update @%s { %s timeout %s } dnat %s to %s", set, key, secondsText(int(s.Affinity)), f.name, to)
 	text := update
 	if s.Kind == KindAffinity {
 		exprs = append(exprs, &expr.Lookup{SourceRegister: r32(0), SetName: set})
@@ -334,7 +418,26 @@ func affinityRule(s ChainSpec) Rule {
 		&expr.Dynset{SrcRegKey: r32(0), SetName: set, Operation: unix.NFT_DYNSET_OP_UPDATE, Timeout: time.Duration(s.Affinity) * time.Second},
 		&expr.NAT{Type: expr.NATTypeDestNAT, Family: f.natFamily(), RegAddrMin: addrReg, RegProtoMin: portReg},
 	)
-	return Rule{Text: text, Exprs: exprs}
+	return Rule{Text: text, Exprs: exprs, Untyped: s.Kind == KindAffinity}
+}
+
+// secondsText is a duration in seconds as nft prints it: "3h", "1m30s",
+// "1d".
+func secondsText(n int) string {
+	var b strings.Builder
+	for _, u := range []struct {
+		secs int
+		unit string
+	}{{86400, "d"}, {3600, "h"}, {60, "m"}, {1, "s"}} {
+		if n >= u.secs {
+			fmt.Fprintf(&b, "%d%s", n/u.secs, u.unit)
+			n %= u.secs
+		}
+	}
+	if b.Len() == 0 {
+		return "0s"
+	}
+	return b.String()
 }
 
 // hairpinRule: "ct status dnat ip saddr . ip daddr @hairpin-pairs
@@ -388,10 +491,11 @@ func portVmap(set string) []expr.Any {
 }
 
 // fromNodeMarkRule: "fib saddr type local meta mark set meta mark |
-// 0x4000": the node's own traffic to an external address is masqueraded.
+// 0x00004000": the node's own traffic to an external address is
+// masqueraded.
 func fromNodeMarkRule() Rule {
 	return Rule{
-		Text:  fmt.Sprintf("fib saddr type local meta mark set meta mark | %#x", masqMark),
+		Text:  "fib saddr type local meta mark set meta mark | " + markText(masqMark),
 		Exprs: append(fibSaddrLocal(), setMasqMarkRule().Exprs...),
 	}
 }
@@ -403,11 +507,11 @@ func fromNodeAddrPortVmapRule(f fam, set string) Rule {
 	return Rule{Text: fmt.Sprintf("fib saddr type local %s daddr . meta l4proto . th dport vmap @%s", f.name, set), Exprs: exprs}
 }
 
-// fromNodePortVmapRule: "fib saddr type local meta nfproto ipv4 meta
+// fromNodePortVmapRule: "meta nfproto ipv4 fib saddr type local meta
 // l4proto . th dport vmap @<set>".
 func fromNodePortVmapRule(f fam, set string) Rule {
 	exprs := append(append(f.nfprotoIs(), fibSaddrLocal()...), portVmap(set)...)
-	return Rule{Text: fmt.Sprintf("fib saddr type local meta nfproto %s meta l4proto . th dport vmap @%s", f.nfprotoName(), set), Exprs: exprs}
+	return Rule{Text: fmt.Sprintf("meta nfproto %s fib saddr type local meta l4proto . th dport vmap @%s", f.nfprotoName(), set), Exprs: exprs}
 }
 
 // portVmapRule: "meta nfproto ipv4 meta l4proto . th dport vmap @<set>".
@@ -416,10 +520,10 @@ func portVmapRule(f fam, set string) Rule {
 	return Rule{Text: fmt.Sprintf("meta nfproto %s meta l4proto . th dport vmap @%s", f.nfprotoName(), set), Exprs: exprs}
 }
 
-// setMasqMarkRule: "meta mark set meta mark | 0x4000".
+// setMasqMarkRule: "meta mark set meta mark | 0x00004000".
 func setMasqMarkRule() Rule {
 	return Rule{
-		Text: fmt.Sprintf("meta mark set meta mark | %#x", masqMark),
+		Text: "meta mark set meta mark | " + markText(masqMark),
 		Exprs: []expr.Any{
 			&expr.Meta{Key: expr.MetaKeyMARK, Register: reg1},
 			&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4, Mask: native32(^uint32(masqMark)), Xor: native32(masqMark)},
@@ -428,10 +532,10 @@ func setMasqMarkRule() Rule {
 	}
 }
 
-// returnUnlessMarkedRule: "meta mark & 0x4000 == 0 return".
+// returnUnlessMarkedRule: "meta mark & 0x00004000 == 0x00000000 return".
 func returnUnlessMarkedRule() Rule {
 	return Rule{
-		Text: fmt.Sprintf("meta mark & %#x == 0 return", masqMark),
+		Text: fmt.Sprintf("meta mark & %s == %s return", markText(masqMark), markText(0)),
 		Exprs: []expr.Any{
 			&expr.Meta{Key: expr.MetaKeyMARK, Register: reg1},
 			&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4, Mask: native32(masqMark), Xor: native32(0)},
@@ -441,11 +545,11 @@ func returnUnlessMarkedRule() Rule {
 	}
 }
 
-// clearMasqMarkRule: "meta mark set meta mark ^ 0x4000", so a packet
+// clearMasqMarkRule: "meta mark set meta mark ^ 0x00004000", so a packet
 // looping through the node again is not masqueraded twice.
 func clearMasqMarkRule() Rule {
 	return Rule{
-		Text: fmt.Sprintf("meta mark set meta mark ^ %#x", masqMark),
+		Text: "meta mark set meta mark ^ " + markText(masqMark),
 		Exprs: []expr.Any{
 			&expr.Meta{Key: expr.MetaKeyMARK, Register: reg1},
 			&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4, Mask: native32(^uint32(0)), Xor: native32(masqMark)},
@@ -471,10 +575,11 @@ func rejectTCPRule() Rule {
 	}
 }
 
-// rejectRule: "reject with icmpx port-unreachable".
+// rejectRule: "reject", which in an inet table is nft's short form of
+// "reject with icmpx port-unreachable".
 func rejectRule() Rule {
 	return Rule{
-		Text:  "reject with icmpx port-unreachable",
+		Text:  "reject",
 		Exprs: []expr.Any{&expr.Reject{Type: unix.NFT_REJECT_ICMPX_UNREACH, Code: unix.NFT_REJECT_ICMPX_PORT_UNREACH}},
 	}
 }

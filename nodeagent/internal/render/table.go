@@ -166,7 +166,10 @@ func SortElements(es []Element) {
 }
 
 // String prints the table as nft syntax, as `nft list table inet doorman`
-// would (one element per line), for golden tests and debugging.
+// would (one element per line), for golden tests and debugging: a file
+// `nft -f` reads. Two things differ from nft's listing: sets holding an
+// endpoint index are declared by typeof (see Set.DeclText), and a rule nft
+// cannot read back (Rule.Untyped) is shown as an nft comment.
 func (t *Table) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "table %s %s {\n", TableFamily, TableName)
@@ -181,7 +184,7 @@ func (t *Table) String() string {
 		if s.IsMap() {
 			kind = "map"
 		}
-		fmt.Fprintf(&b, "\t%s %s {\n\t\ttype %s\n", kind, s.Name, s.TypeText())
+		fmt.Fprintf(&b, "\t%s %s {\n\t\t%s\n", kind, s.Name, s.DeclText())
 		if f := s.FlagsText(); f != "" {
 			fmt.Fprintf(&b, "\t\tflags %s\n", f)
 		}
@@ -207,6 +210,10 @@ func (t *Table) String() string {
 			fmt.Fprintf(&b, "\t\ttype %s hook %s priority %s; policy accept;\n", c.Hook.Type, c.Hook.Hook, priorityText(c.Hook))
 		}
 		for _, r := range c.Rules {
+			if r.Untyped {
+				fmt.Fprintf(&b, "\t\t# nft cannot read: %s\n", r.Text)
+				continue
+			}
 			fmt.Fprintf(&b, "\t\t%s\n", r.Text)
 		}
 		b.WriteString("\t}\n")
@@ -218,22 +225,37 @@ func (t *Table) String() string {
 	return b.String()
 }
 
+// priorityText prints a chain's priority as nft does: by the name of a
+// standard priority the hook may use ("dstnat" in prerouting only, "srcnat"
+// in postrouting only), give or take at most 10, else as a number.
 func priorityText(h *Hook) string {
-	base, name := 0, "filter"
-	switch {
-	case h.Type == "nat" && h.Hook == "postrouting":
-		base, name = prioritySrcNAT, "srcnat"
-	case h.Type == "nat" || (h.Priority > -150 && h.Priority < -50):
-		base, name = priorityDstNAT, "dstnat"
+	names := []struct {
+		name string
+		prio int
+	}{{"raw", -300}, {"mangle", -150}, {"filter", 0}, {"security", 50}}
+	switch h.Hook {
+	case "prerouting":
+		names = append(names, struct {
+			name string
+			prio int
+		}{"dstnat", priorityDstNAT})
+	case "postrouting":
+		names = append(names, struct {
+			name string
+			prio int
+		}{"srcnat", prioritySrcNAT})
 	}
-	switch d := h.Priority - base; {
-	case d == 0:
-		return name
-	case d > 0:
-		return name + " + " + strconv.Itoa(d)
-	default:
-		return name + " - " + strconv.Itoa(-d)
+	for _, n := range names {
+		switch d := h.Priority - n.prio; {
+		case d == 0:
+			return n.name
+		case d > 0 && d <= 10:
+			return n.name + " + " + strconv.Itoa(d)
+		case d < 0 && d >= -10:
+			return n.name + " - " + strconv.Itoa(-d)
+		}
 	}
+	return strconv.Itoa(h.Priority)
 }
 
 // FormatElement prints an element as nft does: "10.96.0.10 . tcp . 80 :
