@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"maps"
 	"os"
-	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -174,92 +173,6 @@ func netnsFd(f *os.File) uintptr {
 	return f.Fd()
 }
 
-// batch queues the messages of one transaction and counts their objects.
-type batch struct {
-	d   *Dataplane
-	ops int
-	err error
-}
-
-func (b *batch) addChain(c render.Chain) {
-	nc := b.d.conn.AddChain(nftChain(b.d.table, c))
-	b.ops++
-	b.addRules(nc, c.Rules)
-}
-
-func (b *batch) addRules(nc *nftables.Chain, rules []render.Rule) {
-	for _, r := range rules {
-		b.d.conn.AddRule(&nftables.Rule{Table: b.d.table, Chain: nc, Exprs: r.Exprs, UserData: ruleComment(r)})
-		b.ops++
-	}
-}
-
-// elements queues element adds (or deletes) grouped by set, each message
-// below maxElementBytes. Grouping keeps indices, not copies: a full Sync
-// passes hundreds of thousands of elements.
-func (b *batch) elements(es []render.Element, del bool) {
-	bySet := map[string][]int32{}
-	var order []string
-	for i := range es {
-		name := es[i].Set
-		list, ok := bySet[name]
-		if !ok {
-			order = append(order, name)
-		}
-		bySet[name] = append(list, int32(i))
-	}
-	var chunk []nftables.SetElement
-	for _, name := range order {
-		set, ok := b.d.sets[name]
-		if !ok {
-			b.fail(fmt.Errorf("element of unknown set %q", name))
-			return
-		}
-		list := bySet[name]
-		for len(list) > 0 {
-			n, size := 0, 0
-			for n < len(list) && size+elementSize(es[list[n]]) <= maxElementBytes {
-				size += elementSize(es[list[n]])
-				n++
-			}
-			// The library keeps no reference to the slice after queueing.
-			chunk = chunk[:0]
-			for _, i := range list[:n] {
-				chunk = append(chunk, toSetElement(es[i]))
-			}
-			var err error
-			if del {
-				err = b.d.conn.SetDeleteElements(set, chunk)
-			} else {
-				err = b.d.conn.SetAddElements(set, chunk)
-			}
-			if err != nil {
-				b.fail(fmt.Errorf("set %s: %w", name, err))
-				return
-			}
-			b.ops += n
-			list = list[n:]
-		}
-	}
-}
-
-func (b *batch) fail(err error) {
-	if b.err == nil {
-		b.err = err
-	}
-}
-
-// flush commits the transaction.
-func (b *batch) flush() error {
-	if b.err != nil {
-		return b.err
-	}
-	if b.ops == 0 {
-		return nil
-	}
-	return b.d.commit()
-}
-
 // Apply moves the kernel from each change's Old to its New in one
 // transaction, touching only the elements those entries own (and adding a
 // per-K chain the first time a Service has K endpoints). An entry whose
@@ -278,101 +191,16 @@ func (d *Dataplane) Apply(changes []Change) (Stats, error) {
 	if err != nil {
 		return Stats{}, fmt.Errorf("apply: %w", err)
 	}
-	b := &batch{d: d}
-	for _, name := range ap.newChains {
-		c, _ := render.EndpointChain(name)
-		b.addChain(c)
-	}
-	b.elements(ap.dels, true)
-	b.elements(ap.adds, false)
-	if err := b.flush(); err != nil {
+	if err := d.run(ap.tx); err != nil {
 		return Stats{}, fmt.Errorf("apply %d changes: %w", len(changes), err)
 	}
 	d.commitApply(ap)
 	if !d.known.IsZero() {
 		d.known.Elements += elementsDigest(ap.adds) - elementsDigest(ap.dels)
 	}
-	d.log.Debug("applied", "changes", len(changes), "moves", len(ap.plan.Moves), "ops", b.ops)
-	return Stats{Ops: b.ops, NotProgrammed: d.notProgrammed()}, nil
-}
-
-// applyPlan is what one Apply sends to the kernel (new per-K chains, then
-// element deletes and adds) and the bookkeeping it commits afterwards.
-type applyPlan struct {
-	changes    []Change
-	plan       *render.Plan
-	newChains  []string // per-K chains to add, in order
-	dels, adds []render.Element
-	delta      map[render.SharedID]int // owner count changes of shared elements
-	users      map[string]int          // chainUsers changes
-}
-
-// planApply works out, without changing anything, what moving the table
-// through changes takes.
-func (p *programmed) planApply(changes []Change) (*applyPlan, error) {
-	planned, cloned := changes, false
-	for i, c := range changes {
-		if _, bad := p.invalid[c.Key]; bad && c.Old != nil {
-			if !cloned {
-				planned, cloned = slices.Clone(changes), true
-			}
-			planned[i].Old = nil // Sync left it out: it owns nothing
-		}
-	}
-	plan, err := p.claims.Plan(planned)
-	if err != nil {
-		return nil, err
-	}
-	ap := &applyPlan{changes: changes, plan: plan, delta: map[render.SharedID]int{}, users: map[string]int{}}
-	newChains := map[string]bool{}
-	for _, m := range plan.Moves {
-		del, add := render.Diff(m.Old, m.New)
-		ap.shared(p, del, true)
-		ap.shared(p, add, false)
-		for _, name := range m.New.Chains {
-			if !p.chains[name] && !newChains[name] {
-				newChains[name] = true
-				ap.newChains = append(ap.newChains, name)
-			}
-			ap.users[name]++
-		}
-		for _, name := range m.Old.Chains {
-			ap.users[name]--
-		}
-	}
-	return ap, nil
-}
-
-// shared queues one move's element deletes (or adds): a shared element
-// goes with its last owner and comes with its first.
-func (ap *applyPlan) shared(p *programmed, es []render.Element, del bool) {
-	for _, e := range es {
-		if !e.Shared {
-			ap.queue(e, del)
-			continue
-		}
-		id := e.SharedID()
-		n := p.owners[id] + ap.delta[id]
-		if del {
-			if n == 1 {
-				ap.queue(e, del)
-			}
-			ap.delta[id]--
-			continue
-		}
-		if n == 0 {
-			ap.queue(e, del)
-		}
-		ap.delta[id]++
-	}
-}
-
-func (ap *applyPlan) queue(e render.Element, del bool) {
-	if del {
-		ap.dels = append(ap.dels, e)
-	} else {
-		ap.adds = append(ap.adds, e)
-	}
+	ops := ap.tx.objects()
+	d.log.Debug("applied", "changes", len(changes), "moves", len(ap.plan.Moves), "ops", ops)
+	return Stats{Ops: ops, NotProgrammed: d.notProgrammed()}, nil
 }
 
 // commitApply records a committed Apply.
@@ -399,6 +227,16 @@ func (p *programmed) commitApply(ap *applyPlan) {
 		// Its new value rendered (or it is gone): it is no longer left out.
 		delete(p.invalid, c.Key)
 	}
+}
+
+// commitSync records a committed Sync to want, as plan planned it.
+func (p *programmed) commitSync(want *render.Table, plan *syncPlan) {
+	p.chains = plan.chains
+	p.chainUsers = want.ChainUsers
+	p.owners = want.Owners
+	p.invalid = want.Invalid
+	p.claims = want.Claims
+	p.synced = true
 }
 
 // notProgrammed lists the entries left out in whole or in part; its cost

@@ -41,6 +41,14 @@
 // kernel's own: Sync neither compares nor rewrites its elements; Inspect
 // shows them.
 //
+// Every change is planned first as a Transaction: plain data (add, flush
+// or delete a chain, add rules, add or delete elements, replace the table),
+// validated, printable as the nft commands it stands for. The planners
+// (planSync, planApply, planRetire) take what the kernel holds and what it
+// should hold and touch nothing; run is the one method that sends a
+// Transaction to the kernel, as one atomic netlink batch. The Fake runs the
+// same Transactions on a table held in memory.
+//
 // Rules carry their nft text as the rule comment; Sync recognises its rules
 // by that text. Element messages are split below 64 KiB (16-bit netlink
 // attribute lengths) and the socket buffers are enlarged for large batches.

@@ -16,17 +16,19 @@ import (
 )
 
 // Fake is the node agent's kernel in memory: Sync, Apply and RetireUnused
-// render entries with package render and plan the table's changes as a
-// Dataplane does (the same table comparison, Apply plan and claims), then
-// change chains, rules and elements held in maps instead of sending them
-// to the kernel. Dump prints the table as Format prints Inspect's answer,
-// so a test compares whole kernel states, and needs no root.
+// render entries with package render and plan the table's Transactions
+// with the very planners a Dataplane uses, then run them on chains, rules
+// and elements held in maps instead of sending them to the kernel (a
+// planner's mistake shows in a test of the Fake as in the kernel). Dump
+// prints the table as Format prints Inspect's answer, so a test compares
+// whole kernel states, and needs no root.
 //
 // A Fake fails as a kernel can, when told to (FailSyncs, FailApply,
 // FailRetire, Refuse), and as a kernel would: an Apply whose change does
-// not start from the value the kernel holds, or that deletes an element it
-// lacks (ENOENT) or adds one it holds with another value (EEXIST), fails
-// and changes nothing. It is safe for concurrent use.
+// not start from the value the kernel holds, or a transaction that deletes
+// an element the table lacks (ENOENT) or adds one it holds with another
+// value (EEXIST), fails and changes nothing. It is safe for concurrent
+// use.
 type Fake struct {
 	mu    sync.Mutex
 	opts  render.Options
@@ -207,16 +209,18 @@ func (f *Fake) Sync(view map[string]*doormanv1.Entry) (Stats, error) {
 		return Stats{}, err
 	}
 	want := f.opts.View(view)
-	ops := f.syncTable(want)
-
-	f.chains = map[string]bool{}
-	for name := range f.kt.chains {
-		if _, ok := render.EndpointChain(name); ok {
-			f.chains[name] = true
+	plan := planSync(f.kt, want)
+	if err := f.run(plan.tx); err != nil {
+		return Stats{}, fmt.Errorf("sync: commit %d ops: %w", plan.tx.objects(), err)
+	}
+	ops := plan.tx.objects()
+	for _, del := range plan.foreign {
+		if f.run(del.tx) == nil {
+			ops++
 		}
 	}
-	f.chainUsers, f.owners, f.invalid, f.claims = want.ChainUsers, want.Owners, want.Invalid, want.Claims
-	f.synced, f.foreign = true, false
+	f.commitSync(want, plan)
+	f.foreign = false
 	f.held = maps.Clone(view)
 	stats := Stats{Ops: ops, Read: ReadNoRecord, NotProgrammed: f.reported()}
 	if partial != nil {
@@ -226,85 +230,6 @@ func (f *Fake) Sync(view map[string]*doormanv1.Entry) (Stats, error) {
 		return stats, &InvalidEntriesError{Entries: stats.NotProgrammed}
 	}
 	return stats, nil
-}
-
-// syncTable moves the held table to want as Sync's transaction and its
-// deletion of foreign chains would, and returns the ops that took.
-func (f *Fake) syncTable(want *render.Table) int {
-	ops := 0
-	if f.kt != nil {
-		if rebuild, _ := needsRebuild(f.kt, want); rebuild {
-			f.kt = nil
-			ops++
-		}
-	}
-	if f.kt == nil {
-		f.kt = &kernelTable{chains: map[string]*nftables.Chain{}, rules: map[string][]*nftables.Rule{},
-			sets: map[string]*nftables.Set{}, elements: map[string]map[string]render.Element{}}
-		ops++
-	}
-	for _, s := range want.Sets {
-		if _, ok := f.kt.sets[s.Name]; !ok {
-			f.kt.sets[s.Name] = f.sets[s.Name]
-			ops++
-		}
-	}
-	wantChains := map[string]bool{}
-	for _, c := range want.Chains {
-		wantChains[c.Name] = true
-		if _, ok := f.kt.chains[c.Name]; !ok {
-			f.kt.chains[c.Name] = nftChain(f.table, c)
-			ops += 1 + f.fillChain(c)
-		} else if !rulesMatch(f.kt.rules[c.Name], c.Rules) {
-			ops += 1 + f.fillChain(c) // flush, then the rules
-		}
-	}
-	for name := range f.kt.chains {
-		if wantChains[name] {
-			continue
-		}
-		c, ok := render.EndpointChain(name)
-		switch {
-		case !ok:
-			delete(f.kt.chains, name) // neither the layout's nor per-K
-			delete(f.kt.rules, name)
-			ops++
-		case !rulesMatch(f.kt.rules[name], c.Rules):
-			ops += 1 + f.fillChain(c)
-		}
-	}
-	dels, adds := diffElements(f.kt, want)
-	f.deleteElements(dels)
-	f.addElements(adds)
-	return ops + len(dels) + len(adds)
-}
-
-// fillChain replaces a chain's rules by c's and returns how many it added.
-func (f *Fake) fillChain(c render.Chain) int {
-	nc := f.kt.chains[c.Name]
-	rules := make([]*nftables.Rule, 0, len(c.Rules))
-	for _, r := range c.Rules {
-		rules = append(rules, &nftables.Rule{Table: f.table, Chain: nc, Exprs: r.Exprs, UserData: ruleComment(r)})
-	}
-	f.kt.rules[c.Name] = rules
-	return len(rules)
-}
-
-func (f *Fake) deleteElements(es []render.Element) {
-	for _, e := range es {
-		delete(f.kt.elements[e.Set], e.ID())
-	}
-}
-
-func (f *Fake) addElements(es []render.Element) {
-	for _, e := range es {
-		m := f.kt.elements[e.Set]
-		if m == nil {
-			m = map[string]render.Element{}
-			f.kt.elements[e.Set] = m
-		}
-		m[e.ID()] = e
-	}
 }
 
 // Apply moves the table through changes as Dataplane.Apply does, with the
@@ -335,18 +260,9 @@ func (f *Fake) Apply(changes []Change) (Stats, error) {
 	if err != nil {
 		return Stats{}, fmt.Errorf("apply: %w", err)
 	}
-	if err := f.checkElements(ap); err != nil {
+	if err := f.run(ap.tx); err != nil {
 		return Stats{}, fmt.Errorf("apply %d changes: %w", len(changes), err)
 	}
-	ops := 0
-	for _, name := range ap.newChains {
-		c, _ := render.EndpointChain(name)
-		f.kt.chains[name] = nftChain(f.table, c)
-		ops += 1 + f.fillChain(c)
-	}
-	f.deleteElements(ap.dels)
-	f.addElements(ap.adds)
-	ops += len(ap.dels) + len(ap.adds)
 	f.commitApply(ap)
 	if f.held == nil {
 		f.held = map[string]*doormanv1.Entry{}
@@ -359,27 +275,7 @@ func (f *Fake) Apply(changes []Change) (Stats, error) {
 		}
 	}
 	f.foreign = false
-	return Stats{Ops: ops, NotProgrammed: f.reported()}, nil
-}
-
-// checkElements fails as the kernel fails the transaction: a delete of an
-// element it lacks (ENOENT), an add of one it holds with another value
-// (EEXIST).
-func (f *Fake) checkElements(ap *applyPlan) error {
-	gone := map[string]bool{}
-	for _, e := range ap.dels {
-		id := e.ID()
-		if _, ok := f.kt.elements[e.Set][id]; !ok || gone[id] {
-			return fmt.Errorf("set %s: delete %s: %w", e.Set, render.FormatElement(e), syscall.ENOENT)
-		}
-		gone[id] = true
-	}
-	for _, e := range ap.adds {
-		if k, ok := f.kt.elements[e.Set][e.ID()]; ok && !gone[e.ID()] && !k.SameValue(e) {
-			return fmt.Errorf("set %s: add %s: %w", e.Set, render.FormatElement(e), syscall.EEXIST)
-		}
-	}
-	return nil
+	return Stats{Ops: ap.tx.objects(), NotProgrammed: f.reported()}, nil
 }
 
 // RetireUnused deletes the per-K chains no programmed entry uses, as
@@ -392,12 +288,12 @@ func (f *Fake) RetireUnused() (int, error) {
 		return 0, f.retireErr
 	}
 	deleted := 0
-	for name := range f.chains {
-		if f.chainUsers[name] == 0 {
-			delete(f.chains, name)
-			delete(f.kt.chains, name)
-			delete(f.kt.rules, name)
-			deleted++
+	for _, del := range f.planRetire() {
+		if err := f.run(del.tx); err == nil || isENOENT(err) {
+			delete(f.chains, del.chain)
+			if err == nil {
+				deleted++
+			}
 		}
 	}
 	return deleted, f.retireErr

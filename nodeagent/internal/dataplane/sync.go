@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
-	"sort"
 	"time"
 
 	"github.com/google/nftables"
@@ -19,6 +18,9 @@ type kernelTable struct {
 	rules    map[string][]*nftables.Rule
 	sets     map[string]*nftables.Set
 	elements map[string]map[string]render.Element // set → element ID → element
+	// skeletonOnly: the elements were not read, the kernel is known to
+	// hold those of the view (ReadSkipped).
+	skeletonOnly bool
 }
 
 // read reads doorman's table once: chains with their rules, sets with their
@@ -40,10 +42,11 @@ func (d *Dataplane) read(withElements, withDynamic bool) (*kernelTable, error) {
 		return nil, nil
 	}
 	kt := &kernelTable{
-		chains:   map[string]*nftables.Chain{},
-		rules:    map[string][]*nftables.Rule{},
-		sets:     map[string]*nftables.Set{},
-		elements: map[string]map[string]render.Element{},
+		chains:       map[string]*nftables.Chain{},
+		rules:        map[string][]*nftables.Rule{},
+		sets:         map[string]*nftables.Set{},
+		elements:     map[string]map[string]render.Element{},
+		skeletonOnly: !withElements,
 	}
 	chains, err := d.conn.ListChainsOfTableFamily(nftables.TableFamilyINet)
 	if err != nil {
@@ -85,30 +88,6 @@ func (d *Dataplane) read(withElements, withDynamic bool) (*kernelTable, error) {
 		kt.elements[s.Name] = m
 	}
 	return kt, nil
-}
-
-// needsRebuild reports whether the table's skeleton is of another shape
-// than the layout (a set or base chain of another type, or a set the layout
-// does not have): such a table is replaced whole, in the same transaction.
-func needsRebuild(kt *kernelTable, want *render.Table) (bool, string) {
-	wantSets := map[string]bool{}
-	for _, s := range want.Sets {
-		wantSets[s.Name] = true
-		if k, ok := kt.sets[s.Name]; ok && !setShapeMatches(k, s) {
-			return true, "set " + s.Name + " has another type"
-		}
-	}
-	for name := range kt.sets {
-		if !wantSets[name] {
-			return true, "unknown set " + name
-		}
-	}
-	for _, c := range want.Chains {
-		if k, ok := kt.chains[c.Name]; ok && !chainHookMatches(k, c) {
-			return true, "chain " + c.Name + " has another hook"
-		}
-	}
-	return false, ""
 }
 
 // freeAfterSyncEntries is the view size from which Sync returns the freed
@@ -163,106 +142,24 @@ func (d *Dataplane) Sync(view map[string]*doormanv1.Entry) (Stats, error) {
 	}
 	d.synced = false
 	want := d.opts.View(view)
-
 	kt, check, err := d.readUnlessKnown(want)
 	if err != nil {
 		return Stats{}, fmt.Errorf("sync: %w", err)
 	}
-	trust := check == ReadSkipped
-	b := &batch{d: d}
-	if kt != nil {
-		if rebuild, why := needsRebuild(kt, want); rebuild {
-			d.log.Info("rebuilding table", "reason", why)
-			d.conn.DelTable(d.table)
-			b.ops++
-			kt = nil
-		}
+	plan := planSync(kt, want)
+	if plan.rebuild != "" {
+		d.log.Info("rebuilding table", "reason", plan.rebuild)
 	}
-	if kt == nil {
-		trust = false
-		d.conn.AddTable(d.table)
-		b.ops++
-		kt = &kernelTable{chains: map[string]*nftables.Chain{}, sets: map[string]*nftables.Set{}}
-	}
-
-	for _, s := range want.Sets {
-		if _, ok := kt.sets[s.Name]; !ok {
-			if err := d.conn.AddSet(d.sets[s.Name], nil); err != nil {
-				return Stats{}, fmt.Errorf("sync: add set %s: %w", s.Name, err)
-			}
-			b.ops++
-		}
-	}
-
-	// Chains: create the missing ones first (rules and elements refer to
-	// them), then fill or repair their rules.
-	wantChains := map[string]bool{}
-	var fill []render.Chain
-	for _, c := range want.Chains {
-		wantChains[c.Name] = true
-		if _, ok := kt.chains[c.Name]; !ok {
-			d.conn.AddChain(nftChain(d.table, c))
-			b.ops++
-			fill = append(fill, c)
-			continue
-		}
-		if !rulesMatch(kt.rules[c.Name], c.Rules) {
-			d.log.Info("repairing chain", "chain", c.Name)
-			d.conn.FlushChain(nftChain(d.table, c))
-			b.ops++
-			fill = append(fill, c)
-		}
-	}
-	// Unused per-K chains stay (RetireUnused deletes them) but must hold
-	// the right rules: an Apply may start using one again.
-	for name := range kt.chains {
-		if wantChains[name] {
-			continue
-		}
-		c, ok := render.EndpointChain(name)
-		if !ok || rulesMatch(kt.rules[name], c.Rules) {
-			continue
-		}
+	for _, name := range plan.repaired {
 		d.log.Info("repairing chain", "chain", name)
-		d.conn.FlushChain(nftChain(d.table, c))
-		b.ops++
-		fill = append(fill, c)
 	}
-	for _, c := range fill {
-		b.addRules(nftChain(d.table, c), c.Rules)
+	if err := d.run(plan.tx); err != nil {
+		return Stats{}, fmt.Errorf("sync: commit %d ops: %w", plan.tx.objects(), err)
 	}
-
-	// Elements: delete what the view lacks or maps elsewhere, add the
-	// rest; none when the kernel is known to hold them.
-	if !trust {
-		dels, adds := diffElements(kt, want)
-		b.elements(dels, true)
-		b.elements(adds, false)
-	}
-	if err := b.flush(); err != nil {
-		return Stats{}, fmt.Errorf("sync: commit %d ops: %w", b.ops, err)
-	}
-
-	d.chains = map[string]bool{}
-	for _, c := range want.Chains {
-		if _, ok := render.EndpointChain(c.Name); ok {
-			d.chains[c.Name] = true
-		}
-	}
-	for name := range kt.chains {
-		if _, ok := render.EndpointChain(name); ok {
-			d.chains[name] = true
-		}
-	}
-	d.chainUsers = want.ChainUsers
-	stats := Stats{Ops: b.ops, Read: check}
-	stats.Ops += d.deleteForeignChains(kt, wantChains)
+	stats := Stats{Ops: plan.tx.objects(), Read: check}
+	stats.Ops += d.deleteForeignChains(plan.foreign)
 	d.settle()
-
-	d.owners = want.Owners
-	d.invalid = want.Invalid
-	d.claims = want.Claims
-	d.synced = true
+	d.commitSync(want, plan)
 	stats.NotProgrammed = d.notProgrammed()
 	d.log.Debug("synced", "entries", len(view), "ops", stats.Ops, "read", check, "invalid", len(want.Invalid), "refused", len(want.Refused))
 	if len(stats.NotProgrammed) > 0 {
@@ -298,75 +195,29 @@ func (d *Dataplane) readUnlessKnown(want *render.Table) (*kernelTable, ReadCheck
 	return kt, check, nil
 }
 
-// diffElements returns the elements to delete from the kernel (those the
-// view lacks or maps elsewhere) and to add.
-func diffElements(kt *kernelTable, want *render.Table) (dels, adds []render.Element) {
-	kernelElements := 0
-	for _, m := range kt.elements {
-		kernelElements += len(m)
-	}
-	var wantIDs map[string]bool
-	if kernelElements > 0 {
-		wantIDs = make(map[string]bool, len(want.Elements))
-	}
-	for _, e := range want.Elements {
-		if kernelElements == 0 {
-			adds = append(adds, e)
-			continue
-		}
-		id := e.ID()
-		wantIDs[id] = true
-		k, ok := kt.elements[e.Set][id]
-		if ok && k.SameValue(e) {
-			continue
-		}
-		if ok {
-			dels = append(dels, k)
-		}
-		adds = append(adds, e)
-	}
-	for _, s := range want.Sets {
-		for id, k := range kt.elements[s.Name] {
-			if !wantIDs[id] {
-				dels = append(dels, k)
-			}
-		}
-	}
-	render.SortElements(dels)
-	return dels, adds
-}
-
 // deleteForeignChains deletes chains in doorman's table that are neither
 // the layout's nor per-K chains (left by someone else or by an older
 // layout), one transaction each so that a busy one does not hold back the
 // others. It returns how many it deleted.
-func (d *Dataplane) deleteForeignChains(kt *kernelTable, want map[string]bool) int {
+func (d *Dataplane) deleteForeignChains(foreign []chainDeletion) int {
 	deleted := 0
-	for name := range kt.chains {
-		if want[name] {
-			continue
-		}
-		if _, ok := render.EndpointChain(name); ok {
-			continue
-		}
-		if d.deleteChain(name) == nil {
+	for _, del := range foreign {
+		if d.deleteChain(del) == nil {
 			deleted++
 		}
 	}
 	return deleted
 }
 
-// deleteChain deletes one chain in its own transaction.
-func (d *Dataplane) deleteChain(name string) error {
-	b := &batch{d: d, ops: 1}
-	d.conn.DelChain(&nftables.Chain{Table: d.table, Name: name})
-	err := b.flush()
+// deleteChain runs one chain's deletion.
+func (d *Dataplane) deleteChain(del chainDeletion) error {
+	err := d.run(del.tx)
 	switch {
 	case err == nil:
 	case isEBUSY(err):
-		d.log.Debug("chain still in use, kept for later", "chain", name)
+		d.log.Debug("chain still in use, kept for later", "chain", del.chain)
 	default:
-		d.log.Warn("cannot delete chain", "chain", name, "error", err)
+		d.log.Warn("cannot delete chain", "chain", del.chain, "error", err)
 	}
 	return err
 }
@@ -384,26 +235,19 @@ func (d *Dataplane) RetireUnused() (int, error) {
 	if !d.synced {
 		return 0, nil
 	}
-	var unused []string
-	for name := range d.chains {
-		if d.chainUsers[name] == 0 {
-			unused = append(unused, name)
-		}
-	}
-	sort.Strings(unused)
 	deleted := 0
 	var errs []error
-	for _, name := range unused {
-		err := d.deleteChain(name)
+	for _, del := range d.planRetire() {
+		err := d.deleteChain(del)
 		switch {
 		case err == nil || isENOENT(err):
 			// ENOENT: someone else deleted it already.
-			delete(d.chains, name)
+			delete(d.chains, del.chain)
 			if err == nil {
 				deleted++
 			}
 		case !isEBUSY(err):
-			errs = append(errs, fmt.Errorf("retire chain %s: %w", name, err))
+			errs = append(errs, fmt.Errorf("retire chain %s: %w", del.chain, err))
 		}
 	}
 	if deleted > 0 {
