@@ -49,8 +49,10 @@
 // Transaction to the kernel, as one atomic netlink batch. The Fake runs the
 // same Transactions on a table held in memory.
 //
-// Rules carry their nft text as the rule comment; Sync recognises its rules
-// by that text. Element messages are split below 64 KiB (16-bit netlink
+// Rules carry their nft text and a short hash of their expressions as the
+// rule comment (render.Rule.Comment); Sync recognises its rules by both,
+// so a rule whose expressions changed under the same text (an upgrade) is
+// rewritten. Element messages are split below 64 KiB (16-bit netlink
 // attribute lengths) and the socket buffers are enlarged for large batches.
 // After a Sync of a large view the freed heap (the table read back, the
 // transaction's messages) is returned to the OS at once.
