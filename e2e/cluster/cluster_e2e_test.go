@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -71,26 +70,16 @@ func TestCluster_PodsEndpointSlicesAndPodNetwork(t *testing.T) {
 	})
 	labels := map[string]string{"app": "web"}
 	start = time.Now()
-	_, err = cs.AppsV1().Deployments("default").Create(ctx, &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: "web"},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: ptr.To[int32](3),
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec: corev1.PodSpec{
-					TerminationGracePeriodSeconds: ptr.To[int64](3),
-					Containers: []corev1.Container{{
-						Name: "web", Image: "doorman.local/echo",
-						Ports: []corev1.ContainerPort{
-							{Name: "http", ContainerPort: 8080, Protocol: corev1.ProtocolTCP},
-							{Name: "dns", ContainerPort: 5353, Protocol: corev1.ProtocolUDP},
-						},
-					}},
-				},
+	_, err = cs.AppsV1().Deployments("default").Create(ctx, Deployment("default", "web", 3, corev1.PodSpec{
+		TerminationGracePeriodSeconds: ptr.To[int64](3),
+		Containers: []corev1.Container{{
+			Name: "web", Image: "doorman.local/echo",
+			Ports: []corev1.ContainerPort{
+				{Name: "http", ContainerPort: 8080, Protocol: corev1.ProtocolTCP},
+				{Name: "dns", ContainerPort: 5353, Protocol: corev1.ProtocolUDP},
 			},
-		},
-	}, metav1.CreateOptions{})
+		}},
+	}), metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -155,28 +155,16 @@ func (c *Cluster) WaitAgentHealthy(ctx context.Context, node string) (time.Durat
 		Transport: &http.Transport{DialContext: dialerIn(n.NetNS), DisableKeepAlives: true},
 	}
 	url := "http://" + hostPort("127.0.0.1", AgentHealthPort) + "/healthz"
-	var last string
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		resp, err := hc.Do(req)
-		if err == nil {
-			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return time.Since(start), nil
-			}
-			last = resp.Status
-		} else {
-			last = err.Error()
-		}
+	err := pollOK(ctx, hc, url, 5*time.Millisecond, "agent on "+node+" not healthy", func() error {
 		if p, err := c.agent(node); err == nil && p.exited() {
-			return 0, fmt.Errorf("agent on %s exited (%w); log %s:\n%s", node, p.err, p.logPath, p.tail(2000))
+			return fmt.Errorf("agent on %s exited (%w); log %s:\n%s", node, p.err, p.logPath, p.tail(2000))
 		}
-		select {
-		case <-ctx.Done():
-			return 0, fmt.Errorf("agent on %s not healthy: %w (last: %s)", node, ctx.Err(), last)
-		case <-time.After(5 * time.Millisecond):
-		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
 	}
+	return time.Since(start), nil
 }
 
 // AgentMetrics scrapes the node agent's /metrics and returns each
@@ -465,14 +453,9 @@ func (c *Cluster) DeleteDoormanTable(node string) error {
 func (c *Cluster) DeleteDoormanElement(node, set string, keyPrefix []byte) (int, error) {
 	var n int
 	err := c.withNFT(node, func(conn *nftables.Conn) error {
-		t := &nftables.Table{Family: DoormanTableFamily, Name: DoormanTableName}
-		s, err := conn.GetSetByName(t, set)
+		s, els, err := doormanSet(conn, node, set)
 		if err != nil {
-			return fmt.Errorf("set %s on %s: %w", set, node, err)
-		}
-		els, err := conn.GetSetElements(s)
-		if err != nil {
-			return fmt.Errorf("elements of %s on %s: %w", set, node, err)
+			return err
 		}
 		var del []nftables.SetElement
 		for _, e := range els {

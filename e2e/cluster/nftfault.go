@@ -32,13 +32,9 @@ func (c *Cluster) UncapDoormanSet(node, set string) error {
 // limit) and how many elements it holds.
 func (c *Cluster) DoormanSetSize(node, set string) (size uint32, elements int, err error) {
 	err = c.withNFT(node, func(conn *nftables.Conn) error {
-		s, err := conn.GetSetByName(&nftables.Table{Family: DoormanTableFamily, Name: DoormanTableName}, set)
+		s, els, err := doormanSet(conn, node, set)
 		if err != nil {
-			return fmt.Errorf("set %s on %s: %w", set, node, err)
-		}
-		els, err := conn.GetSetElements(s)
-		if err != nil {
-			return fmt.Errorf("elements of %s on %s: %w", set, node, err)
+			return err
 		}
 		size, elements = s.Size, len(els)
 		return nil
@@ -49,15 +45,11 @@ func (c *Cluster) DoormanSetSize(node, set string) (size uint32, elements int, e
 func (c *Cluster) resizeDoormanSet(node, set string, limit bool) (uint32, error) {
 	var size uint32
 	err := c.withNFT(node, func(conn *nftables.Conn) error {
-		t := &nftables.Table{Family: DoormanTableFamily, Name: DoormanTableName}
-		s, err := conn.GetSetByName(t, set)
+		s, els, err := doormanSet(conn, node, set)
 		if err != nil {
-			return fmt.Errorf("set %s on %s: %w", set, node, err)
+			return err
 		}
-		els, err := conn.GetSetElements(s)
-		if err != nil {
-			return fmt.Errorf("elements of %s on %s: %w", set, node, err)
-		}
+		t := s.Table
 		if limit {
 			if len(els) == 0 {
 				return fmt.Errorf("set %s on %s is empty: a size of 0 is no limit", set, node)
@@ -102,6 +94,21 @@ func (c *Cluster) resizeDoormanSet(node, set string, limit bool) (uint32, error)
 		return nil
 	})
 	return size, err
+}
+
+// doormanSet reads one of the sets or maps of doorman's table on a node,
+// with its elements.
+func doormanSet(conn *nftables.Conn, node, set string) (*nftables.Set, []nftables.SetElement, error) {
+	t := &nftables.Table{Family: DoormanTableFamily, Name: DoormanTableName}
+	s, err := conn.GetSetByName(t, set)
+	if err != nil {
+		return nil, nil, fmt.Errorf("set %s on %s: %w", set, node, err)
+	}
+	els, err := conn.GetSetElements(s)
+	if err != nil {
+		return nil, nil, fmt.Errorf("elements of %s on %s: %w", set, node, err)
+	}
+	return s, els, nil
 }
 
 // rulesUsingSet lists the rules of table t that look up the named set.

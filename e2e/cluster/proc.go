@@ -116,6 +116,19 @@ func waitHTTP(ctx context.Context, p *proc, url string, client *http.Client) err
 			Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}, //nolint:gosec // probing a local component's health endpoint
 		}
 	}
+	return pollOK(ctx, client, url, 250*time.Millisecond, "wait for "+url, func() error {
+		if p != nil && p.exited() {
+			return fmt.Errorf("%s exited (%w) before %s answered; log %s:\n%s", p.name, p.err, url, p.logPath, p.tail(3000))
+		}
+		return nil
+	})
+}
+
+// pollOK gets url with client every interval until it answers 200. It
+// gives up with gone's error when gone returns one (what serves url is
+// gone), or when ctx ends, with an error that starts with what and ends
+// with the last answer.
+func pollOK(ctx context.Context, client *http.Client, url string, interval time.Duration, what string, gone func() error) error {
 	var last string
 	for {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
@@ -129,13 +142,13 @@ func waitHTTP(ctx context.Context, p *proc, url string, client *http.Client) err
 		} else {
 			last = err.Error()
 		}
-		if p != nil && p.exited() {
-			return fmt.Errorf("%s exited (%w) before %s answered; log %s:\n%s", p.name, p.err, url, p.logPath, p.tail(3000))
+		if err := gone(); err != nil {
+			return err
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("wait for %s: %w (last: %s)", url, ctx.Err(), last)
-		case <-time.After(250 * time.Millisecond):
+			return fmt.Errorf("%s: %w (last: %s)", what, ctx.Err(), last)
+		case <-time.After(interval):
 		}
 	}
 }

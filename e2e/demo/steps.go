@@ -20,10 +20,10 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 
 	"github.com/doorman-proxy/doorman/e2e/cluster"
@@ -180,34 +180,11 @@ func services() []*corev1.Service {
 
 func (d *demo) deploy(ctx context.Context) error {
 	cs := d.c.Client()
-	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-		return fmt.Errorf("namespace: %w", err)
-	}
-	if err := retry.Until(ctx, 30*time.Second, func() error {
-		_, err := cs.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{})
+	if err := createNamespace(ctx, cs); err != nil {
 		return err
-	}); err != nil {
-		return fmt.Errorf("default service account: %w", err)
 	}
 	for _, a := range apps {
-		labels := map[string]string{"app": a.name}
-		dep := &appsv1.Deployment{
-			ObjectMeta: metav1.ObjectMeta{Name: a.name, Namespace: ns},
-			Spec: appsv1.DeploymentSpec{
-				Replicas: ptr.To(a.replicas),
-				Selector: &metav1.LabelSelector{MatchLabels: labels},
-				Template: corev1.PodTemplateSpec{
-					ObjectMeta: metav1.ObjectMeta{Labels: labels},
-					Spec: corev1.PodSpec{
-						TerminationGracePeriodSeconds: ptr.To[int64](3),
-						Containers: []corev1.Container{{
-							Name: a.name, Image: "bookstore/" + a.name + ":1.0", Ports: a.ports,
-						}},
-					},
-				},
-			},
-		}
-		if _, err := cs.AppsV1().Deployments(ns).Create(ctx, dep, metav1.CreateOptions{}); err != nil {
+		if _, err := cs.AppsV1().Deployments(ns).Create(ctx, deployment(a), metav1.CreateOptions{}); err != nil {
 			return fmt.Errorf("deployment %s: %w", a.name, err)
 		}
 	}
@@ -227,9 +204,44 @@ func (d *demo) deploy(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := printServices(sl.Items); err != nil {
+		return err
+	}
+	say("%d Pods Ready on %d nodes", countPods(apps), len(d.c.Nodes()))
+	return nil
+}
+
+// createNamespace creates the demo's namespace and waits for its default
+// service account, without which no Pod is admitted.
+func createNamespace(ctx context.Context, cs kubernetes.Interface) error {
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("namespace: %w", err)
+	}
+	if err := retry.Until(ctx, 30*time.Second, func() error {
+		_, err := cs.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{})
+		return err
+	}); err != nil {
+		return fmt.Errorf("default service account: %w", err)
+	}
+	return nil
+}
+
+// deployment is the Deployment that runs app a.
+func deployment(a app) *appsv1.Deployment {
+	return cluster.Deployment(ns, a.name, a.replicas, corev1.PodSpec{
+		TerminationGracePeriodSeconds: ptr.To[int64](3),
+		Containers: []corev1.Container{{
+			Name: a.name, Image: "bookstore/" + a.name + ":1.0", Ports: a.ports,
+		}},
+	})
+}
+
+// printServices prints a table of the Services: type, ClusterIP, ports
+// and what is special about each.
+func printServices(svcs []corev1.Service) error {
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 	_, _ = fmt.Fprintln(tw, "    SERVICE\tTYPE\tCLUSTER-IP\tPORTS\tNOTE")
-	for _, s := range sl.Items {
+	for _, s := range svcs {
 		var ports []string
 		for _, p := range s.Spec.Ports {
 			t := fmt.Sprintf("%d→%s", p.Port, p.TargetPort.String())
@@ -238,24 +250,24 @@ func (d *demo) deploy(ctx context.Context) error {
 			}
 			ports = append(ports, t)
 		}
-		note := ""
-		switch {
-		case s.Spec.Type == corev1.ServiceTypeExternalName:
-			note = "CNAME " + s.Spec.ExternalName + ": nothing programmed"
-		case s.Spec.ClusterIP == corev1.ClusterIPNone:
-			note = "headless: nothing programmed"
-		case s.Spec.SessionAffinity == corev1.ServiceAffinityClientIP:
-			note = "sessionAffinity ClientIP"
-		case s.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal:
-			note = "externalTrafficPolicy Local"
-		}
-		_, _ = fmt.Fprintf(tw, "    %s\t%s\t%s\t%s\t%s\n", s.Name, s.Spec.Type, s.Spec.ClusterIP, strings.Join(ports, ","), note)
+		_, _ = fmt.Fprintf(tw, "    %s\t%s\t%s\t%s\t%s\n", s.Name, s.Spec.Type, s.Spec.ClusterIP, strings.Join(ports, ","), serviceNote(&s))
 	}
-	if err := tw.Flush(); err != nil {
-		return err
+	return tw.Flush()
+}
+
+// serviceNote says what sets a Service apart, or "".
+func serviceNote(s *corev1.Service) string {
+	switch {
+	case s.Spec.Type == corev1.ServiceTypeExternalName:
+		return "CNAME " + s.Spec.ExternalName + ": nothing programmed"
+	case s.Spec.ClusterIP == corev1.ClusterIPNone:
+		return "headless: nothing programmed"
+	case s.Spec.SessionAffinity == corev1.ServiceAffinityClientIP:
+		return "sessionAffinity ClientIP"
+	case s.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal:
+		return "externalTrafficPolicy Local"
 	}
-	say("%d Pods Ready on %d nodes", countPods(apps), len(d.c.Nodes()))
-	return nil
+	return ""
 }
 
 func countPods(as []app) int {
@@ -337,25 +349,11 @@ func (d *demo) spread(ctx context.Context) error {
 		if err := d.programmed(ctx, d.shopper.Spec.NodeName, name, ip, pods); err != nil {
 			return err
 		}
-		counts := map[string]int{}
-		failed := 0
-		var last error
-		for range 30 {
-			got, err := d.ask(ctx, target)
-			if err != nil {
-				failed++
-				last = err
-				continue
-			}
-			counts[got]++
-		}
-		var parts []string
-		for _, pod := range pods {
-			parts = append(parts, fmt.Sprintf("%s=%d", shortName(pod.Name), counts[pod.Name]))
-		}
-		say("%-10s %-18s %s", name, target, strings.Join(parts, " "))
-		if failed > 0 {
-			errs = append(errs, fmt.Errorf("%s: %d of 30 calls failed: %w", name, failed, last))
+		tl := askTimes(30, func() (string, error) { return d.ask(ctx, target) })
+		counts := tl.counts
+		say("%-10s %-18s %s", name, target, tl.perPod(pods))
+		if tl.failed > 0 {
+			errs = append(errs, fmt.Errorf("%s: %d of 30 calls failed: %w", name, tl.failed, tl.last))
 			continue
 		}
 		for _, pod := range pods {
@@ -373,6 +371,38 @@ func (d *demo) spread(ctx context.Context) error {
 	}
 	say("(orders has sessionAffinity ClientIP: every call from one client lands on one Pod)")
 	return errors.Join(errs...)
+}
+
+// tally counts the answers of repeated calls by Pod name, and the calls
+// that failed.
+type tally struct {
+	counts map[string]int
+	failed int
+	last   error // the last failure's
+}
+
+// askTimes calls ask n times and tallies the answers.
+func askTimes(n int, ask func() (string, error)) tally {
+	t := tally{counts: map[string]int{}}
+	for range n {
+		got, err := ask()
+		if err != nil {
+			t.failed++
+			t.last = err
+			continue
+		}
+		t.counts[got]++
+	}
+	return t
+}
+
+// perPod is how many answers came from each of pods: "abcde=3 fghij=2".
+func (t tally) perPod(pods []corev1.Pod) string {
+	var parts []string
+	for _, p := range pods {
+		parts = append(parts, fmt.Sprintf("%s=%d", shortName(p.Name), t.counts[p.Name]))
+	}
+	return strings.Join(parts, " ")
 }
 
 func replicasOf(name string) int {
@@ -549,17 +579,9 @@ func (d *demo) programmed(ctx context.Context, node, svc, clusterIP string, pods
 }
 
 func (d *demo) sliceHas(ctx context.Context, svc string, n int) error {
-	sl, err := d.c.Client().DiscoveryV1().EndpointSlices(ns).List(ctx, metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=" + svc})
+	ready, err := cluster.ReadyEndpoints(ctx, d.c.Client(), ns, svc)
 	if err != nil {
 		return err
-	}
-	ready := 0
-	for _, s := range sl.Items {
-		for _, e := range s.Endpoints {
-			if ptr.Deref(e.Conditions.Ready, false) {
-				ready++
-			}
-		}
 	}
 	if ready != n {
 		return fmt.Errorf("%d ready endpoints, want %d", ready, n)
@@ -647,31 +669,22 @@ func (d *demo) nodePort(ctx context.Context) error {
 	var errs []error
 	for _, n := range d.c.Nodes() {
 		target := net.JoinHostPort(n.IP, "30080")
-		counts := map[string]int{}
-		failed := 0
-		var last error
-		for range 10 {
+		tl := askTimes(10, func() (string, error) {
 			got, err := echo.Ask(ctx, d.c.DialFromExternal(), "tcp", target, "hostname")
-			if err != nil || !valid[got] {
-				failed++
-				last = err
-				continue
+			if err == nil && !valid[got] {
+				err = fmt.Errorf("answer from %q, no storefront Pod", got)
 			}
-			counts[got]++
-		}
-		var parts []string
-		for _, p := range pods {
-			parts = append(parts, fmt.Sprintf("%s=%d", shortName(p.Name), counts[p.Name]))
-		}
+			return got, err
+		})
 		local := "no storefront Pod on it"
 		for _, p := range pods {
 			if p.Spec.NodeName == n.Name {
 				local = "runs a storefront Pod"
 			}
 		}
-		say("%s %-18s %s  (%s)", n.Name, target, strings.Join(parts, " "), local)
-		if failed > 0 {
-			errs = append(errs, fmt.Errorf("via %s: %d of 10 failed: %w", n.Name, failed, last))
+		say("%s %-18s %s  (%s)", n.Name, target, tl.perPod(pods), local)
+		if tl.failed > 0 {
+			errs = append(errs, fmt.Errorf("via %s: %d of 10 failed: %w", n.Name, tl.failed, tl.last))
 		}
 	}
 	return errors.Join(errs...)

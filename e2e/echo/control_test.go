@@ -19,18 +19,7 @@ import (
 )
 
 func TestControl(t *testing.T) {
-	srv := NewServer("pod-a")
-	t.Cleanup(func() { _ = srv.Close() })
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.ServeTCP(ln)
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.ServeUDP(pc)
+	_, tcpAddr, udpAddr := serveLoopback(t, "pod-a")
 	ctl := NewControl(true)
 	t.Cleanup(func() { _ = ctl.Close() })
 	hs := httptest.NewServer(ctl.Handler())
@@ -78,7 +67,7 @@ func TestControl(t *testing.T) {
 		}
 	})
 	t.Run("ask", func(t *testing.T) {
-		for _, tc := range []struct{ proto, addr string }{{"tcp", ln.Addr().String()}, {"udp", pc.LocalAddr().String()}} {
+		for _, tc := range []struct{ proto, addr string }{{"tcp", tcpAddr}, {"udp", udpAddr}} {
 			r := result(t, "/ask", url.Values{"proto": {tc.proto}, "addr": {tc.addr}, "request": {"hostname"}})
 			if r.Answer != "pod-a" || r.Err() != nil {
 				t.Errorf("ask %s: %+v, want pod-a", tc.proto, r)
@@ -103,7 +92,7 @@ func TestControl(t *testing.T) {
 		}
 	})
 	t.Run("flows keep their five-tuple", func(t *testing.T) {
-		for _, tc := range []struct{ proto, addr string }{{"tcp", ln.Addr().String()}, {"udp", pc.LocalAddr().String()}} {
+		for _, tc := range []struct{ proto, addr string }{{"tcp", tcpAddr}, {"udp", udpAddr}} {
 			code, id := get(t, "/flow/open", url.Values{"proto": {tc.proto}, "addr": {tc.addr}})
 			if code != http.StatusOK {
 				t.Fatalf("open %s flow: %d %s", tc.proto, code, id)

@@ -145,14 +145,20 @@ func (s *Server) Close() error {
 // to a network namespace another.
 type Dialer func(ctx context.Context, network, addr string) (net.Conn, error)
 
+// orDefault is d, or a plain net.Dialer's DialContext when d is nil.
+func (d Dialer) orDefault() Dialer {
+	if d != nil {
+		return d
+	}
+	var nd net.Dialer
+	return nd.DialContext
+}
+
 // Ask sends request ("hostname" or "clientip") to addr over proto ("tcp"
 // means HTTP, "udp" a datagram) on a fresh connection and returns the
 // answer.
 func Ask(ctx context.Context, dial Dialer, proto, addr, request string) (string, error) {
-	if dial == nil {
-		var d net.Dialer
-		dial = d.DialContext
-	}
+	dial = dial.orDefault()
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, 3*time.Second)
@@ -203,11 +209,7 @@ type Session struct {
 // OpenSession connects to addr over TCP and takes the connection over for
 // line requests (see Server's /session).
 func OpenSession(ctx context.Context, dial Dialer, addr string) (*Session, error) {
-	if dial == nil {
-		var d net.Dialer
-		dial = d.DialContext
-	}
-	conn, err := dial(ctx, "tcp", addr)
+	conn, err := dial.orDefault()(ctx, "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("session to %s: %w", addr, err)
 	}

@@ -6,8 +6,11 @@ import (
 	"testing"
 )
 
-func TestAsk(t *testing.T) {
-	srv := NewServer("pod-a")
+// serveLoopback starts an echo server named name on loopback, over TCP and
+// UDP, for the test's duration, and returns it and its two addresses.
+func serveLoopback(t *testing.T, name string) (srv *Server, tcpAddr, udpAddr string) {
+	t.Helper()
+	srv = NewServer(name)
 	t.Cleanup(func() { _ = srv.Close() })
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -19,16 +22,21 @@ func TestAsk(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv.ServeUDP(pc)
+	return srv, ln.Addr().String(), pc.LocalAddr().String()
+}
+
+func TestAsk(t *testing.T) {
+	srv, tcpAddr, udpAddr := serveLoopback(t, "pod-a")
 
 	tests := []struct {
 		name, proto, addr, request string
 		want                       func(string) bool
 	}{
-		{"http hostname", "tcp", ln.Addr().String(), "hostname", func(s string) bool { return s == "pod-a" }},
-		{"http clientip", "tcp", ln.Addr().String(), "clientip", isLoopbackAddr},
-		{"udp hostname", "udp", pc.LocalAddr().String(), "hostname", func(s string) bool { return s == "pod-a" }},
-		{"udp clientip", "udp", pc.LocalAddr().String(), "clientip", isLoopbackAddr},
-		{"udp echo", "udp", pc.LocalAddr().String(), "echo hi there", func(s string) bool { return s == "hi there" }},
+		{"http hostname", "tcp", tcpAddr, "hostname", func(s string) bool { return s == "pod-a" }},
+		{"http clientip", "tcp", tcpAddr, "clientip", isLoopbackAddr},
+		{"udp hostname", "udp", udpAddr, "hostname", func(s string) bool { return s == "pod-a" }},
+		{"udp clientip", "udp", udpAddr, "clientip", isLoopbackAddr},
+		{"udp echo", "udp", udpAddr, "echo hi there", func(s string) bool { return s == "hi there" }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -43,7 +51,7 @@ func TestAsk(t *testing.T) {
 	}
 	t.Run("session", func(t *testing.T) {
 		ctx := context.Background()
-		sess, err := OpenSession(ctx, nil, ln.Addr().String())
+		sess, err := OpenSession(ctx, nil, tcpAddr)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -66,7 +74,7 @@ func TestAsk(t *testing.T) {
 		if err := srv.Close(); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := Ask(context.Background(), nil, "tcp", ln.Addr().String(), "hostname"); err == nil {
+		if _, err := Ask(context.Background(), nil, "tcp", tcpAddr, "hostname"); err == nil {
 			t.Error("Ask after Close succeeded, want an error")
 		}
 	})

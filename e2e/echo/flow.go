@@ -36,11 +36,7 @@ type UDPFlow struct {
 
 // OpenUDPFlow connects a UDP socket to addr.
 func OpenUDPFlow(ctx context.Context, dial Dialer, addr string) (*UDPFlow, error) {
-	if dial == nil {
-		var d net.Dialer
-		dial = d.DialContext
-	}
-	conn, err := dial(ctx, "udp", addr)
+	conn, err := dial.orDefault()(ctx, "udp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("udp flow to %s: %w", addr, err)
 	}

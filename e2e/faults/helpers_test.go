@@ -318,9 +318,16 @@ func changeBulk(t *testing.T, i int, grpcAddr, node string) uint64 {
 	if grpcAddr == "" {
 		return 0
 	}
+	return waitCPDigestChange(t, grpcAddr, node, prefix, before, 30*time.Second, "control plane sees the change of "+bulkName(i))
+}
+
+// waitCPDigestChange polls until the control plane's entry for prefix on
+// node has another digest than before, and returns it.
+func waitCPDigestChange(t *testing.T, grpcAddr, node, prefix string, before uint64, timeout time.Duration, what string) uint64 {
+	t.Helper()
 	var after uint64
-	retry.Eventually(t, 30*time.Second, "control plane sees the change of "+bulkName(i), func() error {
-		d, err := cpEntryDigest(ctx, grpcAddr, node, prefix)
+	retry.Eventually(t, timeout, what, func() error {
+		d, err := cpEntryDigest(context.Background(), grpcAddr, node, prefix)
 		if err != nil {
 			return err
 		}

@@ -63,16 +63,7 @@ func TestDrift(t *testing.T) {
 		})
 		took := time.Since(start)
 		t.Logf("deleted %d element(s) of %s; repaired in %s", n, svc.Spec.ClusterIP, took.Round(time.Millisecond))
-		retry.Eventually(t, 5*time.Second, "repair counted", func() error {
-			st, err := agentState(ctx, node, false)
-			if err != nil {
-				return err
-			}
-			if st.GetDriftRepairs() <= repairs0 {
-				return fmt.Errorf("drift_repairs %d", st.GetDriftRepairs())
-			}
-			return nil
-		})
+		waitRepairCounted(ctx, t, node, repairs0)
 		if !strings.Contains(agentLog.Since(), "kernel drift repaired") {
 			t.Errorf("no \"kernel drift repaired\" log line")
 		}
@@ -106,22 +97,29 @@ func TestDrift(t *testing.T) {
 			return nil
 		})
 		t.Logf("table deleted; back in %s", took.Round(time.Millisecond))
-		retry.Eventually(t, 5*time.Second, "repair counted", func() error {
-			st, err := agentState(ctx, node, false)
-			if err != nil {
-				return err
-			}
-			if st.GetDriftRepairs() <= repairs0 {
-				return fmt.Errorf("drift_repairs %d", st.GetDriftRepairs())
-			}
-			return nil
-		})
+		waitRepairCounted(ctx, t, node, repairs0)
 		if took > 2*time.Second {
 			t.Errorf("table repaired only after %s", took)
 		}
 		// New connections through the node fail between the deletion
 		// and the repair (no DNAT): one every 25 ms, plus one.
 		ls.finish(t, int64(took/(25*time.Millisecond))+1)
+	})
+}
+
+// waitRepairCounted waits until the node's agent counts more drift repairs
+// than before.
+func waitRepairCounted(ctx context.Context, t *testing.T, node string, before uint64) {
+	t.Helper()
+	retry.Eventually(t, 5*time.Second, "repair counted", func() error {
+		st, err := agentState(ctx, node, false)
+		if err != nil {
+			return err
+		}
+		if st.GetDriftRepairs() <= before {
+			return fmt.Errorf("drift_repairs %d", st.GetDriftRepairs())
+		}
+		return nil
 	})
 }
 

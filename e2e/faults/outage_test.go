@@ -4,12 +4,10 @@ package faults
 
 import (
 	"context"
-	"errors"
 	"testing"
 	"time"
 
 	"github.com/doorman-proxy/doorman/e2e/cluster"
-	"github.com/doorman-proxy/doorman/e2e/retry"
 )
 
 // Row 4: the API server stops for a while: the dataplane keeps serving,
@@ -89,18 +87,7 @@ func TestAPIServerOutage(t *testing.T) {
 	if err := setBulkEndpoints(ctx, bulk, 1); err != nil {
 		t.Fatal(err)
 	}
-	var want uint64
-	retry.Eventually(t, 2*time.Minute, "control plane sees the change made after the outage", func() error {
-		d, err := cpEntryDigest(ctx, cp, "node1", prefix)
-		if err != nil {
-			return err
-		}
-		if d == old {
-			return errors.New("unchanged")
-		}
-		want = d
-		return nil
-	})
+	want := waitCPDigestChange(t, cp, "node1", prefix, old, 2*time.Minute, "control plane sees the change made after the outage")
 	seen := time.Since(start)
 	for _, n := range c.Nodes() {
 		waitAgentEntry(t, n.Name, prefix, want, 30*time.Second)

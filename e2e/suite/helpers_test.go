@@ -18,7 +18,6 @@ import (
 	"testing"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -26,6 +25,7 @@ import (
 	k8sretry "k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 
+	"github.com/doorman-proxy/doorman/e2e/cluster"
 	"github.com/doorman-proxy/doorman/e2e/echo"
 	"github.com/doorman-proxy/doorman/e2e/provider"
 	"github.com/doorman-proxy/doorman/e2e/retry"
@@ -69,23 +69,11 @@ var everyNode = []corev1.Toleration{{Operator: corev1.TolerationOpExists, Effect
 func echoDeployment(t *testing.T, ns, name string, replicas int32, ports ...corev1.ContainerPort) []corev1.Pod {
 	t.Helper()
 	ctx := context.Background()
-	labels := map[string]string{"app": name}
-	ctr := prov.EchoContainer(ports...)
-	d := &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: ptr.To(replicas),
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec: corev1.PodSpec{
-					Containers:                    []corev1.Container{ctr},
-					TerminationGracePeriodSeconds: ptr.To[int64](2),
-					Tolerations:                   everyNode,
-				},
-			},
-		},
-	}
+	d := cluster.Deployment(ns, name, replicas, corev1.PodSpec{
+		Containers:                    []corev1.Container{prov.EchoContainer(ports...)},
+		TerminationGracePeriodSeconds: ptr.To[int64](2),
+		Tolerations:                   everyNode,
+	})
 	if _, err := prov.Client().AppsV1().Deployments(ns).Create(ctx, d, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("create deployment %s/%s: %v", ns, name, err)
 	}
@@ -159,19 +147,9 @@ func containerPort(name string, proto corev1.Protocol, port int32) corev1.Contai
 func readyEndpoints(t *testing.T, ns, svc string, n int) {
 	t.Helper()
 	retry.Eventually(t, time.Minute, fmt.Sprintf("%d ready endpoints of %s/%s", n, ns, svc), func() error {
-		sl, err := prov.Client().DiscoveryV1().EndpointSlices(ns).List(context.Background(), metav1.ListOptions{
-			LabelSelector: discoveryv1.LabelServiceName + "=" + svc,
-		})
+		ready, err := cluster.ReadyEndpoints(context.Background(), prov.Client(), ns, svc)
 		if err != nil {
 			return err
-		}
-		ready := 0
-		for _, s := range sl.Items {
-			for _, e := range s.Endpoints {
-				if ptr.Deref(e.Conditions.Ready, false) {
-					ready++
-				}
-			}
 		}
 		if ready != n {
 			return fmt.Errorf("%d ready", ready)

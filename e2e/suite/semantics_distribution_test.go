@@ -213,14 +213,7 @@ func TestSemantics_Distribution_HintFallbacks(t *testing.T) {
 	notServing := func(h hinted) hinted { h.serving = false; return h }
 	own := func(i int) hinted { return ready(i, []string{nodes[i]}, zone(i)) }
 
-	slice := &discoveryv1.EndpointSlice{
-		ObjectMeta: metav1.ObjectMeta{
-			Name:   "manual-1",
-			Labels: map[string]string{discoveryv1.LabelServiceName: "manual", discoveryv1.LabelManagedBy: "e2e.doorman.local"},
-		},
-		AddressType: discoveryv1.AddressTypeIPv4,
-		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("http"), Protocol: ptr.To(corev1.ProtocolTCP), Port: ptr.To[int32](8080)}},
-	}
+	slice := manualSlice()
 	cs := prov.Client().DiscoveryV1().EndpointSlices(ns)
 	apply := func(t *testing.T, eps ...hinted) {
 		t.Helper()

@@ -108,18 +108,7 @@ func TestSemantics_SelectorlessWithManualSlices(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Name: "manual"},
 		Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{tcpPort("http", 80, 8080)}},
 	})
-	slice := &discoveryv1.EndpointSlice{
-		ObjectMeta: metav1.ObjectMeta{
-			Name:   "manual-1",
-			Labels: map[string]string{discoveryv1.LabelServiceName: "manual", discoveryv1.LabelManagedBy: "e2e.doorman.local"},
-		},
-		AddressType: discoveryv1.AddressTypeIPv4,
-		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("http"), Protocol: ptr.To(corev1.ProtocolTCP), Port: ptr.To[int32](8080)}},
-		Endpoints: []discoveryv1.Endpoint{
-			manualEndpoint(a, true),
-			manualEndpoint(b, true),
-		},
-	}
+	slice := manualSlice(manualEndpoint(a, true), manualEndpoint(b, true))
 	ctx := context.Background()
 	created, err := prov.Client().DiscoveryV1().EndpointSlices(ns).Create(ctx, slice, metav1.CreateOptions{})
 	if err != nil {
@@ -135,6 +124,20 @@ func TestSemantics_SelectorlessWithManualSlices(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitOnly(t, c, "tcp", target, set(a.Name), 20)
+}
+
+// manualSlice is the hand-made EndpointSlice manual-1 of Service "manual"
+// (port http, 8080/TCP) listing eps.
+func manualSlice(eps ...discoveryv1.Endpoint) *discoveryv1.EndpointSlice {
+	return &discoveryv1.EndpointSlice{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:   "manual-1",
+			Labels: map[string]string{discoveryv1.LabelServiceName: "manual", discoveryv1.LabelManagedBy: "e2e.doorman.local"},
+		},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("http"), Protocol: ptr.To(corev1.ProtocolTCP), Port: ptr.To[int32](8080)}},
+		Endpoints:   eps,
+	}
 }
 
 func manualEndpoint(p corev1.Pod, ready bool) discoveryv1.Endpoint {

@@ -283,13 +283,14 @@ func (inspectServer) ListNodes(context.Context, *doormanv1.ListNodesRequest) (*d
 	return &doormanv1.ListNodesResponse{Version: 7}, nil
 }
 
-func TestInterceptors(t *testing.T) {
-	a := newAuth(t, &fakeAPI{}, nil)
+// serveWith serves, over an in-memory listener until the test ends, a gRPC
+// server with a's interceptors and what register registers, and returns a
+// client connection to it.
+func serveWith(t *testing.T, a *Authenticator, register func(*grpc.Server)) *grpc.ClientConn {
+	t.Helper()
 	lis := bufconn.Listen(1 << 20)
 	gs := grpc.NewServer(a.ServerOptions()...)
-	doormanv1.RegisterAgentServiceServer(gs, agentServer{})
-	doormanv1.RegisterInspectServiceServer(gs, inspectServer{})
-	reflection.Register(gs)
+	register(gs)
 	go func() { _ = gs.Serve(lis) }()
 	t.Cleanup(gs.Stop)
 	cc, err := grpc.NewClient("passthrough:///bufnet",
@@ -299,6 +300,16 @@ func TestInterceptors(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cc.Close() })
+	return cc
+}
+
+func TestInterceptors(t *testing.T) {
+	a := newAuth(t, &fakeAPI{}, nil)
+	cc := serveWith(t, a, func(gs *grpc.Server) {
+		doormanv1.RegisterAgentServiceServer(gs, agentServer{})
+		doormanv1.RegisterInspectServiceServer(gs, inspectServer{})
+		reflection.Register(gs)
+	})
 
 	withToken := func(token string) context.Context {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -57,6 +58,58 @@ func (l *reviewLog) count(prefix string) int {
 	return n
 }
 
+// flood is peers presenting invalid tokens to an Authenticator, each from
+// its own address with several workers, until it ends.
+type flood struct {
+	presented atomic.Int64
+	stop      chan struct{}
+	wg        sync.WaitGroup
+	start     time.Time
+}
+
+// startFlood starts peers×workers workers presenting token(n) for n = 1,
+// 2, …, each pausing between tokens; a refusal with another code than
+// refused fails the test.
+func startFlood(t *testing.T, a *Authenticator, peers, workers int, pause time.Duration, token func(n int64) string, refused ...codes.Code) *flood {
+	t.Helper()
+	f := &flood{stop: make(chan struct{}), start: time.Now()}
+	for p := range peers {
+		for range workers {
+			f.wg.Go(func() {
+				ctx := from(fmt.Sprintf("10.2.0.%d", p+1))
+				for {
+					select {
+					case <-f.stop:
+						return
+					default:
+					}
+					n := f.presented.Add(1)
+					_, err := a.Agent(ctx, token(n))
+					if !slices.Contains(refused, status.Code(err)) {
+						t.Errorf("junk token %d: %v", n, err)
+					}
+					time.Sleep(pause)
+				}
+			})
+		}
+	}
+	return f
+}
+
+// waitPresented waits, polling every poll, until n tokens were presented.
+func (f *flood) waitPresented(n int64, poll time.Duration) {
+	for f.presented.Load() < n {
+		time.Sleep(poll)
+	}
+}
+
+// end stops the workers and returns how long the flood lasted.
+func (f *flood) end() time.Duration {
+	close(f.stop)
+	f.wg.Wait()
+	return time.Since(f.start)
+}
+
 // TestJunkFloodDoesNotStarveAgents: while many peers present thousands of
 // distinct invalid tokens, an agent connecting for the first time is
 // admitted after at most one review per junk peer (plus the reviews the
@@ -84,36 +137,11 @@ func TestJunkFloodDoesNotStarveAgents(t *testing.T) {
 			}
 			time.Sleep(time.Duration(burst) * time.Second / qps) // the burst refills
 
-			stop := make(chan struct{})
-			var presented atomic.Int64
-			var wg sync.WaitGroup
-			start := time.Now()
-			for p := range junkPeers {
-				for range workersPerPeer {
-					wg.Go(func() {
-						ctx := from(fmt.Sprintf("10.2.0.%d", p+1))
-						for {
-							select {
-							case <-stop:
-								return
-							default:
-							}
-							n := presented.Add(1)
-							_, err := a.Agent(ctx, fmt.Sprintf("junk-%d", n))
-							switch status.Code(err) {
-							case codes.Unauthenticated, codes.ResourceExhausted, codes.Unavailable:
-							default:
-								t.Errorf("junk token %d: %v", n, err)
-							}
-							time.Sleep(5 * time.Millisecond)
-						}
-					})
-				}
-			}
+			fl := startFlood(t, a, junkPeers, workersPerPeer, 5*time.Millisecond,
+				func(n int64) string { return fmt.Sprintf("junk-%d", n) },
+				codes.Unauthenticated, codes.ResourceExhausted, codes.Unavailable)
 			if arrival == "during the flood" {
-				for presented.Load() < minJunk/2 {
-					time.Sleep(10 * time.Millisecond)
-				}
+				fl.waitPresented(minJunk/2, 10*time.Millisecond)
 			}
 
 			before := log.len()
@@ -124,12 +152,8 @@ func TestJunkFloodDoesNotStarveAgents(t *testing.T) {
 				t.Fatalf("agent admitted as %+v, %v", adm, err)
 			}
 			ahead := log.index("agent:new") - before
-			for presented.Load() < minJunk {
-				time.Sleep(10 * time.Millisecond)
-			}
-			close(stop)
-			wg.Wait()
-			elapsed := time.Since(start)
+			fl.waitPresented(minJunk, 10*time.Millisecond)
+			elapsed := fl.end()
 
 			// The bound: one review per junk peer (its first, before it
 			// failed), plus the burst already let through.
@@ -156,7 +180,7 @@ func TestJunkFloodDoesNotStarveAgents(t *testing.T) {
 				t.Errorf("%d admissions evicted, want 0", got)
 			}
 			t.Logf("%d invalid tokens from %d peers in %s: %d reviewed; the agent's review had %d ahead of it, admitted in %s",
-				presented.Load(), junkPeers, elapsed.Round(time.Millisecond), junkReviews, ahead, took.Round(time.Millisecond))
+				fl.presented.Load(), junkPeers, elapsed.Round(time.Millisecond), junkReviews, ahead, took.Round(time.Millisecond))
 		})
 	}
 }
@@ -233,46 +257,16 @@ func TestJunkSignatureFloodDoesNotStarveAgents(t *testing.T) {
 		b, _ := json.Marshal(claims)
 		return parts[0] + "." + base64.RawURLEncoding.EncodeToString(b) + "." + parts[2]
 	}
-	stop := make(chan struct{})
-	var presented atomic.Int64
-	var wg sync.WaitGroup
-	start := time.Now()
-	for p := range junkPeers {
-		for range workersPerPeer {
-			wg.Go(func() {
-				ctx := from(fmt.Sprintf("10.2.0.%d", p+1))
-				for {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					n := presented.Add(1)
-					_, err := a.Agent(ctx, junkToken(n))
-					switch status.Code(err) {
-					case codes.Unauthenticated, codes.ResourceExhausted:
-					default:
-						t.Errorf("junk token %d: %v", n, err)
-					}
-				}
-			})
-		}
-	}
-	for presented.Load() < minJunk/2 {
-		time.Sleep(time.Millisecond)
-	}
+	fl := startFlood(t, a, junkPeers, workersPerPeer, 0, junkToken, codes.Unauthenticated, codes.ResourceExhausted)
+	fl.waitPresented(minJunk/2, time.Millisecond)
 	t0 := time.Now()
 	adm, err := a.Agent(from("10.3.0.1"), rsaKey.sign(t, claimsFor("new", now)))
 	took := time.Since(t0)
 	if err != nil || adm.Node != "new" {
 		t.Fatalf("agent admitted as %+v, %v", adm, err)
 	}
-	for presented.Load() < minJunk {
-		time.Sleep(time.Millisecond)
-	}
-	close(stop)
-	wg.Wait()
-	elapsed := time.Since(start)
+	fl.waitPresented(minJunk, time.Millisecond)
+	elapsed := fl.end()
 	checked := int(a.Stats().SignaturesChecked)
 	refill := int(elapsed.Seconds()*DefaultPeerFailureQPS) + 1
 	if bound := junkPeers*(DefaultPeerFailureBurst+refill) + 1; checked > bound {
@@ -282,5 +276,5 @@ func TestJunkSignatureFloodDoesNotStarveAgents(t *testing.T) {
 		t.Errorf("%d token reviews, want 0", got)
 	}
 	t.Logf("%d junk tokens from %d peers in %s: %d signatures checked; the agent was admitted in %s",
-		presented.Load(), junkPeers, elapsed.Round(time.Millisecond), checked, took.Round(time.Microsecond))
+		fl.presented.Load(), junkPeers, elapsed.Round(time.Millisecond), checked, took.Round(time.Microsecond))
 }

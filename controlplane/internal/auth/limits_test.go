@@ -17,11 +17,9 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
-	"google.golang.org/grpc/test/bufconn"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
@@ -435,18 +433,7 @@ func TestStreamEndsAtTokenExpiry(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			a := newAuthLimits(t, &fakeAPI{}, nil, Limits{MinStreamLife: tt.minLife})
-			lis := bufconn.Listen(1 << 20)
-			gs := grpc.NewServer(a.ServerOptions()...)
-			doormanv1.RegisterAgentServiceServer(gs, waitingAgentServer{})
-			go func() { _ = gs.Serve(lis) }()
-			t.Cleanup(gs.Stop)
-			cc, err := grpc.NewClient("passthrough:///bufnet",
-				grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-				grpc.WithTransportCredentials(insecure.NewCredentials()))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = cc.Close() })
+			cc := serveWith(t, a, func(gs *grpc.Server) { doormanv1.RegisterAgentServiceServer(gs, waitingAgentServer{}) })
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			start := time.Now()

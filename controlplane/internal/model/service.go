@@ -479,20 +479,30 @@ func (c candidate) proto(terminating bool) *doormanv1.Endpoint {
 
 // value computes one key's Value: the Service port in one family.
 func (s *service) value(fam family, p port, from []*parsedSlice) Value {
+	cands := candidates(fam, p, from)
+	if s.internalLocal || s.externalLocal {
+		return s.localValue(fam, p, cands)
+	}
+	mk := func(eps, local []*doormanv1.Endpoint) *doormanv1.ServicePort {
+		return s.servicePort(fam, p, eps, local, nil)
+	}
+	v := Value{Default: mk(choose(cands, everyCandidate), nil)}
+	v.ByNode, v.ByZone = topology(cands, mk)
+	return v
+}
+
+// everyCandidate is the choose filter that keeps every candidate.
+func everyCandidate(candidate) bool { return true }
+
+// candidates returns the endpoints of the slices of fam for port p, sorted
+// by address and port, each listed once.
+func candidates(fam family, p port, from []*parsedSlice) []candidate {
 	var cands []candidate
 	for _, ps := range from {
 		if ps.family != fam.family {
 			continue
 		}
-		// The number comes from each slice's own port of that name, so
-		// Pods behind a named targetPort may differ.
-		num, ok := uint32(0), false
-		for _, sp := range ps.ports {
-			if sp.name == p.name && sp.protocol == p.protocol {
-				num, ok = sp.port, true
-				break
-			}
-		}
+		num, ok := ps.portNumber(p)
 		if !ok {
 			continue
 		}
@@ -511,52 +521,65 @@ func (s *service) value(fam family, p port, from []*parsedSlice) Value {
 		// one sorts first and is kept.
 		return boolOrder(b.ready, a.ready)
 	})
-	cands = slices.CompactFunc(cands, func(a, b candidate) bool { return a.addr == b.addr && a.port == b.port })
+	return slices.CompactFunc(cands, func(a, b candidate) bool { return a.addr == b.addr && a.port == b.port })
+}
 
-	all := choose(cands, func(candidate) bool { return true })
-	mk := func(eps, local []*doormanv1.Endpoint) *doormanv1.ServicePort {
-		return s.servicePort(fam, p, eps, local, nil)
+// portNumber returns the number of the slice's own port matching p's name
+// and protocol. The number comes from each slice, so Pods behind a named
+// targetPort may differ.
+func (ps *parsedSlice) portNumber(p port) (uint32, bool) {
+	for _, sp := range ps.ports {
+		if sp.name == p.name && sp.protocol == p.protocol {
+			return sp.port, true
+		}
 	}
-	v := Value{}
-	switch {
-	case s.internalLocal || s.externalLocal:
-		nodes := map[string]bool{}
-		for _, c := range cands {
-			if c.node != "" {
-				nodes[c.node] = true
+	return 0, false
+}
+
+// localValue computes the Value of a Service with a Local traffic policy:
+// a default with no local endpoints, and one entry per node that has some.
+func (s *service) localValue(fam family, p port, cands []candidate) Value {
+	everywhere := choose(cands, everyCandidate)
+	pick := func(local []*doormanv1.Endpoint) *doormanv1.ServicePort {
+		eps, ext, cluster := everywhere, []*doormanv1.Endpoint(nil), []*doormanv1.Endpoint(nil)
+		if s.internalLocal {
+			eps = local
+			// External traffic (and Pod- or node-sourced traffic to
+			// external addresses) still needs the cluster-wide set.
+			if s.externallyReachable {
+				cluster = everywhere
 			}
 		}
-		pick := func(local []*doormanv1.Endpoint) *doormanv1.ServicePort {
-			eps, ext, cluster := all, []*doormanv1.Endpoint(nil), []*doormanv1.Endpoint(nil)
-			if s.internalLocal {
-				eps = local
-				// External traffic (and Pod- or node-sourced traffic to
-				// external addresses) still needs the cluster-wide set.
-				if s.externallyReachable {
-					cluster = all
-				}
-			}
-			if s.externalLocal {
-				ext = local
-			}
-			return s.servicePort(fam, p, eps, ext, cluster)
+		if s.externalLocal {
+			ext = local
 		}
-		v.Default = pick(nil)
-		for n := range nodes {
-			local := choose(cands, func(c candidate) bool { return c.node == n })
-			if len(local) == 0 {
-				continue
-			}
-			if v.ByNode == nil {
-				v.ByNode = map[string]*doormanv1.ServicePort{}
-			}
-			v.ByNode[n] = pick(local)
+		return s.servicePort(fam, p, eps, ext, cluster)
+	}
+	v := Value{Default: pick(nil)}
+	for _, n := range nodesOf(cands) {
+		local := choose(cands, func(c candidate) bool { return c.node == n })
+		if len(local) == 0 {
+			continue
 		}
-	default:
-		v.Default = mk(all, nil)
-		v.ByNode, v.ByZone = topology(cands, mk)
+		if v.ByNode == nil {
+			v.ByNode = map[string]*doormanv1.ServicePort{}
+		}
+		v.ByNode[n] = pick(local)
 	}
 	return v
+}
+
+// nodesOf returns the nodes the candidates name, each once.
+func nodesOf(cands []candidate) []string {
+	seen := map[string]bool{}
+	var nodes []string
+	for _, c := range cands {
+		if c.node != "" && !seen[c.node] {
+			seen[c.node] = true
+			nodes = append(nodes, c.node)
+		}
+	}
+	return nodes
 }
 
 // choose returns the ready endpoints among those in, or when there is none

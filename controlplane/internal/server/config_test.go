@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"flag"
-	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -11,7 +10,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/testing/protocmp"
@@ -28,18 +26,9 @@ func inspectClient(t *testing.T, opts ...Option) doormanv1.InspectServiceClient 
 	gs := grpc.NewServer(Codec())
 	Register(gs, h, nil, opts...)
 	go func() { _ = gs.Serve(lis) }()
-	cc, err := grpc.NewClient("passthrough:///bufnet",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cc.Close()
-		gs.Stop()
-		h.Close()
-	})
-	return doormanv1.NewInspectServiceClient(cc)
+	t.Cleanup(h.Close)
+	t.Cleanup(gs.Stop)
+	return doormanv1.NewInspectServiceClient(dialBufconn(t, lis))
 }
 
 func TestGetConfig(t *testing.T) {

@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"slices"
@@ -15,13 +14,10 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
 	authenticationv1 "k8s.io/api/authentication/v1"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
@@ -36,14 +32,7 @@ import (
 // time, as the agent makes one per stream.
 func limitedServer(t *testing.T, services int, limits Limits, extra ...grpc.ServerOption) (h *hub.Hub, dial func() *grpc.ClientConn) {
 	t.Helper()
-	h = hub.New(hub.Config{VersionSeed: 1000})
-	for i := range services {
-		name := fmt.Sprintf("s%d", i)
-		h.SetService(service(name))
-		h.SetSlice(endpoints(name, fmt.Sprintf("10.1.0.%d", i+1)))
-	}
-	h.SetNode(&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1"}})
-	h.MarkReady()
+	h = testHub(services, "n1")
 	lis := bufconn.Listen(1 << 20)
 	gs := grpc.NewServer(append(append(Options(), limits.ServerOptions()...), extra...)...)
 	Register(gs, h, nil)
@@ -52,16 +41,7 @@ func limitedServer(t *testing.T, services int, limits Limits, extra ...grpc.Serv
 		h.Close()
 		gs.Stop()
 	})
-	return h, func() *grpc.ClientConn {
-		cc, err := grpc.NewClient("passthrough:///bufnet",
-			grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-			grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = cc.Close() })
-		return cc
-	}
+	return h, func() *grpc.ClientConn { return dialBufconn(t, lis) }
 }
 
 // agentSim is an agent across streams: it holds what it applied and

@@ -37,6 +37,24 @@ const (
 	memServices   = 2000
 )
 
+// serveTCP serves h with the server's transport options on a loopback TCP
+// port until the test ends, and returns its address.
+func serveTCP(t *testing.T, h *hub.Hub) net.Addr {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer(Options()...)
+	Register(gs, h, nil)
+	go func() { _ = gs.Serve(lis) }()
+	t.Cleanup(func() {
+		h.Close()
+		gs.Stop()
+	})
+	return lis.Addr()
+}
+
 // filledHub returns a ready hub with services ClusterIP Services of two
 // endpoints each and the nodes n0…n(nodes-1).
 func filledHub(services, nodes int) *hub.Hub {
@@ -105,21 +123,11 @@ func TestMemoryPerNode(t *testing.T) {
 		t.Skip("memory measurement skipped in -short mode")
 	}
 	h := filledHub(memServices, memNodes)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs := grpc.NewServer(Options()...)
-	Register(gs, h, nil)
-	go func() { _ = gs.Serve(lis) }()
-	t.Cleanup(func() {
-		h.Close()
-		gs.Stop()
-	})
+	addr := serveTCP(t, h)
 
 	before := sampleMemory(t)
 	cmd := exec.Command(os.Args[0], "-test.run=^TestMemoryClients$", "-test.v")
-	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s %d", memClientsEnv, lis.Addr(), memNodes))
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s %d", memClientsEnv, addr, memNodes))
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -285,20 +293,10 @@ func TestLargeFullView(t *testing.T) {
 	}
 	const services = 20000
 	h := filledHub(services, 1)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs := grpc.NewServer(Options()...)
-	Register(gs, h, nil)
-	go func() { _ = gs.Serve(lis) }()
-	t.Cleanup(func() {
-		h.Close()
-		gs.Stop()
-	})
+	addr := serveTCP(t, h)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+	cc, err := grpc.NewClient(addr.String(), grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256<<20)))
 	if err != nil {
 		t.Fatal(err)

@@ -53,32 +53,45 @@ type env struct {
 }
 
 func newEnv(t *testing.T, services int) *env {
+	h := testHub(services, "n1", "n2")
+	lis := bufconn.Listen(1 << 20)
+	gs := grpc.NewServer(Codec())
+	Register(gs, h, nil)
+	go func() { _ = gs.Serve(lis) }()
+	t.Cleanup(gs.Stop)
+	cc := dialBufconn(t, lis)
+	t.Cleanup(h.Close)
+	return &env{t: t, hub: h, cc: cc}
+}
+
+// testHub is a ready hub with services Services s0, s1, … (one endpoint
+// each) and the named nodes.
+func testHub(services int, nodes ...string) *hub.Hub {
 	h := hub.New(hub.Config{VersionSeed: 1000})
 	for i := range services {
 		name := fmt.Sprintf("s%d", i)
 		h.SetService(service(name))
 		h.SetSlice(endpoints(name, fmt.Sprintf("10.1.0.%d", i+1)))
 	}
-	for _, n := range []string{"n1", "n2"} {
+	for _, n := range nodes {
 		h.SetNode(&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n}})
 	}
 	h.MarkReady()
-	lis := bufconn.Listen(1 << 20)
-	gs := grpc.NewServer(Codec())
-	Register(gs, h, nil)
-	go func() { _ = gs.Serve(lis) }()
+	return h
+}
+
+// dialBufconn returns a client connection over the in-memory listener,
+// closed when the test ends.
+func dialBufconn(t *testing.T, lis *bufconn.Listener) *grpc.ClientConn {
+	t.Helper()
 	cc, err := grpc.NewClient("passthrough:///bufnet",
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
 		grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		h.Close()
-		_ = cc.Close()
-		gs.Stop()
-	})
-	return &env{t: t, hub: h, cc: cc}
+	t.Cleanup(func() { _ = cc.Close() })
+	return cc
 }
 
 // client is a test agent on one stream.

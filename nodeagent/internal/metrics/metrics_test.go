@@ -40,21 +40,21 @@ func (k *stepKernel) Apply([]dataplane.Change) (dataplane.Stats, error) {
 
 func histogram(t *testing.T, reg *prometheus.Registry, name string) *dto.Histogram {
 	t.Helper()
-	families, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range families {
-		if f.GetName() == name {
-			return f.GetMetric()[0].GetHistogram()
-		}
-	}
-	t.Fatalf("no %s", name)
-	return nil
+	return firstMetric(t, reg, name).GetHistogram()
 }
 
 // value is a counter's or gauge's value.
 func value(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	m := firstMetric(t, reg, name)
+	if m.GetCounter() != nil {
+		return m.GetCounter().GetValue()
+	}
+	return m.GetGauge().GetValue()
+}
+
+// firstMetric is the first series of the family name.
+func firstMetric(t *testing.T, reg *prometheus.Registry, name string) *dto.Metric {
 	t.Helper()
 	families, err := reg.Gather()
 	if err != nil {
@@ -62,15 +62,11 @@ func value(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	}
 	for _, f := range families {
 		if f.GetName() == name {
-			m := f.GetMetric()[0]
-			if m.GetCounter() != nil {
-				return m.GetCounter().GetValue()
-			}
-			return m.GetGauge().GetValue()
+			return f.GetMetric()[0]
 		}
 	}
 	t.Fatalf("no %s", name)
-	return 0
+	return nil
 }
 
 func TestTransactionsAndProgrammingLatency(t *testing.T) {

@@ -53,55 +53,87 @@ func View(view map[string]*doormanv1.Entry) *Table { return Options{}.View(view)
 
 // View renders a whole view with these Options (see View).
 func (o Options) View(view map[string]*doormanv1.Entry) *Table {
-	// Sorted with their entries: looking each key up again in a large view
-	// costs more than the rendering of most entries.
-	type keyed struct {
-		key   string
-		entry *doormanv1.Entry
-	}
-	keys := make([]keyed, 0, len(view))
-	for k, e := range view {
-		keys = append(keys, keyed{k, e})
-	}
-	slices.SortFunc(keys, func(x, y keyed) int { return strings.Compare(x.key, y.key) })
-
 	t := &Table{Sets: Sets(), Owners: make(map[SharedID]int, len(view)), Invalid: map[string]error{}, ChainUsers: map[string]int{}}
 	t.Claims = &Claims{owner: make(map[frontendID]claimant, len(view)), others: map[frontendID][]claimant{}}
+	b := &builder{elems: make([]Element, 0, estimateView(view)), claims: make([]Claim, 0, len(view)), chunk: 1 << 20}
+	r := t.renderEntries(b, sortedEntries(view))
+	t.Elements = t.keepOwned(b, r)
+	t.Refused = t.Claims.Refused()
+	t.Chains = append(o.StaticChains(), endpointChains(t.ChainUsers)...)
+	return t
+}
+
+// keyedEntry is a view's entry with its key.
+type keyedEntry struct {
+	key   string
+	entry *doormanv1.Entry
+}
+
+// sortedEntries returns the view's entries sorted by key. They are sorted
+// with their entries: looking each key up again in a large view costs more
+// than the rendering of most entries.
+func sortedEntries(view map[string]*doormanv1.Entry) []keyedEntry {
+	keys := make([]keyedEntry, 0, len(view))
+	for k, e := range view {
+		keys = append(keys, keyedEntry{k, e})
+	}
+	slices.SortFunc(keys, func(x, y keyedEntry) int { return strings.Compare(x.key, y.key) })
+	return keys
+}
+
+// estimateView bounds from above how many elements a view renders to.
+func estimateView(view map[string]*doormanv1.Entry) int {
 	est := 16
 	for _, e := range view {
 		est += estimateElements(e.GetServicePort())
 	}
-	b := &builder{elems: make([]Element, 0, est), claims: make([]Claim, 0, len(view)), chunk: 1 << 20}
-	// span is where one rendered entry's elements, chains and claims lie.
-	type span struct {
-		key                                                            string
-		elemStart, elemEnd, chainStart, chainEnd, claimStart, claimEnd int
-	}
-	spans := make([]span, 0, len(keys))
-	var chains []string // every entry's per-K chains, back to back
+	return est
+}
+
+// entrySpan is where one rendered entry's elements, chains and claims lie.
+type entrySpan struct {
+	key                                                            string
+	elemStart, elemEnd, chainStart, chainEnd, claimStart, claimEnd int
+}
+
+// rendered is every rendered entry's span, and the per-K chains the spans
+// point into, back to back.
+type rendered struct {
+	spans  []entrySpan
+	chains []string
+}
+
+// renderEntries renders each entry into b, in order, recording in t the
+// entries that cannot be rendered and the claims of those that can.
+func (t *Table) renderEntries(b *builder, keys []keyedEntry) rendered {
+	r := rendered{spans: make([]entrySpan, 0, len(keys))}
 	for _, ke := range keys {
-		key := ke.key
 		start, claimStart := len(b.elems), len(b.claims)
 		b.chains = b.chains[:0]
 		if err := b.entry(ke.entry); err != nil {
-			t.Invalid[key] = err
+			t.Invalid[ke.key] = err
 			b.elems, b.claims = b.elems[:start], b.claims[:claimStart]
 			continue
 		}
 		for _, cl := range b.claims[claimStart:] {
-			t.Claims.add(cl.id, claimant{key: key, entry: ke.entry, kind: cl.Kind})
+			t.Claims.add(cl.id, claimant{key: ke.key, entry: ke.entry, kind: cl.Kind})
 		}
-		chainStart := len(chains)
-		chains = append(chains, b.chains...)
-		spans = append(spans, span{key, start, len(b.elems), chainStart, len(chains), claimStart, len(b.claims)})
+		chainStart := len(r.chains)
+		r.chains = append(r.chains, b.chains...)
+		r.spans = append(r.spans, entrySpan{ke.key, start, len(b.elems), chainStart, len(r.chains), claimStart, len(b.claims)})
 	}
+	return r
+}
 
-	// Keep each entry's elements (less the frontends it lost), counting
-	// shared owners, compacted in place: the write index never passes the
-	// read index.
+// keepOwned keeps each entry's elements (less the frontends it lost, once
+// claims are decided), counting shared owners and chain users in t. It
+// compacts b's elements in place, the write index never passing the read
+// index, and returns what is kept.
+func (t *Table) keepOwned(b *builder, r rendered) []Element {
+	elems := b.elems
 	w := 0
-	for _, s := range spans {
-		objs := Objects{Elements: b.elems[s.elemStart:s.elemEnd], Chains: chains[s.chainStart:s.chainEnd], Claims: b.claims[s.claimStart:s.claimEnd]}
+	for _, s := range r.spans {
+		objs := Objects{Elements: elems[s.elemStart:s.elemEnd], Chains: r.chains[s.chainStart:s.chainEnd], Claims: b.claims[s.claimStart:s.claimEnd]}
 		objs = objs.owned(s.key, t.Claims.ownerOf)
 		for _, e := range objs.Elements {
 			if e.Shared {
@@ -112,27 +144,29 @@ func (o Options) View(view map[string]*doormanv1.Entry) *Table {
 					continue
 				}
 			}
-			b.elems[w] = e
+			elems[w] = e
 			w++
 		}
 		for _, c := range objs.Chains {
 			t.ChainUsers[c]++
 		}
 	}
-	b.elems = b.elems[:w]
-	t.Refused = t.Claims.Refused()
-	t.Elements = b.elems
-	t.Chains = o.StaticChains()
-	names := make([]string, 0, len(t.ChainUsers))
-	for c := range t.ChainUsers {
+	return elems[:w]
+}
+
+// endpointChains returns the per-endpoint-count chains used, in order.
+func endpointChains(users map[string]int) []Chain {
+	names := make([]string, 0, len(users))
+	for c := range users {
 		names = append(names, c)
 	}
 	sortChainNames(names)
+	chains := make([]Chain, 0, len(names))
 	for _, name := range names {
 		c, _ := EndpointChain(name)
-		t.Chains = append(t.Chains, c)
+		chains = append(chains, c)
 	}
-	return t
+	return chains
 }
 
 // estimateElements bounds from above how many elements a ServicePort
