@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"runtime/debug"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -116,7 +117,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("control plane: %w", err)
 	}
 	fresh := watch.NewFreshness(nil, log.Named("watch"))
-	h := hub.New(hub.Config{NodePortAddresses: nodePorts, VersionSeed: cfg.VersionSeed, LogLimit: cfg.LogLimit, Logger: log.Named("hub"), Freshness: fresh.Marker, Events: cfg.Events})
+	h := hub.New(hub.Config{NodePortAddresses: nodePorts, VersionSeed: cfg.VersionSeed, LogLimit: cfg.LogLimit, Logger: log.Named("hub"), Freshness: fresh.Marker, Events: cfg.Events, Load: true})
 	m, err := metrics.New(h)
 	if err != nil {
 		return fmt.Errorf("control plane: %w", err)
@@ -137,6 +138,10 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		h.MarkReady()
 		close(synced)
+		// The initial lists leave as much garbage as the state they
+		// built; give it back now rather than keep it for the next
+		// collections to reuse.
+		debug.FreeOSMemory()
 	}()
 
 	gs, err := newGRPCServer(ctx, cfg, h, m, log)

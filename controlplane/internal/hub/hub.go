@@ -34,6 +34,10 @@ type Config struct {
 	// Events, when set, receives what Services' authors should see: a
 	// Service that lost an address to another, a Service refused.
 	Events Events
+	// Load computes no Service until MarkReady, which computes each
+	// changed one once, on every CPU (see model.Defer): the initial lists
+	// would otherwise compute a Service once per object.
+	Load bool
 }
 
 // Hub owns the model, the view and the differ.
@@ -67,12 +71,16 @@ func New(cfg Config) *Hub {
 		log = hclog.NewNullLogger()
 	}
 	v := view.New(cfg.VersionSeed, cfg.LogLimit)
+	m := model.New()
+	if cfg.Load {
+		m.Defer()
+	}
 	return &Hub{
 		log:       log,
 		nodePorts: cfg.NodePortAddresses,
 		freshness: cfg.Freshness,
 		events:    cfg.Events,
-		model:     model.New(),
+		model:     m,
 		view:      v,
 		differ:    differ.New(v),
 		wake:      map[differ.Token]chan struct{}{},
@@ -84,12 +92,14 @@ func New(cfg Config) *Hub {
 	}
 }
 
-// MarkReady is called once the informers have synced: only then are
-// sessions served.
+// MarkReady is called once the informers have synced: it computes the
+// Services held back by Config.Load, then sessions are served.
 func (h *Hub) MarkReady() {
 	h.readyOnce.Do(func() {
 		h.mu.Lock()
-		h.log.Info("informers synced", "version", h.view.Version(), "keys", h.view.Stats().Keys)
+		h.log.Info("informers synced")
+		h.model.Flush(h.apply)
+		h.log.Info("views built", "version", h.view.Version(), "keys", h.view.Stats().Keys)
 		h.mu.Unlock()
 		close(h.ready)
 	})

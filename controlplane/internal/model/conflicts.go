@@ -106,8 +106,34 @@ func (c claimant) compare(o claimant) int {
 
 // claims is what one Service claims: its frontends and its age.
 type claims struct {
-	age   age
-	kinds map[Frontend]ClaimKind
+	age age
+	// kinds, sorted by frontend: a map each would cost ten times the
+	// memory of the one or two claims most Services make.
+	kinds []frontendClaim
+}
+
+type frontendClaim struct {
+	frontend Frontend
+	kind     ClaimKind
+}
+
+// claimsOf is kinds as a list sorted by frontend.
+func claimsOf(kinds map[Frontend]ClaimKind) []frontendClaim {
+	out := make([]frontendClaim, 0, len(kinds))
+	for f, k := range kinds {
+		out = append(out, frontendClaim{frontend: f, kind: k})
+	}
+	slices.SortFunc(out, func(a, b frontendClaim) int { return compareFrontends(a.frontend, b.frontend) })
+	return out
+}
+
+// kind is what c claims f as; 0 when it does not claim it.
+func (c claims) kind(f Frontend) ClaimKind {
+	i, found := slices.BinarySearchFunc(c.kinds, f, func(fc frontendClaim, f Frontend) int { return compareFrontends(fc.frontend, f) })
+	if !found {
+		return 0
+	}
+	return c.kinds[i].kind
 }
 
 // frontends indexes every Service's claims by frontend, so that a change
@@ -138,20 +164,20 @@ func (fs *frontends) owner(f Frontend) (claimant, bool) {
 func (fs *frontends) set(id string, a age, kinds map[Frontend]ClaimKind) []string {
 	old := fs.byService[id]
 	affected := map[string]bool{}
-	for f, k := range old.kinds {
-		if old.age != a || kinds[f] != k {
-			fs.remove(id, f, affected)
+	for _, c := range old.kinds {
+		if old.age != a || kinds[c.frontend] != c.kind {
+			fs.remove(id, c.frontend, affected)
 		}
 	}
 	for f, k := range kinds {
-		if old.age != a || old.kinds[f] != k {
+		if old.age != a || old.kind(f) != k {
 			fs.insert(claimant{service: id, kind: k, age: a}, f, affected)
 		}
 	}
 	if len(kinds) == 0 {
 		delete(fs.byService, id)
 	} else {
-		fs.byService[id] = claims{age: a, kinds: kinds}
+		fs.byService[id] = claims{age: a, kinds: claimsOf(kinds)}
 	}
 	delete(affected, id)
 	out := make([]string, 0, len(affected))
@@ -249,7 +275,7 @@ func (fs *frontends) withoutLost(id string, values map[string]Value) (map[string
 				continue
 			}
 			lost = append(lost, a)
-			conflicts = append(conflicts, Conflict{Frontend: f, Claim: fs.byService[id].kinds[f], Owner: owner.service, OwnerClaim: owner.kind})
+			conflicts = append(conflicts, Conflict{Frontend: f, Claim: fs.byService[id].kind(f), Owner: owner.service, OwnerClaim: owner.kind})
 		}
 		if len(lost) == 0 {
 			continue
@@ -278,14 +304,16 @@ func addressesOf(sp *doormanv1.ServicePort) []string {
 	return append(out, sp.GetLoadBalancerIps()...)
 }
 
-func compareConflicts(a, b Conflict) int {
-	if c := a.Frontend.Addr.Compare(b.Frontend.Addr); c != 0 {
+func compareConflicts(a, b Conflict) int { return compareFrontends(a.Frontend, b.Frontend) }
+
+func compareFrontends(a, b Frontend) int {
+	if c := a.Addr.Compare(b.Addr); c != 0 {
 		return c
 	}
-	if c := cmp.Compare(a.Frontend.Protocol, b.Frontend.Protocol); c != 0 {
+	if c := cmp.Compare(a.Protocol, b.Protocol); c != 0 {
 		return c
 	}
-	return cmp.Compare(a.Frontend.Port, b.Frontend.Port)
+	return cmp.Compare(a.Port, b.Port)
 }
 
 // without returns the value with the addresses left out of every node's

@@ -3,6 +3,7 @@ package model
 import (
 	"errors"
 	"slices"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -32,8 +33,9 @@ type Result struct {
 // concurrent use.
 type Model struct {
 	services map[string]*corev1.Service
-	// slices of each Service, by slice name.
-	slices map[string]map[string]*discoveryv1.EndpointSlice
+	// slices of each Service, sorted by name (most Services have one: a
+	// map each would cost ten times the memory).
+	slices map[string][]*discoveryv1.EndpointSlice
 	// sliceService is the Service each known slice belongs to.
 	sliceService map[string]string
 	// frontends indexes what each Service claims, to decide who owns a
@@ -44,13 +46,16 @@ type Model struct {
 	conflicts     map[string][]Conflict
 	conflictCount int
 	invalid       map[string]string
+	// dirty, while not nil, collects the Services changed since Defer
+	// instead of recomputing them at once (see Flush).
+	dirty map[string]struct{}
 }
 
 // New returns an empty Model.
 func New() *Model {
 	return &Model{
 		services:     map[string]*corev1.Service{},
-		slices:       map[string]map[string]*discoveryv1.EndpointSlice{},
+		slices:       map[string][]*discoveryv1.EndpointSlice{},
 		sliceService: map[string]string{},
 		frontends:    newFrontends(),
 		conflicts:    map[string][]Conflict{},
@@ -103,10 +108,12 @@ func (m *Model) SetSlice(s *discoveryv1.EndpointSlice) []Result {
 		return out
 	}
 	m.sliceService[sid] = owner
-	if m.slices[owner] == nil {
-		m.slices[owner] = map[string]*discoveryv1.EndpointSlice{}
+	list := m.slices[owner]
+	if i, found := slices.BinarySearchFunc(list, s.Name, bySliceName); found {
+		list[i] = s
+	} else {
+		m.slices[owner] = slices.Insert(list, i, s)
 	}
-	m.slices[owner][s.Name] = s
 	return append(out, m.update(owner)...)
 }
 
@@ -122,24 +129,33 @@ func (m *Model) DeleteSlice(namespace, name string) []Result {
 
 func (m *Model) removeSlice(sid, owner string) []Result {
 	delete(m.sliceService, sid)
-	byName := m.slices[owner]
-	for name, s := range byName {
-		if nsName(s.Namespace, name) == sid {
-			delete(byName, name)
-		}
-	}
-	if len(byName) == 0 {
+	list := slices.DeleteFunc(m.slices[owner], func(s *discoveryv1.EndpointSlice) bool { return nsName(s.Namespace, s.Name) == sid })
+	if len(list) == 0 {
 		delete(m.slices, owner)
+	} else {
+		m.slices[owner] = list
 	}
 	return m.update(owner)
 }
 
+func bySliceName(s *discoveryv1.EndpointSlice, name string) int { return strings.Compare(s.Name, name) }
+
 // update recomputes a Service, records what it claims and returns its
 // Result, then those of the Services whose addresses changed hands: when
 // an owner goes away or lets an address go, the next claimant gets it in
-// the same update.
+// the same update. While deferred (see Defer) it only notes the Service.
 func (m *Model) update(id string) []Result {
-	r := m.compute(id)
+	if m.dirty != nil {
+		m.dirty[id] = struct{}{}
+		return nil
+	}
+	return m.settle(m.compute(id))
+}
+
+// settle records what a computed Result claims and returns it finished,
+// then the Results of the Services whose addresses changed hands.
+func (m *Model) settle(r Result) []Result {
+	id := r.Service
 	var a age
 	if svc := m.services[id]; svc != nil {
 		a = ageOf(svc)
@@ -184,16 +200,7 @@ func (m *Model) compute(id string) Result {
 	if !ok {
 		return Result{Service: id}
 	}
-	byName := m.slices[id]
-	names := make([]string, 0, len(byName))
-	for n := range byName {
-		names = append(names, n)
-	}
-	slices.Sort(names) // errors in a stable order
-	list := make([]*discoveryv1.EndpointSlice, 0, len(names))
-	for _, n := range names {
-		list = append(list, byName[n])
-	}
-	values, err := Ports(svc, list)
+	// Sorted by name: errors in a stable order.
+	values, err := Ports(svc, m.slices[id])
 	return Result{Service: id, Values: values, Err: err}
 }

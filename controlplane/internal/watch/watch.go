@@ -12,7 +12,6 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	apiwatch "k8s.io/apimachinery/pkg/watch"
@@ -48,7 +47,7 @@ func Start(ctx context.Context, client kubernetes.Interface, sink Sink, fresh *F
 	if fresh == nil {
 		fresh = NewFreshness(nil, log)
 	}
-	factory := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(stripManagedFields))
+	factory := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(trim))
 	var regs []cache.InformerSynced
 	add := func(inf cache.SharedIndexInformer, h cache.ResourceEventHandler) error {
 		reg, err := inf.AddEventHandler(h)
@@ -105,11 +104,12 @@ func listWatch[L runtime.Object](c lister[L]) *cache.ListWatch {
 }
 
 // informer is the factory's shared informer for obj, reading through lw
-// with fresh tracking it.
+// with fresh tracking it. It keeps no index: nothing looks objects up but
+// by key, and at 100,000 objects an index costs megabytes.
 func informer(factory informers.SharedInformerFactory, obj runtime.Object, resource string, lw *cache.ListWatch, fresh *Freshness) cache.SharedIndexInformer {
 	return factory.InformerFor(obj, func(client kubernetes.Interface, resync time.Duration) cache.SharedIndexInformer {
 		return cache.NewSharedIndexInformer(tracked(cache.ToListWatcherWithWatchListSemantics(lw, client), resource, fresh),
-			obj, resync, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
+			obj, resync, cache.Indexers{})
 	})
 }
 
@@ -182,12 +182,4 @@ func typed[T any](log hclog.Logger, kind string, obj any, f func(T)) {
 		return
 	}
 	f(t)
-}
-
-// stripManagedFields drops what doorman never reads to keep the caches small.
-func stripManagedFields(obj any) (any, error) {
-	if m, err := meta.Accessor(obj); err == nil {
-		m.SetManagedFields(nil)
-	}
-	return obj, nil
 }
