@@ -90,11 +90,14 @@ type Config struct {
 // Run runs the agent until ctx is done, then stops, leaving the kernel's
 // rules in place. It returns an error when it cannot start.
 //
-// Start-up opens, in this order: the metrics registry, the cache (and the
-// view it holds), the dataplane, the layers around it (the drift monitor
-// subscribes here, before the cached view is programmed), the agent; it
-// then programs the cached view, sets the conntrack sysctls and serves
-// (see serve). Shutdown closes all of it in the reverse order.
+// Start-up opens, in this order: the metrics registry, the cache file
+// (its head only: what the view it holds gives the Hello), the dataplane,
+// the layers around it (the drift monitor subscribes here, before the
+// cached view is programmed), the agent and the stream to the control
+// planes, which says its Hello while the cache's view loads; the agent
+// handles no update before the view is restored and programmed. It then
+// sets the conntrack sysctls and serves (see serve). Shutdown closes all
+// of it in the reverse order.
 func Run(ctx context.Context, cfg Config) error {
 	cpService, err := checkConfig(cfg)
 	if err != nil {
@@ -111,9 +114,10 @@ func Run(ctx context.Context, cfg Config) error {
 
 	endStartGC := relaxGC()
 	defer endStartGC()
-	var closeCache func()
-	p.cached, closeCache = loadCache(ctx, p.log, cfg, p.m)
-	defer closeCache()
+	loadStart := time.Now()
+	opening := beginCache(ctx, p.log.Named("cache"), cfg.CachePath, cfg.NodeName)
+	closeCache := func() {}
+	defer func() { closeCache() }()
 	p.health = healthcheck.NewProxy(clock.RealClock{}, cfg.HealthTimeout)
 
 	if p.dp, err = dataplane.Open(p.log, dataplane.Options{NetNSPath: cfg.NetNSPath, Render: cfg.Table}); err != nil {
@@ -121,7 +125,6 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	// Close releases the netlink socket; the table stays in the kernel.
 	defer closeOrWarn(p.log, "close dataplane", p.dp.Close)
-	p.cached.trustKernel(p.dp)
 
 	layers, closeLayers, err := p.openLayers()
 	if err != nil {
@@ -129,10 +132,23 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer closeLayers()
 	p.monitor = layers.monitor
-	p.agent = agent.New(cfg.NodeName, p.cached.view, layers.stack(p.dp), p.cached.store)
+	p.agent = agent.NewRestoring(cfg.NodeName, earlyHolding(opening, cfg.MaxCacheAge, time.Now()), layers.stack(p.dp))
 	if err := p.m.Watch(p.reg, p.agent); err != nil {
 		return err
 	}
+	streamDone, stopStream, err := p.startStream(ctx, cpService)
+	if err != nil {
+		return err
+	}
+	// Before the cache, the layers and the dataplane close: the stream
+	// drives them.
+	defer stopStream()
+
+	// From here to the agent's Open (in programCached) nothing returns:
+	// the stream waits for it.
+	p.cached, closeCache = loadCache(p.log, cfg, p.m, opening, loadStart)
+	p.cached.trustKernel(p.dp)
+	p.agent.Restore(p.cached.view, p.cached.store)
 	p.programCached(endStartGC)
 
 	// After the start-up Sync: doorman's rules use conntrack, so its
@@ -140,7 +156,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if _, err := conntrack.Apply(p.log, cfg.NetNSPath, runtime.NumCPU(), cfg.Conntrack); err != nil {
 		return err
 	}
-	return p.serve(ctx, cpService)
+	return p.serve(ctx, streamDone)
 }
 
 // checkConfig checks what Run cannot start without, and returns the
@@ -207,11 +223,11 @@ type startView struct {
 	tooOld error
 }
 
-// loadCache opens the cache and takes from it the view to program,
-// dropping one older than cfg.MaxCacheAge. close closes the cache.
-func loadCache(ctx context.Context, log hclog.Logger, cfg Config, m *metrics.Metrics) (_ startView, close func()) {
-	loadStart := time.Now()
-	c, view := openCache(ctx, log.Named("cache"), cfg.CachePath, cfg.NodeName)
+// loadCache restores the view of the cache opening began (nil: no
+// cache), dropping one older than cfg.MaxCacheAge. close closes the
+// cache.
+func loadCache(log hclog.Logger, cfg Config, m *metrics.Metrics, opening *cache.Opening, loadStart time.Time) (_ startView, close func()) {
+	c, view := finishCache(log.Named("cache"), cfg.CachePath, opening)
 	if c == nil {
 		return startView{view: state.New()}, func() {}
 	}
@@ -228,6 +244,24 @@ func loadCache(ctx context.Context, log hclog.Logger, cfg Config, m *metrics.Met
 	return sv, func() { closeOrWarn(log, "close cache", c.Close) }
 }
 
+// earlyHolding is what the Hello says while the cache's view loads: what
+// the file records of it, nothing when there is no cache or its view is
+// too old to program (see freshView), and nil (the Hello waits for the
+// view) when the file does not say.
+func earlyHolding(opening *cache.Opening, maxAge time.Duration, now time.Time) *doormanv1.Holding {
+	if opening == nil {
+		return &doormanv1.Holding{}
+	}
+	head := opening.Head()
+	switch {
+	case head.Holding == nil:
+		return nil
+	case tooOld(head.Version, head.Confirmed, maxAge, now) != nil:
+		return &doormanv1.Holding{}
+	}
+	return head.Holding
+}
+
 // trustKernel lets the start-up Sync skip reading the table back while
 // the kernel is still as the cache's last write recorded it, and has
 // every later write record the kernel's Mark with the view.
@@ -240,8 +274,10 @@ func (sv *startView) trustKernel(dp *dataplane.Dataplane) {
 }
 
 // programCached programs the cached view (when there is one), ends the
-// start-up's relaxed garbage collection, and records in the cache the
-// Mark of the kernel that now holds the view.
+// start-up's relaxed garbage collection and the agent's start-up (updates
+// go on from here), then records in the cache the Mark of the kernel that
+// holds the view: off the path of the first update, whose kernel commit
+// does not wait for that write (and whose own write brings its mark).
 func (p *parts) programCached(endStartGC func()) {
 	view := p.cached.view
 	if p.cached.tooOld != nil {
@@ -250,26 +286,27 @@ func (p *parts) programCached(endStartGC func()) {
 	start := time.Now()
 	stats, warning, err := p.agent.Start()
 	endStartGC()
+	version, mark := view.Version(), p.dp.Mark().Encode()
 	switch {
 	case err != nil:
 		p.log.Error("cached view not programmed; the first update will program the whole view", "error", err)
 	case warning != nil:
-		p.log.Warn("cached view programmed without some entries", "version", view.Version(), "ops", stats.Ops, "read", stats.Read, "error", warning, "took", time.Since(start))
-	case view.Version() > 0:
-		p.log.Info("cached view programmed", "version", view.Version(), "entries", view.Len(), "ops", stats.Ops, "read", stats.Read, "took", time.Since(start))
+		p.log.Warn("cached view programmed without some entries", "version", version, "ops", stats.Ops, "read", stats.Read, "error", warning, "took", time.Since(start))
+	case version > 0:
+		p.log.Info("cached view programmed", "version", version, "entries", view.Len(), "ops", stats.Ops, "read", stats.Read, "took", time.Since(start))
 	}
-	if err == nil && view.Version() > 0 && p.cached.store != nil {
-		if err := p.cached.cache.SaveKernelMark(p.dp.Mark().Encode()); err != nil {
+	p.agent.Open()
+	if err == nil && version > 0 && p.cached.store != nil {
+		if err := p.cached.cache.SaveKernelMark(version, mark); err != nil {
 			p.log.Warn("kernel mark not saved: the next start reads the table back", "error", err)
 		}
 	}
 }
 
 // serve serves Inspect, /healthz and /livez, and /metrics, runs the drift
-// monitor's loop, the discovery of control planes and the cache's
-// confirmation, then streams from the control planes until ctx is done.
-// It stops them in the reverse order.
-func (p *parts) serve(ctx context.Context, cpService discovery.Service) error {
+// monitor's loop and the cache's confirmation until the stream (started
+// before: see startStream) returns, and stops them in the reverse order.
+func (p *parts) serve(ctx context.Context, streamDone <-chan error) error {
 	stopInspect, err := serveInspect(p.log, p.cfg, p.agent, p.cached.tooOld)
 	if err != nil {
 		return err
@@ -288,16 +325,27 @@ func (p *parts) serve(ctx context.Context, cpService discovery.Service) error {
 		drift.Run(ctx, drift.Config{Agent: p.agent, Monitor: p.monitor, Period: p.cfg.ResyncPeriod, Queued: p.health.QueuedRepair, Logger: p.log.Named("drift")})
 	})
 	defer stopDrift()
-	targets, stopDiscovery, err := p.discoverTargets(ctx, cpService)
-	if err != nil {
-		return err
-	}
-	defer stopDiscovery()
 	if p.cached.store != nil {
 		stopConfirm := confirmWhileConnected(p.log.Named("cache"), p.cached.cache, p.agent, confirmPeriod)
 		defer stopConfirm()
 	}
-	return p.stream(ctx, targets)
+	return <-streamDone
+}
+
+// startStream starts the discovery of control planes and the stream to
+// them, which runs until ctx is done or stop is called; done then gives
+// its error.
+func (p *parts) startStream(ctx context.Context, cpService discovery.Service) (done <-chan error, stop func(), err error) {
+	targets, stopDiscovery, err := p.discoverTargets(ctx, cpService)
+	if err != nil {
+		return nil, nil, err
+	}
+	errs := make(chan error, 1)
+	stopStream := runUntilStopped(ctx, func(ctx context.Context) { errs <- p.stream(ctx, targets) })
+	return errs, func() {
+		stopStream()
+		stopDiscovery()
+	}, nil
 }
 
 // discoverTargets returns the control planes to dial: the configured
@@ -367,32 +415,41 @@ func joinTargets(static, discovered []string) []string {
 	return out
 }
 
-// openCache opens the cache and restores its view. An unreadable file is
-// set aside (the newest few copies kept); a file another process holds
-// locked (an agent that has not exited yet) is waited for a few times.
-// A cache that cannot be opened at all leaves the agent without one (it
-// still works, from the stream only) rather than failing start-up on
-// every restart.
-func openCache(ctx context.Context, log hclog.Logger, path, node string) (*cache.Cache, *state.View) {
+// beginCache opens the cache file and reads its head (see
+// cache.Opening); finishCache restores its view. A file another process
+// holds locked (an agent that has not exited yet) is waited for a few
+// times. nil: no cache.
+func beginCache(ctx context.Context, log hclog.Logger, path, node string) *cache.Opening {
 	if path == "" {
 		log.Warn("no cache file: a restart will wait for a control plane")
-		return nil, nil
+		return nil
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		log.Error("no cache: cannot create its directory", "path", path, "error", err)
-		return nil, nil
+		return nil
 	}
-	var c *cache.Cache
-	var view *state.View
-	var reset *cache.Reset
-	var err error
 	for try := 1; ; try++ {
-		c, view, reset, err = cache.OpenView(path, node)
-		if !errors.Is(err, cache.ErrLocked) || try == lockedTries || ctx.Err() != nil {
-			break
+		o, err := cache.Begin(path, node)
+		if err == nil {
+			return o
+		}
+		if try == lockedTries || ctx.Err() != nil {
+			log.Error("no cache: cannot open it", "path", path, "error", err)
+			return nil
 		}
 		log.Warn("cache locked by another process; trying again", "path", path, "try", try, "error", err)
 	}
+}
+
+// finishCache restores the view of the cache opening began. An unreadable
+// file is set aside (the newest few copies kept). A cache that cannot be
+// opened at all leaves the agent without one (it still works, from the
+// stream only) rather than failing start-up on every restart.
+func finishCache(log hclog.Logger, path string, opening *cache.Opening) (*cache.Cache, *state.View) {
+	if opening == nil {
+		return nil, nil
+	}
+	c, view, reset, err := opening.Finish()
 	if reset != nil {
 		log.Error("cache unreadable, set aside; starting empty", "path", path, "aside", reset.Aside, "error", reset.Cause)
 		if len(reset.Removed) > 0 {
@@ -420,7 +477,7 @@ const lockedTries = 3
 // cache is cleared, an empty view returned with the reason (tooOld), and
 // the agent programs nothing until a control plane answers. err: the
 // cache could not be read or cleared, and must not be written to.
-func freshView(c *cache.Cache, view *state.View, maxAge time.Duration, now time.Time) (_ *state.View, tooOld, err error) {
+func freshView(c *cache.Cache, view *state.View, maxAge time.Duration, now time.Time) (_ *state.View, old, err error) {
 	if maxAge <= 0 || view.Version() == 0 {
 		return view, nil, nil
 	}
@@ -428,16 +485,27 @@ func freshView(c *cache.Cache, view *state.View, maxAge time.Duration, now time.
 	if err != nil {
 		return state.New(), fmt.Errorf("cached view (version %d) not programmed: its age is unknown: %w", view.Version(), err), err
 	}
-	switch age := now.Sub(confirmed); {
-	case confirmed.IsZero():
-		tooOld = fmt.Errorf("cached view (version %d) not programmed: the cache does not say when a control plane last confirmed it; waiting for a control plane", view.Version())
-	case age > maxAge:
-		tooOld = fmt.Errorf("cached view (version %d) not programmed: a control plane last confirmed it %s ago (%s), over --max-cache-age %s; waiting for a control plane",
-			view.Version(), age.Round(time.Second), confirmed.UTC().Format(time.RFC3339), maxAge)
-	default:
+	if old = tooOld(view.Version(), confirmed, maxAge, now); old == nil {
 		return view, nil, nil
 	}
-	return state.New(), tooOld, c.Clear()
+	return state.New(), old, c.Clear()
+}
+
+// tooOld says why a cached view of version, which a control plane last
+// confirmed at confirmed (zero: the file does not say), is too old to
+// program at now; nil when it is not (or maxAge is 0: any age).
+func tooOld(version uint64, confirmed time.Time, maxAge time.Duration, now time.Time) error {
+	if maxAge <= 0 || version == 0 {
+		return nil
+	}
+	switch age := now.Sub(confirmed); {
+	case confirmed.IsZero():
+		return fmt.Errorf("cached view (version %d) not programmed: the cache does not say when a control plane last confirmed it; waiting for a control plane", version)
+	case age > maxAge:
+		return fmt.Errorf("cached view (version %d) not programmed: a control plane last confirmed it %s ago (%s), over --max-cache-age %s; waiting for a control plane",
+			version, age.Round(time.Second), confirmed.UTC().Format(time.RFC3339), maxAge)
+	}
+	return nil
 }
 
 // confirmPeriod is how often the cache records that a connected control
@@ -552,3 +620,5 @@ func (s *markedStore) Replace(version uint64, view map[string]*doormanv1.Entry) 
 func (s *markedStore) Freshness() map[string]uint64 { return s.cache.Freshness() }
 
 func (s *markedStore) SetFreshness(m map[string]uint64) { s.cache.SetFreshness(m) }
+
+func (s *markedStore) SetHolding(h *doormanv1.Holding) { s.cache.SetHolding(h) }

@@ -32,6 +32,9 @@ type Store interface {
 	Replace(version uint64, view map[string]*doormanv1.Entry) error
 	Freshness() map[string]uint64
 	SetFreshness(map[string]uint64)
+	// SetHolding sets what the next Save or Replace records the Hello of
+	// the view it writes says (nil: nothing), for the next start's Hello.
+	SetHolding(*doormanv1.Holding)
 }
 
 // Where the view came from at start-up, as GetState reports it.
@@ -66,6 +69,17 @@ type Agent struct {
 	lastError    string
 	// freshness is the highest freshness marker applied (see Freshness).
 	freshness Freshness
+
+	// started is closed once the start-up is done (see NewRestoring).
+	started chan struct{}
+	// helloMu guards what follows; taken after mu when both are, and
+	// alone by a Hello during the start-up, while Start holds mu.
+	helloMu sync.Mutex
+	// hello is what the Hello says until then (nil: the Hello waits);
+	// helloSent: a Hello said it. helloStale: the restored view holds
+	// something else, and no Hello said so since.
+	hello                 *doormanv1.Holding
+	helloSent, helloStale bool
 
 	counters Counters
 	// notProgrammed: keys held but left out of the kernel by Sync (they
@@ -107,14 +121,14 @@ type Counters struct {
 // New returns an agent holding view (empty, or restored from the cache).
 // store may be nil.
 func New(node string, view *state.View, kernel Kernel, store Store) *Agent {
-	a := &Agent{node: node, kernel: kernel, store: store, view: view, loadedFrom: LoadedFromNone, needSync: true, notProgrammed: map[string]string{}, rejected: map[string]rejection{}}
-	if view.Version() > 0 {
-		a.loadedFrom = LoadedFromCache
-	}
-	if store != nil {
-		a.freshness = store.Freshness()
-	}
+	a := newAgent(node, kernel, view)
+	a.restoreView(view, store)
+	close(a.started)
 	return a
+}
+
+func newAgent(node string, kernel Kernel, view *state.View) *Agent {
+	return &Agent{node: node, kernel: kernel, view: view, loadedFrom: LoadedFromNone, needSync: true, notProgrammed: map[string]string{}, rejected: map[string]rejection{}, started: make(chan struct{})}
 }
 
 // Start programs the kernel with the view restored from the cache, before
@@ -169,13 +183,11 @@ func (a *Agent) syncView(view map[string]*doormanv1.Entry) (dataplane.Stats, err
 }
 
 // Hello is the first message of a stream: who the agent is and what it
-// holds.
+// holds; during the start-up, what the cache records (see NewRestoring).
 func (a *Agent) Hello() *doormanv1.SyncRequest {
-	a.mu.Lock()
-	defer a.mu.Unlock()
 	return &doormanv1.SyncRequest{Message: &doormanv1.SyncRequest_Hello{Hello: &doormanv1.Hello{
 		NodeName: a.node,
-		Holding:  a.view.Holding(),
+		Holding:  a.holding(),
 	}}}
 }
 
@@ -202,7 +214,10 @@ type Outcome struct {
 	Err error
 	// Resume: the agent's view and the control plane's disagree (view
 	// digest mismatch); the stream should be reopened so that the Hello's
-	// bucket digests let the control plane resend what differs.
+	// bucket digests let the control plane resend what differs. With no
+	// Reply, the update was not applied: the Hello the stream opened with
+	// said what the cache recorded, and the view restored from it holds
+	// something else.
 	Resume bool
 	// Behind: the update was refused, unapplied and unanswered (Reply is
 	// nil), because its freshness marker is behind what the agent has
@@ -235,9 +250,14 @@ func (a *Agent) HandleBehind(u *doormanv1.SyncResponse) Outcome {
 }
 
 func (a *Agent) handle(u *doormanv1.SyncResponse, acceptBehind bool) Outcome {
+	a.waitStarted()
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	out := Outcome{Version: u.GetVersion()}
+	if a.isHelloStale() {
+		out.Resume = true
+		return out
+	}
 	got := Marker(u.GetFreshness())
 	if lags := Behind(a.freshness, got); len(lags) > 0 && !acceptBehind {
 		// The caller reports it, naming the control plane it came from.
@@ -352,6 +372,7 @@ func (a *Agent) save(applied *state.Applied, whole bool, skip []string) error {
 		return nil
 	}
 	a.store.SetFreshness(a.freshness)
+	a.store.SetHolding(a.storeHolding())
 	var err error
 	if a.storeStale || whole {
 		err = a.store.Replace(a.view.Version(), a.kernelEntries())

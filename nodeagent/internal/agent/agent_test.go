@@ -29,11 +29,15 @@ type fakeStore struct {
 	// freshness is the marker written with the view; staged, the one the
 	// next write stores.
 	freshness, staged map[string]uint64
+	// holding is what the next write records of the view's Hello.
+	holding *doormanv1.Holding
 }
 
 func (s *fakeStore) Freshness() map[string]uint64 { return maps.Clone(s.freshness) }
 
 func (s *fakeStore) SetFreshness(m map[string]uint64) { s.staged = maps.Clone(m) }
+
+func (s *fakeStore) SetHolding(h *doormanv1.Holding) { s.holding = h }
 
 func (s *fakeStore) Save(version uint64, changes []state.Change) error {
 	s.calls = append(s.calls, "save")

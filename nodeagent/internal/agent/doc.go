@@ -17,7 +17,10 @@
 // each commit: an entry the dataplane programs because an update freed its
 // address leaves the list with that update's Ack. It also
 // programs the kernel from the cached view at start-up, and reports the
-// agent's status for Inspect and /healthz.
+// agent's status for Inspect and /healthz. An agent made with NewRestoring
+// says its Hello from what the cache records while the view still loads,
+// and handles no update before the view is restored and programmed
+// (Open).
 //
 // Freshness: each update carries its control plane's freshness marker
 // (how far its informers had read each resource); the agent keeps the

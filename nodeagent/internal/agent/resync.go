@@ -69,6 +69,7 @@ type ResyncOutcome struct {
 // the view. The periodic resync then retires the per-endpoint-count chains
 // the agent's own updates left unused (not drift, not counted as such).
 func (a *Agent) Resync(t Trigger) ResyncOutcome {
+	a.waitStarted()
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	out := ResyncOutcome{Trigger: t}

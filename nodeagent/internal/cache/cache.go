@@ -61,6 +61,9 @@ type Cache struct {
 	// kernelMark is the mark loaded with the view, then the one the next
 	// write stores (see kernelmark.go).
 	kernelMark []byte
+	// holding is what the next write records the view's Hello says (see
+	// head.go); nil: none.
+	holding *doormanv1.Holding
 }
 
 // Snapshot is what a cache file holds.
@@ -314,6 +317,9 @@ func (c *Cache) prepare(tx *bolt.Tx, version uint64) (*bolt.Bucket, error) {
 	if err := c.putKernelMark(meta); err != nil {
 		return nil, err
 	}
+	if err := c.putHolding(meta); err != nil {
+		return nil, err
+	}
 	entries, err := tx.CreateBucketIfNotExists(bucketEntries)
 	if err != nil {
 		return nil, fmt.Errorf("entries bucket: %w", err)
@@ -511,16 +517,16 @@ type Reset struct {
 // can be opened at all; a file locked by another process (ErrLocked) is
 // not set aside.
 func OpenView(path, node string) (*Cache, *state.View, *Reset, error) {
-	c, view, cause := openView(path, node)
-	if errors.Is(cause, ErrLocked) {
-		return nil, nil, nil, cause
+	o, err := Begin(path, node)
+	if err != nil {
+		return nil, nil, nil, err
 	}
-	if cause == nil {
-		if err := c.remap(); err != nil {
-			return nil, nil, nil, err
-		}
-		return c, view, nil, nil
-	}
+	return o.Finish()
+}
+
+// setAside sets aside the file at path, which could not be used for
+// cause, and opens a fresh one.
+func setAside(path, node string, cause error) (*Cache, *state.View, *Reset, error) {
 	reset := &Reset{Cause: cause}
 	aside, err := SetAside(path)
 	if err != nil {
@@ -528,28 +534,25 @@ func OpenView(path, node string) (*Cache, *state.View, *Reset, error) {
 	}
 	reset.Aside = aside
 	reset.Removed, reset.PruneErr = PruneAside(path, KeptAside)
-	c, err = Open(path, node)
+	c, err := Open(path, node)
 	if err != nil {
 		return nil, nil, reset, err
 	}
 	return c, state.New(), reset, nil
 }
 
-func openView(path, node string) (*Cache, *state.View, error) {
-	c, err := Open(path, node)
-	if err != nil {
-		return nil, nil, err
-	}
+// restore loads the file's view (with its freshness marker and kernel
+// mark).
+func (c *Cache) restore() (*state.View, error) {
 	s, err := c.Load()
-	if err == nil {
-		c.freshness = s.Freshness
-		c.kernelMark = s.KernelMark
-		var view *state.View
-		if view, err = state.Restore(s.Version, s.Entries); err == nil {
-			return c, view, nil
-		}
-		err = fmt.Errorf("load cache %s: %w", path, err)
+	if err != nil {
+		return nil, err
 	}
-	_ = c.Close()
-	return nil, nil, err
+	c.freshness = s.Freshness
+	c.kernelMark = s.KernelMark
+	view, err := state.Restore(s.Version, s.Entries)
+	if err != nil {
+		return nil, fmt.Errorf("load cache %s: %w", c.db.Path(), err)
+	}
+	return view, nil
 }

@@ -12,7 +12,11 @@
 // agent.Freshness), written in the same transaction as the view, and the
 // meta record kernel-mark what the kernel held when the view was written
 // (the dataplane's Mark, opaque here: SetKernelMark, SaveKernelMark), so
-// that a restart with nothing changed does not read the table back. Save writes
+// that a restart with nothing changed does not read the table back. The
+// meta record holding is what the agent's Hello says of the view written
+// (SetHolding): a start reads it first (Begin, Head) and opens its stream
+// while the view loads (Finish), trusting it only for the version it
+// names. Save writes
 // only the keys an update changed, in one transaction. Load reads it all
 // back; a file that is not a bbolt database, is truncated, or holds a record
 // that does not decode gives an error, and the caller sets the file aside

@@ -2,6 +2,7 @@ package cache
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 
 	bolt "go.etcd.io/bbolt"
@@ -24,17 +25,24 @@ func (c *Cache) KernelMark() []byte { return bytes.Clone(c.kernelMark) }
 // view; nil writes none.
 func (c *Cache) SetKernelMark(m []byte) { c.kernelMark = bytes.Clone(m) }
 
-// SaveKernelMark writes the mark alone, for a view already written (after
-// the start-up Sync of the cached view). A file that holds no view is left
-// as it is.
-func (c *Cache) SaveKernelMark(m []byte) error {
-	c.SetKernelMark(m)
+// SaveKernelMark writes the mark alone, for the view of version already
+// written (after the start-up Sync of the cached view). A file that holds
+// no view, or another version (an update written since brought its own
+// mark), is left as it is. The mark the next Save or Replace writes is
+// not changed: SaveKernelMark may run beside them.
+func (c *Cache) SaveKernelMark(version uint64, m []byte) error {
 	err := c.db.Update(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
 		if meta == nil {
 			return nil
 		}
-		return c.putKernelMark(meta)
+		if v := meta.Get(keyVersion); len(v) != 8 || binary.BigEndian.Uint64(v) != version {
+			return nil
+		}
+		if len(m) == 0 {
+			return meta.Delete(keyKernelMark)
+		}
+		return meta.Put(keyKernelMark, m)
 	})
 	if err != nil {
 		return fmt.Errorf("save kernel mark in cache %s: %w", c.db.Path(), err)

@@ -62,13 +62,24 @@ func TestKernelMark(t *testing.T) {
 				if err := saveWeb(c); err != nil {
 					return err
 				}
-				return c.SaveKernelMark([]byte("alone"))
+				return c.SaveKernelMark(1, []byte("alone"))
 			},
 			want: []byte("alone"),
 		},
 		{
 			name:  "not saved alone in a file without a view",
-			steps: func(c *Cache) error { return c.SaveKernelMark([]byte("alone")) },
+			steps: func(c *Cache) error { return c.SaveKernelMark(1, []byte("alone")) },
+		},
+		{
+			name: "not saved alone over a later version's",
+			steps: func(c *Cache) error {
+				c.SetKernelMark([]byte("two"))
+				if err := c.Save(2, []state.Change{{Key: web.Key, New: web}}); err != nil {
+					return err
+				}
+				return c.SaveKernelMark(1, []byte("alone"))
+			},
+			want: []byte("two"),
 		},
 		{
 			name: "cleared with the view",
@@ -82,9 +93,9 @@ func TestKernelMark(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c, _, err := openView(written(t, "node", tc.steps), "node")
-			if err != nil {
-				t.Fatal(err)
+			c, _, reset, err := OpenView(written(t, "node", tc.steps), "node")
+			if err != nil || reset != nil {
+				t.Fatalf("OpenView: %v, reset %+v", err, reset)
 			}
 			defer func() { _ = c.Close() }()
 			if diff := cmp.Diff(tc.want, c.KernelMark()); diff != "" {

@@ -83,22 +83,44 @@ type rulesKernel struct {
 }
 
 // Sync counts what the view changes since the last commit (at start-up,
-// the whole view).
+// the whole view). The counting runs beside the kernel's Sync, which
+// renders the view on one CPU: at start-up every entry is new, and
+// counting them first would delay the kernel (and the first update)
+// at 100,000 Services.
 func (k *rulesKernel) Sync(view map[string]*doormanv1.Entry) (dataplane.Stats, error) {
 	k.r.mu.Lock()
 	defer k.r.mu.Unlock()
-	t := tally(followup.Changes(k.r.view, view))
-	k.r.pend(t)
+	counted := make(chan syncCount, 1)
+	go func() {
+		c := k.r.countSync(view)
+		k.r.pend(c.tally)
+		counted <- c
+	}()
 	stats, err := k.inner.Sync(view)
+	c := <-counted
 	if committed(err) {
-		k.r.view = maps.Clone(view)
-		clear(k.r.counts)
-		for _, e := range view {
-			k.r.count(e, 1)
-		}
-		k.r.commit(t)
+		k.r.view, k.r.counts = c.view, c.counts
+		k.r.commit(c.tally)
 	}
 	return stats, err
+}
+
+// syncCount is what a Sync to a view counts: its changes since the last
+// commit, and the view and the no-local-endpoints counts once it commits.
+type syncCount struct {
+	tally  changeTally
+	view   map[string]*doormanv1.Entry
+	counts map[noLocalKey]int
+}
+
+// countSync counts a Sync to view. It reads r.view: the caller holds r.mu
+// and changes nothing until it returns.
+func (r *Rules) countSync(view map[string]*doormanv1.Entry) syncCount {
+	c := syncCount{tally: r.tallySync(view), view: maps.Clone(view), counts: map[noLocalKey]int{}}
+	for _, e := range view {
+		countNoLocal(c.counts, e, 1)
+	}
+	return c
 }
 
 func (k *rulesKernel) Apply(changes []dataplane.Change) (dataplane.Stats, error) {
@@ -141,13 +163,32 @@ type changeTally struct{ services, endpoints int }
 func tally(changes []dataplane.Change) changeTally {
 	var t changeTally
 	for _, c := range changes {
-		service, endpoints := differs(c.Old.GetServicePort(), c.New.GetServicePort())
-		if service {
-			t.services++
-		}
-		if endpoints {
-			t.endpoints++
-		}
+		t.add(c.Old.GetServicePort(), c.New.GetServicePort())
+	}
+	return t
+}
+
+// add counts one entry moving from a to b.
+func (t *changeTally) add(a, b *doormanv1.ServicePort) {
+	service, endpoints := differs(a, b)
+	if service {
+		t.services++
+	}
+	if endpoints {
+		t.endpoints++
+	}
+}
+
+// tallySync counts what a Sync to view changes since the last commit. At
+// start-up nothing was committed: every entry of the view is new, and
+// listing the view as changes (sorted) first would only cost time.
+func (r *Rules) tallySync(view map[string]*doormanv1.Entry) changeTally {
+	if len(r.view) > 0 {
+		return tally(followup.Changes(r.view, view))
+	}
+	var t changeTally
+	for _, e := range view {
+		t.add(nil, e.GetServicePort())
 	}
 	return t
 }
@@ -174,8 +215,13 @@ var endpointFields = map[protoreflect.Name]bool{
 // endpointFields) and the endpoints of two values of one ServicePort
 // entry differ; nil is an absent entry (and a Node entry).
 func differs(a, b *doormanv1.ServicePort) (service, endpoints bool) {
-	if a == nil && b == nil {
+	switch {
+	case a == nil && b == nil:
 		return false, false
+	case a == nil:
+		return populated(b)
+	case b == nil:
+		return populated(a)
 	}
 	ma, mb := a.ProtoReflect(), b.ProtoReflect()
 	fields := ma.Descriptor().Fields()
@@ -193,8 +239,27 @@ func differs(a, b *doormanv1.ServicePort) (service, endpoints bool) {
 	return service, endpoints
 }
 
+// populated is differs against an absent entry: which parts of s are set.
+// It visits only the fields s holds (every entry at start-up, when the
+// whole view is new: comparing each field with its default would cost a
+// good part of the start-up at 100,000 Services).
+func populated(s *doormanv1.ServicePort) (service, endpoints bool) {
+	s.ProtoReflect().Range(func(fd protoreflect.FieldDescriptor, _ protoreflect.Value) bool {
+		if endpointFields[fd.Name()] {
+			endpoints = true
+		} else {
+			service = true
+		}
+		return !service || !endpoints
+	})
+	return service, endpoints
+}
+
 // count adds n for each series e counts in.
-func (r *Rules) count(e *doormanv1.Entry, n int) {
+func (r *Rules) count(e *doormanv1.Entry, n int) { countNoLocal(r.counts, e, n) }
+
+// countNoLocal adds n to counts for each series e counts in.
+func countNoLocal(counts map[noLocalKey]int, e *doormanv1.Entry, n int) {
 	sp := e.GetServicePort()
 	family, ok := ipFamilies[sp.GetFamily()]
 	if sp == nil || !ok {
@@ -202,10 +267,10 @@ func (r *Rules) count(e *doormanv1.Entry, n int) {
 	}
 	internal, external := noLocalEndpoints(sp)
 	if internal {
-		r.counts[noLocalKey{"internal", family}] += n
+		counts[noLocalKey{"internal", family}] += n
 	}
 	if external {
-		r.counts[noLocalKey{"external", family}] += n
+		counts[noLocalKey{"external", family}] += n
 	}
 }
 

@@ -271,6 +271,12 @@ func (s *session) run(ctx context.Context) error {
 // accepted.
 func (s *session) handle(u *doormanv1.SyncResponse) (agent.Outcome, error) {
 	out := s.agent.Handle(u)
+	if out.Resume && out.Reply == nil {
+		// Unapplied: this stream's Hello said what the cache recorded,
+		// and the view restored from it holds something else.
+		s.log.Info("view restored at start-up differs from the hello: resuming", "version", out.Version)
+		return out, errResume
+	}
 	if out.Behind == nil {
 		s.refusals.handled()
 		return out, nil
