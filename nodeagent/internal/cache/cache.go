@@ -142,14 +142,11 @@ func (c *Cache) Load() (s *Snapshot, err error) {
 			}
 			return nil
 		}
-		node, version, err := DecodeMeta(meta.Get(keyFormat), meta.Get(keyVersion), meta.Get(keyNode))
+		version, err := c.ownVersion(meta)
 		if err != nil {
 			return err
 		}
-		if node != c.node {
-			return fmt.Errorf("written for node %q, not %q", node, c.node)
-		}
-		s.Node, s.Version = node, version
+		s.Node, s.Version = c.node, version
 		if m := meta.Get(keyKernelMark); len(m) > 0 {
 			s.KernelMark = bytes.Clone(m)
 		}
@@ -555,4 +552,17 @@ func (c *Cache) restore() (*state.View, error) {
 		return nil, fmt.Errorf("load cache %s: %w", c.db.Path(), err)
 	}
 	return view, nil
+}
+
+// ownVersion decodes the meta record's version, refusing a record of
+// another format or written for another node.
+func (c *Cache) ownVersion(meta *bolt.Bucket) (uint64, error) {
+	node, version, err := DecodeMeta(meta.Get(keyFormat), meta.Get(keyVersion), meta.Get(keyNode))
+	if err != nil {
+		return 0, err
+	}
+	if node != c.node {
+		return 0, fmt.Errorf("written for node %q, not %q", node, c.node)
+	}
+	return version, nil
 }

@@ -119,12 +119,9 @@ func (c *Cache) readHead() (h Head, err error) {
 			h.Holding = &doormanv1.Holding{}
 			return nil
 		}
-		node, version, err := DecodeMeta(meta.Get(keyFormat), meta.Get(keyVersion), meta.Get(keyNode))
+		version, err := c.ownVersion(meta)
 		if err != nil {
 			return err
-		}
-		if node != c.node {
-			return fmt.Errorf("written for node %q, not %q", node, c.node)
 		}
 		h.Version = version
 		if raw := meta.Get(keyConfirmed); len(raw) == 8 {
