@@ -206,23 +206,11 @@ func (d *Dataplane) Apply(changes []Change) (Stats, error) {
 // commitApply records a committed Apply.
 func (p *programmed) commitApply(ap *applyPlan) {
 	p.claims.Commit(ap.plan)
-	for id, n := range ap.delta {
-		if v := p.owners[id] + n; v > 0 {
-			p.owners[id] = v
-		} else {
-			delete(p.owners, id)
-		}
-	}
+	addCounts(p.owners, ap.delta)
 	for _, name := range ap.newChains {
 		p.chains[name] = true
 	}
-	for name, n := range ap.users {
-		if v := p.chainUsers[name] + n; v > 0 {
-			p.chainUsers[name] = v
-		} else {
-			delete(p.chainUsers, name)
-		}
-	}
+	addCounts(p.chainUsers, ap.users)
 	for _, c := range ap.changes {
 		// Its new value rendered (or it is gone): it is no longer left out.
 		delete(p.invalid, c.Key)
@@ -249,4 +237,16 @@ func (p *programmed) notProgrammed() map[string]error {
 	out := maps.Clone(p.invalid)
 	maps.Copy(out, refused)
 	return out
+}
+
+// addCounts adds delta to counts, dropping every key whose count falls to
+// zero or below.
+func addCounts[K comparable](counts, delta map[K]int) {
+	for k, n := range delta {
+		if v := counts[k] + n; v > 0 {
+			counts[k] = v
+		} else {
+			delete(counts, k)
+		}
+	}
 }
