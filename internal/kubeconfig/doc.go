@@ -6,8 +6,8 @@
 // --kube-api-content-type defaults to it): at 100,000 Services and as
 // many EndpointSlices, listing and decoding them as JSON costs the API
 // server and doorman several times the CPU and garbage. Every type doorman
-// reads is a built-in one, so no JSON fallback is ever needed for it; JSON
-// stays accepted for anything the server cannot encode as protobuf.
+// reads is a built-in one; the Accept header still admits any type after
+// protobuf, as kube-proxy's does, for paths that serve one of their own.
 //
 // The package imports client-go only and must not import either binary's
 // packages.

@@ -23,9 +23,12 @@ func Load(path string) (*rest.Config, error) {
 	return cfg, nil
 }
 
-// UseProtobuf makes cfg's clients send and ask for protobuf, accepting JSON
-// where the server has no protobuf encoding.
+// UseProtobuf makes cfg's clients send protobuf and ask for it first. The
+// Accept header stays client-go's default for that content type, protobuf
+// then anything ("application/vnd.kubernetes.protobuf, */*", as kube-proxy
+// sends), so that paths serving one type of their own (the issuer's JWKS,
+// application/jwk-set+json) still answer rather than 406.
 func UseProtobuf(cfg *rest.Config) {
 	cfg.ContentType = runtime.ContentTypeProtobuf
-	cfg.AcceptContentTypes = runtime.ContentTypeProtobuf + "," + runtime.ContentTypeJSON
+	cfg.AcceptContentTypes = ""
 }

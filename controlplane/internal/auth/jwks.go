@@ -101,7 +101,10 @@ func (k *keySet) refresh(ctx context.Context) error {
 }
 
 func (k *keySet) read(ctx context.Context) (string, map[string]jose.JSONWebKey, error) {
-	raw, err := k.client.Get().AbsPath(discoveryPath).DoRaw(ctx)
+	// Each path is asked for the one type it serves: the API server
+	// answers 406 to an Accept header that does not admit it, and the
+	// client's default asks for protobuf.
+	raw, err := k.client.Get().AbsPath(discoveryPath).SetHeader("Accept", "application/json").DoRaw(ctx)
 	if err != nil {
 		return "", nil, fmt.Errorf("get %s: %w", discoveryPath, err)
 	}
@@ -114,7 +117,7 @@ func (k *keySet) read(ctx context.Context) (string, map[string]jose.JSONWebKey, 
 	if doc.Issuer == "" {
 		return "", nil, fmt.Errorf("%s names no issuer", discoveryPath)
 	}
-	if raw, err = k.client.Get().AbsPath(jwksPath).DoRaw(ctx); err != nil {
+	if raw, err = k.client.Get().AbsPath(jwksPath).SetHeader("Accept", "application/jwk-set+json").DoRaw(ctx); err != nil {
 		return "", nil, fmt.Errorf("get %s: %w", jwksPath, err)
 	}
 	var set jose.JSONWebKeySet

@@ -33,6 +33,8 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/rest"
 	k8stesting "k8s.io/client-go/testing"
+
+	"github.com/doorman-proxy/doorman/internal/kubeconfig"
 )
 
 const (
@@ -115,14 +117,14 @@ func newIssuerServer(t testing.TB, keys ...signingKey) *issuerServer {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+discoveryPath, func(w http.ResponseWriter, r *http.Request) {
-		if s.fail(w) {
+		if s.fail(w) || !acceptable(w, r, "application/json") {
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]any{"issuer": testIssuer, "jwks_uri": testIssuer + jwksPath, "id_token_signing_alg_values_supported": []string{"RS256", "ES256"}})
 	})
 	mux.HandleFunc("GET "+jwksPath, func(w http.ResponseWriter, r *http.Request) {
-		if s.fail(w) {
+		if s.fail(w) || !acceptable(w, r, "application/jwk-set+json") {
 			return
 		}
 		s.reads.Add(1)
@@ -135,6 +137,25 @@ func newIssuerServer(t testing.TB, keys ...signingKey) *issuerServer {
 	s.srv = httptest.NewServer(mux)
 	t.Cleanup(s.srv.Close)
 	return s
+}
+
+// acceptable answers 406 Not Acceptable, as the API server does for these
+// paths, unless the request's Accept header admits produces, and reports
+// whether it does.
+func acceptable(w http.ResponseWriter, r *http.Request, produces string) bool {
+	accept := r.Header.Get("Accept")
+	if accept == "" {
+		return true
+	}
+	major, _, _ := strings.Cut(produces, "/")
+	for _, a := range strings.Split(accept, ",") {
+		a, _, _ = strings.Cut(strings.TrimSpace(a), ";")
+		if a == produces || a == "*/*" || a == major+"/*" {
+			return true
+		}
+	}
+	http.Error(w, "406: Not Acceptable", http.StatusNotAcceptable)
+	return false
 }
 
 func (s *issuerServer) fail(w http.ResponseWriter) bool {
@@ -155,7 +176,9 @@ func (s *issuerServer) publish(k signingKey) {
 
 // restClient is the REST client the control plane reads the keys with.
 func (s *issuerServer) restClient(t testing.TB) rest.Interface {
-	c, err := kubernetes.NewForConfig(&rest.Config{Host: s.srv.URL})
+	cfg := &rest.Config{Host: s.srv.URL}
+	kubeconfig.UseProtobuf(cfg) // as both binaries configure their clients
+	c, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
