@@ -5,12 +5,14 @@ package kind
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 
@@ -25,6 +27,7 @@ const minAttempts = 1000
 // rollout as users see it, the faults an operator causes, and the
 // uninstall, which ends doorman on the cluster and so comes last.
 func TestKind(t *testing.T) {
+	waitNoNamespaceTerminating(t, 5*time.Minute)
 	ns := testNamespace(t, "e2e-kind")
 	g := newGRPCurl(t, ns)
 	t.Run("Deployed", func(t *testing.T) { testDeployed(t, g) })
@@ -37,6 +40,50 @@ func TestKind(t *testing.T) {
 	t.Run("ControlPlanePodDeleted", func(t *testing.T) { testControlPlanePodDeleted(t, g, cl, addr) })
 	t.Run("NodeDrained", func(t *testing.T) { testNodeDrained(t, g, cl, addr) })
 	t.Run("Uninstall", func(t *testing.T) { testUninstall(t, ns, cl) })
+}
+
+// keepDoormanLogs writes the logs of doorman's Pods to path before the
+// uninstall deletes them (the cluster's logs are exported after it).
+func keepDoormanLogs(t *testing.T, path string) {
+	t.Helper()
+	out, err := kubectlErr("-n", doormanNS, "logs", "-l", "app.kubernetes.io/name in (doorman-controlplane,doorman-nodeagent)", "--all-containers", "--prefix", "--tail=-1", "--max-log-requests=10")
+	if err != nil {
+		t.Logf("logs of doorman's Pods not kept: %v", err)
+		return
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(out), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("logs of doorman's Pods in %s", path)
+}
+
+// waitNoNamespaceTerminating waits until no namespace is being deleted.
+// The suite that runs before deletes its namespaces without waiting for
+// them to go: their Pods, EndpointSlices and Services going away are
+// changes every agent receives, and the faults below count the bytes an
+// agent receives while they happen.
+func waitNoNamespaceTerminating(t *testing.T, timeout time.Duration) {
+	t.Helper()
+	var terminating []string
+	err := wait.PollUntilContextTimeout(context.Background(), time.Second, timeout, true, func(ctx context.Context) (bool, error) {
+		list, err := cs.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, err
+		}
+		terminating = terminating[:0]
+		for _, ns := range list.Items {
+			if ns.Status.Phase == corev1.NamespaceTerminating {
+				terminating = append(terminating, ns.Name)
+			}
+		}
+		return len(terminating) == 0, nil
+	})
+	if err != nil {
+		t.Fatalf("namespaces still terminating after %s: %v (%v)", timeout, terminating, err)
+	}
 }
 
 // The control plane runs as a Deployment of 2 Ready replicas on two
@@ -191,6 +238,7 @@ func testNodeDrained(t *testing.T, g *grpcurl, cl []provider.Asker, addr string)
 // rules.
 func testUninstall(t *testing.T, ns string, cl []provider.Asker) {
 	root := repoRoot(t)
+	keepDoormanLogs(t, filepath.Join(root, "out", "kind", "doorman-pods.log"))
 	kubectl(t, "delete", "-k", filepath.Join(root, "deploy/overlays/kind"), "--ignore-not-found", "--wait=true", "--timeout=3m")
 	kubectl(t, "apply", "-k", filepath.Join(root, "deploy/overlays/kind-cleanup"))
 	kubectl(t, "-n", "doorman-cleanup", "rollout", "status", "daemonset/doorman-cleanup", "--timeout=3m")
