@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"runtime/metrics"
 	"runtime/pprof"
@@ -105,4 +107,37 @@ func startCPUProfile(path string) (stop func(), err error) {
 		pprof.StopCPUProfile()
 		_ = f.Close()
 	}, nil
+}
+
+// fetchCPUProfile writes a CPU profile of d from the control plane whose
+// --http-listen is addr, once it answers (it may be starting), to path.
+func fetchCPUProfile(ctx context.Context, addr string, d time.Duration, path string) error {
+	url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, int(d/time.Second))
+	deadline := time.Now().Add(time.Minute)
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			defer func() { _ = resp.Body.Close() }()
+			if resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("%s: %s", url, resp.Status)
+			}
+			b, err := io.ReadAll(resp.Body)
+			if err != nil {
+				return fmt.Errorf("%s: %w", url, err)
+			}
+			return os.WriteFile(path, b, 0o644)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: %w", url, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }

@@ -63,6 +63,9 @@ type scaleFlags struct {
 	// restartProfile, when set, is where the harness writes its CPU
 	// profile of the secured restart.
 	restartProfile string
+	// replicaProfile, when set, is where the harness writes the first
+	// replica's CPU profile of the secured restart (its --profiling).
+	replicaProfile string
 }
 
 func runScale(ctx context.Context, args []string) error {
@@ -77,6 +80,7 @@ func runScale(ctx context.Context, args []string) error {
 	fs.Float64Var(&f.reviewQPS, "token-review-qps", 0, "the control plane's --token-review-qps (0: its default, as deployed; negative: no bound)")
 	fs.IntVar(&f.reviewBurst, "token-review-burst", 0, "the control plane's --token-review-burst (0: its default)")
 	fs.StringVar(&f.restartProfile, "restart-cpu-profile", "", "write the harness's CPU profile of the secured restart to this file (go tool pprof)")
+	fs.StringVar(&f.replicaProfile, "restart-replica-cpu-profile", "", "write the first replica's CPU profile of the secured restart, its first 5 s, to this file (go tool pprof); the secured replicas run with --profiling")
 	fs.StringVar(&f.cpLogLevel, "controlplane-log-level", "warn", "the replicas' --log-level (their logs are in the cluster's log directory; -keep keeps it)")
 	fs.IntVar(&f.fullViews, "full-views", 128, "agents of the harness receiving and decoding their full view at once (each takes a few MB while it does; negative: no bound)")
 	fs.StringVar(&f.heapProfile, "heap-profile", "", "write the harness's heap profile nearest its peak to this file (go tool pprof)")
@@ -200,6 +204,9 @@ func (s *scaleSim) startControlPlane(ctx context.Context, c *cluster.Cluster, na
 	args := []string{"--kubeconfig=" + c.Kubeconfig(), "--listen=" + grpcAddr, "--http-listen=" + httpAddr, "--log-level=" + s.f.cpLogLevel}
 	if secure {
 		args = append(args, s.security...)
+		if s.f.replicaProfile != "" {
+			args = append(args, "--profiling")
+		}
 	} else {
 		args = append(args, "--insecure")
 	}
@@ -629,6 +636,15 @@ func (s *scaleSim) restart(ctx context.Context, c *cluster.Cluster, cps []*contr
 	t := time.Now()
 	for _, cp := range cps {
 		cp.kill()
+	}
+	if secure && s.f.replicaProfile != "" {
+		profiled := make(chan error, 1)
+		go func() { profiled <- fetchCPUProfile(ctx, cps[0].http, 5*time.Second, s.f.replicaProfile) }()
+		defer func() {
+			if err := <-profiled; err != nil {
+				fmt.Printf("restart (secured): no replica profile: %v\n", err)
+			}
+		}()
 	}
 	s.ca.Store(ca) // agents' next connections
 	// Counted once the old replicas are gone: reviews they had sent are
