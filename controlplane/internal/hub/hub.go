@@ -14,6 +14,7 @@ import (
 	"github.com/doorman-proxy/doorman/controlplane/internal/differ"
 	"github.com/doorman-proxy/doorman/controlplane/internal/model"
 	"github.com/doorman-proxy/doorman/controlplane/internal/view"
+	"github.com/doorman-proxy/doorman/controlplane/internal/watch/compact"
 	"github.com/doorman-proxy/doorman/controlplane/internal/wire"
 	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
 )
@@ -122,10 +123,14 @@ func (h *Hub) Close() { h.closeOnce.Do(func() { close(h.closed) }) }
 func (h *Hub) Closed() <-chan struct{} { return h.closed }
 
 // SetService feeds a Service add or update.
-func (h *Hub) SetService(svc *corev1.Service) {
+func (h *Hub) SetService(svc *corev1.Service) { h.SetCompactService(compact.FromService(svc)) }
+
+// SetCompactService feeds a Service add or update in its compact form,
+// which the hub keeps.
+func (h *Hub) SetCompactService(svc *compact.Service) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for _, r := range h.model.SetService(svc) {
+	for _, r := range h.model.SetCompactService(svc) {
 		h.apply(r)
 	}
 }
@@ -140,10 +145,14 @@ func (h *Hub) DeleteService(namespace, name string) {
 }
 
 // SetSlice feeds an EndpointSlice add or update.
-func (h *Hub) SetSlice(s *discoveryv1.EndpointSlice) {
+func (h *Hub) SetSlice(s *discoveryv1.EndpointSlice) { h.SetCompactSlice(compact.FromSlice(s)) }
+
+// SetCompactSlice feeds an EndpointSlice add or update in its compact
+// form, which the hub keeps.
+func (h *Hub) SetCompactSlice(s *compact.Slice) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for _, r := range h.model.SetSlice(s) {
+	for _, r := range h.model.SetCompactSlice(s) {
 		h.apply(r)
 	}
 }

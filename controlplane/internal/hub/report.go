@@ -2,8 +2,10 @@ package hub
 
 import (
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/doorman-proxy/doorman/controlplane/internal/model"
+	"github.com/doorman-proxy/doorman/controlplane/internal/watch/compact"
 )
 
 // Events receives what a Service's author should see. Its methods are
@@ -23,14 +25,20 @@ func (h *Hub) report(r model.Result) {
 		h.log.Warn("service address conflict: address left out", "service", r.Service, "claim", c.Claim.String(),
 			"address", c.Frontend.String(), "owner", c.Owner, "owner_claim", c.OwnerClaim.String())
 		if svc := h.model.Service(r.Service); h.events != nil && svc != nil {
-			h.events.AddressConflict(svc, c)
+			h.events.AddressConflict(eventObject(svc), c)
 		}
 	}
 	if r.NewlyInvalid && h.events != nil {
 		if svc := h.model.Service(r.Service); svc != nil {
-			h.events.InvalidService(svc, r.Err)
+			h.events.InvalidService(eventObject(svc), r.Err)
 		}
 	}
+}
+
+// eventObject is the Service an Event refers to: its identity, all an
+// Event's object reference reads.
+func eventObject(svc *compact.Service) *corev1.Service {
+	return &corev1.Service{ObjectMeta: *svc.GetObjectMeta().(*metav1.ObjectMeta)}
 }
 
 // ServiceConflicts returns the addresses a Service is sent without, each

@@ -18,11 +18,11 @@ import (
 type fakeEvents struct{ posted []string }
 
 func (f *fakeEvents) AddressConflict(svc *corev1.Service, c model.Conflict) {
-	f.posted = append(f.posted, "AddressConflict "+svc.Namespace+"/"+svc.Name+": "+c.String())
+	f.posted = append(f.posted, "AddressConflict "+svc.Namespace+"/"+svc.Name+" "+string(svc.UID)+": "+c.String())
 }
 
 func (f *fakeEvents) InvalidService(svc *corev1.Service, err error) {
-	f.posted = append(f.posted, "InvalidService "+svc.Namespace+"/"+svc.Name+": "+err.Error())
+	f.posted = append(f.posted, "InvalidService "+svc.Namespace+"/"+svc.Name+" "+string(svc.UID)+": "+err.Error())
 }
 
 func external(ns, name string, age time.Duration, clusterIP string, ips ...string) *corev1.Service {
@@ -52,7 +52,7 @@ func TestConflictReported(t *testing.T) {
 		h.SetService(owner)
 		h.SetService(loser)
 	}
-	want := []string{"AddressConflict aaa/new: externalIP 192.0.2.1:80/tcp is the externalIP of zzz/old"}
+	want := []string{"AddressConflict aaa/new uid-new: externalIP 192.0.2.1:80/tcp is the externalIP of zzz/old"}
 	if diff := cmp.Diff(want, ev.posted); diff != "" {
 		t.Errorf("Events (-want +got):\n%s", diff)
 	}
@@ -84,7 +84,7 @@ func TestConflictReported(t *testing.T) {
 	for range 2 {
 		h.SetService(bad)
 	}
-	want = []string{`InvalidService aaa/bad: service aaa/bad: externalIPs: invalid IP address "not-an-ip"`}
+	want = []string{`InvalidService aaa/bad uid-bad: service aaa/bad: externalIPs: invalid IP address "not-an-ip"`}
 	if diff := cmp.Diff(want, ev.posted); diff != "" {
 		t.Errorf("Events (-want +got):\n%s", diff)
 	}

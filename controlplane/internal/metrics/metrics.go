@@ -11,11 +11,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc/stats"
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 
 	"github.com/doorman-proxy/doorman/controlplane/internal/differ"
 	"github.com/doorman-proxy/doorman/controlplane/internal/watch"
+	"github.com/doorman-proxy/doorman/controlplane/internal/watch/compact"
 	"github.com/doorman-proxy/doorman/controlplane/internal/wire"
 	"github.com/doorman-proxy/doorman/internal/version"
 	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
@@ -217,27 +217,26 @@ func (s *sink) observe(kind, op string, f func()) {
 	s.m.events.WithLabelValues(kind, op).Inc()
 }
 
-func (s *sink) SetService(v *corev1.Service) {
-	s.observe("service", "set", func() { s.next.SetService(v) })
+func (s *sink) SetCompactService(v *compact.Service) {
+	s.observe("service", "set", func() { s.next.SetCompactService(v) })
 }
 
 func (s *sink) DeleteService(namespace, name string) {
 	s.observe("service", "delete", func() { s.next.DeleteService(namespace, name) })
 }
 
-func (s *sink) SetSlice(v *discoveryv1.EndpointSlice) {
+func (s *sink) SetCompactSlice(v *compact.Slice) {
 	s.m.observeDelay(s.m.sliceDelay, triggerTime(v))
-	s.observe("endpointslice", "set", func() { s.next.SetSlice(v) })
+	s.observe("endpointslice", "set", func() { s.next.SetCompactSlice(v) })
 }
 
-// triggerTime reads a slice's last-change-trigger-time; zero when it has
+// triggerTime is a slice's last-change-trigger-time; zero when it has
 // none or it does not parse.
-func triggerTime(v *discoveryv1.EndpointSlice) time.Time {
-	t, err := time.Parse(time.RFC3339Nano, v.Annotations[corev1.EndpointsLastChangeTriggerTime])
-	if err != nil {
+func triggerTime(v *compact.Slice) time.Time {
+	if v.TriggerTime == 0 {
 		return time.Time{}
 	}
-	return t
+	return time.Unix(0, v.TriggerTime)
 }
 
 // Sent times an update written to an agent's stream from the newest

@@ -22,6 +22,7 @@ import (
 
 	"github.com/doorman-proxy/doorman/controlplane/internal/differ"
 	"github.com/doorman-proxy/doorman/controlplane/internal/hub"
+	"github.com/doorman-proxy/doorman/controlplane/internal/watch/compact"
 	"github.com/doorman-proxy/doorman/controlplane/internal/wire"
 	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
 )
@@ -37,9 +38,11 @@ func (f *fakeSource) AddressConflicts() int            { return 0 }
 // recorder is the sink the decorator wraps.
 type recorder struct{ calls []string }
 
-func (r *recorder) SetService(s *corev1.Service)  { r.calls = append(r.calls, "set service "+s.Name) }
+func (r *recorder) SetCompactService(s *compact.Service) {
+	r.calls = append(r.calls, "set service "+s.Name)
+}
 func (r *recorder) DeleteService(ns, name string) { r.calls = append(r.calls, "delete service "+name) }
-func (r *recorder) SetSlice(s *discoveryv1.EndpointSlice) {
+func (r *recorder) SetCompactSlice(s *compact.Slice) {
 	r.calls = append(r.calls, "set slice "+s.Name)
 }
 func (r *recorder) DeleteSlice(ns, name string) { r.calls = append(r.calls, "delete slice "+name) }
@@ -185,10 +188,10 @@ func TestSink(t *testing.T) {
 	}
 	rec := &recorder{}
 	s := m.Sink(rec)
-	s.SetService(&corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "web"}})
-	s.SetService(&corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "web"}})
+	s.SetCompactService(&compact.Service{Identity: compact.Identity{Name: "web"}})
+	s.SetCompactService(&compact.Service{Identity: compact.Identity{Name: "web"}})
 	s.DeleteService("ns", "web")
-	s.SetSlice(&discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Name: "web-1"}})
+	s.SetCompactSlice(&compact.Slice{Identity: compact.Identity{Name: "web-1"}})
 	s.DeleteSlice("ns", "web-1")
 	s.SetNode(&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1"}})
 	s.DeleteNode("n1")
@@ -267,11 +270,11 @@ func TestTriggerDelays(t *testing.T) {
 		return es
 	}
 	recent := time.Now().Add(-50 * time.Millisecond)
-	s.SetSlice(slice("annotated", recent))
-	s.SetSlice(slice("plain", time.Time{}))
-	s.SetSlice(slice("before start", m.start.Add(-time.Hour)))
-	s.SetSlice(&discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Name: "garbage",
-		Annotations: map[string]string{corev1.EndpointsLastChangeTriggerTime: "yesterday"}}})
+	s.SetCompactSlice(compact.FromSlice(slice("annotated", recent)))
+	s.SetCompactSlice(compact.FromSlice(slice("plain", time.Time{})))
+	s.SetCompactSlice(compact.FromSlice(slice("before start", m.start.Add(-time.Hour))))
+	s.SetCompactSlice(compact.FromSlice(&discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Name: "garbage",
+		Annotations: map[string]string{corev1.EndpointsLastChangeTriggerTime: "yesterday"}}}))
 	if n, sum := histogram(t, m.sliceDelay); n != 1 || sum < 0.05 || sum > 60 {
 		t.Errorf("slice delay: %d samples summing %vs, want 1 of at least 0.05s", n, sum)
 	}

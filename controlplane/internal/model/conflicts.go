@@ -7,8 +7,8 @@ import (
 	"strconv"
 
 	"google.golang.org/protobuf/proto"
-	corev1 "k8s.io/api/core/v1"
 
+	"github.com/doorman-proxy/doorman/controlplane/internal/watch/compact"
 	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
 )
 
@@ -77,8 +77,8 @@ type age struct {
 	uid     string
 }
 
-func ageOf(svc *corev1.Service) age {
-	return age{created: svc.CreationTimestamp.Unix(), uid: string(svc.UID)}
+func ageOf(svc *compact.Service) age {
+	return age{created: svc.Created, uid: string(svc.UID)}
 }
 
 // compare orders claimants, owner first: a ClusterIP claim before an

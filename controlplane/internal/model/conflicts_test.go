@@ -302,7 +302,7 @@ func TestLoserKeepsTheRest(t *testing.T) {
 	if len(rs) != 1 {
 		t.Fatalf("%d Results for a slice change, want 1", len(rs))
 	}
-	full, err := Ports(loser, []*discoveryv1.EndpointSlice{sl})
+	full, err := portsOf(loser, []*discoveryv1.EndpointSlice{sl})
 	if err != nil {
 		t.Fatal(err)
 	}

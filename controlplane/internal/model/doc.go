@@ -6,6 +6,11 @@
 // It is pure: it takes API objects and returns values and errors. It must not
 // import client-go, gRPC, logging or anything that reads a clock.
 //
+// It reads and keeps Services and EndpointSlices in the forms of package
+// compact (what it reads of them, and their identity), which the
+// informers' caches hold too; FuzzCompactForms checks that they give the
+// entries the objects themselves give.
+//
 // Most Services look the same on every node, so a key's value is a Value: one
 // Default for every node, plus overrides by node name and by zone for the
 // few Services whose endpoints depend on where the traffic starts

@@ -22,15 +22,7 @@ import (
 // deleted: after each change the entries the Results leave in the view
 // never claim one address . protocol . port twice.
 func FuzzPorts(f *testing.F) {
-	for _, seed := range [][2]string{
-		{`{"metadata":{"namespace":"ns","name":"web"},"spec":{"type":"NodePort","clusterIP":"10.0.0.10","clusterIPs":["10.0.0.10"],"ports":[{"name":"http","protocol":"TCP","port":80,"targetPort":"http","nodePort":30080}]}}`,
-			`{"metadata":{"namespace":"ns","name":"web-1","labels":{"kubernetes.io/service-name":"web"}},"addressType":"IPv4","ports":[{"name":"http","protocol":"TCP","port":8080}],"endpoints":[{"addresses":["10.1.0.1"],"conditions":{"ready":true},"nodeName":"n1"}]}`},
-		{`{"metadata":{"namespace":"ns","name":"web"},"spec":{"clusterIP":"fd00::10","clusterIPs":["fd00::10","10.0.0.10"],"ipFamilies":["IPv6","IPv4"],"ports":[{"protocol":"UDP","port":53,"targetPort":53}],"externalIPs":["192.0.2.1","not-an-ip"],"loadBalancerSourceRanges":["10.0.0.0/8","x"],"internalTrafficPolicy":"Local","externalTrafficPolicy":"Local","healthCheckNodePort":70000,"sessionAffinity":"ClientIP"}}`,
-			`{"metadata":{"namespace":"ns","name":"web-2","labels":{"kubernetes.io/service-name":"web"}},"addressType":"IPv6","ports":[{"protocol":"UDP","port":0}],"endpoints":[{"addresses":["fd01::1","fd01::1","10.1.0.1"],"conditions":{"ready":false,"serving":true,"terminating":true},"hints":{"forZones":[{"name":"a"}]}}]}`},
-		{`{"metadata":{"namespace":"ns","name":"web"},"spec":{"clusterIP":"10.0.0.10","ports":[{"name":"a","protocol":"SCTP","port":65536,"targetPort":"missing"}]}}`, `{}`},
-		{`{"metadata":{"namespace":"ns","name":"lb"},"spec":{"type":"LoadBalancer","clusterIP":"fd00::10","clusterIPs":["fd00::10","10.0.0.10"],"ports":[{"port":80,"nodePort":30080}],"loadBalancerSourceRanges":["::ffff:10.0.0.0/104","fd00::/8"],"externalIPs":["::ffff:192.0.2.1"],"sessionAffinity":"ClientIP","sessionAffinityConfig":{"clientIP":{"timeoutSeconds":86400}}},"status":{"loadBalancer":{"ingress":[{"ip":"2001:db8::1"},{"ip":"::ffff:198.51.100.1"}]}}}`,
-			`{"metadata":{"namespace":"ns","name":"lb-1","labels":{"kubernetes.io/service-name":"lb"}},"addressType":"IPv6","ports":[{"port":8080}],"endpoints":[{"addresses":["::ffff:10.1.0.1"]},{"addresses":["fd01::2"],"nodeName":"n1"}]}`},
-	} {
+	for _, seed := range portsSeeds {
 		f.Add(seed[0], seed[1], `{"metadata":{"namespace":"aaa","name":"x","creationTimestamp":"2020-01-01T00:00:00Z"},"spec":{"type":"LoadBalancer","clusterIP":"10.0.0.10","ports":[{"port":80},{"port":53,"protocol":"UDP"}],"externalIPs":["10.0.0.10"]},"status":{"loadBalancer":{"ingress":[{"ip":"192.0.2.1"},{"ip":"10.0.0.11"}]}}}`)
 	}
 	f.Fuzz(func(t *testing.T, svcJSON, sliceJSON, otherJSON string) {
@@ -43,7 +35,7 @@ func FuzzPorts(f *testing.F) {
 		if json.Unmarshal([]byte(sliceJSON), &s) == nil {
 			slices = append(slices, &s)
 		}
-		values, err := Ports(&svc, slices)
+		values, err := portsOf(&svc, slices)
 		if err != nil {
 			if svc.Name != "" && !strings.Contains(err.Error(), svc.Name) {
 				t.Errorf("error does not name Service %q: %v", svc.Name, err)
@@ -141,4 +133,15 @@ func checkServicePort(t *testing.T, key string, sp *doormanv1.ServicePort) {
 	if err := doormanv1.ValidateEntry(e); err != nil {
 		t.Errorf("the model produced an entry agents refuse: %v", err)
 	}
+}
+
+// portsSeeds are a Service and an EndpointSlice of it, as JSON.
+var portsSeeds = [][2]string{
+	{`{"metadata":{"namespace":"ns","name":"web"},"spec":{"type":"NodePort","clusterIP":"10.0.0.10","clusterIPs":["10.0.0.10"],"ports":[{"name":"http","protocol":"TCP","port":80,"targetPort":"http","nodePort":30080}]}}`,
+		`{"metadata":{"namespace":"ns","name":"web-1","labels":{"kubernetes.io/service-name":"web"}},"addressType":"IPv4","ports":[{"name":"http","protocol":"TCP","port":8080}],"endpoints":[{"addresses":["10.1.0.1"],"conditions":{"ready":true},"nodeName":"n1"}]}`},
+	{`{"metadata":{"namespace":"ns","name":"web"},"spec":{"clusterIP":"fd00::10","clusterIPs":["fd00::10","10.0.0.10"],"ipFamilies":["IPv6","IPv4"],"ports":[{"protocol":"UDP","port":53,"targetPort":53}],"externalIPs":["192.0.2.1","not-an-ip"],"loadBalancerSourceRanges":["10.0.0.0/8","x"],"internalTrafficPolicy":"Local","externalTrafficPolicy":"Local","healthCheckNodePort":70000,"sessionAffinity":"ClientIP"}}`,
+		`{"metadata":{"namespace":"ns","name":"web-2","labels":{"kubernetes.io/service-name":"web"}},"addressType":"IPv6","ports":[{"protocol":"UDP","port":0}],"endpoints":[{"addresses":["fd01::1","fd01::1","10.1.0.1"],"conditions":{"ready":false,"serving":true,"terminating":true},"hints":{"forZones":[{"name":"a"}]}}]}`},
+	{`{"metadata":{"namespace":"ns","name":"web"},"spec":{"clusterIP":"10.0.0.10","ports":[{"name":"a","protocol":"SCTP","port":65536,"targetPort":"missing"}]}}`, `{}`},
+	{`{"metadata":{"namespace":"ns","name":"lb"},"spec":{"type":"LoadBalancer","clusterIP":"fd00::10","clusterIPs":["fd00::10","10.0.0.10"],"ports":[{"port":80,"nodePort":30080}],"loadBalancerSourceRanges":["::ffff:10.0.0.0/104","fd00::/8"],"externalIPs":["::ffff:192.0.2.1"],"sessionAffinity":"ClientIP","sessionAffinityConfig":{"clientIP":{"timeoutSeconds":86400}}},"status":{"loadBalancer":{"ingress":[{"ip":"2001:db8::1"},{"ip":"::ffff:198.51.100.1"}]}}}`,
+		`{"metadata":{"namespace":"ns","name":"lb-1","labels":{"kubernetes.io/service-name":"lb"}},"addressType":"IPv6","ports":[{"port":8080}],"endpoints":[{"addresses":["::ffff:10.1.0.1"]},{"addresses":["fd01::2"],"nodeName":"n1"}]}`},
 }

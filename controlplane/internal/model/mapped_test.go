@@ -31,7 +31,7 @@ func dualLB(name string, opts ...svcOpt) *corev1.Service {
 // sent as IPv6 nor unmapped: the Service yields no entries and an error
 // naming it and the value. In an EndpointSlice, the slice is left out.
 func TestIPv4MappedFailsTheService(t *testing.T) {
-	if _, err := Ports(dualLB("ok"), nil); err != nil {
+	if _, err := portsOf(dualLB("ok"), nil); err != nil {
 		t.Fatalf("valid Service: %v", err)
 	}
 	for _, tc := range []struct {
@@ -53,7 +53,7 @@ func TestIPv4MappedFailsTheService(t *testing.T) {
 			`service ns/lb: clusterIP: IP address "::ffff:10.0.0.10"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			values, err := Ports(dualLB("lb", tc.mod), nil)
+			values, err := portsOf(dualLB("lb", tc.mod), nil)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("Ports error = %v, want one containing %q", err, tc.want)
 			}
@@ -63,7 +63,7 @@ func TestIPv4MappedFailsTheService(t *testing.T) {
 		})
 	}
 	t.Run("endpoint", func(t *testing.T) {
-		values, err := Ports(svc(), []*discoveryv1.EndpointSlice{
+		values, err := portsOf(svc(), []*discoveryv1.EndpointSlice{
 			slice("mapped", discoveryv1.AddressTypeIPv6, map[string]int32{"http": 8080}, ep{ip: "::ffff:10.1.0.1"}),
 			slice("good", discoveryv1.AddressTypeIPv4, map[string]int32{"http": 8080}, ep{ip: "10.1.0.2"}),
 		})

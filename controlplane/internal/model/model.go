@@ -7,6 +7,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+
+	"github.com/doorman-proxy/doorman/controlplane/internal/watch/compact"
 )
 
 // Result is a Service's complete set of entries after a change: Values
@@ -32,10 +34,12 @@ type Result struct {
 // entries when it or one of its slices changes. It is not safe for
 // concurrent use.
 type Model struct {
-	services map[string]*corev1.Service
+	// services and slices are the compact forms the informers' caches
+	// hold (the same pointers).
+	services map[string]*compact.Service
 	// slices of each Service, sorted by name (most Services have one: a
 	// map each would cost ten times the memory).
-	slices map[string][]*discoveryv1.EndpointSlice
+	slices map[string][]*compact.Slice
 	// sliceService is the Service each known slice belongs to.
 	sliceService map[string]string
 	// frontends indexes what each Service claims, to decide who owns a
@@ -54,8 +58,8 @@ type Model struct {
 // New returns an empty Model.
 func New() *Model {
 	return &Model{
-		services:     map[string]*corev1.Service{},
-		slices:       map[string][]*discoveryv1.EndpointSlice{},
+		services:     map[string]*compact.Service{},
+		slices:       map[string][]*compact.Slice{},
 		sliceService: map[string]string{},
 		frontends:    newFrontends(),
 		conflicts:    map[string][]Conflict{},
@@ -69,6 +73,12 @@ func nsName(namespace, name string) string { return namespace + "/" + name }
 // first, then one for every other Service that gains or loses an address
 // to it (see Conflicts).
 func (m *Model) SetService(svc *corev1.Service) []Result {
+	return m.SetCompactService(compact.FromService(svc))
+}
+
+// SetCompactService is SetService with the Service's compact form, which
+// the model keeps.
+func (m *Model) SetCompactService(svc *compact.Service) []Result {
 	id := nsName(svc.Namespace, svc.Name)
 	m.services[id] = svc
 	return m.update(id)
@@ -83,7 +93,7 @@ func (m *Model) DeleteService(namespace, name string) []Result {
 }
 
 // Service returns the Service known under "<namespace>/<name>", or nil.
-func (m *Model) Service(id string) *corev1.Service { return m.services[id] }
+func (m *Model) Service(id string) *compact.Service { return m.services[id] }
 
 // Conflicts returns a Service's current conflicts (see Result.Conflicts).
 func (m *Model) Conflicts(id string) []Conflict { return m.conflicts[id] }
@@ -95,11 +105,17 @@ func (m *Model) ConflictCount() int { return m.conflictCount }
 // entries it changes: none when the slice belongs to no Service, two when
 // its Service label moved.
 func (m *Model) SetSlice(s *discoveryv1.EndpointSlice) []Result {
+	return m.SetCompactSlice(compact.FromSlice(s))
+}
+
+// SetCompactSlice is SetSlice with the slice's compact form, which the
+// model keeps.
+func (m *Model) SetCompactSlice(s *compact.Slice) []Result {
 	sid := nsName(s.Namespace, s.Name)
 	var out []Result
 	owner := ""
-	if name := s.Labels[LabelServiceName]; name != "" && !hasLabel(s.Labels, LabelHeadless) {
-		owner = nsName(s.Namespace, name)
+	if s.Service != "" {
+		owner = nsName(s.Namespace, s.Service)
 	}
 	if prev, ok := m.sliceService[sid]; ok && prev != owner {
 		out = append(out, m.removeSlice(sid, prev)...)
@@ -129,7 +145,7 @@ func (m *Model) DeleteSlice(namespace, name string) []Result {
 
 func (m *Model) removeSlice(sid, owner string) []Result {
 	delete(m.sliceService, sid)
-	list := slices.DeleteFunc(m.slices[owner], func(s *discoveryv1.EndpointSlice) bool { return nsName(s.Namespace, s.Name) == sid })
+	list := slices.DeleteFunc(m.slices[owner], func(s *compact.Slice) bool { return nsName(s.Namespace, s.Name) == sid })
 	if len(list) == 0 {
 		delete(m.slices, owner)
 	} else {
@@ -138,7 +154,7 @@ func (m *Model) removeSlice(sid, owner string) []Result {
 	return m.update(owner)
 }
 
-func bySliceName(s *discoveryv1.EndpointSlice, name string) int { return strings.Compare(s.Name, name) }
+func bySliceName(s *compact.Slice, name string) int { return strings.Compare(s.Name, name) }
 
 // update recomputes a Service, records what it claims and returns its
 // Result, then those of the Services whose addresses changed hands: when

@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
+	"github.com/doorman-proxy/doorman/controlplane/internal/watch/compact"
 	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
 )
 
@@ -380,7 +381,7 @@ func TestPorts(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := Ports(tt.svc, tt.slices)
+			got, err := portsOf(tt.svc, tt.slices)
 			if tt.wantErr == "" && err != nil {
 				t.Fatalf("Ports: %v", err)
 			}
@@ -395,7 +396,7 @@ func TestPorts(t *testing.T) {
 }
 
 func TestBadSliceErrorsNameEachSlice(t *testing.T) {
-	_, err := Ports(svc(), []*discoveryv1.EndpointSlice{
+	_, err := portsOf(svc(), []*discoveryv1.EndpointSlice{
 		slice("bad", discoveryv1.AddressTypeIPv4, map[string]int32{"http": 1}, ep{ip: "x"}),
 		slice("v6-in-v4", discoveryv1.AddressTypeIPv4, map[string]int32{"http": 1}, ep{ip: "fd00::1"}),
 		slice("port0", discoveryv1.AddressTypeIPv4, map[string]int32{"http": 0}, ep{ip: "10.1.0.7"}),
@@ -634,4 +635,13 @@ func endpointsOf(sp *doormanv1.ServicePort) string {
 		parts = append(parts, netip.AddrPortFrom(netip.MustParseAddr(e.GetIp()), uint16(e.GetPort())).String())
 	}
 	return strings.Join(parts, ",")
+}
+
+// portsOf is Ports of the compact forms of svc and slices.
+func portsOf(svc *corev1.Service, slices []*discoveryv1.EndpointSlice) (map[string]Value, error) {
+	forms := make([]*compact.Slice, len(slices))
+	for i, s := range slices {
+		forms[i] = compact.FromSlice(s)
+	}
+	return Ports(compact.FromService(svc), forms)
 }

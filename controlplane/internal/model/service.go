@@ -7,21 +7,21 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 
+	"github.com/doorman-proxy/doorman/controlplane/internal/watch/compact"
 	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
 )
 
 const (
 	// LabelServiceProxyName marks a Service another proxy owns.
-	LabelServiceProxyName = "service.kubernetes.io/service-proxy-name"
+	LabelServiceProxyName = compact.LabelServiceProxyName
 	// LabelHeadless marks a headless Service and its EndpointSlices.
-	LabelHeadless = corev1.IsHeadlessService
+	LabelHeadless = compact.LabelHeadless
 	// LabelServiceName names the Service an EndpointSlice belongs to.
-	LabelServiceName = discoveryv1.LabelServiceName
+	LabelServiceName = compact.LabelServiceName
 
 	defaultAffinityTimeout = 10800
 )
@@ -49,17 +49,17 @@ func (v Value) For(node, zone string) *doormanv1.ServicePort {
 }
 
 // Skipped reports why a Service is not programmed at all, or "" when it is.
-func Skipped(svc *corev1.Service) string {
+func Skipped(svc *compact.Service) string {
 	switch {
-	case svc.Spec.Type == corev1.ServiceTypeExternalName:
+	case svc.Type == corev1.ServiceTypeExternalName:
 		return "type ExternalName"
-	case svc.Labels[LabelServiceProxyName] != "":
+	case svc.OtherProxy:
 		return "label " + LabelServiceProxyName
-	case hasLabel(svc.Labels, LabelHeadless):
+	case svc.HeadlessLabel:
 		return "label " + LabelHeadless
-	case svc.Spec.ClusterIP == corev1.ClusterIPNone:
+	case svc.ClusterIPNone:
 		return "headless"
-	case svc.Spec.ClusterIP == "" && len(svc.Spec.ClusterIPs) == 0:
+	case len(svc.ClusterIPs) == 0:
 		return "no cluster IP"
 	}
 	return ""
@@ -78,7 +78,7 @@ func hasLabel(labels map[string]string, name string) bool {
 // passes doormanv1.ValidateServicePort, the check agents make: one that
 // would not (a bug here, or input this parse lets through) is not sent;
 // the Service then yields no entries and an error naming it and the reason.
-func Ports(svc *corev1.Service, endpointSlices []*discoveryv1.EndpointSlice) (map[string]Value, error) {
+func Ports(svc *compact.Service, endpointSlices []*compact.Slice) (map[string]Value, error) {
 	if Skipped(svc) != "" {
 		return nil, nil
 	}
@@ -100,7 +100,7 @@ func Ports(svc *corev1.Service, endpointSlices []*discoveryv1.EndpointSlice) (ma
 		}
 	}
 	base.triggerTime = triggerTime(endpointSlices)
-	out := make(map[string]Value, len(base.families)*len(svc.Spec.Ports))
+	out := make(map[string]Value, len(base.families)*len(svc.Ports))
 	for _, fam := range base.families {
 		for _, port := range base.ports {
 			v := base.value(fam, port, good)
@@ -190,29 +190,21 @@ type service struct {
 // triggerTime is the newest last-change-trigger-time of the slices, in Unix
 // nanoseconds (0 when none has one). An unparsable annotation is ignored: it
 // only feeds a latency metric.
-func triggerTime(in []*discoveryv1.EndpointSlice) int64 {
+func triggerTime(in []*compact.Slice) int64 {
 	var newest int64
 	for _, s := range in {
-		raw, ok := s.Annotations[corev1.EndpointsLastChangeTriggerTime]
-		if !ok {
-			continue
-		}
-		t, err := time.Parse(time.RFC3339Nano, raw)
-		if err != nil {
-			continue
-		}
-		newest = max(newest, t.UnixNano())
+		newest = max(newest, s.TriggerTime)
 	}
 	return newest
 }
 
-func parseService(svc *corev1.Service) (*service, error) {
+func parseService(svc *compact.Service) (*service, error) {
 	s := &service{namespace: svc.Namespace, name: svc.Name}
 	if err := s.parseClusterIPs(svc); err != nil {
 		return nil, err
 	}
-	withNodePorts := svc.Spec.Type == corev1.ServiceTypeNodePort || svc.Spec.Type == corev1.ServiceTypeLoadBalancer
-	if err := s.parsePorts(svc.Spec.Ports, withNodePorts); err != nil {
+	withNodePorts := svc.Type == corev1.ServiceTypeNodePort || svc.Type == corev1.ServiceTypeLoadBalancer
+	if err := s.parsePorts(svc.Ports, withNodePorts); err != nil {
 		return nil, err
 	}
 	if err := s.parseExternalAddresses(svc); err != nil {
@@ -228,12 +220,8 @@ func parseService(svc *corev1.Service) (*service, error) {
 }
 
 // parseClusterIPs reads the ClusterIPs, at most one per family.
-func (s *service) parseClusterIPs(svc *corev1.Service) error {
-	ips := svc.Spec.ClusterIPs
-	if len(ips) == 0 {
-		ips = []string{svc.Spec.ClusterIP}
-	}
-	for _, raw := range ips {
+func (s *service) parseClusterIPs(svc *compact.Service) error {
+	for _, raw := range svc.ClusterIPs {
 		a, fam, err := parseIP(raw)
 		if err != nil {
 			return fmt.Errorf("clusterIP: %w", err)
@@ -250,7 +238,7 @@ func (s *service) parseClusterIPs(svc *corev1.Service) error {
 
 // parsePorts reads the ports, with their nodePorts when the Service has
 // them; a Service needs one port at least.
-func (s *service) parsePorts(ports []corev1.ServicePort, withNodePorts bool) error {
+func (s *service) parsePorts(ports []compact.ServicePort, withNodePorts bool) error {
 	for _, p := range ports {
 		pp := port{name: p.Name, protocol: p.Protocol}
 		if pp.protocol == "" {
@@ -285,22 +273,20 @@ func (s *service) parsePorts(ports []corev1.ServicePort, withNodePorts bool) err
 
 // parseExternalAddresses reads the externalIPs and, for a LoadBalancer,
 // its ingress IPs and source ranges.
-func (s *service) parseExternalAddresses(svc *corev1.Service) error {
-	for _, raw := range svc.Spec.ExternalIPs {
+func (s *service) parseExternalAddresses(svc *compact.Service) error {
+	ext := svc.Extra()
+	for _, raw := range ext.ExternalIPs {
 		a, _, err := parseIP(raw)
 		if err != nil {
 			return fmt.Errorf("externalIPs: %w", err)
 		}
 		s.externalIPs = append(s.externalIPs, a)
 	}
-	if svc.Spec.Type != corev1.ServiceTypeLoadBalancer {
+	if svc.Type != corev1.ServiceTypeLoadBalancer {
 		return nil
 	}
-	for _, ing := range svc.Status.LoadBalancer.Ingress {
-		if ing.IP == "" || (ing.IPMode != nil && *ing.IPMode == corev1.LoadBalancerIPModeProxy) {
-			continue
-		}
-		a, _, err := parseIP(ing.IP)
+	for _, ip := range ext.LoadBalancerIPs {
+		a, _, err := parseIP(ip)
 		if err != nil {
 			return fmt.Errorf("status.loadBalancer.ingress: %w", err)
 		}
@@ -310,7 +296,7 @@ func (s *service) parseExternalAddresses(svc *corev1.Service) error {
 	// before 1.36 accept) fails the whole Service: sending it as IPv6
 	// would match no packet, and dropping it could leave a family's
 	// list empty, which allows every source.
-	for _, raw := range svc.Spec.LoadBalancerSourceRanges {
+	for _, raw := range ext.LoadBalancerSourceRanges {
 		p, err := doormanv1.ParsePrefix(strings.TrimSpace(raw))
 		if err != nil {
 			return fmt.Errorf("loadBalancerSourceRanges: %w", err)
@@ -320,13 +306,13 @@ func (s *service) parseExternalAddresses(svc *corev1.Service) error {
 	return nil
 }
 
-func (s *service) parseAffinity(svc *corev1.Service) error {
-	if svc.Spec.SessionAffinity != corev1.ServiceAffinityClientIP {
+func (s *service) parseAffinity(svc *compact.Service) error {
+	if !svc.AffinityClientIP {
 		return nil
 	}
 	s.affinity = defaultAffinityTimeout
-	if c := svc.Spec.SessionAffinityConfig; c != nil && c.ClientIP != nil && c.ClientIP.TimeoutSeconds != nil {
-		t := *c.ClientIP.TimeoutSeconds
+	if timeout := svc.Extra().AffinityTimeout; timeout != nil {
+		t := *timeout
 		if t < 1 || t > 86400 {
 			return fmt.Errorf("sessionAffinityConfig: timeoutSeconds %d out of range", t)
 		}
@@ -337,16 +323,16 @@ func (s *service) parseAffinity(svc *corev1.Service) error {
 
 // parseTrafficPolicies reads the external and internal traffic policies
 // and the healthCheckNodePort (only under external policy Local).
-func (s *service) parseTrafficPolicies(svc *corev1.Service, withNodePorts bool) error {
+func (s *service) parseTrafficPolicies(svc *compact.Service, withNodePorts bool) error {
 	externallyReachable := withNodePorts || len(s.externalIPs) > 0 || len(s.lbIPs) > 0
 	s.externallyReachable = externallyReachable
-	s.externalLocal = externallyReachable && svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal
-	s.internalLocal = svc.Spec.InternalTrafficPolicy != nil && *svc.Spec.InternalTrafficPolicy == corev1.ServiceInternalTrafficPolicyLocal
-	if s.externalLocal && svc.Spec.HealthCheckNodePort != 0 {
-		if svc.Spec.HealthCheckNodePort < 0 || svc.Spec.HealthCheckNodePort > 65535 {
-			return fmt.Errorf("healthCheckNodePort %d out of range", svc.Spec.HealthCheckNodePort)
+	s.externalLocal = externallyReachable && svc.ExternalPolicyLocal
+	s.internalLocal = svc.InternalPolicyLocal
+	if hc := svc.Extra().HealthCheckNodePort; s.externalLocal && hc != 0 {
+		if hc < 0 || hc > 65535 {
+			return fmt.Errorf("healthCheckNodePort %d out of range", hc)
 		}
-		s.healthCheckPort = uint32(svc.Spec.HealthCheckNodePort)
+		s.healthCheckPort = uint32(hc)
 	}
 	return nil
 }
@@ -403,7 +389,7 @@ type parsedSlice struct {
 
 // parseSlice validates an EndpointSlice; it returns nil for slices doorman
 // does not use (FQDN addresses).
-func parseSlice(s *discoveryv1.EndpointSlice) (*parsedSlice, error) {
+func parseSlice(s *compact.Slice) (*parsedSlice, error) {
 	ps := &parsedSlice{}
 	switch s.AddressType {
 	case discoveryv1.AddressTypeIPv4:
@@ -414,53 +400,30 @@ func parseSlice(s *discoveryv1.EndpointSlice) (*parsedSlice, error) {
 		return nil, nil
 	}
 	for _, p := range s.Ports {
-		if p.Port == nil {
-			continue
-		}
-		sp := slicePort{protocol: corev1.ProtocolTCP}
-		if p.Name != nil {
-			sp.name = *p.Name
-		}
-		if p.Protocol != nil {
-			sp.protocol = *p.Protocol
-		}
+		sp := slicePort{name: p.Name, protocol: p.Protocol}
 		if _, err := parseProtocol(sp.protocol); err != nil {
 			return nil, fmt.Errorf("port %q: %w", sp.name, err)
 		}
-		if *p.Port < 1 || *p.Port > 65535 {
-			return nil, fmt.Errorf("port %q: port %d out of range", sp.name, *p.Port)
+		if p.Port < 1 || p.Port > 65535 {
+			return nil, fmt.Errorf("port %q: port %d out of range", sp.name, p.Port)
 		}
-		sp.port = uint32(*p.Port)
+		sp.port = uint32(p.Port)
 		ps.ports = append(ps.ports, sp)
 	}
 	for i, e := range s.Endpoints {
-		if len(e.Addresses) == 0 {
+		if e.NoAddress {
 			return nil, fmt.Errorf("endpoint %d: no address", i)
 		}
-		a, fam, err := parseIP(e.Addresses[0])
+		a, fam, err := parseIP(e.Address)
 		if err != nil {
 			return nil, fmt.Errorf("endpoint %d: %w", i, err)
 		}
 		if fam != ps.family {
 			return nil, fmt.Errorf("endpoint %d: address %s is not of the slice's type %s", i, a, s.AddressType)
 		}
-		ep := endpoint{addr: a}
-		ep.ready = e.Conditions.Ready == nil || *e.Conditions.Ready
-		ep.serving = ep.ready
-		if e.Conditions.Serving != nil {
-			ep.serving = *e.Conditions.Serving
-		}
-		ep.terminating = e.Conditions.Terminating != nil && *e.Conditions.Terminating
-		if e.NodeName != nil {
-			ep.node = *e.NodeName
-		}
-		if h := e.Hints; h != nil {
-			for _, z := range h.ForZones {
-				ep.forZones = append(ep.forZones, z.Name)
-			}
-			for _, n := range h.ForNodes {
-				ep.forNodes = append(ep.forNodes, n.Name)
-			}
+		ep := endpoint{addr: a, node: e.Node, ready: e.Ready, serving: e.Serving, terminating: e.Terminating}
+		if e.Hints != nil {
+			ep.forZones, ep.forNodes = e.Hints.ForZones, e.Hints.ForNodes
 		}
 		ps.endpoints = append(ps.endpoints, ep)
 	}

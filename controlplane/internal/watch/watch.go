@@ -19,13 +19,17 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/doorman-proxy/doorman/controlplane/internal/watch/compact"
 )
 
-// Sink receives the objects the informers see.
+// Sink receives the objects the informers see: Services and
+// EndpointSlices in their compact forms, which the informers' caches hold
+// (the sink may keep them; it must not change them).
 type Sink interface {
-	SetService(*corev1.Service)
+	SetCompactService(*compact.Service)
 	DeleteService(namespace, name string)
-	SetSlice(*discoveryv1.EndpointSlice)
+	SetCompactSlice(*compact.Slice)
 	DeleteSlice(namespace, name string)
 	SetNode(*corev1.Node)
 	DeleteNode(name string)
@@ -60,9 +64,9 @@ func Start(ctx context.Context, client kubernetes.Interface, sink Sink, fresh *F
 	core, disc := client.CoreV1(), client.DiscoveryV1()
 	errs := []error{
 		add(informer(factory, &corev1.Service{}, ResourceServices, listWatch(core.Services("")), fresh), handler(log, "service",
-			sink.SetService, func(s *corev1.Service) { sink.DeleteService(s.Namespace, s.Name) })),
+			sink.SetCompactService, func(s *compact.Service) { sink.DeleteService(s.Namespace, s.Name) })),
 		add(informer(factory, &discoveryv1.EndpointSlice{}, ResourceEndpointSlices, listWatch(disc.EndpointSlices("")), fresh), handler(log, "endpointslice",
-			sink.SetSlice, func(s *discoveryv1.EndpointSlice) { sink.DeleteSlice(s.Namespace, s.Name) })),
+			sink.SetCompactSlice, func(s *compact.Slice) { sink.DeleteSlice(s.Namespace, s.Name) })),
 		add(informer(factory, &corev1.Node{}, ResourceNodes, listWatch(core.Nodes()), fresh), handler(log, "node",
 			sink.SetNode, func(n *corev1.Node) { sink.DeleteNode(n.Name) })),
 	}
@@ -170,9 +174,15 @@ func handler[T any](log hclog.Logger, kind string, set func(T), del func(T)) cac
 // sameVersion reports whether two states of an object carry the same
 // resourceVersion, so that nothing changed between them.
 func sameVersion(old, obj any) bool {
-	o, ok1 := old.(metav1.Object)
-	n, ok2 := obj.(metav1.Object)
+	o, ok1 := old.(versioned)
+	n, ok2 := obj.(versioned)
 	return ok1 && ok2 && o.GetResourceVersion() != "" && o.GetResourceVersion() == n.GetResourceVersion()
+}
+
+// versioned is an object with a resourceVersion: every metav1.Object, and
+// the compact forms.
+type versioned interface {
+	GetResourceVersion() string
 }
 
 func typed[T any](log hclog.Logger, kind string, obj any, f func(T)) {

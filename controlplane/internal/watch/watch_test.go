@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/hashicorp/go-hclog"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -20,7 +21,9 @@ import (
 	fakediscovery "k8s.io/client-go/discovery/fake"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
+	"k8s.io/client-go/tools/cache"
 
+	"github.com/doorman-proxy/doorman/controlplane/internal/watch/compact"
 	"github.com/doorman-proxy/doorman/internal/testlog"
 )
 
@@ -42,12 +45,12 @@ func (r *recorder) got() []string {
 	return slices.Clone(r.calls)
 }
 
-func (r *recorder) SetService(s *corev1.Service)          { r.note("set service " + s.Name) }
-func (r *recorder) DeleteService(_, name string)          { r.note("delete service " + name) }
-func (r *recorder) SetSlice(s *discoveryv1.EndpointSlice) { r.note("set slice " + s.Name) }
-func (r *recorder) DeleteSlice(_, name string)            { r.note("delete slice " + name) }
-func (r *recorder) SetNode(n *corev1.Node)                { r.note("set node " + n.Name) }
-func (r *recorder) DeleteNode(name string)                { r.note("delete node " + name) }
+func (r *recorder) SetCompactService(s *compact.Service) { r.note("set service " + s.Name) }
+func (r *recorder) DeleteService(_, name string)         { r.note("delete service " + name) }
+func (r *recorder) SetCompactSlice(s *compact.Slice)     { r.note("set slice " + s.Name) }
+func (r *recorder) DeleteSlice(_, name string)           { r.note("delete slice " + name) }
+func (r *recorder) SetNode(n *corev1.Node)               { r.note("set node " + n.Name) }
+func (r *recorder) DeleteNode(name string)               { r.note("delete node " + name) }
 func (r *recorder) SetServiceCIDR(c *networkingv1.ServiceCIDR) {
 	r.note("set servicecidr " + c.Name + " " + strings.Join(c.Spec.CIDRs, ","))
 }
@@ -204,10 +207,10 @@ func TestServiceCIDRDiscoveryGivesUpWithContext(t *testing.T) {
 func TestHandlerSkipsSameVersion(t *testing.T) {
 	var got []string
 	h := handler(hclog.NewNullLogger(), "endpointslice",
-		func(s *discoveryv1.EndpointSlice) { got = append(got, s.Name+"@"+s.ResourceVersion) },
-		func(*discoveryv1.EndpointSlice) {})
-	slice := func(rv string) *discoveryv1.EndpointSlice {
-		return &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Name: "web", ResourceVersion: rv}}
+		func(s *compact.Slice) { got = append(got, s.Name+"@"+s.ResourceVersion) },
+		func(*compact.Slice) {})
+	slice := func(rv string) *compact.Slice {
+		return &compact.Slice{Identity: compact.Identity{Name: "web", ResourceVersion: rv}}
 	}
 	h.OnUpdate(slice("5"), slice("5"))
 	h.OnUpdate(slice("5"), slice("6"))
@@ -215,5 +218,56 @@ func TestHandlerSkipsSameVersion(t *testing.T) {
 	h.OnUpdate(nil, slice("7"))
 	if diff := cmp.Diff([]string{"web@6", "web@", "web@7"}, got); diff != "" {
 		t.Errorf("updates passed on (-want +got):\n%s", diff)
+	}
+}
+
+// A delete the informer missed (a tombstone) reaches the sink as a delete
+// of the object it holds.
+func TestHandlerUnwrapsTombstones(t *testing.T) {
+	var got []string
+	h := handler(hclog.NewNullLogger(), "service",
+		func(s *compact.Service) { got = append(got, "set "+s.Name) },
+		func(s *compact.Service) { got = append(got, "delete "+s.Namespace+"/"+s.Name) })
+	svc := &compact.Service{Identity: compact.Identity{Namespace: "ns", Name: "web", ResourceVersion: "5"}}
+	h.OnDelete(svc)
+	h.OnDelete(cache.DeletedFinalStateUnknown{Key: "ns/web", Obj: svc})
+	if diff := cmp.Diff([]string{"delete ns/web", "delete ns/web"}, got); diff != "" {
+		t.Errorf("deletes passed on (-want +got):\n%s", diff)
+	}
+}
+
+// TestServicesAndSlicesCompact: the sink hears of Services and
+// EndpointSlices in their compact forms, adds, updates and deletes.
+func TestServicesAndSlicesCompact(t *testing.T) {
+	slice := &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "web-1",
+		Labels: map[string]string{discoveryv1.LabelServiceName: "web"}}, AddressType: discoveryv1.AddressTypeIPv4}
+	client := fake.NewClientset(append(objects(), slice)...)
+	rec, _ := start(t, client)
+	ctx := context.Background()
+	if err := client.DiscoveryV1().EndpointSlices("ns").Delete(ctx, "web-1", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := client.CoreV1().Services("ns").Delete(ctx, "web", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"set service web", "set slice web-1", "delete slice web-1", "delete service web"}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var got []string
+		for _, c := range rec.got() {
+			if strings.Contains(c, "service") && !strings.Contains(c, "servicecidr") || strings.Contains(c, "slice") {
+				got = append(got, c)
+			}
+		}
+		// The two informers deliver in parallel: only each kind's order
+		// is fixed.
+		diff := cmp.Diff(want, got, cmpopts.SortSlices(func(a, b string) bool { return a < b }))
+		if diff == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Service and EndpointSlice events (-want +got):\n%s", diff)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
