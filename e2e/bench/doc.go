@@ -13,7 +13,11 @@
 // writers. The systems are measured one after the other, each alone on the
 // machine's CPUs, at each size. Kernel state is read by netlink (doorman's
 // and kube-proxy's nftables tables) or iptables-save; commit times come from
-// the nftables generation events of the node's namespace.
+// the nftables generation events of the node's namespace. Right before
+// doorman's control plane starts, a LIST of every Service and one of every
+// EndpointSlice (at once, in protobuf) times the API server's own share of
+// the control plane's ready time; -controlplane-profile writes a CPU
+// profile of the control plane's first seconds from its start.
 //
 // The second runs the real control plane (two replicas, from the binary)
 // against the cluster's API server and N gRPC clients that speak

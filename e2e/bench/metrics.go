@@ -83,6 +83,10 @@ func register(m metric) *metric {
 var (
 	mControlPlaneReady = register(metric{Key: "controlplane_ready_seconds", Unit: unitSeconds, Better: lowerIsBetter, Shown: proxyTable,
 		Desc: "doorman's control plane from start to serving"})
+	mControlPlaneReadyCPU = register(metric{Key: "controlplane_ready_cpu_seconds", Unit: unitSeconds, Better: lowerIsBetter, Shown: proxyTable,
+		Desc: "doorman's control plane, CPU time from its start to serving"})
+	mAPIServerList = register(metric{Key: "apiserver_list_seconds", Unit: unitSeconds, Better: lowerIsBetter, Shown: proxyTable,
+		Desc: "a LIST of every Service and one of every EndpointSlice at once, in protobuf, right before the control plane starts"})
 	mFullSync = register(metric{Key: "full_sync_seconds", Unit: unitSeconds, Better: lowerIsBetter, Shown: proxyTable | proxyFullSyncPlot,
 		Desc: "the proxy's start to every Service in the kernel"})
 	mConnectRatioVsDirect = register(metric{Key: "connect_ratio_vs_direct", Unit: unitRatio, Better: lowerIsBetter, Shown: proxyTable,
@@ -125,6 +129,8 @@ var (
 		Desc: "the node's proxy process, CPU time since its start"})
 	mControlPlaneRSS = register(metric{Key: "controlplane_rss_bytes", Unit: unitBytes, Better: lowerIsBetter, Shown: proxyTable,
 		Desc: "doorman's control plane, resident memory when stopped"})
+	mControlPlanePeakRSSProxy = register(metric{Key: "controlplane_peak_rss_bytes", Unit: unitBytes, Better: lowerIsBetter, Shown: proxyTable,
+		Desc: "doorman's control plane, peak resident memory when stopped (the initial lists' at most)"})
 	mControlPlaneCPU = register(metric{Key: "controlplane_cpu_seconds", Unit: unitSeconds, Better: lowerIsBetter, Shown: proxyTable,
 		Desc: "doorman's control plane, CPU time when stopped"})
 	mKernelObjects = register(metric{Key: "kernel_objects", Unit: unitCount, Better: lowerIsBetter, Shown: proxyTable,

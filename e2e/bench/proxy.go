@@ -12,9 +12,13 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"golang.org/x/sync/errgroup"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/doorman-proxy/doorman/e2e/cluster"
+	"github.com/doorman-proxy/doorman/internal/kubeconfig"
 )
 
 // The systems, in the order they are measured at each size.
@@ -44,6 +48,10 @@ type proxyFlags struct {
 	systems   string
 	churnRate float64
 	churnFor  time.Duration
+	// cpProfile, when set, is where a CPU profile of the control plane's
+	// first cpProfileFor after its start is written.
+	cpProfile    string
+	cpProfileFor time.Duration
 }
 
 func runProxy(ctx context.Context, args []string) error {
@@ -57,6 +65,8 @@ func runProxy(ctx context.Context, args []string) error {
 	fs.Float64Var(&f.churnRate, "churn-rate", 50, "changes per second under churn (0: no churn phase)")
 	fs.DurationVar(&f.churnFor, "churn-for", 0, "length of the churn phase (default 4s; -full: 10s)")
 	fs.StringVar(&f.systems, "systems", strings.Join(allSystems, ","), "systems to measure")
+	fs.StringVar(&f.cpProfile, "controlplane-profile", "", "write a CPU profile of doorman's control plane from its start (with --profiling) to this file, suffixed with the size")
+	fs.DurationVar(&f.cpProfileFor, "controlplane-profile-for", 10*time.Second, "length of -controlplane-profile")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -221,12 +231,19 @@ func (b *proxyBench) start(ctx context.Context, system string, n int) (running, 
 		if err := os.Remove(b.c.AgentCachePath(node)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return running{}, err
 		}
+		if err := b.listSeconds(ctx, system, n); err != nil {
+			return running{}, err
+		}
 		t := time.Now()
-		cp, err := b.c.StartDoormanControlPlane(ctx)
+		cp, profiled, err := b.startControlPlane(ctx, n)
 		if err != nil {
 			return running{}, err
 		}
 		b.rep.add(system, n, mControlPlaneReady, time.Since(t).Seconds())
+		if u, err := readUsage(cp.PID()); err == nil {
+			b.rep.add(system, n, mControlPlaneReadyCPU, u.CPUSeconds)
+		}
+		profiled()
 		if err := b.c.StartAgent(node); err != nil {
 			cp.Stop(5 * time.Second)
 			return running{}, err
@@ -237,6 +254,7 @@ func (b *proxyBench) start(ctx context.Context, system string, n int) (running, 
 				if u, err := readUsage(cp.PID()); err == nil {
 					b.rep.add(system, n, mControlPlaneRSS, float64(u.RSSBytes))
 					b.rep.add(system, n, mControlPlaneCPU, u.CPUSeconds)
+					b.rep.add(system, n, mControlPlanePeakRSSProxy, float64(u.PeakRSS))
 				}
 				b.c.StopAgent(node)
 				cp.Stop(5 * time.Second)
@@ -721,4 +739,70 @@ func changeTarget(i, offset, n int) int {
 		return (i*7919 + offset) % n
 	}
 	return sampleLimit + (i*7919+offset)%(n-sampleLimit)
+}
+
+// listSeconds times what the API server alone takes to give the control
+// plane its initial state: a LIST of every Service and one of every
+// EndpointSlice, at once (as the informers read them), in protobuf (as
+// the control plane asks for it).
+func (b *proxyBench) listSeconds(ctx context.Context, system string, n int) error {
+	rc := rest.CopyConfig(b.c.RESTConfig())
+	rc.QPS, rc.Burst = 5000, 10000
+	kubeconfig.UseProtobuf(rc)
+	client, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return err
+	}
+	t := time.Now()
+	var g errgroup.Group
+	g.Go(func() error {
+		_, err := client.CoreV1().Services("").List(ctx, metav1.ListOptions{})
+		return err
+	})
+	g.Go(func() error {
+		_, err := client.DiscoveryV1().EndpointSlices("").List(ctx, metav1.ListOptions{})
+		return err
+	})
+	if err := g.Wait(); err != nil {
+		return fmt.Errorf("list: %w", err)
+	}
+	b.rep.add(system, n, mAPIServerList, time.Since(t).Seconds())
+	fmt.Printf("API server's lists %s, ", time.Since(t).Round(time.Millisecond))
+	return nil
+}
+
+// startControlPlane starts doorman's control plane and returns once it
+// is ready. With -controlplane-profile it profiles its CPU from its start;
+// profiled then waits for the profile (the agent must not start before
+// it ends, or the profile would show the agent's session).
+func (b *proxyBench) startControlPlane(ctx context.Context, n int) (cp *cluster.Process, profiled func(), err error) {
+	if b.f.cpProfile == "" {
+		cp, err := b.c.StartDoormanControlPlane(ctx)
+		return cp, func() {}, err
+	}
+	path := fmt.Sprintf("%s.%d", b.f.cpProfile, n)
+	done := make(chan error, 1)
+	pctx, cancel := context.WithCancel(ctx)
+	go func() {
+		for b.c.ControlPlaneHTTP() == "" && pctx.Err() == nil {
+			time.Sleep(time.Millisecond)
+		}
+		done <- fetchCPUProfile(pctx, b.c.ControlPlaneHTTP(), b.f.cpProfileFor, path)
+	}()
+	cp, err = b.c.StartDoormanControlPlane(ctx, "--profiling")
+	if err != nil {
+		cancel()
+		if perr := <-done; perr != nil {
+			b.log.Debug("control plane profile", "error", perr)
+		}
+		return nil, nil, err
+	}
+	return cp, func() {
+		defer cancel()
+		if err := <-done; err != nil {
+			b.log.Warn("control plane profile", "error", err)
+			return
+		}
+		fmt.Printf("control plane profile %s, ", path)
+	}, nil
 }

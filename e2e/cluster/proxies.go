@@ -38,26 +38,29 @@ const (
 // the first time, the relay from GatewayIP:ControlPlanePort to it; a
 // restarted control plane reuses the same ports. It returns once /readyz
 // answers (the informers have synced). For a cluster started with
-// ProxyNone; node agents are then started with StartAgent.
-func (c *Cluster) StartDoormanControlPlane(ctx context.Context) (*Process, error) {
+// ProxyNone; node agents are then started with StartAgent. args are
+// added to the control plane's command line (e.g. --profiling).
+func (c *Cluster) StartDoormanControlPlane(ctx context.Context, args ...string) (*Process, error) {
 	if c.cpGRPC == 0 {
 		ports, err := freePorts(2)
 		if err != nil {
 			return nil, err
 		}
+		c.mu.Lock()
 		c.cpGRPC, c.cpHTTP = ports[0], ports[1]
+		c.mu.Unlock()
 		r, err := startRelay(c.netNS, hostPort(GatewayIP, ControlPlanePort), hostPort("127.0.0.1", c.cpGRPC))
 		if err != nil {
 			return nil, fmt.Errorf("control plane relay: %w", err)
 		}
 		c.relays = append(c.relays, r)
 	}
-	p, err := startProc(c.logDir, "controlplane", "", filepath.Join(c.cfg.DoormanBinDir, "controlplane"),
-		"--kubeconfig="+c.kubeconfig,
-		"--listen="+hostPort("127.0.0.1", c.cpGRPC),
-		"--http-listen="+hostPort("127.0.0.1", c.cpHTTP),
+	p, err := startProc(c.logDir, "controlplane", "", append([]string{filepath.Join(c.cfg.DoormanBinDir, "controlplane"),
+		"--kubeconfig=" + c.kubeconfig,
+		"--listen=" + hostPort("127.0.0.1", c.cpGRPC),
+		"--http-listen=" + hostPort("127.0.0.1", c.cpHTTP),
 		"--insecure",
-	)
+	}, args...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -72,8 +75,11 @@ func (c *Cluster) StartDoormanControlPlane(ctx context.Context) (*Process, error
 }
 
 // ControlPlaneHTTP is doorman's control plane HTTP address on loopback
-// (/healthz, /readyz, /metrics); empty before it was started.
+// (/healthz, /readyz, /metrics); empty before it was started (it is set
+// before StartDoormanControlPlane starts the process).
 func (c *Cluster) ControlPlaneHTTP() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.cpHTTP == 0 {
 		return ""
 	}

@@ -99,6 +99,7 @@ func (h *Hub) MarkReady() {
 	h.readyOnce.Do(func() {
 		h.mu.Lock()
 		h.log.Info("informers synced")
+		h.view.Reserve(h.model.Pending())
 		h.model.Flush(h.apply)
 		h.log.Info("views built", "version", h.view.Version(), "keys", h.view.Stats().Keys)
 		h.mu.Unlock()

@@ -19,7 +19,7 @@ func loadLists(h *Hub, services, slicesEach int) {
 	h.SetNode(&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1"}, Status: corev1.NodeStatus{Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "172.18.0.2"}}}})
 	for i := range services {
 		name := fmt.Sprintf("web-%d", i)
-		ip := fmt.Sprintf("10.0.%d.%d", i/250, i%250+1)
+		ip := addrOf(10, i)
 		h.SetService(&corev1.Service{
 			ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name},
 			Spec: corev1.ServiceSpec{
@@ -31,11 +31,17 @@ func loadLists(h *Hub, services, slicesEach int) {
 			h.SetSlice(&discoveryv1.EndpointSlice{
 				ObjectMeta:  metav1.ObjectMeta{Namespace: "ns", Name: fmt.Sprintf("%s-%d", name, j), Labels: map[string]string{model.LabelServiceName: name}},
 				AddressType: discoveryv1.AddressTypeIPv4,
-				Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{fmt.Sprintf("10.1.%d.%d", i, j+1)}}},
+				Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{addrOf(byte(100+j), i)}}},
 				Ports:       []discoveryv1.EndpointPort{{Name: ptr("http"), Protocol: ptr(corev1.ProtocolTCP), Port: ptr(int32(8080))}},
 			})
 		}
 	}
+}
+
+// addrOf is the i-th IPv4 address after first.0.0.0 (i below 2^24-1).
+func addrOf(first byte, i int) string {
+	i++
+	return fmt.Sprintf("%d.%d.%d.%d", first, i>>16&0xff, i>>8&0xff, i&0xff)
 }
 
 func ptr[T any](v T) *T { return &v }

@@ -145,8 +145,12 @@ type frontends struct {
 	byService map[string]claims
 }
 
-func newFrontends() *frontends {
-	return &frontends{claimants: map[Frontend][]claimant{}, byService: map[string]claims{}}
+func newFrontends() *frontends { return newFrontendsFor(0) }
+
+// newFrontendsFor returns frontends with room for the claims of services
+// Services of one frontend each, the usual Service's, without growing.
+func newFrontendsFor(services int) *frontends {
+	return &frontends{claimants: make(map[Frontend][]claimant, services), byService: make(map[string]claims, services)}
 }
 
 // owner returns the Service owning a frontend, and what it claims it as.

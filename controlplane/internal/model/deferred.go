@@ -21,6 +21,9 @@ func (m *Model) Defer() {
 	}
 }
 
+// Pending is how many Services Flush would compute.
+func (m *Model) Pending() int { return len(m.dirty) }
+
 // Flush ends Defer: it computes every Service changed since, and gives
 // their Results (as the changes would have, in the order of the
 // Services' names) to apply, one by one. Batches are computed on every CPU
@@ -34,6 +37,11 @@ func (m *Model) Flush(apply func(Result)) {
 	}
 	m.dirty = nil
 	slices.Sort(ids)
+	if len(m.frontends.byService) == 0 {
+		// The first Flush claims every Service's frontends: room for
+		// them at once rather than as the maps double.
+		m.frontends = newFrontendsFor(len(ids))
+	}
 	computed := make(chan []Result, 1)
 	go func() {
 		defer close(computed)

@@ -139,6 +139,24 @@ func New(seed uint64, limit int) *View {
 	}
 }
 
+// Reserve makes room for the keys of services more Services of one key
+// each, the usual Service's: the first views of a cluster's Services are
+// then built without the maps doubling again and again as they fill.
+func (v *View) Reserve(services int) {
+	if services <= 0 {
+		return
+	}
+	v.slots = grown(v.slots, services)
+	v.services = grown(v.services, services)
+}
+
+// grown is a copy of m with room for n more entries.
+func grown[V any](m map[string]V, n int) map[string]V {
+	out := make(map[string]V, len(m)+n)
+	maps.Copy(out, m)
+	return out
+}
+
 // Version is the newest version.
 func (v *View) Version() uint64 { return v.version }
 

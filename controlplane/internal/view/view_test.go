@@ -287,3 +287,30 @@ func TestNodeOverrideEqualToDefault(t *testing.T) {
 		})
 	}
 }
+
+// Reserve keeps what the view holds: a Service set before stays, and
+// removing it afterwards removes its entry.
+func TestReserveKeepsEntries(t *testing.T) {
+	v := New(1, 0)
+	if _, err := v.SetNode("n1", nodeValue("n1", "")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.SetService("ns/a", shared(port("a", 80, "10.1.0.1"))); err != nil {
+		t.Fatal(err)
+	}
+	v.Reserve(1000)
+	if _, err := v.SetService("ns/b", shared(port("b", 80, "10.1.0.2"))); err != nil {
+		t.Fatal(err)
+	}
+	if st := v.Stats(); st.Keys != 2 {
+		t.Fatalf("%d keys after Reserve, want 2", st.Keys)
+	}
+	check(t, v)
+	if changed, err := v.SetService("ns/a", nil); err != nil || !changed {
+		t.Fatalf("removing a: changed %v, %v; want its entry gone", changed, err)
+	}
+	if st := v.Stats(); st.Keys != 1 {
+		t.Errorf("%d keys after removing a, want 1", st.Keys)
+	}
+	check(t, v)
+}
