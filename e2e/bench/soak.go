@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -81,6 +82,8 @@ type procSeries struct {
 	at         []time.Duration // since the churn started
 	rss        []float64       // bytes
 	goroutines []float64
+	heapGoal   []float64 // bytes: go_memstats_next_gc_bytes
+	peakRSS    []float64 // bytes: the most RSS the process had so far
 }
 
 func (s *soak) run(ctx context.Context) error {
@@ -251,7 +254,13 @@ func (s *soak) sampleEvery(ctx context.Context) {
 				s.log.Debug("no reading", "process", name, "error", err)
 				continue
 			}
-			s.record(name, at, m["process_resident_memory_bytes"], m["go_goroutines"])
+			var peak float64
+			if pid := s.pid(name); pid != 0 {
+				if u, err := readUsage(pid); err == nil {
+					peak = float64(u.PeakRSS)
+				}
+			}
+			s.record(name, at, reading{rss: m["process_resident_memory_bytes"], goroutines: m["go_goroutines"], heapGoal: m["go_memstats_next_gc_bytes"], peakRSS: peak})
 		}
 		return false, nil
 	})
@@ -275,6 +284,18 @@ func (s *soak) processes() map[string]func(context.Context) (map[string]float64,
 	return out
 }
 
+// pid is the pid of the process processes names name, 0 when it is not
+// running.
+func (s *soak) pid(name string) int {
+	switch name {
+	case "controlplane-1":
+		return s.c.ControlPlanePID()
+	case "controlplane-2":
+		return s.replica.PID()
+	}
+	return s.c.AgentPID(strings.TrimPrefix(name, "agent-"))
+}
+
 func scrapeHTTP(ctx context.Context, addr string) (map[string]float64, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
 	if err != nil {
@@ -291,7 +312,13 @@ func scrapeHTTP(ctx context.Context, addr string) (map[string]float64, error) {
 	return promtext.Sums(resp.Body)
 }
 
-func (s *soak) record(name string, at time.Duration, rss, goroutines float64) {
+// reading is one sample of a process.
+type reading struct {
+	rss, goroutines, heapGoal float64
+	peakRSS                   float64 // VmHWM; 0 when /proc could not say
+}
+
+func (s *soak) record(name string, at time.Duration, r reading) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	p := s.series[name]
@@ -300,6 +327,8 @@ func (s *soak) record(name string, at time.Duration, rss, goroutines float64) {
 		s.series[name] = p
 	}
 	p.at = append(p.at, at)
-	p.rss = append(p.rss, rss)
-	p.goroutines = append(p.goroutines, goroutines)
+	p.rss = append(p.rss, r.rss)
+	p.goroutines = append(p.goroutines, r.goroutines)
+	p.heapGoal = append(p.heapGoal, r.heapGoal)
+	p.peakRSS = append(p.peakRSS, r.peakRSS)
 }

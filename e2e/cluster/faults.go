@@ -266,6 +266,16 @@ func (c *Cluster) ControlPlaneRunning() bool {
 	return p != nil && !p.exited()
 }
 
+// ControlPlanePID is the pid of the cluster's own control plane, 0 when
+// it is not running.
+func (c *Cluster) ControlPlanePID() int {
+	_, p := c.findProc("controlplane")
+	if p == nil || p.exited() {
+		return 0
+	}
+	return p.cmd.Process.Pid
+}
+
 // Replica is a second control-plane replica, relayed on
 // GatewayIP:ControlPlaneReplicaPort.
 type Replica struct {
@@ -403,6 +413,14 @@ func (r *Replica) Readyz(ctx context.Context) (int, string, error) {
 
 // Running reports whether the replica is alive.
 func (r *Replica) Running() bool { return r.p != nil && !r.p.exited() }
+
+// PID is the replica's pid, 0 when it is not running.
+func (r *Replica) PID() int {
+	if !r.Running() {
+		return 0
+	}
+	return r.p.cmd.Process.Pid
+}
 
 // Stop stops the replica and its relays.
 func (r *Replica) Stop() {
