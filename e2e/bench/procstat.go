@@ -12,8 +12,13 @@ const clockTicks = 100
 
 // usage is what /proc says about one process.
 type usage struct {
-	RSSBytes   int64
-	PeakRSS    int64   // VmHWM: the most RSS the process has had
+	RSSBytes int64
+	PeakRSS  int64 // VmHWM: the most RSS the process has had
+	// RSSAnon and RSSFile split RSS into anonymous pages (heap, stacks,
+	// the runtime's own) and file-backed ones (the binary's text and data
+	// as they are paged in); 0 on a kernel that does not say.
+	RSSAnon    int64
+	RSSFile    int64
 	CPUSeconds float64 // user + system since the process started
 }
 
@@ -42,7 +47,7 @@ func parseKB(line, rest string) (int64, error) {
 	return kb, nil
 }
 
-// parseUsage reads VmRSS and VmHWM from /proc/PID/status and utime+stime (fields 14
+// parseUsage reads VmRSS, VmHWM, RssAnon and RssFile from /proc/PID/status and utime+stime (fields 14
 // and 15) from /proc/PID/stat.
 func parseUsage(status, stat string) (usage, error) {
 	var u usage
@@ -55,12 +60,17 @@ func parseUsage(status, stat string) (usage, error) {
 			}
 			u.RSSBytes, found = kb*1024, true
 		}
-		if rest, ok := strings.CutPrefix(l, "VmHWM:"); ok {
-			kb, err := parseKB(l, rest)
-			if err != nil {
-				return u, err
+		for _, f := range []struct {
+			name string
+			to   *int64
+		}{{"VmHWM:", &u.PeakRSS}, {"RssAnon:", &u.RSSAnon}, {"RssFile:", &u.RSSFile}} {
+			if rest, ok := strings.CutPrefix(l, f.name); ok {
+				kb, err := parseKB(l, rest)
+				if err != nil {
+					return u, err
+				}
+				*f.to = kb * 1024
 			}
-			u.PeakRSS = kb * 1024
 		}
 	}
 	if !found {

@@ -84,6 +84,10 @@ type procSeries struct {
 	goroutines []float64
 	heapGoal   []float64 // bytes: go_memstats_next_gc_bytes
 	peakRSS    []float64 // bytes: the most RSS the process had so far
+	// Where RSS is, in bytes: anonymous and file-backed pages (from /proc),
+	// the heap's spans in use, and the idle heap not yet given back to the
+	// kernel (from the Go runtime's metrics).
+	rssAnon, rssFile, heapInuse, heapRetained []float64
 }
 
 func (s *soak) run(ctx context.Context) error {
@@ -254,13 +258,16 @@ func (s *soak) sampleEvery(ctx context.Context) {
 				s.log.Debug("no reading", "process", name, "error", err)
 				continue
 			}
-			var peak float64
+			r := reading{
+				rss: m["process_resident_memory_bytes"], goroutines: m["go_goroutines"], heapGoal: m["go_memstats_next_gc_bytes"],
+				heapInuse: m["go_memstats_heap_inuse_bytes"], heapRetained: m["go_memstats_heap_idle_bytes"] - m["go_memstats_heap_released_bytes"],
+			}
 			if pid := s.pid(name); pid != 0 {
 				if u, err := readUsage(pid); err == nil {
-					peak = float64(u.PeakRSS)
+					r.peakRSS, r.rssAnon, r.rssFile = float64(u.PeakRSS), float64(u.RSSAnon), float64(u.RSSFile)
 				}
 			}
-			s.record(name, at, reading{rss: m["process_resident_memory_bytes"], goroutines: m["go_goroutines"], heapGoal: m["go_memstats_next_gc_bytes"], peakRSS: peak})
+			s.record(name, at, r)
 		}
 		return false, nil
 	})
@@ -316,6 +323,8 @@ func scrapeHTTP(ctx context.Context, addr string) (map[string]float64, error) {
 type reading struct {
 	rss, goroutines, heapGoal float64
 	peakRSS                   float64 // VmHWM; 0 when /proc could not say
+	rssAnon, rssFile          float64 // 0 when /proc could not say
+	heapInuse, heapRetained   float64
 }
 
 func (s *soak) record(name string, at time.Duration, r reading) {
@@ -331,4 +340,8 @@ func (s *soak) record(name string, at time.Duration, r reading) {
 	p.goroutines = append(p.goroutines, r.goroutines)
 	p.heapGoal = append(p.heapGoal, r.heapGoal)
 	p.peakRSS = append(p.peakRSS, r.peakRSS)
+	p.rssAnon = append(p.rssAnon, r.rssAnon)
+	p.rssFile = append(p.rssFile, r.rssFile)
+	p.heapInuse = append(p.heapInuse, r.heapInuse)
+	p.heapRetained = append(p.heapRetained, r.heapRetained)
 }

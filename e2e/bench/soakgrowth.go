@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -57,6 +58,26 @@ func heapGoalGrowth(p *procSeries, ph phase, window time.Duration) (float64, boo
 	return h1/h0 - 1, true
 }
 
+// breakdown says by how much each part of RSS moved over ph, in MiB from
+// the phase's first window to its last: anonymous and file-backed pages,
+// the heap's spans in use and its retained idle memory.
+func (p *procSeries) breakdown(ph phase, window time.Duration) string {
+	parts := []struct {
+		name string
+		v    []float64
+	}{{"RSS", p.rss}, {"anon", p.rssAnon}, {"file", p.rssFile}, {"heap in use", p.heapInuse}, {"heap idle retained", p.heapRetained}}
+	var out []string
+	for _, part := range parts {
+		v0, ok0 := p.mean(ph.from, ph.from+window, part.v)
+		v1, ok1 := p.mean(ph.to-window, ph.to, part.v)
+		if !ok0 || !ok1 {
+			continue
+		}
+		out = append(out, fmt.Sprintf("%s %.1f → %.1f MiB", part.name, v0/(1<<20), v1/(1<<20)))
+	}
+	return strings.Join(out, ", ")
+}
+
 // mean is the mean of the readings of v taken between from and to; false
 // when there is none.
 func (p *procSeries) mean(from, to time.Duration, v []float64) (float64, bool) {
@@ -94,6 +115,9 @@ func (s *soak) checkGrowth() error {
 			}
 			goal, _ := heapGoalGrowth(p, ph, s.f.window)
 			fmt.Printf("%-18s %-18s %+11.1f%% %+11.1f%% %+11.1f%%\n", name, ph.name, 100*rss, 100*gr, 100*goal)
+			if rss > s.f.maxGrowth {
+				fmt.Printf("%-18s %-18s where RSS moved: %s\n", name, ph.name, p.breakdown(ph, s.f.window))
+			}
 			rssGrew := rss > s.f.maxGrowth
 			if peak, ok := settling(p, ph, s.f.window, s.f.maxGrowth); rssGrew && ok {
 				fmt.Printf("%-18s %-18s settling: RSS back under the %.1f MiB it held before, heap goal %+.1f%%\n", name, ph.name, peak/(1<<20), 100*goal)
