@@ -98,6 +98,7 @@ func run(flag *flag.FlagSet, args []string) error {
 		Configuration:     effective,
 		Limits:            f.limits,
 		LogLimit:          f.changeLogLimit,
+		EndpointsByNode:   f.localEndpointsByNode,
 	})
 }
 
@@ -116,6 +117,7 @@ type flags struct {
 	eventQPS                                              float64
 	eventBurst                                            int
 	changeLogLimit                                        int
+	localEndpointsByNode                                  bool
 }
 
 func registerFlags(flag *flag.FlagSet) *flags {
@@ -135,6 +137,8 @@ func registerFlags(flag *flag.FlagSet) *flags {
 	flag.IntVar(&f.eventBurst, "event-burst", 25, "burst of --event-qps")
 	// Memory.
 	flag.IntVar(&f.changeLogLimit, "change-log-limit", view.DefaultLogLimit, "change records kept (which keys changed at which version), so that an agent that reconnects is sent only what changed since its version; an agent further behind resumes by bucket digests. The log grows until it holds this many, then stays that size")
+	// Stream.
+	flag.BoolVar(&f.localEndpointsByNode, "local-endpoints-by-node", false, "send the ports of Services with externalTrafficPolicy or internalTrafficPolicy Local by node: one entry every node holds and one shard per node with endpoints, so that an endpoint's change sends one shard to each node and the cost grows with nodes plus endpoints, not nodes times endpoints. Agents older than stream protocol 2 cannot assemble them and are refused: turn it on once every agent speaks protocol 2")
 	return f
 }
 

@@ -42,7 +42,11 @@ type Config struct {
 	// LogLimit is how many change records the views keep (0: the
 	// default, view.DefaultLogLimit).
 	LogLimit int
-	Logger   hclog.Logger
+	// EndpointsByNode sends the ports of Services with a Local traffic
+	// policy by node, and serves agents of version.ByNodeProtocol and
+	// later only (see hub.Config).
+	EndpointsByNode bool
+	Logger          hclog.Logger
 	// Limits bound connections, streams and their age (zero fields: the
 	// defaults).
 	Limits server.Limits
@@ -117,7 +121,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("control plane: %w", err)
 	}
 	fresh := watch.NewFreshness(nil, log.Named("watch"))
-	h := hub.New(hub.Config{NodePortAddresses: nodePorts, VersionSeed: cfg.VersionSeed, LogLimit: cfg.LogLimit, Logger: log.Named("hub"), Freshness: fresh.Marker, Events: cfg.Events, Load: true})
+	h := hub.New(hub.Config{NodePortAddresses: nodePorts, VersionSeed: cfg.VersionSeed, LogLimit: cfg.LogLimit, Logger: log.Named("hub"), Freshness: fresh.Marker, Events: cfg.Events, Load: true, EndpointsByNode: cfg.EndpointsByNode})
 	m, err := metrics.New(h)
 	if err != nil {
 		return fmt.Errorf("control plane: %w", err)

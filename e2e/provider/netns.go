@@ -24,6 +24,8 @@ type NetNSOptions struct {
 	Proxy         cluster.Proxy
 	KeepWorkDir   bool
 	Logger        hclog.Logger
+	// ControlPlaneArgs are extra doorman control plane flags.
+	ControlPlaneArgs []string
 }
 
 // DefaultK8sBinDir is where e2e/hack/build-k8s.sh puts its binaries.
@@ -53,6 +55,8 @@ func StartNetNS(ctx context.Context, o NetNSOptions) (*NetNS, error) {
 		Proxy:         o.Proxy,
 		KeepWorkDir:   o.KeepWorkDir,
 		Logger:        o.Logger,
+
+		ControlPlaneArgs: o.ControlPlaneArgs,
 	})
 	if err != nil {
 		return nil, err

@@ -20,6 +20,7 @@ var (
 	flagProxy    = flag.String("e2e.proxy", "doorman", "what implements Services on netns nodes: doorman, kube-proxy or none")
 	flagKeep     = flag.Bool("e2e.keep-workdir", false, "keep the netns cluster's work dir (logs, kubeconfig)")
 	flagVerbose  = flag.Bool("e2e.log", false, "log the cluster's lifecycle")
+	flagByNode   = flag.Bool("e2e.local-endpoints-by-node", true, "run the netns cluster's control plane with --local-endpoints-by-node, so that the Local traffic policy tests judge the ports agents assemble (kind runs deploy/'s defaults, which send them whole)")
 )
 
 // prov is the cluster every test runs against.
@@ -37,6 +38,9 @@ func TestMain(m *testing.M) {
 		Nodes:       *flagNodes,
 		Proxy:       cluster.Proxy(*flagProxy),
 		KeepWorkDir: *flagKeep,
+	}
+	if *flagByNode {
+		opts.ControlPlaneArgs = []string{"--local-endpoints-by-node"}
 	}
 	netns := name == "netns"
 	os.Exit(provider.Run(m, provider.Package[provider.Provider]{

@@ -20,7 +20,11 @@ import "fmt"
 // the earliest one minor release later. An agent newer than its control
 // plane is refused once its protocol is newer: control planes are upgraded
 // first.
-const Protocol uint32 = 1
+//
+// Protocol 2: the agent assembles the ports a control plane sends by node
+// (doormanv1.AssembleServicePort); a protocol-1 agent would program such a
+// port without endpoints.
+const Protocol uint32 = 2
 
 // OldestAgentProtocol is the oldest agent protocol a control plane of this
 // build serves.
@@ -31,6 +35,15 @@ type Range struct{ Oldest, Newest uint32 }
 
 // Served is the range of this build.
 var Served = Range{Oldest: OldestAgentProtocol, Newest: Protocol}
+
+// ByNodeProtocol is the oldest agent protocol that assembles ports sent
+// by node. A control plane that sends them serves ByNodeServed.
+const ByNodeProtocol uint32 = 2
+
+// ByNodeServed is the range a control plane that sends ports by node
+// serves: agents of older protocols would program those ports without
+// endpoints, so they are refused.
+var ByNodeServed = Range{Oldest: ByNodeProtocol, Newest: Protocol}
 
 // AgentProtocol is the protocol of an agent whose Hello says p. An agent
 // built before Hello carried it says nothing (0); it speaks protocol 1.

@@ -2,6 +2,7 @@ package app
 
 import (
 	"github.com/doorman-proxy/doorman/nodeagent/internal/agent"
+	"github.com/doorman-proxy/doorman/nodeagent/internal/assemble"
 	"github.com/doorman-proxy/doorman/nodeagent/internal/conntrack"
 	"github.com/doorman-proxy/doorman/nodeagent/internal/drift"
 	"github.com/doorman-proxy/doorman/nodeagent/internal/followup"
@@ -19,6 +20,7 @@ type kernelLayers struct {
 	rules    *metrics.Rules
 	health   *healthcheck.Proxy
 	wrap     func(agent.Kernel) agent.Kernel // tests; nil = none
+	node     string                          // the node, for the assembly
 }
 
 // stack returns dp inside the layers, innermost first:
@@ -36,7 +38,10 @@ type kernelLayers struct {
 //  5. health, outermost, which tells the health state of a commit only
 //     once the layers below are done with it, and bounds the texts of the
 //     errors any of them return, which the agent keeps;
-//  6. the test's wrapper, which sees what the agent sees.
+//  6. the assembly of ports sent by node, outside every layer that reads
+//     ports, so that none of them sees a shard or a port without its
+//     endpoints;
+//  7. the test's wrapper, which sees what the agent sees.
 func (l kernelLayers) stack(dp agent.Kernel) agent.Kernel {
 	kernel := l.timing.Kernel(dp)
 	if l.monitor != nil {
@@ -45,6 +50,7 @@ func (l kernelLayers) stack(dp agent.Kernel) agent.Kernel {
 	kernel = followup.Wrap(kernel, l.followUp)
 	kernel = l.rules.Kernel(kernel)
 	kernel = &healthKernel{Kernel: kernel, health: l.health}
+	kernel = assemble.Wrap(kernel, l.node)
 	if l.wrap != nil {
 		kernel = l.wrap(kernel)
 	}
@@ -58,7 +64,7 @@ func (l kernelLayers) stack(dp agent.Kernel) agent.Kernel {
 // closes them in the reverse order.
 func (p *parts) openLayers() (_ kernelLayers, close func(), err error) {
 	var cs closers
-	l := kernelLayers{timing: p.m, health: p.health, wrap: p.cfg.wrapKernel}
+	l := kernelLayers{timing: p.m, health: p.health, wrap: p.cfg.wrapKernel, node: p.cfg.NodeName}
 	monitor, err := drift.Open(p.log.Named("drift"), p.cfg.NetNSPath)
 	if err != nil {
 		p.log.Error("no nftables event monitor: drift is found by the periodic resync only", "error", err, "period", p.cfg.ResyncPeriod)

@@ -96,6 +96,9 @@ func New(v *view.View) *Differ {
 	return &Differ{view: v, sessions: map[string]*session{}, history: map[string]*history{}, protocols: version.Served}
 }
 
+// Serve sets the agent protocols served (version.Served unless set).
+func (d *Differ) Serve(r version.Range) { d.protocols = r }
+
 // Hello starts a session for the node, replacing any previous one. The
 // next update (see Next) brings the node from what it holds to its current
 // view. A Hello from an agent whose protocol is not served is refused with a

@@ -16,6 +16,7 @@ import (
 	"github.com/doorman-proxy/doorman/controlplane/internal/view"
 	"github.com/doorman-proxy/doorman/controlplane/internal/watch/compact"
 	"github.com/doorman-proxy/doorman/controlplane/internal/wire"
+	"github.com/doorman-proxy/doorman/internal/version"
 	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
 )
 
@@ -39,6 +40,11 @@ type Config struct {
 	// changed one once, on every CPU (see model.Defer): the initial lists
 	// would otherwise compute a Service once per object.
 	Load bool
+	// EndpointsByNode sends the ports of Services with a Local traffic
+	// policy by node (model.PortsByNode): their cost grows with nodes plus
+	// endpoints, not nodes times endpoints. Only agents of protocol
+	// version.ByNodeProtocol and later are served.
+	EndpointsByNode bool
 }
 
 // Hub owns the model, the view and the differ.
@@ -76,6 +82,11 @@ func New(cfg Config) *Hub {
 	if cfg.Load {
 		m.Defer()
 	}
+	d := differ.New(v)
+	if cfg.EndpointsByNode {
+		m.EndpointsByNode()
+		d.Serve(version.ByNodeServed)
+	}
 	return &Hub{
 		log:       log,
 		nodePorts: cfg.NodePortAddresses,
@@ -83,7 +94,7 @@ func New(cfg Config) *Hub {
 		events:    cfg.Events,
 		model:     m,
 		view:      v,
-		differ:    differ.New(v),
+		differ:    d,
 		wake:      map[differ.Token]chan struct{}{},
 		nodes:     map[string]*doormanv1.Node{},
 		ready:     make(chan struct{}),

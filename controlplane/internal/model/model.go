@@ -53,6 +53,9 @@ type Model struct {
 	// dirty, while not nil, collects the Services changed since Defer
 	// instead of recomputing them at once (see Flush).
 	dirty map[string]struct{}
+	// byNode: ports with a Local traffic policy are computed by node
+	// (PortsByNode).
+	byNode bool
 }
 
 // New returns an empty Model.
@@ -66,6 +69,11 @@ func New() *Model {
 		invalid:      map[string]string{},
 	}
 }
+
+// EndpointsByNode makes every Service computed from now on send the ports
+// of a Local traffic policy by node (see PortsByNode). It is set once,
+// before the first object.
+func (m *Model) EndpointsByNode() { m.byNode = true }
 
 func nsName(namespace, name string) string { return namespace + "/" + name }
 
@@ -217,6 +225,6 @@ func (m *Model) compute(id string) Result {
 		return Result{Service: id}
 	}
 	// Sorted by name: errors in a stable order.
-	values, err := Ports(svc, m.slices[id])
+	values, err := ports(svc, m.slices[id], m.byNode)
 	return Result{Service: id, Values: values, Err: err}
 }

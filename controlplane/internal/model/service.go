@@ -79,6 +79,19 @@ func hasLabel(labels map[string]string, name string) bool {
 // would not (a bug here, or input this parse lets through) is not sent;
 // the Service then yields no entries and an error naming it and the reason.
 func Ports(svc *compact.Service, endpointSlices []*compact.Slice) (map[string]Value, error) {
+	return ports(svc, endpointSlices, false)
+}
+
+// PortsByNode is Ports with the ports of a Local traffic policy sent by
+// node (stream protocol 2, see doormanv1.AssembleServicePort): each is one
+// value every node holds, without endpoints, and one value per node with
+// endpoints, its shard, under the key doormanv1.ShardKey gives. Assembled
+// for a node, they are the value Ports gives that node.
+func PortsByNode(svc *compact.Service, endpointSlices []*compact.Slice) (map[string]Value, error) {
+	return ports(svc, endpointSlices, true)
+}
+
+func ports(svc *compact.Service, endpointSlices []*compact.Slice, byNode bool) (map[string]Value, error) {
 	if Skipped(svc) != "" {
 		return nil, nil
 	}
@@ -103,15 +116,22 @@ func Ports(svc *compact.Service, endpointSlices []*compact.Slice) (map[string]Va
 	out := make(map[string]Value, len(base.families)*len(svc.Ports))
 	for _, fam := range base.families {
 		for _, port := range base.ports {
-			v := base.value(fam, port, good)
-			key := doormanv1.ServicePortKey(v.Default)
-			if _, dup := out[key]; dup {
-				return nil, &InvalidServiceError{Service: id, Err: fmt.Errorf("two ports map to key %s", key)}
+			var values []Value
+			if byNode && (base.internalLocal || base.externalLocal) {
+				values = base.byNodeValues(fam, port, good)
+			} else {
+				values = []Value{base.value(fam, port, good)}
 			}
-			if err := validValue(key, v); err != nil {
-				return nil, &InvalidServiceError{Service: id, Err: err}
+			for _, v := range values {
+				key := doormanv1.ServicePortKey(v.Default)
+				if _, dup := out[key]; dup {
+					return nil, &InvalidServiceError{Service: id, Err: fmt.Errorf("two ports map to key %s", key)}
+				}
+				if err := validValue(key, v); err != nil {
+					return nil, &InvalidServiceError{Service: id, Err: err}
+				}
+				out[key] = v
 			}
-			out[key] = v
 		}
 	}
 	return out, errors.Join(errs...)
@@ -530,6 +550,33 @@ func (s *service) localValue(fam family, p port, cands []candidate) Value {
 		v.ByNode[n] = pick(local)
 	}
 	return v
+}
+
+// byNodeValues computes the values of a port with a Local traffic policy
+// sent by node: the port without endpoints first, then one shard per node
+// (or none, "") with endpoints that are ready or serving and terminating,
+// in the order of the candidates.
+func (s *service) byNodeValues(fam family, p port, from []*parsedSlice) []Value {
+	cands := candidates(fam, p, from)
+	port := s.servicePort(fam, p, nil, nil, nil)
+	port.EndpointsByNode = true
+	port.AssembleClusterEndpoints = s.internalLocal && s.externallyReachable
+	out := []Value{{Default: port}}
+	byNode := map[string][]*doormanv1.Endpoint{}
+	var nodes []string
+	for _, c := range cands {
+		if usable := c.ready || c.serving && c.terminating; !usable {
+			continue
+		}
+		if _, ok := byNode[c.node]; !ok {
+			nodes = append(nodes, c.node)
+		}
+		byNode[c.node] = append(byNode[c.node], c.proto(!c.ready))
+	}
+	for _, n := range nodes {
+		out = append(out, Value{Default: doormanv1.NewShard(port, n, byNode[n])})
+	}
+	return out
 }
 
 // nodesOf returns the nodes the candidates name, each once.

@@ -430,7 +430,7 @@ func (a *Agent) Ready() bool {
 func (a *Agent) Status(entries bool) *doormanv1.GetStateResponse {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	ports := a.view.Len()
+	ports := a.view.Len() - a.view.Shards()
 	if a.view.Get(doormanv1.NodeKey) != nil {
 		ports--
 	}

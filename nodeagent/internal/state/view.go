@@ -48,6 +48,8 @@ type View struct {
 	entries map[string]*doormanv1.Entry
 	index   [doormanv1.Buckets]map[string]struct{}
 	digests doormanv1.Digests
+	// shards counts the entries that are shards of ports sent by node.
+	shards int
 }
 
 // New returns an empty view at version 0: one that holds nothing.
@@ -137,6 +139,10 @@ func (v *View) Digest() uint64 { return v.digests.View() }
 
 // Len is the number of entries, the node entry included.
 func (v *View) Len() int { return len(v.entries) }
+
+// Shards is the number of entries that are shards of ports sent by node
+// (see doormanv1.AssembleServicePort): not ports of their own.
+func (v *View) Shards() int { return v.shards }
 
 // Get returns the entry under key, or nil.
 func (v *View) Get(key string) *doormanv1.Entry { return v.entries[key] }
@@ -308,6 +314,9 @@ func (v *View) set(key string, old, next *doormanv1.Entry) {
 	b := doormanv1.Bucket(key)
 	if old != nil {
 		v.digests.Toggle(key, old.GetDigest())
+		if old.GetServicePort().GetShard() {
+			v.shards--
+		}
 	}
 	if next == nil {
 		delete(v.entries, key)
@@ -318,6 +327,9 @@ func (v *View) set(key string, old, next *doormanv1.Entry) {
 		return
 	}
 	v.digests.Toggle(key, next.GetDigest())
+	if next.GetServicePort().GetShard() {
+		v.shards++
+	}
 	v.entries[key] = next
 	if v.index[b] == nil {
 		v.index[b] = make(map[string]struct{})

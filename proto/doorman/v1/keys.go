@@ -7,8 +7,16 @@ import (
 
 // ServicePortKey is the key a ServicePort is stored under in a view:
 // "<namespace>/<name>:<port>/<protocol>/<family>", where <port> is the
-// port's name, or its number when the port is unnamed.
+// port's name, or its number when the port is unnamed; a shard's is that
+// followed by "@<shard node>" (see ShardKey).
 func ServicePortKey(sp *ServicePort) string {
+	if sp.GetShard() {
+		return ShardKey(portKey(sp), sp.GetShardNode())
+	}
+	return portKey(sp)
+}
+
+func portKey(sp *ServicePort) string {
 	port := sp.GetPortName()
 	if port == "" {
 		port = strconv.FormatUint(uint64(sp.GetPort()), 10)

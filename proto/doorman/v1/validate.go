@@ -98,7 +98,8 @@ func ValidateNode(n *Node) error {
 // ValidateServicePort checks a ServicePort value: namespace and name,
 // protocol and family known, ports in range, every address and source
 // range of the value's family (ParseAddr, ParsePrefix), the affinity
-// timeout at most AffinityTimeoutMax.
+// timeout at most AffinityTimeoutMax, and the fields of endpoints sent by
+// node as assemble.go says.
 func ValidateServicePort(sp *ServicePort) error {
 	if sp.GetNamespace() == "" || sp.GetName() == "" {
 		return errors.New("service port without a namespace or name")
@@ -149,6 +150,9 @@ func ValidateServicePort(sp *ServicePort) error {
 		if FamilyOf(p.Addr()) != family {
 			return fmt.Errorf("load balancer source range %q is not %s", r, FamilyName(family))
 		}
+	}
+	if err := validateByNode(sp); err != nil {
+		return err
 	}
 	if err := checkEndpoints("endpoint", sp.GetEndpoints(), family); err != nil {
 		return err

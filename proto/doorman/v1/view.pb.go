@@ -388,8 +388,30 @@ type ServicePort struct {
 	// : endpoints; external traffic uses external_policy_local ?
 	// local_endpoints : cluster.
 	ClusterEndpoints []*Endpoint `protobuf:"bytes,19,rep,name=cluster_endpoints,json=clusterEndpoints,proto3" json:"cluster_endpoints,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Endpoints sent by node (stream protocol 2; see AssembleServicePort in
+	// assemble.go). A port of a Service with a Local traffic policy may be
+	// sent as one entry without endpoints, which sets endpoints_by_node,
+	// and one shard per node that has endpoints for it, which sets shard:
+	// every node holds the same entries, and one endpoint's change is one
+	// shard's. The agent assembles the port's endpoint lists from its shards
+	// as the control plane would have chosen them for this node.
+	//
+	// On the port's entry: endpoints, local_endpoints and
+	// cluster_endpoints are empty, and come from the shards.
+	EndpointsByNode bool `protobuf:"varint,20,opt,name=endpoints_by_node,json=endpointsByNode,proto3" json:"endpoints_by_node,omitempty"`
+	// On the port's entry, with internal_policy_local: the Service has
+	// NodePorts, externalIPs or LoadBalancer IPs (in any family), so the
+	// assembled port carries cluster_endpoints.
+	AssembleClusterEndpoints bool `protobuf:"varint,21,opt,name=assemble_cluster_endpoints,json=assembleClusterEndpoints,proto3" json:"assemble_cluster_endpoints,omitempty"`
+	// A shard: the port's identity (namespace, name, port_name, port,
+	// protocol, family), shard_node, and in endpoints that node's endpoints
+	// that are ready (terminating false) or serving and terminating
+	// (terminating true). Keyed "<the port's key>@<shard_node>".
+	Shard bool `protobuf:"varint,22,opt,name=shard,proto3" json:"shard,omitempty"`
+	// The shard's node; "" for endpoints that name no node.
+	ShardNode     string `protobuf:"bytes,23,opt,name=shard_node,json=shardNode,proto3" json:"shard_node,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ServicePort) Reset() {
@@ -555,6 +577,34 @@ func (x *ServicePort) GetClusterEndpoints() []*Endpoint {
 	return nil
 }
 
+func (x *ServicePort) GetEndpointsByNode() bool {
+	if x != nil {
+		return x.EndpointsByNode
+	}
+	return false
+}
+
+func (x *ServicePort) GetAssembleClusterEndpoints() bool {
+	if x != nil {
+		return x.AssembleClusterEndpoints
+	}
+	return false
+}
+
+func (x *ServicePort) GetShard() bool {
+	if x != nil {
+		return x.Shard
+	}
+	return false
+}
+
+func (x *ServicePort) GetShardNode() string {
+	if x != nil {
+		return x.ShardNode
+	}
+	return ""
+}
+
 type Endpoint struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Ip    string                 `protobuf:"bytes,1,opt,name=ip,proto3" json:"ip,omitempty"`
@@ -635,7 +685,7 @@ const file_doorman_v1_view_proto_rawDesc = "" +
 	"\tpod_cidrs\x18\x04 \x03(\tR\bpodCidrs\x12#\n" +
 	"\rservice_cidrs\x18\x05 \x03(\tR\fserviceCidrs\x12\x1a\n" +
 	"\bdeleting\x18\x06 \x01(\bR\bdeleting\x12\"\n" +
-	"\rto_be_deleted\x18\a \x01(\bR\vtoBeDeleted\"\xdc\x06\n" +
+	"\rto_be_deleted\x18\a \x01(\bR\vtoBeDeleted\"\xfb\a\n" +
 	"\vServicePort\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1b\n" +
@@ -657,7 +707,12 @@ const file_doorman_v1_view_proto_rawDesc = "" +
 	"\tendpoints\x18\x10 \x03(\v2\x14.doorman.v1.EndpointR\tendpoints\x12=\n" +
 	"\x0flocal_endpoints\x18\x11 \x03(\v2\x14.doorman.v1.EndpointR\x0elocalEndpoints\x123\n" +
 	"\x16trigger_time_unix_nano\x18\x12 \x01(\x03R\x13triggerTimeUnixNano\x12A\n" +
-	"\x11cluster_endpoints\x18\x13 \x03(\v2\x14.doorman.v1.EndpointR\x10clusterEndpoints\"P\n" +
+	"\x11cluster_endpoints\x18\x13 \x03(\v2\x14.doorman.v1.EndpointR\x10clusterEndpoints\x12*\n" +
+	"\x11endpoints_by_node\x18\x14 \x01(\bR\x0fendpointsByNode\x12<\n" +
+	"\x1aassemble_cluster_endpoints\x18\x15 \x01(\bR\x18assembleClusterEndpoints\x12\x14\n" +
+	"\x05shard\x18\x16 \x01(\bR\x05shard\x12\x1d\n" +
+	"\n" +
+	"shard_node\x18\x17 \x01(\tR\tshardNode\"P\n" +
 	"\bEndpoint\x12\x0e\n" +
 	"\x02ip\x18\x01 \x01(\tR\x02ip\x12\x12\n" +
 	"\x04port\x18\x02 \x01(\rR\x04port\x12 \n" +
