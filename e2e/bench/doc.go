@@ -26,7 +26,9 @@
 // each simulated agent presents a token bound to a Pod on its node
 // (TokenRequest, audience doorman, one hour), checked by TokenReview, from
 // an address of its own on loopback. It measures start-up, single
-// changes, failover to the other replica, and a restart of every replica
+// changes, single endpoint changes of a Service with externalTrafficPolicy
+// Local and an endpoint on every node (sent by node: the replicas run with
+// --local-endpoints-by-node), failover to the other replica, and a restart of every replica
 // twice in the same run, secured and with --insecure, to compare what
 // admission adds; the TokenReviews come from the API server's metrics.
 // The run fails if an agent is never admitted and acked.

@@ -186,6 +186,14 @@ var (
 		Desc: "stream bytes the replicas sent per change and agent"})
 	mCPUPerChange = register(metric{Key: "controlplane_cpu_seconds_per_change", Unit: unitSeconds, Better: lowerIsBetter, Shown: scaleTable,
 		Desc: "the replicas' CPU time per change"})
+	mLocalChangeP50 = register(metric{Key: "local_policy_change_p50_seconds", Unit: unitSeconds, Better: lowerIsBetter, Shown: scaleTable,
+		Desc: "one endpoint change of an externalTrafficPolicy: Local Service with an endpoint on every node, to the last agent's ACK, median"})
+	mLocalChangeP99 = register(metric{Key: "local_policy_change_p99_seconds", Unit: unitSeconds, Better: lowerIsBetter, Shown: scaleTable,
+		Desc: "the same, 99th percentile"})
+	mLocalBytesPerChange = register(metric{Key: "local_policy_bytes_per_change_per_node", Unit: unitBytes, Better: lowerIsBetter, Shown: scaleTable,
+		Desc: "stream bytes an agent received per endpoint change of that Service"})
+	mLocalCPUPerChange = register(metric{Key: "local_policy_controlplane_cpu_seconds_per_change", Unit: unitSeconds, Better: lowerIsBetter, Shown: scaleTable,
+		Desc: "the replicas' CPU time per endpoint change of that Service"})
 	mFailoverConvergence = register(metric{Key: "failover_convergence_seconds", Unit: unitSeconds, Better: lowerIsBetter, Shown: scaleTable | scaleConvergencePlot, Legend: "failover",
 		Desc: "the primary's death to every agent acked by the other replica"})
 	mFailoverBytesPerNode = register(metric{Key: "failover_bytes_per_node", Unit: unitBytes, Better: lowerIsBetter, Shown: scaleTable,

@@ -31,6 +31,7 @@ import (
 
 	"github.com/doorman-proxy/doorman/e2e/cluster"
 	"github.com/doorman-proxy/doorman/e2e/promtext"
+	"github.com/doorman-proxy/doorman/internal/version"
 	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
 )
 
@@ -161,12 +162,15 @@ type scaleSim struct {
 // changeTrack follows one change to every agent.
 type changeTrack struct {
 	marker string
-	start  time.Time
-	n      int64
-	acked  atomic.Int64
-	mu     sync.Mutex
-	lats   []time.Duration
-	done   chan struct{}
+	// match, when set, replaces marker: it says whether an update
+	// acked carries the change.
+	match func(*doormanv1.SyncResponse) bool
+	start time.Time
+	n     int64
+	acked atomic.Int64
+	mu    sync.Mutex
+	lats  []time.Duration
+	done  chan struct{}
 }
 
 // controlPlane is one replica, run from its binary so its RSS and CPU are
@@ -201,7 +205,7 @@ func (s *scaleSim) startControlPlane(ctx context.Context, c *cluster.Cluster, na
 	if err != nil {
 		return nil, err
 	}
-	args := []string{"--kubeconfig=" + c.Kubeconfig(), "--listen=" + grpcAddr, "--http-listen=" + httpAddr, "--log-level=" + s.f.cpLogLevel}
+	args := []string{"--kubeconfig=" + c.Kubeconfig(), "--listen=" + grpcAddr, "--http-listen=" + httpAddr, "--log-level=" + s.f.cpLogLevel, "--local-endpoints-by-node"}
 	if secure {
 		args = append(args, s.security...)
 		if s.f.replicaProfile != "" {
@@ -334,6 +338,9 @@ func (s *scaleSim) run(ctx context.Context) error {
 		return err
 	}
 	if err := s.changes(ctx, w, cps); err != nil {
+		return err
+	}
+	if err := s.localPolicy(ctx, cps); err != nil {
 		return err
 	}
 	if err := s.failover(ctx, primary); err != nil {
@@ -747,19 +754,30 @@ func (s *scaleSim) acked(a *simAgent, u *doormanv1.SyncResponse) {
 	if ct == nil {
 		return
 	}
+	if ct.match != nil {
+		if ct.match(u) {
+			ct.record()
+		}
+		return
+	}
 	for _, e := range u.GetUpserts() {
 		for _, ep := range e.GetServicePort().GetEndpoints() {
 			if ep.GetIp() == ct.marker {
-				d := time.Since(ct.start)
-				ct.mu.Lock()
-				ct.lats = append(ct.lats, d)
-				ct.mu.Unlock()
-				if ct.acked.Add(1) == ct.n {
-					close(ct.done)
-				}
+				ct.record()
 				return
 			}
 		}
+	}
+}
+
+// record counts one agent's ACK of the change.
+func (ct *changeTrack) record() {
+	d := time.Since(ct.start)
+	ct.mu.Lock()
+	ct.lats = append(ct.lats, d)
+	ct.mu.Unlock()
+	if ct.acked.Add(1) == ct.n {
+		close(ct.done)
 	}
 }
 
@@ -875,7 +893,7 @@ func (a *simAgent) run(ctx context.Context, s *scaleSim) {
 func (a *simAgent) session(ctx context.Context, cc *grpc.ClientConn, s *scaleSim) (bool, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	hello := &doormanv1.Hello{NodeName: a.name, Holding: a.view.holding()}
+	hello := &doormanv1.Hello{NodeName: a.name, Holding: a.view.holding(), Protocol: version.Protocol, AgentVersion: version.Get().String()}
 	release, err := s.awaitFullView(ctx, hello)
 	if err != nil {
 		return false, err
