@@ -24,7 +24,14 @@ import "fmt"
 // Protocol 2: the agent assembles the ports a control plane sends by node
 // (doormanv1.AssembleServicePort); a protocol-1 agent would program such a
 // port without endpoints.
-const Protocol uint32 = 2
+//
+// Protocol 3: an update's freshness marker carries only the resources
+// whose versions moved since the previous update on the same stream (the
+// first carries all), and the agent keeps the stream's marker; a
+// protocol-2 agent would compare the others against nothing. The ports
+// sent by node carry no trigger time in their entries: the update does
+// (SyncResponse.trigger_time_unix_nano).
+const Protocol uint32 = 3
 
 // OldestAgentProtocol is the oldest agent protocol a control plane of this
 // build serves.
@@ -35,6 +42,10 @@ type Range struct{ Oldest, Newest uint32 }
 
 // Served is the range of this build.
 var Served = Range{Oldest: OldestAgentProtocol, Newest: Protocol}
+
+// MovedFreshnessProtocol is the oldest agent protocol that keeps its
+// stream's freshness marker, so is sent only what moved.
+const MovedFreshnessProtocol uint32 = 3
 
 // ByNodeProtocol is the oldest agent protocol that assembles ports sent
 // by node. A control plane that sends them serves ByNodeServed.

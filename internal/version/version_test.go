@@ -46,11 +46,11 @@ func TestString(t *testing.T) {
 		info Info
 		want string
 	}{
-		{Info{Version: "(devel)", GoVersion: "go1.26.8"}, "(devel) (commit unknown, go1.26.8, protocol 2)"},
+		{Info{Version: "(devel)", GoVersion: "go1.26.8"}, "(devel) (commit unknown, go1.26.8, protocol 3)"},
 		{Info{Version: "v0.4.0", Revision: "5f854596d50691151d307208b5173de5807086e3", Time: "2026-12-06T00:51:42Z", GoVersion: "go1.26.8"},
-			"v0.4.0 (commit 5f854596d506 of 2026-12-06T00:51:42Z, go1.26.8, protocol 2)"},
+			"v0.4.0 (commit 5f854596d506 of 2026-12-06T00:51:42Z, go1.26.8, protocol 3)"},
 		{Info{Version: "v0.4.0+dirty", Revision: "5f854596d50691151d307208b5173de5807086e3", Modified: true, GoVersion: "go1.26.8"},
-			"v0.4.0+dirty (commit 5f854596d506-dirty, go1.26.8, protocol 2)"},
+			"v0.4.0+dirty (commit 5f854596d506-dirty, go1.26.8, protocol 3)"},
 	} {
 		if got := tc.info.String(); got != tc.want {
 			t.Errorf("%+v.String() = %q, want %q", tc.info, got, tc.want)

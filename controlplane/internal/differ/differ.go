@@ -203,6 +203,7 @@ func (d *Differ) Next(t Token) (*wire.Update, error) {
 				u.Upserts = append(u.Upserts, e)
 			} else {
 				u.Removals = append(u.Removals, key)
+				u.RemovedTrigger = max(u.RemovedTrigger, removedTrigger(v, t.Node, key))
 			}
 		}
 	}
@@ -212,6 +213,20 @@ func (d *Differ) Next(t Token) (*wire.Update, error) {
 	s.inFlightDigest = u.ViewDigest
 	s.lastSent = u.Version
 	return u, nil
+}
+
+// removedTrigger is the trigger time a removed shard's port holds beside
+// its entry: a node's last endpoint gone, the port itself stays and the
+// update must still say when the change that removed it was made.
+func removedTrigger(v *view.View, node, key string) int64 {
+	parent, ok := doormanv1.ShardParent(key)
+	if !ok {
+		return 0
+	}
+	if p := v.Lookup(node, parent); p != nil && p.TriggerOutside {
+		return p.Trigger
+	}
+	return 0
 }
 
 // byBuckets fills u with every bucket whose digest differs between what the

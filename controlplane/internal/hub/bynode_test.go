@@ -4,9 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/testing/protocmp"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -27,6 +31,21 @@ type localCluster struct {
 	h        *Hub
 	sessions []*Session
 	nodes    int
+	byNode   bool
+	// slicesRV is the EndpointSlices' resourceVersion in the informers'
+	// freshness marker; the other resources stay put, as they do while
+	// endpoints change.
+	slicesRV atomic.Uint64
+}
+
+// marker is the informers' freshness marker, with resourceVersions the
+// size of a real cluster's.
+func (c *localCluster) marker() map[string]wire.Versions {
+	rv := c.slicesRV.Load()
+	return map[string]wire.Versions{
+		"services": {Seen: 48_120_311, Changed: 48_120_007}, "nodes": {Seen: 48_120_311, Changed: 47_990_123},
+		"servicecidrs": {Seen: 48_120_311, Changed: 1_042}, "endpointslices": {Seen: rv, Changed: rv},
+	}
 }
 
 // slice is the i-th slice, its endpoint on node notReady not ready (none:
@@ -50,7 +69,9 @@ func (c *localCluster) slice(i, notReady, at int) *discoveryv1.EndpointSlice {
 
 func newLocalCluster(t *testing.T, nodes int, byNode bool) *localCluster {
 	t.Helper()
-	c := &localCluster{h: New(Config{VersionSeed: 1, EndpointsByNode: byNode}), nodes: nodes}
+	c := &localCluster{nodes: nodes, byNode: byNode}
+	c.slicesRV.Store(48_120_311)
+	c.h = New(Config{VersionSeed: 1, EndpointsByNode: byNode, Freshness: c.marker})
 	for n := range nodes {
 		c.h.SetNode(&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("node-%d", n)},
 			Status: corev1.NodeStatus{Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: addrOf(172, n)}}}})
@@ -73,13 +94,15 @@ func newLocalCluster(t *testing.T, nodes int, byNode bool) *localCluster {
 			t.Fatal(err)
 		}
 		c.sessions = append(c.sessions, s)
-		c.deliver(t, s)
+		if _, r := c.deliver(t, s); len(r.GetFreshness()) != 4 {
+			t.Fatalf("node-%d's first update carries %d resources' freshness, want all 4", n, len(r.GetFreshness()))
+		}
 	}
 	return c
 }
 
 // deliver acknowledges the session's next update and returns its size.
-func (c *localCluster) deliver(t *testing.T, s *Session) int {
+func (c *localCluster) deliver(t *testing.T, s *Session) (int, *doormanv1.SyncResponse) {
 	t.Helper()
 	u, err := s.NextUpdate()
 	if err != nil || u == nil {
@@ -88,7 +111,12 @@ func (c *localCluster) deliver(t *testing.T, s *Session) int {
 	if err := s.Ack(&doormanv1.Ack{Version: u.Version, ViewDigest: u.ViewDigest}); err != nil {
 		t.Fatal(err)
 	}
-	return len(u.Frame().Bytes)
+	f := u.Frame()
+	r := &doormanv1.SyncResponse{}
+	if err := proto.Unmarshal(f.Bytes, r); err != nil {
+		t.Fatal(err)
+	}
+	return len(f.Bytes), r
 }
 
 // encoded is the bytes the view holds for the Service: every distinct
@@ -113,17 +141,33 @@ func (c *localCluster) encoded(t *testing.T) int {
 }
 
 // changeOne makes one node's endpoint not ready, as the EndpointSlice
-// controller writes it (a new trigger time on its slice), and returns the
-// bytes of the update each node receives: in all, and the most one node
-// received.
+// controller writes it (a new trigger time on its slice, a new
+// resourceVersion), and returns the bytes of the update each node
+// receives, as written on its stream: in all, and the most one node
+// received. Each update carries the slice's trigger time and only the
+// EndpointSlices' freshness.
 func (c *localCluster) changeOne(t *testing.T) (total, most int) {
 	t.Helper()
 	const node = 7
+	c.slicesRV.Add(1)
 	c.h.SetSlice(c.slice(node/100, node, 1))
+	trigger := time.Unix(1_800_000_001, 0).UnixNano()
 	for _, s := range c.sessions {
-		n := c.deliver(t, s)
+		n, r := c.deliver(t, s)
 		total += n
 		most = max(most, n)
+		if diff := cmp.Diff(map[string]*doormanv1.ResourceVersions{"endpointslices": {Seen: c.slicesRV.Load(), Changed: c.slicesRV.Load()}}, r.GetFreshness(), protocmp.Transform()); diff != "" {
+			t.Fatalf("%s: freshness (-want +got):\n%s", s.Node(), diff)
+		}
+		var got int64
+		if c.byNode {
+			got = r.GetTriggerTimeUnixNano()
+		} else if len(r.GetUpserts()) > 0 {
+			got = r.GetUpserts()[0].GetServicePort().GetTriggerTimeUnixNano()
+		}
+		if got != trigger {
+			t.Fatalf("%s: the update brings trigger time %d, want the slice's %d", s.Node(), got, trigger)
+		}
 	}
 	return total, most
 }
@@ -138,7 +182,7 @@ func TestLocalPolicyByNodeIsLinear(t *testing.T) {
 		c := newLocalCluster(t, nodes, byNode)
 		f := figures{encoded: c.encoded(t)}
 		f.total, f.most = c.changeOne(t)
-		t.Logf("%4d nodes, by node %-5v: the view holds %8d B for the Service; one endpoint's change sends %9d B in all, at most %6d B to a node",
+		t.Logf("%4d nodes, by node %-5v: the view holds %8d B for the Service; one endpoint's change sends %9d B in all, at most %6d B to a node (updates as written on the stream)",
 			nodes, byNode, f.encoded, f.total, f.most)
 		return f
 	}

@@ -40,6 +40,16 @@ func checkByNode(t *testing.T, svc *corev1.Service, sl []*discoveryv1.EndpointSl
 	shards := map[string][]*doormanv1.ServicePort{}
 	for key, v := range byNode {
 		checkServicePort(t, key, v.Default)
+		byNodeForm := v.Default.GetShard() || v.Default.GetEndpointsByNode()
+		if byNodeForm && v.Default.GetTriggerTimeUnixNano() != 0 {
+			t.Errorf("%s: sent by node, with a trigger time in the entry", key)
+		}
+		if !byNodeForm && v.Trigger != 0 {
+			t.Errorf("%s: sent whole, with a trigger time beside the entry", key)
+		}
+		if parent, ok := doormanv1.ShardParent(key); ok && v.Trigger != byNode[parent].Trigger {
+			t.Errorf("shard %s: trigger time %d, its port's %d", key, v.Trigger, byNode[parent].Trigger)
+		}
 		if len(v.ByNode)+len(v.ByZone) > 0 && (v.Default.GetShard() || v.Default.GetEndpointsByNode()) {
 			t.Errorf("%s: sent by node, with overrides", key)
 		}
@@ -66,6 +76,8 @@ func checkByNode(t *testing.T, svc *corev1.Service, sl []*discoveryv1.EndpointSl
 			got := b.For(n, zone)
 			if got.GetEndpointsByNode() {
 				got = doormanv1.AssembleServicePort(got, shards[key], n)
+				// The update brings the trigger time beside the entries.
+				got.TriggerTimeUnixNano = b.Trigger
 			}
 			if diff := cmp.Diff(want, got, protocmp.Transform()); diff != "" {
 				t.Errorf("%s on node %s: assembled (-whole +by node):\n%s", key, n, diff)
@@ -193,6 +205,9 @@ func FuzzPortsByNode(f *testing.F) {
 	f.Add(`{"metadata":{"namespace":"ns","name":"web"},"spec":{"type":"LoadBalancer","clusterIP":"10.0.0.10","ports":[{"port":80,"nodePort":30080}],"externalTrafficPolicy":"Local","internalTrafficPolicy":"Local","healthCheckNodePort":31000}}`,
 		`{"metadata":{"namespace":"ns","name":"web-1","labels":{"kubernetes.io/service-name":"web"}},"addressType":"IPv4","ports":[{"port":8080}],"endpoints":[{"addresses":["10.1.0.1"],"conditions":{"ready":true},"nodeName":"n1"},{"addresses":["10.1.0.2"],"conditions":{"ready":false,"serving":true,"terminating":true},"nodeName":"n2"},{"addresses":["10.1.0.3"]}]}`,
 		`{"metadata":{"namespace":"ns","name":"web-2","labels":{"kubernetes.io/service-name":"web"}},"addressType":"IPv4","ports":[{"port":8081}],"endpoints":[{"addresses":["10.1.0.1"],"conditions":{"ready":false},"nodeName":"n3"}]}`)
+	f.Add(`{"metadata":{"namespace":"ns","name":"web"},"spec":{"type":"NodePort","clusterIP":"10.0.0.10","ports":[{"port":80,"nodePort":30080}],"externalTrafficPolicy":"Local"}}`,
+		`{"metadata":{"namespace":"ns","name":"web-1","labels":{"kubernetes.io/service-name":"web"},"annotations":{"endpoints.kubernetes.io/last-change-trigger-time":"2026-12-06T10:00:00.5Z"}},"addressType":"IPv4","ports":[{"port":8080}],"endpoints":[{"addresses":["10.1.0.1"],"conditions":{"ready":true},"nodeName":"n1"}]}`,
+		`{"metadata":{"namespace":"ns","name":"web-2","labels":{"kubernetes.io/service-name":"web"},"annotations":{"endpoints.kubernetes.io/last-change-trigger-time":"2026-12-06T10:00:01Z"}},"addressType":"IPv4","ports":[{"port":8080}],"endpoints":[{"addresses":["10.1.0.2"],"conditions":{"ready":true},"nodeName":"n2"}]}`)
 	f.Fuzz(func(t *testing.T, svcJSON, sliceJSON, otherSliceJSON string) {
 		var svc corev1.Service
 		if json.Unmarshal([]byte(svcJSON), &svc) != nil {

@@ -33,6 +33,11 @@ type Value struct {
 	Default *doormanv1.ServicePort
 	ByZone  map[string]*doormanv1.ServicePort
 	ByNode  map[string]*doormanv1.ServicePort
+	// Trigger is the trigger time of a port sent by node, and of its
+	// shards, which their entries do not carry (the update does, see
+	// SyncResponse.trigger_time_unix_nano): the Service's, as
+	// trigger_time_unix_nano of a port sent whole. 0 for any other value.
+	Trigger int64
 }
 
 // For returns the value a node with this name and zone programs.
@@ -561,7 +566,10 @@ func (s *service) byNodeValues(fam family, p port, from []*parsedSlice) []Value 
 	port := s.servicePort(fam, p, nil, nil, nil)
 	port.EndpointsByNode = true
 	port.AssembleClusterEndpoints = s.internalLocal && s.externallyReachable
-	out := []Value{{Default: port}}
+	// Every slice's change would change the port and resend it to every
+	// node: its trigger time travels beside the entries.
+	port.TriggerTimeUnixNano = 0
+	out := []Value{{Default: port, Trigger: s.triggerTime}}
 	byNode := map[string][]*doormanv1.Endpoint{}
 	var nodes []string
 	for _, c := range cands {
@@ -574,7 +582,7 @@ func (s *service) byNodeValues(fam family, p port, from []*parsedSlice) []Value 
 		byNode[c.node] = append(byNode[c.node], c.proto(!c.ready))
 	}
 	for _, n := range nodes {
-		out = append(out, Value{Default: doormanv1.NewShard(port, n, byNode[n])})
+		out = append(out, Value{Default: doormanv1.NewShard(port, n, byNode[n]), Trigger: s.triggerTime})
 	}
 	return out
 }

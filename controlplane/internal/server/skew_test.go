@@ -36,7 +36,7 @@ func TestHandshakeSkew(t *testing.T) {
 		{"same protocol", &doormanv1.Hello{NodeName: "n1", Protocol: version.Protocol, AgentVersion: "v0.9.0"}, nil},
 		{"agent from before Hello carried its protocol", &doormanv1.Hello{NodeName: "n1"}, nil},
 		{"agent newer than the control plane", &doormanv1.Hello{NodeName: "n1", Protocol: version.Protocol + 1, AgentVersion: "v9.0.0"},
-			[]string{"node n1 (v9.0.0)", "protocol 2", version.Get().String(), "upgrade the control plane first"}},
+			[]string{"node n1 (v9.0.0)", "protocol 3", version.Get().String(), "upgrade the control plane first"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, 1)

@@ -223,6 +223,9 @@ func (v *View) build(key string, val model.Value) (*slot, error) {
 	if s.def, err = v.encode(key, val.Default); err != nil {
 		return nil, err
 	}
+	if val.Trigger != 0 {
+		s.def.Trigger, s.def.TriggerOutside = val.Trigger, true
+	}
 	seen := map[uint64]*wire.Entry{s.def.Digest: s.def}
 	intern := func(sp *doormanv1.ServicePort) (*wire.Entry, error) {
 		e, err := v.encode(key, sp)

@@ -27,6 +27,7 @@ const (
 	respRemovals        protowire.Number = 5
 	respViewDigest      protowire.Number = 6
 	respFreshness       protowire.Number = 7
+	respTrigger         protowire.Number = 8
 
 	// Fields of a map entry, and of doorman.v1.ResourceVersions.
 	mapKey          protowire.Number = 1
@@ -58,6 +59,9 @@ type Entry struct {
 	// trigger_time_unix_nano: its EndpointSlices' last change), for the
 	// latency metrics; 0: none.
 	Trigger int64
+	// TriggerOutside: Bytes do not carry Trigger (a port sent by node or
+	// a shard); the update that sends the entry does.
+	TriggerOutside bool
 }
 
 // ServicePort encodes a ServicePort entry under its key.
@@ -112,9 +116,25 @@ func (u *Update) NewestTrigger() int64 {
 	if u.Full {
 		return 0
 	}
-	var t int64
+	t := u.RemovedTrigger
 	for _, e := range u.Upserts {
 		t = max(t, e.Trigger)
+	}
+	return t
+}
+
+// OutsideTrigger returns the newest trigger time of an incremental
+// update's upserts whose entries do not carry it, and of the shards it
+// removes (SyncResponse's trigger_time_unix_nano), or 0.
+func (u *Update) OutsideTrigger() int64 {
+	if u.Full {
+		return 0
+	}
+	t := u.RemovedTrigger
+	for _, e := range u.Upserts {
+		if e.TriggerOutside {
+			t = max(t, e.Trigger)
+		}
 	}
 	return t
 }
@@ -127,9 +147,13 @@ type Update struct {
 	Upserts         []*Entry
 	// Shared holds more upserts, encoded once for every node that holds
 	// them alike (see Body); nil: none.
-	Shared     *Body
-	Removals   []string
-	ViewDigest uint64
+	Shared   *Body
+	Removals []string
+	// RemovedTrigger is the newest trigger time of the ports sent by node
+	// whose shards Removals removes (the port's, which the removal
+	// follows); 0: none.
+	RemovedTrigger int64
+	ViewDigest     uint64
 	// Freshness is the control plane's marker (SyncResponse.freshness),
 	// per watched resource.
 	Freshness map[string]Versions
@@ -183,7 +207,7 @@ func (u *Update) Size() int {
 
 // OwnSize is an upper bound of the length of AppendOwn's encoding.
 func (u *Update) OwnSize() int {
-	n := 32 + 6*len(u.ReplacedBuckets)
+	n := 44 + 6*len(u.ReplacedBuckets)
 	for _, e := range u.Upserts {
 		n += len(e.Bytes) + 6
 	}
@@ -240,7 +264,42 @@ func (u *Update) AppendOwn(b []byte) []byte {
 		b = protowire.AppendTag(b, respViewDigest, protowire.Fixed64Type)
 		b = protowire.AppendFixed64(b, u.ViewDigest)
 	}
-	return appendFreshness(b, u.Freshness)
+	b = appendFreshness(b, u.Freshness)
+	if t := u.OutsideTrigger(); t != 0 {
+		b = protowire.AppendTag(b, respTrigger, protowire.VarintType)
+		b = protowire.AppendVarint(b, uint64(t))
+	}
+	return b
+}
+
+// Moved is the part of the marker now that differs from the marker held
+// (what an agent holds from its stream): the resources whose versions
+// moved or that held lacks. A resource held but missing from now (its
+// resourceVersions stopped parsing) is not sent again: the agent keeps the
+// versions it holds for it, which the control plane had seen.
+func Moved(held, now map[string]Versions) map[string]Versions {
+	var out map[string]Versions
+	for r, v := range now {
+		if h, ok := held[r]; ok && h == v {
+			continue
+		}
+		if out == nil {
+			out = map[string]Versions{}
+		}
+		out[r] = v
+	}
+	return out
+}
+
+// Merged is the marker an agent holds from its stream after an update
+// carrying moved: held, with moved's resources replaced.
+func Merged(held, moved map[string]Versions) map[string]Versions {
+	out := maps.Clone(held)
+	if out == nil {
+		out = map[string]Versions{}
+	}
+	maps.Copy(out, moved)
+	return out
 }
 
 // appendFreshness appends the marker's map entries, ordered by resource,

@@ -92,6 +92,19 @@ func TestFrame(t *testing.T) {
 	}
 	am, _ := a.Message()
 	bm, _ := b.Message()
+	// Entries whose trigger times travel beside them: the update carries
+	// the newest, unless it is full.
+	byNode := func(port uint32, trigger int64) (*Entry, *doormanv1.Entry) {
+		e, err := ServicePort(servicePort(port))
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.Trigger, e.TriggerOutside = trigger, true
+		m, _ := e.Message()
+		return e, m
+	}
+	c, cm := byNode(82, 5)
+	d, dm := byNode(83, 9)
 	for _, tt := range []struct {
 		name   string
 		update Update
@@ -104,6 +117,16 @@ func TestFrame(t *testing.T) {
 			Update{Version: 7, Freshness: map[string]Versions{"services": {Seen: 1 << 40, Changed: 1 << 39}, "nodes": {}, "endpointslices": {Seen: 12}}},
 			&doormanv1.SyncResponse{Version: 7, Freshness: map[string]*doormanv1.ResourceVersions{
 				"services": {Seen: 1 << 40, Changed: 1 << 39}, "nodes": {}, "endpointslices": {Seen: 12}}},
+		},
+		{
+			"trigger times beside entries",
+			Update{Version: 7, Upserts: []*Entry{a, d, c}},
+			&doormanv1.SyncResponse{Version: 7, Upserts: []*doormanv1.Entry{am, dm, cm}, TriggerTimeUnixNano: 9},
+		},
+		{
+			"trigger times beside entries, full",
+			Update{Version: 7, Full: true, Upserts: []*Entry{c}},
+			&doormanv1.SyncResponse{Version: 7, Full: true, Upserts: []*doormanv1.Entry{cm}},
 		},
 		{
 			"everything",
@@ -128,6 +151,28 @@ func TestFrame(t *testing.T) {
 				t.Errorf("frame bytes differ from proto.Marshal")
 			}
 		})
+	}
+}
+
+func TestMoved(t *testing.T) {
+	held := map[string]Versions{"services": {Seen: 5, Changed: 4}, "nodes": {Seen: 5, Changed: 1}, "servicecidrs": {Seen: 3}}
+	now := map[string]Versions{"services": {Seen: 6, Changed: 4}, "nodes": {Seen: 5, Changed: 1}, "endpointslices": {Seen: 6, Changed: 6}}
+	moved := Moved(held, now)
+	want := map[string]Versions{"services": {Seen: 6, Changed: 4}, "endpointslices": {Seen: 6, Changed: 6}}
+	if diff := cmp.Diff(want, moved); diff != "" {
+		t.Errorf("Moved (-want +got):\n%s", diff)
+	}
+	// servicecidrs stopped being marked: the agent keeps what it holds.
+	merged := Merged(held, moved)
+	wantMerged := map[string]Versions{"services": {Seen: 6, Changed: 4}, "nodes": {Seen: 5, Changed: 1}, "servicecidrs": {Seen: 3}, "endpointslices": {Seen: 6, Changed: 6}}
+	if diff := cmp.Diff(wantMerged, merged); diff != "" {
+		t.Errorf("Merged (-want +got):\n%s", diff)
+	}
+	if m := Moved(merged, now); m != nil {
+		t.Errorf("Moved of an unchanged marker = %v, want nil", m)
+	}
+	if held["services"].Seen != 5 {
+		t.Error("Merged modified the marker held")
 	}
 }
 

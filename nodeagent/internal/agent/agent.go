@@ -69,6 +69,10 @@ type Agent struct {
 	lastError    string
 	// freshness is the highest freshness marker applied (see Freshness).
 	freshness Freshness
+	// byNodeTrigger is the newest trigger time measured of the ports sent
+	// by node, which updates carry beside them: an update that resends
+	// one (after a resume) brings no new one.
+	byNodeTrigger int64
 
 	// started is closed once the start-up is done (see NewRestoring).
 	started chan struct{}
@@ -305,6 +309,10 @@ func (a *Agent) handle(u *doormanv1.SyncResponse, acceptBehind bool) Outcome {
 		warning = errors.Join(warning, refusedError(res.bad, p.skipped, fresh, a.rejected))
 	}
 	out.TriggerTimes = triggerTimes(applied.Changes, a.rejected)
+	if t := u.GetTriggerTimeUnixNano(); t > a.byNodeTrigger && changesByNode(applied.Changes, a.rejected) {
+		out.TriggerTimes = append(out.TriggerTimes, t)
+		a.byNodeTrigger = t
+	}
 	a.needSync = false
 	a.kernelHolds = true
 	if a.loadedFrom == LoadedFromNone {
@@ -344,6 +352,23 @@ func triggerTimes(changes []state.Change, rejected map[string]rejection) []int64
 		}
 	}
 	return out
+}
+
+// changesByNode reports whether the changes bring a port sent by node or
+// a shard of one that the kernel did not refuse: the update's trigger
+// time is theirs.
+func changesByNode(changes []state.Change, rejected map[string]rejection) bool {
+	for _, c := range changes {
+		if r, ok := rejected[c.Key]; ok && sameValue(r.value, c.New) {
+			continue
+		}
+		for _, v := range []*doormanv1.ServicePort{c.New.GetServicePort(), c.Old.GetServicePort()} {
+			if v.GetEndpointsByNode() || v.GetShard() {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (a *Agent) nack(out Outcome, err error) Outcome {

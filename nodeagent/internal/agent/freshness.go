@@ -40,6 +40,19 @@ func (m Marker) String() string {
 	return "{" + strings.Join(parts, " ") + "(seen/changed)}"
 }
 
+// Carry is the marker of a stream after an update carrying got: held (the
+// stream's marker so far), with got's resources replaced. From stream
+// protocol 3 on, a control plane sends in each update only the resources
+// whose versions moved since the previous update on the stream; the
+// others are as that update left them. A full marker from an older
+// control plane replaces every resource it names.
+func Carry(held, got Marker) Marker {
+	out := make(Marker, max(len(held), len(got)))
+	maps.Copy(out, held)
+	maps.Copy(out, got)
+	return out
+}
+
 // Lag is one resource on which an update is behind what the node holds:
 // its control plane has seen less than the latest change applied.
 type Lag struct {

@@ -57,6 +57,24 @@ func TestAdvance(t *testing.T) {
 	}
 }
 
+// A stream's marker: the first update's, then each later update's moved
+// resources replace what the stream had.
+func TestCarry(t *testing.T) {
+	first := Marker{"services": rv(12, 9), "nodes": rv(8, 2)}
+	held := Carry(nil, first)
+	held = Carry(held, Marker{"endpointslices": rv(14, 14), "services": rv(14, 9)})
+	want := Marker{"services": rv(14, 9), "nodes": rv(8, 2), "endpointslices": rv(14, 14)}
+	if diff := cmp.Diff(want, held, protocmp.Transform()); diff != "" {
+		t.Errorf("Carry (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(want, Carry(held, nil), protocmp.Transform()); diff != "" {
+		t.Errorf("Carry of an update that moved nothing (-want +got):\n%s", diff)
+	}
+	if first["services"].GetSeen() != 12 || len(first) != 2 {
+		t.Errorf("Carry changed an update's marker: %s", first)
+	}
+}
+
 // An update behind what the node holds is refused whole: no kernel call,
 // no cache write, no reply, the view as it was, and Status says why; an
 // update that is not behind then applies and raises the marker, which the

@@ -8,7 +8,11 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/doorman-proxy/doorman/nodeagent/internal/agent"
 	"github.com/doorman-proxy/doorman/nodeagent/internal/dataplane"
+	"github.com/doorman-proxy/doorman/nodeagent/internal/state"
 	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
 )
 
@@ -208,5 +212,55 @@ func TestAssembledForThisNode(t *testing.T) {
 	got = inner.held["ns/web:http/tcp/ipv4"].GetServicePort()
 	if got.GetLocalEndpoints()[0].GetIp() != "10.1.0.3" || got.GetEndpoints()[1].GetIp() != "10.1.0.3" {
 		t.Fatalf("after the shard moved, kernel holds %v", got)
+	}
+}
+
+// The ports sent by node and their shards carry no trigger time: the
+// update does, and the agent measures it once when such an entry changes
+// (or a shard goes), not when an update resends it or changes only other
+// entries.
+func TestTriggerTimeBesideByNodeEntries(t *testing.T) {
+	a := agent.New("n1", state.New(), Wrap(&strictKernel{}, "n1"), nil)
+	port := &doormanv1.ServicePort{
+		Namespace: "ns", Name: "web", PortName: "http", Port: 80, Protocol: doormanv1.Protocol_PROTOCOL_TCP,
+		Family: doormanv1.IPFamily_IP_FAMILY_IPV4, ClusterIp: "10.0.0.1", NodePort: 30080, ExternalPolicyLocal: true, EndpointsByNode: true,
+	}
+	whole := &doormanv1.ServicePort{
+		Namespace: "ns", Name: "db", PortName: "sql", Port: 5432, Protocol: doormanv1.Protocol_PROTOCOL_TCP,
+		Family: doormanv1.IPFamily_IP_FAMILY_IPV4, ClusterIp: "10.0.0.2", Endpoints: []*doormanv1.Endpoint{{Ip: "10.1.1.1", Port: 5432}},
+	}
+	ep := func(ip string) []*doormanv1.Endpoint { return []*doormanv1.Endpoint{{Ip: ip, Port: 8080}} }
+	p, db := entry(t, port), entry(t, whole)
+	s1, s2 := entry(t, doormanv1.NewShard(port, "n1", ep("10.1.0.1"))), entry(t, doormanv1.NewShard(port, "n2", ep("10.1.0.2")))
+	s2moved := entry(t, doormanv1.NewShard(port, "n2", ep("10.1.0.3")))
+	whole.Endpoints[0].Port = 5433
+	db2 := entry(t, whole)
+	view := func(es ...*doormanv1.Entry) uint64 {
+		var d doormanv1.Digests
+		for _, e := range es {
+			d.Toggle(e.GetKey(), e.GetDigest())
+		}
+		return d.View()
+	}
+	for _, tc := range []struct {
+		name   string
+		update *doormanv1.SyncResponse
+		want   []int64
+	}{
+		{"full update", &doormanv1.SyncResponse{Version: 1, Full: true, Upserts: []*doormanv1.Entry{p, s1, s2, db}, ViewDigest: view(p, s1, s2, db)}, nil},
+		{"a shard changed", &doormanv1.SyncResponse{Version: 2, Upserts: []*doormanv1.Entry{s2moved}, ViewDigest: view(p, s1, s2moved, db), TriggerTimeUnixNano: 300}, []int64{300}},
+		{"the same trigger time again", &doormanv1.SyncResponse{Version: 3, Upserts: []*doormanv1.Entry{s2}, ViewDigest: view(p, s1, s2, db), TriggerTimeUnixNano: 300}, nil},
+		{"a shard removed", &doormanv1.SyncResponse{Version: 4, Removals: []string{s2.GetKey()}, ViewDigest: view(p, s1, db), TriggerTimeUnixNano: 400}, []int64{400}},
+		{"only a port sent whole changed", &doormanv1.SyncResponse{Version: 5, Upserts: []*doormanv1.Entry{db2}, ViewDigest: view(p, s1, db2), TriggerTimeUnixNano: 500}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out := a.Handle(tc.update)
+			if out.Err != nil || out.Reply.GetAck() == nil {
+				t.Fatalf("Handle: %v, reply %v", out.Err, out.Reply)
+			}
+			if diff := cmp.Diff(tc.want, out.TriggerTimes); diff != "" {
+				t.Errorf("trigger times (-want +got):\n%s", diff)
+			}
+		})
 	}
 }

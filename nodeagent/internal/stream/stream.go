@@ -194,6 +194,9 @@ type session struct {
 	refusals *refusals
 	log      hclog.Logger
 	acked    int
+	// marker is the control plane's freshness marker as this stream's
+	// updates have carried it so far (see agent.Carry).
+	marker agent.Marker
 }
 
 // refusals times updates refused for being behind, across sessions.
@@ -244,6 +247,11 @@ func (s *session) run(ctx context.Context) error {
 			return fmt.Errorf("receive from %s: %w", s.target, err)
 		}
 		received := time.Now()
+		// The update carries the freshness markers that moved since the
+		// previous one on this stream (stream protocol 3); the agent
+		// judges it by the whole marker.
+		s.marker = agent.Carry(s.marker, u.GetFreshness())
+		u.Freshness = s.marker
 		out, err := s.handle(u)
 		if err != nil {
 			return err

@@ -393,9 +393,19 @@ type SyncResponse struct {
 	// applied on any resource present in both: the control plane has not
 	// seen a change the node already holds (its watch fell behind), and the
 	// update would take the node back to older endpoints.
-	Freshness     map[string]*ResourceVersions `protobuf:"bytes,7,rep,name=freshness,proto3" json:"freshness,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	//
+	// To an agent of stream protocol 3 or later, the marker holds only the
+	// resources whose versions moved since the previous update on the same
+	// stream (the first update holds every one); the others are as the
+	// stream's earlier updates left them.
+	Freshness map[string]*ResourceVersions `protobuf:"bytes,7,rep,name=freshness,proto3" json:"freshness,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// The newest trigger time (ServicePort.trigger_time_unix_nano) of the
+	// ports sent by node among the upserts, and of their shards: their
+	// entries do not carry it, so that one endpoint's change does not resend
+	// the port to every node. 0: none, and always in a full update.
+	TriggerTimeUnixNano int64 `protobuf:"varint,8,opt,name=trigger_time_unix_nano,json=triggerTimeUnixNano,proto3" json:"trigger_time_unix_nano,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *SyncResponse) Reset() {
@@ -475,6 +485,13 @@ func (x *SyncResponse) GetFreshness() map[string]*ResourceVersions {
 		return x.Freshness
 	}
 	return nil
+}
+
+func (x *SyncResponse) GetTriggerTimeUnixNano() int64 {
+	if x != nil {
+		return x.TriggerTimeUnixNano
+	}
+	return 0
 }
 
 // ResourceVersions is how far a control plane has read one resource.
@@ -561,7 +578,7 @@ const file_doorman_v1_agent_proto_rawDesc = "" +
 	"\x0enot_programmed\x18\x03 \x03(\tR\rnotProgrammed\"6\n" +
 	"\x04Nack\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x14\n" +
-	"\x05error\x18\x02 \x01(\tR\x05error\"\xf4\x02\n" +
+	"\x05error\x18\x02 \x01(\tR\x05error\"\xa9\x03\n" +
 	"\fSyncResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x12\n" +
 	"\x04full\x18\x02 \x01(\bR\x04full\x12)\n" +
@@ -570,7 +587,8 @@ const file_doorman_v1_agent_proto_rawDesc = "" +
 	"\bremovals\x18\x05 \x03(\tR\bremovals\x12\x1f\n" +
 	"\vview_digest\x18\x06 \x01(\x06R\n" +
 	"viewDigest\x12E\n" +
-	"\tfreshness\x18\a \x03(\v2'.doorman.v1.SyncResponse.FreshnessEntryR\tfreshness\x1aZ\n" +
+	"\tfreshness\x18\a \x03(\v2'.doorman.v1.SyncResponse.FreshnessEntryR\tfreshness\x123\n" +
+	"\x16trigger_time_unix_nano\x18\b \x01(\x03R\x13triggerTimeUnixNano\x1aZ\n" +
 	"\x0eFreshnessEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x122\n" +
 	"\x05value\x18\x02 \x01(\v2\x1c.doorman.v1.ResourceVersionsR\x05value:\x028\x01\"@\n" +

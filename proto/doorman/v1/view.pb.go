@@ -376,7 +376,8 @@ type ServicePort struct {
 	// The newest endpoints.kubernetes.io/last-change-trigger-time of the
 	// Service's EndpointSlices (or the Service's own change), in Unix
 	// nanoseconds: the agent measures network programming latency from it.
-	// 0 when unknown.
+	// 0 when unknown, and always on a port sent by node and on a shard (the
+	// update carries theirs: SyncResponse.trigger_time_unix_nano).
 	TriggerTimeUnixNano int64 `protobuf:"varint,18,opt,name=trigger_time_unix_nano,json=triggerTimeUnixNano,proto3" json:"trigger_time_unix_nano,omitempty"`
 	// With internal_policy_local (so `endpoints` holds only this node's
 	// endpoints) and external addresses (NodePort, externalIPs, LoadBalancer
