@@ -194,6 +194,16 @@ var (
 		Desc: "stream bytes an agent received per endpoint change of that Service"})
 	mLocalCPUPerChange = register(metric{Key: "local_policy_controlplane_cpu_seconds_per_change", Unit: unitSeconds, Better: lowerIsBetter, Shown: scaleTable,
 		Desc: "the replicas' CPU time per endpoint change of that Service"})
+	mSustainedRate = register(metric{Key: "churn_changes_per_second", Unit: unitCount, Shown: scaleTable,
+		Desc: "endpoint changes a second written in the sustained phase, each to a Service of its own"})
+	mSustainedP50 = register(metric{Key: "churn_change_p50_seconds", Unit: unitSeconds, Better: lowerIsBetter, Shown: scaleTable,
+		Desc: "sustained phase: one change, written to the last agent's ACK, median"})
+	mSustainedP99 = register(metric{Key: "churn_change_p99_seconds", Unit: unitSeconds, Better: lowerIsBetter, Shown: scaleTable,
+		Desc: "sustained phase: the same, 99th percentile"})
+	mSustainedCores = register(metric{Key: "churn_controlplane_cores", Unit: unitCount, Better: lowerIsBetter, Shown: scaleTable,
+		Desc: "sustained phase: the replicas' CPU time over its wall time, in cores"})
+	mSustainedUpdatesPerSecond = register(metric{Key: "churn_updates_per_agent_per_second", Unit: unitCount, Better: lowerIsBetter, Shown: scaleTable,
+		Desc: "sustained phase: updates each agent received a second (the control plane's coalescing)"})
 	mFailoverConvergence = register(metric{Key: "failover_convergence_seconds", Unit: unitSeconds, Better: lowerIsBetter, Shown: scaleTable | scaleConvergencePlot, Legend: "failover",
 		Desc: "the primary's death to every agent acked by the other replica"})
 	mFailoverBytesPerNode = register(metric{Key: "failover_bytes_per_node", Unit: unitBytes, Better: lowerIsBetter, Shown: scaleTable,

@@ -59,6 +59,12 @@ type scaleFlags struct {
 	heapProfile string
 	// fullViews bounds the agents receiving their full view at once.
 	fullViews int
+	// churnRate and churnFor shape the sustained phase (see sustained).
+	churnRate float64
+	churnFor  time.Duration
+	// churnProfile, when set, is where the harness writes the primary
+	// replica's CPU profile of the sustained phase (its --profiling).
+	churnProfile string
 	// cpLogLevel is the replicas' --log-level.
 	cpLogLevel string
 	// restartProfile, when set, is where the harness writes its CPU
@@ -77,6 +83,9 @@ func runScale(ctx context.Context, args []string) error {
 	fs.IntVar(&f.changes, "changes", 0, "single EndpointSlice changes (default 20; -full: 50)")
 	fs.DurationVar(&f.gap, "gap", 200*time.Millisecond, "pause between changes")
 	fs.IntVar(&f.workers, "workers", 64, "parallel API writers")
+	fs.Float64Var(&f.churnRate, "churn-rate", 100, "endpoint changes a second in the sustained phase, each to a Service of its own (0: no such phase)")
+	fs.DurationVar(&f.churnFor, "churn-for", 0, "how long the sustained phase writes (default 15s; -full: 60s)")
+	fs.StringVar(&f.churnProfile, "churn-replica-cpu-profile", "", "write the primary replica's CPU profile of the sustained phase's writes to this file (go tool pprof); the secured replicas run with --profiling")
 	fs.DurationVar(&f.timeout, "timeout", 5*time.Minute, "longest wait for a convergence")
 	fs.Float64Var(&f.reviewQPS, "token-review-qps", 0, "the control plane's --token-review-qps (0: its default, as deployed; negative: no bound)")
 	fs.IntVar(&f.reviewBurst, "token-review-burst", 0, "the control plane's --token-review-burst (0: its default)")
@@ -96,6 +105,9 @@ func runScale(ctx context.Context, args []string) error {
 	}
 	if f.changes == 0 {
 		f.changes = map[bool]int{false: 20, true: 50}[f.full]
+	}
+	if f.churnFor == 0 {
+		f.churnFor = map[bool]time.Duration{false: 15 * time.Second, true: time.Minute}[f.full]
 	}
 	if err := f.prepare(); err != nil {
 		return err
@@ -152,6 +164,8 @@ type scaleSim struct {
 	lastIn time.Time
 
 	change atomic.Pointer[changeTrack]
+	// churn is the sustained phase's changes while it runs.
+	churn atomic.Pointer[churn]
 
 	// firstRecv counts the sessions whose control plane answered the
 	// Hello with an error before any update, by gRPC code: admissions
@@ -208,7 +222,7 @@ func (s *scaleSim) startControlPlane(ctx context.Context, c *cluster.Cluster, na
 	args := []string{"--kubeconfig=" + c.Kubeconfig(), "--listen=" + grpcAddr, "--http-listen=" + httpAddr, "--log-level=" + s.f.cpLogLevel, "--local-endpoints-by-node"}
 	if secure {
 		args = append(args, s.security...)
-		if s.f.replicaProfile != "" {
+		if s.f.replicaProfile != "" || s.f.churnProfile != "" {
 			args = append(args, "--profiling")
 		}
 	} else {
@@ -341,6 +355,9 @@ func (s *scaleSim) run(ctx context.Context) error {
 		return err
 	}
 	if err := s.localPolicy(ctx, cps); err != nil {
+		return err
+	}
+	if err := s.sustained(ctx, w, cps, s.f.churnRate, s.f.churnFor); err != nil {
 		return err
 	}
 	if err := s.failover(ctx, primary); err != nil {
@@ -750,6 +767,9 @@ func (s *scaleSim) in(a *simAgent) {
 // acked is called by an agent after each Ack it sent.
 func (s *scaleSim) acked(a *simAgent, u *doormanv1.SyncResponse) {
 	s.in(a)
+	if c := s.churn.Load(); c != nil {
+		c.seen(u)
+	}
 	ct := s.change.Load()
 	if ct == nil {
 		return
