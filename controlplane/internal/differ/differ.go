@@ -159,6 +159,19 @@ func (d *Differ) Close(t Token) {
 	}
 }
 
+// Due reports whether Next may return something for the session now: an
+// update, or an error for a session that is stale. It is false while an
+// update is in flight (the Ack or Nack brings the next one) and while
+// nothing changed for the node since the last update sent.
+func (d *Differ) Due(t Token) bool {
+	s, err := d.session(t)
+	return err != nil || d.due(s, t.Node)
+}
+
+func (d *Differ) due(s *session, node string) bool {
+	return s.inFlight == 0 && (s.resume || d.view.Desired(node) > s.lastSent)
+}
+
 // Forget drops what is kept about a node that is neither connected nor has
 // a Node object any more.
 func (d *Differ) Forget(node string) {
@@ -175,13 +188,10 @@ func (d *Differ) Next(t Token) (*wire.Update, error) {
 	if err != nil {
 		return nil, err
 	}
-	if s.inFlight != 0 {
+	if !d.due(s, t.Node) {
 		return nil, nil
 	}
 	v := d.view
-	if !s.resume && v.Desired(t.Node) <= s.lastSent {
-		return nil, nil
-	}
 	cur := v.BucketDigests(t.Node)
 	u := &wire.Update{Version: v.Version(), ViewDigest: v.Digest(t.Node)}
 	switch {

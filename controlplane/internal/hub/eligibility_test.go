@@ -27,13 +27,7 @@ func TestNodeGoingAwayReachesView(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if _, err := nextFrame(s); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-s.Wake():
-	default:
-	}
+	deliverAndAck(t, s)
 	now := metav1.Now()
 	for _, step := range []struct {
 		name                      string
@@ -61,6 +55,7 @@ func TestNodeGoingAwayReachesView(t *testing.T) {
 		case <-time.After(time.Second):
 			t.Fatalf("%s: the session was not woken", step.name)
 		}
+		deliverAndAck(t, s)
 	}
 	h.DeleteNode("n1")
 	ne, err := h.NodeView("n1")

@@ -274,9 +274,16 @@ func (h *Hub) apply(r model.Result) {
 	}
 }
 
+// notifyAll wakes the sessions that have something to send. One with an
+// update in flight is woken by its Ack, and then sends every change made
+// meanwhile at once: under churn, waking it for each change would only
+// make it take the lock to find nothing to send, once per change and
+// node.
 func (h *Hub) notifyAll() {
-	for _, ch := range h.wake {
-		notify(ch)
+	for t, ch := range h.wake {
+		if h.differ.Due(t) {
+			notify(ch)
+		}
 	}
 }
 

@@ -126,13 +126,7 @@ func TestServiceCIDRsReachEveryNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if _, err := nextFrame(s); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-s.Wake():
-	default:
-	}
+	deliverAndAck(t, s)
 	woken := func(t *testing.T) {
 		t.Helper()
 		select {
@@ -173,4 +167,22 @@ func nextFrame(s *Session) (*wire.Frame, error) {
 		return nil, err
 	}
 	return u.Frame(), nil
+}
+
+// deliverAndAck takes the session's next update and acknowledges it, as
+// an agent that applied it does, then drains the wake the Ack gives: the
+// session is idle, waiting for a change.
+func deliverAndAck(t *testing.T, s *Session) {
+	t.Helper()
+	u, err := s.NextUpdate()
+	if err != nil || u == nil {
+		t.Fatalf("NextUpdate = %v, %v", u, err)
+	}
+	if err := s.Ack(&doormanv1.Ack{Version: u.Version, ViewDigest: u.ViewDigest}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-s.Wake():
+	default:
+	}
 }
