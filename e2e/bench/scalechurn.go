@@ -85,15 +85,10 @@ func (s *scaleSim) sustained(ctx context.Context, w *workload, cps []*controlPla
 		c.tracks[ips[i].String()] = &churnTrack{}
 	}
 	c.left.Store(int64(total))
-	cpuBefore, err := cpuSeconds(cps)
+	before, err := s.usageNow(cps)
 	if err != nil {
 		return err
 	}
-	harnessBefore, err := readUsage(os.Getpid())
-	if err != nil {
-		return err
-	}
-	b0, m0 := s.traffic()
 	s.churn.Store(c)
 	defer s.churn.Store(nil)
 	if s.f.churnProfile != "" {
@@ -152,33 +147,48 @@ func (s *scaleSim) sustained(ctx context.Context, w *workload, cps []*controlPla
 		return ctx.Err()
 	}
 	elapsed := time.Since(began)
-	cpuAfter, err := cpuSeconds(cps)
+	after, err := s.usageNow(cps)
 	if err != nil {
 		return err
 	}
-	harnessAfter, err := readUsage(os.Getpid())
-	if err != nil {
-		return err
-	}
-	b1, m1 := s.traffic()
 	lasts := make([]time.Duration, 0, total)
 	for _, t := range c.tracks {
 		lasts = append(lasts, time.Duration(t.last.Load()))
 	}
 	slices.Sort(lasts)
-	cores := (cpuAfter - cpuBefore) / elapsed.Seconds()
+	cores := (after.controlPlane - before.controlPlane) / elapsed.Seconds()
 	n := float64(len(s.agents))
 	s.add(mSustainedRate, float64(total)/written.Seconds())
 	s.add(mSustainedP50, percentile(lasts, 50).Seconds())
 	s.add(mSustainedP99, percentile(lasts, 99).Seconds())
 	s.add(mSustainedCores, cores)
-	s.add(mSustainedUpdatesPerSecond, float64(m1-m0)/n/elapsed.Seconds())
+	s.add(mSustainedUpdatesPerSecond, float64(after.msgs-before.msgs)/n/elapsed.Seconds())
 	// The simulated agents share the machine's cores with the control
 	// plane and the API server: their share says whose figure this is.
-	harnessCores := (harnessAfter.CPUSeconds - harnessBefore.CPUSeconds) / elapsed.Seconds()
+	harnessCores := (after.harness - before.harness) / elapsed.Seconds()
 	fmt.Printf("churn: %d changes at %.1f/s over %s (writes at most %s behind schedule): last ACK p50 %s p99 %s max %s; control plane %.2f cores, harness %.2f cores; per agent %.1f updates/s, %.0f bytes/s\n",
 		total, float64(total)/written.Seconds(), written.Round(time.Millisecond), behind.Round(time.Millisecond),
 		percentile(lasts, 50).Round(time.Millisecond), percentile(lasts, 99).Round(time.Millisecond), lasts[len(lasts)-1].Round(time.Millisecond),
-		cores, harnessCores, float64(m1-m0)/n/elapsed.Seconds(), float64(b1-b0)/n/elapsed.Seconds())
+		cores, harnessCores, float64(after.msgs-before.msgs)/n/elapsed.Seconds(), float64(after.bytes-before.bytes)/n/elapsed.Seconds())
 	return nil
+}
+
+// phaseUsage is what the sustained phase is measured by, read at its start
+// and at its end.
+type phaseUsage struct {
+	controlPlane, harness float64 // CPU seconds: the replicas', the harness's
+	bytes, msgs           int64   // received by the agents
+}
+
+func (s *scaleSim) usageNow(cps []*controlPlane) (phaseUsage, error) {
+	cp, err := cpuSeconds(cps)
+	if err != nil {
+		return phaseUsage{}, err
+	}
+	h, err := readUsage(os.Getpid())
+	if err != nil {
+		return phaseUsage{}, err
+	}
+	b, m := s.traffic()
+	return phaseUsage{controlPlane: cp, harness: h.CPUSeconds, bytes: b, msgs: m}, nil
 }
