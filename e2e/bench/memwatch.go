@@ -110,9 +110,14 @@ func startCPUProfile(path string) (stop func(), err error) {
 }
 
 // fetchCPUProfile writes a CPU profile of d from the control plane whose
-// --http-listen is addr, once it answers (it may be starting), to path.
+// --http-listen is addr (run with --profiling) to path.
 func fetchCPUProfile(ctx context.Context, addr string, d time.Duration, path string) error {
-	url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, int(d/time.Second))
+	return fetchProfile(ctx, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, int(d/time.Second)), path)
+}
+
+// fetchProfile writes what the pprof handler at url answers to path,
+// retrying for a minute while the process is not listening yet.
+func fetchProfile(ctx context.Context, url, path string) error {
 	deadline := time.Now().Add(time.Minute)
 	for {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)

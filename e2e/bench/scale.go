@@ -73,6 +73,10 @@ type scaleFlags struct {
 	// replicaProfile, when set, is where the harness writes the first
 	// replica's CPU profile of the secured restart (its --profiling).
 	replicaProfile string
+	// nodeCostProfile, when set, is the prefix of the files where the
+	// harness writes the primary's heap and goroutine profiles when it
+	// measures what the connected nodes cost it (its --profiling).
+	nodeCostProfile string
 }
 
 func runScale(ctx context.Context, args []string) error {
@@ -91,6 +95,7 @@ func runScale(ctx context.Context, args []string) error {
 	fs.IntVar(&f.reviewBurst, "token-review-burst", 0, "the control plane's --token-review-burst (0: its default)")
 	fs.StringVar(&f.restartProfile, "restart-cpu-profile", "", "write the harness's CPU profile of the secured restart to this file (go tool pprof)")
 	fs.StringVar(&f.replicaProfile, "restart-replica-cpu-profile", "", "write the first replica's CPU profile of the secured restart, its first 5 s, to this file (go tool pprof); the secured replicas run with --profiling")
+	fs.StringVar(&f.nodeCostProfile, "node-cost-profile", "", "write the primary replica's heap and goroutine profiles, taken when the per-node cost is measured, to this prefix + .heap and .goroutine (go tool pprof); the secured replicas run with --profiling")
 	fs.StringVar(&f.cpLogLevel, "controlplane-log-level", "warn", "the replicas' --log-level (their logs are in the cluster's log directory; -keep keeps it)")
 	fs.IntVar(&f.fullViews, "full-views", 128, "agents of the harness receiving and decoding their full view at once (each takes a few MB while it does; negative: no bound)")
 	fs.StringVar(&f.heapProfile, "heap-profile", "", "write the harness's heap profile nearest its peak to this file (go tool pprof)")
@@ -222,7 +227,7 @@ func (s *scaleSim) startControlPlane(ctx context.Context, c *cluster.Cluster, na
 	args := []string{"--kubeconfig=" + c.Kubeconfig(), "--listen=" + grpcAddr, "--http-listen=" + httpAddr, "--log-level=" + s.f.cpLogLevel, "--local-endpoints-by-node"}
 	if secure {
 		args = append(args, s.security...)
-		if s.f.replicaProfile != "" || s.f.churnProfile != "" {
+		if s.f.replicaProfile != "" || s.f.churnProfile != "" || s.f.nodeCostProfile != "" {
 			args = append(args, "--profiling")
 		}
 	} else {
@@ -350,6 +355,15 @@ func (s *scaleSim) run(ctx context.Context) error {
 	time.Sleep(3 * time.Second) // let the start-up's garbage be collected
 	if err := s.perNodeCost(primary, base, baseHeap); err != nil {
 		return err
+	}
+	if p := s.f.nodeCostProfile; p != "" {
+		// GC first, as the per-node heap reading above comes after one.
+		if err := fetchProfile(ctx, "http://"+primary.http+"/debug/pprof/heap?gc=1", p+".heap"); err != nil {
+			return err
+		}
+		if err := fetchProfile(ctx, "http://"+primary.http+"/debug/pprof/goroutine", p+".goroutine"); err != nil {
+			return err
+		}
 	}
 	if err := s.changes(ctx, w, cps); err != nil {
 		return err
