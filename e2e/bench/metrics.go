@@ -89,6 +89,14 @@ var (
 		Desc: "a LIST of every Service and one of every EndpointSlice at once, in protobuf, right before the control plane starts"})
 	mFullSync = register(metric{Key: "full_sync_seconds", Unit: unitSeconds, Better: lowerIsBetter, Shown: proxyTable | proxyFullSyncPlot,
 		Desc: "the proxy's start to every Service in the kernel"})
+	mFullSyncRender = register(metric{Key: "full_sync_render_seconds", Unit: unitSeconds, Better: lowerIsBetter, Shown: proxyTable,
+		Desc: "doorman within full programming: the agent rendering its view to the table"})
+	mFullSyncEncode = register(metric{Key: "full_sync_encode_seconds", Unit: unitSeconds, Better: lowerIsBetter, Shown: proxyTable,
+		Desc: "doorman within full programming: the agent encoding its transaction to netlink messages"})
+	mFullSyncCommit = register(metric{Key: "full_sync_kernel_commit_seconds", Unit: unitSeconds, Better: lowerIsBetter, Shown: proxyTable,
+		Desc: "doorman within full programming: the netlink batch through the kernel (the kernel's own floor for this table)"})
+	mFullSyncOther = register(metric{Key: "full_sync_other_seconds", Unit: unitSeconds, Better: lowerIsBetter, Shown: proxyTable,
+		Desc: "doorman within full programming: everything else (process start, connect, the view on the stream, decode, read-back, plan)"})
 	mConnectRatioVsDirect = register(metric{Key: "connect_ratio_vs_direct", Unit: unitRatio, Better: lowerIsBetter, Shown: proxyTable,
 		Desc: "median connect to a ClusterIP over one straight to the Pod"})
 	mConnectRatioNonService = register(metric{Key: "connect_ratio_non_service_vs_no_proxy", Unit: unitRatio, Better: lowerIsBetter, Shown: proxyTable,

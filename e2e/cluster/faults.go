@@ -170,21 +170,45 @@ func (c *Cluster) WaitAgentHealthy(ctx context.Context, node string) (time.Durat
 // AgentMetrics scrapes the node agent's /metrics and returns each
 // counter and gauge by name, summed over its labels.
 func (c *Cluster) AgentMetrics(ctx context.Context, node string) (map[string]float64, error) {
+	var out map[string]float64
+	err := c.agentMetrics(ctx, node, func(r io.Reader) (err error) {
+		out, err = promtext.Sums(r)
+		return err
+	})
+	return out, err
+}
+
+// AgentHistogramSumsBy scrapes the node agent's /metrics and returns the
+// sums of the histogram name by the value of label.
+func (c *Cluster) AgentHistogramSumsBy(ctx context.Context, node, name, label string) (map[string]float64, error) {
+	var out map[string]float64
+	err := c.agentMetrics(ctx, node, func(r io.Reader) (err error) {
+		out, err = promtext.HistogramSumsBy(r, name, label)
+		return err
+	})
+	return out, err
+}
+
+// agentMetrics hands what the node agent's /metrics serves to read.
+func (c *Cluster) agentMetrics(ctx context.Context, node string, read func(io.Reader) error) error {
 	n, ok := c.node(node)
 	if !ok {
-		return nil, fmt.Errorf("no node %q", node)
+		return fmt.Errorf("no node %q", node)
 	}
 	hc := (&netnsHTTP{ns: n.NetNS}).client()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+hostPort("127.0.0.1", AgentMetricsPort)+"/metrics", nil)
 	resp, err := hc.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("metrics of %s: %w", node, err)
+		return fmt.Errorf("metrics of %s: %w", node, err)
 	}
 	defer func() { _ = resp.Body.Close() }()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("metrics of %s: %s", node, resp.Status)
+		return fmt.Errorf("metrics of %s: %s", node, resp.Status)
 	}
-	return promtext.Sums(resp.Body)
+	if err := read(resp.Body); err != nil {
+		return fmt.Errorf("metrics of %s: %w", node, err)
+	}
+	return nil
 }
 
 // findProc returns the running process started under name.

@@ -39,3 +39,31 @@ func Sums(r io.Reader) (map[string]float64, error) {
 	}
 	return out, nil
 }
+
+// HistogramSumsBy returns, for the histogram family name, the sum of its
+// samples by the value of label (series without it count under "").
+func HistogramSumsBy(r io.Reader, name, label string) (map[string]float64, error) {
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(r)
+	if err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	f, ok := families[name]
+	if !ok {
+		return nil, fmt.Errorf("metrics: no %s", name)
+	}
+	out := map[string]float64{}
+	for _, m := range f.GetMetric() {
+		if m.GetHistogram() == nil {
+			return nil, fmt.Errorf("metrics: %s is not a histogram", name)
+		}
+		v := ""
+		for _, l := range m.GetLabel() {
+			if l.GetName() == label {
+				v = l.GetValue()
+			}
+		}
+		out[v] += m.GetHistogram().GetSampleSum()
+	}
+	return out, nil
+}

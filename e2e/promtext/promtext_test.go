@@ -43,3 +43,29 @@ kubeproxy_sync_proxy_rules_duration_seconds_count 1
 		t.Error("Sums of garbage: no error")
 	}
 }
+
+func TestHistogramSumsBy(t *testing.T) {
+	text := `# TYPE doorman_agent_sync_step_duration_seconds histogram
+doorman_agent_sync_step_duration_seconds_bucket{step="render",le="+Inf"} 2
+doorman_agent_sync_step_duration_seconds_sum{step="render"} 0.5
+doorman_agent_sync_step_duration_seconds_count{step="render"} 2
+doorman_agent_sync_step_duration_seconds_bucket{step="commit",le="+Inf"} 2
+doorman_agent_sync_step_duration_seconds_sum{step="commit"} 1.75
+doorman_agent_sync_step_duration_seconds_count{step="commit"} 2
+# TYPE doorman_agent_nacks_total counter
+doorman_agent_nacks_total 3
+`
+	got, err := HistogramSumsBy(strings.NewReader(text), "doorman_agent_sync_step_duration_seconds", "step")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(map[string]float64{"render": 0.5, "commit": 1.75}, got); diff != "" {
+		t.Errorf("HistogramSumsBy (-want +got):\n%s", diff)
+	}
+	if _, err := HistogramSumsBy(strings.NewReader(text), "doorman_agent_nacks_total", "step"); err == nil {
+		t.Error("a counter: no error")
+	}
+	if _, err := HistogramSumsBy(strings.NewReader(text), "absent", "step"); err == nil {
+		t.Error("an absent family: no error")
+	}
+}

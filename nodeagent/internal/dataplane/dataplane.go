@@ -47,6 +47,19 @@ type Stats struct {
 	// Read says, for a Sync, whether it read the table's elements back
 	// and why (ReadSkipped: it did not); "" for an Apply.
 	Read ReadCheck
+	// Steps is where a Sync's time went; zero for an Apply.
+	Steps SyncSteps
+}
+
+// SyncSteps is where a Sync's time went, step by step, in the order they
+// run. Commit is the kernel's own share: the netlink batch from its
+// first message sent to the kernel's last answer.
+type SyncSteps struct {
+	Render time.Duration // the view to the table's sets, chains and elements
+	Read   time.Duration // the table read back (its skeleton only, or all)
+	Plan   time.Duration // what to change
+	Encode time.Duration // the transaction to netlink messages
+	Commit time.Duration // the batch through the kernel
 }
 
 // ErrNotSynced is returned by Apply before a successful Sync: Apply needs to
@@ -106,6 +119,8 @@ type Dataplane struct {
 	// free returns the heap to the OS a while after a large Sync (see
 	// freeLater); nil before the first.
 	free *time.Timer
+	// lastRun is where the last run's time went (Encode and Commit).
+	lastRun SyncSteps
 }
 
 // Open connects to nftables in the network namespace of opts.

@@ -309,6 +309,9 @@ func TestSyncChangesOnlyWhatDiffers(t *testing.T) {
 	if stats.Ops == 0 {
 		t.Fatal("first Sync touched nothing on an empty namespace")
 	}
+	if s := stats.Steps; s.Render <= 0 || s.Read <= 0 || s.Plan <= 0 || s.Encode <= 0 || s.Commit <= 0 {
+		t.Errorf("first Sync's steps %+v: each took some time", s)
+	}
 
 	restarted := open(t, node)
 	stats, err = restarted.Sync(view)
@@ -317,6 +320,9 @@ func TestSyncChangesOnlyWhatDiffers(t *testing.T) {
 	}
 	if stats.Ops != 0 {
 		t.Errorf("Sync after restart touched %d objects, want 0", stats.Ops)
+	}
+	if s := stats.Steps; s.Encode != 0 || s.Commit != 0 {
+		t.Errorf("Sync after restart: encode %s, commit %s, want none (nothing to send)", s.Encode, s.Commit)
 	}
 
 	// Drift: someone deletes an element and empties a chain.

@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/google/nftables"
 
@@ -22,12 +23,16 @@ func (d *Dataplane) run(tx Transaction) error {
 	if d.log.IsTrace() {
 		d.log.Trace("running transaction", "nft", tx.String())
 	}
+	start := time.Now()
 	for i := range tx.ops {
 		if err := d.queue(&tx.ops[i]); err != nil {
 			return err
 		}
 	}
-	return d.commit()
+	queued := time.Now()
+	err := d.commit()
+	d.lastRun = SyncSteps{Encode: queued.Sub(start), Commit: time.Since(queued)}
+	return err
 }
 
 // queue turns one operation into google/nftables messages.

@@ -141,12 +141,22 @@ func (d *Dataplane) Sync(view map[string]*doormanv1.Entry) (Stats, error) {
 		defer d.freeLater()
 	}
 	d.synced = false
+	var steps SyncSteps
+	t := time.Now()
+	lap := func(into *time.Duration) {
+		now := time.Now()
+		*into, t = now.Sub(t), now
+	}
 	want := d.opts.View(view)
+	lap(&steps.Render)
 	kt, check, err := d.readUnlessKnown(want)
 	if err != nil {
 		return Stats{}, fmt.Errorf("sync: %w", err)
 	}
+	lap(&steps.Read)
 	plan := planSync(kt, want)
+	lap(&steps.Plan)
+	d.lastRun = SyncSteps{}
 	if plan.rebuild != "" {
 		d.log.Info("rebuilding table", "reason", plan.rebuild)
 	}
@@ -156,12 +166,14 @@ func (d *Dataplane) Sync(view map[string]*doormanv1.Entry) (Stats, error) {
 	if err := d.run(plan.tx); err != nil {
 		return Stats{}, fmt.Errorf("sync: commit %d ops: %w", plan.tx.objects(), err)
 	}
-	stats := Stats{Ops: plan.tx.objects(), Read: check}
+	steps.Encode, steps.Commit = d.lastRun.Encode, d.lastRun.Commit
+	stats := Stats{Ops: plan.tx.objects(), Read: check, Steps: steps}
 	stats.Ops += d.deleteForeignChains(plan.foreign)
 	d.settle()
 	d.commitSync(want, plan)
 	stats.NotProgrammed = d.notProgrammed()
-	d.log.Debug("synced", "entries", len(view), "ops", stats.Ops, "read", check, "invalid", len(want.Invalid), "refused", len(want.Refused))
+	d.log.Debug("synced", "entries", len(view), "ops", stats.Ops, "read", check, "invalid", len(want.Invalid), "refused", len(want.Refused),
+		"render", steps.Render, "read_back", steps.Read, "plan", steps.Plan, "encode", steps.Encode, "commit", steps.Commit)
 	if len(stats.NotProgrammed) > 0 {
 		return stats, &InvalidEntriesError{Entries: stats.NotProgrammed}
 	}

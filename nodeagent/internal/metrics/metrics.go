@@ -38,6 +38,7 @@ type Metrics struct {
 	cleanErrors  prometheus.Counter
 	healthErrors prometheus.Counter
 	syncReads    *prometheus.CounterVec
+	syncSteps    *prometheus.HistogramVec
 
 	lastCommit atomic.Int64 // Unix nanoseconds of the last committed transaction
 }
@@ -99,7 +100,12 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 		Name: "doorman_agent_sync_reads_total",
 		Help: "Full Syncs of the kernel table by whether they read its elements back: reason generation_unchanged did not (the kernel is as the agent's last own commit left it); no_record, generation_changed, table_changed and view_changed did.",
 	}, []string{"reason"})
-	for _, c := range []prometheus.Collector{m.syncDuration, m.programming, m.receiveDelay, m.lastSync, m.ops, m.cacheLoad, m.streamBytes, m.cleanErrors, m.healthErrors, m.syncReads} {
+	m.syncSteps = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "doorman_agent_sync_step_duration_seconds",
+		Help:    "Time of each step of a full Sync of the kernel table, in seconds: render (the view to sets, chains and elements), read (the table read back), plan, encode (the transaction to netlink messages) and commit (the batch through the kernel: the kernel's own share).",
+		Buckets: prometheus.ExponentialBuckets(1e-4, 2, 18), // 100 µs … about 13 s
+	}, []string{"step"})
+	for _, c := range []prometheus.Collector{m.syncDuration, m.programming, m.receiveDelay, m.lastSync, m.ops, m.cacheLoad, m.streamBytes, m.cleanErrors, m.healthErrors, m.syncReads, m.syncSteps} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register metrics: %w", err)
 		}
@@ -208,6 +214,7 @@ func (k *timedKernel) Sync(view map[string]*doormanv1.Entry) (dataplane.Stats, e
 	if stats.Read != "" {
 		k.m.syncReads.WithLabelValues(string(stats.Read)).Inc()
 	}
+	k.m.steps(stats.Steps, err)
 	return stats, err
 }
 
@@ -230,6 +237,20 @@ func (k *timedKernel) Unchanged() bool {
 		k.m.syncReads.WithLabelValues(string(dataplane.ReadSkipped)).Inc()
 	}
 	return unchanged
+}
+
+// steps observes where a committed Sync's time went.
+func (m *Metrics) steps(s dataplane.SyncSteps, err error) {
+	var partial *dataplane.InvalidEntriesError
+	if err != nil && !errors.As(err, &partial) {
+		return
+	}
+	for _, st := range []struct {
+		name string
+		d    time.Duration
+	}{{"render", s.Render}, {"read", s.Read}, {"plan", s.Plan}, {"encode", s.Encode}, {"commit", s.Commit}} {
+		m.syncSteps.WithLabelValues(st.name).Observe(st.d.Seconds())
+	}
 }
 
 func (m *Metrics) transaction(start time.Time, stats dataplane.Stats, err error) {

@@ -24,11 +24,12 @@ type stepKernel struct {
 	clock *time.Time
 	ops   int
 	err   error
+	steps dataplane.SyncSteps // what each Sync reports
 }
 
 func (k *stepKernel) Sync(map[string]*doormanv1.Entry) (dataplane.Stats, error) {
 	*k.clock = k.clock.Add(3 * time.Millisecond)
-	return dataplane.Stats{Ops: k.ops}, k.err
+	return dataplane.Stats{Ops: k.ops, Steps: k.steps}, k.err
 }
 
 func (k *stepKernel) RetireUnused() (int, error) { return 0, nil }
@@ -108,6 +109,55 @@ func TestTransactionsAndProgrammingLatency(t *testing.T) {
 	}
 	if got, want := value(t, reg, "kubeproxy_sync_proxy_rules_last_timestamp_seconds"), float64(commit.UnixNano())/1e9; got != want {
 		t.Errorf("last sync timestamp %v, want the commit's %v (a failed transaction does not move it)", got, want)
+	}
+}
+
+// A committed Sync's steps land in one series each; a failed Sync adds
+// nothing, an Apply (no steps) neither.
+func TestSyncSteps(t *testing.T) {
+	clock := time.Unix(1000, 0)
+	reg := prometheus.NewRegistry()
+	m, err := New(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := &stepKernel{clock: &clock, steps: dataplane.SyncSteps{
+		Render: 400 * time.Millisecond, Read: 20 * time.Millisecond, Plan: 100 * time.Millisecond,
+		Encode: 300 * time.Millisecond, Commit: 1500 * time.Millisecond,
+	}}
+	wrapped := m.Kernel(k)
+	if _, err := wrapped.Sync(nil); err != nil {
+		t.Fatal(err)
+	}
+	partial := &dataplane.InvalidEntriesError{Entries: map[string]error{"a": errors.New("bad")}}
+	k.err = partial
+	if _, err := wrapped.Sync(nil); !errors.Is(err, partial) {
+		t.Fatalf("want the partial error, got %v", err)
+	}
+	k.err = errors.New("EPERM")
+	if _, err := wrapped.Sync(nil); err == nil {
+		t.Fatal("want the injected error")
+	}
+	if _, err := wrapped.Apply(nil); err == nil {
+		t.Fatal("want the injected error")
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string][2]float64{}
+	for _, f := range families {
+		if f.GetName() != "doorman_agent_sync_step_duration_seconds" {
+			continue
+		}
+		for _, s := range f.GetMetric() {
+			h := s.GetHistogram()
+			got[s.GetLabel()[0].GetValue()] = [2]float64{float64(h.GetSampleCount()), math.Round(h.GetSampleSum()*1e6) / 1e6}
+		}
+	}
+	want := map[string][2]float64{"render": {2, 0.8}, "read": {2, 0.04}, "plan": {2, 0.2}, "encode": {2, 0.6}, "commit": {2, 3}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("sync steps (count, sum) by step (-want +got):\n%s", diff)
 	}
 }
 
