@@ -38,8 +38,10 @@ func run(args []string) error {
 		return runScale(ctx, args)
 	case "soak":
 		return runSoak(ctx, args)
+	case "plot":
+		return runPlot(args)
 	default:
-		return fmt.Errorf("unknown command %q: want proxy (default), scale or soak", cmd)
+		return fmt.Errorf("unknown command %q: want proxy (default), scale, soak or plot", cmd)
 	}
 }
 

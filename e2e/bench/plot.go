@@ -8,6 +8,7 @@ import (
 	"image/png"
 	"math"
 	"os"
+	"strconv"
 
 	"golang.org/x/image/font"
 	"golang.org/x/image/font/basicfont"
@@ -198,8 +199,12 @@ func decade(d float64) string {
 		return fmt.Sprintf("%gM", v/1e6)
 	case v >= 1e3:
 		return fmt.Sprintf("%gk", v/1e3)
-	default:
+	case v >= 1:
 		return fmt.Sprintf("%g", v)
+	default:
+		// 10^-1 is not exactly 0.1 in floating point: round to the
+		// decade's one significant digit.
+		return strconv.FormatFloat(v, 'g', 1, 64)
 	}
 }
 

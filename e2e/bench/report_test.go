@@ -65,6 +65,23 @@ func TestReportTableAndJSON(t *testing.T) {
 	if diff := cmp.Diff(r.records, back); diff != "" {
 		t.Errorf("JSON round trip (-want +got):\n%s", diff)
 	}
+	read, err := readRecords(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(r.records, read.records); diff != "" {
+		t.Errorf("readRecords (-want +got):\n%s", diff)
+	}
+	png := filepath.Join(t.TempDir(), "again.png")
+	if err := runPlot([]string{"-in", path, "-out", png}); err != nil {
+		t.Fatalf("plot from the records: %v", err)
+	}
+	if fi, err := os.Stat(png); err != nil || fi.Size() == 0 {
+		t.Errorf("plot from the records: %v, %v", fi, err)
+	}
+	if err := runPlot([]string{"-in", path}); err == nil {
+		t.Error("plot without -out: no error")
+	}
 	var raw []map[string]any
 	_ = json.Unmarshal(b, &raw)
 	if diff := cmp.Diff([]string{"metric", "services", "system", "unit", "value"}, keys(raw[0])); diff != "" {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"math"
+	"slices"
 	"testing"
 	"time"
 )
@@ -97,5 +98,19 @@ func TestSettling(t *testing.T) {
 	}
 	if _, ok := settling(&procSeries{at: []time.Duration{0, time.Minute}, rss: []float64{1, 2}, heapGoal: []float64{1, 1}}, ph, 2*time.Minute, 0.05); ok {
 		t.Error("settling without peak readings")
+	}
+}
+
+// TestLogAxisLabels: every decade of a log axis reads as written by hand,
+// those below 1 included (10^-1 is not exactly 0.1 in floating point).
+func TestLogAxisLabels(t *testing.T) {
+	a := newAxis(0.0005, 150000, false)
+	var got []string
+	for _, v := range a.ticks() {
+		got = append(got, a.label(v))
+	}
+	want := []string{"0.0001", "0.001", "0.01", "0.1", "1", "10", "100", "1k", "10k", "100k", "1M"}
+	if !slices.Equal(got, want) {
+		t.Errorf("labels %q, want %q", got, want)
 	}
 }
