@@ -553,3 +553,34 @@ func TestAffinityChainRule(t *testing.T) {
 		}
 	}
 }
+
+// TestEstimateIsUpperBound: View sizes its element slice by
+// estimateElements, which must not be below what any kind of Service
+// renders to (else the slice grows and is copied), nor far above it for
+// a plain ClusterIP Service (every slot is 112 bytes to allocate and
+// scan at 100,000 Services).
+func TestEstimateIsUpperBound(t *testing.T) {
+	for key, e := range kindsView() {
+		sp := e.GetServicePort()
+		if sp == nil {
+			continue
+		}
+		objs, err := Entry(e)
+		if err != nil {
+			t.Fatalf("%s: %v", key, err)
+		}
+		if got, est := len(objs.Elements), estimateElements(sp); got > est {
+			t.Errorf("%s renders to %d elements, estimate %d", key, got, est)
+		}
+	}
+	plain := &doormanv1.ServicePort{Namespace: "ns", Name: "plain", Protocol: doormanv1.Protocol_PROTOCOL_TCP,
+		Family: doormanv1.IPFamily_IP_FAMILY_IPV4, ClusterIp: "10.96.0.10", Port: 80,
+		Endpoints: []*doormanv1.Endpoint{{Ip: "10.128.0.1", Port: 8080}, {Ip: "10.128.0.2", Port: 8080}}}
+	objs, err := Entry(&doormanv1.Entry{Key: doormanv1.ServicePortKey(plain), Value: &doormanv1.Entry_ServicePort{ServicePort: plain}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, est := len(objs.Elements), estimateElements(plain); est > 2*got {
+		t.Errorf("a ClusterIP Service with 2 endpoints renders to %d elements, estimate %d: more than twice", got, est)
+	}
+}

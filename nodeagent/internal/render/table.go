@@ -170,13 +170,18 @@ func endpointChains(users map[string]int) []Chain {
 }
 
 // estimateElements bounds from above how many elements a ServicePort
-// renders to, so View allocates its element slice once.
+// renders to, so View allocates its element slice once. It stays close:
+// at 100,000 Services every element of room is 112 bytes the garbage
+// collector scans.
 func estimateElements(sp *doormanv1.ServicePort) int {
 	if sp == nil {
 		return 4
 	}
-	kc, kl := len(sp.GetEndpoints()), len(sp.GetLocalEndpoints())
-	frontends := 2 + len(sp.GetExternalIps()) + len(sp.GetLoadBalancerIps()) // ClusterIP, NodePort, external
+	kc, kl := max(len(sp.GetEndpoints()), len(sp.GetClusterEndpoints())), len(sp.GetLocalEndpoints())
+	frontends := 1 + len(sp.GetExternalIps()) + len(sp.GetLoadBalancerIps()) // ClusterIP, external
+	if sp.GetNodePort() != 0 {
+		frontends++
+	}
 	per := 3 + kc + kl
 	if sp.GetAffinityTimeoutSeconds() > 0 {
 		per += kc + kl
