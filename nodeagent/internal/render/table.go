@@ -55,8 +55,9 @@ func View(view map[string]*doormanv1.Entry) *Table { return Options{}.View(view)
 func (o Options) View(view map[string]*doormanv1.Entry) *Table {
 	t := &Table{Sets: Sets(), Owners: make(map[SharedID]int, len(view)), Invalid: map[string]error{}, ChainUsers: map[string]int{}}
 	t.Claims = &Claims{owner: make(map[frontendID]claimant, len(view)), others: map[frontendID][]claimant{}}
-	b := &builder{elems: make([]Element, 0, estimateView(view)), claims: make([]Claim, 0, len(view)), chunk: 1 << 20}
-	r := t.renderEntries(b, sortedEntries(view))
+	keys, est := sortedEntries(view)
+	b := &builder{elems: make([]Element, 0, est), claims: make([]Claim, 0, len(view)), chunk: 1 << 20}
+	r := t.renderEntries(b, keys)
 	t.Elements = t.keepOwned(b, r)
 	t.Refused = t.Claims.Refused()
 	t.Chains = append(o.StaticChains(), endpointChains(t.ChainUsers)...)
@@ -69,25 +70,20 @@ type keyedEntry struct {
 	entry *doormanv1.Entry
 }
 
-// sortedEntries returns the view's entries sorted by key. They are sorted
-// with their entries: looking each key up again in a large view costs more
-// than the rendering of most entries.
-func sortedEntries(view map[string]*doormanv1.Entry) []keyedEntry {
+// sortedEntries returns the view's entries sorted by key, and a bound from
+// above on how many elements they render to. They are sorted with their
+// entries: looking each key up again in a large view costs more than the
+// rendering of most entries (and so would going over the map again for
+// the bound).
+func sortedEntries(view map[string]*doormanv1.Entry) ([]keyedEntry, int) {
 	keys := make([]keyedEntry, 0, len(view))
+	est := 16
 	for k, e := range view {
 		keys = append(keys, keyedEntry{k, e})
-	}
-	slices.SortFunc(keys, func(x, y keyedEntry) int { return strings.Compare(x.key, y.key) })
-	return keys
-}
-
-// estimateView bounds from above how many elements a view renders to.
-func estimateView(view map[string]*doormanv1.Entry) int {
-	est := 16
-	for _, e := range view {
 		est += estimateElements(e.GetServicePort())
 	}
-	return est
+	slices.SortFunc(keys, func(x, y keyedEntry) int { return strings.Compare(x.key, y.key) })
+	return keys, est
 }
 
 // entrySpan is where one rendered entry's elements, chains and claims lie.
@@ -132,9 +128,14 @@ func (t *Table) renderEntries(b *builder, keys []keyedEntry) rendered {
 func (t *Table) keepOwned(b *builder, r rendered) []Element {
 	elems := b.elems
 	w := 0
+	// With no frontend claimed twice, every entry owns what it claims:
+	// no claim needs looking up.
+	contested := len(t.Claims.others) > 0
 	for _, s := range r.spans {
 		objs := Objects{Elements: elems[s.elemStart:s.elemEnd], Chains: r.chains[s.chainStart:s.chainEnd], Claims: b.claims[s.claimStart:s.claimEnd]}
-		objs = objs.owned(s.key, t.Claims.ownerOf)
+		if contested {
+			objs = objs.owned(s.key, t.Claims.ownerOf)
+		}
 		for _, e := range objs.Elements {
 			if e.Shared {
 				id := e.SharedID()
