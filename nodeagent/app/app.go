@@ -112,8 +112,8 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 
-	endStartGC := relaxGC()
-	defer endStartGC()
+	p.endStartGC = relaxGC()
+	defer p.endStartGC()
 	loadStart := time.Now()
 	opening := beginCache(ctx, p.log.Named("cache"), cfg.CachePath, cfg.NodeName)
 	closeCache := func() {}
@@ -149,7 +149,7 @@ func Run(ctx context.Context, cfg Config) error {
 	p.cached, closeCache = loadCache(p.log, cfg, p.m, opening, loadStart)
 	p.cached.trustKernel(p.dp)
 	p.agent.Restore(p.cached.view, p.cached.store)
-	p.programCached(endStartGC)
+	p.programCached()
 
 	// After the start-up Sync: doorman's rules use conntrack, so its
 	// sysctls exist by now.
@@ -209,6 +209,8 @@ type parts struct {
 	dp      *dataplane.Dataplane
 	monitor *drift.Monitor // nil: drift is found by the periodic resync only
 	agent   *agent.Agent
+	// endStartGC ends the start-up's garbage collector target (relaxGC).
+	endStartGC func()
 }
 
 // startView is what the cache gives the start-up.
@@ -278,15 +280,21 @@ func (sv *startView) trustKernel(dp *dataplane.Dataplane) {
 // go on from here), then records in the cache the Mark of the kernel that
 // holds the view: off the path of the first update, whose kernel commit
 // does not wait for that write (and whose own write brings its mark).
-func (p *parts) programCached(endStartGC func()) {
+func (p *parts) programCached() {
 	view := p.cached.view
 	if p.cached.tooOld != nil {
 		p.agent.SetError(p.cached.tooOld)
 	}
 	start := time.Now()
 	stats, warning, err := p.agent.Start()
-	endStartGC()
 	version, mark := view.Version(), p.dp.Mark().Encode()
+	if err == nil && version > 0 {
+		p.endStartGC()
+	} else {
+		// Nothing cached was programmed: the first full view from the
+		// stream is the start-up's large heap (see firstViewGC).
+		time.AfterFunc(firstViewGCBound, p.endStartGC)
+	}
 	switch {
 	case err != nil:
 		p.log.Error("cached view not programmed; the first update will program the whole view", "error", err)
@@ -374,7 +382,7 @@ func (p *parts) stream(ctx context.Context, targets func() []string) error {
 		}, p.cfg.DialOptions...),
 		Agent:             p.agent,
 		AcceptBehindAfter: p.cfg.AcceptBehindAfter,
-		Observer:          observers{p.m, &healthObserver{health: p.health}},
+		Observer:          observers{p.m, &healthObserver{health: p.health}, firstViewGC{end: p.endStartGC}},
 		Logger:            bounded(p.log.Named("stream")),
 	})
 	p.log.Info("stopping; kernel rules stay in place")

@@ -3,10 +3,14 @@ package app
 import (
 	"runtime/debug"
 	"sync"
+	"time"
+
+	"github.com/doorman-proxy/doorman/nodeagent/internal/agent"
 )
 
 // startGCPercent is the garbage collector's target while the agent loads
-// its cache and programs the cached view. Both build a large heap that
+// its cache and programs the cached view, or, with nothing cached to
+// program, its first view from the stream. Each builds a large heap that
 // stays live (the view, then its rendering): at 100,000 Services the
 // default target collects it over and over, more than doubling the time
 // to the kernel holding the cached view. The heap this leaves behind is
@@ -42,3 +46,21 @@ func relaxGC() (restore func()) {
 		})
 	}
 }
+
+// firstViewGC ends the start-up's target once the agent programmed a view
+// from the stream: an update acknowledged (end is idempotent, so every
+// later one is a no-op). It matters when no cached view was programmed at
+// start-up (a new node, a cache lost or too old), where the first full
+// view is the start-up's large heap.
+type firstViewGC struct{ end func() }
+
+func (f firstViewGC) Updated(out agent.Outcome) {
+	if out.Err == nil && out.Version > 0 {
+		f.end()
+	}
+}
+
+// firstViewGCBound ends the start-up's target when no view came from the
+// stream for that long (no control plane answers): the relaxed target is
+// for a start-up, not for a node waiting.
+const firstViewGCBound = 2 * time.Minute
