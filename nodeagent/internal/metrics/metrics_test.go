@@ -70,13 +70,20 @@ func firstMetric(t *testing.T, reg *prometheus.Registry, name string) *dto.Metri
 	return nil
 }
 
-func TestTransactionsAndProgrammingLatency(t *testing.T) {
-	clock := time.Unix(1000, 0)
+// newMetrics registers the agent's series with a fresh registry.
+func newMetrics(t *testing.T) (*prometheus.Registry, *Metrics) {
+	t.Helper()
 	reg := prometheus.NewRegistry()
 	m, err := New(reg)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return reg, m
+}
+
+func TestTransactionsAndProgrammingLatency(t *testing.T) {
+	clock := time.Unix(1000, 0)
+	reg, m := newMetrics(t)
 	m.now = func() time.Time { return clock }
 	m.start = clock.Add(-time.Second)
 	k := &stepKernel{clock: &clock, ops: 4}
@@ -116,11 +123,7 @@ func TestTransactionsAndProgrammingLatency(t *testing.T) {
 // nothing, an Apply (no steps) neither.
 func TestSyncSteps(t *testing.T) {
 	clock := time.Unix(1000, 0)
-	reg := prometheus.NewRegistry()
-	m, err := New(reg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	reg, m := newMetrics(t)
 	k := &stepKernel{clock: &clock, steps: dataplane.SyncSteps{
 		Render: 400 * time.Millisecond, Read: 20 * time.Millisecond, Plan: 100 * time.Millisecond,
 		Encode: 300 * time.Millisecond, Commit: 1500 * time.Millisecond,
@@ -175,11 +178,7 @@ type counters agent.Counters
 func (c counters) Counters() agent.Counters { return agent.Counters(c) }
 
 func TestWatch(t *testing.T) {
-	reg := prometheus.NewRegistry()
-	m, err := New(reg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	reg, m := newMetrics(t)
 	m.ConntrackCleanFailed()
 	m.HealthCheckFailed()
 	m.HealthCheckFailed()
@@ -216,11 +215,7 @@ func TestWatch(t *testing.T) {
 }
 
 func TestStreamBytes(t *testing.T) {
-	reg := prometheus.NewRegistry()
-	m, err := New(reg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	reg, m := newMetrics(t)
 	h := m.StatsHandler()
 	ctx := context.Background()
 	for _, s := range []stats.RPCStats{
