@@ -23,14 +23,9 @@ build:
 deps:
 	bash hack/deps.sh
 
-## test: every test — unit, kernel (network namespaces), e2e on the local cluster, the quick benchmarks, e2e on kind, and upstream's focused sig-network set on kind
+## test: every test — unit, kernel (network namespaces), fuzzing, e2e on the local cluster, e2e on kind, upstream's focused sig-network set on kind, the quick benchmarks (hack/test.sh: kind's and conformance's builds run beside the earlier phases at idle priority)
 test: deps
-	$(GO) test $(GOTESTFLAGS) -timeout 30m $(PKGS)
-	$(MAKE) fuzz
-	$(MAKE) e2e
-	$(MAKE) bench bench-scale
-	$(MAKE) e2e-kind
-	$(MAKE) conformance-focused
+	MAKE="$(MAKE)" bash hack/test.sh
 
 ## fuzz: every fuzz target for a bounded time (FUZZTIME=10s each)
 fuzz:
@@ -83,7 +78,7 @@ demo-down:
 
 ## unit: the unit and kernel tests only (no local cluster)
 unit:
-	$(GO) test $(GOTESTFLAGS) -timeout 20m $(PKGS)
+	$(GO) test $(GOTESTFLAGS) -timeout 30m $(PKGS)
 
 ## generate: regenerate the Go code from proto/
 generate:

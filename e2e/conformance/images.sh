@@ -124,8 +124,8 @@ nginx_root="$(rootfs nginx bookworm '
 # --- binaries --------------------------------------------------------------
 
 ociimage="${bindir}/ociimage"
-(cd "${repo}" && CGO_ENABLED=0 go build -trimpath -o "${ociimage}.tmp" ./e2e/kind/ociimage)
-mv "${ociimage}.tmp" "${ociimage}"
+(cd "${repo}" && CGO_ENABLED=0 go build -trimpath -o "${ociimage}.tmp.$$" ./e2e/kind/ociimage)
+mv "${ociimage}.tmp.$$" "${ociimage}"
 tool_hash="$(
   cd "${repo}"
   { find e2e/kind/ociimage -name '*.go' ! -name '*_test.go' -print0 | LC_ALL=C sort -z | xargs -0 sha256sum

@@ -41,7 +41,6 @@
 set -euo pipefail
 shopt -s inherit_errexit
 
-KIND_VERSION=v0.33.0
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "${root}"
 here="${root}/e2e/conformance"
@@ -107,13 +106,7 @@ engine_was_up=0
 if docker info >/dev/null 2>&1; then engine_was_up=1; fi
 bash e2e/kind/docker.sh start
 
-kind_bin="${cache}/bin/kind-${KIND_VERSION}"
-if [ ! -x "${kind_bin}" ]; then
-  tmp="$(mktemp -d)"
-  (cd "${tmp}" && GOBIN="${tmp}" GOFLAGS=-mod=mod go install "sigs.k8s.io/kind@${KIND_VERSION}")
-  mv "${tmp}/kind" "${kind_bin}"
-  rm -rf "${tmp}"
-fi
+kind_bin="$(bash e2e/kind/kind-binary.sh | tail -n 1)"
 
 created=()
 cleanup() {

@@ -63,8 +63,8 @@ summary=()
 # --- the image tool --------------------------------------------------------
 
 ociimage="${bindir}/ociimage"
-(cd "${repo}" && CGO_ENABLED=0 go build -trimpath -o "${ociimage}.tmp" ./e2e/kind/ociimage)
-mv "${ociimage}.tmp" "${ociimage}"
+(cd "${repo}" && CGO_ENABLED=0 go build -trimpath -o "${ociimage}.tmp.$$" ./e2e/kind/ociimage)
+mv "${ociimage}.tmp.$$" "${ociimage}"
 # What makes ociimage write different bytes: its source and the library
 # version. Not its binary, which changes with the Go toolchain alone.
 tool_hash="$(

@@ -20,7 +20,6 @@
 #   DOORMAN_CACHE     cache directory (default ~/.cache/doorman)
 set -euo pipefail
 
-KIND_VERSION=v0.33.0
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "${root}"
 cache="${DOORMAN_CACHE:-${HOME}/.cache/doorman}"
@@ -71,14 +70,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-step "kind ${KIND_VERSION}"
-kind_bin="${cache}/bin/kind-${KIND_VERSION}"
-if [ ! -x "${kind_bin}" ]; then
-  tmp="$(mktemp -d)"
-  (cd "${tmp}" && GOBIN="${tmp}" GOFLAGS=-mod=mod go install "sigs.k8s.io/kind@${KIND_VERSION}")
-  mv "${tmp}/kind" "${kind_bin}"
-  rm -rf "${tmp}"
-fi
+step "kind"
+kind_bin="$(bash e2e/kind/kind-binary.sh | tail -n 1)"
 
 step "Kubernetes binaries"
 k8s_bin="$(bash e2e/hack/build-k8s.sh | tail -n 1)"

@@ -5,6 +5,9 @@
 #
 #   e2e/kind/node/build.sh     # prints the image name on its last line,
 #                              # e.g. doorman.local/kind-node:v1.36.3-0123abcd4567
+#   e2e/kind/node/build.sh --inputs
+#                              # only builds and caches the inputs below
+#                              # (no Docker engine needed); prints nothing
 #
 # The image holds:
 #   - a Debian bookworm root filesystem (rootfs.sh, debootstrap, cached);
@@ -51,10 +54,21 @@ say() { echo "node-image: $*" >&2; }
 elapsed() { echo "$(( $(date +%s) - $1 ))s"; }
 t_all=$(date +%s)
 
-for tool in docker jq go containerd ctr sha256sum; do
+inputs_only=0
+case "${1:-}" in
+  --inputs) inputs_only=1 ;;
+  "") ;;
+  *) say "unknown argument $1 (want --inputs or nothing)"; exit 2 ;;
+esac
+
+tools=(jq go sha256sum)
+if [ "${inputs_only}" = 0 ]; then tools+=(docker containerd ctr); fi
+for tool in "${tools[@]}"; do
   command -v "${tool}" >/dev/null || { say "needs ${tool}"; exit 1; }
 done
-docker info >/dev/null 2>&1 || { say "no Docker engine answers (e2e/kind/docker.sh start)"; exit 1; }
+if [ "${inputs_only}" = 0 ]; then
+  docker info >/dev/null 2>&1 || { say "no Docker engine answers (e2e/kind/docker.sh start)"; exit 1; }
+fi
 
 # --- inputs ---------------------------------------------------------------
 
@@ -78,6 +92,10 @@ kind_files="${kind_dir}/images/base/files"
 
 "${k8sbin}/kubeadm" config images list --kubernetes-version "${K8S_VERSION}" >"${kdir}/kubeadm-images.txt.tmp"
 mv "${kdir}/kubeadm-images.txt.tmp" "${kdir}/kubeadm-images.txt"
+if [ "${inputs_only}" = 1 ]; then
+  say "inputs ready (root filesystem, kubelet, kubeadm, kubectl, crictl, kind's node files), $(elapsed "${t_all}")"
+  exit 0
+fi
 mapfile -t wanted <"${kdir}/kubeadm-images.txt"
 pause_image="$(grep '/pause:' "${kdir}/kubeadm-images.txt")" || { say "kubeadm lists no pause image"; exit 1; }
 
