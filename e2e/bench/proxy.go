@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/doorman-proxy/doorman/e2e/cluster"
+	"github.com/doorman-proxy/doorman/e2e/promtext"
 	"github.com/doorman-proxy/doorman/internal/kubeconfig"
 )
 
@@ -380,38 +381,48 @@ func (b *proxyBench) fullProgramming(ctx context.Context, system string, n int, 
 // go under for this table; the rest is everything before the Sync.
 func (b *proxyBench) fullSyncSteps(ctx context.Context, n int, full time.Duration) error {
 	node := b.node(sysDoorman)
-	// The agent observes its Sync's steps right after the commit the
-	// bench saw: wait for them (five series per Sync).
-	var syncs float64
+	// The agent observes a committed Sync's five steps one after another
+	// right after the commit the bench saw: wait until one scrape holds
+	// each step the same number of times, and read the split from it.
+	var (
+		steps map[string]promtext.Histogram
+		syncs uint64
+	)
 	err := wait.PollUntilContextTimeout(ctx, 10*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
-		sums, err := b.c.AgentMetrics(ctx, node)
-		if err != nil {
+		var err error
+		if steps, err = b.c.AgentHistogramsBy(ctx, node, "doorman_agent_sync_step_duration_seconds", "step"); err != nil {
 			return false, err
 		}
-		syncs = sums["doorman_agent_sync_step_duration_seconds_count"] / 5
+		syncs = steps["render"].Count
+		for _, s := range syncStepNames {
+			if steps[s].Count != syncs {
+				return false, nil
+			}
+		}
 		return syncs >= 1, nil
 	})
 	if err != nil {
 		return fmt.Errorf("the agent's Sync steps: %w", err)
 	}
-	steps, err := b.c.AgentHistogramSumsBy(ctx, node, "doorman_agent_sync_step_duration_seconds", "step")
-	if err != nil {
-		return err
-	}
 	if syncs != 1 {
 		// Not the full programming's alone: say so, record nothing.
-		fmt.Printf("(%v Syncs of the agent, not split), ", syncs)
+		fmt.Printf("(%d Syncs of the agent, not split), ", syncs)
 		return nil
 	}
-	b.rep.add(sysDoorman, n, mFullSyncRender, steps["render"])
-	b.rep.add(sysDoorman, n, mFullSyncEncode, steps["encode"])
-	b.rep.add(sysDoorman, n, mFullSyncCommit, steps["commit"])
-	other := full.Seconds() - steps["render"] - steps["encode"] - steps["commit"]
+	render, encode, commit := steps["render"].Sum, steps["encode"].Sum, steps["commit"].Sum
+	b.rep.add(sysDoorman, n, mFullSyncRender, render)
+	b.rep.add(sysDoorman, n, mFullSyncEncode, encode)
+	b.rep.add(sysDoorman, n, mFullSyncCommit, commit)
+	other := full.Seconds() - render - encode - commit
 	b.rep.add(sysDoorman, n, mFullSyncOther, other)
 	fmt.Printf("(render %s, encode %s, kernel commit %s, the rest %s), ",
-		secs(steps["render"]), secs(steps["encode"]), secs(steps["commit"]), secs(other))
+		secs(render), secs(encode), secs(commit), secs(other))
 	return nil
 }
+
+// syncStepNames are the values of the step label the agent gives each
+// committed Sync (nodeagent/internal/metrics).
+var syncStepNames = []string{"render", "read", "plan", "encode", "commit"}
 
 func secs(s float64) time.Duration {
 	return time.Duration(s * float64(time.Second)).Round(time.Millisecond)

@@ -178,12 +178,12 @@ func (c *Cluster) AgentMetrics(ctx context.Context, node string) (map[string]flo
 	return out, err
 }
 
-// AgentHistogramSumsBy scrapes the node agent's /metrics and returns the
-// sums of the histogram name by the value of label.
-func (c *Cluster) AgentHistogramSumsBy(ctx context.Context, node, name, label string) (map[string]float64, error) {
-	var out map[string]float64
+// AgentHistogramsBy scrapes the node agent's /metrics and returns the
+// histogram name's series added up by the value of label.
+func (c *Cluster) AgentHistogramsBy(ctx context.Context, node, name, label string) (map[string]promtext.Histogram, error) {
+	var out map[string]promtext.Histogram
 	err := c.agentMetrics(ctx, node, func(r io.Reader) (err error) {
-		out, err = promtext.HistogramSumsBy(r, name, label)
+		out, err = promtext.HistogramsBy(r, name, label)
 		return err
 	})
 	return out, err

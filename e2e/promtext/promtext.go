@@ -40,21 +40,30 @@ func Sums(r io.Reader) (map[string]float64, error) {
 	return out, nil
 }
 
-// HistogramSumsBy returns, for the histogram family name, the sum of its
-// samples by the value of label (series without it count under "").
-func HistogramSumsBy(r io.Reader, name, label string) (map[string]float64, error) {
+// Histogram is what a histogram's series add up to: how many samples,
+// and their sum.
+type Histogram struct {
+	Count uint64
+	Sum   float64
+}
+
+// HistogramsBy returns the histogram family name's series added up by the
+// value of label (series without it count under ""). A vector nothing was
+// observed in yet is absent from the text: it gives an empty map.
+func HistogramsBy(r io.Reader, name, label string) (map[string]Histogram, error) {
 	parser := expfmt.NewTextParser(model.UTF8Validation)
 	families, err := parser.TextToMetricFamilies(r)
 	if err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
+	out := map[string]Histogram{}
 	f, ok := families[name]
 	if !ok {
-		return nil, fmt.Errorf("metrics: no %s", name)
+		return out, nil
 	}
-	out := map[string]float64{}
 	for _, m := range f.GetMetric() {
-		if m.GetHistogram() == nil {
+		h := m.GetHistogram()
+		if h == nil {
 			return nil, fmt.Errorf("metrics: %s is not a histogram", name)
 		}
 		v := ""
@@ -63,7 +72,10 @@ func HistogramSumsBy(r io.Reader, name, label string) (map[string]float64, error
 				v = l.GetValue()
 			}
 		}
-		out[v] += m.GetHistogram().GetSampleSum()
+		sum := out[v]
+		sum.Count += h.GetSampleCount()
+		sum.Sum += h.GetSampleSum()
+		out[v] = sum
 	}
 	return out, nil
 }

@@ -44,28 +44,33 @@ kubeproxy_sync_proxy_rules_duration_seconds_count 1
 	}
 }
 
-func TestHistogramSumsBy(t *testing.T) {
+func TestHistogramsBy(t *testing.T) {
 	text := `# TYPE doorman_agent_sync_step_duration_seconds histogram
 doorman_agent_sync_step_duration_seconds_bucket{step="render",le="+Inf"} 2
 doorman_agent_sync_step_duration_seconds_sum{step="render"} 0.5
 doorman_agent_sync_step_duration_seconds_count{step="render"} 2
-doorman_agent_sync_step_duration_seconds_bucket{step="commit",le="+Inf"} 2
+doorman_agent_sync_step_duration_seconds_bucket{step="commit",le="+Inf"} 1
 doorman_agent_sync_step_duration_seconds_sum{step="commit"} 1.75
-doorman_agent_sync_step_duration_seconds_count{step="commit"} 2
+doorman_agent_sync_step_duration_seconds_count{step="commit"} 1
 # TYPE doorman_agent_nacks_total counter
 doorman_agent_nacks_total 3
 `
-	got, err := HistogramSumsBy(strings.NewReader(text), "doorman_agent_sync_step_duration_seconds", "step")
+	got, err := HistogramsBy(strings.NewReader(text), "doorman_agent_sync_step_duration_seconds", "step")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(map[string]float64{"render": 0.5, "commit": 1.75}, got); diff != "" {
-		t.Errorf("HistogramSumsBy (-want +got):\n%s", diff)
+	want := map[string]Histogram{"render": {Count: 2, Sum: 0.5}, "commit": {Count: 1, Sum: 1.75}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("HistogramsBy (-want +got):\n%s", diff)
 	}
-	if _, err := HistogramSumsBy(strings.NewReader(text), "doorman_agent_nacks_total", "step"); err == nil {
+	if _, err := HistogramsBy(strings.NewReader(text), "doorman_agent_nacks_total", "step"); err == nil {
 		t.Error("a counter: no error")
 	}
-	if _, err := HistogramSumsBy(strings.NewReader(text), "absent", "step"); err == nil {
-		t.Error("an absent family: no error")
+	got, err = HistogramsBy(strings.NewReader(text), "absent", "step")
+	if err != nil || len(got) != 0 {
+		t.Errorf("an absent family: %v, %v; want no series and no error", got, err)
+	}
+	if _, err := HistogramsBy(strings.NewReader("not { metrics"), "absent", "step"); err == nil {
+		t.Error("malformed text: no error")
 	}
 }

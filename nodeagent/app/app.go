@@ -150,6 +150,9 @@ func Run(ctx context.Context, cfg Config) error {
 	p.cached.trustKernel(p.dp)
 	p.agent.Restore(p.cached.view, p.cached.store)
 	p.programCached()
+	if p.startGCBound != nil {
+		defer p.startGCBound.Stop()
+	}
 
 	// After the start-up Sync: doorman's rules use conntrack, so its
 	// sysctls exist by now.
@@ -211,6 +214,9 @@ type parts struct {
 	agent   *agent.Agent
 	// endStartGC ends the start-up's garbage collector target (relaxGC).
 	endStartGC func()
+	// startGCBound ends it after firstViewGCBound when nothing cached was
+	// programmed and no view comes; stopped when Run returns.
+	startGCBound *time.Timer
 }
 
 // startView is what the cache gives the start-up.
@@ -293,7 +299,7 @@ func (p *parts) programCached() {
 	} else {
 		// Nothing cached was programmed: the first full view from the
 		// stream is the start-up's large heap (see firstViewGC).
-		time.AfterFunc(firstViewGCBound, p.endStartGC)
+		p.startGCBound = time.AfterFunc(firstViewGCBound, p.endStartGC)
 	}
 	switch {
 	case err != nil:
