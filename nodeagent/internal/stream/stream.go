@@ -241,7 +241,8 @@ func (s *session) run(ctx context.Context) error {
 	}
 	s.agent.SetConnection(s.target, true)
 	s.log.Info("connected", "version", hello.GetHello().GetHolding().GetVersion())
-	for {
+	connected := time.Now()
+	for first := true; ; first = false {
 		u, err := stream.Recv()
 		if err != nil {
 			return fmt.Errorf("receive from %s: %w", s.target, err)
@@ -258,6 +259,13 @@ func (s *session) run(ctx context.Context) error {
 		}
 		out.Received = received
 		s.logOutcome(out)
+		if first {
+			// Where a start-up's time goes before the kernel: the control
+			// plane's answer to the hello, its transfer and decoding
+			// (received), then the state and the kernel (handled).
+			s.log.Info("first update of the stream", "version", out.Version, "changes", out.Changes, "full_sync", out.Synced,
+				"received_after", received.Sub(connected), "handled_in", time.Since(received))
+		}
 		if s.observer != nil {
 			s.observer.Updated(out)
 		}
