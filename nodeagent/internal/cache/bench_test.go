@@ -43,3 +43,26 @@ func BenchmarkSaveOneChange(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkSaveFullView writes a whole view of 100,000 entries into an
+// empty file, as the first full view from the stream does before its ACK.
+func BenchmarkSaveFullView(b *testing.B) {
+	const n = 100_000
+	changes := make([]state.Change, 0, n)
+	for i := range n {
+		e := entry(b, fmt.Sprintf("svc-%06d", i), "10.244.1.1", "10.244.1.2")
+		changes = append(changes, state.Change{Key: e.Key, New: e})
+	}
+	for i := 0; b.Loop(); i++ {
+		c, err := Open(filepath.Join(b.TempDir(), fmt.Sprintf("cache-%d.db", i)), "node-1")
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := c.Save(1, changes); err != nil {
+			b.Fatal(err)
+		}
+		if err := c.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
