@@ -18,11 +18,7 @@ func BenchmarkSaveOneChange(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer func() { _ = c.Close() }()
-			changes := make([]state.Change, 0, n)
-			for i := range n {
-				e := entry(b, fmt.Sprintf("svc-%06d", i), "10.244.1.1", "10.244.1.2")
-				changes = append(changes, state.Change{Key: e.Key, New: e})
-			}
+			changes := newEntries(b, n)
 			if err := c.Save(1, changes); err != nil {
 				b.Fatal(err)
 			}
@@ -48,11 +44,7 @@ func BenchmarkSaveOneChange(b *testing.B) {
 // empty file, as the first full view from the stream does before its ACK.
 func BenchmarkSaveFullView(b *testing.B) {
 	const n = 100_000
-	changes := make([]state.Change, 0, n)
-	for i := range n {
-		e := entry(b, fmt.Sprintf("svc-%06d", i), "10.244.1.1", "10.244.1.2")
-		changes = append(changes, state.Change{Key: e.Key, New: e})
-	}
+	changes := newEntries(b, n)
 	for i := 0; b.Loop(); i++ {
 		c, err := Open(filepath.Join(b.TempDir(), fmt.Sprintf("cache-%d.db", i)), "node-1")
 		if err != nil {

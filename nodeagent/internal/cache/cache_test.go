@@ -2,6 +2,7 @@ package cache
 
 import (
 	"encoding/binary"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +17,18 @@ import (
 	"github.com/doorman-proxy/doorman/nodeagent/internal/state"
 	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
 )
+
+// newEntries is n new entries svc-000000, svc-000001, … with two
+// endpoints each, as the changes that add them.
+func newEntries(t testing.TB, n int) []state.Change {
+	t.Helper()
+	changes := make([]state.Change, 0, n)
+	for i := range n {
+		e := entry(t, fmt.Sprintf("svc-%06d", i), "10.244.1.1", "10.244.1.2")
+		changes = append(changes, state.Change{Key: e.Key, New: e})
+	}
+	return changes
+}
 
 func entry(t testing.TB, name string, endpoints ...string) *doormanv1.Entry {
 	t.Helper()

@@ -1,15 +1,12 @@
 package cache
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
 	"testing"
-
-	"github.com/doorman-proxy/doorman/nodeagent/internal/state"
 )
 
 // TestSaveReleasesPages: after a large Save, the page buffers bbolt pools
@@ -25,11 +22,7 @@ func TestSaveReleasesPages(t *testing.T) {
 	}
 	defer func() { _ = c.Close() }()
 	const n = 10_000
-	changes := make([]state.Change, 0, n)
-	for i := range n {
-		e := entry(t, fmt.Sprintf("svc-%06d", i), "10.244.1.1", "10.244.1.2")
-		changes = append(changes, state.Change{Key: e.Key, New: e})
-	}
+	changes := newEntries(t, n)
 	heapAlloc := func() uint64 {
 		runtime.GC()
 		var ms runtime.MemStats
@@ -87,11 +80,7 @@ func TestOpenViewUnmapsLoadedPages(t *testing.T) {
 		t.Fatal(err)
 	}
 	const n = 10_000
-	changes := make([]state.Change, 0, n)
-	for i := range n {
-		e := entry(t, fmt.Sprintf("svc-%06d", i), "10.244.1.1", "10.244.1.2")
-		changes = append(changes, state.Change{Key: e.Key, New: e})
-	}
+	changes := newEntries(t, n)
 	if err := c.Save(1, changes); err != nil {
 		t.Fatal(err)
 	}
