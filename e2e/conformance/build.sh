@@ -2,18 +2,20 @@
 # build.sh builds what the upstream Kubernetes e2e tests need on this
 # machine, from the sources e2e/k8sbuild pins (k8s.io/kubernetes v1.36.3):
 #
-#   e2e.test  the test binary of k8s.io/kubernetes/test/e2e
+#   e2e-sig-network.test  upstream's e2e suite with sig-network's specs
+#             (the test binary of e2e/k8sbuild/signetwork: upstream's
+#             framework and set-up, without the other SIGs' spec packages)
 #   ginkgo    the runner, at the version k8s.io/kubernetes requires
 #   agnhost   test/images/agnhost (the image is built by images.sh)
 #   regression-issue-74839  test/images/regression-issue-74839 (likewise)
 #
-# e2e.test and ginkgo go to ${DOORMAN_CACHE:-~/.cache/doorman}/k8s-v1.36.3/bin
+# e2e-sig-network.test and ginkgo go to ${DOORMAN_CACHE:-~/.cache/doorman}/k8s-v1.36.3/bin
 # beside the other Kubernetes binaries; agnhost to the kind cache's bin,
 # under the name e2e/kind/images.sh gives it, so it compiles once for both;
 # regression-issue-74839 beside it.
 # Only missing binaries are built. Usage:
 #
-#   e2e/conformance/build.sh [e2e.test|ginkgo|agnhost|regression-issue-74839 ...]
+#   e2e/conformance/build.sh [e2e-sig-network.test|ginkgo|agnhost|regression-issue-74839 ...]
 #                                                  # default: all
 #
 # Prints the Kubernetes bin directory on its last line.
@@ -31,9 +33,9 @@ mkdir -p "${bin}" "${kindbin}"
 say() { echo "conformance-build: $*" >&2; }
 
 want=("$@")
-if [ ${#want[@]} -eq 0 ]; then want=(e2e.test ginkgo agnhost regression-issue-74839); fi
+if [ ${#want[@]} -eq 0 ]; then want=(e2e-sig-network.test ginkgo agnhost regression-issue-74839); fi
 
-# The version e2e.test reports (and checks against the server's) is set
+# The version the e2e binary reports (and checks against the server's) is set
 # the way upstream's release build sets it.
 version_flags="-X k8s.io/component-base/version.gitVersion=${K8S_VERSION}
  -X k8s.io/component-base/version.gitMajor=1
@@ -81,10 +83,10 @@ compile() {
 
 for w in "${want[@]}"; do
   case "${w}" in
-    e2e.test)
-      t="${bin}/e2e.test"
-      [ -x "${t}" ] || compile e2e.test "${t}" \
-        go test -c -trimpath -ldflags "-s -w ${version_flags}" -o "${t}.tmp" k8s.io/kubernetes/test/e2e
+    e2e-sig-network.test)
+      t="${bin}/e2e-sig-network.test"
+      [ -x "${t}" ] || compile e2e-sig-network.test "${t}" \
+        go test -c -trimpath -ldflags "-s -w ${version_flags}" -o "${t}.tmp" ./signetwork
       ;;
     ginkgo)
       t="${bin}/ginkgo"
@@ -101,7 +103,7 @@ for w in "${want[@]}"; do
       [ -x "${t}" ] || compile regression-issue-74839 "${t}" \
         go build -trimpath -ldflags "-s -w" -o "${t}.tmp" k8s.io/kubernetes/test/images/regression-issue-74839
       ;;
-    *) say "unknown binary ${w} (want e2e.test, ginkgo, agnhost or regression-issue-74839)"; exit 2 ;;
+    *) say "unknown binary ${w} (want e2e-sig-network.test, ginkgo, agnhost or regression-issue-74839)"; exit 2 ;;
   esac
 done
 echo "${bin}"

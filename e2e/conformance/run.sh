@@ -9,7 +9,7 @@
 #   e2e/conformance/run.sh doorman          # doorman only
 #   e2e/conformance/run.sh kube-proxy       # kube-proxy only
 #
-# Everything is built here, nothing is pulled: e2e.test and ginkgo
+# Everything is built here, nothing is pulled: upstream's e2e suite with its sig-network specs and ginkgo
 # (build.sh), the images the tests start (images.sh), the cluster's images
 # and node image (e2e/kind/images.sh, e2e/kind/node/build.sh).
 #
@@ -88,9 +88,9 @@ skip="$(skip_regexp)"
 
 # --- build -----------------------------------------------------------------
 
-say "e2e.test and ginkgo"
-k8s_bin="$(bash "${here}/build.sh" e2e.test ginkgo | tail -n 1)"
-e2e_test="${k8s_bin}/e2e.test"
+say "e2e-sig-network.test and ginkgo"
+k8s_bin="$(bash "${here}/build.sh" e2e-sig-network.test ginkgo | tail -n 1)"
+e2e_test="${k8s_bin}/e2e-sig-network.test"
 ginkgo="${k8s_bin}/ginkgo"
 kubectl_bin="$(bash e2e/hack/build-k8s.sh kubectl | tail -n 1)/kubectl"
 
