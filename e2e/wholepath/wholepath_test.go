@@ -7,7 +7,6 @@ import (
 	"net"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -345,8 +344,13 @@ func (r grpcurlResult) contains(subs ...string) grpcurlResult {
 // grpcurl runs the pinned grpcurl (tools/go.mod) with args.
 func grpcurl(t *testing.T, args ...string) grpcurlResult {
 	t.Helper()
-	_, file, _, _ := runtime.Caller(0)
-	root := filepath.Join(filepath.Dir(file), "..", "..")
+	// go test runs a package's tests in its directory; the build's paths
+	// may be trimmed, so the repository is found from there, not from the
+	// source file's recorded name.
+	root, err := filepath.Abs(filepath.Join("..", ".."))
+	if err != nil {
+		t.Fatal(err)
+	}
 	cmd := exec.Command("go", append([]string{"tool", "-modfile=" + filepath.Join(root, "tools", "go.mod"), "grpcurl"}, args...)...)
 	cmd.Dir = root
 	out, err := cmd.CombinedOutput()
