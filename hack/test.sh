@@ -8,16 +8,17 @@
 #   5. upstream's focused sig-network set        (make conformance-focused)
 #   6. the quick benchmarks                      (make bench bench-scale)
 #
-# Phases 4 and 5 first build a lot from source on a fresh machine (kind,
-# the Kubernetes binaries, every image, the node image's inputs, e2e.test),
-# and the phases before them leave much of the CPU idle while they wait on
-# their clusters. So e2e/hack/prepare.sh builds phase 4's inputs, then phase
-# 5's, from the start, in the background, at idle priority (SCHED_IDLE and
-# the idle I/O class: it is scheduled only on CPU time the tests leave,
-# though the tests' compiles still run somewhat slower beside it on 2
-# cores; a cold run went from 85.9 to 78.5 min). Each phase waits for its
-# part before it starts, and a failed preparation fails the run. The
-# benchmarks come last so that nothing runs beside them.
+# Phases 3 to 5 first build a lot from source on a fresh machine (the
+# Kubernetes binaries, kind, every image, the node image's inputs, upstream's
+# e2e suite), and the phases before them leave much of the CPU idle while
+# they wait on their clusters and kernels. So e2e/hack/prepare.sh builds
+# phase 3's inputs, then phase 4's, then phase 5's, from the start, in the
+# background, at idle priority (SCHED_IDLE and the idle I/O class: it is
+# scheduled only on CPU time the tests leave, though the tests' compiles
+# still run somewhat slower beside it on 2 cores). Each phase waits for its
+# part before it starts, so no compile runs twice at once, and a failed
+# preparation fails the run. The benchmarks come last so that nothing runs
+# beside them.
 #
 # The preparation's log: out/test/prepare.log. Time per phase is printed at
 # the end.
@@ -57,7 +58,7 @@ trap summary EXIT
 
 # The preparation runs in its own session, so that one signal reaches every
 # compiler it started, and it reports each stage in its log.
-setsid chrt --idle 0 ionice -c 3 bash e2e/hack/prepare.sh kind conformance >"${log}" 2>&1 &
+setsid chrt --idle 0 ionice -c 3 bash e2e/hack/prepare.sh netns kind conformance >"${log}" 2>&1 &
 prep=$!
 # Not a process group leader when started, setsid makes it one without
 # forking: its group is its pid, which the trap signals.
@@ -70,7 +71,7 @@ if kill -0 "${prep}" 2>/dev/null && [ "$(pgid)" != "${prep}" ]; then
   echo "test: the preparation (pid ${prep}) did not get its own process group" >&2
   exit 1
 fi
-say "preparing kind and conformance in the background (pid ${prep}, log ${log})"
+say "preparing the e2e phases in the background (pid ${prep}, log ${log})"
 
 # await STAGE: returns when prepare.sh finished STAGE; fails if it failed.
 await() {
@@ -91,6 +92,7 @@ await() {
 
 phase "unit and kernel tests (-race)" "${make}" unit
 phase "fuzzing" "${make}" fuzz
+await netns
 phase "e2e on the netns cluster" "${make}" e2e
 await kind
 phase "e2e on kind" "${make}" e2e-kind
