@@ -81,10 +81,43 @@ compile() {
   say "built ${name} in $(( $(date +%s) - start ))s"
 }
 
+# check_signetwork: fails when a package of the pinned e2e tree that
+# registers sig-network specs is not compiled into e2e-sig-network.test,
+# so a new pin cannot silently drop tests upstream's e2e.test would run.
+# A package registers them when it declares sig-network's SIGDescribe or
+# imports a package that does. Left out on purpose, each skipped here
+# anyway: GCE's own tests (test/e2e/cloud/gcp/...) and the kube-proxy
+# DaemonSet migration of GCE's upgrade scripts (test/e2e/upgrades/network,
+# [Disruptive]).
+check_signetwork() {
+  local e2e="k8s.io/kubernetes/test/e2e" dir declared missing
+  # Downloaded first: on a fresh machine nothing has fetched it yet.
+  dir="$(cd "${k8sbuild}" && GOFLAGS=-mod=readonly go mod download -json k8s.io/kubernetes |
+    sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+  [ -d "${dir}/test/e2e" ] || { say "no k8s.io/kubernetes sources in the module cache (${dir:-none})"; exit 1; }
+  declared="$(grep -rl --include='*.go' --exclude='*_test.go' -e 'SIGDescribe("network")' -e '"sig-network"' "${dir}/test/e2e" |
+    xargs -n1 dirname | sort -u | sed "s#^${dir}#k8s.io/kubernetes#")"
+  missing="$(
+    {
+      echo "${declared}"
+      (cd "${k8sbuild}" && GOFLAGS=-mod=readonly go list -e -f '{{.ImportPath}}{{range .Imports}} {{.}}{{end}}' "${e2e}/...") |
+        awk -v d=" $(echo "${declared}" | tr '\n' ' ')" '{for (i = 2; i <= NF; i++) if (index(d, " " $i " ")) {print $1; break}}'
+    } | sort -u |
+      grep -v -x -e "${e2e}/feature" -e "${e2e}/framework/service" -e "${e2e}/cloud/gcp" -e "${e2e}/cloud/gcp/network" -e "${e2e}/upgrades/network" |
+      comm -23 - <(cd "${k8sbuild}" && GOFLAGS=-mod=readonly go list -deps -test ./signetwork | sort -u)
+  )"
+  if [ -n "${missing}" ]; then
+    say "packages with sig-network specs missing from e2e/k8sbuild/signetwork (import them there):"
+    printf '  %s\n' ${missing} >&2
+    exit 1
+  fi
+}
+
 for w in "${want[@]}"; do
   case "${w}" in
     e2e-sig-network.test)
       t="${bin}/e2e-sig-network.test"
+      check_signetwork
       [ -x "${t}" ] || compile e2e-sig-network.test "${t}" \
         go test -c -trimpath -ldflags "-s -w ${version_flags}" -o "${t}.tmp" ./signetwork
       ;;
