@@ -16,9 +16,9 @@
 # background, at idle priority (SCHED_IDLE and the idle I/O class: it is
 # scheduled only on CPU time the tests leave, though the tests' compiles
 # still run somewhat slower beside it on 2 cores). Each phase waits for its
-# part before it starts, so no compile runs twice at once, and a failed
-# preparation fails the run. The benchmarks come last so that nothing runs
-# beside them.
+# part before it starts, so it never compiles what the preparation is
+# compiling, and a failed preparation fails the run. The benchmarks come
+# last so that nothing runs beside them.
 #
 # The preparation's log: out/test/prepare.log. Time per phase is printed at
 # the end.
