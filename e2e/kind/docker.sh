@@ -13,13 +13,20 @@
 # does nothing.
 #
 # What an engine and a kind cluster change outside their own namespaces:
-# dockerd turns on forwarding and sets the root iptables FORWARD policy to
-# DROP; each node's kubelet writes non-namespaced sysctls (kernel.panic,
+# dockerd turns on forwarding, sets the root iptables FORWARD policy to
+# DROP, adds its chains and rules to the root namespace's nat and filter
+# tables (creating them with iptables-nft) and a bridge per network
+# (docker0, br-<id>), all of which it leaves behind when it stops; each
+# node's kubelet writes non-namespaced sysctls (kernel.panic,
 # kernel.panic_on_oops, vm.overcommit_memory, kernel.keys.*) on the host,
 # and each node's systemd raises fs.file-max.
-# start records the machine's sysctls and the filter table's policies
-# before dockerd runs; stop writes back every recorded value that changed
-# under the keys below and names any other key it sees changed.
+# start records the machine's sysctls, iptables and ip6tables rules and
+# links before dockerd runs. stop writes back every recorded sysctl that
+# changed under the keys below and names any other key it sees changed;
+# puts back the filter table's policies; removes the rules, DOCKER* chains,
+# tables and bridges that are new since start and belong to the engine
+# (they name a DOCKER chain, docker0 or a br-<id> bridge), and names
+# anything else new it leaves alone.
 #
 # Machines whose capability bounding set lacks CAP_SYS_RESOURCE cannot run
 # `docker run --privileged` (runc asks for every capability and the kernel
@@ -122,8 +129,10 @@ record_machine() {
   for t in iptables ip6tables; do
     if command -v "${t}-save" >/dev/null; then
       "${t}-save" -t filter 2>/dev/null | grep '^:' >"${state}/${t}.policies" || true
+      "${t}-save" 2>/dev/null | grep -v '^#' >"${state}/${t}.before" || true
     fi
   done
+  ip -o link show | awk -F': ' '{sub(/@.*/, "", $2); print $2}' >"${state}/links.before"
 }
 
 start() {
@@ -223,10 +232,109 @@ restore_machine() {
       fi
     done <"${state}/${t}.policies"
   done
+  for t in iptables ip6tables; do undo_engine_rules "${t}"; done
+  undo_engine_links
+  local leftovers
+  leftovers="$(engine_leftovers)"
   if [ -f "${state}/lib-modules.absent" ] && [ -d /lib/modules ] && rmdir /lib/modules 2>/dev/null; then
     say "removed /lib/modules, which Docker created for the node containers"
   fi
-  rm -f "${state}/sysctl.before" "${state}"/*.policies "${state}/lib-modules.absent"
+  rm -f "${state}/sysctl.before" "${state}"/*.policies "${state}"/*.before "${state}/lib-modules.absent"
+  if [ -n "${leftovers}" ]; then
+    say "the engine's rules or links that are new since start are still in the root namespace:"
+    echo "${leftovers}" >&2
+    return 1
+  fi
+}
+
+# The engine's names in iptables-save lines and links: its chains
+# (DOCKER, DOCKER-USER, DOCKER-ISOLATION-STAGE-*), the default bridge and
+# one bridge per user-defined network.
+engine_chain='^DOCKER'
+engine_rule='(^| )-[jg] DOCKER|(^| )!? ?-[io] (docker0|br-[0-9a-f]+)( |$)'
+engine_link='^(docker0|br-[0-9a-f]+)$'
+
+# undo_plan BEFORE NOW prints an iptables-restore --noflush input that
+# deletes the rules in NOW (iptables-save output) that are not in BEFORE
+# and name the engine, then flushes and deletes the engine's chains that
+# are new; and, on stderr, "note:" lines for anything else new.
+undo_plan() {
+  awk -v chainre="${engine_chain}" -v rulere="${engine_rule}" '
+    { file = (FILENAME == ARGV[1]) ? 1 : 2 }
+    /^\*/ { table = substr($0, 2); if (file == 1) had[table] = 1; else if (!(table in tables)) { tables[table] = 1; order[++n] = table }; next }
+    /^:/ {
+      chain = substr($1, 2)
+      if (file == 1) old[table, chain] = 1
+      else if (!((table, chain) in old)) {
+        if (chain ~ chainre) { newchains[table] = newchains[table] " " chain }
+        else if (table in had) printf "note: chain %s in table %s is new since the engine started; left alone\n", chain, table > "/dev/stderr"
+      }
+      next
+    }
+    /^-A / {
+      if (file == 1) { count[table, $0]++; next }
+      if (count[table, $0] > 0) { count[table, $0]--; next }
+      if (($2 ~ chainre) && !((table, $2) in old)) next   # flushed with its chain
+      if ($0 ~ rulere) dels[table] = dels[table] "-D" substr($0, 3) "\n"
+      else printf "note: %s rule \"%s\" is new since the engine started; left alone\n", table, $0 > "/dev/stderr"
+    }
+    END {
+      for (i = 1; i <= n; i++) {
+        t = order[i]
+        if (dels[t] == "" && newchains[t] == "") continue
+        print "*" t
+        printf "%s", dels[t]
+        k = split(newchains[t], c, " ")
+        for (j = 1; j <= k; j++) print "-F " c[j]
+        for (j = 1; j <= k; j++) print "-X " c[j]
+        print "COMMIT"
+      }
+    }
+  ' "$1" "$2"
+}
+
+# undo_engine_rules TOOL (iptables or ip6tables) removes what the engine
+# added to that family's tables since start; with the nf_tables backend it
+# also deletes a table that did not exist before and is empty again.
+undo_engine_rules() {
+  local t="$1" before="${state}/$1.before" now plan table family
+  [ -f "${before}" ] && command -v "${t}-save" >/dev/null || return 0
+  now="$(mktemp)"
+  "${t}-save" 2>/dev/null | grep -v '^#' >"${now}" || true
+  plan="$(undo_plan "${before}" "${now}" 2> >(sed 's/^/docker.sh: /' >&2))"
+  if [ -n "${plan}" ]; then
+    if "${t}-restore" --noflush <<<"${plan}"; then
+      say "removed the engine's ${t} rules and chains: $(grep -c '^-[DX] ' <<<"${plan}") deleted"
+    else
+      say "could not remove the engine's ${t} rules; plan was:"
+      echo "${plan}" >&2
+    fi
+  fi
+  rm -f "${now}"
+  "${t}" --version 2>/dev/null | grep -q nf_tables || return 0
+  family=ip; [ "${t}" = ip6tables ] && family=ip6
+  for table in $("${t}-save" 2>/dev/null | sed -n 's/^\*//p'); do
+    grep -qx "\*${table}" "${before}" && continue
+    # Empty again: only the built-in chains, policy ACCEPT, no rules.
+    if ! "${t}-save" -t "${table}" 2>/dev/null | grep -v '^#' |
+      grep -Evq '^(\*|COMMIT$|:(PREROUTING|INPUT|FORWARD|OUTPUT|POSTROUTING) ACCEPT )'; then
+      nft delete table "${family}" "${table}" && say "deleted table ${family} ${table}, which the engine created"
+    else
+      say "note: table ${family} ${table} is new since the engine started and not empty; left alone"
+    fi
+  done
+}
+
+# undo_engine_links deletes the engine's bridges that are new since start
+# (dockerd creates them again from its own records when it starts).
+undo_engine_links() {
+  [ -f "${state}/links.before" ] || return 0
+  local link
+  for link in $(ip -o link show | awk -F': ' '{sub(/@.*/, "", $2); print $2}'); do
+    [[ "${link}" =~ ${engine_link} ]] || continue
+    grep -qx "${link}" "${state}/links.before" && continue
+    ip link delete "${link}" && say "deleted link ${link}, which the engine created"
+  done
 }
 
 # engine_children lists the processes the engine started that may outlive
@@ -279,6 +387,20 @@ stop() {
   rm -f "${state}/dockerd.pid"
   restore_machine
   say "dockerd stopped"
+}
+
+# engine_leftovers prints the engine's chains, rules and bridges in the
+# root namespace that were not there when start recorded the machine.
+engine_leftovers() {
+  local t
+  for t in iptables ip6tables; do
+    [ -f "${state}/${t}.before" ] && command -v "${t}-save" >/dev/null || continue
+    "${t}-save" 2>/dev/null | grep -E "^:DOCKER|^-A .*(${engine_rule})" |
+      grep -vxF -f <(grep -E "^:DOCKER|^-A " "${state}/${t}.before") | sed "s/^/  ${t}: /" || true
+  done
+  [ -f "${state}/links.before" ] || return 0
+  ip -o link show | awk -F': ' '{sub(/@.*/, "", $2); print $2}' | grep -E "${engine_link}" |
+    grep -vxF -f <(cat "${state}/links.before"; echo '') | sed 's/^/  link: /' || true
 }
 
 status() {
