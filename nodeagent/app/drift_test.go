@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"testing"
 	"time"
@@ -145,5 +146,64 @@ func TestDriftRepaired(t *testing.T) {
 				t.Errorf("drift repairs %d, want %d", got, want)
 			}
 		})
+	}
+}
+
+// TestResyncAfterOtherTables: commits by others to other tables (a CNI, a
+// firewall) leave doorman's table alone, and the drift monitor sees that:
+// the periodic resyncs after them read nothing back. A commit to
+// doorman's table still makes the next Sync read and repair.
+func TestResyncAfterOtherTables(t *testing.T) {
+	ns := testnet.NewNS(t, "agent")
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp := serveControlPlane(t, lis)
+	const period = 100 * time.Millisecond
+	run := startAgentWith(t, ns, "", func(c *Config) {
+		c.ControlPlanes = []string{lis.Addr().String()}
+		c.ResyncPeriod = period
+	})
+	receive(t, cp.hellos, "hello")
+	view := entries(t)
+	cp.updates <- &doormanv1.SyncResponse{Version: 1, Full: true, Upserts: view, ViewDigest: digestOf(view)}
+	if r := receive(t, cp.replies, "ack"); r.GetAck().GetVersion() != 1 {
+		t.Fatalf("reply %v, want an ack of version 1\nlogs:\n%s", r, run.logs.String())
+	}
+	other, err := nftables.New(nftables.WithNetNSFd(ns.FD()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reads := func() map[string]float64 { return run.scrapeLabelled(t, "doorman_agent_sync_reads_total") }
+	before := reads()
+	for i := range 5 {
+		other.AddTable(&nftables.Table{Name: fmt.Sprintf("cni-%d", i), Family: nftables.TableFamilyIPv4})
+		other.AddChain(&nftables.Chain{Name: "forward", Table: &nftables.Table{Name: fmt.Sprintf("cni-%d", i), Family: nftables.TableFamilyIPv4}})
+		if err := other.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(3 * period)
+	}
+	after := reads()
+	for reason, n := range after {
+		if reason != `reason="generation_unchanged"` && n != before[reason] {
+			t.Errorf("Syncs that read the table back after commits to other tables only: %s went from %v to %v\nlogs:\n%s", reason, before[reason], n, run.logs.String())
+		}
+	}
+	if skipped := after[`reason="generation_unchanged"`] - before[`reason="generation_unchanged"`]; skipped < 5 {
+		t.Errorf("%v periodic resyncs read nothing in %v with a resync period of %v; want at least 5", skipped, 15*period, period)
+	}
+
+	other.FlushChain(&nftables.Chain{Name: "services", Table: &nftables.Table{Name: "doorman", Family: nftables.TableFamilyINet}})
+	if err := other.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for reads()[`reason="generation_changed"`] == after[`reason="generation_changed"`] {
+		if time.Now().After(deadline) {
+			t.Fatalf("no Sync read the table back within 5s of a commit to doorman's table\nlogs:\n%s", run.logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -59,7 +59,7 @@ func (l kernelLayers) stack(dp agent.Kernel) agent.Kernel {
 
 // openLayers opens what the layers need: the drift monitor (it subscribes
 // before the cached view is programmed, so no foreign change after
-// start-up goes unseen), the conntrack cleaner and the health check node
+// start-up goes unseen; it is also the dataplane's witness), the conntrack cleaner and the health check node
 // port servers. Each that cannot be opened is logged and left out. close
 // closes them in the reverse order.
 func (p *parts) openLayers() (_ kernelLayers, close func(), err error) {
@@ -71,6 +71,9 @@ func (p *parts) openLayers() (_ kernelLayers, close func(), err error) {
 	} else {
 		cs.add(func() { closeOrWarn(p.log, "close drift monitor", monitor.Close) })
 		l.monitor = monitor
+		// Commits to other tables, which the monitor sees leave doorman's
+		// alone, do not make the next Sync read the table back.
+		p.dp.SetWitness(monitor)
 	}
 
 	// After every committed transaction (the start-up Sync from the cache

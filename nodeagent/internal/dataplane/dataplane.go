@@ -116,6 +116,9 @@ type Dataplane struct {
 	// known); trusted: the Mark an earlier process recorded, for the next
 	// Sync only (see Trust).
 	known, trusted Mark
+	// witness vouches for commits the dataplane did not make (nil: none;
+	// see SetWitness).
+	witness Witness
 	// free returns the heap to the OS a while after a large Sync (see
 	// freeLater); nil before the first.
 	free *time.Timer

@@ -85,6 +85,47 @@ func (d *Dataplane) Trust(m Mark) {
 	d.trusted = m
 }
 
+// A Witness sees the commits the dataplane does not make. Quiet reports
+// whether it saw every commit after generation from up to and including
+// generation to, and none of them touched doorman's table: the kernel at
+// to still holds what it held at from. It may wait briefly for the events
+// of commits the kernel already counts; when in doubt it says false.
+type Witness interface {
+	Quiet(from, to uint32) bool
+}
+
+// SetWitness lets w vouch for outside commits that leave doorman's table
+// alone (commits to other tables, by the CNI, a firewall, Docker): while
+// it does, the dataplane keeps its Mark across them, so the backstop
+// resync and the Sync after them skip the read, and the cache's record
+// stays valid. Without a witness any outside commit, to any table, makes
+// the next Sync read the table back.
+func (d *Dataplane) SetWitness(w Witness) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.witness = w
+}
+
+// current reports whether the kernel, at generation gen, still holds what
+// d.known records: nobody committed since its generation, or the witness
+// vouches for every commit since. It moves d.known on to gen. d.mu held.
+func (d *Dataplane) current(gen uint32) bool {
+	if gen == d.known.Generation {
+		return true
+	}
+	if !d.vouched(d.known.Generation, gen) {
+		return false
+	}
+	d.known.Generation = gen
+	return true
+}
+
+// vouched reports whether the witness vouches for every commit after
+// generation from up to gen.
+func (d *Dataplane) vouched(from, gen uint32) bool {
+	return d.witness != nil && d.witness.Quiet(from, gen)
+}
+
 // Mark returns what the kernel holds since the last own commit, or the
 // zero Mark when that is not known (a foreign commit came in between, or
 // the generation could not be read).
@@ -95,8 +136,9 @@ func (d *Dataplane) Mark() Mark {
 }
 
 // Unchanged reports whether nobody committed to the kernel since the
-// dataplane's own last commit (or Sync): the kernel then holds what it
-// programmed. False before a Sync, or when that is not known.
+// dataplane's own last commit (or Sync), or the witness vouches for every
+// commit since: the kernel then holds what it programmed. False before a
+// Sync, or when that is not known.
 func (d *Dataplane) Unchanged() bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -104,7 +146,7 @@ func (d *Dataplane) Unchanged() bool {
 		return false
 	}
 	gen, err := d.generation()
-	return err == nil && gen == d.known.Generation
+	return err == nil && d.current(gen)
 }
 
 // check decides whether Sync may trust m instead of reading the elements.
@@ -112,7 +154,7 @@ func (d *Dataplane) check(m Mark, gen uint32, genErr error, digest uint64) ReadC
 	switch {
 	case m.IsZero():
 		return ReadNoRecord
-	case genErr != nil || gen != m.Generation:
+	case genErr != nil || (gen != m.Generation && !d.vouched(m.Generation, gen)):
 		return ReadGenerationChanged
 	case digest != m.Elements:
 		return ReadViewChanged
@@ -125,18 +167,20 @@ func (d *Dataplane) check(m Mark, gen uint32, genErr error, digest uint64) ReadC
 }
 
 // commit flushes the queued transaction and keeps d.known: only when the
-// kernel was at the known generation before and is one further after is
-// the commit surely the dataplane's own; otherwise the known Mark is
-// dropped (a foreign commit may have come in between).
+// kernel was at the known generation before (or the witness vouches for
+// the commits since) and is one further after is the commit surely the
+// dataplane's own; otherwise the known Mark is dropped (a foreign commit
+// may have come in between).
 func (d *Dataplane) commit() error {
 	if d.known.IsZero() {
 		return d.conn.Flush()
 	}
 	before, berr := d.generation()
+	kept := berr == nil && d.current(before)
 	err := d.conn.Flush()
 	after, aerr := d.generation()
 	switch {
-	case berr != nil || aerr != nil || before != d.known.Generation:
+	case !kept || aerr != nil:
 		d.known = Mark{}
 	case err == nil && after == before+1:
 		d.known.Generation = after
@@ -148,14 +192,15 @@ func (d *Dataplane) commit() error {
 	return err
 }
 
-// settle keeps d.known only when the kernel is still at its generation.
+// settle keeps d.known only when the kernel is still at its generation
+// (or the witness vouches for the commits since).
 func (d *Dataplane) settle() {
 	if d.known.IsZero() {
 		return
 	}
 	gen, err := d.generation()
 	handle, herr := d.tableHandle()
-	if err != nil || herr != nil || gen != d.known.Generation || handle == 0 {
+	if err != nil || herr != nil || handle == 0 || !d.current(gen) {
 		d.known = Mark{}
 		return
 	}

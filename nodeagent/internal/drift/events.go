@@ -19,6 +19,13 @@ const nfgenmsgLen = 4
 // NFTA_SET_TABLE, NFTA_SET_ELEM_LIST_TABLE, NFTA_OBJ_TABLE, ...).
 const tableAttr = 1
 
+// commitEnd is a commit as its closing NFT_MSG_NEWGEN tells it.
+type commitEnd struct {
+	agent.Commit
+	// touched: one of the commit's messages named the watched table.
+	touched bool
+}
+
 // decoder groups the event messages of one commit, which the kernel sends in
 // order and closes with NFT_MSG_NEWGEN, and remembers whether any of them
 // touched the watched table.
@@ -32,35 +39,35 @@ func newDecoder(table string) *decoder {
 	return &decoder{family: unix.NFPROTO_INET, table: table}
 }
 
-// message takes one event message. At the end of a commit that touched the
-// table it returns the commit and true.
-func (d *decoder) message(m netlink.Message) (agent.Commit, bool, error) {
+// message takes one event message. At the end of every commit it returns
+// the commit and true.
+func (d *decoder) message(m netlink.Message) (commitEnd, bool, error) {
 	if m.Header.Type>>8 != unix.NFNL_SUBSYS_NFTABLES {
-		return agent.Commit{}, false, nil
+		return commitEnd{}, false, nil
 	}
 	if len(m.Data) < nfgenmsgLen {
-		return agent.Commit{}, false, fmt.Errorf("nftables event type %d: %d bytes, shorter than its header", m.Header.Type&0xff, len(m.Data))
+		return commitEnd{}, false, fmt.Errorf("nftables event type %d: %d bytes, shorter than its header", m.Header.Type&0xff, len(m.Data))
 	}
 	switch m.Header.Type & 0xff {
 	case unix.NFT_MSG_NEWGEN:
 		gen, err := genID(m)
 		if err != nil {
 			d.touched = false
-			return agent.Commit{}, false, err
+			return commitEnd{}, false, err
 		}
 		touched := d.touched
 		d.touched = false
-		return agent.Commit{Gen: gen, PortID: m.Header.PID}, touched, nil
+		return commitEnd{Commit: agent.Commit{Gen: gen, PortID: m.Header.PID}, touched: touched}, true, nil
 	default:
 		if d.touched || m.Data[0] != d.family {
-			return agent.Commit{}, false, nil
+			return commitEnd{}, false, nil
 		}
 		name, err := tableName(m.Data[nfgenmsgLen:])
 		if err != nil {
-			return agent.Commit{}, false, fmt.Errorf("nftables event type %d: %w", m.Header.Type&0xff, err)
+			return commitEnd{}, false, fmt.Errorf("nftables event type %d: %w", m.Header.Type&0xff, err)
 		}
 		d.touched = name == d.table
-		return agent.Commit{}, false, nil
+		return commitEnd{}, false, nil
 	}
 }
 

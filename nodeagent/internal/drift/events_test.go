@@ -48,7 +48,7 @@ func TestDecoder(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		msgs []netlink.Message
-		want []agent.Commit
+		want []agent.Commit // the commits that touched the table
 	}{
 		{"element deleted from doorman's table", []netlink.Message{
 			objectMsg(t, unix.NFT_MSG_DELSETELEM, inet, "doorman"), genMsg(t, 12, 900),
@@ -75,17 +75,34 @@ func TestDecoder(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			d := newDecoder("doorman")
 			var got []agent.Commit
+			var ends []uint32
 			for _, m := range tc.msgs {
 				c, end, err := d.message(m)
 				if err != nil {
 					t.Fatal(err)
 				}
 				if end {
-					got = append(got, c)
+					ends = append(ends, c.Gen)
+				}
+				if end && c.touched {
+					got = append(got, c.Commit)
 				}
 			}
 			if diff := cmp.Diff(tc.want, got); diff != "" {
-				t.Errorf("commits (-want +got):\n%s", diff)
+				t.Errorf("commits that touched the table (-want +got):\n%s", diff)
+			}
+			var wantEnds []uint32
+			for _, m := range tc.msgs {
+				if m.Header.Type == netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8|unix.NFT_MSG_NEWGEN) {
+					gen, err := genID(m)
+					if err != nil {
+						t.Fatal(err)
+					}
+					wantEnds = append(wantEnds, gen)
+				}
+			}
+			if diff := cmp.Diff(wantEnds, ends); diff != "" {
+				t.Errorf("ends of commits, touching the table or not (-want +got):\n%s", diff)
 			}
 		})
 	}
@@ -113,6 +130,22 @@ func FuzzDecoder(f *testing.F) {
 	f.Add(uint16(unix.NFT_MSG_NEWGEN), []byte{0, 0, 0, 0, 8, 0, 1, 0, 0, 0, 0, 9})
 	f.Fuzz(func(t *testing.T, typ uint16, data []byte) {
 		d := newDecoder("doorman")
-		_, _, _ = d.message(netlink.Message{Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | typ&0xff)}, Data: data})
+		m := netlink.Message{Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | typ&0xff), PID: 7}, Data: data}
+		c, end, err := d.message(m)
+		switch {
+		case err != nil && end:
+			t.Fatalf("type %d: an error and the end of a commit", typ&0xff)
+		case typ&0xff != unix.NFT_MSG_NEWGEN && end:
+			t.Fatalf("type %d ended a commit; only NEWGEN does", typ&0xff)
+		case typ&0xff == unix.NFT_MSG_NEWGEN && err == nil && !end:
+			t.Fatal("a NEWGEN that decodes did not end the commit")
+		case end && (c.touched || c.PortID != 7):
+			t.Fatalf("a lone NEWGEN: touched %v, port %d; want untouched, port 7", c.touched, c.PortID)
+		}
+		if end {
+			if gen, err := genID(m); err != nil || gen != c.Gen {
+				t.Fatalf("commit generation %d; genID says %d, %v", c.Gen, gen, err)
+			}
+		}
 	})
 }

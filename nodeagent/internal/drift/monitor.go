@@ -6,6 +6,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/mdlayher/netlink"
@@ -53,6 +54,13 @@ type Monitor struct {
 	// events read, for tests
 	received atomic.Uint64
 
+	// seen is the run of generations whose commits the monitor saw one
+	// after another, for Quiet; moved is closed and replaced each time
+	// seen changes.
+	seenMu sync.Mutex
+	seen   seenRun
+	moved  chan struct{}
+
 	signals chan Signal   // buffered; a full channel already holds a signal
 	done    chan struct{} // closed when the reader stops
 	err     error         // why the reader stopped, read after done
@@ -70,6 +78,7 @@ func Open(log hclog.Logger, netnsPath string) (*Monitor, error) {
 		log:     log,
 		commits: &agent.Commits{},
 		table:   render.TableName,
+		moved:   make(chan struct{}),
 		signals: make(chan Signal, 2),
 		done:    make(chan struct{}),
 		closing: make(chan struct{}),
@@ -94,6 +103,7 @@ func Open(log hclog.Logger, netnsPath string) (*Monitor, error) {
 		return nil, errors.Join(fmt.Errorf("join nftables events group: %w", err), m.closeAll())
 	}
 	enlargeReadBuffer(log, m.events)
+	m.joined()
 	go m.read()
 	return m, nil
 }
@@ -163,6 +173,7 @@ func (m *Monitor) read() {
 			if errors.Is(err, unix.ENOBUFS) {
 				// The kernel dropped events: a commit may have gone unseen.
 				d.reset()
+				m.unseen()
 				m.log.Debug("nftables events lost")
 				m.signal(SignalLost)
 				continue
@@ -172,15 +183,21 @@ func (m *Monitor) read() {
 		}
 		m.received.Add(uint64(len(msgs)))
 		for _, msg := range msgs {
-			c, end, err := d.message(msg)
+			end, ended, err := d.message(msg)
 			if err != nil {
 				m.log.Warn("unreadable nftables event", "error", err)
+				m.unseen()
 				m.signal(SignalLost)
 				continue
 			}
-			if !end {
+			if !ended {
 				continue
 			}
+			m.observed(end)
+			if !end.touched {
+				continue
+			}
+			c := end.Commit
 			if m.commits.Observe(c) {
 				m.log.Debug("foreign commit to doorman's table", "generation", c.Gen, "port", c.PortID)
 				m.signal(SignalForeign)
@@ -194,6 +211,8 @@ func (m *Monitor) read() {
 // leave takes the event socket out of the nftables events group, so that
 // commits build no events for it; false if it could not.
 func (m *Monitor) leave() bool {
+	// Commits from here go unseen, and leave gaps in the run of those
+	// seen: Quiet vouches for none of them.
 	if err := m.events.LeaveGroup(unix.NFNLGRP_NFTABLES); err != nil {
 		m.log.Warn("cannot leave the nftables events group; a large sync is slower", "error", err)
 		return false
@@ -207,6 +226,101 @@ func (m *Monitor) rejoin() {
 	if err := m.events.JoinGroup(unix.NFNLGRP_NFTABLES); err != nil {
 		m.log.Error("cannot rejoin the nftables events group; drift is found by the periodic resync only", "error", err)
 		m.signal(SignalLost)
+		return
+	}
+	m.joined()
+}
+
+// seenRun is a run of generations (after, upTo] whose commits the monitor
+// saw, one after another, none missed.
+type seenRun struct {
+	valid    bool
+	after    uint32
+	upTo     uint32
+	touched  uint32 // the last generation in the run that touched the table
+	anyTouch bool
+}
+
+// later reports whether generation a comes after b (generations wrap).
+func later(a, b uint32) bool { return int32(a-b) > 0 }
+
+// update changes the run under seenMu and wakes Quiet's waiters.
+func (m *Monitor) update(f func(r *seenRun)) {
+	m.seenMu.Lock()
+	defer m.seenMu.Unlock()
+	f(&m.seen)
+	close(m.moved)
+	m.moved = make(chan struct{})
+}
+
+// joined starts an empty run at the kernel's generation, once in the
+// events group: every later commit is seen (a commit made while out of the
+// group is before it, or leaves a gap). Without the generation the run
+// starts at the next commit seen.
+func (m *Monitor) joined() {
+	gen, err := m.generation()
+	m.update(func(r *seenRun) {
+		*r = seenRun{valid: err == nil, after: gen, upTo: gen}
+	})
+}
+
+// unseen ends the run: a commit may have gone unseen (events lost).
+func (m *Monitor) unseen() {
+	m.update(func(r *seenRun) { *r = seenRun{} })
+}
+
+// observed adds the end of a commit to the run, or starts a new run with
+// it when commits before it went unseen.
+func (m *Monitor) observed(c commitEnd) {
+	m.update(func(r *seenRun) {
+		if !r.valid || c.Gen != r.upTo+1 {
+			*r = seenRun{valid: true, after: c.Gen - 1, upTo: c.Gen}
+		} else {
+			r.upTo = c.Gen
+		}
+		if c.touched {
+			r.touched, r.anyTouch = c.Gen, true
+		}
+	})
+}
+
+// quietWait bounds how long Quiet waits for the events of commits the
+// kernel already counts: the kernel queues a commit's events before the
+// committing call returns, so they are normally read within microseconds;
+// those of a commit made while the monitor was out of the events group
+// never come, and Quiet says false after this wait.
+const quietWait = 100 * time.Millisecond
+
+// Quiet reports whether the monitor saw every commit after generation
+// from up to and including generation to, and none of them touched
+// doorman's table (see dataplane.Witness). It waits up to quietWait for
+// the events up to to; when in doubt it says false.
+func (m *Monitor) Quiet(from, to uint32) bool {
+	if from == to {
+		return true
+	}
+	if !later(to, from) {
+		return false
+	}
+	timeout := time.NewTimer(quietWait)
+	defer timeout.Stop()
+	for {
+		m.seenMu.Lock()
+		r, moved := m.seen, m.moved
+		m.seenMu.Unlock()
+		if r.valid && !later(to, r.upTo) {
+			// Every commit since from was seen, and the last that touched
+			// doorman's table (if any) came before it.
+			untouched := !r.anyTouch || !later(r.touched, from)
+			return !later(r.after, from) && untouched
+		}
+		select {
+		case <-moved:
+		case <-timeout.C:
+			return false
+		case <-m.closing:
+			return false
+		}
 	}
 }
 

@@ -98,7 +98,7 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 	})
 	m.syncReads = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "doorman_agent_sync_reads_total",
-		Help: "Full Syncs of the kernel table by whether they read its elements back: reason generation_unchanged did not (the kernel is as the agent's last own commit left it); no_record, generation_changed, table_changed and view_changed did.",
+		Help: "Full Syncs of the kernel table by whether they read its elements back: reason generation_unchanged did not (the kernel is as the agent's last own commit left it, or changed since only by commits the drift monitor saw leave doorman's table alone); no_record, generation_changed, table_changed and view_changed did.",
 	}, []string{"reason"})
 	m.syncSteps = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "doorman_agent_sync_step_duration_seconds",
