@@ -140,6 +140,8 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	// After the stream stopped, before the layers close.
+	defer p.saveMarkAtStop()
 	// Before the cache, the layers and the dataplane close: the stream
 	// drives them.
 	defer stopStream()
@@ -217,6 +219,9 @@ type parts struct {
 	// startGCBound ends it after firstViewGCBound when nothing cached was
 	// programmed and no view comes; stopped when Run returns.
 	startGCBound *time.Timer
+	// markMu guards savedMark (see saveMark).
+	markMu    sync.Mutex
+	savedMark savedMark
 }
 
 // startView is what the cache gives the start-up.
@@ -317,6 +322,41 @@ func (p *parts) programCached() {
 	}
 }
 
+// saveMarkAtStop records the kernel's Mark in the cache as Run ends (see
+// saveMark).
+func (p *parts) saveMarkAtStop() { p.saveMark("at stop") }
+
+// saveMark records in the cache the kernel's Mark for the view the agent
+// holds, while the dataplane still knows it (its own last commit, moved on
+// past commits to other tables that the drift monitor saw) and it moved
+// since the last write: the next start then reads the table back only for
+// commits made since. Otherwise the cache keeps the Mark it has.
+func (p *parts) saveMark(when string) {
+	if p.cached.cache == nil || p.cached.store == nil || !p.dp.Unchanged() {
+		return
+	}
+	version, mark := p.agent.Counters().Version, p.dp.Mark()
+	if version == 0 || mark.IsZero() {
+		return
+	}
+	p.markMu.Lock()
+	defer p.markMu.Unlock()
+	if p.savedMark == (savedMark{version, mark}) {
+		return
+	}
+	if err := p.cached.cache.SaveKernelMark(version, mark.Encode()); err != nil {
+		p.log.Warn("kernel mark not saved: the next start reads the table back", "when", when, "error", err)
+		return
+	}
+	p.savedMark = savedMark{version, mark}
+}
+
+// savedMark is the last Mark saveMark wrote, with its view's version.
+type savedMark struct {
+	version uint64
+	mark    dataplane.Mark
+}
+
 // serve serves Inspect, /healthz and /livez, and /metrics, runs the drift
 // monitor's loop and the cache's confirmation until the stream (started
 // before: see startStream) returns, and stops them in the reverse order.
@@ -340,7 +380,7 @@ func (p *parts) serve(ctx context.Context, streamDone <-chan error) error {
 	})
 	defer stopDrift()
 	if p.cached.store != nil {
-		stopConfirm := confirmWhileConnected(p.log.Named("cache"), p.cached.cache, p.agent, confirmPeriod)
+		stopConfirm := keepCacheCurrent(p.log.Named("cache"), p.cached.cache, p.agent, confirmPeriod, func() { p.saveMark("periodic") })
 		defer stopConfirm()
 	}
 	return <-streamDone
@@ -526,11 +566,13 @@ func tooOld(version uint64, confirmed time.Time, maxAge time.Duration, now time.
 // plane still confirms the view, when no update does.
 const confirmPeriod = time.Minute
 
-// confirmWhileConnected records in the cache, every period while a stream
-// is open, that a control plane confirms the view (the control plane
-// sends every change as it happens, so an open stream with nothing new
-// says the view is current).
-func confirmWhileConnected(log hclog.Logger, c *cache.Cache, a *agent.Agent, period time.Duration) (stop func()) {
+// keepCacheCurrent records in the cache, every period, the kernel's Mark
+// (saveMark: the commits to other tables since the last write are then
+// covered even if the agent is killed) and, while a stream is open, that a
+// control plane confirms the view (the control plane sends every change as
+// it happens, so an open stream with nothing new says the view is
+// current).
+func keepCacheCurrent(log hclog.Logger, c *cache.Cache, a *agent.Agent, period time.Duration, saveMark func()) (stop func()) {
 	t := time.NewTicker(period)
 	done, quit := make(chan struct{}), make(chan struct{})
 	go func() {
@@ -540,6 +582,7 @@ func confirmWhileConnected(log hclog.Logger, c *cache.Cache, a *agent.Agent, per
 			case <-quit:
 				return
 			case <-t.C:
+				saveMark()
 				if !a.Counters().Connected {
 					continue
 				}
