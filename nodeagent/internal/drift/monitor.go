@@ -60,6 +60,7 @@ type Monitor struct {
 	seenMu sync.Mutex
 	seen   seenRun
 	moved  chan struct{}
+	gen    func() (uint32, error) // the kernel's generation (tests replace it)
 
 	signals chan Signal   // buffered; a full channel already holds a signal
 	done    chan struct{} // closed when the reader stops
@@ -83,6 +84,7 @@ func Open(log hclog.Logger, netnsPath string) (*Monitor, error) {
 		done:    make(chan struct{}),
 		closing: make(chan struct{}),
 	}
+	m.gen = m.generation
 	cfg := &netlink.Config{}
 	if netnsPath != "" {
 		f, err := os.Open(netnsPath)
@@ -173,7 +175,7 @@ func (m *Monitor) read() {
 			if errors.Is(err, unix.ENOBUFS) {
 				// The kernel dropped events: a commit may have gone unseen.
 				d.reset()
-				m.unseen()
+				m.lost()
 				m.log.Debug("nftables events lost")
 				m.signal(SignalLost)
 				continue
@@ -186,7 +188,7 @@ func (m *Monitor) read() {
 			end, ended, err := d.message(msg)
 			if err != nil {
 				m.log.Warn("unreadable nftables event", "error", err)
-				m.unseen()
+				m.lost()
 				m.signal(SignalLost)
 				continue
 			}
@@ -211,8 +213,8 @@ func (m *Monitor) read() {
 // leave takes the event socket out of the nftables events group, so that
 // commits build no events for it; false if it could not.
 func (m *Monitor) leave() bool {
-	// Commits from here go unseen, and leave gaps in the run of those
-	// seen: Quiet vouches for none of them.
+	// Commits from here go unseen: rejoin rebases the run past them, and
+	// Quiet vouches for none of them.
 	if err := m.events.LeaveGroup(unix.NFNLGRP_NFTABLES); err != nil {
 		m.log.Warn("cannot leave the nftables events group; a large sync is slower", "error", err)
 		return false
@@ -253,33 +255,47 @@ func (m *Monitor) update(f func(r *seenRun)) {
 	m.moved = make(chan struct{})
 }
 
-// joined starts an empty run at the kernel's generation, once in the
-// events group: every later commit is seen (a commit made while out of the
-// group is before it, or leaves a gap). Without the generation the run
-// starts at the next commit seen.
-func (m *Monitor) joined() {
-	gen, err := m.generation()
-	m.update(func(r *seenRun) {
-		*r = seenRun{valid: err == nil, after: gen, upTo: gen}
-	})
+// rebase starts an empty run at the kernel's current generation, read
+// after the monitor joined the events group or learnt that events were
+// lost. Every message of a later commit is sent after that commit moves
+// the generation on, so after the reading: such commits are seen whole.
+// A commit at or before the generation may have been seen in part (its
+// first messages lost, or sent before the join), so no run ever starts
+// from an event. Without the generation there is no run until the next
+// event's rebase succeeds. r is m.seen, seenMu held.
+func (m *Monitor) rebase(r *seenRun) {
+	gen, err := m.gen()
+	if err != nil {
+		*r = seenRun{}
+		return
+	}
+	*r = seenRun{valid: true, after: gen, upTo: gen}
 }
 
-// unseen ends the run: a commit may have gone unseen (events lost).
-func (m *Monitor) unseen() {
-	m.update(func(r *seenRun) { *r = seenRun{} })
-}
+// joined rebases the run once the monitor is in the events group.
+func (m *Monitor) joined() { m.update(m.rebase) }
 
-// observed adds the end of a commit to the run, or starts a new run with
-// it when commits before it went unseen.
+// lost rebases the run after events were lost or could not be read: the
+// commits they belonged to are at or before the generation read now.
+func (m *Monitor) lost() { m.update(m.rebase) }
+
+// observed adds the end of a commit to the run. A commit at or before the
+// run's end was seen already or is older than the run (its events queued
+// before a rebase); one after a gap (commits that went unseen) rebases it.
 func (m *Monitor) observed(c commitEnd) {
 	m.update(func(r *seenRun) {
-		if !r.valid || c.Gen != r.upTo+1 {
-			*r = seenRun{valid: true, after: c.Gen - 1, upTo: c.Gen}
-		} else {
-			r.upTo = c.Gen
+		if !r.valid {
+			m.rebase(r)
 		}
-		if c.touched {
-			r.touched, r.anyTouch = c.Gen, true
+		switch {
+		case !r.valid || !later(c.Gen, r.upTo):
+		case c.Gen == r.upTo+1:
+			r.upTo = c.Gen
+			if c.touched {
+				r.touched, r.anyTouch = c.Gen, true
+			}
+		default:
+			m.rebase(r)
 		}
 	})
 }

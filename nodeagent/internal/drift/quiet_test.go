@@ -1,6 +1,7 @@
 package drift
 
 import (
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -19,10 +20,13 @@ func end(gen uint32, touched bool) commitEnd {
 }
 
 // TestQuietRuns: Quiet vouches only for generations inside the run of
-// commits seen one after another, none touching doorman's table; a gap,
-// lost events or leaving the group end the run.
+// commits seen one after another since the kernel's generation was read
+// (at the join, after lost events, after a gap), none touching doorman's
+// table.
 func TestQuietRuns(t *testing.T) {
+	kernel := uint32(4) // what the monitor reads as the kernel's generation
 	m := &Monitor{moved: make(chan struct{}), closing: make(chan struct{})}
+	m.gen = func() (uint32, error) { return kernel, nil }
 	expect := func(from, to uint32, want bool) {
 		t.Helper()
 		if got := m.Quiet(from, to); got != want {
@@ -30,13 +34,15 @@ func TestQuietRuns(t *testing.T) {
 		}
 	}
 	expect(3, 3, true) // nothing committed
+	m.joined()         // at 4
 	expect(3, 4, false)
+	m.observed(end(4, false)) // queued before the join: older than the run
 	m.observed(end(5, false))
 	m.observed(end(6, false))
 	m.observed(end(7, false))
 	expect(4, 7, true)
 	expect(5, 6, true)
-	expect(3, 7, false) // generation 4 was not seen
+	expect(3, 7, false) // generation 4 was not seen whole
 	expect(4, 8, false) // not seen yet
 	expect(7, 4, false) // backwards
 
@@ -46,31 +52,50 @@ func TestQuietRuns(t *testing.T) {
 	expect(7, 9, false) // 8 touched doorman's table
 	expect(7, 8, false)
 
-	m.observed(end(11, false)) // 10 unseen
+	kernel = 11
+	m.observed(end(11, false)) // 10 unseen: rebased at 11, which may be partly seen
 	expect(8, 11, false)
-	expect(10, 11, true)
-
-	m.unseen() // events lost
 	expect(10, 11, false)
 	m.observed(end(12, false))
 	expect(11, 12, true)
 
+	// Events lost: the commits they belonged to are at or before the
+	// generation read then, whatever their own events say later.
+	kernel = 14
+	m.lost()
+	m.observed(end(13, false))
+	m.observed(end(14, false))
+	expect(12, 14, false)
+	expect(13, 14, false)
+	m.observed(end(15, false))
+	expect(14, 15, true)
+
 	start := time.Now()
-	expect(12, 13, false) // never seen: made while out of the group
+	expect(15, 16, false) // never seen (made while out of the group)
 	if waited := time.Since(start); waited < quietWait || waited > 10*quietWait {
 		t.Errorf("Quiet waited %v for a commit it never saw; want about %v", waited, quietWait)
 	}
 
-	m.seen = seenRun{valid: true, after: 20, upTo: 20} // joined at 20
 	go func() {
 		time.Sleep(10 * time.Millisecond)
-		m.observed(end(21, false))
+		m.observed(end(16, false))
 	}()
-	expect(20, 21, true) // waits for the event the kernel already counts
+	expect(15, 16, true) // waits for the event of a commit the kernel already counts
 
-	m.seen = seenRun{valid: true, after: ^uint32(0) - 1, upTo: ^uint32(0)}
+	// Without the kernel's generation there is no run.
+	m.gen = func() (uint32, error) { return 0, errors.New("netlink down") }
+	m.lost()
+	m.observed(end(17, false))
+	expect(16, 17, false)
+	m.gen = func() (uint32, error) { return kernel, nil }
+	kernel = 17
+	m.observed(end(18, false)) // rebased at 17 first
+	expect(17, 18, true)
+
+	kernel = ^uint32(0)
+	m.joined()
 	m.observed(end(0, false)) // the generation wraps
-	expect(^uint32(0)-1, 0, true)
+	expect(^uint32(0), 0, true)
 }
 
 // TestWitness: with the monitor as its witness, a dataplane keeps its
