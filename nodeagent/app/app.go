@@ -85,6 +85,8 @@ type Config struct {
 
 	// wrapKernel, for tests, wraps the kernel the agent drives.
 	wrapKernel func(agent.Kernel) agent.Kernel
+	// cachePeriod, for tests, replaces confirmPeriod (0: confirmPeriod).
+	cachePeriod time.Duration
 }
 
 // Run runs the agent until ctx is done, then stops, leaving the kernel's
@@ -349,6 +351,7 @@ func (p *parts) saveMark(when string) {
 		return
 	}
 	p.savedMark = savedMark{version, mark}
+	p.log.Debug("kernel mark saved", "when", when, "version", version, "generation", mark.Generation)
 }
 
 // savedMark is the last Mark saveMark wrote, with its view's version.
@@ -380,7 +383,11 @@ func (p *parts) serve(ctx context.Context, streamDone <-chan error) error {
 	})
 	defer stopDrift()
 	if p.cached.store != nil {
-		stopConfirm := keepCacheCurrent(p.log.Named("cache"), p.cached.cache, p.agent, confirmPeriod, func() { p.saveMark("periodic") })
+		period := confirmPeriod
+		if p.cfg.cachePeriod > 0 {
+			period = p.cfg.cachePeriod
+		}
+		stopConfirm := keepCacheCurrent(p.log.Named("cache"), p.cached.cache, p.agent, period, func() { p.saveMark("periodic") })
 		defer stopConfirm()
 	}
 	return <-streamDone

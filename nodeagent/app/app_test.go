@@ -304,6 +304,62 @@ func TestRestartServesFromCache(t *testing.T) {
 	}
 }
 
+// TestMarkSavedWhileRunning: an agent that is killed leaves the mark it
+// last wrote; it writes the kernel's mark moved on past commits to other
+// tables every period, not only when it stops.
+func TestMarkSavedWhileRunning(t *testing.T) {
+	ns := testnet.NewNS(t, "agent")
+	cachePath := filepath.Join(t.TempDir(), "cache.db")
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp := serveControlPlane(t, lis)
+	run := startAgentWith(t, ns, cachePath, func(c *Config) {
+		c.ControlPlanes = []string{lis.Addr().String()}
+		c.cachePeriod = 50 * time.Millisecond
+	})
+	receive(t, cp.hellos, "hello")
+	view := entries(t)
+	cp.updates <- &doormanv1.SyncResponse{Version: 1, Full: true, Upserts: view, ViewDigest: digestOf(view)}
+	if r := receive(t, cp.replies, "ack"); r.GetAck().GetVersion() != 1 {
+		t.Fatalf("reply %v, want an ack of version 1\nlogs:\n%s", r, run.logs.String())
+	}
+	saves := func() int {
+		n := 0
+		for _, l := range strings.Split(run.logs.String(), "\n") {
+			if strings.Contains(l, "kernel mark saved:") && strings.Contains(l, " when=periodic ") {
+				n++
+			}
+		}
+		return n
+	}
+	waitSaves := func(n int, what string) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for saves() < n {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %d periodic writes of the mark within 5s, want %d\nlogs:\n%s", what, saves(), n, run.logs.String())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitSaves(1, "after the first update") // the mark, first written with the view
+	time.Sleep(200 * time.Millisecond)     // 4 periods: nothing moved, nothing written
+	if n := saves(); n != 1 {
+		t.Errorf("%d periodic writes of a mark that did not move, want 1", n)
+	}
+	other, err := nftables.New(nftables.WithNetNSFd(ns.FD()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	other.AddTable(&nftables.Table{Name: "cni", Family: nftables.TableFamilyIPv4})
+	if err := other.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	waitSaves(2, "after a commit to another table")
+}
+
 // logLine returns the first log line containing msg.
 func logLine(logs, msg string) string {
 	for _, l := range strings.Split(logs, "\n") {
