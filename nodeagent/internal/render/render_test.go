@@ -2,6 +2,7 @@ package render
 
 import (
 	"flag"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -555,21 +556,17 @@ func TestAffinityChainRule(t *testing.T) {
 }
 
 // TestEstimateIsUpperBound: View sizes its element slice by
-// estimateElements, which must not be below what any kind of Service
-// renders to (else the slice grows and is copied), nor far above it for
-// a plain ClusterIP Service (every slot is 112 bytes to allocate and
+// estimateEntry, which must not be below what the Node entry or any kind
+// of Service renders to (else the slice grows and is copied), and exact
+// for a plain ClusterIP Service (every slot is 112 bytes to allocate and
 // scan at 100,000 Services).
 func TestEstimateIsUpperBound(t *testing.T) {
 	for key, e := range kindsView() {
-		sp := e.GetServicePort()
-		if sp == nil {
-			continue
-		}
 		objs, err := Entry(e)
 		if err != nil {
 			t.Fatalf("%s: %v", key, err)
 		}
-		if got, est := len(objs.Elements), estimateElements(sp); got > est {
+		if got, est := len(objs.Elements), estimateEntry(e); got > est {
 			t.Errorf("%s renders to %d elements, estimate %d", key, got, est)
 		}
 	}
@@ -580,7 +577,54 @@ func TestEstimateIsUpperBound(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, est := len(objs.Elements), estimateElements(plain); est > 2*got {
-		t.Errorf("a ClusterIP Service with 2 endpoints renders to %d elements, estimate %d: more than twice", got, est)
+	if got, est := len(objs.Elements), estimateElements(plain); est != got {
+		t.Errorf("a ClusterIP Service with 2 endpoints renders to %d elements, estimate %d: not exact", got, est)
 	}
+}
+
+// TestEstimateCoversEveryCombination: estimateElements bounds the elements
+// of every combination of endpoints, traffic policies, affinity, external
+// addresses (duplicates and one that is the ClusterIP included), source
+// ranges and nodePort.
+func TestEstimateCoversEveryCombination(t *testing.T) {
+	eps := func(prefix string, n int) []*doormanv1.Endpoint {
+		var list []*doormanv1.Endpoint
+		for i := 0; i < n; i++ {
+			list = append(list, ep(fmt.Sprintf("%s.%d", prefix, i+1), 8080))
+		}
+		return list
+	}
+	checked := 0
+	for _, nEps := range []int{0, 1, 3} {
+		for _, nCluster := range []int{0, 2} {
+			for _, nLocal := range []int{0, 2} {
+				for _, policy := range []int{0, 1, 2, 3} { // bit 0: internal Local, bit 1: external Local
+					for _, affinity := range []uint32{0, 10800} {
+						for _, ext := range [][]string{nil, {"192.0.2.1", "192.0.2.1", "10.96.0.10"}} {
+							for _, lb := range [][]string{nil, {"192.0.2.1"}, {"192.0.2.9", "192.0.2.10"}} {
+								for _, ranges := range [][]string{nil, {"203.0.113.0/24", "198.51.100.0/24"}, {"203.0.113.0/24", "203.0.113.0/25"}} {
+									for _, np := range []uint32{0, 30080} {
+										sp := &doormanv1.ServicePort{Namespace: "ns", Name: "all", Protocol: tcp, Family: ipv4,
+											ClusterIp: "10.96.0.10", Port: 80, NodePort: np, AffinityTimeoutSeconds: affinity,
+											Endpoints: eps("10.244.1", nEps), ClusterEndpoints: eps("10.244.2", nCluster), LocalEndpoints: eps("10.244.3", nLocal),
+											InternalPolicyLocal: policy&1 != 0, ExternalPolicyLocal: policy&2 != 0,
+											ExternalIps: ext, LoadBalancerIps: lb, LoadBalancerSourceRanges: ranges}
+										objs, err := Entry(spEntry(sp))
+										if err != nil {
+											t.Fatalf("%v: %v", sp, err)
+										}
+										if got, est := len(objs.Elements), estimateElements(sp); got > est {
+											t.Errorf("%v renders to %d elements, estimate %d", sp, got, est)
+										}
+										checked++
+									}
+								}
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+	t.Logf("%d combinations", checked)
 }

@@ -5,10 +5,13 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
+	"runtime"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
+	"unsafe"
 
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
@@ -51,23 +54,52 @@ type Table struct {
 // elements are kept, less those of the frontends it does not own.
 func View(view map[string]*doormanv1.Entry) *Table { return Options{}.View(view) }
 
-// View renders a whole view with these Options (see View).
+// View renders a whole view with these Options (see View). A large view
+// is rendered in parts, one per CPU, each into its own stretch of the one
+// element slice; claims are then added, and elements kept, in the keys'
+// order, as if one builder had rendered it all.
 func (o Options) View(view map[string]*doormanv1.Entry) *Table {
-	t := &Table{Sets: Sets(), Owners: make(map[SharedID]int, len(view)), Invalid: map[string]error{}, ChainUsers: map[string]int{}}
-	t.Claims = &Claims{owner: make(map[frontendID]claimant, len(view)), others: map[frontendID][]claimant{}}
 	keys, est := sortedEntries(view)
-	b := &builder{elems: make([]Element, 0, est), claims: make([]Claim, 0, len(view)), chunk: 1 << 20}
-	r := t.renderEntries(b, keys)
-	t.Elements = t.keepOwned(b, r)
+	return o.renderParts(keys, est, min(runtime.GOMAXPROCS(0), len(keys)/minPartEntries))
+}
+
+// renderParts renders the sorted entries, whose elements est bounds, in
+// at most n parts.
+func (o Options) renderParts(keys []keyedEntry, est, n int) *Table {
+	t := &Table{Sets: Sets(), Owners: make(map[SharedID]int, len(keys)), Invalid: map[string]error{}, ChainUsers: map[string]int{}}
+	t.Claims = &Claims{owner: make(map[frontendID]claimant, len(keys)), others: map[frontendID][]claimant{}}
+	elems := make([]Element, 0, est)
+	parts := splitParts(keys, elems, n)
+	inParallel(len(parts), func(i int) { parts[i].render() })
+	for i := range parts {
+		t.claim(&parts[i])
+	}
+	t.Elements = t.keepOwned(elems, parts)
 	t.Refused = t.Claims.Refused()
 	t.Chains = append(o.StaticChains(), endpointChains(t.ChainUsers)...)
 	return t
 }
 
-// keyedEntry is a view's entry with its key.
+// inParallel runs fn(0) … fn(n-1), each on a goroutine of its own when
+// there are several, and returns when all returned.
+func inParallel(n int, fn func(i int)) {
+	if n == 1 {
+		fn(0)
+		return
+	}
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { fn(i) })
+	}
+	wg.Wait()
+}
+
+// keyedEntry is a view's entry with its key and the bound from above on
+// how many elements it renders to (see estimateElements).
 type keyedEntry struct {
 	key   string
 	entry *doormanv1.Entry
+	est   int
 }
 
 // sortedEntries returns the view's entries sorted by key, and a bound from
@@ -77,82 +109,151 @@ type keyedEntry struct {
 // the bound).
 func sortedEntries(view map[string]*doormanv1.Entry) ([]keyedEntry, int) {
 	keys := make([]keyedEntry, 0, len(view))
-	est := 16
+	est := 0
 	for k, e := range view {
-		keys = append(keys, keyedEntry{k, e})
-		est += estimateElements(e.GetServicePort())
+		n := estimateEntry(e)
+		keys = append(keys, keyedEntry{k, e, n})
+		est += n
 	}
 	slices.SortFunc(keys, func(x, y keyedEntry) int { return strings.Compare(x.key, y.key) })
 	return keys, est
 }
 
-// entrySpan is where one rendered entry's elements, chains and claims lie.
+// minPartEntries is the fewest entries worth a part of their own: below
+// it, starting and joining a goroutine costs more than it saves.
+const minPartEntries = 4096
+
+// part is a run of consecutive entries (in key order) rendered by one
+// builder into its own stretch of the view's element slice.
+type part struct {
+	keys []keyedEntry
+	b    builder
+	// at is where the part's stretch starts in the view's element slice.
+	at int
+	r  rendered
+}
+
+// splitParts cuts keys into n parts (at least one) of about as many
+// entries each, each given the stretch of elems its entries' estimates add
+// up to.
+func splitParts(keys []keyedEntry, elems []Element, n int) []part {
+	n = max(1, n)
+	parts := make([]part, n)
+	at := 0
+	for i := range parts {
+		lo, hi := len(keys)*i/n, len(keys)*(i+1)/n
+		est := 0
+		for _, ke := range keys[lo:hi] {
+			est += ke.est
+		}
+		parts[i] = part{keys: keys[lo:hi], at: at, b: builder{elems: elems[at : at : at+est], chunk: 1 << 20}}
+		at += est
+	}
+	return parts
+}
+
+// inPlace reports whether the part's elements still lie in its stretch of
+// elems: they do unless an estimate fell short and append moved them.
+func (p *part) inPlace(elems []Element) bool {
+	return cap(p.b.elems) == 0 || unsafe.SliceData(p.b.elems) == unsafe.SliceData(elems[p.at:cap(elems)])
+}
+
+// entrySpan is where one rendered entry's elements, chains and claims lie
+// in its part's builder.
 type entrySpan struct {
 	key                                                            string
+	entry                                                          *doormanv1.Entry
 	elemStart, elemEnd, chainStart, chainEnd, claimStart, claimEnd int
 }
 
 // rendered is every rendered entry's span, and the per-K chains the spans
-// point into, back to back.
+// point into, back to back; and the entries that could not be rendered.
 type rendered struct {
-	spans  []entrySpan
-	chains []string
+	spans   []entrySpan
+	chains  []string
+	invalid []invalidEntry
 }
 
-// renderEntries renders each entry into b, in order, recording in t the
-// entries that cannot be rendered and the claims of those that can.
-func (t *Table) renderEntries(b *builder, keys []keyedEntry) rendered {
-	r := rendered{spans: make([]entrySpan, 0, len(keys))}
-	for _, ke := range keys {
+// invalidEntry is an entry left out, and why.
+type invalidEntry struct {
+	key string
+	err error
+}
+
+// render renders each of the part's entries into its builder, in order.
+func (p *part) render() {
+	b := &p.b
+	p.r = rendered{spans: make([]entrySpan, 0, len(p.keys))}
+	for _, ke := range p.keys {
 		start, claimStart := len(b.elems), len(b.claims)
 		b.chains = b.chains[:0]
 		if err := b.entry(ke.entry); err != nil {
-			t.Invalid[ke.key] = err
+			p.r.invalid = append(p.r.invalid, invalidEntry{ke.key, err})
 			b.elems, b.claims = b.elems[:start], b.claims[:claimStart]
 			continue
 		}
-		for _, cl := range b.claims[claimStart:] {
-			t.Claims.add(cl.id, claimant{key: ke.key, entry: ke.entry, kind: cl.Kind})
-		}
-		chainStart := len(r.chains)
-		r.chains = append(r.chains, b.chains...)
-		r.spans = append(r.spans, entrySpan{ke.key, start, len(b.elems), chainStart, len(r.chains), claimStart, len(b.claims)})
+		chainStart := len(p.r.chains)
+		p.r.chains = append(p.r.chains, b.chains...)
+		p.r.spans = append(p.r.spans, entrySpan{ke.key, ke.entry, start, len(b.elems), chainStart, len(p.r.chains), claimStart, len(b.claims)})
 	}
-	return r
+}
+
+// claim records in t the part's entries that cannot be rendered and the
+// claims of those that can.
+func (t *Table) claim(p *part) {
+	for _, inv := range p.r.invalid {
+		t.Invalid[inv.key] = inv.err
+	}
+	for _, s := range p.r.spans {
+		for _, cl := range p.b.claims[s.claimStart:s.claimEnd] {
+			t.Claims.add(cl.id, claimant{key: s.key, entry: s.entry, kind: cl.Kind})
+		}
+	}
 }
 
 // keepOwned keeps each entry's elements (less the frontends it lost, once
-// claims are decided), counting shared owners and chain users in t. It
-// compacts b's elements in place, the write index never passing the read
-// index, and returns what is kept.
-func (t *Table) keepOwned(b *builder, r rendered) []Element {
-	elems := b.elems
-	w := 0
+// claims are decided), counting shared owners and chain users in t. When
+// every part's elements lie in elems, it compacts them there, the write
+// index never passing the read index; otherwise into a new slice. It
+// returns what is kept.
+func (t *Table) keepOwned(elems []Element, parts []part) []Element {
+	out, total := elems[:0], 0
+	for i := range parts {
+		total += len(parts[i].b.elems)
+		if !parts[i].inPlace(elems) {
+			out = nil
+		}
+	}
+	if out == nil {
+		out = make([]Element, 0, total)
+	}
 	// With no frontend claimed twice, every entry owns what it claims:
 	// no claim needs looking up.
 	contested := len(t.Claims.others) > 0
-	for _, s := range r.spans {
-		objs := Objects{Elements: elems[s.elemStart:s.elemEnd], Chains: r.chains[s.chainStart:s.chainEnd], Claims: b.claims[s.claimStart:s.claimEnd]}
-		if contested {
-			objs = objs.owned(s.key, t.Claims.ownerOf)
-		}
-		for _, e := range objs.Elements {
-			if e.Shared {
-				id := e.SharedID()
-				n := t.Owners[id]
-				t.Owners[id] = n + 1
-				if n > 0 {
-					continue
-				}
+	for i := range parts {
+		p := &parts[i]
+		for _, s := range p.r.spans {
+			objs := Objects{Elements: p.b.elems[s.elemStart:s.elemEnd], Chains: p.r.chains[s.chainStart:s.chainEnd], Claims: p.b.claims[s.claimStart:s.claimEnd]}
+			if contested {
+				objs = objs.owned(s.key, t.Claims.ownerOf)
 			}
-			elems[w] = e
-			w++
-		}
-		for _, c := range objs.Chains {
-			t.ChainUsers[c]++
+			for _, e := range objs.Elements {
+				if e.Shared {
+					// One lookup: the count is new when the map grew.
+					n := len(t.Owners)
+					t.Owners[e.SharedID()]++
+					if len(t.Owners) == n {
+						continue
+					}
+				}
+				out = append(out, e)
+			}
+			for _, c := range objs.Chains {
+				t.ChainUsers[c]++
+			}
 		}
 	}
-	return elems[:w]
+	return out
 }
 
 // endpointChains returns the per-endpoint-count chains used, in order.
@@ -170,24 +271,55 @@ func endpointChains(users map[string]int) []Chain {
 	return chains
 }
 
+// estimateEntry bounds from above how many elements an entry renders to,
+// so View allocates its element slice once (see estimateElements).
+func estimateEntry(e *doormanv1.Entry) int {
+	if n := e.GetNode(); n != nil {
+		// An address each; a start and an end element per CIDR.
+		return len(n.GetNodeportAddresses()) + 2*(len(n.GetPodCidrs())+len(n.GetServiceCidrs()))
+	}
+	return estimateElements(e.GetServicePort())
+}
+
 // estimateElements bounds from above how many elements a ServicePort
-// renders to, so View allocates its element slice once. It stays close:
-// at 100,000 Services every element of room is 112 bytes the garbage
-// collector scans.
+// renders to, so View allocates its element slice once. It follows the
+// rendering (see builder.servicePort) and is exact for a ClusterIP-only
+// Service: at 100,000 Services every element of room is 112 bytes to
+// allocate, and a page fault when touched.
 func estimateElements(sp *doormanv1.ServicePort) int {
 	if sp == nil {
-		return 4
+		return 0
 	}
-	kc, kl := max(len(sp.GetEndpoints()), len(sp.GetClusterEndpoints())), len(sp.GetLocalEndpoints())
-	frontends := 1 + len(sp.GetExternalIps()) + len(sp.GetLoadBalancerIps()) // ClusterIP, external
+	// Each endpoint of a frontend: its element and, with affinity, two
+	// members.
+	perEndpoint := 1
+	if sp.GetAffinityTimeoutSeconds() > 0 {
+		perEndpoint = 3
+	}
+	eps := len(sp.GetEndpoints())
+	cluster, hairpin := eps, eps // the external frontends' endpoints; hairpin pairs
+	if sp.GetInternalPolicyLocal() {
+		cluster = len(sp.GetClusterEndpoints())
+		hairpin += cluster
+	}
+	// An external frontend: its dispatch (or refusal) and cluster-wide
+	// endpoints; under policy Local also its local dispatch, the local
+	// verdict and the local endpoints.
+	external := 1 + cluster*perEndpoint
+	if sp.GetExternalPolicyLocal() {
+		local := len(sp.GetLocalEndpoints())
+		external += 2 + local*perEndpoint
+		hairpin += local
+	}
+	frontends := len(sp.GetExternalIps()) + len(sp.GetLoadBalancerIps())
 	if sp.GetNodePort() != 0 {
 		frontends++
 	}
-	per := 3 + kc + kl
-	if sp.GetAffinityTimeoutSeconds() > 0 {
-		per += kc + kl
-	}
-	return 1 + frontends*(per+1+len(sp.GetLoadBalancerSourceRanges())) + kc + kl
+	// The ClusterIP: its address, its dispatch (or refusal), its endpoints;
+	// a LoadBalancer IP's firewall: its address and a range per source
+	// range.
+	return 2 + eps*perEndpoint + hairpin + frontends*external +
+		len(sp.GetLoadBalancerIps())*(1+len(sp.GetLoadBalancerSourceRanges()))
 }
 
 // SortElements orders elements by set (in Sets order), then key bytes.
