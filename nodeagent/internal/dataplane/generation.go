@@ -149,14 +149,24 @@ func (d *Dataplane) Unchanged() bool {
 	return err == nil && d.current(gen)
 }
 
-// check decides whether Sync may trust m instead of reading the elements.
-func (d *Dataplane) check(m Mark, gen uint32, genErr error, digest uint64) ReadCheck {
+// checkGeneration decides, before the view is rendered, whether Sync may
+// yet trust m instead of reading the elements: ReadSkipped when the
+// kernel is still at m's generation (or the witness vouches for every
+// commit since), and then checkView decides.
+func (d *Dataplane) checkGeneration(m Mark, gen uint32, genErr error) ReadCheck {
 	switch {
 	case m.IsZero():
 		return ReadNoRecord
 	case genErr != nil || (gen != m.Generation && !d.vouched(m.Generation, gen)):
 		return ReadGenerationChanged
-	case digest != m.Elements:
+	}
+	return ReadSkipped
+}
+
+// checkView decides whether Sync may trust m, whose generation passed
+// checkGeneration, for a view whose elements have this digest.
+func (d *Dataplane) checkView(m Mark, digest uint64) ReadCheck {
+	if digest != m.Elements {
 		return ReadViewChanged
 	}
 	handle, err := d.tableHandle()

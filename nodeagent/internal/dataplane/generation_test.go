@@ -1,6 +1,7 @@
 package dataplane_test
 
 import (
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -160,6 +161,41 @@ func TestRestartWithAnotherView(t *testing.T) {
 		t.Errorf("Sync with a mark from before the last commit skipped the read")
 	}
 	expectHolds(t, node, view)
+}
+
+// TestRestartWithContestedFrontend: a view in which an externalIP claims
+// another Service's ClusterIP (which the start-up cannot summarize: what
+// it keeps depends on every claim) is rendered whole, still skips the
+// read when nothing changed, and still refuses the claim.
+func TestRestartWithContestedFrontend(t *testing.T) {
+	node := testnet.NewNS(t, "node")
+	evil := spEntry(&doormanv1.ServicePort{Namespace: "aaa", Name: "evil", Protocol: tcp, Family: ipv4,
+		ClusterIp: "10.96.0.99", Port: 80, ExternalIps: []string{"10.96.0.10"}, Endpoints: []*doormanv1.Endpoint{ep("10.0.4.2", 8080)}})
+	view := viewOf(nodeEntry(nodeIP), webService("10.0.2.2", "10.0.3.2"), evil)
+	sync := func(d *dataplane.Dataplane) dataplane.Stats {
+		t.Helper()
+		stats, err := d.Sync(view)
+		var invalid *dataplane.InvalidEntriesError
+		if !errors.As(err, &invalid) || len(invalid.Entries) != 1 || invalid.Entries[evil.GetKey()] == nil {
+			t.Fatalf("Sync: %v; want %s refused", err, evil.GetKey())
+		}
+		return stats
+	}
+	d := open(t, node)
+	sync(d)
+	mark := d.Mark()
+	if mark.IsZero() {
+		t.Fatal("no mark after the first Sync")
+	}
+	d2 := open(t, node)
+	d2.Trust(mark)
+	if stats := sync(d2); stats.Read != dataplane.ReadSkipped || stats.Ops != 0 {
+		t.Errorf("Sync after restart: read %q, %d ops; want %q, 0 ops", stats.Read, stats.Ops, dataplane.ReadSkipped)
+	}
+	d3 := open(t, node)
+	if stats := sync(d3); stats.Read != dataplane.ReadNoRecord || stats.Ops != 0 {
+		t.Errorf("full read after the restart: read %q, %d ops; want %q, 0 ops", stats.Read, stats.Ops, dataplane.ReadNoRecord)
+	}
 }
 
 // TestResyncReadsOnlyWhenChanged: the backstop Sync of a running

@@ -147,12 +147,13 @@ func (d *Dataplane) Sync(view map[string]*doormanv1.Entry) (Stats, error) {
 		now := time.Now()
 		*into, t = now.Sub(t), now
 	}
-	want := d.opts.View(view)
+	want, record, check := d.renderForRead(view)
 	lap(&steps.Render)
-	kt, check, err := d.readUnlessKnown(want)
+	kt, err := d.read(check != ReadSkipped, false)
 	if err != nil {
 		return Stats{}, fmt.Errorf("sync: %w", err)
 	}
+	d.known = record
 	lap(&steps.Read)
 	plan := planSync(kt, want)
 	lap(&steps.Plan)
@@ -180,31 +181,49 @@ func (d *Dataplane) Sync(view map[string]*doormanv1.Entry) (Stats, error) {
 	return stats, nil
 }
 
-// readUnlessKnown reads doorman's table for Sync: its skeleton only when
-// the kernel is known to hold want's elements (see check), else the whole
-// table. It consumes the Mark given by Trust and starts d.known afresh at
-// the generation before the read: the commit that follows keeps it only
-// if nobody committed in between.
-func (d *Dataplane) readUnlessKnown(want *render.Table) (*kernelTable, ReadCheck, error) {
+// renderForRead renders the view for Sync and decides whether Sync must
+// read the table's elements back (see check). It consumes the Mark given
+// by Trust and returns the Mark to start d.known afresh with once the
+// table is read: the generation before the read (zero when it cannot be
+// read) and the view's elements' digest; the commit that follows keeps it
+// only if nobody committed in between. While the kernel may still hold
+// the view (the generation is the recorded one), the view is first only
+// summarized (render.Summary): a start-up or resync that skips the read
+// never needs the elements themselves, only their digest. When the read
+// is needed after all, it renders the whole view.
+func (d *Dataplane) renderForRead(view map[string]*doormanv1.Entry) (*render.Table, Mark, ReadCheck) {
 	record := d.known
 	if record.IsZero() {
 		record = d.trusted
 	}
 	d.known, d.trusted = Mark{}, Mark{}
-	digest := elementsDigest(want.Elements)
 	start, genErr := d.generation()
 	if genErr != nil {
 		d.log.Warn("cannot read nftables generation", "error", genErr)
 	}
-	check := d.check(record, start, genErr, digest)
-	kt, err := d.read(check != ReadSkipped, false)
-	if err != nil {
-		return nil, check, err
+	check := d.checkGeneration(record, start, genErr)
+	var want *render.Table
+	var digest uint64
+	if check == ReadSkipped {
+		var ok bool
+		want, digest, ok = d.opts.Summary(view, elementHash)
+		if ok {
+			check = d.checkView(record, digest)
+		} else {
+			want = nil
+		}
 	}
-	if genErr == nil {
-		d.known = Mark{Generation: start, Elements: digest}
+	if want == nil || check != ReadSkipped {
+		want = d.opts.View(view)
+		digest = elementsDigest(want.Elements)
+		if check == ReadSkipped {
+			check = d.checkView(record, digest)
+		}
 	}
-	return kt, check, nil
+	if genErr != nil {
+		return want, Mark{}, check
+	}
+	return want, Mark{Generation: start, Elements: digest}, check
 }
 
 // deleteForeignChains deletes chains in doorman's table that are neither
