@@ -427,8 +427,9 @@ func parseEndpoints(list []*doormanv1.Endpoint, v6 bool, what string) ([]endpoin
 		if err != nil {
 			return nil, fmt.Errorf("%s %q: %w", what, ep.GetIp(), err)
 		}
-		if err := checkPort(what+" port", ep.GetPort()); err != nil {
-			return nil, fmt.Errorf("%s %q: %w", what, ep.GetIp(), err)
+		if port := ep.GetPort(); port < 1 || port > 65535 {
+			// checkPort's error, its context built only when needed.
+			return nil, fmt.Errorf("%s %q: %w", what, ep.GetIp(), checkPort(what+" port", port))
 		}
 		eps = append(eps, endpoint{a, ep.GetPort()})
 	}

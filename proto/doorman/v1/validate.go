@@ -209,8 +209,9 @@ func checkEndpoints(what string, eps []*Endpoint, family IPFamily) error {
 		if err := checkAddr(what, ep.GetIp(), family); err != nil {
 			return err
 		}
-		if err := checkPort(what+" "+ep.GetIp()+" port", ep.GetPort(), false); err != nil {
-			return err
+		if port := ep.GetPort(); port < 1 || port > 65535 {
+			// checkPort's error, its context built only when needed.
+			return checkPort(what+" "+ep.GetIp()+" port", port, false)
 		}
 	}
 	return nil
