@@ -15,7 +15,8 @@
 //     (generation, table handle, a digest of the elements). A Sync while
 //     the kernel is still at that generation and the view renders to those
 //     elements reads only the table's skeleton back, not the elements (the
-//     kernel's dump of a large set costs seconds at 100,000 Services). Any
+//     kernel's dump of a large set costs seconds at 100,000 Services), and
+//     renders no elements either: render.Summary gives their digest. Any
 //     commit by anyone to any table of the network namespace moves the
 //     generation on and brings the full read back. Trust hands a Mark an
 //     earlier process recorded (in the agent's cache) to the next Sync.

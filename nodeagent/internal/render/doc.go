@@ -67,7 +67,10 @@
 // nodeport-ips(6), which several entries (ports of one Service) share: they
 // are marked Shared and the dataplane counts their owners. View renders a
 // whole view (for a full reconcile and golden tests) and reports entries it
-// must leave out, whole or in part.
+// must leave out, whole or in part; a large view is rendered in parts, one
+// per CPU. Summary is View without the elements: what a reconcile keeps
+// (owners, claims, chain users) and a digest of the elements, for a
+// kernel that may hold them already.
 //
 // # Every Service semantic in the same layout
 //
