@@ -2,7 +2,8 @@
 # Runs every fuzz target for a bounded time (FUZZTIME, default 10s each):
 # the readers of untrusted input — stream messages both ways, cache
 # records, nftables event messages, the model's API objects, and the
-# agent stream's admission (any authorization header, any first messages).
+# agent stream's admission (any authorization header, any first messages);
+# and the renderer's Summary of any view, which a restart trusts as View.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 fuzztime="${FUZZTIME:-10s}"
@@ -16,6 +17,7 @@ targets=(
   "./controlplane/internal/auth FuzzTokenExpiry"
   "./controlplane/internal/auth FuzzNodeBinding"
   "./controlplane/internal/model FuzzServiceCIDRs"
+  "./nodeagent/internal/render FuzzSummary"
 )
 for t in "${targets[@]}"; do
   set -- $t

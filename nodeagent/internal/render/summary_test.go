@@ -71,3 +71,92 @@ func TestSummary(t *testing.T) {
 		t.Error("Summary of a view with contested frontends")
 	}
 }
+
+// FuzzSummary: for any view of a few Services drawn from small pools of
+// addresses and ports (so that ClusterIPs, external addresses, nodePorts
+// and endpoints collide, as hostile or mistaken Services make them), a
+// Summary in any number of parts holds what View does — digest, owners,
+// chain users, chains, claims' owners, invalid entries — or, exactly when
+// View refuses some claim, is not given.
+func FuzzSummary(f *testing.F) {
+	f.Add([]byte{3, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20})
+	f.Add([]byte{2, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		view := fuzzView(data)
+		want := View(view)
+		var wantDigest uint64
+		for i := range want.Elements {
+			wantDigest += testHash(&want.Elements[i])
+		}
+		keys, _ := sortedEntries(view)
+		for n := 1; n <= 3; n++ {
+			got, digest, ok := Options{}.summarize(keys, testHash, n)
+			if ok != (len(want.Refused) == 0) {
+				t.Fatalf("%d parts: summarized %v, View refused %v", n, ok, want.Refused)
+			}
+			if !ok {
+				continue
+			}
+			if digest != wantDigest {
+				t.Errorf("%d parts: digest %x, View's elements %x", n, digest, wantDigest)
+			}
+			compareState(t, fmt.Sprintf("-View +Summary in %d parts", n), want, got)
+		}
+	})
+}
+
+// fuzzView reads a view from data: the first byte is the number of
+// Services (up to 12); each takes 8 bytes, each choosing from a pool of
+// 4: ClusterIP, protocol and port, endpoints (count and first address),
+// external address (none, or one that may be another's ClusterIP),
+// nodePort (none or one of 3), affinity, traffic policies, local
+// endpoints. Missing bytes are zero.
+func fuzzView(data []byte) map[string]*doormanv1.Entry {
+	at := func(i int) byte {
+		if i < len(data) {
+			return data[i]
+		}
+		return 0
+	}
+	pool := func(b byte, prefix string) string { return fmt.Sprintf("%s.%d", prefix, b%4+1) }
+	view := viewOf(nodeEntry("192.168.1.10"))
+	for s := range int(at(0) % 13) {
+		b := func(i int) byte { return at(1 + 8*s + i) }
+		sp := &doormanv1.ServicePort{Namespace: fmt.Sprintf("ns%d", s), Name: "svc", Protocol: tcp, Family: ipv4,
+			ClusterIp: pool(b(0), "10.96.0"), Port: 80 + uint32(b(1)%2)}
+		if b(1)&4 != 0 {
+			sp.Protocol = udp
+		}
+		for e := range int(b(2) % 4) {
+			sp.Endpoints = append(sp.Endpoints, ep(pool(b(2)>>2+byte(e), "10.244.1"), 8080))
+		}
+		switch b(3) % 3 {
+		case 1:
+			sp.ExternalIps = []string{pool(b(3)>>2, "10.96.0")}
+		case 2:
+			sp.LoadBalancerIps = []string{pool(b(3)>>2, "192.0.2")}
+			if b(3)&0x80 != 0 {
+				sp.LoadBalancerSourceRanges = []string{"203.0.113.0/24"}
+			}
+		}
+		if np := b(4) % 4; np != 0 {
+			sp.NodePort = 30000 + uint32(np)
+		}
+		if b(5)&1 != 0 {
+			sp.AffinityTimeoutSeconds = 60
+		}
+		sp.InternalPolicyLocal, sp.ExternalPolicyLocal = b(6)&1 != 0, b(6)&2 != 0
+		if sp.InternalPolicyLocal {
+			sp.ClusterEndpoints = append(sp.ClusterEndpoints, sp.Endpoints...)
+			sp.ClusterEndpoints = append(sp.ClusterEndpoints, ep(pool(b(7), "10.244.2"), 8080))
+		}
+		if sp.ExternalPolicyLocal {
+			for e := range int(b(7) % 3) {
+				sp.LocalEndpoints = append(sp.LocalEndpoints, ep(pool(byte(e), "10.244.1"), 8080))
+			}
+		}
+		e := spEntry(sp)
+		view[e.GetKey()] = e
+	}
+	return view
+}
