@@ -156,6 +156,12 @@ func (d *Dataplane) Sync(view map[string]*doormanv1.Entry) (Stats, error) {
 	d.known = record
 	lap(&steps.Read)
 	plan := planSync(kt, want)
+	if plan.rebuild != "" && want.Elements == nil {
+		// The table is written anew, every element with it: a summary
+		// (see renderForRead) has none to write.
+		want = d.opts.View(view)
+		plan = planSync(kt, want)
+	}
 	lap(&steps.Plan)
 	d.lastRun = SyncSteps{}
 	if plan.rebuild != "" {
@@ -190,7 +196,8 @@ func (d *Dataplane) Sync(view map[string]*doormanv1.Entry) (Stats, error) {
 // the view (the generation is the recorded one), the view is first only
 // summarized (render.Summary): a start-up or resync that skips the read
 // never needs the elements themselves, only their digest. When the read
-// is needed after all, it renders the whole view.
+// is needed after all, it renders the whole view (and Sync does when the
+// table must be rebuilt).
 func (d *Dataplane) renderForRead(view map[string]*doormanv1.Entry) (*render.Table, Mark, ReadCheck) {
 	record := d.known
 	if record.IsZero() {
