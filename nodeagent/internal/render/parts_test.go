@@ -43,7 +43,7 @@ func partsView() map[string]*doormanv1.Entry {
 // the table is still the same.
 func TestViewInParts(t *testing.T) {
 	view := partsView()
-	keys, est := sortedEntries(view)
+	keys, est := sortedEntries(view, estimateEntry)
 	want := Options{}.renderParts(keys, est, 1)
 	if len(want.Invalid) != 1 || len(want.Refused) != 2 {
 		t.Fatalf("one part: Invalid %v, Refused %v; want 1 and 2", want.Invalid, want.Refused)

@@ -1,8 +1,6 @@
 package render
 
 import (
-	"runtime"
-
 	doormanv1 "github.com/doorman-proxy/doorman/proto/doorman/v1"
 )
 
@@ -19,8 +17,8 @@ import (
 // hash must depend on nothing but the element, and is called from
 // several goroutines at once.
 func (o Options) Summary(view map[string]*doormanv1.Entry, hash func(*Element) uint64) (t *Table, digest uint64, ok bool) {
-	keys, _ := sortedEntries(view)
-	return o.summarize(keys, hash, min(runtime.GOMAXPROCS(0), len(keys)/minPartEntries))
+	keys, _ := sortedEntries(view, nil)
+	return o.summarize(keys, hash, partsFor(len(keys)))
 }
 
 // summary is what one part of a Summary renders: the digest of its
@@ -55,7 +53,7 @@ func (o Options) summarize(keys []keyedEntry, hash func(*Element) uint64, n int)
 	n = max(1, n)
 	parts := make([]summary, n)
 	for i := range parts {
-		parts[i] = summary{keys: keys[len(keys)*i/n : len(keys)*(i+1)/n], hash: hash, users: map[string]int{}}
+		parts[i] = summary{keys: partKeys(keys, i, n), hash: hash, users: map[string]int{}}
 	}
 	inParallel(n, func(i int) { parts[i].render() })
 	t := &Table{Sets: Sets(), Owners: make(map[SharedID]int, len(keys)), Invalid: map[string]error{}, ChainUsers: map[string]int{},

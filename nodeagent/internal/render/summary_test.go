@@ -50,7 +50,7 @@ func TestSummary(t *testing.T) {
 		for i := range want.Elements {
 			wantDigest += testHash(&want.Elements[i])
 		}
-		keys, _ := sortedEntries(view)
+		keys, _ := sortedEntries(view, estimateEntry)
 		for _, n := range []int{1, 2, 3, 8} {
 			t.Run(fmt.Sprintf("%s, %d parts", name, n), func(t *testing.T) {
 				got, digest, ok := Options{}.summarize(keys, testHash, n)
@@ -88,7 +88,7 @@ func FuzzSummary(f *testing.F) {
 		for i := range want.Elements {
 			wantDigest += testHash(&want.Elements[i])
 		}
-		keys, _ := sortedEntries(view)
+		keys, _ := sortedEntries(view, estimateEntry)
 		for n := 1; n <= 3; n++ {
 			got, digest, ok := Options{}.summarize(keys, testHash, n)
 			if ok != (len(want.Refused) == 0) {

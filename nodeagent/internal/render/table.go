@@ -59,8 +59,8 @@ func View(view map[string]*doormanv1.Entry) *Table { return Options{}.View(view)
 // element slice; claims are then added, and elements kept, in the keys'
 // order, as if one builder had rendered it all.
 func (o Options) View(view map[string]*doormanv1.Entry) *Table {
-	keys, est := sortedEntries(view)
-	return o.renderParts(keys, est, min(runtime.GOMAXPROCS(0), len(keys)/minPartEntries))
+	keys, est := sortedEntries(view, estimateEntry)
+	return o.renderParts(keys, est, partsFor(len(keys)))
 }
 
 // renderParts renders the sorted entries, whose elements est bounds, in
@@ -102,16 +102,19 @@ type keyedEntry struct {
 	est   int
 }
 
-// sortedEntries returns the view's entries sorted by key, and a bound from
-// above on how many elements they render to. They are sorted with their
-// entries: looking each key up again in a large view costs more than the
-// rendering of most entries (and so would going over the map again for
-// the bound).
-func sortedEntries(view map[string]*doormanv1.Entry) ([]keyedEntry, int) {
+// sortedEntries returns the view's entries sorted by key and, with an
+// estimate (nil: none), each entry's bound on the elements it renders to
+// and their sum. They are sorted with their entries: looking each key up
+// again in a large view costs more than the rendering of most entries
+// (and so would going over the map again for the estimate).
+func sortedEntries(view map[string]*doormanv1.Entry, estimate func(*doormanv1.Entry) int) ([]keyedEntry, int) {
 	keys := make([]keyedEntry, 0, len(view))
 	est := 0
 	for k, e := range view {
-		n := estimateEntry(e)
+		n := 0
+		if estimate != nil {
+			n = estimate(e)
+		}
 		keys = append(keys, keyedEntry{k, e, n})
 		est += n
 	}
@@ -122,6 +125,15 @@ func sortedEntries(view map[string]*doormanv1.Entry) ([]keyedEntry, int) {
 // minPartEntries is the fewest entries worth a part of their own: below
 // it, starting and joining a goroutine costs more than it saves.
 const minPartEntries = 4096
+
+// partsFor is how many parts a view of n entries is rendered in: one per
+// CPU, each of at least minPartEntries entries, and at least one.
+func partsFor(n int) int { return max(1, min(runtime.GOMAXPROCS(0), n/minPartEntries)) }
+
+// partKeys is the i-th of n runs of keys, of about as many entries each.
+func partKeys(keys []keyedEntry, i, n int) []keyedEntry {
+	return keys[len(keys)*i/n : len(keys)*(i+1)/n]
+}
 
 // part is a run of consecutive entries (in key order) rendered by one
 // builder into its own stretch of the view's element slice.
@@ -141,12 +153,12 @@ func splitParts(keys []keyedEntry, elems []Element, n int) []part {
 	parts := make([]part, n)
 	at := 0
 	for i := range parts {
-		lo, hi := len(keys)*i/n, len(keys)*(i+1)/n
+		run := partKeys(keys, i, n)
 		est := 0
-		for _, ke := range keys[lo:hi] {
+		for _, ke := range run {
 			est += ke.est
 		}
-		parts[i] = part{keys: keys[lo:hi], at: at, b: builder{elems: elems[at : at : at+est], chunk: 1 << 20}}
+		parts[i] = part{keys: run, at: at, b: builder{elems: elems[at : at : at+est], chunk: 1 << 20}}
 		at += est
 	}
 	return parts
