@@ -158,7 +158,9 @@ func splitParts(keys []keyedEntry, elems []Element, n int) []part {
 		for _, ke := range run {
 			est += ke.est
 		}
-		parts[i] = part{keys: run, at: at, b: builder{elems: elems[at : at : at+est], chunk: 1 << 20}}
+		// Every entry claims at least its ClusterIP: room for as many
+		// claims as entries, as the one builder before parts had.
+		parts[i] = part{keys: run, at: at, b: builder{elems: elems[at : at : at+est], claims: make([]Claim, 0, len(run)), chunk: 1 << 20}}
 		at += est
 	}
 	return parts
