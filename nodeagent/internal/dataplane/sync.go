@@ -188,16 +188,17 @@ func (d *Dataplane) Sync(view map[string]*doormanv1.Entry) (Stats, error) {
 }
 
 // renderForRead renders the view for Sync and decides whether Sync must
-// read the table's elements back (see check). It consumes the Mark given
-// by Trust and returns the Mark to start d.known afresh with once the
-// table is read: the generation before the read (zero when it cannot be
-// read) and the view's elements' digest; the commit that follows keeps it
-// only if nobody committed in between. While the kernel may still hold
-// the view (the generation is the recorded one), the view is first only
-// summarized (render.Summary): a start-up or resync that skips the read
-// never needs the elements themselves, only their digest. When the read
-// is needed after all, it renders the whole view (and Sync does when the
-// table must be rebuilt).
+// read the table's elements back (see checkGeneration and checkView). It
+// consumes the Mark given by Trust and returns the Mark to start d.known
+// afresh with once the table is read: the generation before the read
+// (zero when it cannot be read) and the view's elements' digest; the
+// commit that follows keeps it only if nobody committed in between. While
+// the kernel may still hold the view (the generation is the recorded
+// one), the view is only summarized (render.Summary): a start-up or
+// resync that skips the read needs the elements' digest, not the
+// elements. Otherwise (or when the summary is refused, or shows the read
+// is needed after all) it renders the whole view; Sync does too when the
+// table must be rebuilt.
 func (d *Dataplane) renderForRead(view map[string]*doormanv1.Entry) (*render.Table, Mark, ReadCheck) {
 	record := d.known
 	if record.IsZero() {
@@ -208,29 +209,27 @@ func (d *Dataplane) renderForRead(view map[string]*doormanv1.Entry) (*render.Tab
 	if genErr != nil {
 		d.log.Warn("cannot read nftables generation", "error", genErr)
 	}
+	known := func(digest uint64) Mark {
+		if genErr != nil {
+			return Mark{}
+		}
+		return Mark{Generation: start, Elements: digest}
+	}
 	check := d.checkGeneration(record, start, genErr)
-	var want *render.Table
-	var digest uint64
 	if check == ReadSkipped {
-		var ok bool
-		want, digest, ok = d.opts.Summary(view, elementHash)
-		if ok {
-			check = d.checkView(record, digest)
-		} else {
-			want = nil
+		if want, digest, ok := d.opts.Summary(view, elementHash); ok {
+			if check = d.checkView(record, digest); check == ReadSkipped {
+				return want, known(digest), check
+			}
 		}
 	}
-	if want == nil || check != ReadSkipped {
-		want = d.opts.View(view)
-		digest = elementsDigest(want.Elements)
-		if check == ReadSkipped {
-			check = d.checkView(record, digest)
-		}
+	want := d.opts.View(view)
+	digest := elementsDigest(want.Elements)
+	if check == ReadSkipped {
+		// The summary was refused (a contested frontend).
+		check = d.checkView(record, digest)
 	}
-	if genErr != nil {
-		return want, Mark{}, check
-	}
-	return want, Mark{Generation: start, Elements: digest}, check
+	return want, known(digest), check
 }
 
 // deleteForeignChains deletes chains in doorman's table that are neither
