@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -166,7 +167,68 @@ func Link(t testing.TB, a *NS, aAddrs []string, b *NS, bAddrs []string) (aIf, bI
 	}
 	a.waitOperUp(t, aIf)
 	b.waitOperUp(t, bIf)
+	a.waitSolicitedNode(t, aIf, aAddrs)
+	b.waitSolicitedNode(t, bIf, bAddrs)
 	return aIf, bIf
+}
+
+// waitSolicitedNode waits until the interface has joined the
+// solicited-node multicast group of each IPv6 address among addrs. The
+// kernel joins them in a work queue after the link comes up; until then
+// the interface ignores neighbor solicitations for the address, and its
+// peer's first packet to it waits for the next solicitation, a second
+// later.
+func (n *NS) waitSolicitedNode(t testing.TB, ifname string, addrs []string) {
+	t.Helper()
+	var groups []string
+	for _, s := range addrs {
+		p, err := netip.ParsePrefix(s)
+		if err != nil || !p.Addr().Is6() {
+			continue
+		}
+		a := p.Addr().As16()
+		groups = append(groups, fmt.Sprintf("ff0200000000000000000001ff%02x%02x%02x", a[13], a[14], a[15]))
+	}
+	if len(groups) == 0 {
+		return
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var joined []byte
+		if err := n.Do(func() error {
+			var err error
+			joined, err = os.ReadFile("/proc/thread-self/net/igmp6")
+			return err
+		}); err != nil {
+			t.Fatalf("testnet: multicast groups of %s: %v", n.Name, err)
+		}
+		missing := ""
+		for _, g := range groups {
+			if !hasGroup(string(joined), ifname, g) {
+				missing = g
+				break
+			}
+		}
+		if missing == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("testnet: %s in %s has not joined %s after 5s", ifname, n.Name, missing)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// hasGroup reports whether igmp6, /proc/net/igmp6's text, lists the group
+// (32 hex digits) on the interface.
+func hasGroup(igmp6, ifname, group string) bool {
+	for line := range strings.Lines(igmp6) {
+		f := strings.Fields(line)
+		if len(f) >= 3 && f[1] == ifname && f[2] == group {
+			return true
+		}
+	}
+	return false
 }
 
 // waitOperUp waits until the kernel reports the interface operationally up.

@@ -2,6 +2,8 @@ package testnet_test
 
 import (
 	"errors"
+	"os"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -65,5 +67,38 @@ func TestNamesAreUnique(t *testing.T) {
 	b := testnet.NewNS(t, "same")
 	if a.Name == b.Name {
 		t.Errorf("two namespaces named %q", a.Name)
+	}
+}
+
+// TestLinkJoinsSolicitedNode: when Link returns, each end has joined the
+// solicited-node multicast group of its IPv6 address, so that its peer's
+// first neighbor solicitation is answered (the kernel joins in a work
+// queue after the link comes up, often a few milliseconds after; a
+// solicitation lost then costs the first packet a second). Several links,
+// as the join is late only on some.
+func TestLinkJoinsSolicitedNode(t *testing.T) {
+	for range 20 {
+		a, b := testnet.NewNS(t, "sna"), testnet.NewNS(t, "snb")
+		aIf, bIf := testnet.Link(t, a, []string{"fd00:5::abc:2/64"}, b, []string{"fd00:5::def:1/64"})
+		for _, end := range []struct {
+			ns     *testnet.NS
+			ifname string
+			group  string
+		}{{a, aIf, "ff0200000000000000000001ffbc0002"}, {b, bIf, "ff0200000000000000000001ffef0001"}} {
+			var groups []byte
+			if err := end.ns.Do(func() error {
+				var err error
+				groups, err = os.ReadFile("/proc/thread-self/net/igmp6")
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if !slices.ContainsFunc(strings.Split(string(groups), "\n"), func(line string) bool {
+				f := strings.Fields(line)
+				return len(f) >= 3 && f[1] == end.ifname && f[2] == end.group
+			}) {
+				t.Fatalf("%s in %s has not joined %s:\n%s", end.ifname, end.ns.Name, end.group, groups)
+			}
+		}
 	}
 }
