@@ -1,7 +1,6 @@
 // Package state is the node agent's view of what its node must program: the
 // entries by key, the version of the last update applied, the bucket and
-// view digests the agent reports on resume, and an index from bucket to
-// keys.
+// view digests the agent reports on resume.
 //
 // It checks updates from the control plane as messages: a broken one
 // (version 0, duplicate or empty keys, a bucket out of range) is rejected

@@ -46,7 +46,6 @@ type Applied struct {
 type View struct {
 	version uint64
 	entries map[string]*doormanv1.Entry
-	index   [doormanv1.Buckets]map[string]struct{}
 	digests doormanv1.Digests
 	// shards counts the entries that are shards of ports sent by node.
 	shards int
@@ -61,6 +60,18 @@ func New() *View {
 // update, it accepts no invalid entry: the cache holds what the kernel
 // held.
 func Restore(version uint64, entries []*doormanv1.Entry) (*View, error) {
+	if version > 0 {
+		if err := validateRestored(entries); err != nil {
+			return nil, fmt.Errorf("restore: %w", err)
+		}
+	}
+	return RestoreValid(version, entries)
+}
+
+// RestoreValid is Restore for entries the caller has checked each with
+// doormanv1.ValidateEntry (or ValidateEncodedEntry) already, as the cache
+// does while it decodes them: only their keys are checked to be unique.
+func RestoreValid(version uint64, entries []*doormanv1.Entry) (*View, error) {
 	if version == 0 && len(entries) > 0 {
 		return nil, errors.New("restore: entries without a version")
 	}
@@ -68,11 +79,14 @@ func Restore(version uint64, entries []*doormanv1.Entry) (*View, error) {
 	if version == 0 {
 		return v, nil
 	}
-	if err := validateRestored(entries); err != nil {
-		return nil, fmt.Errorf("restore: %w", err)
-	}
 	v.entries = make(map[string]*doormanv1.Entry, len(entries))
-	for _, e := range entries {
+	for i, e := range entries {
+		if e == nil {
+			return nil, fmt.Errorf("restore: upsert %d: nil entry", i)
+		}
+		if _, dup := v.entries[e.GetKey()]; dup {
+			return nil, fmt.Errorf("restore: entry %q upserted twice", e.GetKey())
+		}
 		v.set(e.GetKey(), nil, e)
 	}
 	v.version = version
@@ -279,12 +293,16 @@ func (v *View) mutate(u *doormanv1.SyncResponse) *Applied {
 	default:
 		replaced := make(map[uint32]struct{}, len(u.GetReplacedBuckets()))
 		for _, b := range u.GetReplacedBuckets() {
-			if _, dup := replaced[b]; dup {
-				continue
-			}
 			replaced[b] = struct{}{}
-			for key := range v.index[b] {
-				remove(key)
+		}
+		// One pass over the keys finds every replaced bucket's: only a
+		// resume replaces buckets, and an index kept for it would cost
+		// every change and every start-up two map writes a key.
+		if len(replaced) > 0 {
+			for key := range v.entries {
+				if _, in := replaced[doormanv1.Bucket(key)]; in {
+					remove(key)
+				}
 			}
 		}
 		for _, key := range u.GetRemovals() {
@@ -309,9 +327,8 @@ func (v *View) mutate(u *doormanv1.SyncResponse) *Applied {
 	return a
 }
 
-// set moves key from old (as held now) to next, keeping digests and index.
+// set moves key from old (as held now) to next, keeping digests.
 func (v *View) set(key string, old, next *doormanv1.Entry) {
-	b := doormanv1.Bucket(key)
 	if old != nil {
 		v.digests.Toggle(key, old.GetDigest())
 		if old.GetServicePort().GetShard() {
@@ -320,10 +337,6 @@ func (v *View) set(key string, old, next *doormanv1.Entry) {
 	}
 	if next == nil {
 		delete(v.entries, key)
-		delete(v.index[b], key)
-		if len(v.index[b]) == 0 {
-			v.index[b] = nil
-		}
 		return
 	}
 	v.digests.Toggle(key, next.GetDigest())
@@ -331,8 +344,4 @@ func (v *View) set(key string, old, next *doormanv1.Entry) {
 		v.shards++
 	}
 	v.entries[key] = next
-	if v.index[b] == nil {
-		v.index[b] = make(map[string]struct{})
-	}
-	v.index[b][key] = struct{}{}
 }

@@ -92,17 +92,10 @@ type snapshot struct {
 	Digest  uint64
 	Holding *doormanv1.Holding
 	Entries []*doormanv1.Entry
-	Index   map[uint32][]string
 }
 
 func snap(v *View) snapshot {
-	s := snapshot{Version: v.Version(), Digest: v.Digest(), Holding: v.Holding(), Entries: v.Sorted(), Index: map[uint32][]string{}}
-	for b, keys := range v.index {
-		for k := range keys {
-			s.Index[uint32(b)] = append(s.Index[uint32(b)], k)
-		}
-	}
-	return s
+	return snapshot{Version: v.Version(), Digest: v.Digest(), Holding: v.Holding(), Entries: v.Sorted()}
 }
 
 var cmpOpts = []cmp.Option{protocmp.Transform(), cmpopts.SortSlices(func(a, b string) bool { return a < b })}
