@@ -126,7 +126,11 @@ func (c *Cache) Close() error { return c.db.Close() }
 // Load reads the whole file back. A file that was never written gives an
 // empty Snapshot at version 0. A file written for another node, of another
 // format, or holding a record that does not decode gives an error.
-func (c *Cache) Load() (s *Snapshot, err error) {
+func (c *Cache) Load() (s *Snapshot, err error) { return c.load(nil) }
+
+// load is Load, checking each entry with check, given its record, as it is
+// decoded (nil: not checked).
+func (c *Cache) load(check func(e *doormanv1.Entry, record []byte) error) (s *Snapshot, err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
@@ -156,7 +160,7 @@ func (c *Cache) Load() (s *Snapshot, err error) {
 		if entries == nil {
 			return nil
 		}
-		s.Entries, err = decodeEntries(entries)
+		s.Entries, err = decodeEntries(entries, check)
 		return err
 	})
 	if err != nil {
@@ -170,10 +174,11 @@ func (c *Cache) Load() (s *Snapshot, err error) {
 // start-up.
 const parallelFrom = 1000
 
-// decodeEntries decodes every record of the bucket, in key order; the
-// error is the first record's, by key, that does not decode. The records
-// stay valid only during the transaction: they are decoded within it.
-func decodeEntries(b *bolt.Bucket) ([]*doormanv1.Entry, error) {
+// decodeEntries decodes every record of the bucket, in key order, and
+// checks each entry with check (nil: none); the error is the first
+// record's, by key, that does not decode or pass. The records stay valid
+// only during the transaction: they are decoded within it.
+func decodeEntries(b *bolt.Bucket, check func(e *doormanv1.Entry, record []byte) error) ([]*doormanv1.Entry, error) {
 	// The count from the pages' headers (a walk of them, which the
 	// records' walk faults in anyway) spares growing two lists of 100,000
 	// records one copy after another.
@@ -199,6 +204,9 @@ func decodeEntries(b *bolt.Bucket) ([]*doormanv1.Entry, error) {
 		}()
 		for i := from; i < to; i++ {
 			out[i], errs[i] = DecodeEntry(keys[i], values[i])
+			if errs[i] == nil && check != nil {
+				errs[i] = check(out[i], values[i])
+			}
 		}
 	}
 	if len(keys) < parallelFrom {
@@ -543,15 +551,16 @@ func setAside(path, node string, cause error) (*Cache, *state.View, *Reset, erro
 }
 
 // restore loads the file's view (with its freshness marker and kernel
-// mark).
+// mark). Each entry is validated as it is decoded, on its record's bytes
+// (see doormanv1.ValidateEncodedEntry).
 func (c *Cache) restore() (*state.View, error) {
-	s, err := c.Load()
+	s, err := c.load(doormanv1.ValidateEncodedEntry)
 	if err != nil {
 		return nil, err
 	}
 	c.freshness = s.Freshness
 	c.kernelMark = s.KernelMark
-	view, err := state.Restore(s.Version, s.Entries)
+	view, err := state.RestoreValid(s.Version, s.Entries)
 	if err != nil {
 		return nil, fmt.Errorf("load cache %s: %w", c.db.Path(), err)
 	}

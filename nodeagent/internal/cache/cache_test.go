@@ -199,6 +199,16 @@ func TestOpenView(t *testing.T) {
 			raw, _ := proto.Marshal(bad)
 			rawUpdate(t, path, func(tx *bolt.Tx) error { return tx.Bucket(bucketEntries).Put([]byte(web.Key), raw) })
 		}, wantErr: `entry "default/web:http/tcp/ipv4": digest`},
+		{name: "record with its digest fails validation", node: "node-1", corrupt: func(t *testing.T, path string) {
+			bad := proto.Clone(web).(*doormanv1.Entry)
+			bad.GetServicePort().ClusterIp = "::ffff:10.96.0.10"
+			var err error
+			if bad.Digest, err = doormanv1.ValueDigest(bad.GetServicePort()); err != nil {
+				t.Fatal(err)
+			}
+			raw, _ := proto.Marshal(bad)
+			rawUpdate(t, path, func(tx *bolt.Tx) error { return tx.Bucket(bucketEntries).Put([]byte(web.Key), raw) })
+		}, wantErr: `entry "default/web:http/tcp/ipv4": cluster IP`},
 		{name: "other format", node: "node-1", corrupt: func(t *testing.T, path string) {
 			rawUpdate(t, path, func(tx *bolt.Tx) error {
 				return tx.Bucket(bucketMeta).Put(keyFormat, binary.BigEndian.AppendUint32(nil, 99))

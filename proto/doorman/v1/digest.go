@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"hash/fnv"
 
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -31,8 +32,62 @@ func ValueDigest(m proto.Message) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
+	return bytesDigest(b), nil
+}
+
+// bytesDigest is the first 8 bytes of the SHA-256 of b.
+func bytesDigest(b []byte) uint64 {
 	sum := sha256.Sum256(b)
-	return binary.BigEndian.Uint64(sum[:8]), nil
+	return binary.BigEndian.Uint64(sum[:8])
+}
+
+// The Entry's value fields, by number (view.proto; a test holds them to
+// the descriptor).
+const (
+	entryServicePortField protowire.Number = 3
+	entryNodeField        protowire.Number = 4
+)
+
+// encodedDigest is ValueDigest of m, the value an Entry encoded as raw
+// holds in field num: want when raw holds the value in that one field
+// (no other occurrence of it or of the other value field, which would
+// be merged into it or replace it) and those bytes hash to want, else the
+// digest of m encoded again (raw nil: no encoding at hand).
+func encodedDigest(m proto.Message, raw []byte, num protowire.Number, want uint64) (uint64, error) {
+	if b, ok := onlyValueField(raw, num); ok && bytesDigest(b) == want {
+		return want, nil
+	}
+	return ValueDigest(m)
+}
+
+// onlyValueField returns the bytes of field num of the Entry encoded as
+// raw when that is the one value field raw holds, once.
+func onlyValueField(raw []byte, num protowire.Number) (value []byte, ok bool) {
+	seen := 0
+	for len(raw) > 0 {
+		n, typ, l := protowire.ConsumeTag(raw)
+		if l < 0 {
+			return nil, false
+		}
+		raw = raw[l:]
+		if n == entryServicePortField || n == entryNodeField {
+			if seen++; seen > 1 || n != num || typ != protowire.BytesType {
+				return nil, false
+			}
+			b, l := protowire.ConsumeBytes(raw)
+			if l < 0 {
+				return nil, false
+			}
+			value, raw = b, raw[l:]
+			continue
+		}
+		l = protowire.ConsumeFieldValue(n, typ, raw)
+		if l < 0 {
+			return nil, false
+		}
+		raw = raw[l:]
+	}
+	return value, seen == 1
 }
 
 // EntryHash mixes a key with its value digest, so that the same value under

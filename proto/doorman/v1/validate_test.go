@@ -1,10 +1,13 @@
 package doormanv1
 
 import (
+	"bytes"
 	"strings"
 	"testing"
 
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
 // sealed wraps a value in an entry under its key, with its digest.
@@ -201,5 +204,96 @@ func TestValidateEntryFrame(t *testing.T) {
 				t.Fatalf("ValidateEntry error = %v, want one containing %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestValidateEncodedEntry: an entry checked on its encoding gives what
+// ValidateEntry gives, takes the digest on the value's bytes only when
+// the encoding holds the value once, and trusts bytes that hash to the
+// digest even where they are not the canonical encoding.
+func TestValidateEncodedEntry(t *testing.T) {
+	web := sealed(t, validPort(IPFamily_IP_FAMILY_IPV4))
+	node := sealed(t, validNode())
+	wrongDigest := proto.CloneOf(web)
+	wrongDigest.Digest++
+	wrongKey := proto.CloneOf(web)
+	wrongKey.Key = "default/web:other/tcp/ipv4"
+	for _, e := range []*Entry{web, node, wrongDigest, wrongKey, {Key: "default/x:80/tcp/ipv4"}} {
+		raw, err := proto.Marshal(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, want := ValidateEncodedEntry(e, raw), ValidateEntry(e)
+		if (got == nil) != (want == nil) || (got != nil && got.Error() != want.Error()) {
+			t.Errorf("entry %q: ValidateEncodedEntry = %v, ValidateEntry = %v", e.GetKey(), got, want)
+		}
+	}
+
+	// The value twice: what decodes is both merged, whatever the last
+	// one's bytes hash to.
+	other := validPort(IPFamily_IP_FAMILY_IPV4)
+	other.Endpoints = []*Endpoint{{Ip: "10.9.9.9", Port: 9}}
+	otherBytes, err := proto.MarshalOptions{Deterministic: true}.Marshal(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	twice := proto.CloneOf(web)
+	twice.Digest = bytesDigest(otherBytes)
+	raw, err := proto.Marshal(twice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw = protowire.AppendTag(raw, entryServicePortField, protowire.BytesType)
+	raw = protowire.AppendBytes(raw, otherBytes)
+	decoded := &Entry{}
+	if err := proto.Unmarshal(raw, decoded); err != nil {
+		t.Fatal(err)
+	}
+	if err := ValidateEncodedEntry(decoded, raw); err == nil || !strings.Contains(err.Error(), "does not match its value") {
+		t.Errorf("value encoded twice, digest of the second: error = %v, want a digest mismatch", err)
+	}
+
+	// Bytes that are not the canonical encoding (a zero field written
+	// out) but hash to the digest: the digest names the value they decode
+	// to, so it is kept; encoded again, the value gives another digest.
+	canonical, err := proto.MarshalOptions{Deterministic: true}.Marshal(web.GetServicePort())
+	if err != nil {
+		t.Fatal(err)
+	}
+	shard := fieldNumber(&ServicePort{}, "shard")
+	padded := protowire.AppendVarint(protowire.AppendTag(bytes.Clone(canonical), shard, protowire.VarintType), 0)
+	spelled, err := proto.Marshal(&Entry{Key: web.GetKey(), Digest: bytesDigest(padded)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spelled = protowire.AppendTag(spelled, entryServicePortField, protowire.BytesType)
+	spelled = protowire.AppendBytes(spelled, padded)
+	decoded = &Entry{}
+	if err := proto.Unmarshal(spelled, decoded); err != nil {
+		t.Fatal(err)
+	}
+	if !proto.Equal(decoded.GetServicePort(), web.GetServicePort()) {
+		t.Fatalf("padded value decodes to %v, want %v", decoded.GetServicePort(), web.GetServicePort())
+	}
+	if err := ValidateEncodedEntry(decoded, spelled); err != nil {
+		t.Errorf("padded value whose bytes hash to the digest: %v", err)
+	}
+	if err := ValidateEntry(decoded); err == nil {
+		t.Errorf("padded value's digest taken as the canonical encoding's")
+	}
+}
+
+// fieldNumber is the number of m's field called name.
+func fieldNumber(m proto.Message, name protoreflect.Name) protowire.Number {
+	return m.ProtoReflect().Descriptor().Fields().ByName(name).Number()
+}
+
+// TestEntryValueFields: the value fields' numbers are view.proto's.
+func TestEntryValueFields(t *testing.T) {
+	if got := fieldNumber(&Entry{}, "service_port"); got != entryServicePortField {
+		t.Errorf("service_port is field %d, not %d", got, entryServicePortField)
+	}
+	if got := fieldNumber(&Entry{}, "node"); got != entryNodeField {
+		t.Errorf("node is field %d, not %d", got, entryNodeField)
 	}
 }
