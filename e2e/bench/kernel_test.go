@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/doorman-proxy/doorman/internal/netnsdir"
 )
 
 // testNetNS creates a network namespace for one test and removes it.
@@ -21,6 +23,9 @@ func testNetNS(t *testing.T) string {
 	}
 	if _, err := exec.LookPath("nft"); err != nil {
 		t.Fatal("nft not installed: make deps installs it (apt-get install -y nftables)")
+	}
+	if err := netnsdir.Prepare(); err != nil {
+		t.Fatal(err)
 	}
 	name := fmt.Sprintf("benchtest-%d", os.Getpid())
 	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {

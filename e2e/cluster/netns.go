@@ -13,12 +13,17 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"github.com/doorman-proxy/doorman/internal/netnsdir"
 )
 
 // netnsDir is where ip(8) keeps named network namespaces.
-const netnsDir = "/run/netns"
+const netnsDir = netnsdir.Dir
 
 func addNetNS(name string) error {
+	if err := netnsdir.Prepare(); err != nil {
+		return err
+	}
 	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
 		return fmt.Errorf("ip netns add %s: %w: %s", name, err, strings.TrimSpace(string(out)))
 	}

@@ -32,6 +32,7 @@ import (
 	"github.com/doorman-proxy/doorman/e2e/cluster"
 	"github.com/doorman-proxy/doorman/e2e/echo"
 	"github.com/doorman-proxy/doorman/e2e/retry"
+	"github.com/doorman-proxy/doorman/internal/netnsdir"
 )
 
 const (
@@ -496,6 +497,9 @@ func (k *Kind) startExternal(ctx context.Context) error {
 	}
 	ip, err := externalAddress(prefix, k.nodes)
 	if err != nil {
+		return err
+	}
+	if err := netnsdir.Prepare(); err != nil {
 		return err
 	}
 	// Left by a killed run: the namespace and with it the veth.

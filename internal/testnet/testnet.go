@@ -19,11 +19,16 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/doorman-proxy/doorman/internal/netnsdir"
 )
 
 // nsDir is where named network namespaces are bind-mounted (as by
 // `ip netns add`), so `ip netns exec NAME …` works while a test runs.
-const nsDir = "/var/run/netns"
+const nsDir = netnsdir.Dir
+
+// prepareDir prepares nsDir once per process (see netnsdir).
+var prepareDir = sync.OnceValue(netnsdir.Prepare)
 
 // RequireRoot skips the test unless it runs as root, which creating network
 // namespaces and programming nftables needs.
@@ -56,6 +61,9 @@ func (n *NS) Netlink() *netlink.Handle { return n.nl }
 func NewNS(t testing.TB, prefix string) *NS {
 	t.Helper()
 	RequireRoot(t)
+	if err := prepareDir(); err != nil {
+		t.Fatalf("testnet: %v", err)
+	}
 	name := prefix + "-" + randomHex(4)
 	var handle netns.NsHandle
 	err := onFreshThread(func() error {
