@@ -128,3 +128,25 @@ func claimOwners(c *Claims) map[string]string {
 	}
 	return out
 }
+
+// TestSortKeyed: entries sorted in any number of runs, odd numbers
+// included, come out in key order, each once.
+func TestSortKeyed(t *testing.T) {
+	for _, size := range []int{0, 1, 2, 5, 1000} {
+		for runs := 1; runs <= 7; runs++ {
+			keys := make([]keyedEntry, size)
+			for i := range keys {
+				keys[i] = keyedEntry{key: fmt.Sprintf("k%05d", (i*7919)%size)}
+			}
+			got := sortRuns(keys, runs)
+			if len(got) != size {
+				t.Fatalf("%d keys in %d runs: %d out", size, runs, len(got))
+			}
+			for i := range got {
+				if want := fmt.Sprintf("k%05d", i); got[i].key != want {
+					t.Fatalf("%d keys in %d runs: [%d] = %s, want %s", size, runs, i, got[i].key, want)
+				}
+			}
+		}
+	}
+}

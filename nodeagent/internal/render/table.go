@@ -118,8 +118,63 @@ func sortedEntries(view map[string]*doormanv1.Entry, estimate func(*doormanv1.En
 		keys = append(keys, keyedEntry{k, e, n})
 		est += n
 	}
-	slices.SortFunc(keys, func(x, y keyedEntry) int { return strings.Compare(x.key, y.key) })
-	return keys, est
+	return sortKeyed(keys), est
+}
+
+// byKey orders keyed entries by key.
+func byKey(x, y keyedEntry) int { return strings.Compare(x.key, y.key) }
+
+// sortKeyed sorts keys by key: a large view in runs, one per part (see
+// partsFor), each sorted on a CPU of its own, then merged pairwise. The
+// sort is a serial step of every render otherwise.
+func sortKeyed(keys []keyedEntry) []keyedEntry { return sortRuns(keys, partsFor(len(keys))) }
+
+// sortRuns is sortKeyed in n runs.
+func sortRuns(keys []keyedEntry, n int) []keyedEntry {
+	if n <= 1 || len(keys) < n {
+		slices.SortFunc(keys, byKey)
+		return keys
+	}
+	inParallel(n, func(i int) { slices.SortFunc(partKeys(keys, i, n), byKey) })
+	bounds := make([]int, n+1)
+	for i := range bounds {
+		bounds[i] = len(keys) * i / n
+	}
+	src, dst := keys, make([]keyedEntry, len(keys))
+	for len(bounds) > 2 {
+		pairs := (len(bounds) - 1) / 2
+		inParallel(pairs, func(p int) {
+			from, mid, to := bounds[2*p], bounds[2*p+1], bounds[2*p+2]
+			mergeKeyed(dst[from:to], src[from:mid], src[mid:to])
+		})
+		next := []int{0}
+		for p := range pairs {
+			next = append(next, bounds[2*p+2])
+		}
+		if (len(bounds)-1)%2 == 1 {
+			// An odd run out: carried to the next round as it is.
+			from := bounds[len(bounds)-2]
+			copy(dst[from:], src[from:])
+			next = append(next, len(keys))
+		}
+		src, dst, bounds = dst, src, next
+	}
+	return src
+}
+
+// mergeKeyed merges the sorted runs a and b into out, which holds both.
+func mergeKeyed(out, a, b []keyedEntry) {
+	i := 0
+	for len(a) > 0 && len(b) > 0 {
+		if byKey(b[0], a[0]) < 0 {
+			out[i], b = b[0], b[1:]
+		} else {
+			out[i], a = a[0], a[1:]
+		}
+		i++
+	}
+	i += copy(out[i:], a)
+	copy(out[i:], b)
 }
 
 // minPartEntries is the fewest entries worth a part of their own: below
