@@ -44,9 +44,9 @@ hash12() { cat "$@" | sha256sum | cut -c1-12; }
 t_all=$(date +%s)
 summary=()
 
-k8s_dir="$(cd "${repo}/e2e/k8sbuild" && GOFLAGS=-mod=readonly go list -m -f '{{.Dir}}' k8s.io/kubernetes)"
+k8s_dir="$(bash "${repo}/e2e/hack/k8s-source.sh")" || die "no k8s.io/kubernetes source (see above)"
 manifest="${k8s_dir}/test/utils/image/manifest.go"
-[ -f "${manifest}" ] || die "no ${manifest} (go mod download in e2e/k8sbuild)"
+[ -f "${manifest}" ] || die "no ${manifest} in the k8s.io/kubernetes module"
 
 # tag NAME: the version manifest.go gives the image NAME, so a new
 # Kubernetes pin cannot silently keep loading the old tags.

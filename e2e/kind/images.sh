@@ -114,8 +114,7 @@ common=(-dir /tmp:1777)
 
 # --- versions kubeadm expects ---------------------------------------------
 
-k8s_dir="$(cd "${repo}/e2e/k8sbuild" && GOFLAGS=-mod=readonly go list -m -f '{{.Dir}}' k8s.io/kubernetes)"
-[ -d "${k8s_dir}" ] || die "k8s.io/kubernetes not in the module cache (go mod download in e2e/k8sbuild)"
+k8s_dir="$(bash "${repo}/e2e/hack/k8s-source.sh")" || die "no k8s.io/kubernetes source (see above)"
 constants="${k8s_dir}/cmd/kubeadm/app/constants/constants.go"
 constant() {
   local v
