@@ -135,9 +135,9 @@ func TestKernelProbes(t *testing.T) {
 	}
 }
 
-// TestWaitForCommit checks that the time reported is the commit's, not
-// the end of the wait: the change is committed 300 ms after the wait
-// starts and the poll tick is long.
+// TestWaitForCommit checks that the wait ends on the commit's event, with
+// a time no earlier than the commit: the change is committed 300 ms after
+// the wait starts and the poll tick is longer than the wait may last.
 func TestWaitForCommit(t *testing.T) {
 	ns := testNetNS(t)
 	nft(t, ns, doormanTable)
@@ -152,11 +152,10 @@ func TestWaitForCommit(t *testing.T) {
 	}
 	defer g.close()
 	ip := netip.MustParseAddr("10.245.1.1")
-	start := time.Now()
-	committed := make(chan time.Time, 1)
+	started := make(chan time.Time, 1)
 	go func() {
 		time.Sleep(300 * time.Millisecond)
-		committed <- time.Now()
+		started <- time.Now()
 		cmd := exec.Command("ip", "netns", "exec", ns, "nft", "add element inet doorman service-endpoints { 10.96.0.12 . tcp . 80 . 0x0 : 10.245.1.1 . 8080 }")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Errorf("nft: %v: %s", err, out)
@@ -171,10 +170,9 @@ func TestWaitForCommit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d := at.Sub(start); d < 250*time.Millisecond || d > 2*time.Second {
-		t.Errorf("commit seen %s after the start, want about 300ms", d)
-	}
-	if c := <-committed; at.Before(c) {
-		t.Errorf("commit time %s before the nft command started", c.Sub(at))
+	// Seen by its event, not at a poll tick: the tick is an hour away,
+	// past the context's deadline.
+	if s := <-started; at.Before(s) {
+		t.Errorf("commit time %s before the nft command started", s.Sub(at))
 	}
 }

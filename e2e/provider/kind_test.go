@@ -77,12 +77,15 @@ func TestKindAskThroughPodProxy(t *testing.T) {
 		_ = l.Close()
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
+		start := time.Now()
 		_, err = a.Ask(cctx, "tcp", dead, "hostname")
+		asked := time.Since(start)
 		if !errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, ErrNotAsked) {
 			t.Fatalf("Ask a closed port: %v; want a refusal", err)
 		}
-		if took, ok := echo.Took(err); !ok || took > time.Second {
-			t.Errorf("Took = %v, %t; want a short remote time", took, ok)
+		// The dialer runs in this process: its time is part of the Ask's.
+		if took, ok := echo.Took(err); !ok || took < 0 || took > asked {
+			t.Errorf("Took = %v, %t; want the dialer's time, within the Ask's %v", took, ok, asked)
 		}
 	})
 	t.Run("proxy failure is not a failed request", func(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"regexp"
 	"testing"
 	"time"
 
@@ -74,10 +75,13 @@ func changedView(t *testing.T, endpoint string, trigger int64) []*doormanv1.Entr
 	return view
 }
 
+// repairedOnEvent matches the log of a repair the event monitor asked for.
+var repairedOnEvent = regexp.MustCompile(`kernel drift repaired: .*trigger="foreign change"`)
+
 // TestDriftRepaired: doorman's table is changed from outside the agent, by
 // a separate netlink connection in the node's namespace; the agent notices
-// and puts it back within 2 s, counting each repair. Its own updates are not
-// drift.
+// and puts it back, on the monitor's word, counting each repair. Its own
+// updates are not drift.
 func TestDriftRepaired(t *testing.T) {
 	ns, run, cp := programmedAgent(t)
 
@@ -131,10 +135,12 @@ func TestDriftRepaired(t *testing.T) {
 			if diff := cmp.Diff(programmed, kernelTable(t, ns), protocmp.Transform()); diff == "" {
 				t.Fatal("the change did not change the kernel")
 			}
+			// Repaired on the monitor's word: the periodic resync is
+			// minutes away, and the log names the trigger.
 			want := uint64(i + 1)
-			for run.getState(t).GetDriftRepairs() < want {
-				if time.Since(changed) > 2*time.Second {
-					t.Fatalf("not repaired within 2s: state %v\nlogs:\n%s", run.getState(t), run.logs.String())
+			for run.getState(t).GetDriftRepairs() < want || len(repairedOnEvent.FindAllString(run.logs.String(), -1)) < int(want) {
+				if time.Since(changed) > 30*time.Second {
+					t.Fatalf("not repaired on a foreign change within 30s: state %v\nlogs:\n%s", run.getState(t), run.logs.String())
 				}
 				time.Sleep(10 * time.Millisecond)
 			}
@@ -185,24 +191,31 @@ func TestResyncAfterOtherTables(t *testing.T) {
 		}
 		time.Sleep(3 * period)
 	}
+	// At least five periodic resyncs after the commits, however slowly
+	// the machine runs them.
 	after := reads()
+	deadline := time.Now().Add(30 * time.Second)
+	for after[`reason="generation_unchanged"`]-before[`reason="generation_unchanged"`] < 5 {
+		if time.Now().After(deadline) {
+			t.Fatalf("fewer than 5 periodic resyncs that read nothing within 30s: %v → %v\nlogs:\n%s", before, after, run.logs.String())
+		}
+		time.Sleep(period)
+		after = reads()
+	}
 	for reason, n := range after {
 		if reason != `reason="generation_unchanged"` && n != before[reason] {
 			t.Errorf("Syncs that read the table back after commits to other tables only: %s went from %v to %v\nlogs:\n%s", reason, before[reason], n, run.logs.String())
 		}
-	}
-	if skipped := after[`reason="generation_unchanged"`] - before[`reason="generation_unchanged"`]; skipped < 5 {
-		t.Errorf("%v periodic resyncs read nothing in %v with a resync period of %v; want at least 5", skipped, 15*period, period)
 	}
 
 	other.FlushChain(&nftables.Chain{Name: "services", Table: &nftables.Table{Name: "doorman", Family: nftables.TableFamilyINet}})
 	if err := other.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
+	deadline = time.Now().Add(30 * time.Second)
 	for reads()[`reason="generation_changed"`] == after[`reason="generation_changed"`] {
 		if time.Now().After(deadline) {
-			t.Fatalf("no Sync read the table back within 5s of a commit to doorman's table\nlogs:\n%s", run.logs.String())
+			t.Fatalf("no Sync read the table back within 30s of a commit to doorman's table\nlogs:\n%s", run.logs.String())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
