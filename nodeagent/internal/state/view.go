@@ -84,13 +84,27 @@ func RestoreValid(version uint64, entries []*doormanv1.Entry) (*View, error) {
 		if e == nil {
 			return nil, fmt.Errorf("restore: upsert %d: nil entry", i)
 		}
-		if _, dup := v.entries[e.GetKey()]; dup {
-			return nil, fmt.Errorf("restore: entry %q upserted twice", e.GetKey())
-		}
 		v.set(e.GetKey(), nil, e)
+	}
+	if len(v.entries) != len(entries) {
+		// A key given twice: name it (the view built is discarded).
+		return nil, fmt.Errorf("restore: entry %q upserted twice", firstRepeated(entries))
 	}
 	v.version = version
 	return v, nil
+}
+
+// firstRepeated returns the first key of entries that an earlier entry
+// has too.
+func firstRepeated(entries []*doormanv1.Entry) string {
+	seen := make(map[string]struct{}, len(entries))
+	for _, e := range entries {
+		if _, dup := seen[e.GetKey()]; dup {
+			return e.GetKey()
+		}
+		seen[e.GetKey()] = struct{}{}
+	}
+	return ""
 }
 
 // parallelFrom is the number of entries from which Restore validates them
@@ -103,7 +117,6 @@ const parallelFrom = 1000
 // ones, the error names the first by key. The shared validator runs on
 // every CPU for many entries.
 func validateRestored(entries []*doormanv1.Entry) error {
-	seen := make(map[string]struct{}, len(entries))
 	for i, e := range entries {
 		switch {
 		case e == nil:
@@ -111,10 +124,11 @@ func validateRestored(entries []*doormanv1.Entry) error {
 		case e.GetKey() == "":
 			return fmt.Errorf("upsert %d: entry with an empty key", i)
 		}
-		if _, dup := seen[e.GetKey()]; dup {
-			return fmt.Errorf("entry %q upserted twice", e.GetKey())
+	}
+	if len(entries) > 1 {
+		if k := firstRepeated(entries); k != "" {
+			return fmt.Errorf("entry %q upserted twice", k)
 		}
-		seen[e.GetKey()] = struct{}{}
 	}
 	errs := make([]error, len(entries))
 	check := func(from, to int) {

@@ -383,6 +383,7 @@ func TestRestore(t *testing.T) {
 	node := nodeEntry(t, "node-1")
 	for _, tc := range []struct {
 		name    string
+		valid   bool // RestoreValid, not Restore
 		version uint64
 		entries []*doormanv1.Entry
 		wantErr string
@@ -391,9 +392,17 @@ func TestRestore(t *testing.T) {
 		{name: "entries", version: 3, entries: []*doormanv1.Entry{web, node}},
 		{name: "entries without version", version: 0, entries: []*doormanv1.Entry{web}, wantErr: "entries without a version"},
 		{name: "bad entry", version: 3, entries: []*doormanv1.Entry{{Key: "x"}}, wantErr: `entry "x": no value`},
+		{name: "key twice", version: 3, entries: []*doormanv1.Entry{web, node, web}, wantErr: `entry "default/web:http/tcp/ipv4" upserted twice`},
+		{name: "key twice, checked as valid", valid: true, version: 3, entries: []*doormanv1.Entry{node, web, node}, wantErr: `entry "` + node.GetKey() + `" upserted twice`},
+		{name: "nil, checked as valid", valid: true, version: 3, entries: []*doormanv1.Entry{web, nil}, wantErr: "upsert 1: nil entry"},
+		{name: "entries, checked as valid", valid: true, version: 3, entries: []*doormanv1.Entry{web, node}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			v, err := Restore(tc.version, tc.entries)
+			restore := Restore
+			if tc.valid {
+				restore = RestoreValid
+			}
+			v, err := restore(tc.version, tc.entries)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("Restore error = %v, want %q", err, tc.wantErr)
