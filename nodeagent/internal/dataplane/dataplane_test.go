@@ -691,47 +691,6 @@ func BenchmarkSyncUnchanged(b *testing.B) {
 	}
 }
 
-// BenchmarkSyncEmpty measures a full programming: a Sync of 10,000 and
-// 100,000 Services × 2 endpoints into a namespace that holds no table yet,
-// as a node's first view. It reports the Sync's steps (render, encode,
-// the kernel's commit) per Sync, the process's CPU time and the kernel
-// objects written (sets, chains, rules, elements).
-func BenchmarkSyncEmpty(b *testing.B) {
-	for _, n := range []int{10000, 100000} {
-		b.Run(fmt.Sprintf("services=%d", n), func(b *testing.B) {
-			view := bigView(n)
-			var steps dataplane.SyncSteps
-			var cpu time.Duration
-			ops := 0
-			for i := 0; i < b.N; i++ {
-				b.StopTimer()
-				node := testnet.NewNS(b, "bench")
-				d := open(b, node)
-				b.StartTimer()
-				before := processCPU(b)
-				stats, err := d.Sync(view)
-				cpu += processCPU(b) - before
-				if err != nil {
-					b.Fatalf("Sync: %v", err)
-				}
-				if stats.Ops == 0 {
-					b.Fatal("Sync into an empty namespace made no change")
-				}
-				ops += stats.Ops
-				steps.Render += stats.Steps.Render
-				steps.Encode += stats.Steps.Encode
-				steps.Commit += stats.Steps.Commit
-			}
-			per := func(d time.Duration) float64 { return d.Seconds() * 1000 / float64(b.N) }
-			b.ReportMetric(per(steps.Render), "render-ms/op")
-			b.ReportMetric(per(steps.Encode), "encode-ms/op")
-			b.ReportMetric(per(steps.Commit), "commit-ms/op")
-			b.ReportMetric(cpu.Seconds()/float64(b.N), "cpu-s/op")
-			b.ReportMetric(float64(ops)/float64(b.N), "objects/op")
-		})
-	}
-}
-
 // processCPU is the CPU time (user and system) the process used so far.
 func processCPU(b *testing.B) time.Duration {
 	var ru syscall.Rusage

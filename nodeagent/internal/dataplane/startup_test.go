@@ -72,42 +72,53 @@ const (
 )
 
 // runStartUpChild runs one start-up in a new process and returns its
-// figures. The child collects garbage at the agent's start-up target
-// (GOGC=400, as nodeagent/app's startGCPercent).
+// figures.
 func runStartUpChild(b *testing.B, cachePath, netns string, n int) startUpFigures {
 	b.Helper()
-	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), startUpCacheEnv+"="+cachePath, startUpNetNSEnv+"="+netns,
-		startUpSizeEnv+"="+strconv.Itoa(n), "GOGC=400")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		b.Fatalf("start-up child: %v\n%s%s", err, out, stderr.Bytes())
-	}
-	line := out
-	if i := bytes.Index(out, []byte("startup-figures ")); i >= 0 {
-		line, _, _ = bytes.Cut(out[i+len("startup-figures "):], []byte("\n"))
-	}
 	var f startUpFigures
-	if err := json.Unmarshal(line, &f); err != nil {
-		b.Fatalf("start-up child's figures: %v\n%s", err, out)
-	}
+	runChild(b, &f, startUpCacheEnv+"="+cachePath, startUpNetNSEnv+"="+netns, startUpSizeEnv+"="+strconv.Itoa(n))
 	if f.Err != "" {
 		b.Fatalf("start-up child: %s", f.Err)
 	}
 	return f
 }
 
-// TestMain runs one start-up of BenchmarkStartUp instead of the tests when
-// the benchmark started the process for it (see runStartUpChild), and
-// prints its figures for the benchmark to read.
+// runChild runs the test binary again with env added and decodes the
+// figures it prints into f. The child collects garbage at the agent's
+// start-up target (GOGC=400, as nodeagent/app's startGCPercent).
+func runChild(b *testing.B, f any, env ...string) {
+	b.Helper()
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(append(os.Environ(), env...), "GOGC=400")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		b.Fatalf("child %v: %v\n%s%s", env, err, out, stderr.Bytes())
+	}
+	line := out
+	if i := bytes.Index(out, []byte("startup-figures ")); i >= 0 {
+		line, _, _ = bytes.Cut(out[i+len("startup-figures "):], []byte("\n"))
+	}
+	if err := json.Unmarshal(line, f); err != nil {
+		b.Fatalf("child's figures: %v\n%s", err, out)
+	}
+}
+
+// TestMain runs one start-up of BenchmarkStartUp, or one Sync of
+// BenchmarkSyncEmpty, instead of the tests when the benchmark started the
+// process for it (see runChild), and prints its figures for the benchmark
+// to read.
 func TestMain(m *testing.M) {
-	cachePath := os.Getenv(startUpCacheEnv)
-	if cachePath == "" {
+	var f any
+	switch {
+	case os.Getenv(startUpCacheEnv) != "":
+		f = startUpChild(os.Getenv(startUpCacheEnv), os.Getenv(startUpNetNSEnv), os.Getenv(startUpSizeEnv))
+	case os.Getenv(syncEmptyNetNSEnv) != "":
+		f = syncEmptyChild(os.Getenv(syncEmptyNetNSEnv), os.Getenv(startUpSizeEnv))
+	default:
 		os.Exit(m.Run())
 	}
-	f := startUpChild(cachePath, os.Getenv(startUpNetNSEnv), os.Getenv(startUpSizeEnv))
 	line, err := json.Marshal(f)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
