@@ -113,9 +113,9 @@ func firstRepeated(entries []*doormanv1.Entry) string {
 const parallelFrom = 1000
 
 // validateRestored checks entries as a full update's upserts: each
-// present, under a non-empty key given once, and valid; of the invalid
-// ones, the error names the first by key. The shared validator runs on
-// every CPU for many entries.
+// present, under a non-empty key, and valid; of the invalid ones, the
+// error names the first by key (RestoreValid, after it, finds a key given
+// twice). The shared validator runs on every CPU for many entries.
 func validateRestored(entries []*doormanv1.Entry) error {
 	for i, e := range entries {
 		switch {
@@ -123,11 +123,6 @@ func validateRestored(entries []*doormanv1.Entry) error {
 			return fmt.Errorf("upsert %d: nil entry", i)
 		case e.GetKey() == "":
 			return fmt.Errorf("upsert %d: entry with an empty key", i)
-		}
-	}
-	if len(entries) > 1 {
-		if k := firstRepeated(entries); k != "" {
-			return fmt.Errorf("entry %q upserted twice", k)
 		}
 	}
 	errs := make([]error, len(entries))
