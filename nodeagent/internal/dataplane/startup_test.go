@@ -44,23 +44,19 @@ func BenchmarkStartUp(b *testing.B) {
 		f := runStartUpChild(b, path, node.Path(), n)
 		sum.Load += f.Load
 		sum.Sync += f.Sync
-		sum.CPU += f.CPU
-		sum.Sys += f.Sys
-		sum.Faults += f.Faults
+		sum.add(f.usage)
 	}
 	per := func(x float64) float64 { return x / float64(b.N) }
 	b.ReportMetric(per(sum.Load.Seconds()), "load-s/op")
 	b.ReportMetric(per(sum.Sync.Seconds()), "sync-s/op")
-	b.ReportMetric(per(sum.CPU.Seconds()), "cpu-s/op")
-	b.ReportMetric(per(sum.Sys.Seconds()), "sys-s/op")
-	b.ReportMetric(per(float64(sum.Faults)), "faults/op")
+	sum.report(b)
 }
 
 // startUpFigures is what one start-up measured of itself.
 type startUpFigures struct {
-	Load, Sync, CPU, Sys time.Duration
-	Faults               int64
-	Err                  string
+	Load, Sync time.Duration
+	usage
+	Err string
 }
 
 // The start-up child's environment: the cache file, the node's network
@@ -97,13 +93,16 @@ func runChild(b *testing.B, f any, env ...string) {
 		b.Fatalf("child %v: %v\n%s%s", env, err, out, stderr.Bytes())
 	}
 	line := out
-	if i := bytes.Index(out, []byte("startup-figures ")); i >= 0 {
-		line, _, _ = bytes.Cut(out[i+len("startup-figures "):], []byte("\n"))
+	if i := bytes.Index(out, []byte(childFigures)); i >= 0 {
+		line, _, _ = bytes.Cut(out[i+len(childFigures):], []byte("\n"))
 	}
 	if err := json.Unmarshal(line, f); err != nil {
 		b.Fatalf("child's figures: %v\n%s", err, out)
 	}
 }
+
+// childFigures marks the line a child prints its figures on, as JSON.
+const childFigures = "child-figures "
 
 // TestMain runs one start-up of BenchmarkStartUp, or one Sync of
 // BenchmarkSyncEmpty, instead of the tests when the benchmark started the
@@ -124,7 +123,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	fmt.Printf("startup-figures %s\n", line)
+	fmt.Printf("%s%s\n", childFigures, line)
 	os.Exit(0)
 }
 
@@ -154,9 +153,7 @@ func startUpChild(cachePath, netns, services string) (f startUpFigures) {
 	if stats.Ops != 0 || stats.Read != dataplane.ReadSkipped || view.Len() != n+1 {
 		return startUpFigures{Err: fmt.Sprintf("start-up Sync of %d entries: %d ops, read %q; want %d entries, 0 ops, read %q", view.Len(), stats.Ops, stats.Read, n+1, dataplane.ReadSkipped)}
 	}
-	sys := time.Duration(ru1.Stime.Nano() - ru0.Stime.Nano())
-	return startUpFigures{Load: loaded.Sub(start), Sync: synced.Sub(loaded),
-		CPU: sys + time.Duration(ru1.Utime.Nano()-ru0.Utime.Nano()), Sys: sys, Faults: ru1.Minflt - ru0.Minflt}
+	return startUpFigures{Load: loaded.Sub(start), Sync: synced.Sub(loaded), usage: used(ru0, ru1)}
 }
 
 // rusage is the process's resource usage so far.
@@ -164,6 +161,32 @@ func rusage() syscall.Rusage {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return ru
+}
+
+// usage is what a child used between two rusage readings: CPU time (all,
+// and the kernel's share) and page faults.
+type usage struct {
+	CPU, Sys time.Duration
+	Faults   int64
+}
+
+func used(before, after syscall.Rusage) usage {
+	sys := time.Duration(after.Stime.Nano() - before.Stime.Nano())
+	return usage{CPU: sys + time.Duration(after.Utime.Nano()-before.Utime.Nano()), Sys: sys, Faults: after.Minflt - before.Minflt}
+}
+
+func (u *usage) add(o usage) {
+	u.CPU += o.CPU
+	u.Sys += o.Sys
+	u.Faults += o.Faults
+}
+
+// report reports the usage summed over b.N children, per child.
+func (u usage) report(b *testing.B) {
+	per := func(x float64) float64 { return x / float64(b.N) }
+	b.ReportMetric(per(u.CPU.Seconds()), "cpu-s/op")
+	b.ReportMetric(per(u.Sys.Seconds()), "sys-s/op")
+	b.ReportMetric(per(float64(u.Faults)), "faults/op")
 }
 
 // writeStartUpCache programs n Services into node and writes them to a

@@ -39,9 +39,7 @@ func BenchmarkSyncEmpty(b *testing.B) {
 				sum.Steps.Render += f.Steps.Render
 				sum.Steps.Encode += f.Steps.Encode
 				sum.Steps.Commit += f.Steps.Commit
-				sum.CPU += f.CPU
-				sum.Sys += f.Sys
-				sum.Faults += f.Faults
+				sum.add(f.usage)
 				sum.Ops += f.Ops
 			}
 			per := func(x float64) float64 { return x / float64(b.N) }
@@ -50,9 +48,7 @@ func BenchmarkSyncEmpty(b *testing.B) {
 			b.ReportMetric(ms(sum.Steps.Render), "render-ms/op")
 			b.ReportMetric(ms(sum.Steps.Encode), "encode-ms/op")
 			b.ReportMetric(ms(sum.Steps.Commit), "commit-ms/op")
-			b.ReportMetric(per(sum.CPU.Seconds()), "cpu-s/op")
-			b.ReportMetric(per(sum.Sys.Seconds()), "sys-s/op")
-			b.ReportMetric(per(float64(sum.Faults)), "faults/op")
+			sum.report(b)
 			b.ReportMetric(per(float64(sum.Ops)), "objects/op")
 		})
 	}
@@ -64,11 +60,11 @@ const syncEmptyNetNSEnv = "DOORMAN_SYNCEMPTY_NETNS"
 
 // syncEmptyFigures is what one child's Sync measured of itself.
 type syncEmptyFigures struct {
-	Sync, CPU, Sys time.Duration
-	Steps          dataplane.SyncSteps
-	Faults         int64
-	Ops            int
-	Err            string
+	Sync  time.Duration
+	Steps dataplane.SyncSteps
+	usage
+	Ops int
+	Err string
 }
 
 func syncEmptyChild(netns, services string) syncEmptyFigures {
@@ -88,8 +84,5 @@ func syncEmptyChild(netns, services string) syncEmptyFigures {
 	if err != nil {
 		return syncEmptyFigures{Err: fmt.Sprintf("Sync: %v", err)}
 	}
-	sys := time.Duration(ru1.Stime.Nano() - ru0.Stime.Nano())
-	return syncEmptyFigures{Sync: synced.Sub(start), Steps: stats.Steps,
-		CPU: sys + time.Duration(ru1.Utime.Nano()-ru0.Utime.Nano()), Sys: sys,
-		Faults: ru1.Minflt - ru0.Minflt, Ops: stats.Ops}
+	return syncEmptyFigures{Sync: synced.Sub(start), Steps: stats.Steps, usage: used(ru0, ru1), Ops: stats.Ops}
 }
