@@ -455,7 +455,10 @@ func (k *Kind) startDialers(ctx context.Context) error {
 	}
 	// The default ServiceAccount appears shortly after the namespace; the
 	// DaemonSet controller retries Pods until it does.
-	if _, err := cs.AppsV1().DaemonSets(dialerNamespace).Create(ctx, ds, metav1.CreateOptions{}); err != nil {
+	if err := createInNewNamespace(ctx, func() error {
+		_, err := cs.AppsV1().DaemonSets(dialerNamespace).Create(ctx, ds, metav1.CreateOptions{})
+		return err
+	}); err != nil {
 		return fmt.Errorf("create daemonset %s/%s: %w", dialerNamespace, dialerName, err)
 	}
 	return retry.Until(ctx, 3*time.Minute, func() error {
@@ -482,6 +485,26 @@ func (k *Kind) startDialers(ctx context.Context) error {
 		k.dialers = got
 		return nil
 	})
+}
+
+// createInNewNamespace calls create, the first object of a namespace just
+// created, until the API server stops refusing it with the
+// NamespaceTerminating cause: a namespace of the same name deleted
+// moments before (by an earlier run, or the previous phase of this one)
+// can still look terminating to the API server's admission cache after
+// the new one was created. Any other error is returned at once.
+func createInNewNamespace(ctx context.Context, create func() error) error {
+	var last error
+	if err := retry.Until(ctx, time.Minute, func() error {
+		last = create()
+		if apierrors.HasStatusCause(last, corev1.NamespaceTerminatingCause) {
+			return last
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	return last
 }
 
 // startExternal makes the external client: a network namespace whose veth

@@ -15,6 +15,10 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
@@ -152,5 +156,41 @@ func TestExternalAddress(t *testing.T) {
 		if err != nil || got.String() != tc.want {
 			t.Errorf("externalAddress(%s) = %s, %v; want %s", tc.prefix, got, err, tc.want)
 		}
+	}
+}
+
+// TestCreateInNewNamespace: a create refused because the namespace still
+// looks terminating (as the API server's NamespaceLifecycle admission
+// answers) is tried again until it passes; any other error ends it at once.
+func TestCreateInNewNamespace(t *testing.T) {
+	terminating := apierrors.NewForbidden(schema.GroupResource{Group: "apps", Resource: "daemonsets"}, "dialer",
+		errors.New("unable to create new content in namespace doorman-e2e-dialers because it is being terminated"))
+	terminating.ErrStatus.Details.Causes = append(terminating.ErrStatus.Details.Causes, metav1.StatusCause{
+		Type: corev1.NamespaceTerminatingCause, Message: "namespace doorman-e2e-dialers is being terminated", Field: "metadata.namespace"})
+	other := apierrors.NewForbidden(schema.GroupResource{Group: "apps", Resource: "daemonsets"}, "dialer", errors.New("denied by policy"))
+	for _, tc := range []struct {
+		name      string
+		answers   []error // the create's answers in turn; the last repeats
+		wantCalls int
+		wantErr   error
+	}{
+		{"created at once", []error{nil}, 1, nil},
+		{"terminating twice, then created", []error{terminating, terminating, nil}, 3, nil},
+		{"another refusal is not retried", []error{other}, 1, other},
+		{"terminating, then another refusal", []error{terminating, other}, 2, other},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			calls := 0
+			err := createInNewNamespace(context.Background(), func() error {
+				calls++
+				return tc.answers[min(calls, len(tc.answers))-1]
+			})
+			if !errors.Is(err, tc.wantErr) || (err == nil) != (tc.wantErr == nil) {
+				t.Errorf("err = %v, want %v", err, tc.wantErr)
+			}
+			if calls != tc.wantCalls {
+				t.Errorf("create called %d times, want %d", calls, tc.wantCalls)
+			}
+		})
 	}
 }
